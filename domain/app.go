@@ -1,0 +1,234 @@
+package domain
+
+import (
+	"slices"
+	"time"
+)
+
+// Status is where a backup is in its life.
+type Status string
+
+// Backup statuses: queued → running → ready or failed.
+const (
+	StatusQueued  Status = "queued"
+	StatusRunning Status = "running"
+	StatusReady   Status = "ready"
+	StatusFailed  Status = "failed"
+)
+
+// Backup is one backup as the ledger knows it.
+type Backup struct {
+	ID            string
+	App           string
+	Name          string
+	Description   string
+	Status        Status
+	Origin        Origin
+	CreatedBy     string
+	CreatedAt     time.Time
+	StartedAt     time.Time
+	CompletedAt   time.Time
+	ExpiresAt     time.Time
+	SchemaVersion int
+	SizeBytes     int64
+	SHA256        string
+	ItemCount     int
+	Error         string
+	Attempt       int
+	// Seq is the stream sequence of the backup.requested event.
+	Seq uint64
+}
+
+// counts reports whether the backup counts against the app's quota.
+func (b *Backup) counts() bool {
+	return b.Status == StatusQueued || b.Status == StatusRunning || b.Status == StatusReady
+}
+
+// CommandRecord is what the app remembers of a command it accepted, so that
+// a retry of the same command is answered with the first result.
+type CommandRecord struct {
+	Seq      uint64
+	Type     string
+	BackupID string
+}
+
+// App is the aggregate: the state of one app folded from its events. Its
+// fields are changed only by Apply; commands read it to decide.
+type App struct {
+	id       string
+	seq      uint64
+	lastHash string
+	events   int
+	memory   int
+
+	backups      map[string]*Backup // live backups (not deleted)
+	deleted      map[string]bool
+	lastManualAt time.Time
+	lastReadyAt  time.Time
+
+	commands map[string]CommandRecord
+	cmdRing  []string
+	cmdNext  int
+}
+
+// NewApp returns the empty state of app id. commandMemory bounds how many
+// command ids it remembers (see Rules.CommandMemory).
+func NewApp(id string, commandMemory int) *App {
+	if commandMemory < 1 {
+		commandMemory = 1
+	}
+	return &App{
+		id:       id,
+		memory:   commandMemory,
+		backups:  map[string]*Backup{},
+		deleted:  map[string]bool{},
+		commands: map[string]CommandRecord{},
+	}
+}
+
+// ID returns the app id.
+func (a *App) ID() string { return a.id }
+
+// Seq returns the stream sequence of the last applied event of the app, 0
+// when it has none: the expected last subject sequence of its next append.
+func (a *App) Seq() uint64 { return a.seq }
+
+// LastHash returns the hash of the last applied event: the next prev_hash.
+func (a *App) LastHash() string { return a.lastHash }
+
+// Events returns how many events the app has.
+func (a *App) Events() int { return a.events }
+
+// LastBackupAt returns when the app's last backup became ready (zero if
+// never).
+func (a *App) LastBackupAt() time.Time { return a.lastReadyAt }
+
+// Backup returns a copy of a live backup.
+func (a *App) Backup(id string) (Backup, bool) {
+	b, ok := a.backups[id]
+	if !ok {
+		return Backup{}, false
+	}
+	return *b, true
+}
+
+// Backups returns copies of the live backups sorted by creation time (then
+// by stream sequence).
+func (a *App) Backups() []Backup {
+	out := make([]Backup, 0, len(a.backups))
+	for _, b := range a.backups {
+		out = append(out, *b)
+	}
+	slices.SortFunc(out, func(x, y Backup) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		switch {
+		case x.Seq < y.Seq:
+			return -1
+		case x.Seq > y.Seq:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// CountByStatus returns how many live backups have each status.
+func (a *App) CountByStatus() map[Status]int {
+	m := map[Status]int{}
+	for _, b := range a.backups {
+		m[b.Status]++
+	}
+	return m
+}
+
+// Quota returns how many backups count against the quota.
+func (a *App) Quota() int {
+	n := 0
+	for _, b := range a.backups {
+		if b.counts() {
+			n++
+		}
+	}
+	return n
+}
+
+// Command returns the record of an accepted command by its scoped key
+// (see CommandKey).
+func (a *App) Command(key string) (CommandRecord, bool) {
+	r, ok := a.commands[key]
+	return r, ok
+}
+
+// CommandKey scopes a command id by its caller, so that two callers' keys
+// never collide within an app.
+func CommandKey(actor, commandID string) string { return actor + "\x00" + commandID }
+
+// Apply folds one event into the state. seq is its stream sequence, hash the
+// SHA-256 of its raw body. Apply never fails and never validates: the
+// decision was made before the event was written. ev may be nil for an event
+// type this process does not know; the chain still advances.
+func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
+	a.seq = seq
+	a.lastHash = hash
+	a.events++
+	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev)})
+
+	switch e := ev.(type) {
+	case *BackupRequested:
+		a.backups[e.BackupID] = &Backup{
+			ID: e.BackupID, App: a.id, Name: e.Name, Description: e.Description,
+			Status: StatusQueued, Origin: e.Origin, CreatedBy: env.Actor,
+			CreatedAt: env.Time, ExpiresAt: e.ExpiresAt, Seq: seq,
+		}
+		if e.Origin == OriginManual {
+			a.lastManualAt = env.Time
+		}
+	case *BackupStarted:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.Status = StatusRunning
+			b.Attempt = e.Attempt
+			b.StartedAt = env.Time
+		}
+	case *BackupCompleted:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.Status = StatusReady
+			b.CompletedAt = env.Time
+			b.SizeBytes = e.SizeBytes
+			b.SHA256 = e.SHA256
+			b.ItemCount = e.ItemCount
+			b.SchemaVersion = e.SchemaVersion
+			b.Error = ""
+			a.lastReadyAt = env.Time
+		}
+	case *BackupFailed:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.Status = StatusFailed
+			b.CompletedAt = env.Time
+			b.Error = e.Reason
+		}
+	case *BackupRenamed:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.Name = e.Name
+		}
+	case *BackupDeleted:
+		delete(a.backups, e.BackupID)
+		a.deleted[e.BackupID] = true
+	}
+}
+
+// remember records a command, forgetting the oldest beyond the memory.
+func (a *App) remember(key string, r CommandRecord) {
+	if _, ok := a.commands[key]; ok {
+		return
+	}
+	if len(a.cmdRing) < a.memory {
+		a.cmdRing = append(a.cmdRing, key)
+	} else {
+		delete(a.commands, a.cmdRing[a.cmdNext])
+		a.cmdRing[a.cmdNext] = key
+		a.cmdNext = (a.cmdNext + 1) % a.memory
+	}
+	a.commands[key] = r
+}

@@ -1,0 +1,244 @@
+package domain
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Command is a request to change one app. Deciding it against the app's
+// state yields exactly one event or an error.
+type Command interface {
+	// CommandName is the stable name used in logs and metrics.
+	CommandName() string
+	// AppID is the app the command changes.
+	AppID() string
+	decide(a *App, c *decision) (Event, error)
+}
+
+// decision is what a command may use to decide besides the app's state.
+type decision struct {
+	now   time.Time
+	rules Rules
+	newID func() string
+}
+
+// RequestBackup asks for a new backup of an app. Name nil means the default
+// name; a given name is trimmed and must then be 1 to 100 characters.
+type RequestBackup struct {
+	App         string
+	Name        *string
+	Description string
+	Origin      Origin
+}
+
+// StartBackup marks a queued backup running. A higher Attempt restarts a
+// backup whose previous worker died.
+type StartBackup struct {
+	App      string
+	BackupID string
+	Attempt  int
+	Worker   string
+}
+
+// CompleteBackup marks a running backup ready with its archive's facts.
+type CompleteBackup struct {
+	App           string
+	BackupID      string
+	SizeBytes     int64
+	SHA256        string
+	ItemCount     int
+	SchemaVersion int
+}
+
+// FailBackup marks a queued or running backup failed with a reason.
+type FailBackup struct {
+	App      string
+	BackupID string
+	Reason   string
+}
+
+// RenameBackup gives a backup a new name.
+type RenameBackup struct {
+	App      string
+	BackupID string
+	Name     string
+}
+
+// DeleteBackup removes a backup from the list; its archive is deleted.
+type DeleteBackup struct {
+	App      string
+	BackupID string
+}
+
+// CommandName implements Command.
+func (RequestBackup) CommandName() string { return "backup.request" }
+
+// CommandName implements Command.
+func (StartBackup) CommandName() string { return "backup.start" }
+
+// CommandName implements Command.
+func (CompleteBackup) CommandName() string { return "backup.complete" }
+
+// CommandName implements Command.
+func (FailBackup) CommandName() string { return "backup.fail" }
+
+// CommandName implements Command.
+func (RenameBackup) CommandName() string { return "backup.rename" }
+
+// CommandName implements Command.
+func (DeleteBackup) CommandName() string { return "backup.delete" }
+
+// AppID implements Command.
+func (c RequestBackup) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c StartBackup) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c CompleteBackup) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c FailBackup) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c RenameBackup) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c DeleteBackup) AppID() string { return c.App }
+
+func (c RequestBackup) decide(a *App, d *decision) (Event, error) {
+	origin := c.Origin
+	if origin == "" {
+		origin = OriginManual
+	}
+	if !origin.Valid() {
+		return nil, Errorf(CodeInvalidArgument, "unknown origin %q", origin)
+	}
+	name := d.rules.DefaultName(d.now)
+	if c.Name != nil {
+		n, err := NormalizeName(*c.Name)
+		if err != nil {
+			return nil, err
+		}
+		name = n
+	}
+	desc, err := NormalizeDescription(c.Description)
+	if err != nil {
+		return nil, err
+	}
+	if q := a.Quota(); q >= d.rules.MaxBackups {
+		return nil, Errorf(CodeQuotaExceeded, "app %s already holds %d backups, the most allowed; delete one first", a.id, q)
+	}
+	if origin == OriginManual && !a.lastManualAt.IsZero() {
+		next := a.lastManualAt.Add(d.rules.MinInterval)
+		if d.now.Before(next) {
+			wait := next.Sub(d.now)
+			e := Errorf(CodeTooSoon, "backups of app %s must be at least %s apart; the next one is allowed at %s",
+				a.id, d.rules.MinInterval, next.UTC().Format(time.RFC3339))
+			e.RetryAfter = wait
+			return nil, e
+		}
+	}
+	return &BackupRequested{
+		BackupID:    d.newID(),
+		Name:        name,
+		Description: desc,
+		Origin:      origin,
+		ExpiresAt:   d.now.Add(d.rules.Retention).UTC(),
+	}, nil
+}
+
+// live returns the live backup id of app a, or a not-found error.
+func live(a *App, id string) (*Backup, error) {
+	if b, ok := a.backups[id]; ok {
+		return b, nil
+	}
+	if a.deleted[id] {
+		return nil, Errorf(CodeNotFound, "backup %s of app %s was deleted", id, a.id)
+	}
+	return nil, Errorf(CodeNotFound, "backup %s not found in app %s", id, a.id)
+}
+
+func stateConflict(b *Backup, what string) error {
+	return Errorf(CodeBackupStateConflict, "backup %s is %s and cannot be %s", b.ID, b.Status, what)
+}
+
+func (c StartBackup) decide(a *App, _ *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	if c.Attempt < 1 {
+		return nil, Errorf(CodeInvalidArgument, "attempt must be at least 1")
+	}
+	switch {
+	case b.Status == StatusQueued:
+	case b.Status == StatusRunning && c.Attempt > b.Attempt:
+	default:
+		return nil, stateConflict(b, "started")
+	}
+	return &BackupStarted{BackupID: b.ID, Attempt: c.Attempt, Worker: c.Worker}, nil
+}
+
+func (c CompleteBackup) decide(a *App, _ *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	if b.Status != StatusRunning {
+		return nil, stateConflict(b, "completed")
+	}
+	if c.SizeBytes < 0 || c.ItemCount < 0 || len(c.SHA256) != 64 {
+		return nil, Errorf(CodeInvalidArgument, "completion needs a size, an item count and a hex SHA-256")
+	}
+	return &BackupCompleted{BackupID: b.ID, SizeBytes: c.SizeBytes, SHA256: c.SHA256,
+		ItemCount: c.ItemCount, SchemaVersion: c.SchemaVersion}, nil
+}
+
+func (c FailBackup) decide(a *App, _ *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	if b.Status != StatusQueued && b.Status != StatusRunning {
+		return nil, stateConflict(b, "failed")
+	}
+	reason := c.Reason
+	if reason == "" {
+		reason = "unknown"
+	}
+	if utf8.RuneCountInString(reason) > 1000 {
+		reason = string([]rune(reason)[:1000])
+	}
+	return &BackupFailed{BackupID: b.ID, Reason: reason}, nil
+}
+
+func (c RenameBackup) decide(a *App, _ *decision) (Event, error) {
+	name, err := NormalizeName(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	return &BackupRenamed{BackupID: b.ID, Name: name, PreviousName: b.Name}, nil
+}
+
+func (c DeleteBackup) decide(a *App, _ *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	return &BackupDeleted{BackupID: b.ID}, nil
+}
+
+// Decide decides cmd against a at time now under rules, with newID making
+// any id the event needs. It is the pure core that Ledger.Execute wraps; it
+// is exported for tests and tools that replay decisions.
+func Decide(a *App, cmd Command, now time.Time, rules Rules, newID func() string) (Event, error) {
+	if err := ValidateAppID(cmd.AppID()); err != nil {
+		return nil, err
+	}
+	return cmd.decide(a, &decision{now: now, rules: rules, newID: newID})
+}

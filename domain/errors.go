@@ -1,0 +1,88 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Stable error codes. Transports map each to a status in one table; the code
+// itself is part of the API contract and never changes.
+const (
+	CodeInvalidArgument     = "invalid_argument"
+	CodeNotFound            = "not_found"
+	CodeQuotaExceeded       = "backup_quota_exceeded"
+	CodeTooSoon             = "backup_too_soon"
+	CodeBackupStateConflict = "backup_state_conflict"
+	CodeConflict            = "conflict"
+	CodeUnauthenticated     = "unauthenticated"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal"
+)
+
+// Error is an error with a stable code that is safe to show to a client.
+// Rule errors carry extra fields (RetryAfter) that transports expose.
+type Error struct {
+	Code    string
+	Message string
+	// RetryAfter is set for CodeTooSoon: how long until the rule allows the
+	// command.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinel errors for the store and the application layer.
+var (
+	// ErrConflict is returned by an EventStore when the expected last
+	// sequence of the app's subject is not the actual one.
+	ErrConflict = errors.New("wrong last sequence")
+	// ErrUnauthenticated is returned when a caller has no valid credentials.
+	ErrUnauthenticated = &Error{Code: CodeUnauthenticated, Message: "missing or invalid bearer token"}
+)
+
+// Code returns the stable code of err: the code of an *Error in its chain,
+// CodeConflict for ErrConflict, CodeInternal for anything else and "" for
+// nil.
+func Code(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, ErrConflict) {
+		return CodeConflict
+	}
+	return CodeInternal
+}
+
+// Public returns the client-facing message of err: the message of an *Error,
+// a fixed text for conflicts, and "internal error" for everything else, so
+// that internal details never reach a client.
+func Public(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	if errors.Is(err, ErrConflict) {
+		return "the app changed concurrently too often; try again"
+	}
+	return "internal error"
+}
+
+// RetryAfter returns the RetryAfter of an *Error in err's chain, or 0.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}

@@ -1,0 +1,186 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Envelope is the JSON body of one event on the stream, as documented in
+// docs/events.md. It is never changed incompatibly.
+type Envelope struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Version       int             `json:"version"`
+	App           string          `json:"app"`
+	Time          time.Time       `json:"time"`
+	Actor         string          `json:"actor"`
+	CommandID     string          `json:"command_id"`
+	CorrelationID string          `json:"correlation_id,omitempty"`
+	CausationID   string          `json:"causation_id,omitempty"`
+	PrevHash      string          `json:"prev_hash"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// Event is the data of one event type.
+type Event interface {
+	// EventType is the stable registered name, e.g. "backup.requested".
+	EventType() string
+}
+
+// Event type names. Registered explicitly; never renamed.
+const (
+	TypeBackupRequested = "backup.requested"
+	TypeBackupStarted   = "backup.started"
+	TypeBackupCompleted = "backup.completed"
+	TypeBackupFailed    = "backup.failed"
+	TypeBackupRenamed   = "backup.renamed"
+	TypeBackupDeleted   = "backup.deleted"
+)
+
+// eventVersion is the current version of every event type's data.
+const eventVersion = 1
+
+// registry maps a type name to a constructor of its data.
+var registry = map[string]func() Event{
+	TypeBackupRequested: func() Event { return new(BackupRequested) },
+	TypeBackupStarted:   func() Event { return new(BackupStarted) },
+	TypeBackupCompleted: func() Event { return new(BackupCompleted) },
+	TypeBackupFailed:    func() Event { return new(BackupFailed) },
+	TypeBackupRenamed:   func() Event { return new(BackupRenamed) },
+	TypeBackupDeleted:   func() Event { return new(BackupDeleted) },
+}
+
+// EventTypes returns the registered event type names.
+func EventTypes() []string {
+	out := make([]string, 0, len(registry))
+	for t := range registry {
+		out = append(out, t)
+	}
+	return out
+}
+
+// DecodeEvent decodes the data of an envelope into its registered type. An
+// unknown type returns an error; callers that fold events skip such events
+// so that an older process survives a newer event type.
+func DecodeEvent(env *Envelope) (Event, error) {
+	mk, ok := registry[env.Type]
+	if !ok {
+		return nil, fmt.Errorf("unknown event type %q", env.Type)
+	}
+	ev := mk()
+	if err := json.Unmarshal(env.Data, ev); err != nil {
+		return nil, fmt.Errorf("decode %s data: %w", env.Type, err)
+	}
+	return ev, nil
+}
+
+// HashEvent returns the hex SHA-256 of an event's raw message body: the
+// prev_hash the next event of the same app carries.
+func HashEvent(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Origin says why a backup exists.
+type Origin string
+
+// Origins of DESIGN §1.
+const (
+	OriginManual     Origin = "manual"
+	OriginNightly    Origin = "nightly"
+	OriginPreRestore Origin = "pre_restore"
+	OriginUpload     Origin = "upload"
+)
+
+// Valid reports whether o is a known origin.
+func (o Origin) Valid() bool {
+	switch o {
+	case OriginManual, OriginNightly, OriginPreRestore, OriginUpload:
+		return true
+	}
+	return false
+}
+
+// BackupRequested records that a backup was asked for; it is then queued.
+type BackupRequested struct {
+	BackupID    string    `json:"backup_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Origin      Origin    `json:"origin"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// BackupStarted records that a worker began (or, with a higher attempt,
+// began again) to write the backup's archive.
+type BackupStarted struct {
+	BackupID string `json:"backup_id"`
+	Attempt  int    `json:"attempt"`
+	Worker   string `json:"worker,omitempty"`
+}
+
+// BackupCompleted records that the archive is stored and the backup ready.
+type BackupCompleted struct {
+	BackupID      string `json:"backup_id"`
+	SizeBytes     int64  `json:"size_bytes"`
+	SHA256        string `json:"sha256"`
+	ItemCount     int    `json:"item_count"`
+	SchemaVersion int    `json:"schema_version"`
+}
+
+// BackupFailed records that a backup could not be made, and why.
+type BackupFailed struct {
+	BackupID string `json:"backup_id"`
+	Reason   string `json:"reason"`
+}
+
+// BackupRenamed records a new name.
+type BackupRenamed struct {
+	BackupID     string `json:"backup_id"`
+	Name         string `json:"name"`
+	PreviousName string `json:"previous_name"`
+}
+
+// BackupDeleted records that a backup left the list; its archive is removed.
+type BackupDeleted struct {
+	BackupID string `json:"backup_id"`
+}
+
+// EventType implements Event.
+func (*BackupRequested) EventType() string { return TypeBackupRequested }
+
+// EventType implements Event.
+func (*BackupStarted) EventType() string { return TypeBackupStarted }
+
+// EventType implements Event.
+func (*BackupCompleted) EventType() string { return TypeBackupCompleted }
+
+// EventType implements Event.
+func (*BackupFailed) EventType() string { return TypeBackupFailed }
+
+// EventType implements Event.
+func (*BackupRenamed) EventType() string { return TypeBackupRenamed }
+
+// EventType implements Event.
+func (*BackupDeleted) EventType() string { return TypeBackupDeleted }
+
+// BackupID returns the backup an event concerns, or "".
+func BackupID(ev Event) string {
+	switch e := ev.(type) {
+	case *BackupRequested:
+		return e.BackupID
+	case *BackupStarted:
+		return e.BackupID
+	case *BackupCompleted:
+		return e.BackupID
+	case *BackupFailed:
+		return e.BackupID
+	case *BackupRenamed:
+		return e.BackupID
+	case *BackupDeleted:
+		return e.BackupID
+	}
+	return ""
+}

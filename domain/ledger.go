@@ -1,0 +1,248 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// PendingEvent is one encoded event ready to be appended.
+type PendingEvent struct {
+	App  string
+	Type string
+	// MsgID is the deduplication id (Nats-Msg-Id): the command id scoped by
+	// app and caller.
+	MsgID string
+	// ExpectedSeq is the stream sequence of the app's last event as the
+	// deciding state knew it; 0 means the app has no event yet.
+	ExpectedSeq uint64
+	Body        []byte
+}
+
+// AppendResult is the store's answer to an append.
+type AppendResult struct {
+	Seq uint64
+	// Duplicate is true when MsgID was already stored; Seq is then the
+	// sequence of the first copy.
+	Duplicate bool
+}
+
+// EventStore appends events to the ledger stream.
+type EventStore interface {
+	// Append stores ev if the app's last stream sequence is ev.ExpectedSeq.
+	// It returns an error wrapping ErrConflict when it is not.
+	Append(ctx context.Context, ev PendingEvent) (AppendResult, error)
+	// LastSeq returns the stream sequence of the app's last event, 0 if
+	// the app has none.
+	LastSeq(ctx context.Context, app string) (uint64, error)
+}
+
+// States is the fold of the ledger that this process keeps in memory (the
+// projection). Commands are decided against it.
+type States interface {
+	// ReadApp calls fn with the current state of app (an empty state if the
+	// app has no event) while no event is applied to it. fn must not keep a
+	// or change it.
+	ReadApp(app string, fn func(a *App))
+	// WaitApplied returns once the fold has applied stream sequence seq, or
+	// with ctx's error.
+	WaitApplied(ctx context.Context, seq uint64) error
+}
+
+// ArchiveDeleter removes a backup's archive. Deleting a missing archive is
+// not an error.
+type ArchiveDeleter interface {
+	DeleteArchive(ctx context.Context, backupID string) error
+}
+
+// Meta is who sends a command and how it relates to others.
+type Meta struct {
+	// Actor is the authenticated caller; it is recorded in the event.
+	Actor string
+	// CommandID is the client's idempotency key or a generated id.
+	CommandID     string
+	CorrelationID string
+	CausationID   string
+}
+
+// Result is the outcome of an accepted command.
+type Result struct {
+	// Seq is the stream sequence of the command's event.
+	Seq       uint64
+	EventType string
+	BackupID  string
+	// Duplicate is true when the command had been accepted before and this
+	// is the first result again.
+	Duplicate bool
+}
+
+// LedgerConfig configures a Ledger.
+type LedgerConfig struct {
+	Rules Rules
+	// MaxAttempts bounds how often a command is decided again after a
+	// concurrent change of its app.
+	MaxAttempts int
+}
+
+// Ledger is the application layer: decide a command against the app's state
+// in memory, append its event with the expected sequence, and answer once
+// this process's projection has applied it.
+type Ledger struct {
+	cfg      LedgerConfig
+	store    EventStore
+	states   States
+	clock    Clock
+	ids      IDs
+	archives ArchiveDeleter
+	log      *slog.Logger
+	locks    [256]sync.Mutex
+}
+
+// NewLedger returns a Ledger. archives may be nil; then deleting a backup
+// leaves its archive to whoever follows backup.deleted events.
+func NewLedger(cfg LedgerConfig, store EventStore, states States, clock Clock, ids IDs, archives ArchiveDeleter, log *slog.Logger) (*Ledger, error) {
+	if err := cfg.Rules.Validate(); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 20
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Ledger{cfg: cfg, store: store, states: states, clock: clock, ids: ids, archives: archives, log: log}, nil
+}
+
+// Rules returns the rules the ledger decides with.
+func (l *Ledger) Rules() Rules { return l.cfg.Rules }
+
+// Execute decides and appends one command. It returns an *Error for a
+// refused command, an error wrapping ErrConflict when the app kept changing
+// concurrently, and other errors for failures of the store.
+func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, error) {
+	app := cmd.AppID()
+	if err := ValidateAppID(app); err != nil {
+		return Result{}, err
+	}
+	if m.Actor == "" {
+		return Result{}, ErrUnauthenticated
+	}
+	if m.CommandID == "" {
+		m.CommandID = l.ids.NewID(l.clock.Now())
+	} else if err := ValidateCommandKey(m.CommandID); err != nil {
+		return Result{}, err
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = m.CommandID
+	}
+	key := CommandKey(m.Actor, m.CommandID)
+
+	// Commands of one app in this process go one after another, so that they
+	// do not conflict with each other; other processes are kept apart by the
+	// expected sequence.
+	mu := &l.locks[stripe(app)]
+	mu.Lock()
+	defer mu.Unlock()
+
+	res, err := l.execute(ctx, cmd, m, key)
+	if err == nil && l.archives != nil {
+		if d, ok := cmd.(DeleteBackup); ok {
+			if derr := l.archives.DeleteArchive(ctx, d.BackupID); derr != nil {
+				// The backup.deleted event is on record; whoever follows the
+				// stream removes the archive again.
+				l.log.Warn("delete archive", "app", app, "backup_id", d.BackupID, "err", derr)
+			}
+		}
+	}
+	return res, err
+}
+
+func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (Result, error) {
+	app := cmd.AppID()
+	for attempt := 1; ; attempt++ {
+		var (
+			ev       Event
+			derr     error
+			rec      CommandRecord
+			seen     bool
+			expected uint64
+			prev     string
+			now      = l.clock.Now().UTC().Truncate(time.Millisecond)
+		)
+		l.states.ReadApp(app, func(a *App) {
+			if rec, seen = a.Command(key); seen {
+				return
+			}
+			expected, prev = a.Seq(), a.LastHash()
+			ev, derr = Decide(a, cmd, now, l.cfg.Rules, func() string { return l.ids.NewID(now) })
+		})
+		if seen {
+			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
+		}
+		if derr != nil {
+			return Result{}, derr
+		}
+		body, err := encode(app, now, ev, m, prev, l.ids.NewID(now))
+		if err != nil {
+			return Result{}, err
+		}
+		ar, err := l.store.Append(ctx, PendingEvent{
+			App: app, Type: ev.EventType(), MsgID: app + "|" + m.CommandID + "|" + m.Actor,
+			ExpectedSeq: expected, Body: body,
+		})
+		if errors.Is(err, ErrConflict) {
+			if attempt >= l.cfg.MaxAttempts {
+				return Result{}, fmt.Errorf("%s on app %s after %d attempts: %w", cmd.CommandName(), app, attempt, err)
+			}
+			// Catch the state up with the stream, then decide again: the
+			// command may have been stored already (a retry), or a rule may
+			// now refuse it.
+			last, lerr := l.store.LastSeq(ctx, app)
+			if lerr != nil {
+				return Result{}, lerr
+			}
+			if werr := l.states.WaitApplied(ctx, last); werr != nil {
+				return Result{}, werr
+			}
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		if err := l.states.WaitApplied(ctx, ar.Seq); err != nil {
+			return Result{}, err
+		}
+		if ar.Duplicate {
+			l.states.ReadApp(app, func(a *App) { rec, seen = a.Command(key) })
+			if !seen {
+				return Result{}, fmt.Errorf("duplicate of command %s at seq %d is not in app %s", m.CommandID, ar.Seq, app)
+			}
+			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
+		}
+		return Result{Seq: ar.Seq, EventType: ev.EventType(), BackupID: BackupID(ev)}, nil
+	}
+}
+
+// encode builds the envelope of ev and returns its JSON.
+func encode(app string, now time.Time, ev Event, m Meta, prev, id string) ([]byte, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
+	}
+	return json.Marshal(Envelope{
+		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
+		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
+		CausationID: m.CausationID, PrevHash: prev, Data: data,
+	})
+}
+
+func stripe(app string) int {
+	h := fnv.New32a()
+	h.Write([]byte(app))
+	return int(h.Sum32() % 256)
+}

@@ -1,0 +1,170 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Item is one exported document or file of an app.
+type Item struct {
+	// Path is the item's path inside its component, e.g. "settings/theme".
+	Path string
+	// Size is the item's size in bytes.
+	Size int64
+	// Body yields the item's content; it is read once.
+	Body io.Reader
+}
+
+// Source is where an app's structure and configuration live.
+type Source interface {
+	// Kind names the source, e.g. "kv"; the archive records it.
+	Kind() string
+	// SchemaVersion is the version of the structure this server exports.
+	SchemaVersion() int
+	// Export calls emit for every item of app, in a stable order.
+	Export(ctx context.Context, app string, emit func(Item) error) error
+}
+
+// ArchiveHeader is what an archive's manifest says about its backup.
+type ArchiveHeader struct {
+	App           string
+	BackupID      string
+	Name          string
+	Description   string
+	CreatedAt     time.Time
+	CreatedBy     string
+	Origin        Origin
+	SchemaVersion int
+	SourceKind    string
+}
+
+// ArchiveInfo is what the ledger records of a stored archive.
+type ArchiveInfo struct {
+	SizeBytes int64
+	SHA256    string
+	ItemCount int
+}
+
+// ArchiveStore stores archives, one per backup id.
+type ArchiveStore interface {
+	ArchiveDeleter
+	// WriteArchive streams an archive of the items that export emits into
+	// the store under h.BackupID, replacing a partial one.
+	WriteArchive(ctx context.Context, h ArchiveHeader, export func(emit func(Item) error) error) (ArchiveInfo, error)
+}
+
+// Job is one delivery of a requested backup to a worker.
+type Job struct {
+	App      string
+	BackupID string
+	// Seq is the stream sequence of the backup.requested event.
+	Seq uint64
+	// Attempt counts deliveries of the job, from 1.
+	Attempt int
+	// Final is set on the last delivery: the backup is then failed rather
+	// than tried once more.
+	Final         bool
+	EventID       string
+	CorrelationID string
+}
+
+// WorkerActor is the actor recorded for the events workers append.
+const WorkerActor = "system:worker"
+
+// Worker turns requested backups into archives.
+type Worker struct {
+	name     string
+	ledger   *Ledger
+	states   States
+	source   Source
+	archives ArchiveStore
+	log      *slog.Logger
+}
+
+// NewWorker returns a Worker; name identifies it in backup.started events.
+func NewWorker(name string, ledger *Ledger, states States, source Source, archives ArchiveStore, log *slog.Logger) *Worker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{name: name, ledger: ledger, states: states, source: source, archives: archives, log: log}
+}
+
+// Run does one job. A nil error means the job is settled (done, failed on
+// record, or no longer wanted) and must not be delivered again; an error
+// means it should be delivered again (this process is stopping, or the
+// ledger could not be written).
+func (w *Worker) Run(ctx context.Context, j Job) error {
+	if err := w.states.WaitApplied(ctx, j.Seq); err != nil {
+		return err
+	}
+	var (
+		b  Backup
+		ok bool
+	)
+	w.states.ReadApp(j.App, func(a *App) { b, ok = a.Backup(j.BackupID) })
+	log := w.log.With("app", j.App, "backup_id", j.BackupID, "attempt", j.Attempt)
+	switch {
+	case !ok:
+		// Deleted before it ran: make sure nothing of it is left.
+		return w.archives.DeleteArchive(ctx, j.BackupID)
+	case b.Status == StatusReady || b.Status == StatusFailed:
+		return nil
+	}
+	meta := func(step string) Meta {
+		return Meta{Actor: WorkerActor, CommandID: fmt.Sprintf("%s.%s.%d", j.BackupID, step, j.Attempt),
+			CorrelationID: j.CorrelationID, CausationID: j.EventID}
+	}
+	if j.Final {
+		reason := fmt.Sprintf("no worker finished the backup after %d deliveries", j.Attempt-1)
+		log.Warn("giving up on backup", "reason", reason)
+		return w.fail(ctx, j, reason, meta("fail"))
+	}
+	if _, err := w.ledger.Execute(ctx, StartBackup{App: j.App, BackupID: j.BackupID, Attempt: j.Attempt, Worker: w.name}, meta("start")); err != nil {
+		if Code(err) == CodeBackupStateConflict || Code(err) == CodeNotFound {
+			return nil // someone else settled it meanwhile
+		}
+		return err
+	}
+	info, err := w.archives.WriteArchive(ctx, ArchiveHeader{
+		App: j.App, BackupID: b.ID, Name: b.Name, Description: b.Description, CreatedAt: b.CreatedAt,
+		CreatedBy: b.CreatedBy, Origin: b.Origin, SchemaVersion: w.source.SchemaVersion(), SourceKind: w.source.Kind(),
+	}, func(emit func(Item) error) error { return w.source.Export(ctx, j.App, emit) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return err // handed back: the next delivery restarts it
+		}
+		log.Warn("backup failed", "err", err)
+		if derr := w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID); derr != nil {
+			log.Warn("delete partial archive", "err", derr)
+		}
+		return w.fail(ctx, j, "export: "+err.Error(), meta("fail"))
+	}
+	_, err = w.ledger.Execute(ctx, CompleteBackup{App: j.App, BackupID: j.BackupID, SizeBytes: info.SizeBytes,
+		SHA256: info.SHA256, ItemCount: info.ItemCount, SchemaVersion: w.source.SchemaVersion()}, meta("complete"))
+	if c := Code(err); c == CodeBackupStateConflict || c == CodeNotFound {
+		// Deleted or failed while it ran: its archive must not outlive it.
+		log.Info("backup settled while running; removing its archive", "code", c)
+		return w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID)
+	}
+	return err
+}
+
+func (w *Worker) fail(ctx context.Context, j Job, reason string, m Meta) error {
+	_, err := w.ledger.Execute(ctx, FailBackup{App: j.App, BackupID: j.BackupID, Reason: reason}, m)
+	var e *Error
+	if errors.As(err, &e) && (e.Code == CodeBackupStateConflict || e.Code == CodeNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Forget removes the archive of a deleted backup; followers of the stream
+// call it for every backup.deleted event so that no archive outlives its
+// entry.
+func (w *Worker) Forget(ctx context.Context, backupID string) error {
+	return w.archives.DeleteArchive(ctx, backupID)
+}

@@ -1,0 +1,286 @@
+// Package projections holds the read models that each backupd process folds
+// in memory from the ledger stream: the app states that commands are decided
+// against, the backup lists, and the per-app and per-backup logs.
+package projections
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// Store is the in-memory projection of the ledger. One goroutine feeds it
+// with Apply in stream order; any number read it.
+type Store struct {
+	commandMemory int
+	maxBackups    int
+	log           *slog.Logger
+
+	mu      sync.RWMutex
+	apps    map[string]*appModel
+	applied uint64
+
+	wmu     sync.Mutex
+	waiters []waiter
+}
+
+type appModel struct {
+	state      *domain.App
+	entries    []LogEntry
+	backupLogs map[string][]int // backup id → indices into entries
+}
+
+type waiter struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+var _ domain.States = (*Store)(nil)
+
+// New returns an empty Store for the given rules.
+func New(rules domain.Rules, log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{}}
+}
+
+// Applied returns the stream sequence of the last applied message.
+func (s *Store) Applied() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}
+
+// Apply folds the message at stream sequence seq into the read models. A
+// message that is not a valid event is logged and skipped; the sequence
+// still advances, so that readers waiting for it are not stuck.
+func (s *Store) Apply(seq uint64, body []byte) {
+	var env domain.Envelope
+	err := json.Unmarshal(body, &env)
+	if err == nil {
+		err = domain.ValidateAppID(env.App)
+	}
+	s.mu.Lock()
+	if err != nil {
+		s.log.Error("skip undecodable ledger message", "seq", seq, "err", err)
+	} else {
+		s.apply(seq, body, &env)
+	}
+	if seq > s.applied {
+		s.applied = seq
+	}
+	s.mu.Unlock()
+	s.notify(seq)
+}
+
+func (s *Store) apply(seq uint64, body []byte, env *domain.Envelope) {
+	m := s.apps[env.App]
+	if m == nil {
+		m = &appModel{state: domain.NewApp(env.App, s.commandMemory), backupLogs: map[string][]int{}}
+		s.apps[env.App] = m
+	}
+	ev, err := domain.DecodeEvent(env)
+	if err != nil {
+		s.log.Warn("unknown or invalid event; folded as opaque", "seq", seq, "app", env.App, "type", env.Type, "err", err)
+		ev = nil
+	}
+	m.state.Apply(seq, domain.HashEvent(body), env, ev)
+	e := LogEntry{Seq: seq, Time: env.Time.UTC(), Actor: env.Actor, Event: env.Type, Result: "ok"}
+	e.BackupID = domain.BackupID(ev)
+	e.Message, e.Result = describe(ev, env.Type)
+	m.entries = append(m.entries, e)
+	if e.BackupID != "" {
+		m.backupLogs[e.BackupID] = append(m.backupLogs[e.BackupID], len(m.entries)-1)
+	}
+}
+
+// describe says in words what an event did, and with what result.
+func describe(ev domain.Event, typ string) (string, string) {
+	switch e := ev.(type) {
+	case *domain.BackupRequested:
+		return fmt.Sprintf("backup %q requested (origin %s)", e.Name, e.Origin), "ok"
+	case *domain.BackupStarted:
+		return fmt.Sprintf("backup started by %s (attempt %d)", cmp.Or(e.Worker, "a worker"), e.Attempt), "ok"
+	case *domain.BackupCompleted:
+		return fmt.Sprintf("backup ready: %d items, %d bytes", e.ItemCount, e.SizeBytes), "ok"
+	case *domain.BackupFailed:
+		return "backup failed: " + e.Reason, "failed"
+	case *domain.BackupRenamed:
+		return fmt.Sprintf("backup renamed from %q to %q", e.PreviousName, e.Name), "ok"
+	case *domain.BackupDeleted:
+		return "backup deleted", "ok"
+	}
+	return typ, "ok"
+}
+
+// notify wakes the waiters whose sequence has been applied.
+func (s *Store) notify(seq uint64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if len(s.waiters) == 0 {
+		return
+	}
+	kept := s.waiters[:0]
+	for _, w := range s.waiters {
+		if w.seq <= seq {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(s.waiters[len(kept):])
+	s.waiters = kept
+}
+
+// WaitApplied implements domain.States.
+func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
+	if s.Applied() >= seq {
+		return nil
+	}
+	ch := make(chan struct{})
+	s.wmu.Lock()
+	s.waiters = append(s.waiters, waiter{seq: seq, ch: ch})
+	s.wmu.Unlock()
+	// Applied may have passed seq between the check and the registration.
+	if s.Applied() >= seq {
+		s.notify(s.Applied())
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for projection to apply seq %d: %w", seq, ctx.Err())
+	}
+}
+
+// ReadApp implements domain.States.
+func (s *Store) ReadApp(app string, fn func(a *domain.App)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.apps[app]; m != nil {
+		fn(m.state)
+		return
+	}
+	fn(domain.NewApp(app, 1))
+}
+
+// Backups returns the live backups of app sorted by creation time; an app
+// without events has none.
+func (s *Store) Backups(app string) []BackupView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := []BackupView{}
+	if m := s.apps[app]; m != nil {
+		for _, b := range m.state.Backups() {
+			out = append(out, NewBackupView(b))
+		}
+	}
+	return out
+}
+
+// AllBackups returns the live backups of every app that visible accepts,
+// sorted by creation time.
+func (s *Store) AllBackups(visible func(app string) bool) []BackupView {
+	s.mu.RLock()
+	out := []BackupView{}
+	for id, m := range s.apps {
+		if visible != nil && !visible(id) {
+			continue
+		}
+		for _, b := range m.state.Backups() {
+			out = append(out, NewBackupView(b))
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortStableFunc(out, func(x, y BackupView) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	return out
+}
+
+// Backup returns one live backup, or an *domain.Error with CodeNotFound.
+func (s *Store) Backup(app, id string) (BackupView, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.apps[app]; m != nil {
+		if b, ok := m.state.Backup(id); ok {
+			return NewBackupView(b), nil
+		}
+	}
+	return BackupView{}, domain.Errorf(domain.CodeNotFound, "backup %s not found in app %s", id, app)
+}
+
+// App returns the state of app; an app without events is empty.
+func (s *Store) App(app string) AppView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v := AppView{App: app, QuotaLimit: s.maxBackups, ByStatus: map[string]int{}}
+	for _, st := range []domain.Status{domain.StatusQueued, domain.StatusRunning, domain.StatusReady, domain.StatusFailed} {
+		v.ByStatus[string(st)] = 0
+	}
+	m := s.apps[app]
+	if m == nil {
+		return v
+	}
+	for st, n := range m.state.CountByStatus() {
+		v.ByStatus[string(st)] = n
+		v.BackupCount += n
+	}
+	v.QuotaUsed = m.state.Quota()
+	if t := m.state.LastBackupAt(); !t.IsZero() {
+		t = t.UTC()
+		v.LastBackupAt = &t
+	}
+	v.LastSeq = m.state.Seq()
+	v.Events = m.state.Events()
+	return v
+}
+
+// AppLog returns the log of app, oldest first.
+func (s *Store) AppLog(app string) []LogEntry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.apps[app]; m != nil {
+		return slices.Clone(m.entries)
+	}
+	return []LogEntry{}
+}
+
+// BackupLog returns the log of one backup, also after it was deleted, or an
+// *domain.Error with CodeNotFound for a backup the app never had.
+func (s *Store) BackupLog(app, id string) ([]LogEntry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.apps[app]; m != nil {
+		if idx, ok := m.backupLogs[id]; ok {
+			out := make([]LogEntry, len(idx))
+			for i, j := range idx {
+				out[i] = m.entries[j]
+			}
+			return out, nil
+		}
+	}
+	return nil, domain.Errorf(domain.CodeNotFound, "backup %s not found in app %s", id, app)
+}
+
+// Apps returns the ids of all apps with events, sorted.
+func (s *Store) Apps() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.apps))
+	for id := range s.apps {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
