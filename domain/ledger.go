@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -209,6 +210,11 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			if werr := l.states.WaitApplied(ctx, last); werr != nil {
 				return Result{}, werr
 			}
+			// A short random pause keeps two processes that write the same
+			// app from starving each other.
+			if err := backoff(ctx, attempt); err != nil {
+				return Result{}, err
+			}
 			continue
 		}
 		if err != nil {
@@ -239,6 +245,19 @@ func encode(app string, now time.Time, ev Event, m Meta, prev, id string) ([]byt
 		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
 		CausationID: m.CausationID, PrevHash: prev, Data: data,
 	})
+}
+
+// backoff waits a random time that grows with the attempt, at most 5 ms.
+func backoff(ctx context.Context, attempt int) error {
+	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func stripe(app string) int {

@@ -77,6 +77,11 @@ const WorkerActor = "system:worker"
 
 // Worker turns requested backups into archives.
 type Worker struct {
+	// Timeout bounds one attempt at writing an archive; 0 means no bound.
+	// An attempt that runs out of time fails the backup, so that a hung
+	// export cannot keep a backup running forever while it heartbeats.
+	Timeout time.Duration
+
 	name     string
 	ledger   *Ledger
 	states   States
@@ -129,13 +134,22 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		}
 		return err
 	}
-	info, err := w.archives.WriteArchive(ctx, ArchiveHeader{
+	wctx := ctx
+	if w.Timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, w.Timeout)
+		defer cancel()
+	}
+	info, err := w.archives.WriteArchive(wctx, ArchiveHeader{
 		App: j.App, BackupID: b.ID, Name: b.Name, Description: b.Description, CreatedAt: b.CreatedAt,
 		CreatedBy: b.CreatedBy, Origin: b.Origin, SchemaVersion: w.source.SchemaVersion(), SourceKind: w.source.Kind(),
-	}, func(emit func(Item) error) error { return w.source.Export(ctx, j.App, emit) })
+	}, func(emit func(Item) error) error { return w.source.Export(wctx, j.App, emit) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return err // handed back: the next delivery restarts it
+		}
+		if wctx.Err() != nil {
+			err = fmt.Errorf("timed out after %s: %w", w.Timeout, err)
 		}
 		log.Warn("backup failed", "err", err)
 		if derr := w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID); derr != nil {

@@ -1,0 +1,134 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// createRequest is the body of POST /v1/apps/{app}/backups. A null or
+// absent name means the default name.
+type createRequest struct {
+	Name        *string `json:"name"`
+	Description string  `json:"description"`
+}
+
+// renameRequest is the body of PATCH /v1/apps/{app}/backups/{id}.
+type renameRequest struct {
+	Name *string `json:"name"`
+}
+
+// createBackup requests a backup: 202 with the queued backup and its
+// Location. A retry with the same Idempotency-Key answers the same backup.
+func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c call) error {
+	var req createRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	cmd := domain.RequestBackup{App: c.app, Name: req.Name, Description: req.Description, Origin: domain.OriginManual}
+	res, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupRequested, "")
+	if err != nil {
+		return err
+	}
+	b, err := s.deps.Queries.Backup(c.app, res.BackupID)
+	if err != nil {
+		// Only a replay can get here: the backup it created was deleted
+		// since.
+		return err
+	}
+	w.Header().Set("Location", "/v1/apps/"+c.app+"/backups/"+b.ID)
+	writeJSON(w, http.StatusAccepted, b)
+	return nil
+}
+
+// listBackups answers the app's live backups, oldest first.
+func (s *Server) listBackups(w http.ResponseWriter, _ *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, projections.BackupList{Backups: s.deps.Queries.Backups(c.app)})
+	return nil
+}
+
+// allBackups answers the live backups of every app the caller may see.
+func (s *Server) allBackups(w http.ResponseWriter, _ *http.Request, c call) error {
+	list := s.deps.Queries.AllBackups(func(app string) bool { return visible(c.p, app) })
+	writeJSON(w, http.StatusOK, projections.BackupList{Backups: list})
+	return nil
+}
+
+// getBackup answers one live backup.
+func (s *Server) getBackup(w http.ResponseWriter, r *http.Request, c call) error {
+	b, err := s.deps.Queries.Backup(c.app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// renameBackup renames a backup: 200 with the renamed backup.
+func (s *Server) renameBackup(w http.ResponseWriter, r *http.Request, c call) error {
+	var req renameRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Name == nil {
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	cmd := domain.RenameBackup{App: c.app, BackupID: id, Name: *req.Name}
+	if _, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupRenamed, id); err != nil {
+		return err
+	}
+	b, err := s.deps.Queries.Backup(c.app, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// deleteBackup deletes a backup and its archive: 204. A retry with the same
+// Idempotency-Key answers 204 again.
+func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c call) error {
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	cmd := domain.DeleteBackup{App: c.app, BackupID: id}
+	if _, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupDeleted, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// getApp answers the app's state; an app without events is empty.
+func (s *Server) getApp(w http.ResponseWriter, _ *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))
+	return nil
+}
+
+// appLog answers the app's log, oldest first.
+func (s *Server) appLog(w http.ResponseWriter, _ *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, projections.LogList{Entries: s.deps.Queries.AppLog(c.app)})
+	return nil
+}
+
+// backupLog answers one backup's log, also after the backup was deleted.
+func (s *Server) backupLog(w http.ResponseWriter, r *http.Request, c call) error {
+	entries, err := s.deps.Queries.BackupLog(c.app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, projections.LogList{Entries: entries})
+	return nil
+}

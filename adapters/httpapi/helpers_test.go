@@ -1,0 +1,161 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/backupledger/backupledger/adapters/httpapi"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// api is a running httpapi.Server over a stack.
+type api struct {
+	t     *testing.T
+	st    *stack
+	url   string
+	logs  *syncBuffer
+	ready func() bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newAPI serves a Server over a fresh stack; edit adjusts its deps.
+func newAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
+	t.Helper()
+	st := newStack(t)
+	logs := &syncBuffer{}
+	deps := httpapi.Deps{
+		Commands: st.ledger,
+		Queries:  st.proj,
+		Config:   st.config,
+		Auth:     st.auth,
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	if edit != nil {
+		edit(&deps)
+	}
+	srv, err := httpapi.New(httpapi.Config{MaxDocBytes: 1024}, deps)
+	if err != nil {
+		t.Fatalf("new server: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &api{t: t, st: st, url: ts.URL, logs: logs}
+}
+
+// response is a read HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends a request as alice (override with an Authorization header; an
+// empty one removes it). A non-empty body is sent as JSON unless the
+// header says otherwise. kv are header name/value pairs.
+func (a *api) do(method, path, body string, kv ...string) response {
+	a.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	if err != nil {
+		a.t.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer alice-token")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			req.Header.Del(kv[i])
+			continue
+		}
+		req.Header.Set(kv[i], kv[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatalf("read body: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// want fails the test unless r has status.
+func (r response) want(t *testing.T, status int) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status: got %d, want %d; body %s", r.status, status, r.body)
+	}
+	return r
+}
+
+// backup decodes r's body as a backup.
+func (r response) backup(t *testing.T) projections.BackupView {
+	t.Helper()
+	var b projections.BackupView
+	decode(t, r.body, &b)
+	return b
+}
+
+// problem decodes r's body as a problem and checks its media type.
+func (r response) problem(t *testing.T) httpapi.Problem {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type: got %q, want application/problem+json; body %s", ct, r.body)
+	}
+	var p httpapi.Problem
+	decode(t, r.body, &p)
+	return p
+}
+
+func decode(t *testing.T, b []byte, v any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+}
+
+// create requests a backup of app named name and returns it.
+func (a *api) create(app, name string) projections.BackupView {
+	a.t.Helper()
+	body := "{}"
+	if name != "" {
+		body = `{"name":` + quote(name) + `}`
+	}
+	return a.do("POST", "/v1/apps/"+app+"/backups", body).want(a.t, http.StatusAccepted).backup(a.t)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,145 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// Codes of errors that only HTTP has; they join the domain's codes in the
+// status table.
+const (
+	codeMethodNotAllowed     = "method_not_allowed"
+	codePayloadTooLarge      = "payload_too_large"
+	codeUnsupportedMediaType = "unsupported_media_type"
+)
+
+// problemRouter serves mux, but answers a request that matches no route
+// with a problem body: 405 (with Allow) when the path exists for other
+// methods, else 404.
+func (s *Server) problemRouter(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own fallback knows whether other methods match; let it
+		// answer into a recorder and translate.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			s.problem(w, r, &domain.Error{Code: codeMethodNotAllowed,
+				Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
+			return
+		}
+		s.problem(w, r, domain.Errorf(domain.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// headerRecorder keeps the status and headers of a fallback handler and
+// drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+
+func (h *headerRecorder) WriteHeader(status int) { h.status = status }
+
+// requireReady answers 503 until the projections have caught up at start.
+func (s *Server) requireReady(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.deps.Ready() {
+			w.Header().Set("Retry-After", "1")
+			s.problem(w, r, domain.Errorf(domain.CodeUnavailable, "the service is starting: its projections are catching up"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logRequests logs one line per request (never its headers, so never a
+// token) and turns a panic into a 500.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		ri := &requestInfo{}
+		r = r.WithContext(withRequestInfo(r.Context(), ri))
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
+				if !sw.wrote {
+					s.problem(sw, r, fmt.Errorf("panic: %v", v))
+				}
+			}
+			attrs := []slog.Attr{
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", sw.statusCode()),
+				slog.Duration("duration", time.Since(start)),
+				slog.Int64("bytes", sw.bytes),
+			}
+			if ri.actor != "" {
+				attrs = append(attrs, slog.String("actor", ri.actor))
+			}
+			if ri.commandID != "" {
+				attrs = append(attrs, slog.String("command_id", ri.commandID))
+			}
+			if ri.code != "" {
+				attrs = append(attrs, slog.String("code", ri.code))
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter remembers the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.status, w.wrote = status, true
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) statusCode() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// errNoPrincipal means a /v1 handler ran without requireAuth; a wiring bug.
+var errNoPrincipal = errors.New("no principal in request context")

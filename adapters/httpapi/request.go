@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// decodeJSON reads r's body into dst: one JSON object, at most
+// MaxJSONBytes, no unknown fields, nothing after it. An empty body leaves
+// dst unchanged. Errors are *domain.Error with a detail naming the problem.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+			return &domain.Error{Code: codeUnsupportedMediaType,
+				Message: fmt.Sprintf("request body must be JSON (Content-Type: application/json), got %q", ct)}
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return jsonError(err, s.cfg.MaxJSONBytes)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err, s.cfg.MaxJSONBytes)
+		}
+		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a client error that says what is
+// wrong.
+func jsonError(err error, limit int64) error {
+	var (
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
+		size *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &size):
+		return &domain.Error{Code: codePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
+	case errors.As(err, &syn):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON: unexpected end of the body")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return domain.Errorf(domain.CodeInvalidArgument, "request body must be a JSON object, got a JSON %s", typ.Value)
+		}
+		return domain.Errorf(domain.CodeInvalidArgument, "field %q must be a %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return domain.Errorf(domain.CodeInvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return domain.Errorf(domain.CodeInvalidArgument, "invalid JSON body: %v", err)
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// commandMeta builds the Meta of a command: the principal is the actor, the
+// Idempotency-Key header (or a new id) the command id, X-Correlation-Id the
+// correlation id. The command id is echoed in the response headers, so a
+// client that sent none can still retry with it.
+func (s *Server) commandMeta(w http.ResponseWriter, r *http.Request, c call) (domain.Meta, error) {
+	m := domain.Meta{Actor: c.p.ID}
+	if key, ok := headerValue(r, "Idempotency-Key"); ok {
+		if err := domain.ValidateCommandKey(key); err != nil {
+			return m, domain.Errorf(domain.CodeInvalidArgument,
+				"Idempotency-Key must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
+		}
+		m.CommandID = key
+	} else {
+		m.CommandID = s.deps.NewID()
+	}
+	if id, ok := headerValue(r, "X-Correlation-Id"); ok {
+		if err := domain.ValidateCommandKey(id); err != nil {
+			return m, domain.Errorf(domain.CodeInvalidArgument,
+				"X-Correlation-Id must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
+		}
+		m.CorrelationID = id
+	}
+	info(r).commandID = m.CommandID
+	w.Header().Set("Idempotency-Key", m.CommandID)
+	w.Header().Set("X-Command-Id", m.CommandID)
+	return m, nil
+}
+
+// headerValue returns a header that is present, even if empty (which the
+// validation then refuses).
+func headerValue(r *http.Request, name string) (string, bool) {
+	v, ok := r.Header[http.CanonicalHeaderKey(name)]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return strings.TrimSpace(v[0]), true
+}
+
+// execute runs one command under the request timeout. A retried command
+// (same key) must be the same kind of command on the same backup; a key
+// reused for something else is a conflict. It marks replays in the
+// Idempotent-Replayed header.
+func (s *Server) execute(ctx context.Context, w http.ResponseWriter, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	res, err := s.deps.Commands.Execute(ctx, cmd, m)
+	if err != nil {
+		return res, err
+	}
+	if res.Duplicate {
+		if res.EventType != wantType || backupID != "" && res.BackupID != backupID {
+			return res, domain.Errorf(domain.CodeConflict,
+				"idempotency key %s was already used for another command (%s of backup %s)", m.CommandID, res.EventType, res.BackupID)
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	return res, nil
+}

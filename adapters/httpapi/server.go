@@ -1,0 +1,184 @@
+// Package httpapi is the HTTP JSON API of backupledger (DESIGN §7): backups,
+// app state, logs and the built-in config store under /v1, and the
+// operational endpoints /healthz, /readyz and /metrics.
+//
+// Every /v1 request is authenticated in one place (requireAuth) with a bearer
+// token; errors are application/problem+json bodies with a stable code,
+// mapped to a status in one table (problem.go).
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// Commands executes ledger commands; *domain.Ledger implements it. Execute
+// answers only once this process's projection has applied the command's
+// event, so Queries read the command's effect right after.
+type Commands interface {
+	Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
+}
+
+// Queries reads the projections; *projections.Store implements it.
+type Queries interface {
+	Backups(app string) []projections.BackupView
+	AllBackups(visible func(app string) bool) []projections.BackupView
+	Backup(app, id string) (projections.BackupView, error)
+	App(app string) projections.AppView
+	AppLog(app string) []projections.LogEntry
+	BackupLog(app, id string) ([]projections.LogEntry, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxJSONBytes   = 64 << 10
+	DefaultMaxDocBytes    = 1 << 20
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// Config configures a Server. The zero value is usable: Validate fills in
+// the defaults.
+type Config struct {
+	// MaxJSONBytes bounds a JSON request body (default 64 KiB).
+	MaxJSONBytes int64
+	// MaxDocBytes bounds a config document in a PUT (default 1 MiB); it
+	// should match the config store's own limit.
+	MaxDocBytes int64
+	// RequestTimeout bounds how long one command or config store call may
+	// take (default 30s); past it the answer is 503 unavailable.
+	RequestTimeout time.Duration
+	// ProblemBaseURL, when set, makes a problem's "type" the URL
+	// ProblemBaseURL + "#" + code (e.g. a link to docs/api.md); otherwise
+	// it is "about:blank".
+	ProblemBaseURL string
+}
+
+// Validate fills in defaults and reports every invalid field at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxJSONBytes == 0 {
+		c.MaxJSONBytes = DefaultMaxJSONBytes
+	}
+	if c.MaxDocBytes == 0 {
+		c.MaxDocBytes = DefaultMaxDocBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxJSONBytes < 0 {
+		errs = append(errs, fmt.Errorf("max JSON bytes must be positive, got %d", c.MaxJSONBytes))
+	}
+	if c.MaxDocBytes < 0 {
+		errs = append(errs, fmt.Errorf("max document bytes must be positive, got %d", c.MaxDocBytes))
+	}
+	if c.RequestTimeout < 0 {
+		errs = append(errs, fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the parts a Server talks to.
+type Deps struct {
+	Commands Commands           // required; *domain.Ledger
+	Queries  Queries            // required; *projections.Store
+	Config   domain.ConfigStore // required; the built-in kv source
+	Auth     domain.Authenticator
+	// Ready reports whether the projections have caught up at start;
+	// /readyz and every /v1 route answer 503 until it does. Nil means
+	// always ready.
+	Ready func() bool
+	// Metrics serves GET /metrics; nil answers 404.
+	Metrics http.Handler
+	// NewID makes a command id when the client sends no Idempotency-Key;
+	// nil uses 26 random base32 characters.
+	NewID func() string
+	// Logger receives one line per request and the details of internal
+	// errors; nil discards.
+	Logger *slog.Logger
+}
+
+func (d *Deps) validate() error {
+	var errs []error
+	if d.Commands == nil {
+		errs = append(errs, errors.New("commands are required"))
+	}
+	if d.Queries == nil {
+		errs = append(errs, errors.New("queries are required"))
+	}
+	if d.Config == nil {
+		errs = append(errs, errors.New("config store is required"))
+	}
+	if d.Auth == nil {
+		errs = append(errs, errors.New("authenticator is required"))
+	}
+	if d.Ready == nil {
+		d.Ready = func() bool { return true }
+	}
+	if d.NewID == nil {
+		d.NewID = rand.Text
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the HTTP API. It holds no listener; Handler is served by an
+// http.Server that the caller owns.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	handler http.Handler
+}
+
+// New returns a Server. It returns an error for an invalid Config or
+// missing Deps.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("httpapi config: %w", err)
+	}
+	if err := deps.validate(); err != nil {
+		return nil, fmt.Errorf("httpapi deps: %w", err)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s.handler = s.logRequests(s.routes())
+	return s, nil
+}
+
+// Handler returns the handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// routes builds the route table: operations at the root, the API under /v1
+// behind the readiness gate and authentication.
+func (s *Server) routes() http.Handler {
+	api := http.NewServeMux()
+	s.v1(api, "POST /v1/apps/{app}/backups", s.createBackup)
+	s.v1(api, "GET /v1/apps/{app}/backups", s.listBackups)
+	s.v1(api, "GET /v1/backups", s.allBackups)
+	s.v1(api, "GET /v1/apps/{app}/backups/{id}", s.getBackup)
+	s.v1(api, "PATCH /v1/apps/{app}/backups/{id}", s.renameBackup)
+	s.v1(api, "DELETE /v1/apps/{app}/backups/{id}", s.deleteBackup)
+	s.v1(api, "GET /v1/apps/{app}", s.getApp)
+	s.v1(api, "GET /v1/apps/{app}/logs", s.appLog)
+	s.v1(api, "GET /v1/apps/{app}/backups/{id}/logs", s.backupLog)
+	s.v1(api, "GET /v1/apps/{app}/config", s.listDocs)
+	s.v1(api, "PUT /v1/apps/{app}/config/{key...}", s.putDoc)
+	s.v1(api, "GET /v1/apps/{app}/config/{key...}", s.getDoc)
+	s.v1(api, "DELETE /v1/apps/{app}/config/{key...}", s.deleteDoc)
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", s.healthz)
+	root.HandleFunc("GET /readyz", s.readyz)
+	root.HandleFunc("GET /metrics", s.metrics)
+	root.Handle("/v1/", s.requireReady(s.requireAuth(s.problemRouter(api))))
+	return s.problemRouter(root)
+}

@@ -1,0 +1,185 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// followerBatch is how many messages the follower's ordered consumer asks
+// for at once: large, so that a replay of the ledger runs at the stream's
+// speed rather than at the speed of pull requests.
+const followerBatch = 1000
+
+// followerRetry is how long the follower waits before it creates its
+// consumer again after an error the ordered consumer did not recover from.
+const followerRetry = time.Second
+
+// Follower feeds the in-memory projection: it reads every event of the
+// stream in order, from the start, with an ordered consumer, and hands each
+// to apply. The ordered consumer recreates itself after a reconnect or a
+// server restart and resumes after the last message it delivered.
+type Follower struct {
+	js    njs.JetStream
+	apply func(seq uint64, body []byte)
+	log   *slog.Logger
+
+	applied atomic.Uint64
+	target  atomic.Uint64
+
+	caughtUp     chan struct{}
+	caughtUpOnce sync.Once
+	stopped      chan struct{}
+	stopOnce     sync.Once
+	runErr       error // set before stopped is closed
+}
+
+// NewFollower returns a Follower that calls apply for every message of the
+// stream, in stream order, from one goroutine; body is the message's own
+// copy. log may be nil.
+func NewFollower(js njs.JetStream, apply func(seq uint64, body []byte), log *slog.Logger) *Follower {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Follower{js: js, apply: apply, log: log, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// Run reads the stream until ctx is cancelled; call it once. At its start it
+// reads the stream's last sequence, the mark that WaitCaughtUp waits for.
+// It returns nil when ctx is cancelled, and an error, wrapped, when the
+// stream cannot be read at the start or the connection is closed.
+func (f *Follower) Run(ctx context.Context) error {
+	err := f.run(ctx)
+	f.runErr = err
+	f.stopOnce.Do(func() { close(f.stopped) })
+	return err
+}
+
+func (f *Follower) run(ctx context.Context) error {
+	st, err := f.js.Stream(ctx, StreamName)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("follow stream %s: %w", StreamName, err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	f.target.Store(last)
+	f.log.Info("following the ledger", "last_seq", last)
+	if last == 0 {
+		f.markCaughtUp()
+	}
+	for {
+		err := f.follow(ctx, st)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if f.js.Conn().IsClosed() {
+			return fmt.Errorf("follow stream %s: %w", StreamName, err)
+		}
+		f.log.Warn("ledger follower restarts", "seq", f.applied.Load(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(followerRetry):
+		}
+	}
+}
+
+// follow runs one ordered consumer from the message after the last applied
+// one until ctx is cancelled or it fails.
+func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
+	cfg := njs.OrderedConsumerConfig{FilterSubjects: []string{SubjectAll}, DeliverPolicy: njs.DeliverAllPolicy}
+	if next := f.applied.Load() + 1; next > 1 {
+		cfg.DeliverPolicy = njs.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = next
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("ordered consumer: %w", err)
+	}
+	defer func() {
+		// The server would drop the consumer after 5 idle minutes anyway.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = st.DeleteConsumer(dctx, info.Name)
+			cancel()
+		}
+	}()
+	it, err := cons.Messages(njs.PullMaxMessages(followerBatch))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	defer it.Stop()
+	next := njs.NextContext(ctx)
+	target := f.target.Load()
+	for {
+		msg, err := it.Next(next)
+		if err != nil {
+			return fmt.Errorf("next message: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			// Not a JetStream message: nothing to apply, nothing to ack.
+			f.log.Error("skip message without metadata", "subject", msg.Subject(), "err", err)
+			continue
+		}
+		seq := md.Sequence.Stream
+		if seq <= f.applied.Load() {
+			continue // already applied before a restart of the consumer
+		}
+		f.apply(seq, msg.Data())
+		f.applied.Store(seq)
+		if seq >= target {
+			f.markCaughtUp()
+		}
+	}
+}
+
+func (f *Follower) markCaughtUp() {
+	f.caughtUpOnce.Do(func() {
+		f.log.Info("ledger follower caught up", "seq", f.applied.Load())
+		close(f.caughtUp)
+	})
+}
+
+// Applied returns the stream sequence of the last message handed to apply,
+// 0 before the first.
+func (f *Follower) Applied() uint64 { return f.applied.Load() }
+
+// CaughtUp reports whether apply has seen every message that the stream
+// held when Run started (for /readyz).
+func (f *Follower) CaughtUp() bool {
+	select {
+	case <-f.caughtUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitCaughtUp returns nil once apply has seen every message that the stream
+// held when Run started. It returns ctx's error when ctx ends first, and an
+// error when Run stops before catching up (wrapping Run's error, if any).
+func (f *Follower) WaitCaughtUp(ctx context.Context) error {
+	select {
+	case <-f.caughtUp:
+		return nil
+	case <-f.stopped:
+		if f.CaughtUp() {
+			return nil
+		}
+		if f.runErr != nil {
+			return fmt.Errorf("ledger follower stopped before catching up: %w", f.runErr)
+		}
+		return errors.New("ledger follower stopped before catching up")
+	case <-ctx.Done():
+		return fmt.Errorf("wait for ledger follower to catch up: %w", ctx.Err())
+	}
+}

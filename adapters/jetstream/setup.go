@@ -1,0 +1,74 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// jobConsumerMaxAckPending bounds the unacknowledged messages of the job
+// consumer over all processes. Workers fetch only as many messages as they
+// have free slots, so this is a ceiling, not a prefetch.
+const jobConsumerMaxAckPending = 1000
+
+// StreamConfig returns the configuration of the stream LEDGER for cfg (with
+// defaults applied to its zero fields): file storage, one subject per app,
+// the duplicate window, messages that can be neither deleted nor purged,
+// direct gets, and no limits.
+func StreamConfig(cfg Config) njs.StreamConfig {
+	cfg = cfg.withDefaults()
+	return njs.StreamConfig{
+		Name:        StreamName,
+		Description: "backup ledger: one subject per app, every change is an event",
+		Subjects:    []string{SubjectAll},
+		Retention:   njs.LimitsPolicy,
+		Storage:     njs.FileStorage,
+		Replicas:    cfg.Replicas,
+		Discard:     njs.DiscardOld,
+		MaxAge:      0,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Duplicates:  cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+// JobConsumerConfig returns the configuration of the durable job consumer
+// ConsumerName for cfg (with defaults applied to its zero fields).
+func JobConsumerConfig(cfg Config) njs.ConsumerConfig {
+	cfg = cfg.withDefaults()
+	return njs.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "backup jobs, shared by the workers of every backupd",
+		DeliverPolicy: njs.DeliverAllPolicy,
+		AckPolicy:     njs.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: jobConsumerMaxAckPending,
+		FilterSubject: SubjectAll,
+		ReplayPolicy:  njs.ReplayInstantPolicy,
+	}
+}
+
+// Setup creates the stream LEDGER and the durable job consumer, or updates
+// them to cfg (zero fields take their defaults). It is idempotent and runs
+// at every start. It returns the joined errors of Config.Validate for an
+// invalid cfg, and the server's error, wrapped, when the stream or the
+// consumer cannot be created or updated (e.g. a storage change, which
+// JetStream refuses).
+func Setup(ctx context.Context, js njs.JetStream, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("jetstream config: %w", err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg)); err != nil {
+		return fmt.Errorf("create or update stream %s: %w", StreamName, err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, JobConsumerConfig(cfg)); err != nil {
+		return fmt.Errorf("create or update consumer %s: %w", ConsumerName, err)
+	}
+	return nil
+}

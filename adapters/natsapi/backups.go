@@ -1,0 +1,193 @@
+package natsapi
+
+import (
+	"context"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// AppRequest names an app: the body of backups.list, apps.get, logs.app and
+// config.list.
+type AppRequest struct {
+	App string `json:"app"`
+}
+
+// BackupRequest names one backup: the body of backups.get and logs.backup.
+type BackupRequest struct {
+	App string `json:"app"`
+	ID  string `json:"id"`
+}
+
+// CreateRequest is the body of backups.create. A null or absent name means
+// the default name.
+type CreateRequest struct {
+	App         string  `json:"app"`
+	Name        *string `json:"name,omitempty"`
+	Description string  `json:"description,omitempty"`
+	CommandFields
+}
+
+// RenameRequest is the body of backups.rename.
+type RenameRequest struct {
+	App  string  `json:"app"`
+	ID   string  `json:"id"`
+	Name *string `json:"name"`
+	CommandFields
+}
+
+// DeleteRequest is the body of backups.delete.
+type DeleteRequest struct {
+	App string `json:"app"`
+	ID  string `json:"id"`
+	CommandFields
+}
+
+// Deleted is the answer of backups.delete (ID set) and config.delete (Key
+// set).
+type Deleted struct {
+	App     string `json:"app"`
+	ID      string `json:"id,omitempty"`
+	Key     string `json:"key,omitempty"`
+	Deleted bool   `json:"deleted"`
+}
+
+// createBackup requests a backup and answers it, queued. A retry with the
+// same idempotency key answers the same backup.
+func (s *Service) createBackup(ctx context.Context, c *call) (any, error) {
+	var req CreateRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	m, err := s.meta(c, req.CommandFields)
+	if err != nil {
+		return nil, err
+	}
+	cmd := domain.RequestBackup{App: req.App, Name: req.Name, Description: req.Description, Origin: domain.OriginManual}
+	res, err := s.execute(ctx, c, cmd, m, domain.TypeBackupRequested, "")
+	if err != nil {
+		return nil, err
+	}
+	return s.deps.Queries.Backup(req.App, res.BackupID)
+}
+
+// listBackups answers the app's live backups, oldest first.
+func (s *Service) listBackups(_ context.Context, c *call) (any, error) {
+	var req AppRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	return projections.BackupList{Backups: s.deps.Queries.Backups(req.App)}, nil
+}
+
+// allBackups answers the live backups of every app the caller may see.
+func (s *Service) allBackups(_ context.Context, c *call) (any, error) {
+	var req struct{}
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	list := s.deps.Queries.AllBackups(func(app string) bool { return visible(c.p, app) })
+	return projections.BackupList{Backups: list}, nil
+}
+
+// getBackup answers one live backup.
+func (s *Service) getBackup(_ context.Context, c *call) (any, error) {
+	var req BackupRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	return s.deps.Queries.Backup(req.App, req.ID)
+}
+
+// renameBackup renames a backup and answers it.
+func (s *Service) renameBackup(ctx context.Context, c *call) (any, error) {
+	var req RenameRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	if req.Name == nil {
+		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
+	}
+	m, err := s.meta(c, req.CommandFields)
+	if err != nil {
+		return nil, err
+	}
+	cmd := domain.RenameBackup{App: req.App, BackupID: req.ID, Name: *req.Name}
+	if _, err := s.execute(ctx, c, cmd, m, domain.TypeBackupRenamed, req.ID); err != nil {
+		return nil, err
+	}
+	return s.deps.Queries.Backup(req.App, req.ID)
+}
+
+// deleteBackup deletes a backup and its archive. A retry with the same
+// idempotency key answers the same.
+func (s *Service) deleteBackup(ctx context.Context, c *call) (any, error) {
+	var req DeleteRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	m, err := s.meta(c, req.CommandFields)
+	if err != nil {
+		return nil, err
+	}
+	cmd := domain.DeleteBackup{App: req.App, BackupID: req.ID}
+	if _, err := s.execute(ctx, c, cmd, m, domain.TypeBackupDeleted, req.ID); err != nil {
+		return nil, err
+	}
+	return Deleted{App: req.App, ID: req.ID, Deleted: true}, nil
+}
+
+// getApp answers the app's state; an app without events is empty.
+func (s *Service) getApp(_ context.Context, c *call) (any, error) {
+	var req AppRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	return s.deps.Queries.App(req.App), nil
+}
+
+// appLog answers the app's log, oldest first.
+func (s *Service) appLog(_ context.Context, c *call) (any, error) {
+	var req AppRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	return projections.LogList{Entries: s.deps.Queries.AppLog(req.App)}, nil
+}
+
+// backupLog answers one backup's log, also after the backup was deleted.
+func (s *Service) backupLog(_ context.Context, c *call) (any, error) {
+	var req BackupRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	entries, err := s.deps.Queries.BackupLog(req.App, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	return projections.LogList{Entries: entries}, nil
+}

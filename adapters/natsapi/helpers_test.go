@@ -1,0 +1,157 @@
+package natsapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/test/natstest"
+)
+
+// api is a natsapi.Service over a stack on a real embedded NATS server, and
+// a separate plain client connection.
+type api struct {
+	t      *testing.T
+	st     *stack
+	svc    *natsapi.Service
+	svcNC  *nats.Conn
+	client *nats.Conn
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newAPI starts a Service over a fresh stack; edit adjusts its deps.
+func newAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
+	t.Helper()
+	srv := natstest.Server(t, "")
+	svcNC, _ := natstest.Connect(t, srv)
+	client, _ := natstest.Connect(t, srv)
+	st := newStack(t)
+	logs := &syncBuffer{}
+	deps := natsapi.Deps{
+		Commands: st.ledger,
+		Queries:  st.proj,
+		Config:   st.config,
+		Auth:     st.auth,
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	if edit != nil {
+		edit(&deps)
+	}
+	svc, err := natsapi.New(svcNC, natsapi.Config{}, deps)
+	if err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	return &api{t: t, st: st, svc: svc, svcNC: svcNC, client: client, logs: logs}
+}
+
+// reply is an answer of the service.
+type reply struct {
+	msg *nats.Msg
+}
+
+// request sends body (a string is sent as is, anything else as JSON) as
+// alice; kv are header name/value pairs, an empty value removes a header.
+func (a *api) request(subject string, body any, kv ...string) reply {
+	a.t.Helper()
+	r, err := a.requestErr(subject, body, kv...)
+	if err != nil {
+		a.t.Fatalf("request %s: %v", subject, err)
+	}
+	return r
+}
+
+func (a *api) requestErr(subject string, body any, kv ...string) (reply, error) {
+	var data []byte
+	switch b := body.(type) {
+	case string:
+		data = []byte(b)
+	case nil:
+	default:
+		var err error
+		if data, err = json.Marshal(b); err != nil {
+			return reply{}, err
+		}
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set("Authorization", "Bearer alice-token")
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			msg.Header.Del(kv[i])
+			continue
+		}
+		msg.Header.Set(kv[i], kv[i+1])
+	}
+	m, err := a.client.RequestMsg(msg, 5*time.Second)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{msg: m}, nil
+}
+
+// ok fails the test if r is an error and decodes it into v.
+func (r reply) ok(t *testing.T, v any) reply {
+	t.Helper()
+	if code := r.msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("error %s %s: %s", code, r.msg.Header.Get(micro.ErrorHeader), r.msg.Data)
+	}
+	if v != nil {
+		decode(t, r.msg.Data, v)
+	}
+	return r
+}
+
+// problem checks that r is an error with status and code and returns its
+// body.
+func (r reply) problem(t *testing.T, status int, code string) natsapi.Problem {
+	t.Helper()
+	if got := r.msg.Header.Get(micro.ErrorCodeHeader); got != strconv.Itoa(status) {
+		t.Fatalf("Nats-Service-Error-Code: got %q, want %d; body %s", got, status, r.msg.Data)
+	}
+	if got := r.msg.Header.Get(micro.ErrorHeader); got != code {
+		t.Errorf("Nats-Service-Error: got %q, want %q", got, code)
+	}
+	if got := r.msg.Header.Get("Content-Type"); got != "application/problem+json" {
+		t.Errorf("Content-Type: got %q", got)
+	}
+	var p natsapi.Problem
+	decode(t, r.msg.Data, &p)
+	if p.Status != status || p.Code != code || p.Type != "about:blank" || p.Title == "" || p.Detail == "" {
+		t.Errorf("problem: %+v", p)
+	}
+	return p
+}
+
+func decode(t *testing.T, b []byte, v any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+}

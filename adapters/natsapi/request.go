@@ -1,0 +1,241 @@
+package natsapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// call is one request being handled.
+type call struct {
+	req micro.Request
+	p   domain.Principal
+	// hdr holds the headers of the response.
+	hdr nats.Header
+	// for the log line
+	app, commandID, code string
+}
+
+// serve authenticates a request, runs its handler and responds.
+func (s *Service) serve(e endpoint, req micro.Request) {
+	start := time.Now()
+	c := &call{req: req, hdr: nats.Header{}}
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in handler", "subject", req.Subject(), "panic", v)
+			s.respondError(c, fmt.Errorf("panic: %v", v))
+		}
+		attrs := []slog.Attr{slog.String("subject", req.Subject()), slog.Duration("duration", time.Since(start))}
+		for _, a := range [][2]string{{"actor", c.p.ID}, {"app", c.app}, {"command_id", c.commandID}, {"code", c.code}} {
+			if a[1] != "" {
+				attrs = append(attrs, slog.String(a[0], a[1]))
+			}
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "nats request", attrs...)
+	}()
+
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	v, err := s.run(ctx, e, c)
+	if err != nil {
+		s.respondError(c, err)
+		return
+	}
+	if err := req.RespondJSON(v, micro.WithHeaders(micro.Headers(c.hdr))); err != nil {
+		s.log.Warn("respond", "subject", req.Subject(), "err", err)
+	}
+}
+
+// run checks readiness, authenticates, and calls the handler.
+func (s *Service) run(ctx context.Context, e endpoint, c *call) (any, error) {
+	if !s.deps.Ready() {
+		return nil, domain.Errorf(domain.CodeUnavailable, "the service is starting: its projections are catching up")
+	}
+	p, err := s.authenticate(ctx, c.req.Headers())
+	if err != nil {
+		return nil, err
+	}
+	c.p = p
+	return e.h(ctx, c)
+}
+
+// authenticate is the one place where a NATS request is authenticated: the
+// bearer token of its Authorization header goes to Deps.Auth, and the
+// principal it returns is the actor of every command of the request.
+func (s *Service) authenticate(ctx context.Context, h micro.Headers) (domain.Principal, error) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header(h, "Authorization")), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return domain.Principal{}, domain.ErrUnauthenticated
+	}
+	p, err := s.deps.Auth.Authenticate(ctx, token)
+	if err != nil {
+		return domain.Principal{}, err
+	}
+	if p.ID == "" {
+		return domain.Principal{}, domain.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+// header returns the first value of a header, whatever the case of its
+// name (NATS headers are case-sensitive).
+func header(h micro.Headers, name string) string {
+	if v := nats.Header(h).Get(name); v != "" {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// visible reports whether p may see and act on app. It is the single access
+// check of the API, so that app admins can be added here: today only the
+// server administrator has rights, and it has them on every app.
+func visible(p domain.Principal, app string) bool {
+	_ = app
+	return p.Admin
+}
+
+// checkApp validates an app id from a request (400) and the caller's
+// access to it (404, so that callers cannot probe for apps).
+func checkApp(c *call, app string) error {
+	c.app = app
+	if err := domain.ValidateAppID(app); err != nil {
+		return err
+	}
+	if !visible(c.p, app) {
+		return domain.Errorf(domain.CodeNotFound, "app %s not found", app)
+	}
+	return nil
+}
+
+// decode reads a request body into dst: one JSON object, no unknown
+// fields, nothing after it. An empty body leaves dst unchanged.
+func decode(data []byte, dst any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a client error that says what is
+// wrong.
+func jsonError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON: unexpected end of the body")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return domain.Errorf(domain.CodeInvalidArgument, "request body must be a JSON object, got a JSON %s", typ.Value)
+		}
+		return domain.Errorf(domain.CodeInvalidArgument, "field %q must be a %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return domain.Errorf(domain.CodeInvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return domain.Errorf(domain.CodeInvalidArgument, "invalid JSON body: %v", err)
+}
+
+// CommandFields are the fields that every command request may carry.
+type CommandFields struct {
+	// IdempotencyKey is the command id: 1 to 64 characters of
+	// [A-Za-z0-9_.-]. The Idempotency-Key header is accepted as well; a new
+	// id is made when both are absent.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// CorrelationID relates the command to others (or the X-Correlation-Id
+	// header); same characters.
+	CorrelationID string `json:"correlation_id,omitempty"`
+}
+
+// meta builds the Meta of a command from the principal, the request's
+// fields and its headers, and echoes the command id in the X-Command-Id
+// response header.
+func (s *Service) meta(c *call, f CommandFields) (domain.Meta, error) {
+	m := domain.Meta{Actor: c.p.ID}
+	key, err := field(f.IdempotencyKey, c.req.Headers(), "idempotency_key", "Idempotency-Key")
+	if err != nil {
+		return m, err
+	}
+	if key != "" {
+		if err := domain.ValidateCommandKey(key); err != nil {
+			return m, domain.Errorf(domain.CodeInvalidArgument,
+				"idempotency_key must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
+		}
+		m.CommandID = key
+	} else {
+		m.CommandID = s.deps.NewID()
+	}
+	corr, err := field(f.CorrelationID, c.req.Headers(), "correlation_id", "X-Correlation-Id")
+	if err != nil {
+		return m, err
+	}
+	if corr != "" {
+		if err := domain.ValidateCommandKey(corr); err != nil {
+			return m, domain.Errorf(domain.CodeInvalidArgument,
+				"correlation_id must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
+		}
+		m.CorrelationID = corr
+	}
+	c.commandID = m.CommandID
+	c.hdr.Set("X-Command-Id", m.CommandID)
+	return m, nil
+}
+
+// field returns a value given in the body or as a header; when both are
+// given they must agree.
+func field(body string, h micro.Headers, fieldName, headerName string) (string, error) {
+	v := strings.TrimSpace(header(h, headerName))
+	switch {
+	case v == "":
+		return body, nil
+	case body != "" && body != v:
+		return "", domain.Errorf(domain.CodeInvalidArgument, "field %s and header %s disagree", fieldName, headerName)
+	}
+	return v, nil
+}
+
+// execute runs one command. A retried command (same key) must be the same
+// kind of command on the same backup; a key reused for something else is a
+// conflict. A replay is marked by the Idempotent-Replayed response header.
+func (s *Service) execute(ctx context.Context, c *call, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
+	res, err := s.deps.Commands.Execute(ctx, cmd, m)
+	if err != nil {
+		return res, err
+	}
+	if res.Duplicate {
+		if res.EventType != wantType || backupID != "" && res.BackupID != backupID {
+			return res, domain.Errorf(domain.CodeConflict,
+				"idempotency key %s was already used for another command (%s of backup %s)", m.CommandID, res.EventType, res.BackupID)
+		}
+		c.hdr.Set("Idempotent-Replayed", "true")
+	}
+	return res, nil
+}

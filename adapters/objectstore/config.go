@@ -1,0 +1,48 @@
+package objectstore
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Defaults of Config.
+const (
+	DefaultBucket   = "ledger_archives"
+	DefaultReplicas = 1
+)
+
+// Config configures the object store bucket. Zero fields take their
+// defaults.
+type Config struct {
+	// Bucket is the object store bucket's name; default DefaultBucket.
+	Bucket string
+	// Replicas is the bucket's number of replicas (1 to 5); default 1.
+	Replicas int
+}
+
+var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c Config) withDefaults() Config {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	return c
+}
+
+// Validate reports every invalid field of c, joined; zero fields stand for
+// their defaults and are valid.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if !bucketRe.MatchString(c.Bucket) {
+		errs = append(errs, fmt.Errorf("bucket %q: must be letters, digits, '_' or '-'", c.Bucket))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas))
+	}
+	return errors.Join(errs...)
+}

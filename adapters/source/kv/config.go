@@ -1,0 +1,58 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+)
+
+// Defaults of Config.
+const (
+	DefaultBucket        = "ledger_config"
+	DefaultReplicas      = 1
+	DefaultMaxValueBytes = 1 << 20
+)
+
+// Config configures the key-value bucket. Zero fields take their defaults.
+type Config struct {
+	// Bucket is the key-value bucket's name; default DefaultBucket.
+	Bucket string
+	// Replicas is the bucket's number of replicas (1 to 5); default 1.
+	Replicas int
+	// MaxValueBytes is the largest document accepted; default 1 MiB. It
+	// cannot exceed the server's max_payload.
+	MaxValueBytes int
+}
+
+var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c Config) withDefaults() Config {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return c
+}
+
+// Validate reports every invalid field of c, joined; zero fields stand for
+// their defaults and are valid.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if !bucketRe.MatchString(c.Bucket) {
+		errs = append(errs, fmt.Errorf("bucket %q: must be letters, digits, '_' or '-'", c.Bucket))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas))
+	}
+	if c.MaxValueBytes < 0 || c.MaxValueBytes > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("max value bytes %d: must be 1 to %d", c.MaxValueBytes, math.MaxInt32))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,116 @@
+// Package daemon is backupd: it starts (or connects to) NATS, sets up the
+// streams, buckets and consumers, folds the ledger into memory, and serves the
+// HTTP and NATS APIs and the backup workers. cmd/backupd parses flags into a
+// Config and runs it; end-to-end tests run the same Daemon in-process.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// Durability settings of the embedded server (DESIGN §3).
+const (
+	SyncAlways   = "always"
+	SyncInterval = "interval"
+)
+
+// ListenNone keeps the embedded NATS server in-process only.
+const ListenNone = "none"
+
+// Config is everything backupd can be told.
+type Config struct {
+	// DataDir holds the embedded server's store and admin.token.
+	DataDir string
+	// HTTPAddr is where the HTTP API listens; port 0 picks a free port.
+	HTTPAddr string
+	// NATSURL, when set, connects to an existing NATS cluster instead of
+	// starting the embedded server.
+	NATSURL string
+	// NATSListen is the embedded server's client address, or "none".
+	NATSListen string
+	// Replicas is the replica count of streams and buckets.
+	Replicas int
+	// Sync is "always" (fsync every write) or "interval".
+	Sync string
+	// AdminToken is the server administrator's bearer token; empty means
+	// read or create <DataDir>/admin.token.
+	AdminToken string
+	// Rules are the per-app rules of DESIGN §8.
+	Rules domain.Rules
+	// Workers is how many backup jobs this process runs at once.
+	Workers int
+	// JobAckWait is how long a job may go without a heartbeat before it is
+	// delivered again.
+	JobAckWait time.Duration
+	// JobMaxDeliver is how often a job is delivered; the last delivery fails
+	// the backup.
+	JobMaxDeliver int
+	// JobTimeout bounds one attempt at a backup; an attempt out of time
+	// fails the backup.
+	JobTimeout time.Duration
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults of DESIGN §8 and §9.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		NATSListen:      "127.0.0.1:4222",
+		Replicas:        1,
+		Sync:            SyncAlways,
+		Rules:           domain.DefaultRules(),
+		Workers:         2,
+		JobAckWait:      30 * time.Second,
+		JobMaxDeliver:   5,
+		JobTimeout:      time.Hour,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate reports every invalid setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir must be set"))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("http address must be set"))
+	}
+	if c.NATSURL == "" && c.NATSListen == "" {
+		errs = append(errs, errors.New("nats listen address must be set (or \"none\")"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas must be 1 to 5, got %d", c.Replicas))
+	}
+	if c.Sync != SyncAlways && c.Sync != SyncInterval {
+		errs = append(errs, fmt.Errorf("sync must be %q or %q, got %q", SyncAlways, SyncInterval, c.Sync))
+	}
+	if err := c.Rules.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
+	}
+	if c.JobAckWait < time.Second {
+		errs = append(errs, fmt.Errorf("job ack wait must be at least 1s, got %s", c.JobAckWait))
+	}
+	if c.JobMaxDeliver < 2 {
+		errs = append(errs, fmt.Errorf("job max deliver must be at least 2, got %d", c.JobMaxDeliver))
+	}
+	if c.JobTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("job timeout must be positive, got %s", c.JobTimeout))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,283 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/backupledger/backupledger/adapters/httpapi"
+	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/source/kv"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// Daemon is one running backupd.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	// SourceWrapper, when set before Start, wraps the configuration source
+	// the workers export from. Tests use it to stop a worker mid-backup.
+	SourceWrapper func(domain.Source) domain.Source
+
+	srv      *server.Server
+	nc       *nats.Conn
+	js       njs.JetStream
+	proj     *projections.Store
+	follower *jetstream.Follower
+	ledger   *domain.Ledger
+	archives *objectstore.Archives
+	config   *kv.Source
+	jobs     *jetstream.Jobs
+	api      *natsapi.Service
+	http     *http.Server
+	httpLn   net.Listener
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New checks cfg and returns a Daemon that is not started yet.
+func New(cfg Config) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{cfg: cfg, log: log}, nil
+}
+
+// Run starts the daemon, serves until ctx is done, then stops gracefully.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	d.log.Info("backupd serving", "http", d.HTTPAddr(), "nats", d.NATSURL(), "data_dir", d.cfg.DataDir)
+	<-ctx.Done()
+	d.log.Info("backupd stopping")
+	return d.Close()
+}
+
+// Start starts every part and returns once the HTTP API listens. Streams,
+// buckets and consumers are created or updated at every start.
+func (d *Daemon) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			d.Kill()
+		}
+	}()
+	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	token, err := adminToken(d.cfg.AdminToken, d.cfg.DataDir, d.log)
+	if err != nil {
+		return err
+	}
+	if d.cfg.NATSURL == "" {
+		if d.srv, err = startEmbedded(d.cfg); err != nil {
+			return err
+		}
+	}
+	if d.nc, err = connect(d.srv, d.cfg.NATSURL); err != nil {
+		return err
+	}
+	if d.js, err = njs.New(d.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+
+	jcfg := jetstream.Config{
+		Replicas:   d.cfg.Replicas,
+		AckWait:    d.cfg.JobAckWait,
+		MaxDeliver: d.cfg.JobMaxDeliver,
+		Workers:    d.cfg.Workers,
+		WorkerName: workerName(),
+		Grace:      d.cfg.ShutdownTimeout / 2,
+	}
+	if err := jetstream.Setup(ctx, d.js, jcfg); err != nil {
+		return err
+	}
+	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.Replicas}); err != nil {
+		return err
+	}
+	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas}); err != nil {
+		return err
+	}
+
+	d.proj = projections.New(d.cfg.Rules, d.log)
+	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
+	d.goRun(runCtx, "follower", d.follower.Run)
+
+	store, err := jetstream.NewEventStore(ctx, d.js)
+	if err != nil {
+		return err
+	}
+	ids := newULIDs()
+	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, store, d.proj, realClock{}, ids, d.archives, d.log)
+	if err != nil {
+		return err
+	}
+	var source domain.Source = d.config
+	if d.SourceWrapper != nil {
+		source = d.SourceWrapper(source)
+	}
+	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, source, d.archives, d.log)
+	worker.Timeout = d.cfg.JobTimeout
+	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
+		return err
+	}
+	d.goRun(runCtx, "jobs", d.jobs.Run)
+
+	auth := domain.NewAdminToken(token)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ready := d.follower.CaughtUp
+
+	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	h, err := httpapi.New(httpapi.Config{}, httpapi.Deps{
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	if d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	d.http = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ln := d.httpLn
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// goRun runs a long-running part until ctx ends, logging an unexpected end.
+func (d *Daemon) goRun(ctx context.Context, name string, run func(context.Context) error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("part stopped", "part", name, "err", err)
+		}
+	}()
+}
+
+// WaitReady returns once the projections have caught up with the stream.
+func (d *Daemon) WaitReady(ctx context.Context) error { return d.follower.WaitCaughtUp(ctx) }
+
+// HTTPAddr returns the address the HTTP API listens on.
+func (d *Daemon) HTTPAddr() string {
+	if d.httpLn == nil {
+		return ""
+	}
+	return d.httpLn.Addr().String()
+}
+
+// NATSURL returns the URL of the NATS server clients can use: the embedded
+// server's listen address, or the configured cluster.
+func (d *Daemon) NATSURL() string {
+	if d.srv != nil {
+		if d.cfg.NATSListen == ListenNone {
+			return ""
+		}
+		return d.srv.ClientURL()
+	}
+	return d.cfg.NATSURL
+}
+
+// Server returns the embedded NATS server, or nil.
+func (d *Daemon) Server() *server.Server { return d.srv }
+
+// Close stops gracefully: no new requests, in-flight requests finish, running
+// jobs are handed back to the queue, the connection drains and the embedded
+// server shuts down.
+func (d *Daemon) Close() error {
+	d.stopOnce.Do(func() { d.stopErr = d.stop(true) })
+	return d.stopErr
+}
+
+// Kill stops at once, as a crash would: nothing is handed back or drained.
+func (d *Daemon) Kill() {
+	d.stopOnce.Do(func() { d.stopErr = d.stop(false) })
+}
+
+func (d *Daemon) stop(graceful bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if !graceful && d.nc != nil {
+		d.nc.Close() // no ack, nak or reply leaves this process any more
+	}
+	if d.http != nil {
+		if graceful {
+			if err := d.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		} else {
+			d.http.Close()
+		}
+	}
+	if d.api != nil {
+		if err := d.api.Stop(); err != nil && graceful {
+			errs = append(errs, fmt.Errorf("nats api stop: %w", err))
+		}
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	if d.nc != nil && graceful {
+		if err := d.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("nats drain: %w", err))
+		}
+		for d.nc.IsDraining() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		d.nc.Close()
+	}
+	if d.srv != nil {
+		d.srv.Shutdown()
+		d.srv.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+func workerName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "backupd"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

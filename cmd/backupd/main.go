@@ -1,0 +1,102 @@
+// Command backupd runs the backup ledger: an embedded NATS server with
+// JetStream (or a connection to a cluster with --nats-url), the HTTP API, the
+// NATS API and the backup workers. Every flag can also be set by an
+// environment variable BACKUPD_<NAME>, e.g. BACKUPD_HTTP_ADDR.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+	_ "time/tzdata" // time zones without the system database
+
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "backupd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseFlags(args, os.LookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(cfg)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// parseFlags reads flags, falling back to BACKUPD_<NAME> environment
+// variables for flags not given on the command line.
+func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
+	fs := flag.NewFlagSet("backupd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (embedded NATS store, admin.token)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP API listen address")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "connect to this NATS cluster instead of starting the embedded server")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, `embedded NATS client address, or "none" for in-process only`)
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of streams and buckets (3 on a cluster)")
+	fs.StringVar(&cfg.Sync, "sync", cfg.Sync, `embedded server durability: "always" (fsync every write) or "interval"`)
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "server admin bearer token (default: read or create <data-dir>/admin.token)")
+	fs.IntVar(&cfg.Rules.MaxBackups, "max-backups", cfg.Rules.MaxBackups, "most backups per app (queued, running and ready count)")
+	fs.DurationVar(&cfg.Rules.MinInterval, "min-interval", cfg.Rules.MinInterval, "least time between two backups people start")
+	fs.DurationVar(&cfg.Rules.Retention, "retention", cfg.Rules.Retention, "how long a backup is kept after its creation")
+	tz := fs.String("timezone", "UTC", "time zone of default backup names (IANA name)")
+	fs.IntVar(&cfg.Rules.CommandMemory, "command-memory", cfg.Rules.CommandMemory, "recent command ids remembered per app for idempotent retries")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "backup jobs run at once by this process")
+	fs.DurationVar(&cfg.JobAckWait, "job-ack-wait", cfg.JobAckWait, "a job silent this long is delivered again")
+	fs.IntVar(&cfg.JobMaxDeliver, "job-max-deliver", cfg.JobMaxDeliver, "deliveries of a job; the last one fails the backup")
+	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "bound on one attempt at a backup; past it the backup fails")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "BACKUPD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := env(name); ok {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s: %w", name, serr)
+			}
+		}
+	})
+	if err != nil {
+		return cfg, err
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return cfg, fmt.Errorf("timezone: %w", err)
+	}
+	cfg.Rules.Location = loc
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, fmt.Errorf("log level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	return cfg, cfg.Validate()
+}

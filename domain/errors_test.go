@@ -1,0 +1,95 @@
+package domain_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+func TestErrorClassification(t *testing.T) {
+	tooSoon := domain.Errorf(domain.CodeTooSoon, "wait %d s", 30)
+	tooSoon.RetryAfter = 30 * time.Second
+	cases := []struct {
+		name   string
+		err    error
+		code   string
+		public string
+		retry  time.Duration
+	}{
+		{"nil", nil, "", "internal error", 0},
+		{"rule error", domain.Errorf(domain.CodeNotFound, "backup %s not found", "b1"), domain.CodeNotFound, "backup b1 not found", 0},
+		{"wrapped rule error", fmt.Errorf("rename: %w", domain.Errorf(domain.CodeInvalidArgument, "bad name")), domain.CodeInvalidArgument, "bad name", 0},
+		{"too soon", tooSoon, domain.CodeTooSoon, "wait 30 s", 30 * time.Second},
+		{"wrapped too soon", fmt.Errorf("x: %w", tooSoon), domain.CodeTooSoon, "wait 30 s", 30 * time.Second},
+		{"conflict", domain.ErrConflict, domain.CodeConflict, "the app changed concurrently too often; try again", 0},
+		{"wrapped conflict", fmt.Errorf("append: %w", domain.ErrConflict), domain.CodeConflict, "the app changed concurrently too often; try again", 0},
+		{"unauthenticated", domain.ErrUnauthenticated, domain.CodeUnauthenticated, "missing or invalid bearer token", 0},
+		{"internal", errors.New("dial tcp 10.0.0.7:4222: connection refused"), domain.CodeInternal, "internal error", 0},
+		{"context", context.Canceled, domain.CodeInternal, "internal error", 0},
+		{"joined keeps the rule", errors.Join(errors.New("x"), domain.Errorf(domain.CodeQuotaExceeded, "full")), domain.CodeQuotaExceeded, "full", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := domain.Code(tc.err); got != tc.code {
+				t.Errorf("Code = %q, want %q", got, tc.code)
+			}
+			if got := domain.Public(tc.err); got != tc.public {
+				t.Errorf("Public = %q, want %q", got, tc.public)
+			}
+			if got := domain.RetryAfter(tc.err); got != tc.retry {
+				t.Errorf("RetryAfter = %v, want %v", got, tc.retry)
+			}
+		})
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	err := domain.Errorf(domain.CodeQuotaExceeded, "app %s is full", "crm")
+	if got := err.Error(); got != "backup_quota_exceeded: app crm is full" {
+		t.Fatalf("Error() = %q", got)
+	}
+	if err.Code != domain.CodeQuotaExceeded || err.Message != "app crm is full" || err.RetryAfter != 0 {
+		t.Fatalf("Errorf = %+v", err)
+	}
+}
+
+func TestErrorCodesAreFrozen(t *testing.T) {
+	codes := map[string]string{
+		domain.CodeInvalidArgument: "invalid_argument", domain.CodeNotFound: "not_found",
+		domain.CodeQuotaExceeded: "backup_quota_exceeded", domain.CodeTooSoon: "backup_too_soon",
+		domain.CodeBackupStateConflict: "backup_state_conflict", domain.CodeConflict: "conflict",
+		domain.CodeUnauthenticated: "unauthenticated", domain.CodeUnavailable: "unavailable", domain.CodeInternal: "internal",
+	}
+	for got, want := range codes {
+		if got != want {
+			t.Errorf("code %q, want the frozen %q", got, want)
+		}
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	ctx := context.Background()
+	auth := domain.NewAdminToken("s3cret-token")
+	p, err := auth.Authenticate(ctx, "s3cret-token")
+	if err != nil || p != (domain.Principal{ID: "admin", Admin: true}) {
+		t.Fatalf("right token = %+v, %v", p, err)
+	}
+	for _, tok := range []string{"", "wrong", "s3cret-token ", "s3cret-toke", "S3CRET-TOKEN", "s3cret-token\x00"} {
+		p, err := auth.Authenticate(ctx, tok)
+		if !errors.Is(err, domain.ErrUnauthenticated) || domain.Code(err) != domain.CodeUnauthenticated {
+			t.Errorf("token %q: err = %v, want ErrUnauthenticated", tok, err)
+		}
+		if p != (domain.Principal{}) {
+			t.Errorf("token %q: principal %+v, want none", tok, p)
+		}
+	}
+	// An empty configured token accepts nothing, not even an empty token.
+	empty := domain.NewAdminToken("")
+	if _, err := empty.Authenticate(ctx, ""); !errors.Is(err, domain.ErrUnauthenticated) {
+		t.Fatalf("empty token with an empty admin token: err = %v", err)
+	}
+}

@@ -1,0 +1,266 @@
+package domain_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// goldenTime is the time of every golden envelope: UTC, millisecond
+// precision, as the ledger writes it.
+var goldenTime = time.Date(2026, 11, 21, 10, 15, 0, 123_000_000, time.UTC)
+
+// goldenEvents holds one event of each registered type, with every field
+// set, as frozen in testdata/events/<type>.json.
+var goldenEvents = []domain.Event{
+	&domain.BackupRequested{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "Before upgrade", Description: "all of crm\nbefore 2.0",
+		Origin: domain.OriginManual, ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC)},
+	&domain.BackupStarted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Attempt: 2, Worker: "backupd-1"},
+	&domain.BackupCompleted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", SizeBytes: 1048576, SHA256: sha64, ItemCount: 42, SchemaVersion: 3},
+	&domain.BackupFailed{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "export: source unavailable"},
+	&domain.BackupRenamed{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "After upgrade", PreviousName: "Before upgrade"},
+	&domain.BackupDeleted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B"},
+}
+
+// goldenEnvelope returns the envelope of ev with every field set.
+func goldenEnvelope(t *testing.T, ev domain.Event) domain.Envelope {
+	t.Helper()
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatalf("marshal %s: %v", ev.EventType(), err)
+	}
+	return domain.Envelope{
+		ID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4E", Type: ev.EventType(), Version: 1, App: "crm", Time: goldenTime,
+		Actor: "alice", CommandID: "idem-key.1", CorrelationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C",
+		CausationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", PrevHash: domain.HashEvent([]byte("previous event")), Data: data,
+	}
+}
+
+func goldenPath(typ string) string { return filepath.Join("testdata", "events", typ+".json") }
+
+// indent returns the indented form of compact JSON; whitespace is the only
+// difference, so the golden freezes the exact field names, order and values.
+func indent(t *testing.T, compact []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, compact, "", "  "); err != nil {
+		t.Fatalf("indent: %v", err)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
+
+func TestEventGoldens(t *testing.T) {
+	for _, ev := range goldenEvents {
+		t.Run(ev.EventType(), func(t *testing.T) {
+			env := goldenEnvelope(t, ev)
+			body, err := json.Marshal(env)
+			if err != nil {
+				t.Fatalf("marshal envelope: %v", err)
+			}
+			got := indent(t, body)
+			path := goldenPath(ev.EventType())
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden (run go test -run TestEventGoldens -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("JSON of %s changed; events are never changed incompatibly (DESIGN §3).\n got:\n%s\nwant:\n%s",
+					ev.EventType(), got, want)
+			}
+		})
+	}
+}
+
+func TestGoldensCoverEveryRegisteredType(t *testing.T) {
+	var golden []string
+	for _, ev := range goldenEvents {
+		golden = append(golden, ev.EventType())
+	}
+	registered := domain.EventTypes()
+	slices.Sort(golden)
+	slices.Sort(registered)
+	if !slices.Equal(golden, registered) {
+		t.Fatalf("golden events %v, registered types %v", golden, registered)
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "events", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromFiles []string
+	for _, f := range files {
+		fromFiles = append(fromFiles, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	slices.Sort(fromFiles)
+	if !slices.Equal(fromFiles, registered) {
+		t.Fatalf("golden files %v, registered types %v", fromFiles, registered)
+	}
+}
+
+func TestEventTypes(t *testing.T) {
+	want := []string{
+		domain.TypeBackupCompleted, domain.TypeBackupDeleted, domain.TypeBackupFailed,
+		domain.TypeBackupRenamed, domain.TypeBackupRequested, domain.TypeBackupStarted,
+	}
+	got := domain.EventTypes()
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("EventTypes() = %v, want %v", got, want)
+	}
+	names := map[string]string{
+		domain.TypeBackupRequested: "backup.requested", domain.TypeBackupStarted: "backup.started",
+		domain.TypeBackupCompleted: "backup.completed", domain.TypeBackupFailed: "backup.failed",
+		domain.TypeBackupRenamed: "backup.renamed", domain.TypeBackupDeleted: "backup.deleted",
+	}
+	for c, n := range names {
+		if c != n {
+			t.Errorf("type constant %q, want the frozen name %q", c, n)
+		}
+	}
+}
+
+func TestDecodeEventRoundTripsGoldens(t *testing.T) {
+	for _, want := range goldenEvents {
+		t.Run(want.EventType(), func(t *testing.T) {
+			raw, err := os.ReadFile(goldenPath(want.EventType()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var env domain.Envelope
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&env); err != nil {
+				t.Fatalf("decode envelope: %v", err)
+			}
+			wantEnv := goldenEnvelope(t, want)
+			gotData := env.Data
+			env.Data, wantEnv.Data = nil, nil
+			if !reflect.DeepEqual(env, wantEnv) {
+				t.Fatalf("envelope = %+v, want %+v", env, wantEnv)
+			}
+			env.Data = gotData
+			ev, err := domain.DecodeEvent(&env)
+			if err != nil {
+				t.Fatalf("DecodeEvent: %v", err)
+			}
+			if !reflect.DeepEqual(ev, want) {
+				t.Fatalf("DecodeEvent = %#v, want %#v", ev, want)
+			}
+			if ev.EventType() != env.Type {
+				t.Fatalf("EventType() = %q, envelope type %q", ev.EventType(), env.Type)
+			}
+			// The data re-encodes to exactly the frozen bytes.
+			again, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, gotData); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, compact.Bytes()) {
+				t.Fatalf("data re-encodes to %s, golden %s", again, compact.Bytes())
+			}
+			if got := domain.BackupID(ev); got != "01JDAX3N3Z8Q1V0G5Y9F6K2M4B" {
+				t.Fatalf("BackupID = %q", got)
+			}
+		})
+	}
+}
+
+func TestDecodeEventErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		env  domain.Envelope
+		want string
+	}{
+		{"unknown type", domain.Envelope{Type: "backup.exploded", Data: json.RawMessage(`{}`)}, `unknown event type "backup.exploded"`},
+		{"empty type", domain.Envelope{Data: json.RawMessage(`{}`)}, "unknown event type"},
+		{"wrong field type", domain.Envelope{Type: domain.TypeBackupStarted, Data: json.RawMessage(`{"backup_id":"b","attempt":"two"}`)}, "decode backup.started data"},
+		{"not an object", domain.Envelope{Type: domain.TypeBackupDeleted, Data: json.RawMessage(`[1]`)}, "decode backup.deleted data"},
+		{"no data", domain.Envelope{Type: domain.TypeBackupDeleted}, "decode backup.deleted data"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := domain.DecodeEvent(&tc.env)
+			if err == nil || ev != nil {
+				t.Fatalf("DecodeEvent = %v, %v; want an error", ev, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeEventIgnoresUnknownDataFields(t *testing.T) {
+	// A newer writer may add optional fields; an older reader keeps going.
+	env := domain.Envelope{Type: domain.TypeBackupDeleted, Data: json.RawMessage(`{"backup_id":"b1","reason":"new field"}`)}
+	ev, err := domain.DecodeEvent(&env)
+	if err != nil || !reflect.DeepEqual(ev, &domain.BackupDeleted{BackupID: "b1"}) {
+		t.Fatalf("DecodeEvent = %#v, %v", ev, err)
+	}
+}
+
+func TestOptionalFieldsAreOmitted(t *testing.T) {
+	data, err := json.Marshal(&domain.BackupRequested{BackupID: "b", Name: "n", Origin: domain.OriginNightly, ExpiresAt: goldenTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"backup_id":"b","name":"n","origin":"nightly","expires_at":"2026-11-21T10:15:00.123Z"}`; string(data) != want {
+		t.Fatalf("requested without description = %s, want %s", data, want)
+	}
+	data, err = json.Marshal(&domain.BackupStarted{BackupID: "b", Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"backup_id":"b","attempt":1}`; string(data) != want {
+		t.Fatalf("started without worker = %s, want %s", data, want)
+	}
+	body, err := json.Marshal(domain.Envelope{ID: "e", Type: "t", Version: 1, App: "a", Time: goldenTime, Actor: "x",
+		CommandID: "c", Data: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"e","type":"t","version":1,"app":"a","time":"2026-11-21T10:15:00.123Z","actor":"x","command_id":"c","prev_hash":"","data":{}}`
+	if string(body) != want {
+		t.Fatalf("minimal envelope = %s, want %s", body, want)
+	}
+}
+
+func TestBackupIDOfUnknownEvent(t *testing.T) {
+	if got := domain.BackupID(nil); got != "" {
+		t.Fatalf("BackupID(nil) = %q", got)
+	}
+}
+
+func TestHashEvent(t *testing.T) {
+	cases := map[string]string{
+		"":    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"abc": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+	}
+	for in, want := range cases {
+		if got := domain.HashEvent([]byte(in)); got != want {
+			t.Errorf("HashEvent(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,379 @@
+package domain_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// This file holds in-memory fakes of the ports the domain declares, for pure
+// unit tests of the application layer and the worker. The real adapters are
+// tested against JetStream in their own packages.
+
+// storedMsg is one message of the fake stream.
+type storedMsg struct {
+	seq   uint64
+	app   string
+	typ   string
+	msgID string
+	body  []byte
+}
+
+// fakeStream is an EventStore over one in-memory stream shared by all apps:
+// stream sequences are global, the expected sequence is per app (subject),
+// MsgIDs are deduplicated with the first sequence.
+type fakeStream struct {
+	mu      sync.Mutex
+	msgs    []storedMsg
+	last    map[string]uint64
+	byMsgID map[string]uint64
+	appends []domain.PendingEvent // every Append call, accepted or not
+
+	// seqFirst checks the expected sequence before deduplication, as an R1
+	// stream does (DESIGN §10); false deduplicates first, as R3 does.
+	seqFirst bool
+	// beforeAppend, if set, runs at the start of every Append, without the
+	// stream's lock: a test appends concurrent events from it.
+	beforeAppend func(ev domain.PendingEvent)
+	// failAppend, if set, may refuse an append with an error.
+	failAppend  func(ev domain.PendingEvent) error
+	lastSeqErr  error
+	lastSeqCall int
+}
+
+var _ domain.EventStore = (*fakeStream)(nil)
+
+func newFakeStream() *fakeStream {
+	return &fakeStream{last: map[string]uint64{}, byMsgID: map[string]uint64{}}
+}
+
+func (s *fakeStream) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
+	s.mu.Lock()
+	s.appends = append(s.appends, ev)
+	hook, fail := s.beforeAppend, s.failAppend
+	s.mu.Unlock()
+	if hook != nil {
+		hook(ev)
+	}
+	if fail != nil {
+		if err := fail(ev); err != nil {
+			return domain.AppendResult{}, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.seqFirst {
+		if seq, ok := s.byMsgID[ev.MsgID]; ok {
+			return domain.AppendResult{Seq: seq, Duplicate: true}, nil
+		}
+	}
+	if last := s.last[ev.App]; last != ev.ExpectedSeq {
+		return domain.AppendResult{}, fmt.Errorf("append to ledger.events.%s: expected %d, last %d: %w", ev.App, ev.ExpectedSeq, last, domain.ErrConflict)
+	}
+	if seq, ok := s.byMsgID[ev.MsgID]; ok {
+		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
+	}
+	seq := s.storeLocked(ev.App, ev.Type, ev.MsgID, ev.Body)
+	return domain.AppendResult{Seq: seq}, nil
+}
+
+func (s *fakeStream) storeLocked(app, typ, msgID string, body []byte) uint64 {
+	seq := uint64(len(s.msgs) + 1)
+	s.msgs = append(s.msgs, storedMsg{seq: seq, app: app, typ: typ, msgID: msgID, body: slices.Clone(body)})
+	s.last[app] = seq
+	if msgID != "" {
+		s.byMsgID[msgID] = seq
+	}
+	return seq
+}
+
+func (s *fakeStream) LastSeq(_ context.Context, app string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSeqCall++
+	if s.lastSeqErr != nil {
+		return 0, s.lastSeqErr
+	}
+	return s.last[app], nil
+}
+
+// publishRaw appends an event of app without any check, as another writer
+// would: ev nil writes an event of a type this process does not know.
+func (s *fakeStream) publishRaw(t testing.TB, app, actor, commandID string, ev domain.Event) uint64 {
+	t.Helper()
+	env, _ := envelope(t, app, t0, actor, commandID, ev)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.msgs); n > 0 {
+		env.PrevHash = domain.HashEvent(s.msgs[n-1].body)
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.storeLocked(app, env.Type, app+"|"+commandID+"|"+actor, body)
+}
+
+// snapshot returns a copy of the stored messages.
+func (s *fakeStream) snapshot() []storedMsg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.msgs)
+}
+
+func (s *fakeStream) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+func (s *fakeStream) appendCalls() []domain.PendingEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.appends)
+}
+
+// envelopes decodes the stored messages of app.
+func (s *fakeStream) envelopes(t testing.TB, app string) []domain.Envelope {
+	t.Helper()
+	var out []domain.Envelope
+	for _, m := range s.snapshot() {
+		if m.app != app {
+			continue
+		}
+		var env domain.Envelope
+		if err := json.Unmarshal(m.body, &env); err != nil {
+			t.Fatalf("stored message %d is not an envelope: %v", m.seq, err)
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+// types returns the event types stored for app, in order.
+func (s *fakeStream) types(app string) []string {
+	var out []string
+	for _, m := range s.snapshot() {
+		if m.app == app {
+			out = append(out, m.typ)
+		}
+	}
+	return out
+}
+
+// fakeFold is the States of one process: the fold of the fake stream into
+// one App per app. Like the real projection it lags behind the stream: it
+// applies messages only in WaitApplied (all it can get), unless follow is
+// set, in which case every ReadApp catches up first.
+type fakeFold struct {
+	mu      sync.Mutex
+	stream  *fakeStream
+	memory  int
+	follow  bool
+	apps    map[string]*domain.App
+	applied uint64
+	waits   []uint64
+	// readHook, if set, runs at the start of every ReadApp.
+	readHook func()
+}
+
+var _ domain.States = (*fakeFold)(nil)
+
+func newFakeFold(s *fakeStream, memory int) *fakeFold {
+	return &fakeFold{stream: s, memory: memory, apps: map[string]*domain.App{}}
+}
+
+func (f *fakeFold) catchUpLocked() {
+	for _, m := range f.stream.snapshot()[f.applied:] {
+		var env domain.Envelope
+		if err := json.Unmarshal(m.body, &env); err != nil {
+			panic(fmt.Sprintf("fake fold: message %d: %v", m.seq, err))
+		}
+		a := f.apps[env.App]
+		if a == nil {
+			a = domain.NewApp(env.App, f.memory)
+			f.apps[env.App] = a
+		}
+		ev, err := domain.DecodeEvent(&env)
+		if err != nil {
+			ev = nil // an event type this process does not know
+		}
+		a.Apply(m.seq, domain.HashEvent(m.body), &env, ev)
+		f.applied = m.seq
+	}
+}
+
+func (f *fakeFold) ReadApp(app string, fn func(a *domain.App)) {
+	if f.readHook != nil {
+		f.readHook()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.follow {
+		f.catchUpLocked()
+	}
+	if a := f.apps[app]; a != nil {
+		fn(a)
+		return
+	}
+	fn(domain.NewApp(app, f.memory))
+}
+
+func (f *fakeFold) WaitApplied(ctx context.Context, seq uint64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("wait for seq %d: %w", seq, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waits = append(f.waits, seq)
+	f.catchUpLocked()
+	if f.applied < seq {
+		return fmt.Errorf("fake fold: seq %d is beyond the stream (applied %d)", seq, f.applied)
+	}
+	return nil
+}
+
+// backup returns a live backup of app as the fold knows it after catching up.
+func (f *fakeFold) backup(t testing.TB, app, id string) (domain.Backup, bool) {
+	t.Helper()
+	if err := f.WaitApplied(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		b  domain.Backup
+		ok bool
+	)
+	f.ReadApp(app, func(a *domain.App) { b, ok = a.Backup(id) })
+	return b, ok
+}
+
+// fakeArchives is an ArchiveStore in memory. WriteArchive reads every item
+// the export emits and stores the bytes as the archive once the export is
+// done; its SHA-256 and size are the archive's.
+type fakeArchives struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	headers []domain.ArchiveHeader
+	deletes []string
+	// duringWrite, if set, runs after the export and before the archive is
+	// stored (the archive is being written).
+	duringWrite func(ctx context.Context, h domain.ArchiveHeader)
+	writeErr    error
+	deleteErr   error
+}
+
+var _ domain.ArchiveStore = (*fakeArchives)(nil)
+
+func newFakeArchives() *fakeArchives { return &fakeArchives{objects: map[string][]byte{}} }
+
+func (s *fakeArchives) WriteArchive(ctx context.Context, h domain.ArchiveHeader, export func(emit func(domain.Item) error) error) (domain.ArchiveInfo, error) {
+	s.mu.Lock()
+	s.headers = append(s.headers, h)
+	hook, werr := s.duringWrite, s.writeErr
+	s.mu.Unlock()
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "archive of %s/%s\n", h.App, h.BackupID)
+	items := 0
+	err := export(func(it domain.Item) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fmt.Fprintf(&buf, "%s %d\n", it.Path, it.Size)
+		if _, err := io.Copy(&buf, it.Body); err != nil {
+			return err
+		}
+		items++
+		return nil
+	})
+	if err != nil {
+		return domain.ArchiveInfo{}, fmt.Errorf("write archive %s: %w", h.BackupID, err)
+	}
+	if hook != nil {
+		hook(ctx, h)
+	}
+	if werr != nil {
+		return domain.ArchiveInfo{}, werr
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	s.mu.Lock()
+	s.objects[h.BackupID] = buf.Bytes()
+	s.mu.Unlock()
+	return domain.ArchiveInfo{SizeBytes: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:]), ItemCount: items}, nil
+}
+
+func (s *fakeArchives) DeleteArchive(_ context.Context, backupID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletes = append(s.deletes, backupID)
+	if s.deleteErr != nil {
+		return s.deleteErr
+	}
+	delete(s.objects, backupID)
+	return nil
+}
+
+func (s *fakeArchives) object(id string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.objects[id]
+	return b, ok
+}
+
+func (s *fakeArchives) deleted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.deletes)
+}
+
+func (s *fakeArchives) writes() []domain.ArchiveHeader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.headers)
+}
+
+// fakeSource exports fixed documents; err, if set, is returned after the
+// first item; onExport, if set, replaces the export.
+type fakeSource struct {
+	docs     map[string]string
+	err      error
+	onExport func(ctx context.Context, emit func(domain.Item) error) error
+}
+
+var _ domain.Source = (*fakeSource)(nil)
+
+func (s *fakeSource) Kind() string       { return "fake" }
+func (s *fakeSource) SchemaVersion() int { return 7 }
+
+func (s *fakeSource) Export(ctx context.Context, _ string, emit func(domain.Item) error) error {
+	if s.onExport != nil {
+		return s.onExport(ctx, emit)
+	}
+	keys := make([]string, 0, len(s.docs))
+	for k := range s.docs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		v := s.docs[k]
+		if err := emit(domain.Item{Path: k, Size: int64(len(v)), Body: bytes.NewReader([]byte(v))}); err != nil {
+			return err
+		}
+		if i == 0 && s.err != nil {
+			return s.err
+		}
+	}
+	return nil
+}
+
+// errStore is a failure of the store that is not a conflict.
+var errStore = errors.New("store is down")

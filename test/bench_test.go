@@ -1,0 +1,166 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+const benchApps = 64
+
+// benchServer starts an embedded server with the given durability.
+func benchServer(b *testing.B, syncAlways bool) (*server.Server, njs.JetStream) {
+	b.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(),
+		NoLog: true, NoSigs: true, SyncAlways: syncAlways,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		b.Fatal("server not ready")
+	}
+	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := jetstream.Setup(context.Background(), js, jetstream.Config{}); err != nil {
+		b.Fatal(err)
+	}
+	return s, js
+}
+
+// perApp splits b.N operations over benchApps goroutines, one per app, and
+// runs op for each; it reports the rate in ops/s and returns it.
+func perApp(b *testing.B, op func(app string, i int) error) float64 {
+	b.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	b.ResetTimer()
+	start := time.Now()
+	for a := 0; a < benchApps; a++ {
+		n := b.N / benchApps
+		if a < b.N%benchApps {
+			n++
+		}
+		wg.Add(1)
+		go func(app string, n int) {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				if err := op(app, i); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}("app"+strconv.Itoa(a), n)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	return rate
+}
+
+// BenchmarkAppend compares commands appended through the domain and the
+// event store (decide against the in-memory fold, append with the expected
+// subject sequence, wait until the projection applied it) with raw
+// JetStream publishes carrying the expected-sequence header, 64 apps in
+// parallel, with both durability settings. The ledger case reports its
+// ratio to the raw rate measured just before it in the same run.
+func BenchmarkAppend(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		always bool
+	}{{"sync=interval", false}, {"sync=always", true}} {
+		var raw float64
+		b.Run(mode.name+"/raw", func(b *testing.B) {
+			_, js := benchServer(b, mode.always)
+			body := make([]byte, 256)
+			var mu sync.Mutex
+			last := map[string]uint64{}
+			raw = perApp(b, func(app string, _ int) error {
+				mu.Lock()
+				seq := last[app]
+				mu.Unlock()
+				m := nats.NewMsg(jetstream.Subject(app))
+				m.Data = body
+				m.Header.Set("Nats-Expected-Last-Subject-Sequence", strconv.FormatUint(seq, 10))
+				ack, err := js.PublishMsg(context.Background(), m)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				last[app] = ack.Sequence
+				mu.Unlock()
+				return nil
+			})
+		})
+		b.Run(mode.name+"/ledger", func(b *testing.B) {
+			_, js := benchServer(b, mode.always)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rules := domain.DefaultRules()
+			proj := projections.New(rules, nil)
+			f := jetstream.NewFollower(js, proj.Apply, nil)
+			go f.Run(ctx)
+			store, err := jetstream.NewEventStore(ctx, js)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, benchClock{}, &benchIDs{}, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := make([]string, benchApps)
+			for a := range ids {
+				res, err := l.Execute(ctx, domain.RequestBackup{App: "app" + strconv.Itoa(a)}, domain.Meta{Actor: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[a] = res.BackupID
+			}
+			rate := perApp(b, func(app string, i int) error {
+				a, _ := strconv.Atoi(app[3:])
+				_, err := l.Execute(ctx, domain.RenameBackup{App: app, BackupID: ids[a], Name: fmt.Sprintf("name %d", i)}, domain.Meta{Actor: "bench"})
+				return err
+			})
+			if raw > 0 {
+				b.ReportMetric(rate/raw, "ratio_to_raw")
+			}
+		})
+	}
+}
+
+type benchClock struct{}
+
+func (benchClock) Now() time.Time { return time.Now() }
+
+type benchIDs struct{ n atomic.Uint64 }
+
+func (i *benchIDs) NewID(t time.Time) string {
+	return fmt.Sprintf("%013d%013d", t.UnixMilli(), i.n.Add(1))
+}
