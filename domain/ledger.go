@@ -55,6 +55,17 @@ type States interface {
 	WaitApplied(ctx context.Context, seq uint64) error
 }
 
+// Expecter is implemented by a States that can take an event this process
+// is about to append already decoded, so that folding it back from the
+// stream need not decode it again. Expect is a hint: a States must still
+// decode a body it was not told about.
+type Expecter interface {
+	// Expect announces body, decoded as env and ev, with its HashEvent.
+	Expect(hash string, env *Envelope, ev Event)
+	// Unexpect withdraws an announcement whose append failed.
+	Unexpect(hash string)
+}
+
 // ArchiveDeleter removes a backup's archive. Deleting a missing archive is
 // not an error.
 type ArchiveDeleter interface {
@@ -188,14 +199,23 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 		if derr != nil {
 			return Result{}, derr
 		}
-		body, err := encode(app, now, ev, m, prev, l.ids.NewID(now))
+		env, body, err := encode(app, now, ev, m, prev, l.ids.NewID(now))
 		if err != nil {
 			return Result{}, err
+		}
+		exp, _ := l.states.(Expecter)
+		var hash string
+		if exp != nil {
+			hash = HashEvent(body)
+			exp.Expect(hash, env, ev)
 		}
 		ar, err := l.store.Append(ctx, PendingEvent{
 			App: app, Type: ev.EventType(), MsgID: app + "|" + m.CommandID + "|" + m.Actor,
 			ExpectedSeq: expected, Body: body,
 		})
+		if err != nil && exp != nil {
+			exp.Unexpect(hash)
+		}
 		if errors.Is(err, ErrConflict) {
 			if attempt >= l.cfg.MaxAttempts {
 				return Result{}, fmt.Errorf("%s on app %s after %d attempts: %w", cmd.CommandName(), app, attempt, err)
@@ -234,17 +254,22 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 	}
 }
 
-// encode builds the envelope of ev and returns its JSON.
-func encode(app string, now time.Time, ev Event, m Meta, prev, id string) ([]byte, error) {
+// encode builds the envelope of ev and returns it with its JSON.
+func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Envelope, []byte, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
+		return nil, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
 	}
-	return json.Marshal(Envelope{
+	env := &Envelope{
 		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
 		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
 		CausationID: m.CausationID, PrevHash: prev, Data: data,
-	})
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode envelope of %s: %w", ev.EventType(), err)
+	}
+	return env, body, nil
 }
 
 // backoff waits a random time that grows with the attempt, at most 5 ms.

@@ -28,11 +28,14 @@ type Store struct {
 
 	wmu     sync.Mutex
 	waiters []waiter
+
+	emu      sync.Mutex
+	expected map[string]decoded // by HashEvent of the body
 }
 
 type appModel struct {
 	state      *domain.App
-	entries    []LogEntry
+	entries    []logged
 	backupLogs map[string][]int // backup id → indices into entries
 }
 
@@ -41,14 +44,17 @@ type waiter struct {
 	ch  chan struct{}
 }
 
-var _ domain.States = (*Store)(nil)
+var (
+	_ domain.States   = (*Store)(nil)
+	_ domain.Expecter = (*Store)(nil)
+)
 
 // New returns an empty Store for the given rules.
 func New(rules domain.Rules, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{}}
+	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{}, expected: map[string]decoded{}}
 }
 
 // Applied returns the stream sequence of the last applied message.
@@ -58,20 +64,47 @@ func (s *Store) Applied() uint64 {
 	return s.applied
 }
 
+// Expect implements domain.Expecter: the ledger of this process announces
+// an event it is about to append, so that Apply need not decode it again.
+func (s *Store) Expect(hash string, env *domain.Envelope, ev domain.Event) {
+	s.emu.Lock()
+	s.expected[hash] = decoded{env: env, ev: ev}
+	s.emu.Unlock()
+}
+
+// Unexpect implements domain.Expecter.
+func (s *Store) Unexpect(hash string) {
+	s.emu.Lock()
+	delete(s.expected, hash)
+	s.emu.Unlock()
+}
+
+// take returns and forgets the announced decoding of the body with hash.
+func (s *Store) take(hash string) (decoded, bool) {
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	d, ok := s.expected[hash]
+	if ok {
+		delete(s.expected, hash)
+	}
+	return d, ok
+}
+
 // Apply folds the message at stream sequence seq into the read models. A
 // message that is not a valid event is logged and skipped; the sequence
 // still advances, so that readers waiting for it are not stuck.
 func (s *Store) Apply(seq uint64, body []byte) {
-	var env domain.Envelope
-	err := json.Unmarshal(body, &env)
-	if err == nil {
-		err = domain.ValidateAppID(env.App)
+	hash := domain.HashEvent(body)
+	d, ok := s.take(hash)
+	var err error
+	if !ok {
+		d, err = decode(body)
 	}
 	s.mu.Lock()
 	if err != nil {
 		s.log.Error("skip undecodable ledger message", "seq", seq, "err", err)
 	} else {
-		s.apply(seq, body, &env)
+		s.apply(seq, hash, d)
 	}
 	if seq > s.applied {
 		s.applied = seq
@@ -80,25 +113,53 @@ func (s *Store) Apply(seq uint64, body []byte) {
 	s.notify(seq)
 }
 
-func (s *Store) apply(seq uint64, body []byte, env *domain.Envelope) {
+// decoded is one event's envelope and data.
+type decoded struct {
+	env *domain.Envelope
+	ev  domain.Event // nil for a type this process does not know
+}
+
+func decode(body []byte) (decoded, error) {
+	var env domain.Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return decoded{}, err
+	}
+	if err := domain.ValidateAppID(env.App); err != nil {
+		return decoded{}, err
+	}
+	ev, err := domain.DecodeEvent(&env)
+	if err != nil {
+		// Folded as opaque: an older process survives a newer event type.
+		ev = nil
+	}
+	return decoded{env: &env, ev: ev}, nil
+}
+
+func (s *Store) apply(seq uint64, hash string, d decoded) {
+	env, ev := d.env, d.ev
 	m := s.apps[env.App]
 	if m == nil {
 		m = &appModel{state: domain.NewApp(env.App, s.commandMemory), backupLogs: map[string][]int{}}
 		s.apps[env.App] = m
 	}
-	ev, err := domain.DecodeEvent(env)
-	if err != nil {
-		s.log.Warn("unknown or invalid event; folded as opaque", "seq", seq, "app", env.App, "type", env.Type, "err", err)
-		ev = nil
+	m.state.Apply(seq, hash, env, ev)
+	m.entries = append(m.entries, logged{seq: seq, env: env, ev: ev})
+	if id := domain.BackupID(ev); id != "" {
+		m.backupLogs[id] = append(m.backupLogs[id], len(m.entries)-1)
 	}
-	m.state.Apply(seq, domain.HashEvent(body), env, ev)
-	e := LogEntry{Seq: seq, Time: env.Time.UTC(), Actor: env.Actor, Event: env.Type, Result: "ok"}
-	e.BackupID = domain.BackupID(ev)
-	e.Message, e.Result = describe(ev, env.Type)
-	m.entries = append(m.entries, e)
-	if e.BackupID != "" {
-		m.backupLogs[e.BackupID] = append(m.backupLogs[e.BackupID], len(m.entries)-1)
-	}
+}
+
+// logged is one event as the logs keep it; its words are made when read.
+type logged struct {
+	seq uint64
+	env *domain.Envelope
+	ev  domain.Event
+}
+
+func (l logged) entry() LogEntry {
+	e := LogEntry{Seq: l.seq, Time: l.env.Time.UTC(), Actor: l.env.Actor, Event: l.env.Type, BackupID: domain.BackupID(l.ev)}
+	e.Message, e.Result = describe(l.ev, l.env.Type)
+	return e
 }
 
 // describe says in words what an event did, and with what result.
@@ -251,7 +312,11 @@ func (s *Store) AppLog(app string) []LogEntry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if m := s.apps[app]; m != nil {
-		return slices.Clone(m.entries)
+		out := make([]LogEntry, len(m.entries))
+		for i, l := range m.entries {
+			out[i] = l.entry()
+		}
+		return out
 	}
 	return []LogEntry{}
 }
@@ -265,7 +330,7 @@ func (s *Store) BackupLog(app, id string) ([]LogEntry, error) {
 		if idx, ok := m.backupLogs[id]; ok {
 			out := make([]LogEntry, len(idx))
 			for i, j := range idx {
-				out[i] = m.entries[j]
+				out[i] = m.entries[j].entry()
 			}
 			return out, nil
 		}
