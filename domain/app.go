@@ -182,7 +182,9 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 			Status: StatusQueued, Origin: e.Origin, CreatedBy: env.Actor,
 			CreatedAt: env.Time, ExpiresAt: e.ExpiresAt, Seq: seq,
 		}
-		if e.Origin == OriginManual {
+		// Clocks of several processes may disagree: the interval counts
+		// from the latest manual request, never an earlier one.
+		if e.Origin == OriginManual && env.Time.After(a.lastManualAt) {
 			a.lastManualAt = env.Time
 		}
 	case *BackupStarted:

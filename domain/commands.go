@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -41,9 +42,12 @@ type StartBackup struct {
 }
 
 // CompleteBackup marks a running backup ready with its archive's facts.
+// Attempt must be the backup's current attempt: a stale worker whose job was
+// given to another cannot complete it.
 type CompleteBackup struct {
 	App           string
 	BackupID      string
+	Attempt       int
 	SizeBytes     int64
 	SHA256        string
 	ItemCount     int
@@ -177,7 +181,7 @@ func (c StartBackup) decide(a *App, _ *decision) (Event, error) {
 	default:
 		return nil, stateConflict(b, "started")
 	}
-	return &BackupStarted{BackupID: b.ID, Attempt: c.Attempt, Worker: c.Worker}, nil
+	return &BackupStarted{BackupID: b.ID, Attempt: c.Attempt, Worker: strings.ToValidUTF8(c.Worker, "\uFFFD")}, nil
 }
 
 func (c CompleteBackup) decide(a *App, _ *decision) (Event, error) {
@@ -188,8 +192,11 @@ func (c CompleteBackup) decide(a *App, _ *decision) (Event, error) {
 	if b.Status != StatusRunning {
 		return nil, stateConflict(b, "completed")
 	}
-	if c.SizeBytes < 0 || c.ItemCount < 0 || len(c.SHA256) != 64 {
-		return nil, Errorf(CodeInvalidArgument, "completion needs a size, an item count and a hex SHA-256")
+	if c.SizeBytes < 0 || c.ItemCount < 0 || !isLowerHex(c.SHA256, 64) {
+		return nil, Errorf(CodeInvalidArgument, "completion needs a size, an item count and a lowercase hex SHA-256")
+	}
+	if c.Attempt != b.Attempt {
+		return nil, Errorf(CodeBackupStateConflict, "backup %s is running attempt %d; attempt %d cannot complete it", b.ID, b.Attempt, c.Attempt)
 	}
 	return &BackupCompleted{BackupID: b.ID, SizeBytes: c.SizeBytes, SHA256: c.SHA256,
 		ItemCount: c.ItemCount, SchemaVersion: c.SchemaVersion}, nil
@@ -203,7 +210,7 @@ func (c FailBackup) decide(a *App, _ *decision) (Event, error) {
 	if b.Status != StatusQueued && b.Status != StatusRunning {
 		return nil, stateConflict(b, "failed")
 	}
-	reason := c.Reason
+	reason := strings.ToValidUTF8(c.Reason, "\uFFFD")
 	if reason == "" {
 		reason = "unknown"
 	}
@@ -241,4 +248,17 @@ func Decide(a *App, cmd Command, now time.Time, rules Rules, newID func() string
 		return nil, err
 	}
 	return cmd.decide(a, &decision{now: now, rules: rules, newID: newID})
+}
+
+// isLowerHex reports whether s is n lowercase hexadecimal digits.
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

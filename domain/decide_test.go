@@ -339,7 +339,7 @@ func TestDecideTransitions(t *testing.T) {
 		return domain.StartBackup{App: "crm", BackupID: id, Attempt: attempt, Worker: "w9"}
 	}
 	complete := func(id string) domain.CompleteBackup {
-		return domain.CompleteBackup{App: "crm", BackupID: id, SizeBytes: 10, SHA256: sha64, ItemCount: 2, SchemaVersion: 4}
+		return domain.CompleteBackup{App: "crm", BackupID: id, Attempt: 2, SizeBytes: 10, SHA256: sha64, ItemCount: 2, SchemaVersion: 4}
 	}
 	fail := func(id, reason string) domain.FailBackup {
 		return domain.FailBackup{App: "crm", BackupID: id, Reason: reason}
@@ -366,8 +366,9 @@ func TestDecideTransitions(t *testing.T) {
 
 		{name: "complete running", when: complete("r"),
 			want: &domain.BackupCompleted{BackupID: "r", SizeBytes: 10, SHA256: sha64, ItemCount: 2, SchemaVersion: 4}},
-		{name: "complete running with an empty archive", when: domain.CompleteBackup{App: "crm", BackupID: "r", SHA256: sha64},
+		{name: "complete running with an empty archive", when: domain.CompleteBackup{App: "crm", BackupID: "r", Attempt: 2, SHA256: sha64},
 			want: &domain.BackupCompleted{BackupID: "r", SHA256: sha64}},
+		{name: "complete running by a stale attempt", when: domain.CompleteBackup{App: "crm", BackupID: "r", Attempt: 1, SHA256: sha64}, code: conflict},
 		{name: "complete queued", when: complete("q"), code: conflict},
 		{name: "complete ready", when: complete("ok"), code: conflict},
 		{name: "complete failed", when: complete("f"), code: conflict},
@@ -490,5 +491,38 @@ func TestCommandNamesAndApps(t *testing.T) {
 		if got := tc.cmd.AppID(); got != "a1" {
 			t.Errorf("AppID of %T = %q, want a1", tc.cmd, got)
 		}
+	}
+}
+
+// TestDecideCompleteNeedsHexSHA is a regression test for an oddity reported
+// to the lead: CompleteBackup checks only the length of the SHA-256 although
+// its error says it must be hex.
+func TestDecideCompleteNeedsHexSHA(t *testing.T) {
+	a := fold(t, "crm", lifecycle...)
+	for _, sum := range []string{runes("z", 64), "g" + sha64[1:]} {
+		_, err := domain.Decide(a, domain.CompleteBackup{App: "crm", BackupID: "r", SHA256: sum}, later, domain.DefaultRules(), newIDFunc("x"))
+		if err == nil {
+			t.Fatalf("SHA-256 %q accepted", sum)
+		}
+		wantCode(t, err, domain.CodeInvalidArgument)
+	}
+}
+
+// TestDecideIntervalFromTheLatestManualBackup is a regression test for an
+// oddity reported to the lead: events of one app may carry times out of
+// order (processes with skewed clocks), and evolve then moves the last
+// manual backup time backwards, shortening the interval.
+func TestDecideIntervalFromTheLatestManualBackup(t *testing.T) {
+	a := fold(t, "crm",
+		g(10*time.Minute, requested("m1", domain.OriginManual)),
+		g(9*time.Minute, requested("m2", domain.OriginManual)), // written later by a process whose clock is behind
+	)
+	_, err := domain.Decide(a, manual(), at(14*time.Minute+30*time.Second), domain.DefaultRules(), newIDFunc("x"))
+	if err == nil {
+		t.Fatal("the interval counted from an earlier manual backup")
+	}
+	wantCode(t, err, domain.CodeTooSoon)
+	if got := domain.RetryAfter(err); got != 30*time.Second {
+		t.Fatalf("RetryAfter = %v, want 30s", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -53,12 +54,13 @@ var registry = map[string]func() Event{
 	TypeBackupDeleted:   func() Event { return new(BackupDeleted) },
 }
 
-// EventTypes returns the registered event type names.
+// EventTypes returns the registered event type names, sorted.
 func EventTypes() []string {
 	out := make([]string, 0, len(registry))
 	for t := range registry {
 		out = append(out, t)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -69,6 +71,9 @@ func DecodeEvent(env *Envelope) (Event, error) {
 	mk, ok := registry[env.Type]
 	if !ok {
 		return nil, fmt.Errorf("unknown event type %q", env.Type)
+	}
+	if env.Version > eventVersion {
+		return nil, fmt.Errorf("%s version %d is not known to this server (it knows %d)", env.Type, env.Version, eventVersion)
 	}
 	ev := mk()
 	if err := json.Unmarshal(env.Data, ev); err != nil {

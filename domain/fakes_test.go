@@ -185,6 +185,8 @@ type fakeFold struct {
 	waits   []uint64
 	// readHook, if set, runs at the start of every ReadApp.
 	readHook func()
+	// afterWait, if set, runs after every successful WaitApplied.
+	afterWait func()
 }
 
 var _ domain.States = (*fakeFold)(nil)
@@ -239,6 +241,9 @@ func (f *fakeFold) WaitApplied(ctx context.Context, seq uint64) error {
 	f.catchUpLocked()
 	if f.applied < seq {
 		return fmt.Errorf("fake fold: seq %d is beyond the stream (applied %d)", seq, f.applied)
+	}
+	if f.afterWait != nil {
+		f.afterWait()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -152,6 +153,10 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, erro
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.CommandID
 	}
+	// The event must decode to exactly what was decided (see Expecter).
+	m.Actor = strings.ToValidUTF8(m.Actor, "\uFFFD")
+	m.CorrelationID = strings.ToValidUTF8(m.CorrelationID, "\uFFFD")
+	m.CausationID = strings.ToValidUTF8(m.CausationID, "\uFFFD")
 	key := CommandKey(m.Actor, m.CommandID)
 
 	// Commands of one app in this process go one after another, so that they
@@ -162,8 +167,10 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, erro
 	defer mu.Unlock()
 
 	res, err := l.execute(ctx, cmd, m, key)
-	if err == nil && l.archives != nil {
-		if d, ok := cmd.(DeleteBackup); ok {
+	if err == nil && l.archives != nil && res.EventType == TypeBackupDeleted {
+		// Only when this command's event deleted this backup: a key reused
+		// for a delete answers an earlier, different command.
+		if d, ok := cmd.(DeleteBackup); ok && res.BackupID == d.BackupID {
 			if derr := l.archives.DeleteArchive(ctx, d.BackupID); derr != nil {
 				// The backup.deleted event is on record; whoever follows the
 				// stream removes the archive again.
@@ -239,6 +246,9 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 		}
 		if err != nil {
 			return Result{}, err
+		}
+		if ar.Duplicate && exp != nil {
+			exp.Unexpect(hash) // the stored copy is the first one, not this body
 		}
 		if err := l.states.WaitApplied(ctx, ar.Seq); err != nil {
 			return Result{}, err

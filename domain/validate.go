@@ -76,8 +76,8 @@ func NormalizeDescription(d string) (string, error) {
 		return "", Errorf(CodeInvalidArgument, "description must be at most %d characters, got %d", MaxDescriptionLen, n)
 	}
 	for _, r := range d {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return "", Errorf(CodeInvalidArgument, "description must not contain control characters other than newline and tab")
+		if unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' {
+			return "", Errorf(CodeInvalidArgument, "description must not contain control characters other than line breaks and tabs")
 		}
 	}
 	return d, nil

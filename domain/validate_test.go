@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -100,7 +101,7 @@ func TestNormalizeDescription(t *testing.T) {
 		{runes("ü", 1001), "", false},
 		{"a\x00b", "", false},
 		{"a\x01b", "", false},
-		{"a\rb", "", false},
+		{"a\r\nb", "a\r\nb", true}, // CRLF from HTML forms
 		{"a\x7fb", "", false},
 		{"a\xffb", "", false},
 	}
@@ -146,8 +147,8 @@ func TestRulesValidateJoinsErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate of zero rules = nil")
 	}
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
 		t.Fatalf("Validate error %T is not a joined error", err)
 	}
 	if n := len(joined.Unwrap()); n != 5 {

@@ -157,10 +157,17 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		}
 		return w.fail(ctx, j, "export: "+err.Error(), meta("fail"))
 	}
-	_, err = w.ledger.Execute(ctx, CompleteBackup{App: j.App, BackupID: j.BackupID, SizeBytes: info.SizeBytes,
+	_, err = w.ledger.Execute(ctx, CompleteBackup{App: j.App, BackupID: j.BackupID, Attempt: j.Attempt, SizeBytes: info.SizeBytes,
 		SHA256: info.SHA256, ItemCount: info.ItemCount, SchemaVersion: w.source.SchemaVersion()}, meta("complete"))
 	if c := Code(err); c == CodeBackupStateConflict || c == CodeNotFound {
 		// Deleted or failed while it ran: its archive must not outlive it.
+		// Ready or running again means a newer attempt owns the archive.
+		var now Backup
+		w.states.ReadApp(j.App, func(a *App) { now, ok = a.Backup(j.BackupID) })
+		if ok && (now.Status == StatusReady || now.Status == StatusRunning) {
+			log.Warn("a newer attempt owns the backup; this attempt's completion was refused", "code", c)
+			return nil
+		}
 		log.Info("backup settled while running; removing its archive", "code", c)
 		return w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID)
 	}

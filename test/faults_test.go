@@ -136,7 +136,7 @@ func TestGracefulStopFinishesRunningJob(t *testing.T) {
 func TestGracefulStopHandsBackJobPastGrace(t *testing.T) {
 	dir := t.TempDir()
 	g := newGate()
-	short := func(c *daemon.Config) { c.ShutdownTimeout = 2 * time.Second }
+	short := func(c *daemon.Config) { c.ShutdownTimeout = 3 * time.Second }
 	a := startNode(t, dir, short, g.wrap)
 	b := a.createBackup("shop", map[string]any{})
 	g.waitEntered(t)

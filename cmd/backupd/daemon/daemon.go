@@ -38,6 +38,7 @@ type Daemon struct {
 
 	srv      *server.Server
 	nc       *nats.Conn
+	closed   <-chan struct{} // closed when nc is closed
 	js       njs.JetStream
 	proj     *projections.Store
 	follower *jetstream.Follower
@@ -75,7 +76,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("backupd serving", "http", d.HTTPAddr(), "nats", d.NATSURL(), "data_dir", d.cfg.DataDir)
 	<-ctx.Done()
 	d.log.Info("backupd stopping")
-	return d.Close()
+	err := d.Close()
+	d.log.Info("backupd stopped", "err", err)
+	return err
 }
 
 // Start starts every part and returns once the HTTP API listens. Streams,
@@ -98,7 +101,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if d.nc, err = connect(d.srv, d.cfg.NATSURL); err != nil {
+	if d.nc, d.closed, err = connect(d.srv, d.cfg.NATSURL); err != nil {
 		return err
 	}
 	if d.js, err = njs.New(d.nc); err != nil {
@@ -114,7 +117,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		MaxDeliver: d.cfg.JobMaxDeliver,
 		Workers:    d.cfg.Workers,
 		WorkerName: workerName(),
-		Grace:      d.cfg.ShutdownTimeout / 2,
+		Grace:      d.cfg.ShutdownTimeout / 3,
 	}
 	if err := jetstream.Setup(ctx, d.js, jcfg); err != nil {
 		return err
@@ -151,19 +154,20 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.goRun(runCtx, "jobs", d.jobs.Run)
 
 	auth := domain.NewAdminToken(token)
+	newID := func() string { return ids.NewID(time.Now()) }
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := d.follower.CaughtUp
 
 	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready, Logger: d.log,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{}, httpapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), Logger: d.log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
@@ -262,8 +266,10 @@ func (d *Daemon) stop(graceful bool) error {
 		if err := d.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("nats drain: %w", err))
 		}
-		for d.nc.IsDraining() && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
+		select {
+		case <-d.closed:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("nats drain: %w", ctx.Err()))
 		}
 		d.nc.Close()
 	}

@@ -50,10 +50,13 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	return s, nil
 }
 
-// connect connects to the embedded server in-process, or to url.
-func connect(s *server.Server, url string) (*nats.Conn, error) {
+// connect connects to the embedded server in-process, or to url. The channel
+// is closed once the connection is closed (after a drain, say).
+func connect(s *server.Server, url string) (*nats.Conn, <-chan struct{}, error) {
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name("backupd"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 	}
@@ -63,7 +66,7 @@ func connect(s *server.Server, url string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
-	return nc, nil
+	return nc, closed, nil
 }

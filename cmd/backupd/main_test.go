@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
+)
+
+// env returns a lookup function over vars, like os.LookupEnv.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+// parse runs parseFlags and fails the test on an error.
+func parse(t *testing.T, args []string, vars map[string]string) daemon.Config {
+	t.Helper()
+	var stderr bytes.Buffer
+	cfg, err := parseFlags(args, env(vars), &stderr)
+	if err != nil {
+		t.Fatalf("parseFlags(%q, %v) = %v\nstderr:\n%s", args, vars, err, stderr.String())
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("parseFlags(%q) wrote to stderr on success:\n%s", args, stderr.String())
+	}
+	if cfg.Logger == nil {
+		t.Errorf("parseFlags(%q) left Logger nil", args)
+	}
+	return cfg
+}
+
+// assertConfig compares two configs; the time zone by name, the logger not.
+func assertConfig(t *testing.T, got, want daemon.Config) {
+	t.Helper()
+	if g, w := got.Rules.Location.String(), want.Rules.Location.String(); g != w {
+		t.Errorf("time zone = %s, want %s", g, w)
+	}
+	got.Logger, want.Logger = nil, nil
+	got.Rules.Location, want.Rules.Location = nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("config =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg := parse(t, nil, nil)
+	assertConfig(t, cfg, daemon.DefaultConfig())
+
+	// The defaults of DESIGN §8 and §9, spelled out.
+	if cfg.DataDir != "./data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.NATSListen != "127.0.0.1:4222" ||
+		cfg.NATSURL != "" || cfg.Replicas != 1 || cfg.Sync != daemon.SyncAlways || cfg.AdminToken != "" {
+		t.Errorf("defaults = data %q http %q nats-listen %q nats-url %q replicas %d sync %q token %q",
+			cfg.DataDir, cfg.HTTPAddr, cfg.NATSListen, cfg.NATSURL, cfg.Replicas, cfg.Sync, cfg.AdminToken)
+	}
+	r := cfg.Rules
+	if r.MaxBackups != 10 || r.MinInterval != 5*time.Minute || r.Retention != 60*24*time.Hour || r.Location != time.UTC {
+		t.Errorf("default rules = %+v, want 10 backups, 5m, 60 days, UTC", r)
+	}
+	ctx := context.Background()
+	if !cfg.Logger.Enabled(ctx, slog.LevelInfo) || cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		t.Error("default log level is not info")
+	}
+}
+
+func TestParseFlagsOverride(t *testing.T) {
+	args := []string{
+		"--data-dir", "/var/lib/backupd", "--http-addr=:9090", "--nats-url", "nats://a:4222,nats://b:4222",
+		"--nats-listen=none", "--replicas=3", "--sync=interval", "--admin-token=s3cret",
+		"--max-backups=3", "--min-interval=1m", "--retention=24h", "--timezone=Europe/Berlin",
+		"--command-memory=50", "--workers=8", "--job-ack-wait=10s", "--job-max-deliver=3",
+		"--job-timeout=5m", "--shutdown-timeout=2s", "--log-level=debug",
+	}
+	cfg := parse(t, args, nil)
+
+	want := daemon.DefaultConfig()
+	want.DataDir = "/var/lib/backupd"
+	want.HTTPAddr = ":9090"
+	want.NATSURL = "nats://a:4222,nats://b:4222"
+	want.NATSListen = daemon.ListenNone
+	want.Replicas = 3
+	want.Sync = daemon.SyncInterval
+	want.AdminToken = "s3cret"
+	want.Rules.MaxBackups = 3
+	want.Rules.MinInterval = time.Minute
+	want.Rules.Retention = 24 * time.Hour
+	want.Rules.Location = mustLoad(t, "Europe/Berlin")
+	want.Rules.CommandMemory = 50
+	want.Workers = 8
+	want.JobAckWait = 10 * time.Second
+	want.JobMaxDeliver = 3
+	want.JobTimeout = 5 * time.Minute
+	want.ShutdownTimeout = 2 * time.Second
+	assertConfig(t, cfg, want)
+
+	if !cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("--log-level=debug: debug is not enabled")
+	}
+}
+
+func mustLoad(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func TestParseFlagsEnvironment(t *testing.T) {
+	vars := map[string]string{
+		"BACKUPD_HTTP_ADDR":    "0.0.0.0:8081",
+		"BACKUPD_MIN_INTERVAL": "1m",
+		"BACKUPD_MAX_BACKUPS":  "3",
+		"BACKUPD_TIMEZONE":     "Europe/Berlin",
+		"BACKUPD_NATS_LISTEN":  "none",
+		"BACKUPD_SYNC":         "interval",
+		"BACKUPD_ADMIN_TOKEN":  "from-env",
+		"BACKUPD_LOG_LEVEL":    "warn",
+		"backupd_workers":      "7", // not the variable's name
+		"HTTP_ADDR":            "not-mine:1",
+	}
+	cfg := parse(t, nil, vars)
+
+	want := daemon.DefaultConfig()
+	want.HTTPAddr = "0.0.0.0:8081"
+	want.Rules.MinInterval = time.Minute
+	want.Rules.MaxBackups = 3
+	want.Rules.Location = mustLoad(t, "Europe/Berlin")
+	want.NATSListen = daemon.ListenNone
+	want.Sync = daemon.SyncInterval
+	want.AdminToken = "from-env"
+	assertConfig(t, cfg, want)
+
+	ctx := context.Background()
+	if cfg.Logger.Enabled(ctx, slog.LevelInfo) || !cfg.Logger.Enabled(ctx, slog.LevelWarn) {
+		t.Error("BACKUPD_LOG_LEVEL=warn: the logger's level is not warn")
+	}
+}
+
+func TestParseFlagsFlagWinsOverEnvironment(t *testing.T) {
+	vars := map[string]string{
+		"BACKUPD_HTTP_ADDR":   "env:1",
+		"BACKUPD_MAX_BACKUPS": "3",
+		"BACKUPD_TIMEZONE":    "Europe/Berlin",
+		"BACKUPD_REPLICAS":    "abc", // ignored: the flag is given
+		"BACKUPD_WORKERS":     "5",
+	}
+	// --max-backups=10 is the default value, given explicitly: it still wins.
+	args := []string{"--http-addr=flag:2", "--max-backups=10", "--timezone=America/New_York", "--replicas=3"}
+	cfg := parse(t, args, vars)
+
+	want := daemon.DefaultConfig()
+	want.HTTPAddr = "flag:2"
+	want.Rules.Location = mustLoad(t, "America/New_York")
+	want.Replicas = 3
+	want.Workers = 5 // from the environment: no flag
+	assertConfig(t, cfg, want)
+}
+
+func TestParseFlagsInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want []string // substrings of the error
+	}{
+		{"env not a number", nil, map[string]string{"BACKUPD_REPLICAS": "abc"}, []string{"BACKUPD_REPLICAS"}},
+		{"env bad duration", nil, map[string]string{"BACKUPD_MIN_INTERVAL": "soon"}, []string{"BACKUPD_MIN_INTERVAL"}},
+		{"flag not a number", []string{"--replicas=abc"}, nil, []string{"replicas", "abc"}},
+		{"sync", []string{"--sync=sometimes"}, nil, []string{"sync", "sometimes"}},
+		{"max backups", []string{"--max-backups=0"}, nil, []string{"max backups", "0"}},
+		{"replicas range", []string{"--replicas=7"}, nil, []string{"replicas", "7"}},
+		{"timezone", []string{"--timezone=Nowhere/City"}, nil, []string{"timezone", "Nowhere/City"}},
+		{"env timezone", nil, map[string]string{"BACKUPD_TIMEZONE": "Nowhere/City"}, []string{"Nowhere/City"}},
+		{"log level", []string{"--log-level=loud"}, nil, []string{"log level", "loud"}},
+		{"positional", []string{"--replicas=1", "serve", "now"}, nil, []string{"unexpected arguments", "serve", "now"}},
+		{"unknown flag", []string{"--no-such-flag"}, nil, []string{"no-such-flag"}},
+		{"empty data dir", nil, map[string]string{"BACKUPD_DATA_DIR": ""}, []string{"data dir"}},
+		{"several at once", []string{"--sync=sometimes", "--max-backups=0"}, nil, []string{"sync", "max backups"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			_, err := parseFlags(tc.args, env(tc.vars), &stderr)
+			if err == nil {
+				t.Fatalf("parseFlags(%q, %v) = nil error, want one naming %q", tc.args, tc.vars, tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseFlagsHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, env(nil), &stderr)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("parseFlags(-h) = %v, want flag.ErrHelp", err)
+	}
+	for _, name := range []string{"-data-dir", "-http-addr", "-nats-url", "-sync", "-timezone"} {
+		if !strings.Contains(stderr.String(), name) {
+			t.Errorf("usage does not mention %s:\n%s", name, stderr.String())
+		}
+	}
+}
