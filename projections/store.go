@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -143,22 +144,25 @@ func (s *Store) apply(seq uint64, hash string, d decoded) {
 		s.apps[env.App] = m
 	}
 	m.state.Apply(seq, hash, env, ev)
-	m.entries = append(m.entries, logged{seq: seq, env: env, ev: ev})
+	m.entries = append(m.entries, logged{seq: seq, time: env.Time.UTC(), actor: env.Actor, typ: env.Type, ev: ev})
 	if id := domain.BackupID(ev); id != "" {
 		m.backupLogs[id] = append(m.backupLogs[id], len(m.entries)-1)
 	}
 }
 
-// logged is one event as the logs keep it; its words are made when read.
+// logged is one event as the logs keep it (not the whole envelope, to keep
+// memory small); its words are made when read.
 type logged struct {
-	seq uint64
-	env *domain.Envelope
-	ev  domain.Event
+	seq   uint64
+	time  time.Time
+	actor string
+	typ   string
+	ev    domain.Event
 }
 
 func (l logged) entry() LogEntry {
-	e := LogEntry{Seq: l.seq, Time: l.env.Time.UTC(), Actor: l.env.Actor, Event: l.env.Type, BackupID: domain.BackupID(l.ev)}
-	e.Message, e.Result = describe(l.ev, l.env.Type)
+	e := LogEntry{Seq: l.seq, Time: l.time, Actor: l.actor, Event: l.typ, BackupID: domain.BackupID(l.ev)}
+	e.Message, e.Result = describe(l.ev, l.typ)
 	return e
 }
 
