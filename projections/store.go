@@ -91,10 +91,19 @@ func (s *Store) take(hash string) (decoded, bool) {
 	return d, ok
 }
 
-// Apply folds the message at stream sequence seq into the read models. A
-// message that is not a valid event is logged and skipped; the sequence
-// still advances, so that readers waiting for it are not stuck.
-func (s *Store) Apply(seq uint64, body []byte) {
+// TypeUndecodable is the log's event name for a message on an app's
+// subject that is not a valid event.
+const TypeUndecodable = "undecodable"
+
+// Apply folds the message at stream sequence seq, stored on the subject of
+// app, into the read models. The subject is authoritative: appends are
+// checked against the last sequence of the subject, so a message that is
+// not a valid event, or names another app, is folded into app as an opaque
+// event that advances its sequence and hash chain but changes no backup,
+// and is logged.
+// A message whose subject names no valid app is skipped. The applied
+// sequence always advances, so that readers waiting for it are not stuck.
+func (s *Store) Apply(seq uint64, app string, body []byte) {
 	hash := domain.HashEvent(body)
 	d, ok := s.take(hash)
 	var err error
@@ -102,9 +111,17 @@ func (s *Store) Apply(seq uint64, body []byte) {
 		d, err = decode(body)
 	}
 	s.mu.Lock()
-	if err != nil {
-		s.log.Error("skip undecodable ledger message", "seq", seq, "err", err)
-	} else {
+	switch {
+	case domain.ValidateAppID(app) != nil:
+		s.log.Error("skip ledger message on a subject that names no app", "seq", seq, "app", app)
+	case err != nil:
+		s.log.Error("undecodable ledger message folded as opaque", "seq", seq, "app", app, "err", err)
+		s.apply(seq, hash, decoded{env: &domain.Envelope{App: app, Type: TypeUndecodable}})
+	case d.env.App != app:
+		s.log.Error("ledger message names another app than its subject; folded as opaque",
+			"seq", seq, "app", app, "body_app", d.env.App)
+		s.apply(seq, hash, decoded{env: &domain.Envelope{App: app, Type: TypeUndecodable, Time: d.env.Time, Actor: d.env.Actor}})
+	default:
 		s.apply(seq, hash, d)
 	}
 	if seq > s.applied {
@@ -123,9 +140,6 @@ type decoded struct {
 func decode(body []byte) (decoded, error) {
 	var env domain.Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return decoded{}, err
-	}
-	if err := domain.ValidateAppID(env.App); err != nil {
 		return decoded{}, err
 	}
 	ev, err := domain.DecodeEvent(&env)
@@ -182,6 +196,9 @@ func describe(ev domain.Event, typ string) (string, string) {
 	case *domain.BackupDeleted:
 		return "backup deleted", "ok"
 	}
+	if typ == TypeUndecodable {
+		return "a message that is not a valid event was skipped", "failed"
+	}
 	return typ, "ok"
 }
 
@@ -221,6 +238,14 @@ func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
+		s.wmu.Lock()
+		for i, w := range s.waiters {
+			if w.ch == ch {
+				s.waiters = slices.Delete(s.waiters, i, i+1)
+				break
+			}
+		}
+		s.wmu.Unlock()
 		return fmt.Errorf("wait for projection to apply seq %d: %w", seq, ctx.Err())
 	}
 }
@@ -251,25 +276,27 @@ func (s *Store) Backups(app string) []BackupView {
 }
 
 // AllBackups returns the live backups of every app that visible accepts,
-// sorted by creation time.
+// sorted by creation time, then by stream sequence (as each app's list).
 func (s *Store) AllBackups(visible func(app string) bool) []BackupView {
 	s.mu.RLock()
-	out := []BackupView{}
+	var all []domain.Backup
 	for id, m := range s.apps {
 		if visible != nil && !visible(id) {
 			continue
 		}
-		for _, b := range m.state.Backups() {
-			out = append(out, NewBackupView(b))
-		}
+		all = append(all, m.state.Backups()...)
 	}
 	s.mu.RUnlock()
-	slices.SortStableFunc(out, func(x, y BackupView) int {
+	slices.SortFunc(all, func(x, y domain.Backup) int {
 		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
 			return c
 		}
-		return cmp.Compare(x.ID, y.ID)
+		return cmp.Compare(x.Seq, y.Seq)
 	})
+	out := make([]BackupView, len(all))
+	for i, b := range all {
+		out[i] = NewBackupView(b)
+	}
 	return out
 }
 

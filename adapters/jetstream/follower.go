@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ const followerRetry = time.Second
 // server restart and resumes after the last message it delivered.
 type Follower struct {
 	js    njs.JetStream
-	apply func(seq uint64, body []byte)
+	apply func(seq uint64, app string, body []byte)
 	log   *slog.Logger
 
 	applied atomic.Uint64
@@ -42,8 +43,8 @@ type Follower struct {
 
 // NewFollower returns a Follower that calls apply for every message of the
 // stream, in stream order, from one goroutine; body is the message's own
-// copy. log may be nil.
-func NewFollower(js njs.JetStream, apply func(seq uint64, body []byte), log *slog.Logger) *Follower {
+// copy, app the app its subject names. log may be nil.
+func NewFollower(js njs.JetStream, apply func(seq uint64, app string, body []byte), log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -134,7 +135,7 @@ func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
 		if seq <= f.applied.Load() {
 			continue // already applied before a restart of the consumer
 		}
-		f.apply(seq, msg.Data())
+		f.apply(seq, strings.TrimPrefix(msg.Subject(), SubjectPrefix), msg.Data())
 		f.applied.Store(seq)
 		if seq >= target {
 			f.markCaughtUp()

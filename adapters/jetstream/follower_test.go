@@ -16,13 +16,15 @@ import (
 type recorder struct {
 	mu    sync.Mutex
 	seqs  []uint64
+	apps  []string
 	bodys [][]byte
 }
 
-func (r *recorder) apply(seq uint64, body []byte) {
+func (r *recorder) apply(seq uint64, app string, body []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seqs = append(r.seqs, seq)
+	r.apps = append(r.apps, app)
 	r.bodys = append(r.bodys, bytes.Clone(body))
 }
 
@@ -48,18 +50,23 @@ func (r *recorder) check(t *testing.T, n int, body func(seq uint64) string) {
 		if got, want := string(r.bodys[i]), body(seq); got != want {
 			t.Fatalf("seq %d applied with %q, want %q", seq, got, want)
 		}
+		if got, want := r.apps[i], testApp(seq); got != want {
+			t.Fatalf("seq %d applied for app %q, want %q (its subject's)", seq, got, want)
+		}
 	}
 }
 
 func testBody(seq uint64) string { return fmt.Sprintf(`{"n":%d}`, seq) }
 
+// testApp is the app whose subject appendN puts message seq on.
+func testApp(seq uint64) string { return []string{"a", "b", "c"}[seq%3] }
+
 // appendN appends messages until the stream's last sequence is last, over
 // three apps; message seq carries testBody(seq).
 func appendN(t *testing.T, store *jetstream.EventStore, from, last uint64) {
 	t.Helper()
-	apps := []string{"a", "b", "c"}
 	for seq := from; seq <= last; seq++ {
-		app := apps[seq%3]
+		app := testApp(seq)
 		prev, err := store.LastSeq(t.Context(), app)
 		if err != nil {
 			t.Fatal(err)

@@ -44,7 +44,7 @@ func (s *memStore) Append(_ context.Context, ev domain.PendingEvent) (domain.App
 	s.last[ev.App] = s.seq
 	s.msgIDs[ev.MsgID] = s.seq
 	s.appends++
-	s.proj.Apply(s.seq, ev.Body)
+	s.proj.Apply(s.seq, ev.App, ev.Body)
 	return domain.AppendResult{Seq: s.seq}, nil
 }
 

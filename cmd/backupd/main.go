@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // the usage has been printed
+		}
 		fmt.Fprintln(os.Stderr, "backupd:", err)
 		os.Exit(1)
 	}
@@ -81,7 +85,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 		name := "BACKUPD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := env(name); ok {
 			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s: %w", name, serr)
+				err = fmt.Errorf("invalid value %q for %s: %w", v, name, serr)
 			}
 		}
 	})
@@ -90,7 +94,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	}
 	loc, err := time.LoadLocation(*tz)
 	if err != nil {
-		return cfg, fmt.Errorf("timezone: %w", err)
+		return cfg, fmt.Errorf("invalid time zone %q (--timezone or BACKUPD_TIMEZONE): %w", *tz, err)
 	}
 	cfg.Rules.Location = loc
 	var lv slog.Level

@@ -27,6 +27,9 @@ import (
 	"github.com/backupledger/backupledger/projections"
 )
 
+// drainTimeout bounds the drain of the NATS connection at a graceful stop.
+const drainTimeout = 10 * time.Second
+
 // Daemon is one running backupd.
 type Daemon struct {
 	cfg Config
@@ -263,13 +266,17 @@ func (d *Daemon) stop(graceful bool) error {
 	}
 	d.wg.Wait()
 	if d.nc != nil && graceful {
+		// The drain has its own bound: the shutdown budget may be spent
+		// on requests and jobs by now.
+		drain := time.NewTimer(drainTimeout)
+		defer drain.Stop()
 		if err := d.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("nats drain: %w", err))
 		}
 		select {
 		case <-d.closed:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("nats drain: %w", ctx.Err()))
+		case <-drain.C:
+			errs = append(errs, fmt.Errorf("nats drain: not done after %s", drainTimeout))
 		}
 		d.nc.Close()
 	}

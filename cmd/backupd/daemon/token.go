@@ -36,15 +36,33 @@ func adminToken(configured, dataDir string, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("make admin token: %w", err)
 	}
 	tok := base64.RawURLEncoding.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Write a temp file, sync it, then link it into place: a crash leaves
+	// no empty or partial token, and of two processes starting at once the
+	// second reads the first one's token.
+	tmp, err := os.CreateTemp(dataDir, ".admin.token-*")
 	if err != nil {
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	if _, err := tmp.WriteString(tok + "\n"); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return adminToken("", dataDir, log)
+		}
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
 	log.Info("created admin token; use it as the bearer token of the API", "path", path)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -142,5 +143,36 @@ func TestAdminTokenErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir")
 	if tok, err := adminToken("", missing, slog.New(slog.DiscardHandler)); err == nil {
 		t.Errorf("adminToken in a missing dir = %q, want an error", tok)
+	}
+}
+
+func TestAdminTokenConcurrentFirstStartsAgree(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	toks := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toks[i], errs[i] = adminToken("", dir, slog.New(slog.DiscardHandler))
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("start %d: %v", i, errs[i])
+		}
+		if toks[i] != toks[0] {
+			t.Fatalf("start %d got another token than start 0", i)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "admin.token" {
+		t.Errorf("data dir holds %v, want only admin.token (no temp files left)", entries)
 	}
 }

@@ -1,0 +1,269 @@
+package test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// goList runs "go list args..." from this package's directory, which lies
+// inside the module, and returns its output fields.
+func goList(gobin string, args ...string) ([]string, error) {
+	out, err := goListRaw(gobin, args...)
+	return strings.Fields(out), err
+}
+
+// goListRaw runs "go list args..." and returns its output.
+func goListRaw(gobin string, args ...string) (string, error) {
+	cmd := exec.Command(gobin, append([]string{"list"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// layout knows the module's import paths and what each part of it is.
+type layout struct{ module string }
+
+// rel returns path relative to the module, and whether it is in the module.
+func (l layout) rel(path string) (string, bool) {
+	if path == l.module {
+		return "", true
+	}
+	return strings.CutPrefix(path, l.module+"/")
+}
+
+// under reports whether path is dir of the module or inside it.
+func (l layout) under(path, dir string) bool {
+	r, ok := l.rel(path)
+	return ok && (r == dir || strings.HasPrefix(r, dir+"/"))
+}
+
+// isStd reports whether path is a standard library package: no dot in its
+// first element, and not a package of this module.
+func (l layout) isStd(path string) bool {
+	if _, ok := l.rel(path); ok {
+		return false
+	}
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+// adapter returns the adapter a package of the module belongs to:
+// "jetstream" for adapters/jetstream/..., and "source/kv" for
+// adapters/source/kv/... (each source is its own adapter). It returns ""
+// for a package outside adapters/.
+func (l layout) adapter(path string) string {
+	r, ok := l.rel(path)
+	if !ok {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(r, "adapters/")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(rest, "/")
+	if parts[0] == "source" && len(parts) > 1 {
+		return "source/" + parts[1]
+	}
+	return parts[0]
+}
+
+func TestLayoutHelpers(t *testing.T) {
+	l := layout{module: "example.com/m"}
+	std := map[string]bool{
+		"fmt": true, "net/http": true, "vendor/golang.org/x/net/http2/hpack": true,
+		"example.com/m/domain": false, "example.com/m": false, "github.com/nats-io/nats.go": false,
+		"golang.org/x/sys/unix": false,
+	}
+	for path, want := range std {
+		if got := l.isStd(path); got != want {
+			t.Errorf("isStd(%q) = %v, want %v", path, got, want)
+		}
+	}
+	adapters := map[string]string{
+		"example.com/m/adapters/jetstream":          "jetstream",
+		"example.com/m/adapters/jetstream/internal": "jetstream",
+		"example.com/m/adapters/source/kv":          "source/kv",
+		"example.com/m/adapters/source/dir":         "source/dir",
+		"example.com/m/adapters/source":             "source",
+		"example.com/m/domain":                      "",
+		"example.com/madapters/x":                   "",
+		"example.com/other/adapters/x":              "",
+	}
+	for path, want := range adapters {
+		if got := l.adapter(path); got != want {
+			t.Errorf("adapter(%q) = %q, want %q", path, got, want)
+		}
+	}
+	if !l.under("example.com/m/cmd/backupd", "cmd") || l.under("example.com/m/cmdx", "cmd") || l.under("example.com/m/domain", "cmd") {
+		t.Error("under(…, cmd) misclassifies")
+	}
+}
+
+// graph is the import graph of one package's dependencies: each package
+// of go list -deps with its direct imports.
+type graph map[string][]string
+
+// parseGraph reads lines of "path import import ...".
+func parseGraph(out string) graph {
+	g := graph{}
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) > 0 {
+			g[f[0]] = f[1:]
+		}
+	}
+	return g
+}
+
+// violations walks g from root through allowed packages and returns, for
+// each package that is not allowed but imported by an allowed one, the
+// import chain from root to it, e.g. "a -> b -> c". allowed is not asked
+// about root.
+func (g graph) violations(root string, allowed func(string) bool) []string {
+	parent := map[string]string{root: ""}
+	queue := []string{root}
+	var out []string
+	bad := map[string]bool{}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for _, v := range g[u] {
+			if _, ok := parent[v]; ok || bad[v] {
+				continue
+			}
+			if !allowed(v) {
+				bad[v] = true
+				chain := []string{v}
+				for w := u; w != ""; w = parent[w] {
+					chain = append(chain, w)
+				}
+				slices.Reverse(chain)
+				out = append(out, strings.Join(chain, " -> "))
+				continue
+			}
+			parent[v] = u
+			queue = append(queue, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestGraphViolations(t *testing.T) {
+	g := parseGraph("a b x\nb c\nc y\nx\ny\n")
+	got := g.violations("a", func(p string) bool { return p != "x" && p != "y" })
+	want := []string{"a -> b -> c -> y", "a -> x"}
+	if !slices.Equal(got, want) {
+		t.Errorf("violations = %q, want %q", got, want)
+	}
+	if got := g.violations("a", func(string) bool { return true }); len(got) != 0 {
+		t.Errorf("violations with everything allowed = %q, want none", got)
+	}
+}
+
+// TestDependenciesPointOneWay checks STYLE rule 1 with go list -deps:
+// domain imports only the standard library; projections imports the
+// standard library and domain; no adapter imports another; only cmd/ and
+// test/ import cmd/. A failure names the offending import and the chain of
+// imports that leads to it.
+func TestDependenciesPointOneWay(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	mods, err := goList(gobin, "-m", "-f", "{{.Path}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mods) != 1 {
+		t.Fatalf("go list -m = %v, want one module", mods)
+	}
+	l := layout{module: mods[0]}
+	pkgs, err := goList(gobin, "-f", "{{.ImportPath}}", l.module+"/...")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	graphs := make([]graph, len(pkgs))
+	errs := make([]error, len(pkgs))
+	var wg sync.WaitGroup
+	for i, p := range pkgs {
+		wg.Go(func() {
+			out, err := goListRaw(gobin, "-deps", "-test=false", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", p)
+			graphs[i], errs[i] = parseGraph(out), err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		switch r, _ := l.rel(p); {
+		case l.under(p, "domain"):
+			seen["domain"] = true
+		case r == "projections":
+			seen["projections"] = true
+		case l.adapter(p) != "":
+			seen["adapters"] = true
+		}
+	}
+	for _, part := range []string{"domain", "projections", "adapters"} {
+		if !seen[part] {
+			t.Errorf("no package of %s/ in %v: the check would pass vacuously", part, pkgs)
+		}
+	}
+
+	type rule struct {
+		applies func(p string) bool
+		allowed func(p, dep string) bool
+		what    string
+	}
+	rules := []rule{{
+		applies: func(p string) bool { return l.under(p, "domain") },
+		allowed: func(_, d string) bool { return l.isStd(d) || l.under(d, "domain") },
+		what:    "domain may import only the standard library",
+	}, {
+		applies: func(p string) bool { return l.under(p, "domain") },
+		allowed: func(_, d string) bool { return !l.under(d, "projections") && l.adapter(d) == "" },
+		what:    "domain must not import projections or adapters",
+	}, {
+		applies: func(p string) bool { r, _ := l.rel(p); return r == "projections" },
+		allowed: func(_, d string) bool { return l.isStd(d) || l.under(d, "domain") },
+		what:    "projections may import only the standard library and domain",
+	}, {
+		applies: func(p string) bool { return l.adapter(p) != "" },
+		allowed: func(p, d string) bool { return l.adapter(d) == "" || l.adapter(d) == l.adapter(p) },
+		what:    "an adapter must not import another adapter",
+	}, {
+		applies: func(p string) bool { return !l.under(p, "cmd") && !l.under(p, "test") },
+		allowed: func(_, d string) bool { return !l.under(d, "cmd") },
+		what:    "only cmd/ and test/ may import cmd/",
+	}}
+
+	for i, p := range pkgs {
+		if _, ok := graphs[i][p]; !ok {
+			t.Errorf("go list -deps %s does not list the package itself", p)
+		}
+		for _, r := range rules {
+			if !r.applies(p) {
+				continue
+			}
+			for _, chain := range graphs[i].violations(p, func(d string) bool { return r.allowed(p, d) }) {
+				bad := chain[strings.LastIndex(chain, " ")+1:]
+				t.Errorf("%s imports %s: %s (%s)", p, bad, r.what, strings.ReplaceAll(chain, l.module+"/", ""))
+			}
+		}
+	}
+}
