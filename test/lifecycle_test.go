@@ -216,3 +216,20 @@ func TestRestartKeepsTheLedger(t *testing.T) {
 		t.Errorf("retried create made two backups: %s and %s", b1.ID, b2.ID)
 	}
 }
+
+func TestExternalNATS(t *testing.T) {
+	s := natstest.Server(t, "")
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.NATSURL = s.ClientURL() }, nil)
+	if n.d.Server() != nil {
+		t.Fatal("with --nats-url the daemon must not start its own server")
+	}
+	n.putConfig("crm", "app.json", `{"name":"CRM"}`)
+	b := n.createBackup("crm", map[string]any{})
+	if got := n.waitStatus("crm", b.ID, 20*time.Second, domain.StatusReady, domain.StatusFailed); got.Status != "ready" {
+		t.Fatalf("backup on an external server: %+v", got)
+	}
+	// The ledger lives on the external server.
+	if n.lastSeq() != 3 {
+		t.Errorf("LEDGER on the external server has last seq %d, want 3", n.lastSeq())
+	}
+}
