@@ -35,6 +35,14 @@ type Backup struct {
 	ItemCount     int
 	Error         string
 	Attempt       int
+	// Source is the kind of source the archive came from.
+	Source string
+	// CorruptAt is when the archive was found not to match the ledger
+	// (zero if never); CorruptReason says how.
+	CorruptAt     time.Time
+	CorruptReason string
+	// Original is, for an uploaded backup, what its manifest names.
+	Original *ArchiveOrigin
 	// Seq is the stream sequence of the backup.requested event.
 	Seq uint64
 }
@@ -201,8 +209,23 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 			b.SHA256 = e.SHA256
 			b.ItemCount = e.ItemCount
 			b.SchemaVersion = e.SchemaVersion
+			b.Source = e.Source
 			b.Error = ""
 			a.lastReadyAt = env.Time
+		}
+	case *BackupUploaded:
+		orig := e.Original
+		a.backups[e.BackupID] = &Backup{
+			ID: e.BackupID, App: a.id, Name: e.Name, Description: e.Description,
+			Status: StatusReady, Origin: OriginUpload, CreatedBy: env.Actor,
+			CreatedAt: env.Time, CompletedAt: env.Time, ExpiresAt: e.ExpiresAt, Seq: seq,
+			SizeBytes: e.SizeBytes, SHA256: e.SHA256, ItemCount: e.ItemCount,
+			SchemaVersion: e.SchemaVersion, Source: e.Source, Original: &orig,
+		}
+	case *BackupCorrupted:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.CorruptAt = env.Time
+			b.CorruptReason = e.Reason
 		}
 	case *BackupFailed:
 		if b := a.backups[e.BackupID]; b != nil {

@@ -52,6 +52,26 @@ type CompleteBackup struct {
 	SHA256        string
 	ItemCount     int
 	SchemaVersion int
+	Source        string
+}
+
+// RecordUpload records an archive that was validated and stored under
+// BackupID as a new ready backup of App, with origin upload. Name nil means
+// the default name.
+type RecordUpload struct {
+	App         string
+	BackupID    string
+	Name        *string
+	Description string
+	Archive     ImportedArchive
+}
+
+// MarkCorrupt records that a ready backup's archive does not match the
+// ledger.
+type MarkCorrupt struct {
+	App      string
+	BackupID string
+	Reason   string
 }
 
 // FailBackup marks a queued or running backup failed with a reason.
@@ -85,6 +105,18 @@ func (CompleteBackup) CommandName() string { return "backup.complete" }
 
 // CommandName implements Command.
 func (FailBackup) CommandName() string { return "backup.fail" }
+
+// CommandName implements Command.
+func (RecordUpload) CommandName() string { return "backup.upload" }
+
+// CommandName implements Command.
+func (MarkCorrupt) CommandName() string { return "backup.mark_corrupt" }
+
+// AppID implements Command.
+func (c RecordUpload) AppID() string { return c.App }
+
+// AppID implements Command.
+func (c MarkCorrupt) AppID() string { return c.App }
 
 // CommandName implements Command.
 func (RenameBackup) CommandName() string { return "backup.rename" }
@@ -199,7 +231,60 @@ func (c CompleteBackup) decide(a *App, _ *decision) (Event, error) {
 		return nil, Errorf(CodeBackupStateConflict, "backup %s is running attempt %d; attempt %d cannot complete it", b.ID, b.Attempt, c.Attempt)
 	}
 	return &BackupCompleted{BackupID: b.ID, SizeBytes: c.SizeBytes, SHA256: c.SHA256,
-		ItemCount: c.ItemCount, SchemaVersion: c.SchemaVersion}, nil
+		ItemCount: c.ItemCount, SchemaVersion: c.SchemaVersion, Source: c.Source}, nil
+}
+
+func (c RecordUpload) decide(a *App, d *decision) (Event, error) {
+	if c.BackupID == "" {
+		return nil, Errorf(CodeInvalidArgument, "an upload needs a backup id")
+	}
+	if _, ok := a.backups[c.BackupID]; ok || a.deleted[c.BackupID] {
+		return nil, Errorf(CodeBackupStateConflict, "backup %s already exists in app %s", c.BackupID, a.id)
+	}
+	name := d.rules.DefaultName(d.now)
+	if c.Name != nil {
+		n, err := NormalizeName(*c.Name)
+		if err != nil {
+			return nil, err
+		}
+		name = n
+	}
+	desc, err := NormalizeDescription(c.Description)
+	if err != nil {
+		return nil, err
+	}
+	ar := c.Archive
+	if ar.SizeBytes < 0 || ar.ItemCount < 0 || !isLowerHex(ar.SHA256, 64) {
+		return nil, Errorf(CodeInvalidArgument, "an upload needs a size, an item count and a lowercase hex SHA-256")
+	}
+	if q := a.Quota(); q >= d.rules.MaxBackups {
+		return nil, Errorf(CodeQuotaExceeded, "app %s already holds %d backups, the most allowed; delete one first", a.id, q)
+	}
+	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+	return &BackupUploaded{
+		BackupID: c.BackupID, Name: name, Description: desc, ExpiresAt: d.now.Add(d.rules.Retention).UTC(),
+		SizeBytes: ar.SizeBytes, SHA256: ar.SHA256, ItemCount: ar.ItemCount,
+		SchemaVersion: ar.SchemaVersion, Source: valid(ar.Source),
+		Original: ArchiveOrigin{App: valid(ar.App), BackupID: valid(ar.BackupID), Name: valid(ar.Name), CreatedAt: ar.CreatedAt.UTC()},
+	}, nil
+}
+
+func (c MarkCorrupt) decide(a *App, _ *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	if b.Status != StatusReady {
+		return nil, stateConflict(b, "marked corrupt")
+	}
+	if !b.CorruptAt.IsZero() {
+		return nil, Errorf(CodeBackupStateConflict, "backup %s is already marked corrupt", b.ID)
+	}
+	reason := strings.ToValidUTF8(c.Reason, "\uFFFD")
+	if reason == "" {
+		reason = "archive does not match the ledger"
+	}
+	return &BackupCorrupted{BackupID: b.ID, Reason: reason}, nil
 }
 
 func (c FailBackup) decide(a *App, _ *decision) (Event, error) {

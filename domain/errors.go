@@ -17,6 +17,11 @@ const (
 	CodeConflict            = "conflict"
 	CodeUnauthenticated     = "unauthenticated"
 	CodeUnavailable         = "unavailable"
+	CodeBackupNotReady      = "backup_not_ready"
+	CodeBackupCorrupt       = "backup_corrupt"
+	CodeArchiveInvalid      = "archive_invalid"
+	CodeArchiveTooLarge     = "archive_too_large"
+	CodeArchiveVersion      = "unsupported_archive_version"
 	CodeInternal            = "internal"
 )
 
@@ -43,6 +48,9 @@ var (
 	// ErrConflict is returned by an EventStore when the expected last
 	// sequence of the app's subject is not the actual one.
 	ErrConflict = errors.New("wrong last sequence")
+	// ErrArchiveCorrupt is returned (wrapped) by a stored archive's reader
+	// when its bytes do not match the recorded size and SHA-256.
+	ErrArchiveCorrupt = errors.New("archive does not match its recorded digest")
 	// ErrUnauthenticated is returned when a caller has no valid credentials.
 	ErrUnauthenticated = &Error{Code: CodeUnauthenticated, Message: "missing or invalid bearer token"}
 )

@@ -39,6 +39,8 @@ const (
 	TypeBackupFailed    = "backup.failed"
 	TypeBackupRenamed   = "backup.renamed"
 	TypeBackupDeleted   = "backup.deleted"
+	TypeBackupUploaded  = "backup.uploaded"
+	TypeBackupCorrupted = "backup.corrupted"
 )
 
 // eventVersion is the current version of every event type's data.
@@ -52,6 +54,8 @@ var registry = map[string]func() Event{
 	TypeBackupFailed:    func() Event { return new(BackupFailed) },
 	TypeBackupRenamed:   func() Event { return new(BackupRenamed) },
 	TypeBackupDeleted:   func() Event { return new(BackupDeleted) },
+	TypeBackupUploaded:  func() Event { return new(BackupUploaded) },
+	TypeBackupCorrupted: func() Event { return new(BackupCorrupted) },
 }
 
 // EventTypes returns the registered event type names, sorted.
@@ -133,6 +137,8 @@ type BackupCompleted struct {
 	SHA256        string `json:"sha256"`
 	ItemCount     int    `json:"item_count"`
 	SchemaVersion int    `json:"schema_version"`
+	// Source is the kind of source the archive was exported from.
+	Source string `json:"source,omitempty"`
 }
 
 // BackupFailed records that a backup could not be made, and why.
@@ -152,6 +158,45 @@ type BackupRenamed struct {
 type BackupDeleted struct {
 	BackupID string `json:"backup_id"`
 }
+
+// BackupUploaded records an archive brought in from outside: a new backup,
+// ready at once, with origin upload. It is not restored.
+type BackupUploaded struct {
+	BackupID      string    `json:"backup_id"`
+	Name          string    `json:"name"`
+	Description   string    `json:"description,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	SizeBytes     int64     `json:"size_bytes"`
+	SHA256        string    `json:"sha256"`
+	ItemCount     int       `json:"item_count"`
+	SchemaVersion int       `json:"schema_version"`
+	Source        string    `json:"source"`
+	// Original names the backup the archive was made of, as its manifest
+	// says (possibly of another app or installation).
+	Original ArchiveOrigin `json:"original"`
+}
+
+// ArchiveOrigin is what an uploaded archive's manifest says about the backup
+// it was made of.
+type ArchiveOrigin struct {
+	App       string    `json:"app"`
+	BackupID  string    `json:"backup_id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// BackupCorrupted records that a backup's stored archive does not match
+// what the ledger recorded of it.
+type BackupCorrupted struct {
+	BackupID string `json:"backup_id"`
+	Reason   string `json:"reason"`
+}
+
+// EventType implements Event.
+func (*BackupUploaded) EventType() string { return TypeBackupUploaded }
+
+// EventType implements Event.
+func (*BackupCorrupted) EventType() string { return TypeBackupCorrupted }
 
 // EventType implements Event.
 func (*BackupRequested) EventType() string { return TypeBackupRequested }
@@ -185,6 +230,10 @@ func BackupID(ev Event) string {
 	case *BackupRenamed:
 		return e.BackupID
 	case *BackupDeleted:
+		return e.BackupID
+	case *BackupUploaded:
+		return e.BackupID
+	case *BackupCorrupted:
 		return e.BackupID
 	}
 	return ""

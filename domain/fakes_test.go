@@ -359,6 +359,8 @@ var _ domain.Source = (*fakeSource)(nil)
 func (s *fakeSource) Kind() string       { return "fake" }
 func (s *fakeSource) SchemaVersion() int { return 7 }
 
+func (s *fakeSource) Components() []string { return []string{domain.ComponentConfig} }
+
 func (s *fakeSource) Export(ctx context.Context, _ string, emit func(domain.Item) error) error {
 	if s.onExport != nil {
 		return s.onExport(ctx, emit)

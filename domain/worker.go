@@ -9,8 +9,19 @@ import (
 	"time"
 )
 
+// Components of an archive: the top-level folders its entries live in.
+const (
+	// ComponentConfig holds configuration documents (source "kv").
+	ComponentConfig = "config"
+	// ComponentFiles holds files (source "dir").
+	ComponentFiles = "files"
+)
+
 // Item is one exported document or file of an app.
 type Item struct {
+	// Component is the archive folder the item belongs in, e.g. "config";
+	// empty means the source's first component.
+	Component string
 	// Path is the item's path inside its component, e.g. "settings/theme".
 	Path string
 	// Size is the item's size in bytes.
@@ -25,6 +36,9 @@ type Source interface {
 	Kind() string
 	// SchemaVersion is the version of the structure this server exports.
 	SchemaVersion() int
+	// Components names the archive components the source exports into,
+	// e.g. ["config"]; an archive lists them even when they are empty.
+	Components() []string
 	// Export calls emit for every item of app, in a stable order.
 	Export(ctx context.Context, app string, emit func(Item) error) error
 }
@@ -40,6 +54,7 @@ type ArchiveHeader struct {
 	Origin        Origin
 	SchemaVersion int
 	SourceKind    string
+	Components    []string
 }
 
 // ArchiveInfo is what the ledger records of a stored archive.
@@ -75,6 +90,28 @@ type Job struct {
 // WorkerActor is the actor recorded for the events workers append.
 const WorkerActor = "system:worker"
 
+// Sources picks the source each app's configuration lives in.
+type Sources interface {
+	// For returns the source of app.
+	For(app string) Source
+}
+
+// SourceSet is a default source and the apps that use another one.
+type SourceSet struct {
+	Default Source
+	ByApp   map[string]Source
+}
+
+var _ Sources = SourceSet{}
+
+// For implements Sources.
+func (s SourceSet) For(app string) Source {
+	if src, ok := s.ByApp[app]; ok {
+		return src
+	}
+	return s.Default
+}
+
 // Worker turns requested backups into archives.
 type Worker struct {
 	// Timeout bounds one attempt at writing an archive; 0 means no bound.
@@ -85,17 +122,17 @@ type Worker struct {
 	name     string
 	ledger   *Ledger
 	states   States
-	source   Source
+	sources  Sources
 	archives ArchiveStore
 	log      *slog.Logger
 }
 
 // NewWorker returns a Worker; name identifies it in backup.started events.
-func NewWorker(name string, ledger *Ledger, states States, source Source, archives ArchiveStore, log *slog.Logger) *Worker {
+func NewWorker(name string, ledger *Ledger, states States, sources Sources, archives ArchiveStore, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{name: name, ledger: ledger, states: states, source: source, archives: archives, log: log}
+	return &Worker{name: name, ledger: ledger, states: states, sources: sources, archives: archives, log: log}
 }
 
 // Run does one job. A nil error means the job is settled (done, failed on
@@ -140,10 +177,12 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		wctx, cancel = context.WithTimeout(ctx, w.Timeout)
 		defer cancel()
 	}
+	source := w.sources.For(j.App)
 	info, err := w.archives.WriteArchive(wctx, ArchiveHeader{
 		App: j.App, BackupID: b.ID, Name: b.Name, Description: b.Description, CreatedAt: b.CreatedAt,
-		CreatedBy: b.CreatedBy, Origin: b.Origin, SchemaVersion: w.source.SchemaVersion(), SourceKind: w.source.Kind(),
-	}, func(emit func(Item) error) error { return w.source.Export(wctx, j.App, emit) })
+		CreatedBy: b.CreatedBy, Origin: b.Origin, SchemaVersion: source.SchemaVersion(), SourceKind: source.Kind(),
+		Components: source.Components(),
+	}, func(emit func(Item) error) error { return source.Export(wctx, j.App, emit) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return err // handed back: the next delivery restarts it
@@ -158,7 +197,7 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		return w.fail(ctx, j, "export: "+err.Error(), meta("fail"))
 	}
 	_, err = w.ledger.Execute(ctx, CompleteBackup{App: j.App, BackupID: j.BackupID, Attempt: j.Attempt, SizeBytes: info.SizeBytes,
-		SHA256: info.SHA256, ItemCount: info.ItemCount, SchemaVersion: w.source.SchemaVersion()}, meta("complete"))
+		SHA256: info.SHA256, ItemCount: info.ItemCount, SchemaVersion: source.SchemaVersion(), Source: source.Kind()}, meta("complete"))
 	if c := Code(err); c == CodeBackupStateConflict || c == CodeNotFound {
 		// Deleted or failed while it ran: its archive must not outlive it.
 		// Ready or running again means a newer attempt owns the archive.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,7 @@ func newWorkerRig(t *testing.T) *workerRig {
 	t.Helper()
 	r := newRig(t, domain.LedgerConfig{})
 	src := &fakeSource{docs: map[string]string{"settings/theme": "dark", "tables/users": `{"cols":["id"]}`}}
-	w := &workerRig{rig: r, src: src, worker: domain.NewWorker("w1", r.ledger, r.fold, src, r.archives, nil)}
+	w := &workerRig{rig: r, src: src, worker: domain.NewWorker("w1", r.ledger, r.fold, domain.SourceSet{Default: src}, r.archives, nil)}
 	w.backup = r.must(t, domain.RequestBackup{App: "crm", Name: ptr("nightly-ish"), Description: "d"}, alice("req"))
 	env := r.stream.envelopes(t, "crm")[0]
 	w.job = domain.Job{App: "crm", BackupID: w.backup.BackupID, Seq: w.backup.Seq, Attempt: 1,
@@ -87,8 +88,9 @@ func TestWorkerMakesTheBackupReady(t *testing.T) {
 
 	headers := w.archives.writes()
 	want := domain.ArchiveHeader{App: "crm", BackupID: b.ID, Name: "nightly-ish", Description: "d", CreatedAt: b.CreatedAt,
-		CreatedBy: "alice", Origin: domain.OriginManual, SchemaVersion: 7, SourceKind: "fake"}
-	if len(headers) != 1 || headers[0] != want {
+		CreatedBy: "alice", Origin: domain.OriginManual, SchemaVersion: 7, SourceKind: "fake",
+		Components: []string{domain.ComponentConfig}}
+	if len(headers) != 1 || !reflect.DeepEqual(headers[0], want) {
 		t.Fatalf("archive headers = %+v, want [%+v]", headers, want)
 	}
 

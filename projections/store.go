@@ -195,6 +195,11 @@ func describe(ev domain.Event, typ string) (string, string) {
 		return fmt.Sprintf("backup renamed from %q to %q", e.PreviousName, e.Name), "ok"
 	case *domain.BackupDeleted:
 		return "backup deleted", "ok"
+	case *domain.BackupUploaded:
+		return fmt.Sprintf("backup %q uploaded: %d items, %d bytes (made of backup %s of app %s)",
+			e.Name, e.ItemCount, e.SizeBytes, cmp.Or(e.Original.BackupID, "?"), cmp.Or(e.Original.App, "?")), "ok"
+	case *domain.BackupCorrupted:
+		return "backup found corrupt: " + e.Reason, "failed"
 	}
 	if typ == TypeUndecodable {
 		return "a message that is not a valid event was skipped", "failed"

@@ -832,7 +832,8 @@ func TestBackupViewJSON(t *testing.T) {
 	m := marshalView(t, queued)
 
 	keys := []string{"id", "app", "name", "description", "status", "origin", "created_by", "created_at",
-		"completed_at", "expires_at", "schema_version", "size_bytes", "sha256", "item_count", "error"}
+		"completed_at", "expires_at", "schema_version", "size_bytes", "sha256", "item_count", "error",
+		"corrupt_at", "corrupt_reason"} // DESIGN §7's fields, then integrity (issue 3)
 	if len(m) != len(keys) {
 		t.Errorf("backup JSON has %d fields, want %d: %v", len(m), len(keys), m)
 	}
@@ -841,7 +842,7 @@ func TestBackupViewJSON(t *testing.T) {
 			t.Errorf("backup JSON lacks %q", k)
 		}
 	}
-	for _, k := range []string{"completed_at", "sha256", "error"} {
+	for _, k := range []string{"completed_at", "sha256", "error", "corrupt_at", "corrupt_reason"} {
 		if v, ok := m[k]; !ok || v != nil {
 			t.Errorf("queued backup %s = %#v, want null", k, v)
 		}

@@ -23,6 +23,14 @@ type BackupView struct {
 	SHA256        *string    `json:"sha256"`
 	ItemCount     int        `json:"item_count"`
 	Error         *string    `json:"error"`
+	// Source is the kind of source the archive came from ("kv", "dir").
+	Source string `json:"source,omitempty"`
+	// CorruptAt is set once the stored archive was found not to match the
+	// ledger; CorruptReason says how.
+	CorruptAt     *time.Time `json:"corrupt_at"`
+	CorruptReason *string    `json:"corrupt_reason"`
+	// Original is, for an uploaded backup, the backup its manifest names.
+	Original *domain.ArchiveOrigin `json:"original,omitempty"`
 }
 
 // BackupList is the JSON of a list of backups.
@@ -80,6 +88,15 @@ func NewBackupView(b domain.Backup) BackupView {
 	if b.Error != "" {
 		e := b.Error
 		v.Error = &e
+	}
+	v.Source = b.Source
+	if !b.CorruptAt.IsZero() {
+		t, r := b.CorruptAt.UTC(), b.CorruptReason
+		v.CorruptAt, v.CorruptReason = &t, &r
+	}
+	if b.Original != nil {
+		o := *b.Original
+		v.Original = &o
 	}
 	return v
 }

@@ -66,6 +66,9 @@ func (s *Source) Kind() string { return Kind }
 // SchemaVersion returns SchemaVersion.
 func (s *Source) SchemaVersion() int { return SchemaVersion }
 
+// Components implements domain.Source: documents go into "config".
+func (s *Source) Components() []string { return []string{domain.ComponentConfig} }
+
 // PutDoc stores value under key of app and returns the stored document. A
 // bad app id or key, or a value over the size limit, returns an
 // *domain.Error with CodeInvalidArgument and writes nothing.
@@ -181,7 +184,7 @@ func (s *Source) Export(ctx context.Context, app string, emit func(domain.Item) 
 		if err != nil {
 			return err
 		}
-		if err := emit(domain.Item{Path: key, Size: doc.Size, Body: bytes.NewReader(doc.Value)}); err != nil {
+		if err := emit(domain.Item{Component: domain.ComponentConfig, Path: key, Size: doc.Size, Body: bytes.NewReader(doc.Value)}); err != nil {
 			return err
 		}
 	}

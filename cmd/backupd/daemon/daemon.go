@@ -149,7 +149,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.SourceWrapper != nil {
 		source = d.SourceWrapper(source)
 	}
-	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, source, d.archives, d.log)
+	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, domain.SourceSet{Default: source}, d.archives, d.log)
 	worker.Timeout = d.cfg.JobTimeout
 	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
 		return err

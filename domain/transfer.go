@@ -1,0 +1,277 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ImportedArchive is what a validated, stored upload says of itself.
+type ImportedArchive struct {
+	// ArchiveInfo is the stored archive's size, SHA-256 and entry count.
+	ArchiveInfo
+	// App, BackupID, Name, Description and CreatedAt are the manifest's:
+	// the backup the archive was made of, possibly elsewhere.
+	App           string
+	BackupID      string
+	Name          string
+	Description   string
+	CreatedAt     time.Time
+	SchemaVersion int
+	Source        string
+	Components    []string
+}
+
+// ArchiveStream is an archive being read.
+type ArchiveStream struct {
+	io.ReadCloser
+	// Size is the number of bytes the stream yields.
+	Size int64
+	// SHA256 is the lowercase hex SHA-256 of those bytes.
+	SHA256 string
+}
+
+// StagedArchive is an archive put where a NATS client can fetch it.
+type StagedArchive struct {
+	Bucket    string    `json:"bucket"`
+	Object    string    `json:"object"`
+	Size      int64     `json:"size_bytes"`
+	SHA256    string    `json:"sha256"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ArchiveTransfer moves archives in and out of the store.
+type ArchiveTransfer interface {
+	ArchiveDeleter
+	// ImportArchive reads a zip from r, validates it (docs/archive.md) and
+	// stores it under backupID. A refused archive returns an *Error with
+	// CodeArchiveInvalid, CodeArchiveTooLarge or CodeArchiveVersion, and
+	// nothing is left behind.
+	ImportArchive(ctx context.Context, backupID string, r io.Reader) (ImportedArchive, error)
+	// ImportStaged is ImportArchive from an object of the staging bucket;
+	// the staging object is removed whatever the outcome. A missing object
+	// is an *Error with CodeNotFound.
+	ImportStaged(ctx context.Context, backupID, object string) (ImportedArchive, error)
+	// OpenArchive reads the stored archive of a backup whose ledger entry
+	// says size and sha256. Component "" is the whole archive: its reads
+	// fail with an error wrapping ErrArchiveCorrupt, before the last bytes
+	// are released, when the bytes do not match. A component name yields a
+	// new zip of that component's entries and a manifest describing them;
+	// the stored archive is verified first. An unknown component is an
+	// *Error with CodeInvalidArgument.
+	OpenArchive(ctx context.Context, backupID string, size int64, sha256, component string) (ArchiveStream, error)
+	// StageDownload verifies the stored archive (or a component, as
+	// OpenArchive) and copies it into the staging bucket for a NATS client.
+	StageDownload(ctx context.Context, backupID string, size int64, sha256, component string) (StagedArchive, error)
+}
+
+// IntegrityActor is the actor recorded when the service itself finds an
+// archive corrupt.
+const IntegrityActor = "system:integrity"
+
+// Upload is an archive someone brings in.
+type Upload struct {
+	App string
+	// Name nil means the default name.
+	Name        *string
+	Description string
+	// Body is the zip; or, for NATS, StagedObject names it in the staging
+	// bucket.
+	Body         io.Reader
+	StagedObject string
+}
+
+// Transfers is the application layer of uploads and downloads.
+type Transfers struct {
+	ledger   *Ledger
+	states   States
+	archives ArchiveTransfer
+	ids      IDs
+	clock    Clock
+	log      *slog.Logger
+}
+
+// NewTransfers returns Transfers.
+func NewTransfers(ledger *Ledger, states States, archives ArchiveTransfer, ids IDs, clock Clock, log *slog.Logger) *Transfers {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Transfers{ledger: ledger, states: states, archives: archives, ids: ids, clock: clock, log: log}
+}
+
+// Upload validates and stores an archive and records it as a new ready
+// backup with origin upload; it is not restored. The quota is checked
+// before the archive is read and again when the backup is recorded; a
+// refused upload leaves no event and no object. A retried command (same
+// id) answers the first result without storing the archive again.
+func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, error) {
+	if err := ValidateAppID(up.App); err != nil {
+		return Result{}, err
+	}
+	if up.Name != nil {
+		if _, err := NormalizeName(*up.Name); err != nil {
+			return Result{}, err
+		}
+	}
+	if _, err := NormalizeDescription(up.Description); err != nil {
+		return Result{}, err
+	}
+	if m.CommandID != "" {
+		if err := ValidateCommandKey(m.CommandID); err != nil {
+			return Result{}, err
+		}
+	}
+	var (
+		rec   CommandRecord
+		seen  bool
+		quota int
+	)
+	t.states.ReadApp(up.App, func(a *App) {
+		if m.CommandID != "" {
+			rec, seen = a.Command(CommandKey(m.Actor, m.CommandID))
+		}
+		quota = a.Quota()
+	})
+	if seen {
+		return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
+	}
+	if max := t.ledger.Rules().MaxBackups; quota >= max {
+		return Result{}, Errorf(CodeQuotaExceeded, "app %s already holds %d backups, the most allowed; delete one first", up.App, quota)
+	}
+	id := t.ids.NewID(t.clock.Now())
+	var (
+		imp ImportedArchive
+		err error
+	)
+	if up.StagedObject != "" {
+		imp, err = t.archives.ImportStaged(ctx, id, up.StagedObject)
+	} else {
+		imp, err = t.archives.ImportArchive(ctx, id, up.Body)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := t.ledger.Execute(ctx, RecordUpload{App: up.App, BackupID: id, Name: up.Name, Description: up.Description, Archive: imp}, m)
+	if err != nil || res.BackupID != id {
+		// Refused, or a retry answered with the first upload: this copy
+		// must not stay.
+		if derr := t.archives.DeleteArchive(context.WithoutCancel(ctx), id); derr != nil {
+			t.log.Error("delete archive of a refused upload", "app", up.App, "backup_id", id, "err", derr)
+		}
+	}
+	return res, err
+}
+
+// downloadable returns the backup if its archive may be read.
+func (t *Transfers) downloadable(app, id string) (Backup, error) {
+	if err := ValidateAppID(app); err != nil {
+		return Backup{}, err
+	}
+	var (
+		b  Backup
+		ok bool
+	)
+	t.states.ReadApp(app, func(a *App) { b, ok = a.Backup(id) })
+	switch {
+	case !ok:
+		return Backup{}, Errorf(CodeNotFound, "backup %s not found in app %s", id, app)
+	case b.Status != StatusReady:
+		return Backup{}, Errorf(CodeBackupNotReady, "backup %s is %s; only ready backups can be downloaded", id, b.Status)
+	case !b.CorruptAt.IsZero():
+		return Backup{}, Errorf(CodeBackupCorrupt, "backup %s is corrupt (%s); it cannot be downloaded", id, b.CorruptReason)
+	}
+	return b, nil
+}
+
+// Download opens a ready backup's archive, or one component of it, for
+// reading. Bytes that do not match the ledger fail the read and mark the
+// backup corrupt.
+func (t *Transfers) Download(ctx context.Context, app, id, component string) (Backup, ArchiveStream, error) {
+	b, err := t.downloadable(app, id)
+	if err != nil {
+		return Backup{}, ArchiveStream{}, err
+	}
+	s, err := t.archives.OpenArchive(ctx, id, b.SizeBytes, b.SHA256, component)
+	if err != nil {
+		t.checkCorrupt(ctx, b, err)
+		return Backup{}, ArchiveStream{}, err
+	}
+	s.ReadCloser = &watchedReader{ReadCloser: s.ReadCloser, onErr: func(err error) { t.checkCorrupt(ctx, b, err) }}
+	return b, s, nil
+}
+
+// StageDownload copies a ready backup's archive (or a component) into the
+// staging bucket for a NATS client.
+func (t *Transfers) StageDownload(ctx context.Context, app, id, component string) (Backup, StagedArchive, error) {
+	b, err := t.downloadable(app, id)
+	if err != nil {
+		return Backup{}, StagedArchive{}, err
+	}
+	st, err := t.archives.StageDownload(ctx, id, b.SizeBytes, b.SHA256, component)
+	if err != nil {
+		t.checkCorrupt(ctx, b, err)
+		return Backup{}, StagedArchive{}, err
+	}
+	return b, st, nil
+}
+
+// checkCorrupt records a corrupt archive when err says so.
+func (t *Transfers) checkCorrupt(ctx context.Context, b Backup, err error) {
+	if !errors.Is(err, ErrArchiveCorrupt) {
+		return
+	}
+	reason := err.Error()
+	if i := strings.Index(reason, ErrArchiveCorrupt.Error()); i > 0 {
+		reason = strings.TrimSuffix(strings.TrimSpace(reason[:i]), ":")
+	}
+	t.log.Error("stored archive does not match the ledger", "app", b.App, "backup_id", b.ID, "err", err)
+	_, merr := t.ledger.Execute(context.WithoutCancel(ctx), MarkCorrupt{App: b.App, BackupID: b.ID, Reason: fmt.Sprintf("archive does not match the ledger: %s", reason)},
+		Meta{Actor: IntegrityActor, CommandID: b.ID + ".corrupt"})
+	if merr != nil && Code(merr) != CodeBackupStateConflict {
+		t.log.Error("mark backup corrupt", "app", b.App, "backup_id", b.ID, "err", merr)
+	}
+}
+
+// watchedReader calls onErr once with the first read error other than EOF.
+type watchedReader struct {
+	io.ReadCloser
+	once  sync.Once
+	onErr func(error)
+}
+
+func (r *watchedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		r.once.Do(func() { r.onErr(err) })
+	}
+	return n, err
+}
+
+// DownloadFileName is the file name an archive is offered under:
+// <name>_<YYYY-MM-DD_HH-MM>.zip with the creation time in loc, the name made
+// safe for file systems (path separators, reserved and control characters
+// become "_"). It may contain non-ASCII letters.
+func DownloadFileName(b Backup, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	var sb strings.Builder
+	for _, r := range strings.TrimSpace(b.Name) {
+		switch {
+		case r < 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|`, r):
+			sb.WriteRune('_')
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	name := strings.Trim(sb.String(), ". ")
+	if name == "" {
+		name = "backup"
+	}
+	return name + "_" + b.CreatedAt.In(loc).Format("2006-01-02_15-04") + ".zip"
+}
