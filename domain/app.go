@@ -117,7 +117,17 @@ func (a *App) Backup(id string) (Backup, bool) {
 	if !ok {
 		return Backup{}, false
 	}
-	return *b, true
+	return b.clone(), true
+}
+
+// clone returns a copy that shares nothing with b.
+func (b *Backup) clone() Backup {
+	c := *b
+	if b.Original != nil {
+		o := *b.Original
+		c.Original = &o
+	}
+	return c
 }
 
 // Backups returns copies of the live backups sorted by creation time (then
@@ -125,7 +135,7 @@ func (a *App) Backup(id string) (Backup, bool) {
 func (a *App) Backups() []Backup {
 	out := make([]Backup, 0, len(a.backups))
 	for _, b := range a.backups {
-		out = append(out, *b)
+		out = append(out, b.clone())
 	}
 	slices.SortFunc(out, func(x, y Backup) int {
 		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {

@@ -153,14 +153,15 @@ func TestApplyEventsOfUnknownBackupsAreIgnored(t *testing.T) {
 	p := newApplier(t, 100)
 	p.apply(0, "alice", "c1", requested("b1", domain.OriginNightly), 0)
 	before := p.a.Backups()
-	for i, ev := range []domain.Event{started("ghost", 1), completed("ghost"), failed("ghost"), renamed("ghost", "x"), deleted("ghost")} {
+	for i, ev := range []domain.Event{started("ghost", 1), completed("ghost"), failed("ghost"), renamed("ghost", "x"),
+		corrupted("ghost"), deleted("ghost")} {
 		p.apply(time.Duration(i+1)*time.Minute, "w", fmt.Sprintf("g%d", i), ev, 0)
 	}
 	if got := p.a.Backups(); !reflect.DeepEqual(got, before) {
 		t.Fatalf("events of an unknown backup changed the list: %+v", got)
 	}
-	if p.a.Events() != 6 || p.a.Seq() != 6 {
-		t.Fatalf("events %d seq %d, want 6 and 6", p.a.Events(), p.a.Seq())
+	if p.a.Events() != 7 || p.a.Seq() != 7 {
+		t.Fatalf("events %d seq %d, want 7 and 7", p.a.Events(), p.a.Seq())
 	}
 	if !p.a.LastBackupAt().IsZero() {
 		t.Fatal("completion of an unknown backup set LastBackupAt")
@@ -315,5 +316,101 @@ func TestLastBackupAtIsTheLatestCompletion(t *testing.T) {
 	)...)
 	if got, want := a.LastBackupAt(), t0.Add(2*time.Hour+2*time.Second); !got.Equal(want) {
 		t.Fatalf("LastBackupAt = %v, want %v", got, want)
+	}
+}
+
+func TestApplyUploadLifecycle(t *testing.T) {
+	p := newApplier(t, 100)
+	up := &domain.BackupUploaded{BackupID: "u1", Name: "Copy", Description: "from erp", ExpiresAt: t0.Add(60 * day),
+		SizeBytes: 2048, SHA256: sha64, ItemCount: 5, SchemaVersion: 3, Source: "dir",
+		Original: domain.ArchiveOrigin{App: "erp", BackupID: "orig-1", Name: "Before upgrade", CreatedAt: origCreated}}
+
+	// given nothing, when uploaded, then ready at once, origin upload,
+	// created by the uploader, with the archive's facts and its original.
+	p.apply(0, "bob", "c1", up, 2)
+	want := domain.Backup{ID: "u1", App: "crm", Name: "Copy", Description: "from erp", Status: domain.StatusReady,
+		Origin: domain.OriginUpload, CreatedBy: "bob", CreatedAt: t0, CompletedAt: t0, ExpiresAt: t0.Add(60 * day),
+		SchemaVersion: 3, SizeBytes: 2048, SHA256: sha64, ItemCount: 5, Source: "dir",
+		Original: &domain.ArchiveOrigin{App: "erp", BackupID: "orig-1", Name: "Before upgrade", CreatedAt: origCreated}, Seq: 3}
+	if got := mustBackup(t, p.a, "u1"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after uploaded:\n got %+v\nwant %+v", got, want)
+	}
+	if p.a.Quota() != 1 || !maps.Equal(p.a.CountByStatus(), map[domain.Status]int{domain.StatusReady: 1}) {
+		t.Fatalf("quota %d counts %v; want the upload counted as ready", p.a.Quota(), p.a.CountByStatus())
+	}
+	rec, ok := p.a.Command(domain.CommandKey("bob", "c1"))
+	if want := (domain.CommandRecord{Seq: 3, Type: domain.TypeBackupUploaded, BackupID: "u1"}); !ok || rec != want {
+		t.Fatalf("bob's c1 = %+v, %v; want %+v", rec, ok, want)
+	}
+	// The event's original is copied, not shared.
+	up.Original.Name = "changed"
+	if got := mustBackup(t, p.a, "u1"); got.Original.Name != "Before upgrade" {
+		t.Fatalf("changing the applied event changed the state: %+v", got.Original)
+	}
+
+	// when found corrupt, then it stays ready and listed, with when and why.
+	p.apply(time.Hour, domain.IntegrityActor, "c2", &domain.BackupCorrupted{BackupID: "u1", Reason: "sha256 mismatch"}, 0)
+	want.CorruptAt, want.CorruptReason = t0.Add(time.Hour), "sha256 mismatch"
+	if got := mustBackup(t, p.a, "u1"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after corrupted:\n got %+v\nwant %+v", got, want)
+	}
+	if p.a.Quota() != 1 {
+		t.Fatalf("quota = %d, want 1: a corrupt backup counts until it is deleted", p.a.Quota())
+	}
+
+	// when renamed, then only the name changes.
+	p.apply(2*time.Hour, "bob", "c3", renamed("u1", "Broken copy"), 0)
+	want.Name = "Broken copy"
+	if got := mustBackup(t, p.a, "u1"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after renamed:\n got %+v\nwant %+v", got, want)
+	}
+
+	// when deleted, then it leaves the list and the quota.
+	p.apply(3*time.Hour, "bob", "c4", deleted("u1"), 0)
+	if _, ok := p.a.Backup("u1"); ok || p.a.Quota() != 0 {
+		t.Fatalf("after delete: listed %v, quota %d", ok, p.a.Quota())
+	}
+}
+
+func TestApplyCorruptedTwiceFoldsAsWritten(t *testing.T) {
+	// Evolve does not validate: a second finding (which decide refuses) is
+	// folded as written.
+	a := fold(t, "crm", concat(inStatus("b1", 0, domain.OriginNightly, domain.StatusReady),
+		[]given{g(time.Hour, corrupted("b1")), g(2*time.Hour, &domain.BackupCorrupted{BackupID: "b1", Reason: "again"})})...)
+	b := mustBackup(t, a, "b1")
+	if !b.CorruptAt.Equal(t0.Add(2*time.Hour)) || b.CorruptReason != "again" || b.Status != domain.StatusReady {
+		t.Fatalf("backup = %+v", b)
+	}
+}
+
+func TestApplyCompletedRecordsTheSource(t *testing.T) {
+	ev := completed("b1")
+	ev.Source = "dir"
+	a := fold(t, "crm", g(0, requested("b1", domain.OriginNightly)), g(time.Second, started("b1", 1)), g(2*time.Second, ev))
+	if b := mustBackup(t, a, "b1"); b.Source != "dir" || b.Status != domain.StatusReady || b.Original != nil || !b.CorruptAt.IsZero() {
+		t.Fatalf("backup = %+v, want ready from source dir, no original, not corrupt", b)
+	}
+	// Completions written before sources were recorded have none.
+	a = fold(t, "crm", inStatus("b1", 0, domain.OriginNightly, domain.StatusReady)...)
+	if b := mustBackup(t, a, "b1"); b.Source != "" {
+		t.Fatalf("source = %q, want none", b.Source)
+	}
+}
+
+// TestBackupCopiesDoNotShareTheOriginal is a regression test for a bug
+// reported to the lead: Backup and Backups return copies, but an uploaded
+// backup's Original is a pointer into the state, so changing a copy's
+// Original changes the state (and races with readers under the lock).
+func TestBackupCopiesDoNotShareTheOriginal(t *testing.T) {
+	a := fold(t, "crm", g(0, uploaded("u1")))
+	b, _ := a.Backup("u1")
+	list := a.Backups()
+	if b.Original == list[0].Original {
+		t.Fatal("fixed bug is back: domain/app.go:120 (Backup) and :128 (Backups): an uploaded backup's Original is shared with the state; clone it")
+	}
+	b.Original.Name = "changed"
+	list[0].Original.App = "changed"
+	if got := mustBackup(t, a, "u1"); got.Original.Name != "Before upgrade" || got.Original.App != "erp" {
+		t.Fatalf("changing a copy changed the state: %+v", got.Original)
 	}
 }

@@ -3,6 +3,7 @@ package domain
 import (
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -260,7 +261,12 @@ func (c RecordUpload) decide(a *App, d *decision) (Event, error) {
 	if q := a.Quota(); q >= d.rules.MaxBackups {
 		return nil, Errorf(CodeQuotaExceeded, "app %s already holds %d backups, the most allowed; delete one first", a.id, q)
 	}
-	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+	if y := ar.CreatedAt.Year(); y < 1 || y > 9999 {
+		return nil, Errorf(CodeArchiveInvalid, "the manifest's created_at %s is out of range", ar.CreatedAt)
+	}
+	// What the manifest says is kept for information: made valid, without
+	// control characters, and bounded so that the event stays small.
+	valid := func(s string) string { return clip(s, 200) }
 	return &BackupUploaded{
 		BackupID: c.BackupID, Name: name, Description: desc, ExpiresAt: d.now.Add(d.rules.Retention).UTC(),
 		SizeBytes: ar.SizeBytes, SHA256: ar.SHA256, ItemCount: ar.ItemCount,
@@ -280,7 +286,7 @@ func (c MarkCorrupt) decide(a *App, _ *decision) (Event, error) {
 	if !b.CorruptAt.IsZero() {
 		return nil, Errorf(CodeBackupStateConflict, "backup %s is already marked corrupt", b.ID)
 	}
-	reason := strings.ToValidUTF8(c.Reason, "\uFFFD")
+	reason := clip(c.Reason, 1000)
 	if reason == "" {
 		reason = "archive does not match the ledger"
 	}
@@ -346,4 +352,21 @@ func isLowerHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// clip makes s valid UTF-8, replaces control characters with spaces and
+// keeps at most n runes.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	var b strings.Builder
+	for i, r := range []rune(s) {
+		if i == n {
+			break
+		}
+		if unicode.IsControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -458,9 +458,15 @@ func TestDecideUsesNewIDOnlyForRequests(t *testing.T) {
 		domain.StartBackup{App: "crm", BackupID: "q", Attempt: 1},
 		domain.RenameBackup{App: "crm", BackupID: "q", Name: "n"},
 		domain.DeleteBackup{App: "crm", BackupID: "q"},
+		domain.MarkCorrupt{App: "crm", BackupID: "ok"},
+		recordUpload("up1"),
 	} {
-		if _, err := domain.Decide(a, cmd, later, domain.DefaultRules(), newID); err != nil {
+		ev, err := domain.Decide(a, cmd, later, domain.DefaultRules(), newID)
+		if err != nil {
 			t.Fatalf("%s: %v", cmd.CommandName(), err)
+		}
+		if strings.HasPrefix(domain.BackupID(ev), "id") {
+			t.Fatalf("%s: event of backup %q, a new id", cmd.CommandName(), domain.BackupID(ev))
 		}
 	}
 	ev, err := domain.Decide(a, domain.RequestBackup{App: "crm", Origin: domain.OriginNightly}, later, domain.DefaultRules(), newID)
@@ -483,6 +489,8 @@ func TestCommandNamesAndApps(t *testing.T) {
 		{domain.FailBackup{App: "a1"}, "backup.fail"},
 		{domain.RenameBackup{App: "a1"}, "backup.rename"},
 		{domain.DeleteBackup{App: "a1"}, "backup.delete"},
+		{domain.RecordUpload{App: "a1"}, "backup.upload"},
+		{domain.MarkCorrupt{App: "a1"}, "backup.mark_corrupt"},
 	}
 	for _, tc := range cases {
 		if got := tc.cmd.CommandName(); got != tc.name {

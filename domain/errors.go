@@ -69,6 +69,9 @@ func Code(err error) string {
 	if errors.Is(err, ErrConflict) {
 		return CodeConflict
 	}
+	if errors.Is(err, ErrArchiveCorrupt) {
+		return CodeBackupCorrupt
+	}
 	return CodeInternal
 }
 
@@ -82,6 +85,9 @@ func Public(err error) string {
 	}
 	if errors.Is(err, ErrConflict) {
 		return "the app changed concurrently too often; try again"
+	}
+	if errors.Is(err, ErrArchiveCorrupt) {
+		return "the stored archive does not match the ledger; the backup is marked corrupt"
 	}
 	return "internal error"
 }

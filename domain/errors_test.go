@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ func TestErrorCodesAreFrozen(t *testing.T) {
 		domain.CodeQuotaExceeded: "backup_quota_exceeded", domain.CodeTooSoon: "backup_too_soon",
 		domain.CodeBackupStateConflict: "backup_state_conflict", domain.CodeConflict: "conflict",
 		domain.CodeUnauthenticated: "unauthenticated", domain.CodeUnavailable: "unavailable", domain.CodeInternal: "internal",
+		domain.CodeBackupNotReady: "backup_not_ready", domain.CodeBackupCorrupt: "backup_corrupt",
+		domain.CodeArchiveInvalid: "archive_invalid", domain.CodeArchiveTooLarge: "archive_too_large",
+		domain.CodeArchiveVersion: "unsupported_archive_version",
 	}
 	for got, want := range codes {
 		if got != want {
@@ -91,5 +95,24 @@ func TestAdminToken(t *testing.T) {
 	empty := domain.NewAdminToken("")
 	if _, err := empty.Authenticate(ctx, ""); !errors.Is(err, domain.ErrUnauthenticated) {
 		t.Fatalf("empty token with an empty admin token: err = %v", err)
+	}
+}
+
+// TestCorruptArchiveErrorHasACode is a regression test for an oddity
+// reported to the lead: Transfers returns the store's error wrapping
+// ErrArchiveCorrupt when a download or a staging finds the archive corrupt
+// (and marks the backup), but Code classifies it as internal, so a client
+// gets "internal error" (HTTP 500, NATS internal) instead of the clear
+// backup_corrupt that the next attempt gets.
+func TestCorruptArchiveErrorHasACode(t *testing.T) {
+	err := fmt.Errorf("verify archive b1: %w", fmt.Errorf("sha256 mismatch: %w", domain.ErrArchiveCorrupt))
+	if domain.Code(err) == domain.CodeInternal {
+		t.Fatal("fixed bug is back: domain/errors.go:69 (Code): an error wrapping ErrArchiveCorrupt is internal; map it to CodeBackupCorrupt (and Public to a fixed text) as ErrConflict is mapped")
+	}
+	if got := domain.Code(err); got != domain.CodeBackupCorrupt {
+		t.Fatalf("Code = %q, want %q", got, domain.CodeBackupCorrupt)
+	}
+	if msg := domain.Public(err); msg == "internal error" || strings.Contains(msg, "b1") {
+		t.Fatalf("Public = %q, want a fixed text that says the archive is corrupt", msg)
 	}
 }

@@ -31,6 +31,47 @@ var goldenEvents = []domain.Event{
 	&domain.BackupFailed{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "export: source unavailable"},
 	&domain.BackupRenamed{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "After upgrade", PreviousName: "Before upgrade"},
 	&domain.BackupDeleted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B"},
+	&domain.BackupUploaded{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "Copy from staging", Description: "brought in\nby hand",
+		ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC), SizeBytes: 2097152, SHA256: sha64, ItemCount: 17,
+		SchemaVersion: 4, Source: "dir",
+		Original: domain.ArchiveOrigin{App: "erp", BackupID: "01JD5Q3ZK6N8W2X4Y7T9R1M3P5", Name: "Before upgrade",
+			CreatedAt: time.Date(2026, 8, 29, 12, 2, 0, 500_000_000, time.UTC)}},
+	&domain.BackupCorrupted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "archive does not match the ledger: sha256 mismatch"},
+}
+
+// goldenVariants are further frozen forms of registered types, in
+// testdata/events/<file>.json: optional fields that the event of
+// goldenEvents leaves empty (or sets) must keep their JSON too.
+var goldenVariants = []struct {
+	file string
+	ev   domain.Event
+}{
+	// backup.completed's source came with archives (issue 3); events
+	// written before it have none, and the golden above keeps that form.
+	{"backup.completed.v1-with-source", &domain.BackupCompleted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", SizeBytes: 1048576,
+		SHA256: sha64, ItemCount: 42, SchemaVersion: 3, Source: "kv"}},
+	// backup.uploaded's description is optional, its source is not.
+	{"backup.uploaded.v1-minimal", &domain.BackupUploaded{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "n",
+		ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC), SHA256: sha64}},
+}
+
+// golden is one frozen event and the file (without .json) it is frozen in.
+type golden struct {
+	file string
+	ev   domain.Event
+}
+
+// goldens returns every frozen event: one per registered type, then the
+// variants.
+func goldens() []golden {
+	var out []golden
+	for _, ev := range goldenEvents {
+		out = append(out, golden{ev.EventType(), ev})
+	}
+	for _, v := range goldenVariants {
+		out = append(out, golden{v.file, v.ev})
+	}
+	return out
 }
 
 // goldenEnvelope returns the envelope of ev with every field set.
@@ -62,15 +103,16 @@ func indent(t *testing.T, compact []byte) []byte {
 }
 
 func TestEventGoldens(t *testing.T) {
-	for _, ev := range goldenEvents {
-		t.Run(ev.EventType(), func(t *testing.T) {
+	for _, gd := range goldens() {
+		ev := gd.ev
+		t.Run(gd.file, func(t *testing.T) {
 			env := goldenEnvelope(t, ev)
 			body, err := json.Marshal(env)
 			if err != nil {
 				t.Fatalf("marshal envelope: %v", err)
 			}
 			got := indent(t, body)
-			path := goldenPath(ev.EventType())
+			path := goldenPath(gd.file)
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
@@ -106,20 +148,29 @@ func TestGoldensCoverEveryRegisteredType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fromFiles []string
+	var fromFiles, want []string
 	for _, f := range files {
 		fromFiles = append(fromFiles, strings.TrimSuffix(filepath.Base(f), ".json"))
 	}
+	for _, gd := range goldens() {
+		want = append(want, gd.file)
+	}
 	slices.Sort(fromFiles)
-	if !slices.Equal(fromFiles, registered) {
-		t.Fatalf("golden files %v, registered types %v", fromFiles, registered)
+	slices.Sort(want)
+	if !slices.Equal(fromFiles, want) {
+		t.Fatalf("golden files %v, frozen events %v", fromFiles, want)
+	}
+	for _, v := range goldenVariants {
+		if !strings.HasPrefix(v.file, v.ev.EventType()+".v1-") {
+			t.Errorf("variant file %q does not name its type and version", v.file)
+		}
 	}
 }
 
 func TestEventTypes(t *testing.T) {
 	want := []string{
-		domain.TypeBackupCompleted, domain.TypeBackupDeleted, domain.TypeBackupFailed,
-		domain.TypeBackupRenamed, domain.TypeBackupRequested, domain.TypeBackupStarted,
+		domain.TypeBackupCompleted, domain.TypeBackupCorrupted, domain.TypeBackupDeleted, domain.TypeBackupFailed,
+		domain.TypeBackupRenamed, domain.TypeBackupRequested, domain.TypeBackupStarted, domain.TypeBackupUploaded,
 	}
 	got := domain.EventTypes()
 	slices.Sort(got)
@@ -130,6 +181,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeBackupRequested: "backup.requested", domain.TypeBackupStarted: "backup.started",
 		domain.TypeBackupCompleted: "backup.completed", domain.TypeBackupFailed: "backup.failed",
 		domain.TypeBackupRenamed: "backup.renamed", domain.TypeBackupDeleted: "backup.deleted",
+		domain.TypeBackupUploaded: "backup.uploaded", domain.TypeBackupCorrupted: "backup.corrupted",
 	}
 	for c, n := range names {
 		if c != n {
@@ -139,9 +191,10 @@ func TestEventTypes(t *testing.T) {
 }
 
 func TestDecodeEventRoundTripsGoldens(t *testing.T) {
-	for _, want := range goldenEvents {
-		t.Run(want.EventType(), func(t *testing.T) {
-			raw, err := os.ReadFile(goldenPath(want.EventType()))
+	for _, gd := range goldens() {
+		want := gd.ev
+		t.Run(gd.file, func(t *testing.T) {
+			raw, err := os.ReadFile(goldenPath(gd.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,6 +251,10 @@ func TestDecodeEventErrors(t *testing.T) {
 		{"wrong field type", domain.Envelope{Type: domain.TypeBackupStarted, Data: json.RawMessage(`{"backup_id":"b","attempt":"two"}`)}, "decode backup.started data"},
 		{"not an object", domain.Envelope{Type: domain.TypeBackupDeleted, Data: json.RawMessage(`[1]`)}, "decode backup.deleted data"},
 		{"no data", domain.Envelope{Type: domain.TypeBackupDeleted}, "decode backup.deleted data"},
+		{"newer version", domain.Envelope{Type: domain.TypeBackupUploaded, Version: 2, Data: json.RawMessage(`{}`)},
+			"backup.uploaded version 2 is not known"},
+		{"uploaded with a bad original", domain.Envelope{Type: domain.TypeBackupUploaded, Data: json.RawMessage(`{"original":"erp"}`)},
+			"decode backup.uploaded data"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -184,4 +185,25 @@ func TestExecuteAnnouncesWhatOthersDecode(t *testing.T) {
 		t.Fatalf("reason %q is not valid UTF-8, the stored JSON has U+FFFD", ev.Reason)
 	}
 	checkAnnouncement(t, f.announced[1], msgs[1].body)
+}
+
+func TestExecuteAnnouncesUploadsAsOthersDecode(t *testing.T) {
+	// Invalid UTF-8 from a manifest, and an original creation time with
+	// nanoseconds in another zone: the announced event must be exactly
+	// what the stored JSON decodes to.
+	r := newRig(t, domain.LedgerConfig{})
+	p, f := newExpectingProc(t, r)
+	up := withArchive("up1", func(a *domain.ImportedArchive) {
+		a.App, a.Name, a.Source = "e\xffrp", "caf\xe9", "k\xc3v"
+		a.CreatedAt = time.Date(2026, 8, 29, 17, 32, 0, 123_456_789, time.FixedZone("IST", 5*3600+1800))
+	})
+	p.must(t, up, alice("k1"))
+	p.must(t, domain.MarkCorrupt{App: "crm", BackupID: "up1", Reason: "sha256 mismatch at caf\xe9"}, alice("k2"))
+	msgs := r.stream.snapshot()
+	if len(f.announced) != 2 {
+		t.Fatalf("%d announced, want 2", len(f.announced))
+	}
+	for i, a := range f.announced {
+		checkAnnouncement(t, a, msgs[i].body)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -347,19 +348,40 @@ func (s *fakeArchives) writes() []domain.ArchiveHeader {
 }
 
 // fakeSource exports fixed documents; err, if set, is returned after the
-// first item; onExport, if set, replaces the export.
+// first item; onExport, if set, replaces the export. Its kind, schema
+// version and components are "fake", 7 and [config] unless set.
 type fakeSource struct {
 	docs     map[string]string
 	err      error
 	onExport func(ctx context.Context, emit func(domain.Item) error) error
+
+	kind       string
+	schema     int
+	components []string
 }
 
 var _ domain.Source = (*fakeSource)(nil)
 
-func (s *fakeSource) Kind() string       { return "fake" }
-func (s *fakeSource) SchemaVersion() int { return 7 }
+func (s *fakeSource) Kind() string {
+	if s.kind != "" {
+		return s.kind
+	}
+	return "fake"
+}
 
-func (s *fakeSource) Components() []string { return []string{domain.ComponentConfig} }
+func (s *fakeSource) SchemaVersion() int {
+	if s.schema != 0 {
+		return s.schema
+	}
+	return 7
+}
+
+func (s *fakeSource) Components() []string {
+	if s.components != nil {
+		return s.components
+	}
+	return []string{domain.ComponentConfig}
+}
 
 func (s *fakeSource) Export(ctx context.Context, _ string, emit func(domain.Item) error) error {
 	if s.onExport != nil {
@@ -384,3 +406,182 @@ func (s *fakeSource) Export(ctx context.Context, _ string, emit func(domain.Item
 
 // errStore is a failure of the store that is not a conflict.
 var errStore = errors.New("store is down")
+
+// errMismatch is what a stored archive's reader fails with when its bytes
+// do not match the ledger.
+var errMismatch = fmt.Errorf("sha256 mismatch: %w", domain.ErrArchiveCorrupt)
+
+// importCall is one ImportArchive or ImportStaged call.
+type importCall struct {
+	backupID string
+	body     string // what ImportArchive read
+	staged   string // the object ImportStaged was given
+}
+
+// openCall is one OpenArchive or StageDownload call.
+type openCall struct {
+	backupID  string
+	size      int64
+	sha256    string
+	component string
+}
+
+// fakeTransfer is an ArchiveTransfer in memory that records its calls.
+// Imports answer imported (or importErr); opened streams yield content and,
+// if failAt >= 0, fail with readErr (errMismatch unless set) once failAt
+// bytes were read, and on every Read after.
+type fakeTransfer struct {
+	mu      sync.Mutex
+	imports []importCall
+	opens   []openCall
+	stages  []openCall
+	deletes []string
+
+	imported  domain.ImportedArchive
+	importErr error
+	// onImport, if set, runs inside every import, after the body was read
+	// (the archive is being validated and stored).
+	onImport  func(backupID string)
+	content   string
+	failAt    int
+	readErr   error
+	openErr   error
+	staged    domain.StagedArchive
+	stageErr  error
+	deleteErr error
+}
+
+var _ domain.ArchiveTransfer = (*fakeTransfer)(nil)
+
+func newFakeTransfer() *fakeTransfer {
+	return &fakeTransfer{
+		imported: imported(),
+		content:  "PK zip bytes",
+		failAt:   -1,
+		staged:   domain.StagedArchive{Bucket: "ledger_staging", Object: "dl/x", Size: 12, SHA256: sha64, ExpiresAt: t0.Add(time.Hour)},
+	}
+}
+
+func (f *fakeTransfer) importing(c importCall) (domain.ImportedArchive, error) {
+	f.mu.Lock()
+	f.imports = append(f.imports, c)
+	hook, imp, err := f.onImport, f.imported, f.importErr
+	f.mu.Unlock()
+	if hook != nil {
+		hook(c.backupID)
+	}
+	if err != nil {
+		return domain.ImportedArchive{}, err
+	}
+	return imp, nil
+}
+
+func (f *fakeTransfer) ImportArchive(_ context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
+	var body []byte
+	if r != nil {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return domain.ImportedArchive{}, err
+		}
+		body = b
+	}
+	return f.importing(importCall{backupID: backupID, body: string(body)})
+}
+
+func (f *fakeTransfer) ImportStaged(_ context.Context, backupID, object string) (domain.ImportedArchive, error) {
+	return f.importing(importCall{backupID: backupID, staged: object})
+}
+
+func (f *fakeTransfer) OpenArchive(_ context.Context, backupID string, size int64, sum, component string) (domain.ArchiveStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opens = append(f.opens, openCall{backupID: backupID, size: size, sha256: sum, component: component})
+	if f.openErr != nil {
+		return domain.ArchiveStream{}, f.openErr
+	}
+	rerr := f.readErr
+	if rerr == nil {
+		rerr = errMismatch
+	}
+	return domain.ArchiveStream{
+		ReadCloser: &failingReader{data: []byte(f.content), failAt: f.failAt, err: rerr},
+		Size:       size, SHA256: sum,
+	}, nil
+}
+
+func (f *fakeTransfer) StageDownload(_ context.Context, backupID string, size int64, sum, component string) (domain.StagedArchive, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stages = append(f.stages, openCall{backupID: backupID, size: size, sha256: sum, component: component})
+	if f.stageErr != nil {
+		return domain.StagedArchive{}, f.stageErr
+	}
+	return f.staged, nil
+}
+
+func (f *fakeTransfer) DeleteArchive(_ context.Context, backupID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deletes = append(f.deletes, backupID)
+	return f.deleteErr
+}
+
+func (f *fakeTransfer) importCalls() []importCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.imports)
+}
+
+func (f *fakeTransfer) openCalls() []openCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.opens)
+}
+
+func (f *fakeTransfer) stageCalls() []openCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.stages)
+}
+
+func (f *fakeTransfer) deleted() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.deletes)
+}
+
+// failingReader yields data; with failAt >= 0 it fails with err once
+// failAt bytes were read, and keeps failing.
+type failingReader struct {
+	mu     sync.Mutex
+	data   []byte
+	pos    int
+	failAt int
+	err    error
+	closed bool
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	end := len(r.data)
+	if r.failAt >= 0 && r.failAt < end {
+		end = r.failAt
+	}
+	if r.pos >= end {
+		if r.failAt >= 0 {
+			return 0, r.err
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[r.pos:end])
+	r.pos += n
+	return n, nil
+}
+
+func (r *failingReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	return nil
+}

@@ -93,6 +93,30 @@ func renamed(id, name string) *domain.BackupRenamed {
 
 func deleted(id string) *domain.BackupDeleted { return &domain.BackupDeleted{BackupID: id} }
 
+// origCreated is when the backup an uploaded archive was made of was
+// created (elsewhere).
+var origCreated = time.Date(2026, 8, 29, 12, 2, 0, 0, time.UTC)
+
+// imported returns what a validated upload says of itself: an archive of
+// backup orig-1 of app erp.
+func imported() domain.ImportedArchive {
+	return domain.ImportedArchive{
+		ArchiveInfo: domain.ArchiveInfo{SizeBytes: 2048, SHA256: sha64, ItemCount: 5},
+		App:         "erp", BackupID: "orig-1", Name: "Before upgrade", Description: "from elsewhere",
+		CreatedAt: origCreated, SchemaVersion: 3, Source: "kv", Components: []string{domain.ComponentConfig},
+	}
+}
+
+func uploaded(id string) *domain.BackupUploaded {
+	return &domain.BackupUploaded{BackupID: id, Name: "name of " + id, ExpiresAt: t0.Add(60 * 24 * time.Hour),
+		SizeBytes: 2048, SHA256: sha64, ItemCount: 5, SchemaVersion: 3, Source: "kv",
+		Original: domain.ArchiveOrigin{App: "erp", BackupID: "orig-1", Name: "Before upgrade", CreatedAt: origCreated}}
+}
+
+func corrupted(id string) *domain.BackupCorrupted {
+	return &domain.BackupCorrupted{BackupID: id, Reason: "archive does not match the ledger: sha256 mismatch"}
+}
+
 // sha64 is a valid hex SHA-256 (of the empty string).
 const sha64 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -117,6 +141,16 @@ func nBackups(n int, origin domain.Origin, st domain.Status) []given {
 	var out []given
 	for i := 1; i <= n; i++ {
 		out = append(out, inStatus(fmt.Sprintf("b%02d", i), time.Duration(i)*time.Hour, origin, st)...)
+	}
+	return out
+}
+
+// nUploads returns the history of n uploaded backups u01, u02, ...,
+// uploaded an hour apart.
+func nUploads(n int) []given {
+	var out []given
+	for i := 1; i <= n; i++ {
+		out = append(out, g(time.Duration(i)*time.Hour, uploaded(fmt.Sprintf("u%02d", i))))
 	}
 	return out
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ImportedArchive is what a validated, stored upload says of itself.
@@ -121,10 +123,16 @@ func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, erro
 	if _, err := NormalizeDescription(up.Description); err != nil {
 		return Result{}, err
 	}
+	if m.Actor == "" {
+		return Result{}, ErrUnauthenticated
+	}
 	if m.CommandID != "" {
 		if err := ValidateCommandKey(m.CommandID); err != nil {
 			return Result{}, err
 		}
+	}
+	if up.Body == nil && up.StagedObject == "" {
+		return Result{}, Errorf(CodeInvalidArgument, "an upload needs an archive")
 	}
 	var (
 		rec   CommandRecord
@@ -133,7 +141,8 @@ func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, erro
 	)
 	t.states.ReadApp(up.App, func(a *App) {
 		if m.CommandID != "" {
-			rec, seen = a.Command(CommandKey(m.Actor, m.CommandID))
+			// Execute records the actor made valid UTF-8.
+			rec, seen = a.Command(CommandKey(strings.ToValidUTF8(m.Actor, "\uFFFD"), m.CommandID))
 		}
 		quota = a.Quota()
 	})
@@ -157,12 +166,21 @@ func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, erro
 		return Result{}, err
 	}
 	res, err := t.ledger.Execute(ctx, RecordUpload{App: up.App, BackupID: id, Name: up.Name, Description: up.Description, Archive: imp}, m)
-	if err != nil || res.BackupID != id {
+	var refused *Error
+	switch {
+	case err == nil && res.BackupID == id:
+		return res, nil
+	case err == nil, errors.As(err, &refused), errors.Is(err, ErrConflict):
 		// Refused, or a retry answered with the first upload: this copy
-		// must not stay.
+		// was not recorded and must not stay.
 		if derr := t.archives.DeleteArchive(context.WithoutCancel(ctx), id); derr != nil {
 			t.log.Error("delete archive of a refused upload", "app", up.App, "backup_id", id, "err", derr)
 		}
+	default:
+		// The event may have been stored (say the wait for the projection
+		// ended): keep the archive; an orphan is cleaned up later, a lost
+		// archive of a ready backup could not be.
+		t.log.Warn("upload outcome unknown; its archive is kept", "app", up.App, "backup_id", id, "err", err)
 	}
 	return res, err
 }
@@ -260,14 +278,17 @@ func DownloadFileName(b Backup, loc *time.Location) string {
 	if loc == nil {
 		loc = time.UTC
 	}
+	// 255 bytes is the usual limit of a file name; the suffix takes 21.
+	const maxName = 255 - len("_2006-01-02_15-04.zip")
 	var sb strings.Builder
 	for _, r := range strings.TrimSpace(b.Name) {
-		switch {
-		case r < 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|`, r):
-			sb.WriteRune('_')
-		default:
-			sb.WriteRune(r)
+		if unicode.IsControl(r) || strings.ContainsRune(`/\:*?"<>|`, r) {
+			r = '_'
 		}
+		if sb.Len()+utf8.RuneLen(r) > maxName {
+			break
+		}
+		sb.WriteRune(r)
 	}
 	name := strings.Trim(sb.String(), ". ")
 	if name == "" {

@@ -178,6 +178,9 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		defer cancel()
 	}
 	source := w.sources.For(j.App)
+	if source == nil {
+		return w.fail(ctx, j, "no source is configured for the app", meta("fail"))
+	}
 	info, err := w.archives.WriteArchive(wctx, ArchiveHeader{
 		App: j.App, BackupID: b.ID, Name: b.Name, Description: b.Description, CreatedAt: b.CreatedAt,
 		CreatedBy: b.CreatedBy, Origin: b.Origin, SchemaVersion: source.SchemaVersion(), SourceKind: source.Kind(),

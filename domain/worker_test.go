@@ -451,3 +451,82 @@ func TestWorkerFailsEvenIfThePartialArchiveStays(t *testing.T) {
 		t.Fatal("no attempt to delete the partial archive")
 	}
 }
+
+func TestSourceSetFor(t *testing.T) {
+	kv := &fakeSource{kind: "kv"}
+	dir := &fakeSource{kind: "dir"}
+	cases := []struct {
+		name string
+		set  domain.SourceSet
+		app  string
+		want domain.Source
+	}{
+		{"default for every app", domain.SourceSet{Default: kv}, "crm", kv},
+		{"an app of its own", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "files", dir},
+		{"other apps keep the default", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "crm", kv},
+		{"app ids are exact", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "files2", kv},
+		{"no default", domain.SourceSet{ByApp: map[string]domain.Source{"files": dir}}, "crm", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.set.For(tc.app); got != tc.want {
+				t.Fatalf("For(%q) = %v, want %v", tc.app, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWorkerUsesTheAppsSource(t *testing.T) {
+	w := newWorkerRig(t)
+	dir := &fakeSource{kind: "dir", schema: 2, components: []string{domain.ComponentFiles, "media"},
+		docs: map[string]string{"logo.png": "png"}}
+	w.worker = domain.NewWorker("w1", w.ledger, w.fold,
+		domain.SourceSet{Default: w.src, ByApp: map[string]domain.Source{"crm": dir}}, w.archives, nil)
+	if err := w.run(t, w.job); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	b := w.wantStatus(t, domain.StatusReady)
+	if b.Source != "dir" || b.SchemaVersion != 2 || b.ItemCount != 1 {
+		t.Fatalf("backup source %q schema %d items %d; want dir, 2, 1 (the app's source, not the default)",
+			b.Source, b.SchemaVersion, b.ItemCount)
+	}
+	h := w.archives.writes()[0]
+	if h.SourceKind != "dir" || h.SchemaVersion != 2 || !slices.Equal(h.Components, []string{domain.ComponentFiles, "media"}) {
+		t.Fatalf("archive header = %+v; want the app's source's kind, schema and components", h)
+	}
+	obj, _ := w.archives.object(b.ID)
+	if !strings.Contains(string(obj), "logo.png") || strings.Contains(string(obj), "settings/theme") {
+		t.Fatalf("archive %q: want the app's source's items only", obj)
+	}
+	envs := w.stream.envelopes(t, "crm")
+	ev, err := domain.DecodeEvent(&envs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ev.(*domain.BackupCompleted); c.Source != "dir" || c.SchemaVersion != 2 {
+		t.Fatalf("completed = %+v, want source dir, schema 2", c)
+	}
+	// Another app keeps the default source.
+	res := w.must(t, nightly("hr"), alice("hr1"))
+	if err := w.run(t, domain.Job{App: "hr", BackupID: res.BackupID, Seq: res.Seq, Attempt: 1}); err != nil {
+		t.Fatalf("Run hr: %v", err)
+	}
+	hr, _ := w.fold.backup(t, "hr", res.BackupID)
+	if hr.Source != "fake" || hr.SchemaVersion != 7 || hr.Status != domain.StatusReady {
+		t.Fatalf("hr backup = %+v, want ready from the default source", hr)
+	}
+}
+
+func TestWorkerRecordsTheDefaultSource(t *testing.T) {
+	w := newWorkerRig(t)
+	if err := w.run(t, w.job); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if b := w.wantStatus(t, domain.StatusReady); b.Source != "fake" {
+		t.Fatalf("source = %q, want fake", b.Source)
+	}
+	data := rawEnvelope(t, w.stream.snapshot()[2].body)["data"].(map[string]any)
+	if data["source"] != "fake" {
+		t.Fatalf("backup.completed data = %v, want source fake", data)
+	}
+}
