@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,11 +18,12 @@ import (
 
 // api is a running httpapi.Server over a stack.
 type api struct {
-	t     *testing.T
-	st    *stack
-	url   string
-	logs  *syncBuffer
-	ready func() bool
+	t       *testing.T
+	st      *stack
+	url     string
+	handler http.Handler
+	logs    *syncBuffer
+	ready   func() bool
 }
 
 type syncBuffer struct {
@@ -44,25 +46,40 @@ func (s *syncBuffer) String() string {
 // newAPI serves a Server over a fresh stack; edit adjusts its deps.
 func newAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
 	t.Helper()
+	return newAPIWith(t, httpapi.Config{MaxDocBytes: 1024}, nil, edit)
+}
+
+// newAPIWith serves a Server with cfg over a fresh stack; server adjusts
+// the http.Server (before it starts), edit the deps.
+func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
+	t.Helper()
 	st := newStack(t)
 	logs := &syncBuffer{}
 	deps := httpapi.Deps{
-		Commands: st.ledger,
-		Queries:  st.proj,
-		Config:   st.config,
-		Auth:     st.auth,
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Commands:  st.ledger,
+		Queries:   st.proj,
+		Config:    st.config,
+		Auth:      st.auth,
+		Transfers: st.transfers,
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {
 		edit(&deps)
 	}
-	srv, err := httpapi.New(httpapi.Config{MaxDocBytes: 1024}, deps)
+	srv, err := httpapi.New(cfg, deps)
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	// An aborted handler is logged by net/http's own logger; keep it out
+	// of the test output.
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if server != nil {
+		server(ts.Config)
+	}
+	ts.Start()
 	t.Cleanup(ts.Close)
-	return &api{t: t, st: st, url: ts.URL, logs: logs}
+	return &api{t: t, st: st, url: ts.URL, handler: srv.Handler(), logs: logs}
 }
 
 // response is a read HTTP answer.

@@ -68,7 +68,10 @@ func (s *Server) requireReady(next http.Handler) http.Handler {
 }
 
 // logRequests logs one line per request (never its headers, so never a
-// token) and turns a panic into a 500.
+// token) and turns a panic into a 500. A handler that aborts its response
+// (http.ErrAbortHandler, e.g. a download whose archive turned out corrupt
+// midway) is logged with aborted=true and the abort goes on to net/http,
+// which drops the connection.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -76,10 +79,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		ri := &requestInfo{}
 		r = r.WithContext(withRequestInfo(r.Context(), ri))
 		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
+			v := recover()
+			aborted := v == http.ErrAbortHandler
+			if v != nil && !aborted {
 				s.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
 				if !sw.wrote {
 					s.problem(sw, r, fmt.Errorf("panic: %v", v))
@@ -101,7 +103,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			if ri.code != "" {
 				attrs = append(attrs, slog.String("code", ri.code))
 			}
+			if aborted {
+				attrs = append(attrs, slog.Bool("aborted", true))
+			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+			if aborted {
+				panic(v)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

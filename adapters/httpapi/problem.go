@@ -20,6 +20,11 @@ var statusByCode = map[string]int{
 	domain.CodeTooSoon:             http.StatusConflict,
 	domain.CodeBackupStateConflict: http.StatusConflict,
 	domain.CodeConflict:            http.StatusConflict,
+	domain.CodeBackupNotReady:      http.StatusConflict,
+	domain.CodeBackupCorrupt:       http.StatusConflict,
+	domain.CodeArchiveInvalid:      http.StatusUnprocessableEntity,
+	domain.CodeArchiveVersion:      http.StatusUnprocessableEntity,
+	domain.CodeArchiveTooLarge:     http.StatusRequestEntityTooLarge,
 	domain.CodeUnavailable:         http.StatusServiceUnavailable,
 	domain.CodeInternal:            http.StatusInternalServerError,
 	codeMethodNotAllowed:           http.StatusMethodNotAllowed,
@@ -54,13 +59,17 @@ type Problem struct {
 	RetryAfterSeconds int64 `json:"retry_after_seconds,omitempty"`
 }
 
-// classify returns the stable code and the client-facing detail of err. A
+// classify returns the stable code and the client-facing detail of err. An
+// archive found corrupt before the answer began is backup_corrupt. A
 // command that ran out of time is unavailable (retry with the same
 // idempotency key), not internal.
 func classify(err error) (code, detail string) {
 	code, detail = domain.Code(err), domain.Public(err)
 	if code == domain.CodeInternal {
 		switch {
+		case errors.Is(err, domain.ErrArchiveCorrupt):
+			// The domain has recorded it; the backup now says so.
+			return domain.CodeBackupCorrupt, "the backup's stored archive does not match the ledger; the backup is marked corrupt"
 		case errors.Is(err, context.DeadlineExceeded):
 			return domain.CodeUnavailable, "the request timed out; retry it with the same Idempotency-Key"
 		case errors.Is(err, context.Canceled):

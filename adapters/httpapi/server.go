@@ -1,6 +1,7 @@
 // Package httpapi is the HTTP JSON API of backupledger (DESIGN §7): backups,
-// app state, logs and the built-in config store under /v1, and the
-// operational endpoints /healthz, /readyz and /metrics.
+// their archives (download and upload), app state, logs and the built-in
+// config store under /v1, and the operational endpoints /healthz, /readyz
+// and /metrics.
 //
 // Every /v1 request is authenticated in one place (requireAuth) with a bearer
 // token; errors are application/problem+json bodies with a stable code,
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -37,11 +39,27 @@ type Queries interface {
 	BackupLog(app, id string) ([]projections.LogEntry, error)
 }
 
+// Transfers moves archives in and out; *domain.Transfers implements it.
+type Transfers interface {
+	// Upload validates and stores the archive of up and records it as a
+	// new ready backup. A refused archive is an *domain.Error with
+	// archive_invalid, archive_too_large, unsupported_archive_version or
+	// backup_quota_exceeded; a retried command answers the first result.
+	Upload(ctx context.Context, m domain.Meta, up domain.Upload) (domain.Result, error)
+	// Download opens a ready backup's archive, or one component of it.
+	// not_found, backup_not_ready, backup_corrupt and invalid_argument (an
+	// unknown component) come before the stream; a read of bytes that do
+	// not match the ledger fails.
+	Download(ctx context.Context, app, id, component string) (domain.Backup, domain.ArchiveStream, error)
+}
+
 // Defaults of Config.
 const (
-	DefaultMaxJSONBytes   = 64 << 10
-	DefaultMaxDocBytes    = 1 << 20
-	DefaultRequestTimeout = 30 * time.Second
+	DefaultMaxJSONBytes        = 64 << 10
+	DefaultMaxDocBytes         = 1 << 20
+	DefaultRequestTimeout      = 30 * time.Second
+	DefaultMaxUploadBytes      = 2 << 30
+	DefaultTransferIdleTimeout = time.Minute
 )
 
 // Config configures a Server. The zero value is usable: Validate fills in
@@ -59,6 +77,20 @@ type Config struct {
 	// ProblemBaseURL + "#" + code (e.g. a link to docs/api.md); otherwise
 	// it is "about:blank".
 	ProblemBaseURL string
+	// MaxUploadBytes bounds an uploaded archive (default 2 GiB): a raw
+	// body over it, or a multipart body over it plus a little room for
+	// the form's framing, is refused with 413 archive_too_large as soon as
+	// the limit is crossed. It should match the archive store's own limit.
+	MaxUploadBytes int64
+	// TransferIdleTimeout is how long an archive download or upload may
+	// make no progress before its connection is dropped (default 1 min).
+	// Archive routes have no overall time limit: while bytes move they
+	// push the connection's deadlines ahead, overriding the http.Server's
+	// ReadTimeout and WriteTimeout, and RequestTimeout does not apply.
+	TransferIdleTimeout time.Duration
+	// Location is the time zone of the creation time in a download's file
+	// name; nil is UTC.
+	Location *time.Location
 }
 
 // Validate fills in defaults and reports every invalid field at once.
@@ -73,6 +105,15 @@ func (c *Config) Validate() error {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if c.TransferIdleTimeout == 0 {
+		c.TransferIdleTimeout = DefaultTransferIdleTimeout
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
 	if c.MaxJSONBytes < 0 {
 		errs = append(errs, fmt.Errorf("max JSON bytes must be positive, got %d", c.MaxJSONBytes))
 	}
@@ -81,6 +122,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 {
 		errs = append(errs, fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout))
+	}
+	if c.MaxUploadBytes < 0 {
+		errs = append(errs, fmt.Errorf("max upload bytes must be positive, got %d", c.MaxUploadBytes))
+	}
+	if c.TransferIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("transfer idle timeout must be positive, got %s", c.TransferIdleTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -91,6 +138,9 @@ type Deps struct {
 	Queries  Queries            // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
+	// Transfers serves the archive routes (download and upload); nil
+	// answers them 503 unavailable. *domain.Transfers.
+	Transfers Transfers
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -138,6 +188,8 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	handler http.Handler
+	// bufs holds the copy buffers of downloads.
+	bufs sync.Pool
 }
 
 // New returns a Server. It returns an error for an invalid Config or
@@ -150,6 +202,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("httpapi deps: %w", err)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
 	s.handler = s.logRequests(s.routes())
 	return s, nil
 }
@@ -167,6 +220,8 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}", s.getBackup)
 	s.v1(api, "PATCH /v1/apps/{app}/backups/{id}", s.renameBackup)
 	s.v1(api, "DELETE /v1/apps/{app}/backups/{id}", s.deleteBackup)
+	s.v1(api, "GET /v1/apps/{app}/backups/{id}/archive", s.downloadArchive)
+	s.v1(api, "POST /v1/apps/{app}/backups/upload", s.uploadArchive)
 	s.v1(api, "GET /v1/apps/{app}", s.getApp)
 	s.v1(api, "GET /v1/apps/{app}/logs", s.appLog)
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}/logs", s.backupLog)

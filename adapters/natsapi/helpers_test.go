@@ -47,22 +47,30 @@ func (s *syncBuffer) String() string {
 // newAPI starts a Service over a fresh stack; edit adjusts its deps.
 func newAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
 	t.Helper()
+	return newAPIWith(t, natsapi.Config{}, edit)
+}
+
+// newAPIWith starts a Service with cfg over a fresh stack; edit adjusts
+// its deps.
+func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api {
+	t.Helper()
 	srv := natstest.Server(t, "")
 	svcNC, _ := natstest.Connect(t, srv)
 	client, _ := natstest.Connect(t, srv)
 	st := newStack(t)
 	logs := &syncBuffer{}
 	deps := natsapi.Deps{
-		Commands: st.ledger,
-		Queries:  st.proj,
-		Config:   st.config,
-		Auth:     st.auth,
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Commands:  st.ledger,
+		Queries:   st.proj,
+		Config:    st.config,
+		Auth:      st.auth,
+		Transfers: st.transfers,
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {
 		edit(&deps)
 	}
-	svc, err := natsapi.New(svcNC, natsapi.Config{}, deps)
+	svc, err := natsapi.New(svcNC, cfg, deps)
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}

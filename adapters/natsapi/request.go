@@ -45,7 +45,11 @@ func (s *Service) serve(e endpoint, req micro.Request) {
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "nats request", attrs...)
 	}()
 
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	timeout := s.cfg.RequestTimeout
+	if e.transfer {
+		timeout = s.cfg.TransferTimeout
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	v, err := s.run(ctx, e, c)
 	if err != nil {

@@ -1,7 +1,9 @@
 // Package natsapi is the NATS API of backupledger (DESIGN §7): a micro
 // service named "backup-ledger" whose endpoints under ledger.api.> offer
 // the same commands and queries as the HTTP API, with the same JSON bodies
-// and the same error codes.
+// and the same error codes. Archives travel through the staging object
+// store bucket: an upload names an object put there, a download answers
+// where to read one.
 //
 // Requests carry "Authorization: Bearer <token>" as a NATS header. Errors
 // are micro error responses: Nats-Service-Error-Code is the HTTP-like status
@@ -50,11 +52,28 @@ type Queries interface {
 	BackupLog(app, id string) ([]projections.LogEntry, error)
 }
 
+// Transfers moves archives in and out through the staging bucket;
+// *domain.Transfers implements it.
+type Transfers interface {
+	// Upload validates and stores the archive of up (its StagedObject in
+	// the staging bucket, which is removed) and records it as a new ready
+	// backup. A refused archive is an *domain.Error with archive_invalid,
+	// archive_too_large, unsupported_archive_version or
+	// backup_quota_exceeded; a missing object is not_found; a retried
+	// command answers the first result.
+	Upload(ctx context.Context, m domain.Meta, up domain.Upload) (domain.Result, error)
+	// StageDownload copies a ready backup's archive, or one component of
+	// it, into the staging bucket: not_found, backup_not_ready,
+	// backup_corrupt, invalid_argument (an unknown component).
+	StageDownload(ctx context.Context, app, id, component string) (domain.Backup, domain.StagedArchive, error)
+}
+
 // Defaults of Config.
 const (
-	DefaultVersion        = "0.1.0"
-	DefaultMaxConcurrent  = 256
-	DefaultRequestTimeout = 30 * time.Second
+	DefaultVersion         = "0.1.0"
+	DefaultMaxConcurrent   = 256
+	DefaultRequestTimeout  = 30 * time.Second
+	DefaultTransferTimeout = 10 * time.Minute
 )
 
 // Config configures a Service. The zero value is usable: Validate fills in
@@ -75,6 +94,12 @@ type Config struct {
 	// ProblemBaseURL, when set, makes a problem's "type" the URL
 	// ProblemBaseURL + "#" + code; otherwise it is "about:blank".
 	ProblemBaseURL string
+	// TransferTimeout bounds an upload or download request instead of
+	// RequestTimeout (default 10 min): it copies a whole archive.
+	TransferTimeout time.Duration
+	// Location is the time zone of the creation time in a download's file
+	// name; nil is UTC.
+	Location *time.Location
 }
 
 // Validate fills in defaults and reports every invalid field at once.
@@ -89,11 +114,20 @@ func (c *Config) Validate() error {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.TransferTimeout == 0 {
+		c.TransferTimeout = DefaultTransferTimeout
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
 	if c.MaxConcurrent < 0 {
 		errs = append(errs, fmt.Errorf("max concurrent requests must be positive, got %d", c.MaxConcurrent))
 	}
 	if c.RequestTimeout < 0 {
 		errs = append(errs, fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout))
+	}
+	if c.TransferTimeout < 0 {
+		errs = append(errs, fmt.Errorf("transfer timeout must be positive, got %s", c.TransferTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -104,6 +138,9 @@ type Deps struct {
 	Queries  Queries            // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
+	// Transfers serves backups.upload and backups.download; nil answers
+	// them 503 unavailable. *domain.Transfers.
+	Transfers Transfers
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.

@@ -23,7 +23,8 @@ func TestServiceInfo(t *testing.T) {
 	slices.Sort(subjects)
 	want := []string{
 		natsapi.SubjectAppsGet, natsapi.SubjectBackupsAll, natsapi.SubjectBackupsCreate, natsapi.SubjectBackupsDelete,
-		natsapi.SubjectBackupsGet, natsapi.SubjectBackupsList, natsapi.SubjectBackupsRename, natsapi.SubjectConfigDelete,
+		natsapi.SubjectBackupsDownload, natsapi.SubjectBackupsGet, natsapi.SubjectBackupsList, natsapi.SubjectBackupsRename,
+		natsapi.SubjectBackupsUpload, natsapi.SubjectConfigDelete,
 		natsapi.SubjectConfigGet, natsapi.SubjectConfigList, natsapi.SubjectConfigPut, natsapi.SubjectLogsApp, natsapi.SubjectLogsBackup,
 	}
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {

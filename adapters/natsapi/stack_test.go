@@ -169,14 +169,17 @@ func (t tokens) Authenticate(_ context.Context, token string) (domain.Principal,
 	return p, nil
 }
 
-// stack is the real ledger and projection over the in-test store.
+// stack is the real ledger and projection over the in-test store, and the
+// real domain.Transfers over an in-memory archive store.
 type stack struct {
-	store  *memStore
-	proj   *projections.Store
-	ledger *domain.Ledger
-	clock  *fakeClock
-	config *memConfig
-	auth   tokens
+	store     *memStore
+	proj      *projections.Store
+	ledger    *domain.Ledger
+	clock     *fakeClock
+	config    *memConfig
+	auth      tokens
+	archives  *memArchives
+	transfers *domain.Transfers
 }
 
 // start is the fake clock's first reading: a Monday.
@@ -188,12 +191,15 @@ func newStack(t *testing.T) *stack {
 	proj := projections.New(rules, nil)
 	store := &memStore{proj: proj, last: map[string]uint64{}, msgIDs: map[string]uint64{}}
 	clock := &fakeClock{now: start}
-	ledger, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, clock, &seqIDs{}, nil, nil)
+	ids := &seqIDs{}
+	ledger, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, clock, ids, nil, nil)
 	if err != nil {
 		t.Fatalf("new ledger: %v", err)
 	}
+	archives := newMemArchives(clock)
 	return &stack{
 		store: store, proj: proj, ledger: ledger, clock: clock,
+		archives: archives, transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
 		config: &memConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}},
 		auth: tokens{
 			"alice-token": {ID: "alice", Admin: true},

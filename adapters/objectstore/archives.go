@@ -2,14 +2,21 @@
 // bucket, one object per backup, named by the backup id.
 //
 // An archive is a zip written as a stream straight into the object store:
-// one entry per exported item under "config/", then manifest.json with the
-// size and SHA-256 of every entry (docs/archive.md specifies the format). It
-// is never held whole in memory: a zip writer goroutine feeds an io.Pipe
-// that is stored chunk by chunk, with a bounded number of chunks awaiting
-// the server's acknowledgement (see put). The archive's size and SHA-256
-// are computed once, while storing, and recorded as the object's digest
-// exactly as jetstream.ObjectStore.Put does, so any object store client
-// (nats CLI, nats.go) reads and verifies the archives.
+// one entry per exported item under "<component>/", then manifest.json
+// with the size and SHA-256 of every entry (docs/archive.md specifies the
+// format). It is never held whole in memory: items are compressed on all
+// cores a few at a time (zip.go), and a zip writer goroutine feeds an
+// io.Pipe that is stored chunk by chunk, with a bounded number of chunks
+// awaiting the server's acknowledgement (see put). The archive's size and
+// SHA-256 are computed once, while storing, and recorded as the object's
+// digest exactly as jetstream.ObjectStore.Put does, so any object store
+// client (nats CLI, nats.go) reads and verifies the archives.
+//
+// Uploads (import.go) are spooled to a temporary file, validated there by
+// ValidateArchive (validate.go) and only then stored; downloads
+// (open.go) are verified against the ledger's size and SHA-256 as they
+// stream. NATS clients hand in and fetch archives through a second,
+// staging bucket whose objects expire.
 package objectstore
 
 import (
@@ -18,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -30,11 +38,12 @@ import (
 // Archives is the archive store on a JetStream object store bucket. It is
 // safe for concurrent use.
 type Archives struct {
-	js     jetstream.JetStream
-	pub    jetstream.JetStream // for chunk publishes, with its own ack timeout
-	obs    jetstream.ObjectStore
-	bucket string
-	stream string
+	js      jetstream.JetStream
+	pub     jetstream.JetStream // for chunk publishes, with its own ack timeout
+	obs     jetstream.ObjectStore
+	arch    bucket
+	staging bucket
+	cfg     Config
 }
 
 var _ domain.ArchiveStore = (*Archives)(nil)
@@ -58,10 +67,10 @@ const cleanupTimeout = 30 * time.Second
 // otherwise stop the read after its default API timeout (5 s).
 const readTimeout = 24 * time.Hour
 
-// New creates the bucket of cfg, or updates it to cfg if it exists, and
-// returns an Archives on it. It is idempotent and safe to call at every
-// start. It returns an error if cfg is invalid or the bucket cannot be
-// created or updated.
+// New creates the archives' bucket and the staging bucket of cfg, or
+// updates them to cfg if they exist, and returns an Archives on them. It
+// is idempotent and safe to call at every start. It returns an error if
+// cfg is invalid or a bucket cannot be created or updated.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("object store config: %w", err)
@@ -76,11 +85,26 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 	if err != nil {
 		return nil, fmt.Errorf("create or update object store %s: %w", cfg.Bucket, err)
 	}
+	stg, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      cfg.StagingBucket,
+		Description: "backupledger: archives handed in and out by NATS clients; objects expire",
+		TTL:         cfg.StagingTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update object store %s: %w", cfg.StagingBucket, err)
+	}
+	if cfg.TempDir != "" {
+		if fi, err := os.Stat(cfg.TempDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("temp dir %s: not a directory", cfg.TempDir)
+		}
+	}
 	pub, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("object store publisher: %w", err)
 	}
-	return &Archives{js: js, pub: pub, obs: obs, bucket: cfg.Bucket, stream: "OBJ_" + cfg.Bucket}, nil
+	return &Archives{js: js, pub: pub, obs: obs, arch: newBucket(obs, cfg.Bucket), staging: newBucket(stg, cfg.StagingBucket), cfg: cfg}, nil
 }
 
 // WriteArchive streams a zip of the items that export emits, with the
@@ -159,13 +183,13 @@ func (a *Archives) write(ctx context.Context, h domain.ArchiveHeader, export fun
 		pw.CloseWithError(res.err) // nil: the reader sees EOF
 	}()
 
-	obj, putErr := a.put(context.WithoutCancel(ctx), jetstream.ObjectMeta{
+	obj, putErr := a.put(context.WithoutCancel(ctx), a.arch, jetstream.ObjectMeta{
 		Name:        h.BackupID,
 		Description: "backupledger archive of app " + h.App,
 		Headers:     map[string][]string{"Content-Type": {"application/zip"}},
 		Metadata:    map[string]string{"app": h.App, "format_version": fmt.Sprint(FormatVersion)},
 		Opts:        &jetstream.ObjectMetaOptions{ChunkSize: chunkSize},
-	}, pr)
+	}, pr, nil, false)
 	// Unblock the writer if the put stopped reading early.
 	pr.CloseWithError(errPutEnded)
 	res := <-done

@@ -173,10 +173,12 @@ func TestWriteArchiveRoundTrip(t *testing.T) {
 		t.Fatalf("not a zip: %v", err)
 	}
 	var names []string
+	// Entries that deflate shrinks by less than 10% are stored.
+	wantMethod := map[string]uint16{"config/tables/users.json": zip.Deflate, "manifest.json": zip.Deflate}
 	for _, f := range zr.File {
 		names = append(names, f.Name)
-		if f.Method != zip.Deflate {
-			t.Errorf("%s: method %d, want deflate", f.Name, f.Method)
+		if f.Method != wantMethod[f.Name] {
+			t.Errorf("%s: method %d, want %d", f.Name, f.Method, wantMethod[f.Name])
 		}
 	}
 	wantNames := []string{"config/settings/theme", "config/empty", "config/big/blob.bin", "config/tables/users.json", "config/unicodé/ü.txt", "manifest.json"}
@@ -217,6 +219,11 @@ func TestWriteArchiveRoundTrip(t *testing.T) {
 		if f.UncompressedSize64 != uint64(len(body)) {
 			t.Errorf("entry %s: zip header says %d bytes, read %d", f.Name, f.UncompressedSize64, len(body))
 		}
+	}
+
+	// The upload validation accepts what the writer writes.
+	if _, err := objectstore.ValidateArchive(ctx, bytes.NewReader(raw), int64(len(raw)), objectstore.Limits{}); err != nil {
+		t.Errorf("ValidateArchive of a written archive: %v", err)
 	}
 
 	// The system's unzip agrees that the archive is sound.
@@ -454,5 +461,107 @@ func TestNewIsIdempotent(t *testing.T) {
 	}
 	if err := (objectstore.Config{}).Validate(); err != nil {
 		t.Errorf("zero config: %v", err)
+	}
+}
+
+// Items go into the folder of their component, by default the first of the
+// header's; the manifest lists the header's components and those used,
+// sorted. Small and large, compressible and incompressible items all come
+// back intact.
+func TestWriteArchiveComponents(t *testing.T) {
+	ctx := context.Background()
+	a, _ := setup(t)
+	h := header("01JCOMPONENTS")
+	h.Components = []string{"files", "config", "files"}
+	json := jsonLike(rand.New(rand.NewPCG(3, 4)), 3<<20+5)
+	items := []domain.Item{
+		{Path: "default.txt", Body: strings.NewReader("to the first component")},
+		{Component: "config", Path: "settings/theme", Body: strings.NewReader(`{"dark":true}`)},
+		{Component: "extra", Path: "c", Body: strings.NewReader("c")},
+		{Component: "files", Path: "big.json", Body: bytes.NewReader(json)},
+		{Component: "files", Path: "big.bin", Body: bytes.NewReader(randomBytes(11, 3<<20+7))},
+		{Component: "files", Path: "exact.bin", Body: bytes.NewReader(randomBytes(12, 1<<20))},
+		{Component: "files", Path: "nil-body"},
+	}
+	bodies := map[string][]byte{}
+	export := func(emit func(domain.Item) error) error {
+		for _, it := range items {
+			var b []byte
+			if it.Body != nil {
+				b, _ = io.ReadAll(it.Body)
+			}
+			comp := it.Component
+			if comp == "" {
+				comp = "files"
+			}
+			bodies[comp+"/"+it.Path] = b
+			it.Body, it.Size = bytes.NewReader(b), int64(len(b))
+			if err := emit(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	info, err := a.WriteArchive(ctx, h, export)
+	if err != nil {
+		t.Fatalf("WriteArchive: %v", err)
+	}
+	raw, _ := readAll(t, a, h.BackupID)
+	m, err := objectstore.ValidateArchive(ctx, bytes.NewReader(raw), int64(len(raw)), objectstore.Limits{})
+	if err != nil {
+		t.Fatalf("ValidateArchive: %v", err)
+	}
+	if want := []string{"config", "extra", "files"}; !slices.Equal(m.Components, want) {
+		t.Errorf("components = %q, want %q", m.Components, want)
+	}
+	var paths []string
+	for _, e := range m.Entries {
+		paths = append(paths, e.Path)
+	}
+	want := []string{"files/default.txt", "config/settings/theme", "extra/c", "files/big.json", "files/big.bin", "files/exact.bin", "files/nil-body"}
+	if !slices.Equal(paths, want) || info.ItemCount != len(want) || m.ItemCount != len(want) {
+		t.Fatalf("entries = %q (item count %d), want %q", paths, info.ItemCount, want)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File[:len(zr.File)-1] {
+		if got := readEntry(t, f); !bytes.Equal(got, bodies[f.Name]) {
+			t.Errorf("%s: %d bytes back, want %d", f.Name, len(got), len(bodies[f.Name]))
+		}
+		method := map[bool]uint16{true: zip.Deflate, false: zip.Store}[f.Name == "files/big.json"]
+		if f.Method != method {
+			t.Errorf("%s: method %d, want %d", f.Name, f.Method, method)
+		}
+	}
+	if int64(len(raw)) > int64(len(json))/4+4<<20+1<<20 {
+		t.Errorf("archive of %d bytes: the large JSON item was not compressed", len(raw))
+	}
+
+	for _, bad := range []domain.Item{{Component: "Bad", Path: "x"}, {Component: "a/b", Path: "x"}, {Component: "config", Path: "../x"}} {
+		_, err := a.WriteArchive(ctx, header("01JBADCOMPONENT"), emitItems(bad))
+		if err == nil {
+			t.Errorf("item %+v accepted", bad)
+		}
+	}
+	h = header("01JBADCOMPONENT")
+	h.Components = []string{"Config"}
+	if _, err := a.WriteArchive(ctx, h, emitAll(nil)); err == nil {
+		t.Error("header component \"Config\" accepted")
+	}
+	if got := list(t, a); !slices.Equal(got, []string{"01JCOMPONENTS"}) {
+		t.Fatalf("List = %q after refused writes", got)
+	}
+}
+
+func emitItems(items ...domain.Item) func(func(domain.Item) error) error {
+	return func(emit func(domain.Item) error) error {
+		for _, it := range items {
+			if err := emit(it); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }

@@ -4,21 +4,51 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 )
 
 // Defaults of Config.
 const (
-	DefaultBucket   = "ledger_archives"
-	DefaultReplicas = 1
+	DefaultBucket               = "ledger_archives"
+	DefaultStagingBucket        = "ledger_staging"
+	DefaultStagingTTL           = time.Hour
+	DefaultReplicas             = 1
+	DefaultMaxUploadBytes       = 2 << 30
+	DefaultMaxEntries           = 100_000
+	DefaultMaxUncompressedBytes = 8 << 30
+	DefaultMaxRatio             = 200
+	// DefaultMaxManifestBytes bounds manifest.json.
+	DefaultMaxManifestBytes = 64 << 20
 )
 
-// Config configures the object store bucket. Zero fields take their
-// defaults.
+// Config configures the object store buckets and the limits on uploads.
+// Zero fields take their defaults.
 type Config struct {
-	// Bucket is the object store bucket's name; default DefaultBucket.
+	// Bucket is the archives' object store bucket; default DefaultBucket.
 	Bucket string
-	// Replicas is the bucket's number of replicas (1 to 5); default 1.
+	// StagingBucket is the bucket through which NATS clients hand in
+	// uploads and fetch downloads; default DefaultStagingBucket.
+	StagingBucket string
+	// StagingTTL is how long an object stays in the staging bucket before
+	// the server removes it; default DefaultStagingTTL.
+	StagingTTL time.Duration
+	// Replicas is the buckets' number of replicas (1 to 5); default 1.
 	Replicas int
+	// TempDir is where uploads and component downloads are spooled;
+	// default os.TempDir().
+	TempDir string
+	// MaxUploadBytes bounds an uploaded archive (CodeArchiveTooLarge);
+	// default 2 GiB.
+	MaxUploadBytes int64
+	// MaxEntries bounds the entries of an uploaded archive, the manifest
+	// and directory entries included; default 100000.
+	MaxEntries int
+	// MaxUncompressedBytes bounds the total uncompressed size of an
+	// uploaded archive's entries; default 8 GiB.
+	MaxUncompressedBytes int64
+	// MaxRatio bounds how many times its compressed size an entry of more
+	// than 1 MiB may inflate to; default 200.
+	MaxRatio int
 }
 
 var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -27,10 +57,37 @@ func (c Config) withDefaults() Config {
 	if c.Bucket == "" {
 		c.Bucket = DefaultBucket
 	}
+	if c.StagingBucket == "" {
+		c.StagingBucket = DefaultStagingBucket
+	}
+	if c.StagingTTL == 0 {
+		c.StagingTTL = DefaultStagingTTL
+	}
 	if c.Replicas == 0 {
 		c.Replicas = DefaultReplicas
 	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if c.MaxEntries == 0 {
+		c.MaxEntries = DefaultMaxEntries
+	}
+	if c.MaxUncompressedBytes == 0 {
+		c.MaxUncompressedBytes = DefaultMaxUncompressedBytes
+	}
+	if c.MaxRatio == 0 {
+		c.MaxRatio = DefaultMaxRatio
+	}
 	return c
+}
+
+// Limits returns the limits that c puts on uploads.
+func (c Config) Limits() Limits {
+	c = c.withDefaults()
+	return Limits{
+		MaxArchiveBytes: c.MaxUploadBytes, MaxEntries: c.MaxEntries,
+		MaxUncompressedBytes: c.MaxUncompressedBytes, MaxRatio: c.MaxRatio,
+	}
 }
 
 // Validate reports every invalid field of c, joined; zero fields stand for
@@ -41,8 +98,29 @@ func (c Config) Validate() error {
 	if !bucketRe.MatchString(c.Bucket) {
 		errs = append(errs, fmt.Errorf("bucket %q: must be letters, digits, '_' or '-'", c.Bucket))
 	}
+	if !bucketRe.MatchString(c.StagingBucket) {
+		errs = append(errs, fmt.Errorf("staging bucket %q: must be letters, digits, '_' or '-'", c.StagingBucket))
+	}
+	if c.StagingBucket == c.Bucket {
+		errs = append(errs, fmt.Errorf("staging bucket %q: must differ from the archives' bucket", c.StagingBucket))
+	}
+	if c.StagingTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("staging TTL %s: must be at least a minute", c.StagingTTL))
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas))
+	}
+	if c.MaxUploadBytes < 0 {
+		errs = append(errs, fmt.Errorf("max upload bytes %d: must be positive", c.MaxUploadBytes))
+	}
+	if c.MaxEntries < 0 {
+		errs = append(errs, fmt.Errorf("max entries %d: must be positive", c.MaxEntries))
+	}
+	if c.MaxUncompressedBytes < 0 {
+		errs = append(errs, fmt.Errorf("max uncompressed bytes %d: must be positive", c.MaxUncompressedBytes))
+	}
+	if c.MaxRatio < 0 {
+		errs = append(errs, fmt.Errorf("max ratio %d: must be positive", c.MaxRatio))
 	}
 	return errors.Join(errs...)
 }

@@ -31,20 +31,41 @@ type inflight struct {
 	buf []byte
 }
 
-// put stores r as the object meta.Name, exactly as jetstream.ObjectStore.Put
-// does (chunks on "$O.<bucket>.C.<nuid>", then the ObjectInfo with its
-// SHA-256 digest on "$O.<bucket>.M.<base64url(name)>" as a subject rollup,
-// then the purge of a replaced object's chunks), but with at most window
-// chunks unacknowledged. On an error the new chunks are purged and the old
+// bucket is an object store bucket that put writes into.
+type bucket struct {
+	obs    jetstream.ObjectStore
+	name   string
+	stream string
+}
+
+func newBucket(obs jetstream.ObjectStore, name string) bucket {
+	return bucket{obs: obs, name: name, stream: "OBJ_" + name}
+}
+
+// commitFunc is called by put once all chunks are stored, before the
+// object's meta record is: the object exists only from then on. It may
+// complete meta, and returns the SHA-256 of the bytes put read, if known
+// (else put's own is recorded); an error fails the put, which then purges
+// the chunks and leaves no object.
+type commitFunc func(meta *jetstream.ObjectMeta) (sum []byte, err error)
+
+// put stores r as the object meta.Name of b, exactly as
+// jetstream.ObjectStore.Put does (chunks on "$O.<bucket>.C.<nuid>", then
+// the ObjectInfo with its SHA-256 digest on
+// "$O.<bucket>.M.<base64url(name)>" as a subject rollup, then the purge of
+// a replaced object's chunks), but with at most window chunks
+// unacknowledged. On an error the new chunks are purged and the old
 // object, if any, is left as it was. ctx should not end before put
-// returns: a read error of r is the way to stop it.
-func (a *Archives) put(ctx context.Context, meta jetstream.ObjectMeta, r io.Reader) (*jetstream.ObjectInfo, error) {
-	old, err := a.obs.GetInfo(ctx, meta.Name, jetstream.GetObjectInfoShowDeleted())
+// returns: a read error of r is the way to stop it. commit, if not nil,
+// decides whether the object is stored (see commitFunc); when it knows the
+// digest, put does not hash the bytes itself. known says it will.
+func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta, r io.Reader, commit commitFunc, known bool) (*jetstream.ObjectInfo, error) {
+	old, err := b.obs.GetInfo(ctx, meta.Name, jetstream.GetObjectInfoShowDeleted())
 	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("get info: %w", err)
 	}
 	nuid := rand.Text()
-	chunkSubj := fmt.Sprintf("$O.%s.C.%s", a.bucket, nuid)
+	chunkSubj := fmt.Sprintf("$O.%s.C.%s", b.name, nuid)
 	// No retries: a chunk sent again after later ones would be out of order.
 	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
 
@@ -70,7 +91,7 @@ func (a *Archives) put(ctx context.Context, meta jetstream.ObjectMeta, r io.Read
 		for len(queue) > 0 {
 			_ = next()
 		}
-		if perr := a.purge(ctx, chunkSubj); perr != nil {
+		if perr := a.purge(ctx, b, chunkSubj); perr != nil {
 			err = errors.Join(err, perr)
 		}
 		return nil, err
@@ -84,7 +105,9 @@ func (a *Archives) put(ctx context.Context, meta jetstream.ObjectMeta, r io.Read
 		}
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			h.Write(buf[:n])
+			if !known {
+				h.Write(buf[:n])
+			}
 			ack, err := a.pub.PublishMsgAsync(&nats.Msg{Subject: chunkSubj, Data: buf[:n]}, opts...)
 			if err != nil {
 				return fail(fmt.Errorf("publish chunk: %w", err))
@@ -111,26 +134,38 @@ func (a *Archives) put(ctx context.Context, meta jetstream.ObjectMeta, r io.Read
 		}
 	}
 
-	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: a.bucket, NUID: nuid, Size: size, Chunks: chunks, Digest: jetstream.GetObjectDigestValue(h)}
-	m := nats.NewMsg(fmt.Sprintf("$O.%s.M.%s", a.bucket, base64.URLEncoding.EncodeToString([]byte(meta.Name))))
+	digest := jetstream.GetObjectDigestValue(h)
+	if commit != nil {
+		sum, err := commit(&meta)
+		if err != nil {
+			return fail(err)
+		}
+		if sum != nil {
+			digest = "SHA-256=" + base64.URLEncoding.EncodeToString(sum)
+		} else if known {
+			return fail(errors.New("commit gave no digest"))
+		}
+	}
+	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: b.name, NUID: nuid, Size: size, Chunks: chunks, Digest: digest}
+	m := nats.NewMsg(fmt.Sprintf("$O.%s.M.%s", b.name, base64.URLEncoding.EncodeToString([]byte(meta.Name))))
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	if m.Data, err = json.Marshal(info); err != nil {
 		return fail(err)
 	}
-	if _, err := a.pub.PublishMsg(ctx, m, jetstream.WithExpectStream(a.stream)); err != nil {
+	if _, err := a.pub.PublishMsg(ctx, m, jetstream.WithExpectStream(b.stream)); err != nil {
 		// The meta may have been stored all the same; WriteArchive deletes it.
 		return fail(fmt.Errorf("publish meta: %w", err))
 	}
 	if old != nil && !old.Deleted && old.NUID != "" {
 		// The replaced object's chunks; if this fails they stay orphaned
 		// but the new object is complete.
-		_ = a.purge(ctx, fmt.Sprintf("$O.%s.C.%s", a.bucket, old.NUID))
+		_ = a.purge(ctx, b, fmt.Sprintf("$O.%s.C.%s", b.name, old.NUID))
 	}
 	return info, nil
 }
 
-func (a *Archives) purge(ctx context.Context, subject string) error {
-	s, err := a.js.Stream(ctx, a.stream)
+func (a *Archives) purge(ctx context.Context, b bucket, subject string) error {
+	s, err := a.js.Stream(ctx, b.stream)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", subject, err)
 	}

@@ -61,7 +61,18 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.IntVar(&cfg.Rules.MaxBackups, "max-backups", cfg.Rules.MaxBackups, "most backups per app (queued, running and ready count)")
 	fs.DurationVar(&cfg.Rules.MinInterval, "min-interval", cfg.Rules.MinInterval, "least time between two backups people start")
 	fs.DurationVar(&cfg.Rules.Retention, "retention", cfg.Rules.Retention, "how long a backup is kept after its creation")
-	tz := fs.String("timezone", "UTC", "time zone of default backup names (IANA name)")
+	tz := fs.String("timezone", "UTC", "time zone of default backup names and download file names (IANA name)")
+	fs.StringVar(&cfg.Source, "source", cfg.Source, `source of apps' configuration by default: "kv" (documents in a JetStream bucket) or "dir" (files under --dir-root)`)
+	fs.Func("app-source", `apps whose source differs from --source, as app=kind[,app=kind...], e.g. "wiki=dir"`, func(v string) error {
+		m, err := parseAppSources(v)
+		if err != nil {
+			return err
+		}
+		cfg.AppSources = m
+		return nil
+	})
+	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", cfg.MaxUploadBytes, "largest archive an upload may bring, in bytes")
+	fs.StringVar(&cfg.DirRoot, "dir-root", "", "folder of the dir source: each app's files in <dir-root>/<app> (default <data-dir>/files)")
 	fs.IntVar(&cfg.Rules.CommandMemory, "command-memory", cfg.Rules.CommandMemory, "recent command ids remembered per app for idempotent retries")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "backup jobs run at once by this process")
 	fs.DurationVar(&cfg.JobAckWait, "job-ack-wait", cfg.JobAckWait, "a job silent this long is delivered again")
@@ -103,4 +114,21 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	return cfg, cfg.Validate()
+}
+
+// parseAppSources parses "app=kind,app=kind".
+func parseAppSources(v string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		app, kind, ok := strings.Cut(part, "=")
+		if !ok || app == "" || kind == "" {
+			return nil, fmt.Errorf("%q is not app=kind", part)
+		}
+		m[strings.TrimSpace(app)] = strings.TrimSpace(kind)
+	}
+	return m, nil
 }

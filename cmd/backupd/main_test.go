@@ -187,6 +187,10 @@ func TestParseFlagsInvalid(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, nil, []string{"no-such-flag"}},
 		{"empty data dir", nil, map[string]string{"BACKUPD_DATA_DIR": ""}, []string{"data dir"}},
 		{"several at once", []string{"--sync=sometimes", "--max-backups=0"}, nil, []string{"sync", "max backups"}},
+		{"source", []string{"--source=ftp"}, nil, []string{"source", "ftp"}},
+		{"app source not a pair", []string{"--app-source=wiki"}, nil, []string{"app-source", "wiki"}},
+		{"app source kind", []string{"--app-source=wiki=ftp"}, nil, []string{"wiki=ftp"}},
+		{"app source app id", []string{"--app-source=Wiki=dir"}, nil, []string{"Wiki"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,5 +218,18 @@ func TestParseFlagsHelp(t *testing.T) {
 		if !strings.Contains(stderr.String(), name) {
 			t.Errorf("usage does not mention %s:\n%s", name, stderr.String())
 		}
+	}
+}
+
+func TestParseFlagsSources(t *testing.T) {
+	cfg := parse(t, []string{"--source=dir", "--dir-root=/srv/apps"}, map[string]string{"BACKUPD_APP_SOURCE": "crm=kv, wiki=dir"})
+	if cfg.Source != "dir" || cfg.DirRoot != "/srv/apps" {
+		t.Errorf("source %q dir root %q", cfg.Source, cfg.DirRoot)
+	}
+	if want := map[string]string{"crm": "kv", "wiki": "dir"}; !reflect.DeepEqual(cfg.AppSources, want) {
+		t.Errorf("app sources = %v, want %v", cfg.AppSources, want)
+	}
+	if d := parse(t, nil, nil); d.Source != "kv" || d.AppSources != nil {
+		t.Errorf("default source %q, app sources %v", d.Source, d.AppSources)
 	}
 }

@@ -19,6 +19,12 @@ const (
 	SyncInterval = "interval"
 )
 
+// Source kinds.
+const (
+	SourceKV  = "kv"
+	SourceDir = "dir"
+)
+
 // ListenNone keeps the embedded NATS server in-process only.
 const ListenNone = "none"
 
@@ -42,6 +48,15 @@ type Config struct {
 	AdminToken string
 	// Rules are the per-app rules of DESIGN §8.
 	Rules domain.Rules
+	// Source is the kind of source apps use by default: "kv" or "dir".
+	Source string
+	// AppSources maps apps to a source kind other than the default.
+	AppSources map[string]string
+	// MaxUploadBytes bounds an uploaded archive.
+	MaxUploadBytes int64
+	// DirRoot is the folder under which the dir source keeps each app's
+	// files in <DirRoot>/<app>; empty means <DataDir>/files.
+	DirRoot string
 	// Workers is how many backup jobs this process runs at once.
 	Workers int
 	// JobAckWait is how long a job may go without a heartbeat before it is
@@ -68,6 +83,8 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		Sync:            SyncAlways,
 		Rules:           domain.DefaultRules(),
+		Source:          SourceKV,
+		MaxUploadBytes:  2 << 30,
 		Workers:         2,
 		JobAckWait:      30 * time.Second,
 		JobMaxDeliver:   5,
@@ -93,6 +110,21 @@ func (c Config) Validate() error {
 	}
 	if c.Sync != SyncAlways && c.Sync != SyncInterval {
 		errs = append(errs, fmt.Errorf("sync must be %q or %q, got %q", SyncAlways, SyncInterval, c.Sync))
+	}
+	validSource := func(k string) bool { return k == SourceKV || k == SourceDir }
+	if !validSource(c.Source) {
+		errs = append(errs, fmt.Errorf("source must be %q or %q, got %q", SourceKV, SourceDir, c.Source))
+	}
+	for app, k := range c.AppSources {
+		if err := domain.ValidateAppID(app); err != nil {
+			errs = append(errs, fmt.Errorf("app source %s=%s: %w", app, k, err))
+		}
+		if !validSource(k) {
+			errs = append(errs, fmt.Errorf("app source %s=%s: source must be %q or %q", app, k, SourceKV, SourceDir))
+		}
+	}
+	if c.MaxUploadBytes < 1 {
+		errs = append(errs, fmt.Errorf("max upload bytes must be positive, got %d", c.MaxUploadBytes))
 	}
 	if err := c.Rules.Validate(); err != nil {
 		errs = append(errs, err)

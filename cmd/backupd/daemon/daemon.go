@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -128,7 +130,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.Replicas}); err != nil {
 		return err
 	}
-	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas}); err != nil {
+	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes}); err != nil {
 		return err
 	}
 
@@ -145,11 +147,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var source domain.Source = d.config
-	if d.SourceWrapper != nil {
-		source = d.SourceWrapper(source)
+	sources, err := d.sources()
+	if err != nil {
+		return err
 	}
-	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, domain.SourceSet{Default: source}, d.archives, d.log)
+	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, sources, d.archives, d.log)
 	worker.Timeout = d.cfg.JobTimeout
 	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
 		return err
@@ -162,14 +164,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := d.follower.CaughtUp
 
-	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready, NewID: newID, Logger: d.log,
+	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, realClock{}, d.log)
+	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Config{}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Auth: auth, Ready: ready,
+	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Ready: ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
@@ -188,6 +191,43 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}()
 	return nil
+}
+
+// sources builds the sources of every app: the default, and the apps that
+// use another kind. SourceWrapper wraps each of them.
+func (d *Daemon) sources() (domain.SourceSet, error) {
+	root := d.cfg.DirRoot
+	if root == "" {
+		root = filepath.Join(d.cfg.DataDir, "files")
+	}
+	var files *dir.Source
+	byKind := func(kind string) (domain.Source, error) {
+		var s domain.Source = d.config
+		if kind == SourceDir {
+			if files == nil {
+				var err error
+				if files, err = dir.New(dir.Config{Root: root}); err != nil {
+					return nil, err
+				}
+			}
+			s = files
+		}
+		if d.SourceWrapper != nil {
+			s = d.SourceWrapper(s)
+		}
+		return s, nil
+	}
+	set := domain.SourceSet{ByApp: map[string]domain.Source{}}
+	var err error
+	if set.Default, err = byKind(d.cfg.Source); err != nil {
+		return set, err
+	}
+	for app, kind := range d.cfg.AppSources {
+		if set.ByApp[app], err = byKind(kind); err != nil {
+			return set, err
+		}
+	}
+	return set, nil
 }
 
 // goRun runs a long-running part until ctx ends, logging an unexpected end.

@@ -1,0 +1,413 @@
+// Command backupbench measures backups of a large app end to end against a
+// real backupd process: creating a backup, downloading and uploading its
+// archive, each compared with raw object-store put and get of the same bytes
+// on the same NATS server in the same run, and the peak resident memory of
+// the backupd process throughout.
+//
+//	go run ./cmd/backupbench -size 1GiB
+//
+// It builds backupd, starts it with its embedded NATS server on loopback
+// ports and a temporary data dir, fills the files of one app (half JSON-like
+// documents, half random bytes) through the dir source, and prints a table.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "backupbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	size    int64
+	sync    string
+	keep    bool
+	files   int
+	timeout time.Duration
+}
+
+func run() error {
+	var cfg config
+	size := flag.String("size", "1GiB", "total size of the app's files (e.g. 256MiB, 1GiB)")
+	flag.StringVar(&cfg.sync, "sync", "interval", `backupd --sync: "interval" or "always"`)
+	flag.IntVar(&cfg.files, "files", 64, "number of files the app holds")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
+	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	flag.Parse()
+	n, err := parseSize(*size)
+	if err != nil {
+		return err
+	}
+	cfg.size = n
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+
+	tmp, err := os.MkdirTemp("", "backupbench-")
+	if err != nil {
+		return err
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(tmp)
+	}
+	bin := filepath.Join(tmp, "backupd")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backupd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build backupd: %w", err)
+	}
+	root := filepath.Join(tmp, "files")
+	fmt.Fprintf(os.Stderr, "writing %s of files for app big...\n", human(cfg.size))
+	if err := fillApp(filepath.Join(root, "big"), cfg.size, cfg.files); err != nil {
+		return err
+	}
+
+	httpAddr, natsAddr := freeAddr(), freeAddr()
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", filepath.Join(tmp, "data"), "--http-addr", httpAddr,
+		"--nats-listen", natsAddr, "--sync", cfg.sync, "--admin-token", "bench", "--dir-root", root,
+		"--app-source", "big=dir", "--log-level", "warn", "--min-interval", "0s")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start backupd: %w", err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	base := "http://" + httpAddr
+	if err := waitReady(ctx, base); err != nil {
+		return err
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		return err
+	}
+
+	// Raw object store put and get of the same bytes, on the same server.
+	rawPut, rawGet, err := rawObjectStore(ctx, js, root, cfg.size)
+	if err != nil {
+		return err
+	}
+
+	c := &client{base: base, token: "bench"}
+	start := time.Now()
+	var b backup
+	if err := c.json(ctx, "POST", "/v1/apps/big/backups", strings.NewReader(`{"name":"bench"}`), http.StatusAccepted, &b); err != nil {
+		return err
+	}
+	for b.Status != "ready" {
+		if b.Status == "failed" {
+			return fmt.Errorf("backup failed: %v", b.Error)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := c.json(ctx, "GET", "/v1/apps/big/backups/"+b.ID, nil, http.StatusOK, &b); err != nil {
+			return err
+		}
+	}
+	create := time.Since(start)
+
+	zipPath := filepath.Join(tmp, "archive.zip")
+	start = time.Now()
+	if err := c.download(ctx, "/v1/apps/big/backups/"+b.ID+"/archive", zipPath, b.SHA256); err != nil {
+		return err
+	}
+	download := time.Since(start)
+
+	start = time.Now()
+	var up backup
+	f, err := os.Open(zipPath)
+	if err != nil {
+		return err
+	}
+	err = c.json(ctx, "POST", "/v1/apps/copy/backups/upload?name=bench-upload", f, http.StatusCreated, &up)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	upload := time.Since(start)
+
+	peak, err := peakRSS(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	mib := func(bytes int64, d time.Duration) float64 { return float64(bytes) / (1 << 20) / d.Seconds() }
+	fmt.Printf("backupbench: app of %s in %d files, archive %s, --sync %s\n", human(cfg.size), cfg.files, human(b.SizeBytes), cfg.sync)
+	fmt.Printf("%-28s %10s %12s %8s\n", "what", "seconds", "MiB/s", "ratio")
+	fmt.Printf("%-28s %10.2f %12.0f %8s\n", "raw object put (app bytes)", rawPut.Seconds(), mib(cfg.size, rawPut), "")
+	fmt.Printf("%-28s %10.2f %12.0f %8s\n", "raw object get (app bytes)", rawGet.Seconds(), mib(cfg.size, rawGet), "")
+	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "backup create (to ready)", create.Seconds(), mib(cfg.size, create), rawPut.Seconds()/create.Seconds())
+	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "download (archive)", download.Seconds(), mib(b.SizeBytes, download), rawGet.Seconds()/download.Seconds())
+	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "upload (archive, to ready)", upload.Seconds(), mib(b.SizeBytes, upload), rawPut.Seconds()/upload.Seconds())
+	fmt.Printf("backupd peak RSS (VmHWM): %s\n", human(peak))
+	return nil
+}
+
+// fillApp writes size bytes in n files under dir: even files JSON-like
+// documents, odd files random bytes.
+func fillApp(dir string, size int64, n int) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	per := size / int64(n)
+	for i := 0; i < n; i++ {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("part-%03d.%s", i, map[bool]string{true: "json", false: "bin"}[i%2 == 0])))
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		var src io.Reader = rand.Reader
+		if i%2 == 0 {
+			src = &jsonish{r: mrand.New(mrand.NewPCG(uint64(i), 7))}
+		}
+		if _, err := io.CopyN(w, src, per); err != nil {
+			f.Close()
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonish yields an endless stream of JSON-like records.
+type jsonish struct {
+	r   *mrand.Rand
+	buf []byte
+}
+
+func (j *jsonish) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(j.buf) == 0 {
+			j.buf = fmt.Appendf(nil, `{"id":%d,"name":"field-%d","type":"text","required":%t,"order":%d,"label":"Label %x"},`+"\n",
+				j.r.IntN(1e6), j.r.IntN(1000), j.r.IntN(2) == 0, j.r.IntN(100), j.r.Uint32())
+		}
+		c := copy(p[n:], j.buf)
+		j.buf = j.buf[c:]
+		n += c
+	}
+	return n, nil
+}
+
+// rawObjectStore puts the app's files as one object into a scratch bucket
+// and reads it back, timing both.
+func rawObjectStore(ctx context.Context, js njs.JetStream, root string, size int64) (time.Duration, time.Duration, error) {
+	os_, err := js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{Bucket: "bench_raw", Storage: njs.FileStorage})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer js.DeleteObjectStore(context.WithoutCancel(ctx), "bench_raw")
+	pr, pw := io.Pipe()
+	go func() {
+		entries, err := os.ReadDir(filepath.Join(root, "big"))
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		for _, e := range entries {
+			f, err := os.Open(filepath.Join(root, "big", e.Name()))
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			_, err = io.Copy(pw, f)
+			f.Close()
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.Close()
+	}()
+	start := time.Now()
+	if _, err := os_.Put(ctx, njs.ObjectMeta{Name: "raw"}, pr); err != nil {
+		return 0, 0, fmt.Errorf("raw put: %w", err)
+	}
+	put := time.Since(start)
+	start = time.Now()
+	r, err := os_.Get(ctx, "raw")
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := io.Copy(io.Discard, r)
+	r.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("raw get: %w", err)
+	}
+	if n != size {
+		return 0, 0, fmt.Errorf("raw get read %d bytes, want %d", n, size)
+	}
+	return put, time.Since(start), nil
+}
+
+type backup struct {
+	ID        string  `json:"id"`
+	Status    string  `json:"status"`
+	SizeBytes int64   `json:"size_bytes"`
+	SHA256    string  `json:"sha256"`
+	Error     *string `json:"error"`
+}
+
+type client struct {
+	base, token string
+}
+
+func (c *client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		if strings.Contains(path, "upload") {
+			req.Header.Set("Content-Type", "application/zip")
+		} else {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}
+	return http.DefaultClient.Do(req)
+}
+
+func (c *client) json(ctx context.Context, method, path string, body io.Reader, want int, v any) error {
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (c *client) download(ctx context.Context, path, file, sum string) error {
+	resp, err := c.do(ctx, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("download: %d %s", resp.StatusCode, b)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(io.MultiWriter(f, h), resp.Body, make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("download sha256 %s, ledger has %s", got, sum)
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, base string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("backupd not ready after 60s")
+}
+
+// peakRSS reads the peak resident set size of a process from /proc.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("size %q: want e.g. 512MiB or 1GiB", s)
+			}
+			return n * u.mult, nil
+		}
+	}
+	return 0, fmt.Errorf("size %q: want e.g. 512MiB or 1GiB", s)
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}
