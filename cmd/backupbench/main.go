@@ -44,11 +44,12 @@ func main() {
 }
 
 type config struct {
-	size    int64
-	sync    string
-	keep    bool
-	files   int
-	timeout time.Duration
+	size     int64
+	sync     string
+	keep     bool
+	files    int
+	timeout  time.Duration
+	memLimit string
 }
 
 func run() error {
@@ -58,6 +59,7 @@ func run() error {
 	flag.IntVar(&cfg.files, "files", 64, "number of files the app holds")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	flag.StringVar(&cfg.memLimit, "memory-limit", "96MiB", "backupd --memory-limit of the backupd under test (empty: none)")
 	flag.Parse()
 	n, err := parseSize(*size)
 	if err != nil {
@@ -86,34 +88,21 @@ func run() error {
 		return err
 	}
 
-	httpAddr, natsAddr := freeAddr(), freeAddr()
-	cmd := exec.CommandContext(ctx, bin, "--data-dir", filepath.Join(tmp, "data"), "--http-addr", httpAddr,
-		"--nats-listen", natsAddr, "--sync", cfg.sync, "--admin-token", "bench", "--dir-root", root,
-		"--app-source", "big=dir", "--log-level", "warn", "--min-interval", "0s")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start backupd: %w", err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	base := "http://" + httpAddr
-	if err := waitReady(ctx, base); err != nil {
-		return err
-	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	// The raw baseline runs on a backupd of its own, so that its load (the
+	// object store client keeps many chunks in flight) does not count in
+	// the memory of the backupd under test.
+	rawD, err := startBackupd(ctx, bin, filepath.Join(tmp, "raw"), root, cfg.sync, "")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := njs.New(nc)
+	defer rawD.stop()
+	d, err := startBackupd(ctx, bin, filepath.Join(tmp, "data"), root, cfg.sync, cfg.memLimit)
 	if err != nil {
 		return err
 	}
-
-	// Raw object store put and get of the same bytes, on the same server.
-	rawPut, rawGet, err := rawObjectStore(ctx, js, root, cfg.size)
+	defer d.stop()
+	base := d.base
+	rawPut, rawGet, err := rawObjectStore(ctx, rawD.js, appReader(filepath.Join(root, "big")), cfg.size)
 	if err != nil {
 		return err
 	}
@@ -155,19 +144,33 @@ func run() error {
 	}
 	upload := time.Since(start)
 
-	peak, err := peakRSS(cmd.Process.Pid)
+	peak, err := peakRSS(d.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	// Raw put and get of the archive's own bytes, for download and upload.
+	rawPutZ, rawGetZ, err := rawObjectStore(ctx, rawD.js, fileReader(zipPath), b.SizeBytes)
 	if err != nil {
 		return err
 	}
 	mib := func(bytes int64, d time.Duration) float64 { return float64(bytes) / (1 << 20) / d.Seconds() }
+	row := func(what string, bytes int64, d, raw time.Duration) {
+		ratio := ""
+		if raw > 0 {
+			ratio = fmt.Sprintf("%.2f", raw.Seconds()/d.Seconds())
+		}
+		fmt.Printf("%-34s %10s %8.2f %8.0f %8s\n", what, human(bytes), d.Seconds(), mib(bytes, d), ratio)
+	}
 	fmt.Printf("backupbench: app of %s in %d files, archive %s, --sync %s\n", human(cfg.size), cfg.files, human(b.SizeBytes), cfg.sync)
-	fmt.Printf("%-28s %10s %12s %8s\n", "what", "seconds", "MiB/s", "ratio")
-	fmt.Printf("%-28s %10.2f %12.0f %8s\n", "raw object put (app bytes)", rawPut.Seconds(), mib(cfg.size, rawPut), "")
-	fmt.Printf("%-28s %10.2f %12.0f %8s\n", "raw object get (app bytes)", rawGet.Seconds(), mib(cfg.size, rawGet), "")
-	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "backup create (to ready)", create.Seconds(), mib(cfg.size, create), rawPut.Seconds()/create.Seconds())
-	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "download (archive)", download.Seconds(), mib(b.SizeBytes, download), rawGet.Seconds()/download.Seconds())
-	fmt.Printf("%-28s %10.2f %12.0f %8.2f\n", "upload (archive, to ready)", upload.Seconds(), mib(b.SizeBytes, upload), rawPut.Seconds()/upload.Seconds())
-	fmt.Printf("backupd peak RSS (VmHWM): %s\n", human(peak))
+	fmt.Printf("%-34s %10s %8s %8s %8s\n", "what", "bytes", "seconds", "MiB/s", "ratio")
+	row("raw object put (app bytes)", cfg.size, rawPut, 0)
+	row("backup create (request to ready)", cfg.size, create, rawPut)
+	row("raw object get (archive bytes)", b.SizeBytes, rawGetZ, 0)
+	row("download (archive, verified)", b.SizeBytes, download, rawGetZ)
+	row("raw object put (archive bytes)", b.SizeBytes, rawPutZ, 0)
+	row("upload (archive, to ready)", b.SizeBytes, upload, rawPutZ)
+	fmt.Printf("raw object get (app bytes): %.2f s\n", rawGet.Seconds())
+	fmt.Printf("backupd peak RSS (VmHWM) over create, download and upload: %s (--memory-limit %q)\n", human(peak), cfg.memLimit)
 	return nil
 }
 
@@ -223,48 +226,72 @@ func (j *jsonish) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// rawObjectStore puts the app's files as one object into a scratch bucket
-// and reads it back, timing both.
-func rawObjectStore(ctx context.Context, js njs.JetStream, root string, size int64) (time.Duration, time.Duration, error) {
-	os_, err := js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{Bucket: "bench_raw", Storage: njs.FileStorage})
+// appReader streams the files of an app folder one after another.
+func appReader(dir string) func() io.Reader {
+	return func() io.Reader {
+		pr, pw := io.Pipe()
+		go func() {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			for _, e := range entries {
+				f, err := os.Open(filepath.Join(dir, e.Name()))
+				if err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+				_, err = io.Copy(pw, f)
+				f.Close()
+				if err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+			}
+			pw.Close()
+		}()
+		return pr
+	}
+}
+
+// fileReader streams one file.
+func fileReader(path string) func() io.Reader {
+	return func() io.Reader {
+		f, err := os.Open(path)
+		if err != nil {
+			pr, pw := io.Pipe()
+			pw.CloseWithError(err)
+			return pr
+		}
+		return f
+	}
+}
+
+// rawObjectStore puts size bytes from open() as one object into a scratch
+// bucket and reads it back, timing both.
+func rawObjectStore(ctx context.Context, js njs.JetStream, open func() io.Reader, size int64) (time.Duration, time.Duration, error) {
+	store, err := js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{Bucket: "bench_raw", Storage: njs.FileStorage})
 	if err != nil {
 		return 0, 0, err
 	}
 	defer js.DeleteObjectStore(context.WithoutCancel(ctx), "bench_raw")
-	pr, pw := io.Pipe()
-	go func() {
-		entries, err := os.ReadDir(filepath.Join(root, "big"))
-		if err != nil {
-			pw.CloseWithError(err)
-			return
-		}
-		for _, e := range entries {
-			f, err := os.Open(filepath.Join(root, "big", e.Name()))
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			_, err = io.Copy(pw, f)
-			f.Close()
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-		}
-		pw.Close()
-	}()
+	r := open()
+	if c, ok := r.(io.Closer); ok {
+		defer c.Close()
+	}
 	start := time.Now()
-	if _, err := os_.Put(ctx, njs.ObjectMeta{Name: "raw"}, pr); err != nil {
+	if _, err := store.Put(ctx, njs.ObjectMeta{Name: "raw"}, r); err != nil {
 		return 0, 0, fmt.Errorf("raw put: %w", err)
 	}
 	put := time.Since(start)
 	start = time.Now()
-	r, err := os_.Get(ctx, "raw")
+	got, err := store.Get(ctx, "raw")
 	if err != nil {
 		return 0, 0, err
 	}
-	n, err := io.Copy(io.Discard, r)
-	r.Close()
+	n, err := io.Copy(io.Discard, got)
+	got.Close()
 	if err != nil {
 		return 0, 0, fmt.Errorf("raw get: %w", err)
 	}
@@ -272,6 +299,52 @@ func rawObjectStore(ctx context.Context, js njs.JetStream, root string, size int
 		return 0, 0, fmt.Errorf("raw get read %d bytes, want %d", n, size)
 	}
 	return put, time.Since(start), nil
+}
+
+// backupd is a backupd process of the benchmark.
+type backupd struct {
+	cmd  *exec.Cmd
+	base string
+	nc   *nats.Conn
+	js   njs.JetStream
+}
+
+func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit string) (*backupd, error) {
+	httpAddr, natsAddr := freeAddr(), freeAddr()
+	args := []string{"--data-dir", dataDir, "--http-addr", httpAddr,
+		"--nats-listen", natsAddr, "--sync", sync, "--admin-token", "bench", "--dir-root", root,
+		"--app-source", "big=dir", "--log-level", "warn", "--min-interval", "0s"}
+	if memLimit != "" {
+		args = append(args, "--memory-limit", memLimit)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start backupd: %w", err)
+	}
+	d := &backupd{cmd: cmd, base: "http://" + httpAddr}
+	if err := waitReady(ctx, d.base); err != nil {
+		d.stop()
+		return nil, err
+	}
+	var err error
+	if d.nc, err = nats.Connect("nats://" + natsAddr); err != nil {
+		d.stop()
+		return nil, err
+	}
+	if d.js, err = njs.New(d.nc); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *backupd) stop() {
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	d.cmd.Wait()
 }
 
 type backup struct {

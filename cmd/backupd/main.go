@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +39,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := parseFlags(args, os.LookupEnv, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	d, err := daemon.New(cfg)
 	if err != nil {
@@ -79,6 +84,11 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.IntVar(&cfg.JobMaxDeliver, "job-max-deliver", cfg.JobMaxDeliver, "deliveries of a job; the last one fails the backup")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "bound on one attempt at a backup; past it the backup fails")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop")
+	fs.Func("memory-limit", "soft limit of the Go heap, e.g. 96MiB (as GOMEMLIMIT; default none): the garbage collector works harder near it", func(v string) error {
+		n, err := parseBytes(v)
+		cfg.MemoryLimit = n
+		return err
+	})
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -131,4 +141,25 @@ func parseAppSources(v string) (map[string]string, error) {
 		m[strings.TrimSpace(app)] = strings.TrimSpace(kind)
 	}
 	return m, nil
+}
+
+// parseBytes parses a size such as 96MiB, 1GiB, 512KiB or a plain number of
+// bytes.
+func parseBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(v, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a size like 96MiB", v)
+		}
+		return n * u.mult, nil
+	}
+	return 0, fmt.Errorf("%q is not a size like 96MiB", v)
 }

@@ -188,6 +188,7 @@ func TestParseFlagsInvalid(t *testing.T) {
 		{"empty data dir", nil, map[string]string{"BACKUPD_DATA_DIR": ""}, []string{"data dir"}},
 		{"several at once", []string{"--sync=sometimes", "--max-backups=0"}, nil, []string{"sync", "max backups"}},
 		{"source", []string{"--source=ftp"}, nil, []string{"source", "ftp"}},
+		{"memory limit", []string{"--memory-limit=lots"}, nil, []string{"memory-limit", "lots"}},
 		{"app source not a pair", []string{"--app-source=wiki"}, nil, []string{"app-source", "wiki"}},
 		{"app source kind", []string{"--app-source=wiki=ftp"}, nil, []string{"wiki=ftp"}},
 		{"app source app id", []string{"--app-source=Wiki=dir"}, nil, []string{"Wiki"}},
@@ -231,5 +232,16 @@ func TestParseFlagsSources(t *testing.T) {
 	}
 	if d := parse(t, nil, nil); d.Source != "kv" || d.AppSources != nil {
 		t.Errorf("default source %q, app sources %v", d.Source, d.AppSources)
+	}
+}
+
+func TestParseFlagsMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"96MiB": 96 << 20, "1GiB": 1 << 30, "4096": 4096, "512KiB": 512 << 10} {
+		if got := parse(t, []string{"--memory-limit=" + in}, nil).MemoryLimit; got != want {
+			t.Errorf("--memory-limit=%s gives %d, want %d", in, got, want)
+		}
+	}
+	if got := parse(t, nil, map[string]string{"BACKUPD_MEMORY_LIMIT": "64MiB"}).MemoryLimit; got != 64<<20 {
+		t.Errorf("BACKUPD_MEMORY_LIMIT=64MiB gives %d", got)
 	}
 }

@@ -52,6 +52,9 @@ type Config struct {
 	Source string
 	// AppSources maps apps to a source kind other than the default.
 	AppSources map[string]string
+	// MemoryLimit is the soft limit of the Go heap set by cmd/backupd
+	// (0: none); the daemon itself does not apply it.
+	MemoryLimit int64
 	// MaxUploadBytes bounds an uploaded archive.
 	MaxUploadBytes int64
 	// DirRoot is the folder under which the dir source keeps each app's
