@@ -226,15 +226,23 @@ func TestWriteArchiveRoundTrip(t *testing.T) {
 		t.Errorf("ValidateArchive of a written archive: %v", err)
 	}
 
-	// The system's unzip agrees that the archive is sound.
-	if unzip, err := exec.LookPath("unzip"); err == nil {
-		p := filepath.Join(t.TempDir(), "a.zip")
-		if err := os.WriteFile(p, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command(unzip, "-t", p).CombinedOutput(); err != nil {
-			t.Errorf("unzip -t: %v\n%s", err, out)
-		}
+	unzipTest(t, raw)
+}
+
+// unzipTest checks with the system's unzip, if there is one, that raw is
+// a sound zip.
+func unzipTest(t *testing.T, raw []byte) {
+	t.Helper()
+	unzip, err := exec.LookPath("unzip")
+	if err != nil {
+		return
+	}
+	p := filepath.Join(t.TempDir(), "a.zip")
+	if err := os.WriteFile(p, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(unzip, "-t", p).CombinedOutput(); err != nil {
+		t.Errorf("unzip -t: %v\n%s", err, out)
 	}
 }
 
@@ -535,6 +543,7 @@ func TestWriteArchiveComponents(t *testing.T) {
 			t.Errorf("%s: method %d, want %d", f.Name, f.Method, method)
 		}
 	}
+	unzipTest(t, raw)
 	if int64(len(raw)) > int64(len(json))/4+4<<20+1<<20 {
 		t.Errorf("archive of %d bytes: the large JSON item was not compressed", len(raw))
 	}

@@ -278,7 +278,7 @@ func patchHeaderOffset(t testing.TB, raw []byte, name, target string) []byte {
 }
 
 // TestCraftedArchivesFiles keeps testdata/archives (the fuzz seeds) in step
-// with craftedArchives: go test -run TestCraftedArchivesFiles -update
+// with craftedArchives: go test -run TestCraftedArchivesFiles -args -update
 // rewrites them. Each file must still get its verdict.
 func TestCraftedArchivesFiles(t *testing.T) {
 	dir := filepath.Join("testdata", "archives")
@@ -294,7 +294,7 @@ func TestCraftedArchivesFiles(t *testing.T) {
 		}
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatalf("%v (run go test -run TestCraftedArchivesFiles -update)", err)
+			t.Fatalf("%v (run go test -run TestCraftedArchivesFiles -args -update)", err)
 		}
 		_, err = objectstore.ValidateArchive(t.Context(), bytes.NewReader(raw), int64(len(raw)), objectstore.Limits{})
 		checkVerdict(t, c, err)

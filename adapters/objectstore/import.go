@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,9 @@ var _ domain.ArchiveTransfer = (*Archives)(nil)
 func (a *Archives) ImportArchive(ctx context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
 	if err := checkBackupID(backupID); err != nil {
 		return domain.ImportedArchive{}, err
+	}
+	if r == nil {
+		r = strings.NewReader("") // refused as not a zip
 	}
 	return a.importFrom(ctx, backupID, r, func(err error) error { return err })
 }

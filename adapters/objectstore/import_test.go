@@ -252,7 +252,11 @@ func TestImportArchiveFromZipTool(t *testing.T) {
 	assertNoTempFiles(t, tmp)
 }
 
-// Importing a 256 MiB upload keeps a few MiB in memory, not the upload.
+// Importing a 256 MiB upload keeps a few MiB in memory, not the upload:
+// compared with a plain put of the same file (the embedded server's own
+// buffers are in this process's heap too), the heap grows by a few tens of
+// MiB at most; the import itself holds about 7 MiB (3 MiB of spool
+// buffers, 4 MiB of chunks awaiting the server).
 func TestImportArchiveStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("imports 256 MiB")
@@ -261,26 +265,43 @@ func TestImportArchiveStreams(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "big.zip")
 	const items, itemSize = 64, 4 << 20
 	writeBigZip(t, path, items, itemSize)
-	f, err := os.Open(path)
-	if err != nil {
+
+	growth := func(f func(io.Reader) error) int64 {
+		t.Helper()
+		r, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		base := liveHeap()
+		stop := heapPeak()
+		err = f(r)
+		peak := stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(peak) - int64(base)
+	}
+	raw := growth(func(r io.Reader) error {
+		_, err := a.PutRaw(t.Context(), "01JRAWPUT", r)
+		return err
+	})
+	if err := a.DeleteArchive(t.Context(), "01JRAWPUT"); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-
-	base := liveHeap()
-	stop := heapPeak()
-	imp, err := a.ImportArchive(t.Context(), "01JBIGUPLOAD", f)
-	peak := stop()
-	if err != nil {
-		t.Fatalf("ImportArchive: %v", err)
-	}
-	growth := int64(peak) - int64(base)
-	t.Logf("upload %d MiB; live heap %d MiB before, peak growth %.1f MiB", imp.SizeBytes>>20, base>>20, float64(growth)/(1<<20))
+	var imp domain.ImportedArchive
+	imported := growth(func(r io.Reader) (err error) {
+		imp, err = a.ImportArchive(t.Context(), "01JBIGUPLOAD", r)
+		return err
+	})
+	t.Logf("upload %d MiB; peak heap growth %.1f MiB (a plain put of it: %.1f MiB)", imp.SizeBytes>>20, float64(imported)/(1<<20), float64(raw)/(1<<20))
 	if imp.ItemCount != items || imp.SizeBytes < items*itemSize {
 		t.Fatalf("ImportedArchive = %+v", imp)
 	}
-	if limit := int64(64 << 20); growth > limit { // most of it is the embedded server's cache
-		t.Fatalf("live heap grew by %d MiB while importing a %d MiB upload; limit %d MiB", growth>>20, imp.SizeBytes>>20, limit>>20)
+	// The server's buffer pools vary from run to run (by tens of MiB when
+	// the machine is busy); an import that held the upload would add 256.
+	if limit := max(raw, 16<<20) + 64<<20; imported > limit {
+		t.Fatalf("live heap grew by %d MiB while importing a %d MiB upload, %d MiB with a plain put of it", imported>>20, imp.SizeBytes>>20, raw>>20)
 	}
 	assertNoTempFiles(t, tmp)
 }

@@ -100,6 +100,19 @@ func parseManifest(raw []byte) (Manifest, error) {
 		return Manifest{}, domain.Errorf(domain.CodeArchiveVersion, "archive format_version %d is not supported; this server reads version %s", version, joinInts(supportedVersions))
 	}
 
+	m, err := decodeManifest(raw)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := checkHeader(m); err != nil {
+		return Manifest{}, err
+	}
+	return m, checkEntries(m)
+}
+
+// decodeManifest decodes manifest.json of a supported version without
+// checking its fields.
+func decodeManifest(raw []byte) (Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
@@ -108,10 +121,7 @@ func parseManifest(raw []byte) (Manifest, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Manifest{}, invalid("manifest.json: data after the JSON object")
 	}
-	if err := checkHeader(m); err != nil {
-		return Manifest{}, err
-	}
-	return m, checkEntries(m)
+	return m, nil
 }
 
 func checkHeader(m Manifest) error {

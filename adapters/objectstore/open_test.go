@@ -212,6 +212,7 @@ func TestOpenArchiveComponent(t *testing.T) {
 			if s.Size != int64(len(got)) || s.SHA256 != sha(got) {
 				t.Errorf("stream says %d bytes sha %s; read %d sha %s", s.Size, s.SHA256, len(got), sha(got))
 			}
+			unzipTest(t, got)
 			m, err := objectstore.ValidateArchive(ctx, bytes.NewReader(got), int64(len(got)), objectstore.Limits{})
 			if err != nil {
 				t.Fatalf("the component zip is not a valid archive: %v", err)

@@ -138,6 +138,11 @@ func writeZip(w io.Writer, h domain.ArchiveHeader, export func(emit func(domain.
 		}
 	}
 	z.defaultCmp = z.components[0]
+	// What is written must pass the upload's checks, so that a download
+	// can be uploaded again.
+	if err := checkHeader(z.manifestOf(nil)); err != nil {
+		return Manifest{}, fmt.Errorf("archive header: %s", domain.Public(err))
+	}
 	z.bw = bufio.NewWriterSize(w, chunkSize)
 	z.zw = zip.NewWriter(z.bw)
 	// Large entries are written one after another, so one compressor
@@ -474,15 +479,20 @@ func (z *zipWriter) rawHeader(name string, method uint16) *zip.FileHeader {
 
 // finish writes the manifest and the zip's central directory and flushes.
 func (z *zipWriter) finish() error {
+	z.manifest = z.manifestOf(z.entries)
+	return writeManifestAndClose(z.zw, z.bw, z.manifest, z.modified)
+}
+
+// manifestOf is the manifest of the archive with entries.
+func (z *zipWriter) manifestOf(entries []ManifestEntry) Manifest {
 	h := z.h
 	comps := slices.Clone(z.components)
 	slices.Sort(comps)
-	z.manifest = Manifest{
+	return Manifest{
 		FormatVersion: FormatVersion, App: h.App, BackupID: h.BackupID, Name: h.Name, Description: h.Description,
 		CreatedAt: z.modified, CreatedBy: h.CreatedBy, Origin: string(h.Origin), SchemaVersion: h.SchemaVersion,
-		Source: h.SourceKind, Components: slices.Compact(comps), ItemCount: len(z.entries), Entries: z.entries,
+		Source: h.SourceKind, Components: slices.Compact(comps), ItemCount: len(entries), Entries: entries,
 	}
-	return writeManifestAndClose(z.zw, z.bw, z.manifest, z.modified)
 }
 
 // writeManifestAndClose writes m as the last entry of zw, closes zw and
