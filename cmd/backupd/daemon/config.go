@@ -52,6 +52,8 @@ type Config struct {
 	Source string
 	// AppSources maps apps to a source kind other than the default.
 	AppSources map[string]string
+	// PprofAddr, when set, is where cmd/backupd serves net/http/pprof.
+	PprofAddr string
 	// MemoryLimit is the soft limit of the Go heap set by cmd/backupd
 	// (0: none); the daemon itself does not apply it.
 	MemoryLimit int64
