@@ -2,9 +2,7 @@ package projections_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -12,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -451,190 +448,6 @@ func TestUnknownEventTypeIsFolded(t *testing.T) {
 	l.s.ReadApp("crm", func(a *domain.App) { hash = a.LastHash() })
 	if want := domain.HashEvent(l.last["crm"]); hash != want {
 		t.Errorf("LastHash after an opaque event = %s, want %s", hash, want)
-	}
-}
-
-// bounded returns a context that ends after released: a call that should
-// return at once fails the test instead of hanging it.
-func bounded(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), released)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func TestWaitAppliedReturnsAtOnceForAppliedSeq(t *testing.T) {
-	s := projections.New(domain.DefaultRules(), nil)
-	if err := s.WaitApplied(bounded(t), 0); err != nil {
-		t.Errorf("WaitApplied(0) on an empty store = %v", err)
-	}
-	s.Apply(3, "crm", []byte("x"))
-	for _, seq := range []uint64{1, 3} {
-		if err := s.WaitApplied(bounded(t), seq); err != nil {
-			t.Errorf("WaitApplied(%d) after Apply(3) = %v, want nil", seq, err)
-		}
-	}
-	// An applied sequence wins over a done context.
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if err := s.WaitApplied(ctx, 3); err != nil {
-		t.Errorf("WaitApplied(3) with a cancelled context = %v, want nil: seq 3 is applied", err)
-	}
-}
-
-// The waiting tests run in a synctest bubble: synctest.Wait returns once the
-// waiting goroutines are blocked, so "has not returned" is checked after
-// they had every chance to return, and a waiter that is never released
-// fails the test at once (the bubble's clock jumps to the time-out).
-
-func TestWaitAppliedBlocksUntilApply(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
-		s.Apply(1, "crm", []byte("x"))
-		done := make(chan error, 1)
-		go func() { done <- s.WaitApplied(t.Context(), 3) }()
-
-		synctest.Wait()
-		select {
-		case err := <-done:
-			t.Fatalf("WaitApplied(3) returned %v before seq 3 was applied", err)
-		default:
-		}
-		s.Apply(2, "crm", []byte("x"))
-		synctest.Wait()
-		select {
-		case err := <-done:
-			t.Fatalf("WaitApplied(3) returned %v after Apply(2)", err)
-		default:
-		}
-
-		s.Apply(3, "crm", []byte("undecodable, but applied"))
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("WaitApplied(3) = %v, want nil", err)
-			}
-		case <-time.After(released):
-			t.Fatal("WaitApplied(3) did not return after Apply(3)")
-		}
-	})
-}
-
-func TestWaitAppliedReleasedByLaterSeq(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
-		done := make(chan error, 1)
-		go func() { done <- s.WaitApplied(t.Context(), 3) }()
-		synctest.Wait()
-		s.Apply(7, "crm", []byte("x")) // sequences may jump (other subjects, purges)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("WaitApplied(3) = %v after Apply(7), want nil", err)
-			}
-		case <-time.After(released):
-			t.Fatal("WaitApplied(3) did not return after Apply(7)")
-		}
-	})
-}
-
-func TestWaitAppliedReturnsContextError(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- s.WaitApplied(ctx, 5) }()
-		synctest.Wait()
-		select {
-		case err := <-done:
-			t.Fatalf("WaitApplied(5) returned %v before cancel", err)
-		default:
-		}
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("WaitApplied after cancel = %v, want context.Canceled", err)
-			}
-		case <-time.After(released):
-			t.Fatal("WaitApplied did not return after cancel")
-		}
-
-		// A deadline in the bubble's clock.
-		short, cancel2 := context.WithTimeout(t.Context(), time.Minute)
-		defer cancel2()
-		start := time.Now()
-		if err := s.WaitApplied(short, 5); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("WaitApplied past its deadline = %v, want context.DeadlineExceeded", err)
-		}
-		if waited := time.Since(start); waited != time.Minute {
-			t.Errorf("WaitApplied returned after %s, want at its deadline (1m)", waited)
-		}
-
-		// Cancelled waiters do not disturb a later Apply or a later waiter.
-		s.Apply(5, "crm", []byte("x"))
-		if err := s.WaitApplied(t.Context(), 5); err != nil {
-			t.Errorf("WaitApplied(5) after Apply(5) = %v", err)
-		}
-	})
-}
-
-func TestWaitAppliedReleasesManyWaiters(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
-		const n = 200
-		early := make(chan error, n)
-		late := make(chan error, n)
-		for i := range n {
-			go func() { early <- s.WaitApplied(t.Context(), uint64(i%50+1)) }()
-			go func() { late <- s.WaitApplied(t.Context(), 51) }()
-		}
-		synctest.Wait()
-		if len(early) != 0 || len(late) != 0 {
-			t.Fatalf("%d waiters returned before any Apply", len(early)+len(late))
-		}
-
-		s.Apply(50, "crm", []byte("x"))
-		synctest.Wait()
-		if got := len(early); got != n {
-			t.Fatalf("Apply(50) released %d of %d waiters for seq <= 50", got, n)
-		}
-		if got := len(late); got != 0 {
-			t.Fatalf("Apply(50) released %d waiters for seq 51", got)
-		}
-
-		s.Apply(51, "crm", []byte("x"))
-		synctest.Wait()
-		if got := len(late); got != n {
-			t.Fatalf("Apply(51) released %d of %d waiters for seq 51", got, n)
-		}
-		for range n {
-			if err := <-early; err != nil {
-				t.Errorf("waiter for seq <= 50: %v", err)
-			}
-			if err := <-late; err != nil {
-				t.Errorf("waiter for seq 51: %v", err)
-			}
-		}
-	})
-}
-
-func TestWaitAppliedConcurrentWithApply(t *testing.T) {
-	// Without a bubble: real goroutines racing the registration against
-	// Apply, which WaitApplied re-checks after registering.
-	s := projections.New(domain.DefaultRules(), nil)
-	ctx := bounded(t)
-	const n = 500
-	errs := make(chan error, n)
-	for i := range n {
-		go func() { errs <- s.WaitApplied(ctx, uint64(i+1)) }()
-	}
-	for i := range n {
-		s.Apply(uint64(i+1), "crm", []byte("x"))
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("a waiter was not released: %v", err)
-		}
 	}
 }
 
