@@ -94,6 +94,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 		return nil
 	})
 	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", cfg.MaxUploadBytes, "largest archive an upload may bring, in bytes")
+	fs.IntVar(&cfg.MaxUploadRatio, "max-upload-ratio", 0, "largest compression ratio of an uploaded archive's entries over 1 MiB (zip bombs); 0 = 200")
 	fs.StringVar(&cfg.DirRoot, "dir-root", "", "folder of the dir source: each app's files in <dir-root>/<app> (default <data-dir>/files)")
 	fs.IntVar(&cfg.Rules.CommandMemory, "command-memory", cfg.Rules.CommandMemory, "recent command ids remembered per app for idempotent retries")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "backup jobs run at once by this process")

@@ -189,6 +189,7 @@ func TestParseFlagsInvalid(t *testing.T) {
 		{"several at once", []string{"--sync=sometimes", "--max-backups=0"}, nil, []string{"sync", "max backups"}},
 		{"source", []string{"--source=ftp"}, nil, []string{"source", "ftp"}},
 		{"memory limit", []string{"--memory-limit=lots"}, nil, []string{"memory-limit", "lots"}},
+		{"upload ratio", []string{"--max-upload-ratio=-1"}, nil, []string{"ratio", "-1"}},
 		{"app source not a pair", []string{"--app-source=wiki"}, nil, []string{"app-source", "wiki"}},
 		{"app source kind", []string{"--app-source=wiki=ftp"}, nil, []string{"wiki=ftp"}},
 		{"app source app id", []string{"--app-source=Wiki=dir"}, nil, []string{"Wiki"}},
@@ -243,5 +244,12 @@ func TestParseFlagsMemoryLimit(t *testing.T) {
 	}
 	if got := parse(t, nil, map[string]string{"BACKUPD_MEMORY_LIMIT": "64MiB"}).MemoryLimit; got != 64<<20 {
 		t.Errorf("BACKUPD_MEMORY_LIMIT=64MiB gives %d", got)
+	}
+}
+
+func TestParseFlagsUploadLimits(t *testing.T) {
+	cfg := parse(t, []string{"--max-upload-ratio=1000", "--max-upload-bytes=1048576"}, nil)
+	if cfg.MaxUploadRatio != 1000 || cfg.MaxUploadBytes != 1<<20 {
+		t.Errorf("ratio %d bytes %d", cfg.MaxUploadRatio, cfg.MaxUploadBytes)
 	}
 }

@@ -59,6 +59,9 @@ type Config struct {
 	MemoryLimit int64
 	// MaxUploadBytes bounds an uploaded archive.
 	MaxUploadBytes int64
+	// MaxUploadRatio bounds the compression ratio of an uploaded archive's
+	// larger entries (zip bombs); 0 means the archive store's default.
+	MaxUploadRatio int
 	// DirRoot is the folder under which the dir source keeps each app's
 	// files in <DirRoot>/<app>; empty means <DataDir>/files.
 	DirRoot string
@@ -127,6 +130,9 @@ func (c Config) Validate() error {
 		if !validSource(k) {
 			errs = append(errs, fmt.Errorf("app source %s=%s: source must be %q or %q", app, k, SourceKV, SourceDir))
 		}
+	}
+	if c.MaxUploadRatio < 0 {
+		errs = append(errs, fmt.Errorf("max upload ratio must not be negative, got %d", c.MaxUploadRatio))
 	}
 	if c.MaxUploadBytes < 1 {
 		errs = append(errs, fmt.Errorf("max upload bytes must be positive, got %d", c.MaxUploadBytes))

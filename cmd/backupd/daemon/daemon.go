@@ -130,7 +130,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.Replicas}); err != nil {
 		return err
 	}
-	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes}); err != nil {
+	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes, MaxRatio: d.cfg.MaxUploadRatio}); err != nil {
 		return err
 	}
 
