@@ -16,13 +16,14 @@ import (
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 // *domain.Transfers is what backupd passes as Deps.Transfers.
 var _ httpapi.Transfers = (*domain.Transfers)(nil)
 
 // zipBody is an archive that the fake archive store accepts.
-func zipBody(content string) []byte { return []byte(zipMagic + content) }
+func zipBody(content string) []byte { return []byte(apitest.ZipMagic + content) }
 
 // send sends req as alice (unless it has an Authorization header) and
 // reads the whole answer.
@@ -135,7 +136,7 @@ func TestDownloadHeaders(t *testing.T) {
 		"Content-Length":         "4204",
 		"Content-Disposition":    `attachment; filename="Rapport ___ _final__2026-08-31_12-02.zip"; filename*=UTF-8''Rapport%20%C3%A9_%C3%BC%20_final__2026-08-31_12-02.zip`,
 		"Repr-Digest":            "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":",
-		"Etag":                   `"` + hexSHA(want) + `"`,
+		"Etag":                   `"` + apitest.HexSHA(want) + `"`,
 		"Cache-Control":          "no-store",
 		"X-Content-Type-Options": "nosniff",
 	} {
@@ -143,7 +144,7 @@ func TestDownloadHeaders(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, value)
 		}
 	}
-	if *b.SHA256 != hexSHA(want) || b.SizeBytes != int64(len(want)) {
+	if *b.SHA256 != apitest.HexSHA(want) || b.SizeBytes != int64(len(want)) {
 		t.Errorf("backup sha256 %s size %d", *b.SHA256, b.SizeBytes)
 	}
 }
@@ -177,11 +178,11 @@ func TestDownloadComponent(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d err %v body %s", resp.StatusCode, err, body)
 	}
-	want := componentZip(zipBody("docs"))
+	want := apitest.ComponentZip(zipBody("docs"))
 	if !bytes.Equal(body, want) {
 		t.Errorf("body %q, want %q", body, want)
 	}
-	if got := resp.Header.Get("Etag"); got != `"`+hexSHA(want)+`"` {
+	if got := resp.Header.Get("Etag"); got != `"`+apitest.HexSHA(want)+`"` {
 		t.Errorf("ETag %s is not the component's", got)
 	}
 	if got := resp.Header.Get("Content-Disposition"); !strings.Contains(got, `filename="crm_2026-08-31_12-02_config.zip"`) {
@@ -226,8 +227,8 @@ func TestDownloadRefused(t *testing.T) {
 func TestDownloadCorruptMidway(t *testing.T) {
 	a := newAPI(t, nil)
 	b := a.uploaded("crm", strings.Repeat("z", 5000))
-	a.st.archives.corrupt(b.ID, 2500)
-	before := a.st.store.Appends()
+	a.st.Archives.Corrupt(b.ID, 2500)
+	before := a.st.Store.Appends()
 
 	resp, body, err := a.download("/v1/apps/crm/backups/" + b.ID + "/archive")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Length") != "5004" {
@@ -245,7 +246,7 @@ func TestDownloadCorruptMidway(t *testing.T) {
 
 	// The domain recorded the corruption: the backup shows it, and a new
 	// download is refused before any byte.
-	if got := a.st.store.Appends(); got != before+1 {
+	if got := a.st.Store.Appends(); got != before+1 {
 		t.Errorf("appends: got %d, want %d", got, before+1)
 	}
 	got := a.do("GET", "/v1/apps/crm/backups/"+b.ID, "").want(t, http.StatusOK).backup(t)
@@ -261,7 +262,7 @@ func TestDownloadCorruptMidway(t *testing.T) {
 func TestDownloadComponentOfCorrupt(t *testing.T) {
 	a := newAPI(t, nil)
 	b := a.uploaded("crm", "x")
-	a.st.archives.corrupt(b.ID, 0)
+	a.st.Archives.Corrupt(b.ID, 0)
 	// A component is built after the whole archive was verified: the
 	// mismatch is found before the first byte, so it is a problem.
 	p := a.do("GET", "/v1/apps/crm/backups/"+b.ID+"/archive?component=config", "").want(t, http.StatusConflict).problem(t)
@@ -289,10 +290,10 @@ func TestUploadRaw(t *testing.T) {
 		"Content-Disposition", `attachment; filename="crm_2026-08-30_03-00.zip"`, "Idempotency-Key", "up-1").want(t, http.StatusCreated)
 	b := r.backup(t)
 	if b.Name != "crm_2026-08-30_03-00" || b.Description != "from elsewhere" || b.Status != "ready" || b.Origin != "upload" ||
-		b.CreatedBy != "alice" || !b.CreatedAt.Equal(start) || b.CompletedAt == nil {
+		b.CreatedBy != "alice" || !b.CreatedAt.Equal(apitest.Start) || b.CompletedAt == nil {
 		t.Errorf("backup: %+v", b)
 	}
-	if b.SizeBytes != int64(len(body)) || b.SHA256 == nil || *b.SHA256 != hexSHA(body) || b.ItemCount != 2 || b.SchemaVersion != 3 || b.Source != "kv" {
+	if b.SizeBytes != int64(len(body)) || b.SHA256 == nil || *b.SHA256 != apitest.HexSHA(body) || b.ItemCount != 2 || b.SchemaVersion != 3 || b.Source != "kv" {
 		t.Errorf("archive facts: %+v", b)
 	}
 	if b.Original == nil || b.Original.App != "origin" || b.Original.Name != "the original" {
@@ -326,7 +327,7 @@ func TestUploadRaw(t *testing.T) {
 			t.Errorf("%s: name %q, want %q", tt.desc, got.Name, tt.want)
 		}
 	}
-	if objects, _ := a.st.archives.stored(); objects != 1+len(tests) {
+	if objects, _ := a.st.Archives.Stored(); objects != 1+len(tests) {
 		t.Errorf("stored archives: %d", objects)
 	}
 }
@@ -340,10 +341,10 @@ func TestUploadMultipart(t *testing.T) {
 		name     string
 		descript string
 	}{
-		{"file name", "", []formPart{{field: "description", value: "weekly"}, {field: "file", fileName: "Nightly crm.zip", value: zipMagic + "a"}}, "Nightly crm", "weekly"},
-		{"name field", "", []formPart{{field: "submit", value: "Upload"}, {field: "name", value: "from form"}, {field: "file", fileName: "f.zip", value: zipMagic + "b"}}, "from form", ""},
-		{"?name= wins", "?name=query&description=q", []formPart{{field: "name", value: "form"}, {field: "description", value: "f"}, {field: "file", fileName: "f.zip", value: zipMagic + "c"}}, "query", "q"},
-		{"windows path", "", []formPart{{field: "file", fileName: `C:\fakepath\report.zip`, value: zipMagic + "d"}}, "report", ""},
+		{"file name", "", []formPart{{field: "description", value: "weekly"}, {field: "file", fileName: "Nightly crm.zip", value: apitest.ZipMagic + "a"}}, "Nightly crm", "weekly"},
+		{"name field", "", []formPart{{field: "submit", value: "Upload"}, {field: "name", value: "from form"}, {field: "file", fileName: "f.zip", value: apitest.ZipMagic + "b"}}, "from form", ""},
+		{"?name= wins", "?name=query&description=q", []formPart{{field: "name", value: "form"}, {field: "description", value: "f"}, {field: "file", fileName: "f.zip", value: apitest.ZipMagic + "c"}}, "query", "q"},
+		{"windows path", "", []formPart{{field: "file", fileName: `C:\fakepath\report.zip`, value: apitest.ZipMagic + "d"}}, "report", ""},
 	}
 	for _, tt := range tests {
 		ct, body := multipartBody(t, tt.parts...)
@@ -352,12 +353,12 @@ func TestUploadMultipart(t *testing.T) {
 			t.Errorf("%s: name %q description %q status %s", tt.desc, b.Name, b.Description, b.Status)
 		}
 		want := []byte(tt.parts[len(tt.parts)-1].value)
-		if *b.SHA256 != hexSHA(want) || b.SizeBytes != int64(len(want)) {
+		if *b.SHA256 != apitest.HexSHA(want) || b.SizeBytes != int64(len(want)) {
 			t.Errorf("%s: stored %d bytes, sha %s", tt.desc, b.SizeBytes, *b.SHA256)
 		}
 	}
 
-	before := a.st.store.Appends()
+	before := a.st.Store.Appends()
 	ct, body := multipartBody(t, formPart{field: "name", value: "x"})
 	p := a.upload("crm", "", bytes.NewReader(body), "Content-Type", ct).want(t, http.StatusBadRequest).problem(t)
 	if p.Code != "invalid_argument" || !strings.Contains(p.Detail, `no "file" part`) {
@@ -367,7 +368,7 @@ func TestUploadMultipart(t *testing.T) {
 	if p.Code != "invalid_argument" || !strings.Contains(p.Detail, "multipart") {
 		t.Errorf("no boundary: %+v", p)
 	}
-	if got := a.st.store.Appends(); got != before {
+	if got := a.st.Store.Appends(); got != before {
 		t.Errorf("a refused upload appended %d events", got-before)
 	}
 }
@@ -394,10 +395,10 @@ func TestUploadTooLarge(t *testing.T) {
 	// Exactly at the limit is fine.
 	a.upload("crm", "", bytes.NewReader(big[:limit])).want(t, http.StatusCreated)
 
-	if got := a.st.store.Appends(); got != 1 {
+	if got := a.st.Store.Appends(); got != 1 {
 		t.Errorf("appends: got %d, want 1", got)
 	}
-	if objects, _ := a.st.archives.stored(); objects != 1 {
+	if objects, _ := a.st.Archives.Stored(); objects != 1 {
 		t.Errorf("stored archives: %d", objects)
 	}
 }
@@ -406,8 +407,8 @@ func TestUploadTooLarge(t *testing.T) {
 type endless struct{ n int64 }
 
 func (e *endless) Read(p []byte) (int, error) {
-	if e.n == 0 && len(p) >= len(zipMagic) {
-		copy(p, zipMagic)
+	if e.n == 0 && len(p) >= len(apitest.ZipMagic) {
+		copy(p, apitest.ZipMagic)
 	}
 	e.n += int64(len(p))
 	return len(p), nil
@@ -455,7 +456,7 @@ func (b *brokenBody) Read(p []byte) (int, error) {
 		return 0, io.ErrUnexpectedEOF
 	}
 	b.sent = true
-	return copy(p, zipMagic), nil
+	return copy(p, apitest.ZipMagic), nil
 }
 
 func TestUploadBrokenBody(t *testing.T) {
@@ -467,14 +468,14 @@ func TestUploadBrokenBody(t *testing.T) {
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "went away") {
 		t.Errorf("%d %s", rec.Code, rec.Body)
 	}
-	if objects, _ := a.st.archives.stored(); objects != 0 || a.st.store.Appends() != 0 {
-		t.Errorf("a broken upload left %d archives, %d events", objects, a.st.store.Appends())
+	if objects, _ := a.st.Archives.Stored(); objects != 0 || a.st.Store.Appends() != 0 {
+		t.Errorf("a broken upload left %d archives, %d events", objects, a.st.Store.Appends())
 	}
 }
 
 func TestUploadRefused(t *testing.T) {
 	a := newAPI(t, nil)
-	before := a.st.store.Appends()
+	before := a.st.Store.Appends()
 	tests := []struct {
 		desc   string
 		body   []byte
@@ -510,10 +511,10 @@ func TestUploadRefused(t *testing.T) {
 	if p.Code != "invalid_argument" {
 		t.Errorf("bad app: %+v", p)
 	}
-	if got := a.st.store.Appends(); got != before {
+	if got := a.st.Store.Appends(); got != before {
 		t.Errorf("refused uploads appended %d events", got-before)
 	}
-	if objects, _ := a.st.archives.stored(); objects != 0 {
+	if objects, _ := a.st.Archives.Stored(); objects != 0 {
 		t.Errorf("refused uploads left %d archives", objects)
 	}
 }
@@ -523,15 +524,15 @@ func TestUploadQuota(t *testing.T) {
 	for i := range domain.DefaultRules().MaxBackups {
 		a.uploaded("n"+string(rune('a'+i)), "x")
 	}
-	before := a.st.store.Appends()
+	before := a.st.Store.Appends()
 	p := a.upload("crm", "", bytes.NewReader(zipBody("one more"))).want(t, http.StatusConflict).problem(t)
 	if p.Code != "backup_quota_exceeded" {
 		t.Errorf("%+v", p)
 	}
-	if got := a.st.store.Appends(); got != before {
+	if got := a.st.Store.Appends(); got != before {
 		t.Errorf("appended %d events", got-before)
 	}
-	if objects, _ := a.st.archives.stored(); objects != domain.DefaultRules().MaxBackups {
+	if objects, _ := a.st.Archives.Stored(); objects != domain.DefaultRules().MaxBackups {
 		t.Errorf("stored archives: %d", objects)
 	}
 }
@@ -543,7 +544,7 @@ func TestUploadIdempotent(t *testing.T) {
 	if first.header.Get("Idempotent-Replayed") != "" {
 		t.Errorf("first answer marked as replayed")
 	}
-	appends := a.st.store.Appends()
+	appends := a.st.Store.Appends()
 
 	again := a.upload("crm", "?name=once", bytes.NewReader(zipBody("1")), "Idempotency-Key", "upload-7").want(t, http.StatusCreated)
 	if got := again.backup(t); got.ID != id || got.Name != "once" {
@@ -556,10 +557,10 @@ func TestUploadIdempotent(t *testing.T) {
 	if got := a.upload("crm", "?name=once", bytes.NewReader(zipBody("1"))).want(t, http.StatusCreated).backup(t); got.ID == id {
 		t.Errorf("an upload without a key was taken for a retry")
 	}
-	if got := a.st.store.Appends(); got != appends+1 {
+	if got := a.st.Store.Appends(); got != appends+1 {
 		t.Errorf("appends: got %d, want %d", got, appends+1)
 	}
-	if objects, _ := a.st.archives.stored(); objects != 2 {
+	if objects, _ := a.st.Archives.Stored(); objects != 2 {
 		t.Errorf("stored archives: %d, want 2", objects)
 	}
 
@@ -612,7 +613,7 @@ func TestTransfersOutlastServerTimeouts(t *testing.T) {
 	const timeout = 400 * time.Millisecond
 	a := newAPIWith(t, httpapi.Config{RequestTimeout: time.Millisecond, TransferIdleTimeout: timeout},
 		func(s *http.Server) { s.ReadTimeout, s.WriteTimeout = timeout, timeout }, nil)
-	a.st.archives.setSlow(0, 3*timeout)
+	a.st.Archives.SetSlow(0, 3*timeout)
 
 	content := zipBody(strings.Repeat("c", 8000))
 	body := &slowBody{pause: timeout / 4}
@@ -620,11 +621,11 @@ func TestTransfersOutlastServerTimeouts(t *testing.T) {
 		body.chunks = append(body.chunks, content[i:min(i+1000, len(content))])
 	}
 	b := a.upload("crm", "?name=slow", body).want(t, http.StatusCreated).backup(t)
-	if imports, deadlines := a.st.archives.imported(); imports != 1 || deadlines != 0 {
+	if imports, deadlines := a.st.Archives.Imported(); imports != 1 || deadlines != 0 {
 		t.Errorf("imports %d, under a deadline %d", imports, deadlines)
 	}
 
-	a.st.archives.setSlow(timeout/4, 0) // 9 reads of 1000 bytes
+	a.st.Archives.SetSlow(timeout/4, 0) // 9 reads of 1000 bytes
 	resp, got, err := a.download("/v1/apps/crm/backups/" + b.ID + "/archive")
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, content) {
 		t.Fatalf("download: status %d, %d bytes, err %v", resp.StatusCode, len(got), err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 func TestCreateBackup(t *testing.T) {
@@ -20,7 +21,7 @@ func TestCreateBackup(t *testing.T) {
 	if b.Status != "queued" || b.Origin != "manual" || b.CreatedBy != "alice" {
 		t.Errorf("got status %q origin %q created_by %q, want queued manual alice", b.Status, b.Origin, b.CreatedBy)
 	}
-	if !b.CreatedAt.Equal(start) || !b.ExpiresAt.Equal(start.Add(60*24*time.Hour)) {
+	if !b.CreatedAt.Equal(apitest.Start) || !b.ExpiresAt.Equal(apitest.Start.Add(60*24*time.Hour)) {
 		t.Errorf("got created_at %s expires_at %s", b.CreatedAt, b.ExpiresAt)
 	}
 	if b.CompletedAt != nil || b.SHA256 != nil || b.Error != nil || b.SizeBytes != 0 || b.ItemCount != 0 {
@@ -38,7 +39,7 @@ func TestCreateBackup(t *testing.T) {
 			t.Errorf("body %s lacks %s", r.body, field)
 		}
 	}
-	if got := a.st.store.Appends(); got != 1 {
+	if got := a.st.Store.Appends(); got != 1 {
 		t.Errorf("appends: got %d, want 1", got)
 	}
 }
@@ -47,11 +48,11 @@ func TestCreateDefaultName(t *testing.T) {
 	a := newAPI(t, nil)
 	for _, body := range []string{"", "{}", `{"name":null}`} {
 		r := a.do("POST", "/v1/apps/crm/backups", body).want(t, http.StatusAccepted)
-		want := a.st.clock.Now().Format("January 2 Monday 15:04")
+		want := a.st.Clock.Now().Format("January 2 Monday 15:04")
 		if got := r.backup(t).Name; got != want {
 			t.Errorf("body %q: name %q, want %q", body, got, want)
 		}
-		a.st.clock.Advance(5 * time.Minute)
+		a.st.Clock.Advance(5 * time.Minute)
 	}
 	if got := a.create("crm", "").Name; got != "August 31 Monday 12:17" {
 		t.Errorf("default name: got %q", got)
@@ -63,7 +64,7 @@ func TestListGetRenameDeleteLogs(t *testing.T) {
 	var ids []string
 	for _, name := range []string{"one", "two", "three"} {
 		ids = append(ids, a.create("crm", name).ID)
-		a.st.clock.Advance(5 * time.Minute)
+		a.st.Clock.Advance(5 * time.Minute)
 	}
 	other := a.create("shop", "elsewhere")
 
@@ -155,13 +156,13 @@ func TestQuota(t *testing.T) {
 	a := newAPI(t, nil)
 	for range 10 {
 		a.create("crm", "")
-		a.st.clock.Advance(5 * time.Minute)
+		a.st.Clock.Advance(5 * time.Minute)
 	}
 	r := a.do("POST", "/v1/apps/crm/backups", "{}").want(t, http.StatusConflict)
 	if p := r.problem(t); p.Code != "backup_quota_exceeded" || p.Status != 409 || p.Detail == "" {
 		t.Errorf("problem: %+v", p)
 	}
-	if got := a.st.store.Appends(); got != 10 {
+	if got := a.st.Store.Appends(); got != 10 {
 		t.Errorf("appends: got %d, want 10", got)
 	}
 }
@@ -174,15 +175,15 @@ func TestInterval(t *testing.T) {
 	if p.Code != "backup_too_soon" || p.RetryAfterSeconds != 300 || r.header.Get("Retry-After") != "300" {
 		t.Errorf("problem %+v, Retry-After %q", p, r.header.Get("Retry-After"))
 	}
-	a.st.clock.Advance(4*time.Minute + 59*time.Second + 500*time.Millisecond)
+	a.st.Clock.Advance(4*time.Minute + 59*time.Second + 500*time.Millisecond)
 	r = a.do("POST", "/v1/apps/crm/backups", "{}").want(t, http.StatusConflict)
 	if p := r.problem(t); p.RetryAfterSeconds != 1 || r.header.Get("Retry-After") != "1" {
 		t.Errorf("half a second left: retry_after_seconds %d, header %q", p.RetryAfterSeconds, r.header.Get("Retry-After"))
 	}
-	if got := a.st.store.Appends(); got != 1 {
+	if got := a.st.Store.Appends(); got != 1 {
 		t.Errorf("appends: got %d, want 1", got)
 	}
-	a.st.clock.Advance(500 * time.Millisecond)
+	a.st.Clock.Advance(500 * time.Millisecond)
 	a.create("crm", "second")
 }
 
@@ -199,7 +200,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if again.header.Get("X-Command-Id") != "k-1" || again.header.Get("Location") != first.header.Get("Location") {
 		t.Errorf("retry headers: %v", again.header)
 	}
-	if got := a.st.store.Appends(); got != 1 {
+	if got := a.st.Store.Appends(); got != 1 {
 		t.Errorf("appends after retry: got %d, want 1", got)
 	}
 
@@ -210,7 +211,7 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 
 	// Keys are scoped by caller: bob's k-1 is a new command.
-	a.st.clock.Advance(5 * time.Minute)
+	a.st.Clock.Advance(5 * time.Minute)
 	bob := a.do("POST", "/v1/apps/crm/backups", `{"name":"bob's"}`, "Idempotency-Key", "k-1", "Authorization", "Bearer bob-token").want(t, http.StatusAccepted).backup(t)
 	if bob.ID == first.backup(t).ID || bob.CreatedBy != "bob" {
 		t.Errorf("bob's backup: %+v", bob)
@@ -219,7 +220,7 @@ func TestIdempotencyKey(t *testing.T) {
 	// A retried delete answers 204 again.
 	a.do("DELETE", "/v1/apps/crm/backups/"+bob.ID, "", "Idempotency-Key", "del-1").want(t, http.StatusNoContent)
 	a.do("DELETE", "/v1/apps/crm/backups/"+bob.ID, "", "Idempotency-Key", "del-1").want(t, http.StatusNoContent)
-	if got := a.st.store.Appends(); got != 3 {
+	if got := a.st.Store.Appends(); got != 3 {
 		t.Errorf("appends: got %d, want 3", got)
 	}
 }

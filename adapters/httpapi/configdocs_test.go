@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/adapters/httpapi"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 func TestConfigDocs(t *testing.T) {
@@ -15,7 +16,7 @@ func TestConfigDocs(t *testing.T) {
 	put := a.do("PUT", "/v1/apps/crm/config/settings/theme", "dark", "Content-Type", "text/plain").want(t, http.StatusCreated)
 	var doc httpapi.DocView
 	decode(t, put.body, &doc)
-	if doc.Key != "settings/theme" || doc.SizeBytes != 4 || doc.Revision == 0 || !doc.UpdatedAt.Equal(start) {
+	if doc.Key != "settings/theme" || doc.SizeBytes != 4 || doc.Revision == 0 || !doc.UpdatedAt.Equal(apitest.Start) {
 		t.Errorf("put: %+v", doc)
 	}
 	if !strings.Contains(string(put.body), `"updated_at":"2026-08-31T12:02:00Z"`) {

@@ -14,7 +14,7 @@ import (
 func TestBadInput(t *testing.T) {
 	a := newAPI(t, nil)
 	b := a.create("crm", "existing")
-	before := a.st.store.Appends()
+	before := a.st.Store.Appends()
 	backup := "/v1/apps/crm/backups/" + b.ID
 
 	tests := []struct {
@@ -75,7 +75,7 @@ func TestBadInput(t *testing.T) {
 			if tt.status == 405 && r.header.Get("Allow") == "" {
 				t.Errorf("405 without Allow")
 			}
-			if got := a.st.store.Appends(); got != before {
+			if got := a.st.Store.Appends(); got != before {
 				t.Errorf("the store received %d appends", got-before)
 			}
 		})

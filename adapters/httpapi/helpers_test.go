@@ -14,12 +14,13 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 // api is a running httpapi.Server over a stack.
 type api struct {
 	t       *testing.T
-	st      *stack
+	st      *apitest.Stack
 	url     string
 	handler http.Handler
 	logs    *syncBuffer
@@ -53,14 +54,14 @@ func newAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
 // the http.Server (before it starts), edit the deps.
 func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
 	t.Helper()
-	st := newStack(t)
+	st := apitest.NewStack(t)
 	logs := &syncBuffer{}
 	deps := httpapi.Deps{
-		Commands:  st.ledger,
-		Queries:   st.proj,
-		Config:    st.config,
-		Auth:      st.auth,
-		Transfers: st.transfers,
+		Commands:  st.Ledger,
+		Queries:   st.Proj,
+		Config:    st.Config,
+		Auth:      st.Auth,
+		Transfers: st.Transfers,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {

@@ -8,36 +8,37 @@ import (
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 // *domain.Transfers is what backupd passes as Deps.Transfers.
 var _ natsapi.Transfers = (*domain.Transfers)(nil)
 
 // zipBody is an archive that the fake archive store accepts.
-func zipBody(content string) []byte { return []byte(zipMagic + content) }
+func zipBody(content string) []byte { return []byte(apitest.ZipMagic + content) }
 
 func TestUploadStaged(t *testing.T) {
 	a := newAPI(t, nil)
 	body := zipBody("nightly")
-	a.st.archives.stage("exports/crm nightly.zip", body)
+	a.st.Archives.Stage("exports/crm nightly.zip", body)
 
 	var b projections.BackupView
 	r := a.request(natsapi.SubjectBackupsUpload,
 		`{"app":"crm","object":"exports/crm nightly.zip","description":"from prod","idempotency_key":"up-1"}`).ok(t, &b)
 	if b.ID == "" || b.App != "crm" || b.Name != "crm nightly" || b.Description != "from prod" || b.Status != "ready" ||
-		b.Origin != "upload" || b.CreatedBy != "alice" || !b.CreatedAt.Equal(start) {
+		b.Origin != "upload" || b.CreatedBy != "alice" || !b.CreatedAt.Equal(apitest.Start) {
 		t.Errorf("backup: %+v", b)
 	}
-	if b.SizeBytes != int64(len(body)) || b.SHA256 == nil || *b.SHA256 != hexSHA(body) || b.Source != "kv" || b.Original == nil {
+	if b.SizeBytes != int64(len(body)) || b.SHA256 == nil || *b.SHA256 != apitest.HexSHA(body) || b.Source != "kv" || b.Original == nil {
 		t.Errorf("archive facts: %+v", b)
 	}
 	if got := r.msg.Header.Get("X-Command-Id"); got != "up-1" {
 		t.Errorf("X-Command-Id %q", got)
 	}
-	if _, ok := a.st.archives.stagedObject("exports/crm nightly.zip"); ok {
+	if _, ok := a.st.Archives.StagedObject("exports/crm nightly.zip"); ok {
 		t.Errorf("the staging object is still there")
 	}
-	appends := a.st.store.Appends()
+	appends := a.st.Store.Appends()
 
 	// A retry answers the first backup and stores nothing.
 	var again projections.BackupView
@@ -46,22 +47,22 @@ func TestUploadStaged(t *testing.T) {
 	if again.ID != b.ID || r.msg.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("retry: %+v, headers %v", again, r.msg.Header)
 	}
-	if got := a.st.store.Appends(); got != appends {
+	if got := a.st.Store.Appends(); got != appends {
 		t.Errorf("a retry appended %d events", got-appends)
 	}
 
 	// A name given wins; none derivable gives the default name.
-	a.st.archives.stage("a.zip", body)
+	a.st.Archives.Stage("a.zip", body)
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"a.zip","name":"chosen"}`).ok(t, &b)
 	if b.Name != "chosen" {
 		t.Errorf("name %q", b.Name)
 	}
-	a.st.archives.stage(".zip", body)
+	a.st.Archives.Stage(".zip", body)
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":".zip"}`).ok(t, &b)
 	if b.Name != "August 31 Monday 12:02" {
 		t.Errorf("default name %q", b.Name)
 	}
-	if objects, staged := a.st.archives.stored(); objects != 3 || staged != 0 {
+	if objects, staged := a.st.Archives.Stored(); objects != 3 || staged != 0 {
 		t.Errorf("stored %d, staged %d", objects, staged)
 	}
 }
@@ -69,7 +70,7 @@ func TestUploadStaged(t *testing.T) {
 func TestDownloadStaged(t *testing.T) {
 	a := newAPIWith(t, natsapi.Config{Location: time.FixedZone("CEST", 2*3600)}, nil)
 	body := zipBody("content")
-	a.st.archives.stage("x.zip", body)
+	a.st.Archives.Stage("x.zip", body)
 	var b projections.BackupView
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"x.zip","name":"Bilan é/1"}`).ok(t, &b)
 
@@ -77,7 +78,7 @@ func TestDownloadStaged(t *testing.T) {
 	r := a.request(natsapi.SubjectBackupsDownload, natsapi.DownloadRequest{App: "crm", ID: b.ID}).ok(t, &got)
 	want := natsapi.StagedDownload{
 		StagedArchive: domain.StagedArchive{Bucket: "ledger_staging", Object: "download/" + b.ID, Size: int64(len(body)),
-			SHA256: hexSHA(body), ExpiresAt: start.Add(time.Hour)},
+			SHA256: apitest.HexSHA(body), ExpiresAt: apitest.Start.Add(time.Hour)},
 		FileName: "Bilan é_1_2026-08-31_14-02.zip",
 	}
 	if got != want {
@@ -88,12 +89,12 @@ func TestDownloadStaged(t *testing.T) {
 			t.Errorf("answer %s lacks %s", r.msg.Data, field)
 		}
 	}
-	if data, ok := a.st.archives.stagedObject(got.Object); !ok || string(data) != string(body) {
+	if data, ok := a.st.Archives.StagedObject(got.Object); !ok || string(data) != string(body) {
 		t.Errorf("staged object %q %v", data, ok)
 	}
 
 	a.request(natsapi.SubjectBackupsDownload, `{"app":"crm","id":"`+b.ID+`","component":"config"}`).ok(t, &got)
-	if got.FileName != "Bilan é_1_2026-08-31_14-02_config.zip" || got.SHA256 != hexSHA(componentZip(body)) {
+	if got.FileName != "Bilan é_1_2026-08-31_14-02_config.zip" || got.SHA256 != apitest.HexSHA(apitest.ComponentZip(body)) {
 		t.Errorf("component: %+v", got)
 	}
 }
@@ -103,13 +104,13 @@ func TestArchiveErrors(t *testing.T) {
 	queued := a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`)
 	var q projections.BackupView
 	queued.ok(t, &q)
-	a.st.archives.stage("ok.zip", zipBody("ok"))
+	a.st.Archives.Stage("ok.zip", zipBody("ok"))
 	var ready projections.BackupView
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"ok.zip"}`).ok(t, &ready)
-	a.st.archives.stage("bad.zip", []byte("not a zip"))
-	a.st.archives.stage("v9.zip", zipBody("format:9"))
-	a.st.archives.stage("big.zip", zipBody("TOOBIG"))
-	before := a.st.store.Appends()
+	a.st.Archives.Stage("bad.zip", []byte("not a zip"))
+	a.st.Archives.Stage("v9.zip", zipBody("format:9"))
+	a.st.Archives.Stage("big.zip", zipBody("TOOBIG"))
+	before := a.st.Store.Appends()
 
 	tests := []struct {
 		desc    string
@@ -138,36 +139,36 @@ func TestArchiveErrors(t *testing.T) {
 			t.Errorf("%s: detail %q lacks %q", tt.desc, p.Detail, tt.detail)
 		}
 	}
-	if got := a.st.store.Appends(); got != before {
+	if got := a.st.Store.Appends(); got != before {
 		t.Errorf("refusals appended %d events", got-before)
 	}
-	if objects, _ := a.st.archives.stored(); objects != 1 {
+	if objects, _ := a.st.Archives.Stored(); objects != 1 {
 		t.Errorf("stored archives: %d", objects)
 	}
-	if _, ok := a.st.archives.stagedObject("bad.zip"); ok {
+	if _, ok := a.st.Archives.StagedObject("bad.zip"); ok {
 		t.Errorf("a refused staging object was kept")
 	}
 
 	// Quota: the app already holds a queued and a ready backup.
 	for i := 2; i < domain.DefaultRules().MaxBackups; i++ {
-		a.st.archives.stage("f.zip", zipBody("f"))
+		a.st.Archives.Stage("f.zip", zipBody("f"))
 		a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"f.zip"}`).ok(t, nil)
 	}
-	a.st.archives.stage("f.zip", zipBody("f"))
+	a.st.Archives.Stage("f.zip", zipBody("f"))
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"f.zip"}`).problem(t, 409, "backup_quota_exceeded")
 
 	// A key used for another command is a conflict.
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"shop","idempotency_key":"k"}`).ok(t, nil)
-	a.st.archives.stage("g.zip", zipBody("g"))
+	a.st.Archives.Stage("g.zip", zipBody("g"))
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"shop","object":"g.zip","idempotency_key":"k"}`).problem(t, 409, "conflict")
 }
 
 func TestDownloadCorrupt(t *testing.T) {
 	a := newAPI(t, nil)
-	a.st.archives.stage("x.zip", zipBody("x"))
+	a.st.Archives.Stage("x.zip", zipBody("x"))
 	var b projections.BackupView
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"x.zip"}`).ok(t, &b)
-	a.st.archives.corrupt(b.ID, 0)
+	a.st.Archives.Corrupt(b.ID, 0)
 
 	p := a.request(natsapi.SubjectBackupsDownload, natsapi.DownloadRequest{App: "crm", ID: b.ID}).problem(t, 409, "backup_corrupt")
 	if !strings.Contains(p.Detail, "marked corrupt") {
@@ -191,8 +192,8 @@ func TestArchiveEndpointsWithoutTransfers(t *testing.T) {
 // RequestTimeout: the fake store works past the latter.
 func TestTransferTimeout(t *testing.T) {
 	a := newAPIWith(t, natsapi.Config{RequestTimeout: 20 * time.Millisecond, TransferTimeout: time.Minute}, nil)
-	a.st.archives.setSlow(0, 100*time.Millisecond)
-	a.st.archives.stage("x.zip", zipBody("x"))
+	a.st.Archives.SetSlow(0, 100*time.Millisecond)
+	a.st.Archives.Stage("x.zip", zipBody("x"))
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"x.zip"}`).ok(t, nil)
 	// Other requests keep the short bound.
 	a.request(natsapi.SubjectBackupsList, `{"app":"crm"}`).ok(t, nil)

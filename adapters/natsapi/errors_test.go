@@ -16,7 +16,7 @@ func TestBadInput(t *testing.T) {
 	a := newAPI(t, nil)
 	var b projections.BackupView
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`).ok(t, &b)
-	before := a.st.store.Appends()
+	before := a.st.Store.Appends()
 
 	tests := []struct {
 		name    string
@@ -55,7 +55,7 @@ func TestBadInput(t *testing.T) {
 			if p.Instance != tt.subject {
 				t.Errorf("instance %q", p.Instance)
 			}
-			if got := a.st.store.Appends(); got != before {
+			if got := a.st.Store.Appends(); got != before {
 				t.Errorf("the store received %d appends", got-before)
 			}
 		})
@@ -68,18 +68,18 @@ func TestBadInput(t *testing.T) {
 func TestRules(t *testing.T) {
 	a := newAPI(t, nil)
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`).ok(t, nil)
-	a.st.clock.Advance(90 * time.Second)
+	a.st.Clock.Advance(90 * time.Second)
 	r := a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`)
 	if p := r.problem(t, 409, "backup_too_soon"); p.RetryAfterSeconds != 210 || r.msg.Header.Get("Retry-After") != "210" {
 		t.Errorf("too soon: %+v", p)
 	}
 	for range 9 {
-		a.st.clock.Advance(5 * time.Minute)
+		a.st.Clock.Advance(5 * time.Minute)
 		a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`).ok(t, nil)
 	}
-	a.st.clock.Advance(5 * time.Minute)
+	a.st.Clock.Advance(5 * time.Minute)
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm"}`).problem(t, 409, "backup_quota_exceeded")
-	if got := a.st.store.Appends(); got != 10 {
+	if got := a.st.Store.Appends(); got != 10 {
 		t.Errorf("appends %d, want 10", got)
 	}
 }

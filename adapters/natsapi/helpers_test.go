@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -20,7 +21,7 @@ import (
 // a separate plain client connection.
 type api struct {
 	t      *testing.T
-	st     *stack
+	st     *apitest.Stack
 	svc    *natsapi.Service
 	svcNC  *nats.Conn
 	client *nats.Conn
@@ -57,14 +58,14 @@ func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api
 	srv := natstest.Server(t, "")
 	svcNC, _ := natstest.Connect(t, srv)
 	client, _ := natstest.Connect(t, srv)
-	st := newStack(t)
+	st := apitest.NewStack(t)
 	logs := &syncBuffer{}
 	deps := natsapi.Deps{
-		Commands:  st.ledger,
-		Queries:   st.proj,
-		Config:    st.config,
-		Auth:      st.auth,
-		Transfers: st.transfers,
+		Commands:  st.Ledger,
+		Queries:   st.Proj,
+		Config:    st.Config,
+		Auth:      st.Auth,
+		Transfers: st.Transfers,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {

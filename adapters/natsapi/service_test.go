@@ -8,6 +8,7 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/apitest"
 )
 
 func TestServiceInfo(t *testing.T) {
@@ -37,7 +38,7 @@ func TestCreateListGet(t *testing.T) {
 	var b projections.BackupView
 	r := a.request(natsapi.SubjectBackupsCreate, `{"app":"crm","name":" nightly-ish ","description":"d"}`).ok(t, &b)
 	if b.ID == "" || b.App != "crm" || b.Name != "nightly-ish" || b.Description != "d" || b.Status != "queued" ||
-		b.Origin != "manual" || b.CreatedBy != "alice" || !b.CreatedAt.Equal(start) {
+		b.Origin != "manual" || b.CreatedBy != "alice" || !b.CreatedAt.Equal(apitest.Start) {
 		t.Errorf("created: %+v", b)
 	}
 	if r.msg.Header.Get("X-Command-Id") == "" {
@@ -47,7 +48,7 @@ func TestCreateListGet(t *testing.T) {
 		t.Errorf("body %s", r.msg.Data)
 	}
 
-	a.st.clock.Advance(5 * time.Minute)
+	a.st.Clock.Advance(5 * time.Minute)
 	var second projections.BackupView
 	a.request(natsapi.SubjectBackupsCreate, natsapi.CreateRequest{App: "crm"}).ok(t, &second)
 	if second.Name != "August 31 Monday 12:07" {
@@ -70,7 +71,7 @@ func TestCreateListGet(t *testing.T) {
 	if got.ID != b.ID || got.Name != "nightly-ish" {
 		t.Errorf("get: %+v", got)
 	}
-	if got := a.st.store.Appends(); got != 3 {
+	if got := a.st.Store.Appends(); got != 3 {
 		t.Errorf("appends %d", got)
 	}
 }
@@ -163,7 +164,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if r1.msg.Header.Get("X-Command-Id") != "k-1" || r2.msg.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("headers: %v %v", r1.msg.Header, r2.msg.Header)
 	}
-	if got := a.st.store.Appends(); got != 1 {
+	if got := a.st.Store.Appends(); got != 1 {
 		t.Errorf("appends %d, want 1", got)
 	}
 	a.request(natsapi.SubjectBackupsDelete, natsapi.DeleteRequest{App: "crm", ID: first.ID,

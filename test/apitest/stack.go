@@ -1,4 +1,9 @@
-package httpapi_test
+// Package apitest builds, for the transport adapters' unit tests, the real
+// domain.Ledger, projections.Store and domain.Transfers over in-memory stand-ins
+// of the event store, configuration store and archive store. The end-to-end
+// tests in test/ run the real stores on NATS; these only spare the transport
+// tests a server, and keep the HTTP and NATS tests on one shared stack.
+package apitest
 
 import (
 	"context"
@@ -13,13 +18,13 @@ import (
 )
 
 // This file builds the real domain.Ledger and projections.Store over an
-// in-test event store that appends synchronously to the projection. It
+// in-memory event store that appends synchronously to the projection. It
 // stands in for adapters/jetstream only in these transport tests; the
 // end-to-end tests in test/ run the real store on NATS.
 
-// memStore is a domain.EventStore in memory: one global sequence, the
+// MemStore is a domain.EventStore in memory: one global sequence, the
 // expected last sequence checked per app, MsgIDs deduplicated.
-type memStore struct {
+type MemStore struct {
 	proj *projections.Store
 
 	mu      sync.Mutex
@@ -29,9 +34,9 @@ type memStore struct {
 	appends int
 }
 
-var _ domain.EventStore = (*memStore)(nil)
+var _ domain.EventStore = (*MemStore)(nil)
 
-func (s *memStore) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
+func (s *MemStore) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if seq, ok := s.msgIDs[ev.MsgID]; ok {
@@ -48,62 +53,62 @@ func (s *memStore) Append(_ context.Context, ev domain.PendingEvent) (domain.App
 	return domain.AppendResult{Seq: s.seq}, nil
 }
 
-func (s *memStore) LastSeq(_ context.Context, app string) (uint64, error) {
+func (s *MemStore) LastSeq(_ context.Context, app string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last[app], nil
 }
 
 // Appends returns how many events were stored.
-func (s *memStore) Appends() int {
+func (s *MemStore) Appends() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appends
 }
 
-// fakeClock is a domain.Clock that moves only when told.
-type fakeClock struct {
+// FakeClock is a domain.Clock that moves only when told.
+type FakeClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *fakeClock) Now() time.Time {
+func (c *FakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *FakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
 
-// seqIDs makes unique, time-ordered 26-character ids.
-type seqIDs struct {
+// SeqIDs makes unique, time-ordered 26-character ids.
+type SeqIDs struct {
 	mu sync.Mutex
 	n  int
 }
 
-func (g *seqIDs) NewID(t time.Time) string {
+func (g *SeqIDs) NewID(t time.Time) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.n++
 	return fmt.Sprintf("%013d%013d", t.UnixMilli(), g.n)
 }
 
-// memConfig is a domain.ConfigStore in memory.
-type memConfig struct {
-	clock *fakeClock
+// MemConfig is a domain.ConfigStore in memory.
+type MemConfig struct {
+	clock *FakeClock
 
 	mu   sync.Mutex
 	rev  uint64
 	docs map[string]map[string]domain.ConfigDoc
 }
 
-var _ domain.ConfigStore = (*memConfig)(nil)
+var _ domain.ConfigStore = (*MemConfig)(nil)
 
-func (c *memConfig) PutDoc(_ context.Context, app, key string, value []byte) (domain.ConfigDoc, error) {
+func (c *MemConfig) PutDoc(_ context.Context, app, key string, value []byte) (domain.ConfigDoc, error) {
 	if key == "" || len(key) > 200 {
 		return domain.ConfigDoc{}, domain.Errorf(domain.CodeInvalidArgument, "bad key %q", key)
 	}
@@ -118,7 +123,7 @@ func (c *memConfig) PutDoc(_ context.Context, app, key string, value []byte) (do
 	return d, nil
 }
 
-func (c *memConfig) GetDoc(_ context.Context, app, key string) (domain.ConfigDoc, error) {
+func (c *MemConfig) GetDoc(_ context.Context, app, key string) (domain.ConfigDoc, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, ok := c.docs[app][key]
@@ -128,7 +133,7 @@ func (c *memConfig) GetDoc(_ context.Context, app, key string) (domain.ConfigDoc
 	return d, nil
 }
 
-func (c *memConfig) DeleteDoc(_ context.Context, app, key string) error {
+func (c *MemConfig) DeleteDoc(_ context.Context, app, key string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.docs[app][key]; !ok {
@@ -138,7 +143,7 @@ func (c *memConfig) DeleteDoc(_ context.Context, app, key string) error {
 	return nil
 }
 
-func (c *memConfig) ListDocs(_ context.Context, app string) ([]domain.ConfigDoc, error) {
+func (c *MemConfig) ListDocs(_ context.Context, app string) ([]domain.ConfigDoc, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []domain.ConfigDoc
@@ -158,10 +163,10 @@ func (c *memConfig) ListDocs(_ context.Context, app string) ([]domain.ConfigDoc,
 	return out, nil
 }
 
-// tokens authenticates a fixed set of tokens.
-type tokens map[string]domain.Principal
+// Tokens authenticates a fixed set of tokens.
+type Tokens map[string]domain.Principal
 
-func (t tokens) Authenticate(_ context.Context, token string) (domain.Principal, error) {
+func (t Tokens) Authenticate(_ context.Context, token string) (domain.Principal, error) {
 	p, ok := t[token]
 	if !ok {
 		return domain.Principal{}, domain.ErrUnauthenticated
@@ -169,39 +174,39 @@ func (t tokens) Authenticate(_ context.Context, token string) (domain.Principal,
 	return p, nil
 }
 
-// stack is the real ledger and projection over the in-test store, and the
+// Stack is the real ledger and projection over the in-test store, and the
 // real domain.Transfers over an in-memory archive store.
-type stack struct {
-	store     *memStore
-	proj      *projections.Store
-	ledger    *domain.Ledger
-	clock     *fakeClock
-	config    *memConfig
-	auth      tokens
-	archives  *memArchives
-	transfers *domain.Transfers
+type Stack struct {
+	Store     *MemStore
+	Proj      *projections.Store
+	Ledger    *domain.Ledger
+	Clock     *FakeClock
+	Config    *MemConfig
+	Auth      Tokens
+	Archives  *MemArchives
+	Transfers *domain.Transfers
 }
 
-// start is the fake clock's first reading: a Monday.
-var start = time.Date(2026, 8, 31, 12, 2, 0, 0, time.UTC)
+// Start is the fake clock's first reading: a Monday.
+var Start = time.Date(2026, 8, 31, 12, 2, 0, 0, time.UTC)
 
-func newStack(t *testing.T) *stack {
+func NewStack(t testing.TB) *Stack {
 	t.Helper()
 	rules := domain.DefaultRules()
 	proj := projections.New(rules, nil)
-	store := &memStore{proj: proj, last: map[string]uint64{}, msgIDs: map[string]uint64{}}
-	clock := &fakeClock{now: start}
-	ids := &seqIDs{}
+	store := &MemStore{proj: proj, last: map[string]uint64{}, msgIDs: map[string]uint64{}}
+	clock := &FakeClock{now: Start}
+	ids := &SeqIDs{}
 	ledger, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, clock, ids, nil, nil)
 	if err != nil {
 		t.Fatalf("new ledger: %v", err)
 	}
-	archives := newMemArchives(clock)
-	return &stack{
-		store: store, proj: proj, ledger: ledger, clock: clock,
-		archives: archives, transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
-		config: &memConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}},
-		auth: tokens{
+	archives := NewMemArchives(clock)
+	return &Stack{
+		Store: store, Proj: proj, Ledger: ledger, Clock: clock,
+		Archives: archives, Transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
+		Config: &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}},
+		Auth: Tokens{
 			"alice-token": {ID: "alice", Admin: true},
 			"bob-token":   {ID: "bob", Admin: true},
 			"eve-token":   {ID: "eve"},

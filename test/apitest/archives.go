@@ -1,4 +1,4 @@
-package httpapi_test
+package apitest
 
 import (
 	"bytes"
@@ -19,15 +19,15 @@ import (
 // "format:9" has an unsupported format version, one that holds "TOOBIG" is
 // over the store's limit. The end-to-end tests run the real object store.
 
-// zipMagic starts every archive the fake accepts.
-const zipMagic = "PK\x03\x04"
+// ZipMagic starts every archive the fake accepts.
+const ZipMagic = "PK\x03\x04"
 
-// stagingBucket is the bucket the fake stages downloads in.
-const stagingBucket = "ledger_staging"
+// StagingBucket is the bucket the fake stages downloads in.
+const StagingBucket = "ledger_staging"
 
-// memArchives is a domain.ArchiveTransfer in memory.
-type memArchives struct {
-	clock *fakeClock
+// MemArchives is a domain.ArchiveTransfer in memory.
+type MemArchives struct {
+	clock *FakeClock
 
 	mu      sync.Mutex
 	objects map[string][]byte // by backup id
@@ -44,14 +44,14 @@ type memArchives struct {
 	imports, deadlines int
 }
 
-var _ domain.ArchiveTransfer = (*memArchives)(nil)
+var _ domain.ArchiveTransfer = (*MemArchives)(nil)
 
-func newMemArchives(clock *fakeClock) *memArchives {
-	return &memArchives{clock: clock, objects: map[string][]byte{}, staged: map[string][]byte{}, failAfter: map[string]int{}}
+func NewMemArchives(clock *FakeClock) *MemArchives {
+	return &MemArchives{clock: clock, objects: map[string][]byte{}, staged: map[string][]byte{}, failAfter: map[string]int{}}
 }
 
 // ImportArchive reads r to the end and keeps it under backupID.
-func (m *memArchives) ImportArchive(ctx context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
+func (m *MemArchives) ImportArchive(ctx context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
 	m.mu.Lock()
 	m.imports++
 	if _, ok := ctx.Deadline(); ok {
@@ -75,7 +75,7 @@ func (m *memArchives) ImportArchive(ctx context.Context, backupID string, r io.R
 	}
 	data := buf.Bytes()
 	switch {
-	case !bytes.HasPrefix(data, []byte(zipMagic)):
+	case !bytes.HasPrefix(data, []byte(ZipMagic)):
 		return domain.ImportedArchive{}, domain.Errorf(domain.CodeArchiveInvalid, "not a zip archive: no local file header at offset 0")
 	case bytes.Contains(data, []byte("format:9")):
 		return domain.ImportedArchive{}, domain.Errorf(domain.CodeArchiveVersion, "manifest format version 9 is not supported (this server reads 1)")
@@ -86,14 +86,14 @@ func (m *memArchives) ImportArchive(ctx context.Context, backupID string, r io.R
 	m.objects[backupID] = bytes.Clone(data)
 	m.mu.Unlock()
 	return domain.ImportedArchive{
-		ArchiveInfo: domain.ArchiveInfo{SizeBytes: int64(len(data)), SHA256: hexSHA(data), ItemCount: 2},
+		ArchiveInfo: domain.ArchiveInfo{SizeBytes: int64(len(data)), SHA256: HexSHA(data), ItemCount: 2},
 		App:         "origin", BackupID: "01K3ZQ8V1C4P2M7Q9D3E6F8G0H", Name: "the original",
-		CreatedAt: start.Add(-time.Hour), SchemaVersion: 3, Source: "kv", Components: []string{"config"},
+		CreatedAt: Start.Add(-time.Hour), SchemaVersion: 3, Source: "kv", Components: []string{"config"},
 	}, nil
 }
 
 // ImportStaged imports an object of the staging bucket and removes it.
-func (m *memArchives) ImportStaged(ctx context.Context, backupID, object string) (domain.ImportedArchive, error) {
+func (m *MemArchives) ImportStaged(ctx context.Context, backupID, object string) (domain.ImportedArchive, error) {
 	m.mu.Lock()
 	data, ok := m.staged[object]
 	delete(m.staged, object)
@@ -106,7 +106,7 @@ func (m *memArchives) ImportStaged(ctx context.Context, backupID, object string)
 
 // OpenArchive reads a stored archive; component "config" is the archive
 // with a prefix.
-func (m *memArchives) OpenArchive(ctx context.Context, backupID string, _ int64, _, component string) (domain.ArchiveStream, error) {
+func (m *MemArchives) OpenArchive(ctx context.Context, backupID string, _ int64, _, component string) (domain.ArchiveStream, error) {
 	data, failAfter, err := m.archive(backupID, component)
 	if err != nil {
 		return domain.ArchiveStream{}, err
@@ -119,12 +119,12 @@ func (m *memArchives) OpenArchive(ctx context.Context, backupID string, _ int64,
 	slow := m.slow
 	m.mu.Unlock()
 	r := &fakeReader{ctx: ctx, data: data, failAfter: failAfter, id: backupID, slow: slow}
-	return domain.ArchiveStream{ReadCloser: r, Size: int64(len(data)), SHA256: hexSHA(data)}, nil
+	return domain.ArchiveStream{ReadCloser: r, Size: int64(len(data)), SHA256: HexSHA(data)}, nil
 }
 
 // StageDownload copies an archive into the staging bucket; a corrupt one
 // fails verification.
-func (m *memArchives) StageDownload(_ context.Context, backupID string, _ int64, _, component string) (domain.StagedArchive, error) {
+func (m *MemArchives) StageDownload(_ context.Context, backupID string, _ int64, _, component string) (domain.StagedArchive, error) {
 	data, failAfter, err := m.archive(backupID, component)
 	if err != nil {
 		return domain.StagedArchive{}, err
@@ -139,13 +139,13 @@ func (m *memArchives) StageDownload(_ context.Context, backupID string, _ int64,
 	m.mu.Lock()
 	m.staged[object] = data
 	m.mu.Unlock()
-	return domain.StagedArchive{Bucket: stagingBucket, Object: object, Size: int64(len(data)), SHA256: hexSHA(data),
+	return domain.StagedArchive{Bucket: StagingBucket, Object: object, Size: int64(len(data)), SHA256: HexSHA(data),
 		ExpiresAt: m.clock.Now().Add(time.Hour)}, nil
 }
 
 // archive returns the bytes of a backup's archive or component, and after
 // how many bytes reads fail (-1: never).
-func (m *memArchives) archive(backupID, component string) ([]byte, int, error) {
+func (m *MemArchives) archive(backupID, component string) ([]byte, int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	data, ok := m.objects[backupID]
@@ -159,7 +159,7 @@ func (m *memArchives) archive(backupID, component string) ([]byte, int, error) {
 	switch component {
 	case "":
 	case "config":
-		data = componentZip(data)
+		data = ComponentZip(data)
 	default:
 		return nil, 0, domain.Errorf(domain.CodeInvalidArgument, "the archive has no component %q", component)
 	}
@@ -167,64 +167,64 @@ func (m *memArchives) archive(backupID, component string) ([]byte, int, error) {
 }
 
 // DeleteArchive removes a stored archive.
-func (m *memArchives) DeleteArchive(_ context.Context, backupID string) error {
+func (m *MemArchives) DeleteArchive(_ context.Context, backupID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.objects, backupID)
 	return nil
 }
 
-// stored returns how many archives are stored and staged.
-func (m *memArchives) stored() (objects, staged int) {
+// Stored returns how many archives are stored and staged.
+func (m *MemArchives) Stored() (objects, staged int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.objects), len(m.staged)
 }
 
-// stage puts an object into the staging bucket, as a NATS client does.
-func (m *memArchives) stage(object string, data []byte) {
+// Stage puts an object into the staging bucket, as a NATS client does.
+func (m *MemArchives) Stage(object string, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.staged[object] = bytes.Clone(data)
 }
 
-// stagedObject returns an object of the staging bucket.
-func (m *memArchives) stagedObject(object string) ([]byte, bool) {
+// StagedObject returns an object of the staging bucket.
+func (m *MemArchives) StagedObject(object string) ([]byte, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	data, ok := m.staged[object]
 	return data, ok
 }
 
-// setSlow sets slow and settle.
-func (m *memArchives) setSlow(slow, settle time.Duration) {
+// SetSlow sets slow and settle.
+func (m *MemArchives) SetSlow(slow, settle time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.slow, m.settle = slow, settle
 }
 
-// imported returns how many imports ran and how many of them under a
+// Imported returns how many imports ran and how many of them under a
 // deadline.
-func (m *memArchives) imported() (imports, deadlines int) {
+func (m *MemArchives) Imported() (imports, deadlines int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.imports, m.deadlines
 }
 
-// corrupt makes reads of a backup's archive fail after n bytes.
-func (m *memArchives) corrupt(backupID string, n int) {
+// Corrupt makes reads of a backup's archive fail after n bytes.
+func (m *MemArchives) Corrupt(backupID string, n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.failAfter[backupID] = n
 }
 
-// componentZip is what the fake serves as the "config" component.
-func componentZip(data []byte) []byte {
-	return append([]byte(zipMagic+"component:config;"), data...)
+// ComponentZip is what the fake serves as the "config" component.
+func ComponentZip(data []byte) []byte {
+	return append([]byte(ZipMagic+"component:config;"), data...)
 }
 
 // fakeReader yields data in chunks of at most 1000 bytes, fails as
-// corrupt after failAfter bytes (if not negative), and fails once its
+// Corrupt after failAfter bytes (if not negative), and fails once its
 // context ends.
 type fakeReader struct {
 	ctx       context.Context
@@ -259,7 +259,7 @@ func (r *fakeReader) Read(p []byte) (int, error) {
 
 func (r *fakeReader) Close() error { return nil }
 
-func hexSHA(b []byte) string {
+func HexSHA(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
