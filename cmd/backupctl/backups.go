@@ -189,12 +189,7 @@ func (c *cli) follow(ctx context.Context, cl *client, b projections.BackupView, 
 }
 
 func backupList(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 0, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 0, 1)
 	if err != nil {
 		return err
 	}
@@ -222,12 +217,7 @@ func backupList(ctx context.Context, c *cli, cmd *command, args []string) error 
 }
 
 func backupGet(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 2, 2)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -243,12 +233,7 @@ func backupGet(ctx context.Context, c *cli, cmd *command, args []string) error {
 }
 
 func backupRename(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 3, 3)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 3, 3)
 	if err != nil {
 		return err
 	}
@@ -316,12 +301,7 @@ func backupDelete(ctx context.Context, c *cli, cmd *command, args []string) erro
 }
 
 func backupLogs(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 1, 2)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 1, 2)
 	if err != nil {
 		return err
 	}

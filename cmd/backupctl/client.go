@@ -30,6 +30,17 @@ type client struct {
 	http      *http.Client
 }
 
+// plain parses the arguments of a command that has no flags of its own
+// (minArgs to maxArgs positional ones) and returns them with a client.
+func (c *cli) plain(cmd *command, args []string, minArgs, maxArgs int) ([]string, *client, error) {
+	pos, err := c.parse(cmd, c.flagSet(cmd.name), args, minArgs, maxArgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.newClient(cmd)
+	return pos, cl, err
+}
+
 // newClient checks the global flags and finds the token: --token, else
 // $BACKUPCTL_TOKEN, else ./data/admin.token. No token is a usage error.
 func (c *cli) newClient(cmd *command) (*client, error) {

@@ -58,12 +58,7 @@ type configDoc struct {
 }
 
 func appGet(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -150,12 +145,7 @@ func configPut(ctx context.Context, c *cli, cmd *command, args []string) error {
 }
 
 func configGet(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 2, 2)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -168,12 +158,7 @@ func configGet(ctx context.Context, c *cli, cmd *command, args []string) error {
 }
 
 func configList(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -199,12 +184,7 @@ func configList(ctx context.Context, c *cli, cmd *command, args []string) error 
 }
 
 func configDelete(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	pos, err := c.parse(cmd, fs, args, 2, 2)
-	if err != nil {
-		return err
-	}
-	cl, err := c.newClient(cmd)
+	pos, cl, err := c.plain(cmd, args, 2, 2)
 	if err != nil {
 		return err
 	}
