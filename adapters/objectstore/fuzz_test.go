@@ -19,7 +19,9 @@ import (
 // FuzzValidateArchive feeds ValidateArchive arbitrary bytes, starting from
 // the crafted archives of testdata/archives. It must never panic, refuse
 // only with the archive codes, and accept only archives whose every entry
-// is listed with its size and SHA-256 and has a safe path.
+// is listed with its size and SHA-256 and has a safe path. The streamed
+// pass of uploads, fed the same bytes, must accept only what
+// ValidateArchive accepts, with the same manifest.
 func FuzzValidateArchive(f *testing.F) {
 	seeds, err := filepath.Glob(filepath.Join("testdata", "archives", "*.zip"))
 	if err != nil || len(seeds) == 0 {
@@ -34,6 +36,7 @@ func FuzzValidateArchive(f *testing.F) {
 	}
 	lim := objectstore.Limits{MaxEntries: 1000, MaxUncompressedBytes: 64 << 20, MaxManifestBytes: 1 << 20}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		streamedAgrees(t, raw, lim)
 		m, err := objectstore.ValidateArchive(context.Background(), bytes.NewReader(raw), int64(len(raw)), lim)
 		if err != nil {
 			switch domain.Code(err) {

@@ -255,8 +255,9 @@ func TestImportArchiveFromZipTool(t *testing.T) {
 // Importing a 256 MiB upload keeps a few MiB in memory, not the upload:
 // compared with a plain put of the same file (the embedded server's own
 // buffers are in this process's heap too), the heap grows by a few tens of
-// MiB at most; the import itself holds about 7 MiB (3 MiB of spool
-// buffers, 4 MiB of chunks awaiting the server).
+// MiB at most; the import itself holds about 14 MiB (8 MiB of blocks
+// between the reader and its three consumers, 1.3 MiB in the streamed
+// pass, 4 MiB of chunks awaiting the server).
 func TestImportArchiveStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("imports 256 MiB")
@@ -418,4 +419,36 @@ func TestImportStaged(t *testing.T) {
 	_, err = a.ImportStaged(ctx, "01JSTAGEDNONE", "")
 	wantCode(t, err, domain.CodeInvalidArgument)
 	assertNoTempFiles(t, tmp)
+}
+
+// An archive the streamed pass cannot follow (here: bytes before its first
+// entry, which archive/zip and ValidateArchive accept) is validated by
+// reading the stored chunks back, and imports all the same; one that is
+// also invalid is refused and leaves nothing.
+func TestImportArchiveUndecidedReadsBack(t *testing.T) {
+	a, js, tmp := setupTemp(t, objectstore.Config{})
+	ents := withManifest(t, nil, append(validEntries(), zent{name: "files/big.bin", body: randomBytes(5, 1<<20), method: zip.Store})...)
+	prefixed := append([]byte("#!/bin/sh\nexit 0\n"), makeZip(t, ents...)...)
+	if streamedAgrees(t, prefixed, objectstore.Limits{}) {
+		t.Fatal("the streamed pass decided: this test needs an archive it cannot follow")
+	}
+	imp, err := a.ImportArchive(t.Context(), "01JPREFIXED", bytes.NewReader(prefixed))
+	if err != nil {
+		t.Fatalf("ImportArchive: %v", err)
+	}
+	if imp.SHA256 != sha(prefixed) || imp.SizeBytes != int64(len(prefixed)) || imp.ItemCount != 4 {
+		t.Errorf("ImportedArchive = %+v", imp)
+	}
+	if stored, _ := readAll(t, a, "01JPREFIXED"); !bytes.Equal(stored, prefixed) {
+		t.Error("stored bytes differ from the upload")
+	}
+
+	chunks := chunkMessages(t, js)
+	bad := append([]byte("#!/bin/sh\n"), makeZip(t, withManifest(t, func(m *objectstore.Manifest) { m.Entries[0].SHA256 = sha(nil) }, validEntries()...)...)...)
+	_, err = a.ImportArchive(t.Context(), "01JPREFIXEDBAD", bytes.NewReader(bad))
+	wantCode(t, err, domain.CodeArchiveInvalid)
+	if !strings.Contains(domain.Public(err), "sha256") {
+		t.Errorf("detail %q does not name the digest", domain.Public(err))
+	}
+	assertNothingLeft(t, a, js, tmp, "01JPREFIXEDBAD", chunks)
 }

@@ -296,7 +296,7 @@ func (a *Archives) StageDownload(ctx context.Context, backupID string, size int6
 	}
 	// The stream is verified, or fails before its end: sum is its digest.
 	obj, err := a.put(context.WithoutCancel(ctx), a.staging, meta, &ctxReader{ctx: ctx, r: s},
-		func(*jetstream.ObjectMeta) ([]byte, error) { return sum, nil }, true)
+		func(*jetstream.ObjectMeta, *storedChunks) ([]byte, error) { return sum, nil }, true)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()

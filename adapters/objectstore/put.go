@@ -46,8 +46,8 @@ func newBucket(obs jetstream.ObjectStore, name string) bucket {
 // object's meta record is: the object exists only from then on. It may
 // complete meta, and returns the SHA-256 of the bytes put read, if known
 // (else put's own is recorded); an error fails the put, which then purges
-// the chunks and leaves no object.
-type commitFunc func(meta *jetstream.ObjectMeta) (sum []byte, err error)
+// the chunks and leaves no object. stored reads the chunks back.
+type commitFunc func(meta *jetstream.ObjectMeta, stored *storedChunks) (sum []byte, err error)
 
 // put stores r as the object meta.Name of b, exactly as
 // jetstream.ObjectStore.Put does (chunks on "$O.<bucket>.C.<nuid>", then
@@ -75,13 +75,15 @@ func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta,
 		free   [][]byte
 		size   uint64
 		chunks uint32
+		seqs   []uint64
 	)
 	next := func() error {
 		f := queue[0]
 		queue = queue[1:]
 		select {
-		case <-f.ack.Ok():
+		case ack := <-f.ack.Ok():
 			free = append(free, f.buf)
+			seqs = append(seqs, ack.Sequence)
 			return nil
 		case err := <-f.ack.Err():
 			return fmt.Errorf("chunk: %w", err)
@@ -136,7 +138,7 @@ func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta,
 
 	digest := jetstream.GetObjectDigestValue(h)
 	if commit != nil {
-		sum, err := commit(&meta)
+		sum, err := commit(&meta, &storedChunks{a: a, b: b, subject: chunkSubj, seqs: seqs, size: int64(size)})
 		if err != nil {
 			return fail(err)
 		}

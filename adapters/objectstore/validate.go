@@ -87,6 +87,30 @@ const (
 // directory and the manifest, not by the size of the archive; entries are
 // inflated and hashed on all cores.
 func ValidateArchive(ctx context.Context, r io.ReaderAt, size int64, lim Limits) (Manifest, error) {
+	return validate(ctx, r, size, lim, randomAccess{})
+}
+
+// contents reads what validate needs of the entries' data: the manifest's
+// bytes and the check of every other entry's content against it.
+type contents interface {
+	// manifest returns the content of f, the manifest, of at most
+	// limit+1 bytes.
+	manifest(f *zip.File, limit int64) ([]byte, error)
+	// verify checks each job's entry against its manifest entry.
+	verify(ctx context.Context, jobs []verifyJob) error
+}
+
+// randomAccess reads the entries through the zip reader.
+type randomAccess struct{}
+
+func (randomAccess) manifest(f *zip.File, limit int64) ([]byte, error) {
+	return readManifest(f, limit)
+}
+
+func (randomAccess) verify(ctx context.Context, jobs []verifyJob) error { return verifyAll(ctx, jobs) }
+
+// validate is ValidateArchive with the entries' data read by c.
+func validate(ctx context.Context, r io.ReaderAt, size int64, lim Limits, c contents) (Manifest, error) {
 	lim = lim.withDefaults()
 	if size > lim.MaxArchiveBytes {
 		return Manifest{}, tooLarge(size, lim.MaxArchiveBytes)
@@ -153,7 +177,7 @@ func ValidateArchive(ctx context.Context, r io.ReaderAt, size int64, lim Limits)
 	if err := checkRatio(manifestFile, int64(manifestFile.UncompressedSize64), lim); err != nil {
 		return Manifest{}, err
 	}
-	raw, err := readManifest(manifestFile, lim.MaxManifestBytes)
+	raw, err := c.manifest(manifestFile, lim.MaxManifestBytes)
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -248,7 +272,7 @@ func ValidateArchive(ctx context.Context, r io.ReaderAt, size int64, lim Limits)
 			work = append(work, verifyJob{f: s.f, want: listed[s.f.Name]})
 		}
 	}
-	if err := verifyAll(ctx, work); err != nil {
+	if err := c.verify(ctx, work); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil
