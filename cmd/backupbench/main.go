@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,8 @@ type config struct {
 	files    int
 	timeout  time.Duration
 	memLimit string
+	profile  string
+	repeat   int
 }
 
 func run() error {
@@ -61,7 +64,12 @@ func run() error {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.memLimit, "memory-limit", "96MiB", "backupd --memory-limit of the backupd under test (empty: none)")
+	flag.StringVar(&cfg.profile, "profile-upload", "", "write a CPU profile of backupd during the upload to this file")
+	flag.IntVar(&cfg.repeat, "repeat", 3, "how many times to time the upload and the raw put and get of the archive")
 	flag.Parse()
+	if cfg.repeat < 1 {
+		return errors.New("-repeat must be at least 1")
+	}
 	n, err := parseSize(*size)
 	if err != nil {
 		return err
@@ -95,12 +103,20 @@ func run() error {
 	// The raw baseline runs on a backupd of its own, so that its load (the
 	// object store client keeps many chunks in flight) does not count in
 	// the memory of the backupd under test.
-	rawD, err := startBackupd(ctx, bin, filepath.Join(tmp, "raw"), root, cfg.sync, "")
+	rawPprof := ""
+	if cfg.profile != "" {
+		rawPprof = freeAddr()
+	}
+	rawD, err := startBackupd(ctx, bin, filepath.Join(tmp, "raw"), root, cfg.sync, "", rawPprof)
 	if err != nil {
 		return err
 	}
 	defer rawD.stop()
-	d, err := startBackupd(ctx, bin, filepath.Join(tmp, "data"), root, cfg.sync, cfg.memLimit)
+	pprofAddr := ""
+	if cfg.profile != "" {
+		pprofAddr = freeAddr()
+	}
+	d, err := startBackupd(ctx, bin, filepath.Join(tmp, "data"), root, cfg.sync, cfg.memLimit, pprofAddr)
 	if err != nil {
 		return err
 	}
@@ -143,30 +159,59 @@ func run() error {
 		return err
 	}
 
-	syscall.Sync()
-	start = time.Now()
-	var up backup
-	f, err := os.Open(zipPath)
-	if err != nil {
-		return err
-	}
-	err = c.json(ctx, "POST", "/v1/apps/copy/backups/upload?name=bench-upload", f, http.StatusCreated, &up)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	upload := time.Since(start)
+	// Upload, then raw put and get of the archive's own bytes (the
+	// baselines of upload and download), repeate times in turn: the
+	// disk's pace varies by a factor of two from one put to the next, so
+	// the table gives the median of each.
+	var uploads, rawPuts, rawGets []time.Duration
+	for i := range cfg.repeat {
+		syscall.Sync()
+		profiled := make(chan error, 1)
+		profile := cfg.profile != "" && i == 0
+		if profile {
+			go func() { profiled <- cpuProfile(ctx, pprofAddr, cfg.profile, 4) }()
+		}
+		f, err := os.Open(zipPath)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		var up backup
+		err = c.json(ctx, "POST", fmt.Sprintf("/v1/apps/copy/backups/upload?name=bench-upload-%d", i), f, http.StatusCreated, &up)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		uploads = append(uploads, time.Since(start))
+		if profile {
+			if err := <-profiled; err != nil {
+				return fmt.Errorf("profile: %w", err)
+			}
+		}
+		if err := c.json(ctx, "DELETE", "/v1/apps/copy/backups/"+up.ID, nil, http.StatusNoContent, nil); err != nil {
+			return err
+		}
 
+		syscall.Sync()
+		if profile {
+			go func() { profiled <- cpuProfile(ctx, rawPprof, cfg.profile+".raw", 2) }()
+		}
+		rawPutZ, rawGetZ, err := rawObjectStore(ctx, rawD.js, fileReader(zipPath), b.SizeBytes)
+		if err != nil {
+			return err
+		}
+		rawPuts, rawGets = append(rawPuts, rawPutZ), append(rawGets, rawGetZ)
+		if profile {
+			if err := <-profiled; err != nil {
+				return fmt.Errorf("profile: %w", err)
+			}
+		}
+	}
 	peak, err := peakRSS(d.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	syscall.Sync()
-	// Raw put and get of the archive's own bytes, for download and upload.
-	rawPutZ, rawGetZ, err := rawObjectStore(ctx, rawD.js, fileReader(zipPath), b.SizeBytes)
-	if err != nil {
-		return err
-	}
+	upload, rawPutZ, rawGetZ := median(uploads), median(rawPuts), median(rawGets)
 	mib := func(bytes int64, d time.Duration) float64 { return float64(bytes) / (1 << 20) / d.Seconds() }
 	row := func(what string, bytes int64, d, raw time.Duration) {
 		ratio := ""
@@ -184,6 +229,7 @@ func run() error {
 	row("raw object put (archive bytes)", b.SizeBytes, rawPutZ, 0)
 	row("upload (archive, to ready)", b.SizeBytes, upload, rawPutZ)
 	fmt.Printf("raw object get (app bytes): %.2f s\n", rawGet.Seconds())
+	fmt.Printf("runs (s): upload %s; raw put %s; raw get %s\n", seconds(uploads), seconds(rawPuts), seconds(rawGets))
 	fmt.Printf("backupd peak RSS (VmHWM) over create, download and upload: %s (--memory-limit %q)\n", human(peak), cfg.memLimit)
 	return nil
 }
@@ -334,13 +380,57 @@ type backupd struct {
 	js   njs.JetStream
 }
 
-func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit string) (*backupd, error) {
+// median returns the median of ds (of the middle two, the slower).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func seconds(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%.2f", d.Seconds()))
+	}
+	return strings.Join(parts, " ")
+}
+
+// cpuProfile writes a CPU profile of seconds seconds of the backupd whose
+// pprof endpoint listens on addr to path.
+func cpuProfile(ctx context.Context, addr, path string, seconds int) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprofAddr string) (*backupd, error) {
 	httpAddr, natsAddr := freeAddr(), freeAddr()
 	args := []string{"--data-dir", dataDir, "--http-addr", httpAddr,
 		"--nats-listen", natsAddr, "--sync", sync, "--admin-token", "bench", "--dir-root", root,
 		"--app-source", "big=dir", "--log-level", "warn", "--min-interval", "0s"}
 	if memLimit != "" {
 		args = append(args, "--memory-limit", memLimit)
+	}
+	if pprofAddr != "" {
+		args = append(args, "--pprof-addr", pprofAddr)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -390,6 +480,14 @@ func (c *client) do(ctx context.Context, method, path string, body io.Reader) (*
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if f, ok := body.(*os.File); ok {
+		// As curl and backupctl do: a file goes with its length, not chunked.
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		req.ContentLength = fi.Size()
+	}
 	if body != nil {
 		if strings.Contains(path, "upload") {
 			req.Header.Set("Content-Type", "application/zip")
@@ -412,6 +510,9 @@ func (c *client) json(ctx context.Context, method, path string, body io.Reader, 
 	}
 	if resp.StatusCode != want {
 		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if v == nil {
+		return nil
 	}
 	return json.Unmarshal(b, v)
 }
