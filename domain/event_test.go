@@ -37,6 +37,21 @@ var goldenEvents = []domain.Event{
 		Original: domain.ArchiveOrigin{App: "erp", BackupID: "01JD5Q3ZK6N8W2X4Y7T9R1M3P5", Name: "Before upgrade",
 			CreatedAt: time.Date(2026, 8, 29, 12, 2, 0, 500_000_000, time.UTC)}},
 	&domain.BackupCorrupted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "archive does not match the ledger: sha256 mismatch"},
+	// Identity events (subject ledger.events._identity).
+	&domain.OrgCreated{Org: "acme", Name: "ACME Corp."},
+	&domain.MemberAdded{Org: "acme", User: "alice"},
+	&domain.MemberRemoved{Org: "acme", User: "alice"},
+	&domain.UserCreated{User: "alice", Name: "Alice Liddell", Email: "alice@example.com"},
+	&domain.UserDisabled{User: "alice"},
+	&domain.UserEnabled{User: "alice"},
+	&domain.PasswordChanged{User: "alice"},
+	&domain.PasswordFailed{User: "alice", Purpose: "login", LockedUntil: time.Date(2026, 11, 22, 10, 30, 0, 0, time.UTC)},
+	&domain.AppRegistered{App: "crm", Org: "acme", Admin: "alice"},
+	&domain.AdminGranted{App: "crm", User: "alice"},
+	&domain.AdminRevoked{App: "crm", User: "alice"},
+	&domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C", User: "alice", Name: "ci", Kind: domain.TokenAPI,
+		ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+	&domain.TokenRevoked{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C"},
 }
 
 // goldenVariants are further frozen forms of registered types, in
@@ -50,6 +65,11 @@ var goldenVariants = []struct {
 	// written before it have none, and the golden above keeps that form.
 	{"backup.completed.v1-with-source", &domain.BackupCompleted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", SizeBytes: 1048576,
 		SHA256: sha64, ItemCount: 42, SchemaVersion: 3, Source: "kv"}},
+	// An app the server administrator registered has no first admin.
+	{"app.registered.v1-by-server-admin", &domain.AppRegistered{App: "crm", Org: "acme"}},
+	// A wrong password that did not lock, and a token without expiry.
+	{"user.password_failed.v1-not-locked", &domain.PasswordFailed{User: "alice", Purpose: "restore"}},
+	{"token.created.v1-no-expiry", &domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", User: "alice", Name: "laptop", Kind: domain.TokenSession}},
 	// backup.uploaded's description is optional, its source is not.
 	{"backup.uploaded.v1-minimal", &domain.BackupUploaded{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "n",
 		ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC), SHA256: sha64}},
@@ -81,8 +101,12 @@ func goldenEnvelope(t *testing.T, ev domain.Event) domain.Envelope {
 	if err != nil {
 		t.Fatalf("marshal %s: %v", ev.EventType(), err)
 	}
+	app := "crm"
+	if !strings.HasPrefix(ev.EventType(), "backup.") {
+		app = domain.IdentityStream
+	}
 	return domain.Envelope{
-		ID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4E", Type: ev.EventType(), Version: 1, App: "crm", Time: goldenTime,
+		ID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4E", Type: ev.EventType(), Version: 1, App: app, Time: goldenTime,
 		Actor: "alice", CommandID: "idem-key.1", CorrelationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C",
 		CausationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", PrevHash: domain.HashEvent([]byte("previous event")), Data: data,
 	}
@@ -171,7 +195,12 @@ func TestEventTypes(t *testing.T) {
 	want := []string{
 		domain.TypeBackupCompleted, domain.TypeBackupCorrupted, domain.TypeBackupDeleted, domain.TypeBackupFailed,
 		domain.TypeBackupRenamed, domain.TypeBackupRequested, domain.TypeBackupStarted, domain.TypeBackupUploaded,
+		domain.TypeAdminGranted, domain.TypeAdminRevoked, domain.TypeAppRegistered, domain.TypeOrgCreated,
+		domain.TypeMemberAdded, domain.TypeMemberRemoved, domain.TypeTokenCreated, domain.TypeTokenRevoked,
+		domain.TypeUserCreated, domain.TypeUserDisabled, domain.TypeUserEnabled, domain.TypePasswordChanged,
+		domain.TypePasswordFailed,
 	}
+	slices.Sort(want)
 	got := domain.EventTypes()
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
@@ -182,6 +211,13 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeBackupCompleted: "backup.completed", domain.TypeBackupFailed: "backup.failed",
 		domain.TypeBackupRenamed: "backup.renamed", domain.TypeBackupDeleted: "backup.deleted",
 		domain.TypeBackupUploaded: "backup.uploaded", domain.TypeBackupCorrupted: "backup.corrupted",
+		domain.TypeOrgCreated: "org.created", domain.TypeMemberAdded: "org.member_added",
+		domain.TypeMemberRemoved: "org.member_removed", domain.TypeUserCreated: "user.created",
+		domain.TypeUserDisabled: "user.disabled", domain.TypeUserEnabled: "user.enabled",
+		domain.TypePasswordChanged: "user.password_changed", domain.TypePasswordFailed: "user.password_failed",
+		domain.TypeAppRegistered: "app.registered", domain.TypeAdminGranted: "app.admin_granted",
+		domain.TypeAdminRevoked: "app.admin_revoked", domain.TypeTokenCreated: "token.created",
+		domain.TypeTokenRevoked: "token.revoked",
 	}
 	for c, n := range names {
 		if c != n {
@@ -233,7 +269,7 @@ func TestDecodeEventRoundTripsGoldens(t *testing.T) {
 			if !bytes.Equal(again, compact.Bytes()) {
 				t.Fatalf("data re-encodes to %s, golden %s", again, compact.Bytes())
 			}
-			if got := domain.BackupID(ev); got != "01JDAX3N3Z8Q1V0G5Y9F6K2M4B" {
+			if got := domain.BackupID(ev); strings.HasPrefix(gd.file, "backup.") && got != "01JDAX3N3Z8Q1V0G5Y9F6K2M4B" {
 				t.Fatalf("BackupID = %q", got)
 			}
 		})
