@@ -25,6 +25,7 @@ type Store struct {
 
 	mu      sync.RWMutex
 	apps    map[string]*appModel
+	dir     domain.Directory // the identity events
 	applied uint64
 
 	wmu     sync.Mutex
@@ -112,6 +113,8 @@ func (s *Store) Apply(seq uint64, app string, body []byte) {
 	}
 	s.mu.Lock()
 	switch {
+	case app == domain.IdentityStream:
+		s.dir.Apply(seq, body)
 	case domain.ValidateAppID(app) != nil:
 		s.log.Error("skip ledger message on a subject that names no app", "seq", seq, "app", app)
 	case err != nil:
@@ -265,6 +268,16 @@ func (s *Store) ReadApp(app string, fn func(a *domain.App)) {
 	}
 	fn(domain.NewApp(app, 1))
 }
+
+// ReadDirectory implements domain.DirectoryView: fn reads the fold of the
+// identity events while none is applied.
+func (s *Store) ReadDirectory(fn func(d *domain.Directory)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(&s.dir)
+}
+
+var _ domain.DirectoryView = (*Store)(nil)
 
 // Backups returns the live backups of app sorted by creation time; an app
 // without events has none.

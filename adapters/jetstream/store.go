@@ -43,7 +43,7 @@ func NewEventStore(ctx context.Context, js njs.JetStream) (*EventStore, error) {
 // *jetstream.APIError) when the subject's last sequence is not
 // ev.ExpectedSeq, and other errors, wrapped, when the publish fails.
 func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
-	if err := domain.ValidateAppID(ev.App); err != nil {
+	if err := validSubject(ev.App); err != nil {
 		return domain.AppendResult{}, err
 	}
 	h := make(nats.Header, 3)
@@ -65,6 +65,15 @@ func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain
 	return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
+// validSubject checks the subject token of an append: an app id, or
+// domain.IdentityStream.
+func validSubject(app string) error {
+	if app == domain.IdentityStream {
+		return nil
+	}
+	return domain.ValidateAppID(app)
+}
+
 // isWrongLastSequence reports whether err is the server's answer to a wrong
 // expected last sequence: code 10071 on R1, 10164 on replicated streams
 // under concurrent writers (DESIGN §10).
@@ -83,7 +92,7 @@ func isWrongLastSequence(err error) bool {
 // an invalid app id and other errors, wrapped, when the stream cannot be
 // reached.
 func (s *EventStore) LastSeq(ctx context.Context, app string) (uint64, error) {
-	if err := domain.ValidateAppID(app); err != nil {
+	if err := validSubject(app); err != nil {
 		return 0, err
 	}
 	msg, err := s.stream.GetLastMsgForSubject(ctx, Subject(app))
