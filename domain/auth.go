@@ -12,6 +12,27 @@ type Principal struct {
 	ID string
 	// Admin is true for the server administrator.
 	Admin bool
+	// TokenID is the id of the token the caller presented, when the
+	// Identity service made it (a session is ended by revoking it).
+	TokenID string
+}
+
+// ChainAuth tries each Authenticator in turn: the first that accepts the
+// token decides; an error other than ErrUnauthenticated stops the chain.
+type ChainAuth []Authenticator
+
+// Authenticate implements Authenticator.
+func (c ChainAuth) Authenticate(ctx context.Context, token string) (Principal, error) {
+	for _, a := range c {
+		p, err := a.Authenticate(ctx, token)
+		if err == nil {
+			return p, nil
+		}
+		if Code(err) != CodeUnauthenticated {
+			return Principal{}, err
+		}
+	}
+	return Principal{}, ErrUnauthenticated
 }
 
 // Authenticator turns a bearer token into a Principal. Every transport calls

@@ -399,7 +399,7 @@ func (s *Identity) Authenticate(ctx context.Context, token string) (Principal, e
 	if subtle.ConstantTimeCompare(got[:], want) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
-	return Principal{ID: user}, nil
+	return Principal{ID: user, TokenID: id}, nil
 }
 
 // tokenHash returns the stored hash of a token's secret; a token's hash

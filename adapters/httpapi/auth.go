@@ -75,11 +75,13 @@ func bearerToken(h string) (string, bool) {
 }
 
 // visible reports whether p may see and act on app. It is the single access
-// check of the API, so that app admins can be added here: today only the
-// server administrator has rights, and it has them on every app.
-func visible(p domain.Principal, app string) bool {
-	_ = app
-	return p.Admin
+// check of the API: the server administrator on every app, a user on the
+// apps it administers (Deps.Identity).
+func (s *Server) visible(p domain.Principal, app string) bool {
+	if p.Admin {
+		return true
+	}
+	return s.deps.Identity != nil && s.deps.Identity.Visible(p, app)
 }
 
 // call is what an authenticated /v1 handler knows about its request.
@@ -95,6 +97,17 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, c call) error
 // value (if the route has one) is validated (400) and checked for
 // visibility (404, so that callers cannot probe for apps).
 func (s *Server) v1(mux *http.ServeMux, pattern string, h apiFunc) {
+	s.route(mux, pattern, true, h)
+}
+
+// v1Unchecked registers an authenticated API route whose {app} is
+// validated but not checked for visibility: the command decides (creating
+// an app).
+func (s *Server) v1Unchecked(mux *http.ServeMux, pattern string, h apiFunc) {
+	s.route(mux, pattern, false, h)
+}
+
+func (s *Server) route(mux *http.ServeMux, pattern string, check bool, h apiFunc) {
 	withApp := strings.Contains(pattern, "{app}")
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		i := info(r)
@@ -109,7 +122,7 @@ func (s *Server) v1(mux *http.ServeMux, pattern string, h apiFunc) {
 				s.problem(w, r, err)
 				return
 			}
-			if !visible(c.p, c.app) {
+			if check && !s.visible(c.p, c.app) {
 				s.problem(w, r, domain.Errorf(domain.CodeNotFound, "app %s not found", c.app))
 				return
 			}

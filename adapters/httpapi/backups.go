@@ -54,7 +54,7 @@ func (s *Server) listBackups(w http.ResponseWriter, _ *http.Request, c call) err
 
 // allBackups answers the live backups of every app the caller may see.
 func (s *Server) allBackups(w http.ResponseWriter, _ *http.Request, c call) error {
-	list := s.deps.Queries.AllBackups(func(app string) bool { return visible(c.p, app) })
+	list := s.deps.Queries.AllBackups(func(app string) bool { return s.visible(c.p, app) })
 	writeJSON(w, http.StatusOK, projections.BackupList{Backups: list})
 	return nil
 }

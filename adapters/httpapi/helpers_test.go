@@ -60,7 +60,8 @@ func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edi
 		Commands:  st.Ledger,
 		Queries:   st.Proj,
 		Config:    st.Config,
-		Auth:      st.Auth,
+		Auth:      st.AuthChain(),
+		Identity:  st.Identity,
 		Transfers: st.Transfers,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}

@@ -27,6 +27,10 @@ var statusByCode = map[string]int{
 	domain.CodeArchiveTooLarge:     http.StatusRequestEntityTooLarge,
 	domain.CodeUnavailable:         http.StatusServiceUnavailable,
 	domain.CodeInternal:            http.StatusInternalServerError,
+	domain.CodePermissionDenied:    http.StatusForbidden,
+	domain.CodePasswordIncorrect:   http.StatusForbidden,
+	domain.CodePasswordLocked:      http.StatusForbidden,
+	domain.CodeAlreadyExists:       http.StatusConflict,
 	codeMethodNotAllowed:           http.StatusMethodNotAllowed,
 	codePayloadTooLarge:            http.StatusRequestEntityTooLarge,
 	codeUnsupportedMediaType:       http.StatusUnsupportedMediaType,
@@ -99,7 +103,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	if s.cfg.ProblemBaseURL != "" {
 		p.Type = s.cfg.ProblemBaseURL + "#" + code
 	}
-	if code == domain.CodeTooSoon {
+	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked {
 		p.RetryAfterSeconds = ceilSeconds(domain.RetryAfter(err))
 		w.Header().Set("Retry-After", strconv.FormatInt(p.RetryAfterSeconds, 10))
 	}

@@ -37,6 +37,8 @@ type Queries interface {
 	App(app string) projections.AppView
 	AppLog(app string) []projections.LogEntry
 	BackupLog(app, id string) ([]projections.LogEntry, error)
+	// Apps returns the apps with at least one event, sorted.
+	Apps() []string
 }
 
 // Transfers moves archives in and out; *domain.Transfers implements it.
@@ -138,6 +140,10 @@ type Deps struct {
 	Queries  Queries            // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
+	// Identity decides who may act on which app and serves the identity
+	// routes (organisations, users, tokens, sessions); nil means the
+	// server administrator alone, on every app.
+	Identity Identity
 	// Transfers serves the archive routes (download and upload); nil
 	// answers them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
@@ -231,6 +237,7 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "DELETE /v1/apps/{app}/config/{key...}", s.deleteDoc)
 
 	root := http.NewServeMux()
+	s.identityRoutes(api, root)
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
 	root.HandleFunc("GET /metrics", s.metrics)

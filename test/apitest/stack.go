@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -185,6 +188,48 @@ type Stack struct {
 	Auth      Tokens
 	Archives  *MemArchives
 	Transfers *domain.Transfers
+	// Identity is the real identity service over the same store, with
+	// secrets in memory and bcrypt at its lowest cost.
+	Identity *domain.Identity
+	Secrets  *MemSecrets
+}
+
+// AuthChain is what a server built on the stack authenticates with: the
+// fixed tokens of Auth, then the Identity's tokens.
+func (s *Stack) AuthChain() domain.Authenticator { return domain.ChainAuth{s.Auth, s.Identity} }
+
+// MemSecrets is a domain.SecretStore in memory.
+type MemSecrets struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *MemSecrets) PutSecret(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = append([]byte(nil), value...)
+	return nil
+}
+
+func (s *MemSecrets) Secret(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, fmt.Errorf("secret %s: %w", key, domain.ErrNoSecret)
+	}
+	return v, nil
+}
+
+// Values returns every stored secret.
+func (s *MemSecrets) Values() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	for _, v := range s.m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // Start is the fake clock's first reading: a Monday.
@@ -202,7 +247,17 @@ func NewStack(t testing.TB) *Stack {
 		t.Fatalf("new ledger: %v", err)
 	}
 	archives := NewMemArchives(clock)
+	secrets := &MemSecrets{m: map[string][]byte{}}
+	hasher, err := password.NewBcrypt(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, err := domain.NewIdentity(store, proj, secrets, hasher, clock, ids, domain.IdentityConfig{}, nil)
+	if err != nil {
+		t.Fatalf("new identity: %v", err)
+	}
 	return &Stack{
+		Identity: identity, Secrets: secrets,
 		Store: store, Proj: proj, Ledger: ledger, Clock: clock,
 		Archives: archives, Transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
 		Config: &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}},

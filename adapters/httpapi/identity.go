@@ -1,0 +1,524 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// Identity is what the identity routes and the access check need;
+// *domain.Identity.
+type Identity interface {
+	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
+	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
+	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.IdentityResult, error)
+	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
+	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
+	Visible(p domain.Principal, app string) bool
+	Read(fn func(d *domain.Directory))
+}
+
+// OrgView is an organisation in API answers.
+type OrgView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Members   []string  `json:"members"`
+}
+
+// UserView is a user in API answers: never a password or its hash.
+type UserView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	Orgs      []string  `json:"orgs"`
+}
+
+// AppAccessView says which organisation an app belongs to and who
+// administers it.
+type AppAccessView struct {
+	App    string   `json:"app"`
+	Org    string   `json:"org"`
+	Admins []string `json:"admins"`
+}
+
+// TokenView is a token without its secret.
+type TokenView struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Kind      string     `json:"kind"`
+	User      string     `json:"user"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Revoked   bool       `json:"revoked"`
+}
+
+// NewTokenView is a token just made, with its secret: shown once.
+type NewTokenView struct {
+	TokenView
+	Token string `json:"token"`
+}
+
+// MeView is who the caller is and what it administers.
+type MeView struct {
+	ID    string   `json:"id"`
+	Admin bool     `json:"admin"`
+	Name  string   `json:"name,omitempty"`
+	Email string   `json:"email,omitempty"`
+	Orgs  []string `json:"orgs"`
+	// Apps are the apps the caller administers; for the server
+	// administrator, every app with a backup.
+	Apps []string `json:"apps"`
+}
+
+func orgView(o *domain.Org) OrgView {
+	v := OrgView{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt.UTC(), Members: []string{}}
+	for m := range o.Members {
+		v.Members = append(v.Members, m)
+	}
+	slices.Sort(v.Members)
+	return v
+}
+
+func userView(d *domain.Directory, u *domain.User) UserView {
+	orgs := d.MemberOf(u.ID)
+	if orgs == nil {
+		orgs = []string{}
+	}
+	return UserView{ID: u.ID, Name: u.Name, Email: u.Email, Disabled: u.Disabled, CreatedAt: u.CreatedAt.UTC(), Orgs: orgs}
+}
+
+func appAccessView(a *domain.AppAccess) AppAccessView {
+	v := AppAccessView{App: a.App, Org: a.Org, Admins: []string{}}
+	for u := range a.Admins {
+		v.Admins = append(v.Admins, u)
+	}
+	slices.Sort(v.Admins)
+	return v
+}
+
+func tokenView(t *domain.Token) TokenView {
+	v := TokenView{ID: t.ID, Name: t.Name, Kind: t.Kind, User: t.User, CreatedAt: t.CreatedAt.UTC(), Revoked: t.Revoked}
+	if !t.ExpiresAt.IsZero() {
+		e := t.ExpiresAt.UTC()
+		v.ExpiresAt = &e
+	}
+	return v
+}
+
+// identityRoutes registers the identity routes on api (authenticated)
+// and the login on root.
+func (s *Server) identityRoutes(api, root *http.ServeMux) {
+	s.v1(api, "POST /v1/orgs", s.createOrg)
+	s.v1(api, "GET /v1/orgs", s.listOrgs)
+	s.v1(api, "GET /v1/orgs/{org}", s.getOrg)
+	s.v1(api, "PUT /v1/orgs/{org}/members/{user}", s.setMember(true))
+	s.v1(api, "DELETE /v1/orgs/{org}/members/{user}", s.setMember(false))
+	s.v1(api, "POST /v1/users", s.createUser)
+	s.v1(api, "GET /v1/users", s.listUsers)
+	s.v1(api, "GET /v1/users/{user}", s.getUser)
+	s.v1(api, "PATCH /v1/users/{user}", s.patchUser)
+	s.v1(api, "PUT /v1/users/{user}/password", s.setPassword)
+	s.v1Unchecked(api, "PUT /v1/apps/{app}", s.registerApp)
+	s.v1(api, "GET /v1/apps/{app}/admins", s.getAppAccess)
+	s.v1(api, "PUT /v1/apps/{app}/admins/{user}", s.setAdmin(true))
+	s.v1(api, "DELETE /v1/apps/{app}/admins/{user}", s.setAdmin(false))
+	s.v1(api, "POST /v1/tokens", s.createToken)
+	s.v1(api, "GET /v1/tokens", s.listTokens)
+	s.v1(api, "DELETE /v1/tokens/{id}", s.revokeToken)
+	s.v1(api, "DELETE /v1/sessions/current", s.logout)
+	s.v1(api, "GET /v1/me", s.me)
+	root.Handle("POST /v1/sessions", s.requireReady(http.HandlerFunc(s.login)))
+}
+
+// identity returns the identity service, or unavailable when the server
+// runs without one (the server administrator alone).
+func (s *Server) identity() (Identity, error) {
+	if s.deps.Identity == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
+	}
+	return s.deps.Identity, nil
+}
+
+// runIdentity runs cmd under the request timeout and answers status with
+// view() read after it.
+func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, status int, cmd func(ctx context.Context, id Identity, m domain.Meta) error, view func(d *domain.Directory) (any, error)) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := cmd(ctx, id, m); err != nil {
+		return err
+	}
+	if view == nil {
+		w.WriteHeader(status)
+		return nil
+	}
+	var (
+		v    any
+		verr error
+	)
+	id.Read(func(d *domain.Directory) { v, verr = view(d) })
+	if verr != nil {
+		return verr
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+func execCmd(p domain.Principal, cmd domain.IdentityCommand) func(ctx context.Context, id Identity, m domain.Meta) error {
+	return func(ctx context.Context, id Identity, m domain.Meta) error {
+		_, err := id.Execute(ctx, p, cmd, m)
+		return err
+	}
+}
+
+type createOrgRequest struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c call) error {
+	var req createOrgRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	return s.runIdentity(w, r, c, http.StatusCreated, execCmd(c.p, domain.CreateOrg{ID: req.ID, Name: req.Name}),
+		func(d *domain.Directory) (any, error) {
+			o, _ := d.Org(req.ID)
+			return orgView(o), nil
+		})
+}
+
+// listOrgs answers every organisation to the server administrator, the
+// caller's own to a user.
+func (s *Server) listOrgs(w http.ResponseWriter, _ *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	out := []OrgView{}
+	id.Read(func(d *domain.Directory) {
+		for _, o := range d.Orgs() {
+			if c.p.Admin || o.Members[c.p.ID] {
+				out = append(out, orgView(o))
+			}
+		}
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"orgs": out})
+	return nil
+}
+
+func (s *Server) getOrg(w http.ResponseWriter, r *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	var (
+		v  OrgView
+		ok bool
+	)
+	id.Read(func(d *domain.Directory) {
+		var o *domain.Org
+		if o, ok = d.Org(r.PathValue("org")); ok && (c.p.Admin || o.Members[c.p.ID]) {
+			v = orgView(o)
+		} else {
+			ok = false
+		}
+	})
+	if !ok {
+		return domain.Errorf(domain.CodeNotFound, "organisation %s not found", r.PathValue("org"))
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) setMember(member bool) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request, c call) error {
+		cmd := domain.SetMember{Org: r.PathValue("org"), User: r.PathValue("user"), Member: member}
+		return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, cmd), nil)
+	}
+}
+
+type createUserRequest struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c call) error {
+	var req createUserRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	cmd := domain.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password}
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+		_, err := id.CreateUser(ctx, c.p, cmd, m)
+		return err
+	}, func(d *domain.Directory) (any, error) {
+		u, _ := d.User(req.ID)
+		return userView(d, u), nil
+	})
+}
+
+// listUsers answers every user (server administrator only).
+func (s *Server) listUsers(w http.ResponseWriter, _ *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	if !c.p.Admin {
+		return domain.Errorf(domain.CodePermissionDenied, "only the server administrator lists users")
+	}
+	out := []UserView{}
+	id.Read(func(d *domain.Directory) {
+		for _, u := range d.Users() {
+			out = append(out, userView(d, u))
+		}
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+	return nil
+}
+
+// getUser answers a user to the server administrator and to itself.
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	user := r.PathValue("user")
+	var (
+		v  UserView
+		ok bool
+	)
+	id.Read(func(d *domain.Directory) {
+		var u *domain.User
+		if u, ok = d.User(user); ok && (c.p.Admin || c.p.ID == user) {
+			v = userView(d, u)
+		} else {
+			ok = false
+		}
+	})
+	if !ok {
+		return domain.Errorf(domain.CodeNotFound, "user %s not found", user)
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type patchUserRequest struct {
+	Disabled *bool `json:"disabled"`
+}
+
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, c call) error {
+	var req patchUserRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Disabled == nil {
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"disabled\" is required")
+	}
+	user := r.PathValue("user")
+	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.SetUserDisabled{User: user, Disabled: *req.Disabled}),
+		func(d *domain.Directory) (any, error) {
+			u, _ := d.User(user)
+			return userView(d, u), nil
+		})
+}
+
+type passwordRequest struct {
+	Password string `json:"password"`
+}
+
+func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, c call) error {
+	var req passwordRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	cmd := domain.ChangePassword{User: r.PathValue("user"), Password: req.Password}
+	if !c.p.Admin && c.p.ID != cmd.User {
+		return domain.Errorf(domain.CodeNotFound, "user %s not found", cmd.User)
+	}
+	return s.runIdentity(w, r, c, http.StatusNoContent, func(ctx context.Context, id Identity, m domain.Meta) error {
+		_, err := id.ChangePassword(ctx, c.p, cmd, m)
+		return err
+	}, nil)
+}
+
+type registerAppRequest struct {
+	Org string `json:"org"`
+}
+
+// registerApp puts an app into an organisation; a member who does it
+// becomes the app's admin.
+func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) error {
+	var req registerAppRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Org == "" {
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
+	}
+	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.RegisterApp{App: c.app, Org: req.Org}),
+		func(d *domain.Directory) (any, error) {
+			a, _ := d.App(c.app)
+			return appAccessView(a), nil
+		})
+}
+
+func (s *Server) getAppAccess(w http.ResponseWriter, _ *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	var (
+		v  AppAccessView
+		ok bool
+	)
+	id.Read(func(d *domain.Directory) {
+		var a *domain.AppAccess
+		if a, ok = d.App(c.app); ok {
+			v = appAccessView(a)
+		}
+	})
+	if !ok {
+		v = AppAccessView{App: c.app, Org: DefaultOrg, Admins: []string{}}
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// DefaultOrg is the organisation of an app that no one registered: the
+// apps the server administrator uses before identity exists.
+const DefaultOrg = "default"
+
+func (s *Server) setAdmin(admin bool) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request, c call) error {
+		cmd := domain.SetAdmin{App: c.app, User: r.PathValue("user"), Admin: admin}
+		return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, cmd), nil)
+	}
+}
+
+type createTokenRequest struct {
+	Name      string     `json:"name"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c call) error {
+	var req createTokenRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if c.p.Admin {
+		return domain.Errorf(domain.CodePermissionDenied, "the server administrator has its token (admin.token); tokens are for users")
+	}
+	var exp time.Time
+	if req.ExpiresAt != nil {
+		exp = *req.ExpiresAt
+	}
+	var made domain.NewToken
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+		var err error
+		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
+		return err
+	}, func(*domain.Directory) (any, error) {
+		return NewTokenView{TokenView: tokenView(&made.Token), Token: made.Secret}, nil
+	})
+}
+
+// listTokens answers the caller's API tokens.
+func (s *Server) listTokens(w http.ResponseWriter, _ *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	out := []TokenView{}
+	id.Read(func(d *domain.Directory) {
+		for _, t := range d.Tokens(c.p.ID, domain.TokenAPI) {
+			out = append(out, tokenView(t))
+		}
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+	return nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RevokeToken{ID: r.PathValue("id")}), nil)
+}
+
+// logout revokes the session token of the request.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c call) error {
+	if c.p.TokenID == "" {
+		return domain.Errorf(domain.CodeInvalidArgument, "this request was not made with a session or API token")
+	}
+	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RevokeToken{ID: c.p.TokenID}), nil)
+}
+
+func (s *Server) me(w http.ResponseWriter, _ *http.Request, c call) error {
+	v := MeView{ID: c.p.ID, Admin: c.p.Admin, Orgs: []string{}, Apps: []string{}}
+	if c.p.Admin {
+		v.Apps = append(v.Apps, s.deps.Queries.Apps()...)
+	}
+	if id := s.deps.Identity; id != nil {
+		id.Read(func(d *domain.Directory) {
+			if c.p.Admin {
+				for _, o := range d.Orgs() {
+					v.Orgs = append(v.Orgs, o.ID)
+				}
+				return
+			}
+			if u, ok := d.User(c.p.ID); ok {
+				v.Name, v.Email = u.Name, u.Email
+			}
+			v.Orgs = append(v.Orgs, d.MemberOf(c.p.ID)...)
+			v.Apps = append(v.Apps, d.AdministeredApps(c.p.ID)...)
+		})
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type loginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// login checks a user's password and answers a session token; it is the
+// one /v1 route without a bearer token.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	id, err := s.identity()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if req.User == "" || req.Password == "" {
+		s.problem(w, r, domain.Errorf(domain.CodeInvalidArgument, "fields \"user\" and \"password\" are required"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	made, err := id.Login(ctx, req.User, req.Password, domain.Meta{CommandID: s.deps.NewID()})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, NewTokenView{TokenView: tokenView(&made.Token), Token: made.Secret})
+}

@@ -1,0 +1,220 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/adapters/httpapi"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+const carolPW = "carol's long password"
+
+// as sends a request with a bearer token.
+func (a *api) as(token, method, path, body string) response {
+	a.t.Helper()
+	return a.do(method, path, body, "Authorization", "Bearer "+token)
+}
+
+func (a *api) login(user, pw string) httpapi.NewTokenView {
+	a.t.Helper()
+	var tok httpapi.NewTokenView
+	decode(a.t, a.do("POST", "/v1/sessions", `{"user":"`+user+`","password":"`+pw+`"}`, "Authorization", "").want(a.t, http.StatusCreated).body, &tok)
+	return tok
+}
+
+// seedIdentity makes organisation acme with members carol and dave, and
+// user erin of organisation other; alice is the server administrator.
+func seedIdentity(a *api) {
+	t := a.t
+	t.Helper()
+	a.do("POST", "/v1/orgs", `{"id":"acme","name":"ACME"}`).want(t, http.StatusCreated)
+	a.do("POST", "/v1/orgs", `{"id":"other"}`).want(t, http.StatusCreated)
+	for _, u := range []string{"carol", "dave", "erin"} {
+		a.do("POST", "/v1/users", `{"id":"`+u+`","name":"`+strings.ToUpper(u)+`","email":"`+u+`@example.com","password":"`+u+`'s long password"}`).want(t, http.StatusCreated)
+	}
+	a.do("PUT", "/v1/orgs/acme/members/carol", "").want(t, http.StatusNoContent)
+	a.do("PUT", "/v1/orgs/acme/members/dave", "").want(t, http.StatusNoContent)
+	a.do("PUT", "/v1/orgs/other/members/erin", "").want(t, http.StatusNoContent)
+}
+
+func TestIdentityRoutes(t *testing.T) {
+	a := newAPI(t, nil)
+	seedIdentity(a)
+
+	// Users are answered without any secret.
+	var u httpapi.UserView
+	r := a.do("GET", "/v1/users/carol", "").want(t, http.StatusOK)
+	decode(t, r.body, &u)
+	if u.ID != "carol" || u.Email != "carol@example.com" || !slices.Equal(u.Orgs, []string{"acme"}) {
+		t.Errorf("user = %+v", u)
+	}
+	if bytes.Contains(r.body, []byte("password")) || bytes.Contains(r.body, []byte("$2a$")) {
+		t.Errorf("user answer holds a password: %s", r.body)
+	}
+
+	carol := a.login("carol", carolPW).Token
+	dave := a.login("dave", "dave's long password").Token
+	erin := a.login("erin", "erin's long password").Token
+
+	// carol registers crm in acme and becomes its admin.
+	var acc httpapi.AppAccessView
+	decode(t, a.as(carol, "PUT", "/v1/apps/crm", `{"org":"acme"}`).want(t, http.StatusOK).body, &acc)
+	if acc.Org != "acme" || !slices.Equal(acc.Admins, []string{"carol"}) {
+		t.Errorf("app access = %+v", acc)
+	}
+	var b projections.BackupView
+	decode(t, a.as(carol, "POST", "/v1/apps/crm/backups", `{"name":"first"}`).want(t, http.StatusAccepted).body, &b)
+	if b.CreatedBy != "carol" {
+		t.Errorf("created_by = %q, want the authenticated user", b.CreatedBy)
+	}
+	a.create("erp", "the admin's app") // alice, the server administrator
+
+	// Others see nothing of crm: 404, not 403.
+	for _, tok := range []string{dave, erin} {
+		a.as(tok, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusNotFound)
+		a.as(tok, "POST", "/v1/apps/crm/backups", `{}`).want(t, http.StatusNotFound)
+		var list projections.BackupList
+		decode(t, a.as(tok, "GET", "/v1/backups", "").want(t, http.StatusOK).body, &list)
+		if len(list.Backups) != 0 {
+			t.Errorf("GET /v1/backups shows %d backups to a non-admin", len(list.Backups))
+		}
+	}
+	var list projections.BackupList
+	decode(t, a.as(carol, "GET", "/v1/backups", "").want(t, http.StatusOK).body, &list)
+	if len(list.Backups) != 1 || list.Backups[0].App != "crm" {
+		t.Errorf("carol's list: %+v", list.Backups)
+	}
+	// Only members can be granted; then dave administers crm.
+	if p := a.as(carol, "PUT", "/v1/apps/crm/admins/erin", "").want(t, http.StatusBadRequest).problem(t); p.Code != domain.CodeInvalidArgument {
+		t.Errorf("grant to a non-member: %+v", p)
+	}
+	a.as(dave, "PUT", "/v1/apps/crm/admins/dave", "").want(t, http.StatusNotFound)
+	a.as(carol, "PUT", "/v1/apps/crm/admins/dave", "").want(t, http.StatusNoContent)
+	a.as(dave, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusOK)
+	a.as(erin, "PUT", "/v1/apps/crm", `{"org":"other"}`).want(t, http.StatusConflict)
+
+	// Only the server administrator manages organisations and users.
+	for _, req := range [][2]string{
+		{"POST /v1/orgs", `{"id":"x"}`},
+		{"POST /v1/users", `{"id":"x","name":"X","password":"long enough password"}`},
+		{"PUT /v1/orgs/acme/members/erin", ""},
+		{"PATCH /v1/users/dave", `{"disabled":true}`},
+		{"GET /v1/users", ""},
+	} {
+		method, path, _ := strings.Cut(req[0], " ")
+		if p := a.as(carol, method, path, req[1]).want(t, http.StatusForbidden).problem(t); p.Code != domain.CodePermissionDenied {
+			t.Errorf("%s by carol: %+v", req[0], p)
+		}
+	}
+
+	// Who am I.
+	var me httpapi.MeView
+	decode(t, a.as(carol, "GET", "/v1/me", "").want(t, http.StatusOK).body, &me)
+	if me.ID != "carol" || me.Admin || !slices.Equal(me.Apps, []string{"crm"}) || !slices.Equal(me.Orgs, []string{"acme"}) {
+		t.Errorf("me = %+v", me)
+	}
+
+	// API tokens: shown once, listed without the secret, revoked at once.
+	var tok httpapi.NewTokenView
+	exp := a.st.Clock.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	decode(t, a.as(carol, "POST", "/v1/tokens", `{"name":"ci","expires_at":"`+exp+`"}`).want(t, http.StatusCreated).body, &tok)
+	if !strings.HasPrefix(tok.Token, "bl_") || tok.ExpiresAt == nil || tok.Kind != domain.TokenAPI {
+		t.Fatalf("new token = %+v", tok)
+	}
+	a.as(tok.Token, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusOK)
+	r = a.as(carol, "GET", "/v1/tokens", "").want(t, http.StatusOK)
+	if bytes.Contains(r.body, []byte(tok.Token)) || !bytes.Contains(r.body, []byte(tok.ID)) {
+		t.Errorf("token list: %s", r.body)
+	}
+	a.as(dave, "DELETE", "/v1/tokens/"+tok.ID, "").want(t, http.StatusNotFound)
+	a.as(carol, "DELETE", "/v1/tokens/"+tok.ID, "").want(t, http.StatusNoContent)
+	a.as(tok.Token, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusUnauthorized)
+	a.st.Clock.Advance(25 * time.Hour) // sessions last 12 hours
+	a.as(carol, "GET", "/v1/me", "").want(t, http.StatusUnauthorized)
+	carol = a.login("carol", carolPW).Token
+
+	// Logout ends the session.
+	a.as(carol, "DELETE", "/v1/sessions/current", "").want(t, http.StatusNoContent)
+	a.as(carol, "GET", "/v1/me", "").want(t, http.StatusUnauthorized)
+
+	// A disabled user's sessions stop at once.
+	dave = a.login("dave", "dave's long password").Token
+	a.do("PATCH", "/v1/users/dave", `{"disabled":true}`).want(t, http.StatusOK)
+	a.as(dave, "GET", "/v1/me", "").want(t, http.StatusUnauthorized)
+
+	// No password, hash or token in the logs or the events.
+	secrets := []string{carolPW, "dave's long password", tok.Token, carol, dave}
+	for _, v := range a.st.Secrets.Values() {
+		secrets = append(secrets, string(v))
+	}
+	for _, s := range secrets {
+		if strings.Contains(a.logs.String(), s) {
+			t.Errorf("the logs hold the secret %q", s)
+		}
+	}
+}
+
+func TestLoginLockout(t *testing.T) {
+	a := newAPI(t, nil)
+	seedIdentity(a)
+	wrong := `{"user":"carol","password":"not the password"}`
+	for range domain.LockoutFailures - 1 {
+		if p := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusUnauthorized).problem(t); p.Code != domain.CodeUnauthenticated {
+			t.Fatalf("wrong password: %+v", p)
+		}
+	}
+	r := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusForbidden)
+	if p := r.problem(t); p.Code != domain.CodePasswordLocked || p.RetryAfterSeconds != int64(domain.LockoutDuration/time.Second) {
+		t.Fatalf("locking password: %+v", p)
+	}
+	if r.header.Get("Retry-After") == "" {
+		t.Error("no Retry-After on a lockout")
+	}
+	a.do("POST", "/v1/sessions", `{"user":"carol","password":"`+carolPW+`"}`, "Authorization", "").want(t, http.StatusForbidden)
+	a.st.Clock.Advance(domain.LockoutDuration)
+	a.login("carol", carolPW)
+	// Unknown users look like wrong passwords; bad bodies are 400.
+	a.do("POST", "/v1/sessions", `{"user":"nobody","password":"whatever it is"}`, "Authorization", "").want(t, http.StatusUnauthorized)
+	a.do("POST", "/v1/sessions", `{"user":"carol"}`, "Authorization", "").want(t, http.StatusBadRequest)
+	a.do("POST", "/v1/sessions", `{"user":"carol","password":"x","extra":1}`, "Authorization", "").want(t, http.StatusBadRequest)
+}
+
+// Refused identity commands change nothing.
+func TestIdentityBadInput(t *testing.T) {
+	a := newAPI(t, nil)
+	seedIdentity(a)
+	before := a.st.Store.Appends()
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/v1/orgs", `{"id":"Bad Org"}`, http.StatusBadRequest},
+		{"POST", "/v1/orgs", `{"id":"acme"}`, http.StatusConflict},
+		{"POST", "/v1/users", `{"id":"zed","name":"Z","password":"short"}`, http.StatusBadRequest},
+		{"POST", "/v1/users", `{"id":"carol","name":"C","password":"long enough password"}`, http.StatusConflict},
+		{"PUT", "/v1/orgs/nope/members/carol", "", http.StatusNotFound},
+		{"PUT", "/v1/orgs/acme/members/nobody", "", http.StatusNotFound},
+		{"PUT", "/v1/apps/crm", `{}`, http.StatusBadRequest},
+		{"PUT", "/v1/apps/crm", `{"org":"nope"}`, http.StatusNotFound},
+		{"PUT", "/v1/apps/crm/admins/carol", "", http.StatusNotFound},
+		{"PATCH", "/v1/users/carol", `{}`, http.StatusBadRequest},
+		{"PUT", "/v1/users/carol/password", `{"password":"short"}`, http.StatusBadRequest},
+		{"POST", "/v1/tokens", `{"name":"x"}`, http.StatusForbidden}, // the server admin has admin.token
+	} {
+		if got := a.do(c.method, c.path, c.body).status; got != c.status {
+			t.Errorf("%s %s %s: status %d, want %d", c.method, c.path, c.body, got, c.status)
+		}
+	}
+	if n := a.st.Store.Appends(); n != before {
+		t.Errorf("refused identity commands appended %d events", n-before)
+	}
+	if _, err := a.st.Secrets.Secret(t.Context(), "password.zed"); err == nil {
+		t.Error("a refused user's password was stored")
+	}
+}
