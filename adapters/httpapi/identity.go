@@ -3,10 +3,10 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
 )
 
 // Identity is what the identity routes and the access check need;
@@ -19,96 +19,6 @@ type Identity interface {
 	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
 	Visible(p domain.Principal, app string) bool
 	Read(fn func(d *domain.Directory))
-}
-
-// OrgView is an organisation in API answers.
-type OrgView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	Members   []string  `json:"members"`
-}
-
-// UserView is a user in API answers: never a password or its hash.
-type UserView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Email     string    `json:"email"`
-	Disabled  bool      `json:"disabled"`
-	CreatedAt time.Time `json:"created_at"`
-	Orgs      []string  `json:"orgs"`
-}
-
-// AppAccessView says which organisation an app belongs to and who
-// administers it.
-type AppAccessView struct {
-	App    string   `json:"app"`
-	Org    string   `json:"org"`
-	Admins []string `json:"admins"`
-}
-
-// TokenView is a token without its secret.
-type TokenView struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Kind      string     `json:"kind"`
-	User      string     `json:"user"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	Revoked   bool       `json:"revoked"`
-}
-
-// NewTokenView is a token just made, with its secret: shown once.
-type NewTokenView struct {
-	TokenView
-	Token string `json:"token"`
-}
-
-// MeView is who the caller is and what it administers.
-type MeView struct {
-	ID    string   `json:"id"`
-	Admin bool     `json:"admin"`
-	Name  string   `json:"name,omitempty"`
-	Email string   `json:"email,omitempty"`
-	Orgs  []string `json:"orgs"`
-	// Apps are the apps the caller administers; for the server
-	// administrator, every app with a backup.
-	Apps []string `json:"apps"`
-}
-
-func orgView(o *domain.Org) OrgView {
-	v := OrgView{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt.UTC(), Members: []string{}}
-	for m := range o.Members {
-		v.Members = append(v.Members, m)
-	}
-	slices.Sort(v.Members)
-	return v
-}
-
-func userView(d *domain.Directory, u *domain.User) UserView {
-	orgs := d.MemberOf(u.ID)
-	if orgs == nil {
-		orgs = []string{}
-	}
-	return UserView{ID: u.ID, Name: u.Name, Email: u.Email, Disabled: u.Disabled, CreatedAt: u.CreatedAt.UTC(), Orgs: orgs}
-}
-
-func appAccessView(a *domain.AppAccess) AppAccessView {
-	v := AppAccessView{App: a.App, Org: a.Org, Admins: []string{}}
-	for u := range a.Admins {
-		v.Admins = append(v.Admins, u)
-	}
-	slices.Sort(v.Admins)
-	return v
-}
-
-func tokenView(t *domain.Token) TokenView {
-	v := TokenView{ID: t.ID, Name: t.Name, Kind: t.Kind, User: t.User, CreatedAt: t.CreatedAt.UTC(), Revoked: t.Revoked}
-	if !t.ExpiresAt.IsZero() {
-		e := t.ExpiresAt.UTC()
-		v.ExpiresAt = &e
-	}
-	return v
 }
 
 // identityRoutes registers the identity routes on api (authenticated)
@@ -197,7 +107,7 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c call) error
 	return s.runIdentity(w, r, c, http.StatusCreated, execCmd(c.p, domain.CreateOrg{ID: req.ID, Name: req.Name}),
 		func(d *domain.Directory) (any, error) {
 			o, _ := d.Org(req.ID)
-			return orgView(o), nil
+			return projections.OrgViewOf(o), nil
 		})
 }
 
@@ -208,11 +118,11 @@ func (s *Server) listOrgs(w http.ResponseWriter, _ *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
-	out := []OrgView{}
+	out := []projections.OrgView{}
 	id.Read(func(d *domain.Directory) {
 		for _, o := range d.Orgs() {
 			if c.p.Admin || o.Members[c.p.ID] {
-				out = append(out, orgView(o))
+				out = append(out, projections.OrgViewOf(o))
 			}
 		}
 	})
@@ -226,13 +136,13 @@ func (s *Server) getOrg(w http.ResponseWriter, r *http.Request, c call) error {
 		return err
 	}
 	var (
-		v  OrgView
+		v  projections.OrgView
 		ok bool
 	)
 	id.Read(func(d *domain.Directory) {
 		var o *domain.Org
 		if o, ok = d.Org(r.PathValue("org")); ok && (c.p.Admin || o.Members[c.p.ID]) {
-			v = orgView(o)
+			v = projections.OrgViewOf(o)
 		} else {
 			ok = false
 		}
@@ -269,7 +179,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c call) erro
 		return err
 	}, func(d *domain.Directory) (any, error) {
 		u, _ := d.User(req.ID)
-		return userView(d, u), nil
+		return projections.UserViewOf(d, u), nil
 	})
 }
 
@@ -282,10 +192,10 @@ func (s *Server) listUsers(w http.ResponseWriter, _ *http.Request, c call) error
 	if !c.p.Admin {
 		return domain.Errorf(domain.CodePermissionDenied, "only the server administrator lists users")
 	}
-	out := []UserView{}
+	out := []projections.UserView{}
 	id.Read(func(d *domain.Directory) {
 		for _, u := range d.Users() {
-			out = append(out, userView(d, u))
+			out = append(out, projections.UserViewOf(d, u))
 		}
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"users": out})
@@ -300,13 +210,13 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c call) error {
 	}
 	user := r.PathValue("user")
 	var (
-		v  UserView
+		v  projections.UserView
 		ok bool
 	)
 	id.Read(func(d *domain.Directory) {
 		var u *domain.User
 		if u, ok = d.User(user); ok && (c.p.Admin || c.p.ID == user) {
-			v = userView(d, u)
+			v = projections.UserViewOf(d, u)
 		} else {
 			ok = false
 		}
@@ -334,7 +244,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, c call) error
 	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.SetUserDisabled{User: user, Disabled: *req.Disabled}),
 		func(d *domain.Directory) (any, error) {
 			u, _ := d.User(user)
-			return userView(d, u), nil
+			return projections.UserViewOf(d, u), nil
 		})
 }
 
@@ -374,7 +284,7 @@ func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) err
 	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.RegisterApp{App: c.app, Org: req.Org}),
 		func(d *domain.Directory) (any, error) {
 			a, _ := d.App(c.app)
-			return appAccessView(a), nil
+			return projections.AppAccessViewOf(a), nil
 		})
 }
 
@@ -384,17 +294,17 @@ func (s *Server) getAppAccess(w http.ResponseWriter, _ *http.Request, c call) er
 		return err
 	}
 	var (
-		v  AppAccessView
+		v  projections.AppAccessView
 		ok bool
 	)
 	id.Read(func(d *domain.Directory) {
 		var a *domain.AppAccess
 		if a, ok = d.App(c.app); ok {
-			v = appAccessView(a)
+			v = projections.AppAccessViewOf(a)
 		}
 	})
 	if !ok {
-		v = AppAccessView{App: c.app, Org: DefaultOrg, Admins: []string{}}
+		v = projections.AppAccessView{App: c.app, Org: DefaultOrg, Admins: []string{}}
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -434,7 +344,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c call) err
 		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
 		return err
 	}, func(*domain.Directory) (any, error) {
-		return NewTokenView{TokenView: tokenView(&made.Token), Token: made.Secret}, nil
+		return projections.NewTokenView{TokenView: projections.TokenViewOf(&made.Token), Token: made.Secret}, nil
 	})
 }
 
@@ -444,10 +354,10 @@ func (s *Server) listTokens(w http.ResponseWriter, _ *http.Request, c call) erro
 	if err != nil {
 		return err
 	}
-	out := []TokenView{}
+	out := []projections.TokenView{}
 	id.Read(func(d *domain.Directory) {
 		for _, t := range d.Tokens(c.p.ID, domain.TokenAPI) {
-			out = append(out, tokenView(t))
+			out = append(out, projections.TokenViewOf(t))
 		}
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
@@ -467,7 +377,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 func (s *Server) me(w http.ResponseWriter, _ *http.Request, c call) error {
-	v := MeView{ID: c.p.ID, Admin: c.p.Admin, Orgs: []string{}, Apps: []string{}}
+	v := projections.MeView{ID: c.p.ID, Admin: c.p.Admin, Orgs: []string{}, Apps: []string{}}
 	if c.p.Admin {
 		v.Apps = append(v.Apps, s.deps.Queries.Apps()...)
 	}
@@ -520,5 +430,5 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, NewTokenView{TokenView: tokenView(&made.Token), Token: made.Secret})
+	writeJSON(w, http.StatusCreated, projections.NewTokenView{TokenView: projections.TokenViewOf(&made.Token), Token: made.Secret})
 }

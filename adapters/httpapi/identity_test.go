@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -21,9 +20,9 @@ func (a *api) as(token, method, path, body string) response {
 	return a.do(method, path, body, "Authorization", "Bearer "+token)
 }
 
-func (a *api) login(user, pw string) httpapi.NewTokenView {
+func (a *api) login(user, pw string) projections.NewTokenView {
 	a.t.Helper()
-	var tok httpapi.NewTokenView
+	var tok projections.NewTokenView
 	decode(a.t, a.do("POST", "/v1/sessions", `{"user":"`+user+`","password":"`+pw+`"}`, "Authorization", "").want(a.t, http.StatusCreated).body, &tok)
 	return tok
 }
@@ -48,7 +47,7 @@ func TestIdentityRoutes(t *testing.T) {
 	seedIdentity(a)
 
 	// Users are answered without any secret.
-	var u httpapi.UserView
+	var u projections.UserView
 	r := a.do("GET", "/v1/users/carol", "").want(t, http.StatusOK)
 	decode(t, r.body, &u)
 	if u.ID != "carol" || u.Email != "carol@example.com" || !slices.Equal(u.Orgs, []string{"acme"}) {
@@ -63,7 +62,7 @@ func TestIdentityRoutes(t *testing.T) {
 	erin := a.login("erin", "erin's long password").Token
 
 	// carol registers crm in acme and becomes its admin.
-	var acc httpapi.AppAccessView
+	var acc projections.AppAccessView
 	decode(t, a.as(carol, "PUT", "/v1/apps/crm", `{"org":"acme"}`).want(t, http.StatusOK).body, &acc)
 	if acc.Org != "acme" || !slices.Equal(acc.Admins, []string{"carol"}) {
 		t.Errorf("app access = %+v", acc)
@@ -114,14 +113,14 @@ func TestIdentityRoutes(t *testing.T) {
 	}
 
 	// Who am I.
-	var me httpapi.MeView
+	var me projections.MeView
 	decode(t, a.as(carol, "GET", "/v1/me", "").want(t, http.StatusOK).body, &me)
 	if me.ID != "carol" || me.Admin || !slices.Equal(me.Apps, []string{"crm"}) || !slices.Equal(me.Orgs, []string{"acme"}) {
 		t.Errorf("me = %+v", me)
 	}
 
 	// API tokens: shown once, listed without the secret, revoked at once.
-	var tok httpapi.NewTokenView
+	var tok projections.NewTokenView
 	exp := a.st.Clock.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
 	decode(t, a.as(carol, "POST", "/v1/tokens", `{"name":"ci","expires_at":"`+exp+`"}`).want(t, http.StatusCreated).body, &tok)
 	if !strings.HasPrefix(tok.Token, "bl_") || tok.ExpiresAt == nil || tok.Kind != domain.TokenAPI {

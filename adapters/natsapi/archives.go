@@ -56,7 +56,7 @@ func (s *Service) uploadBackup(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(req.Object) == "" {
@@ -95,7 +95,7 @@ func (s *Service) downloadBackup(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if req.Component != "" && !validComponent(req.Component) {

@@ -59,7 +59,7 @@ func (s *Service) createBackup(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	m, err := s.meta(c, req.CommandFields)
@@ -80,7 +80,7 @@ func (s *Service) listBackups(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	return projections.BackupList{Backups: s.deps.Queries.Backups(req.App)}, nil
@@ -92,7 +92,7 @@ func (s *Service) allBackups(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	list := s.deps.Queries.AllBackups(func(app string) bool { return visible(c.p, app) })
+	list := s.deps.Queries.AllBackups(func(app string) bool { return s.visible(c.p, app) })
 	return projections.BackupList{Backups: list}, nil
 }
 
@@ -102,7 +102,7 @@ func (s *Service) getBackup(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	return s.deps.Queries.Backup(req.App, req.ID)
@@ -114,7 +114,7 @@ func (s *Service) renameBackup(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if req.Name == nil {
@@ -138,7 +138,7 @@ func (s *Service) deleteBackup(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	m, err := s.meta(c, req.CommandFields)
@@ -158,7 +158,7 @@ func (s *Service) getApp(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	return s.deps.Queries.App(req.App), nil
@@ -170,7 +170,7 @@ func (s *Service) appLog(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	return projections.LogList{Entries: s.deps.Queries.AppLog(req.App)}, nil
@@ -182,7 +182,7 @@ func (s *Service) backupLog(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	entries, err := s.deps.Queries.BackupLog(req.App, req.ID)

@@ -59,7 +59,7 @@ func (s *Service) putDoc(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if err := requireKey(req.Key); err != nil {
@@ -81,7 +81,7 @@ func (s *Service) getDoc(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if err := requireKey(req.Key); err != nil {
@@ -104,7 +104,7 @@ func (s *Service) deleteDoc(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	if err := requireKey(req.Key); err != nil {
@@ -122,7 +122,7 @@ func (s *Service) listDocs(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := checkApp(c, req.App); err != nil {
+	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
 	docs, err := s.deps.Config.ListDocs(ctx, req.App)

@@ -64,7 +64,8 @@ func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api
 		Commands:  st.Ledger,
 		Queries:   st.Proj,
 		Config:    st.Config,
-		Auth:      st.Auth,
+		Auth:      st.AuthChain(),
+		Identity:  st.Identity,
 		Transfers: st.Transfers,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}

@@ -21,6 +21,10 @@ var statusByCode = map[string]int{
 	domain.CodeNotFound:            http.StatusNotFound,
 	domain.CodeQuotaExceeded:       http.StatusConflict,
 	domain.CodeTooSoon:             http.StatusConflict,
+	domain.CodePermissionDenied:    http.StatusForbidden,
+	domain.CodePasswordIncorrect:   http.StatusForbidden,
+	domain.CodePasswordLocked:      http.StatusForbidden,
+	domain.CodeAlreadyExists:       http.StatusConflict,
 	domain.CodeBackupStateConflict: http.StatusConflict,
 	domain.CodeConflict:            http.StatusConflict,
 	domain.CodeBackupNotReady:      http.StatusConflict,
@@ -101,7 +105,7 @@ func (s *Service) respondError(c *call, err error) {
 	if s.cfg.ProblemBaseURL != "" {
 		p.Type = s.cfg.ProblemBaseURL + "#" + code
 	}
-	if code == domain.CodeTooSoon {
+	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked {
 		p.RetryAfterSeconds = ceilSeconds(domain.RetryAfter(err))
 		c.hdr.Set("Retry-After", strconv.FormatInt(p.RetryAfterSeconds, 10))
 	}

@@ -108,21 +108,23 @@ func header(h micro.Headers, name string) string {
 }
 
 // visible reports whether p may see and act on app. It is the single access
-// check of the API, so that app admins can be added here: today only the
-// server administrator has rights, and it has them on every app.
-func visible(p domain.Principal, app string) bool {
-	_ = app
-	return p.Admin
+// check of the API: the server administrator on every app, a user on the
+// apps it administers (Deps.Identity).
+func (s *Service) visible(p domain.Principal, app string) bool {
+	if p.Admin {
+		return true
+	}
+	return s.deps.Identity != nil && s.deps.Identity.Visible(p, app)
 }
 
 // checkApp validates an app id from a request (400) and the caller's
 // access to it (404, so that callers cannot probe for apps).
-func checkApp(c *call, app string) error {
+func (s *Service) checkApp(c *call, app string) error {
 	c.app = app
 	if err := domain.ValidateAppID(app); err != nil {
 		return err
 	}
-	if !visible(c.p, app) {
+	if !s.visible(c.p, app) {
 		return domain.Errorf(domain.CodeNotFound, "app %s not found", app)
 	}
 	return nil

@@ -138,6 +138,10 @@ type Deps struct {
 	Queries  Queries            // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
+	// Identity decides who may act on which app and serves the identity
+	// endpoints; nil means the server administrator alone, on every app.
+	// *domain.Identity.
+	Identity Identity
 	// Transfers serves backups.upload and backups.download; nil answers
 	// them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
@@ -305,4 +309,16 @@ func (s *Service) dispatch(e endpoint) micro.HandlerFunc {
 func (s *Service) serveClosed(req micro.Request) {
 	c := &call{req: req, hdr: nats.Header{}}
 	s.respondError(c, domain.Errorf(domain.CodeUnavailable, "the service is stopping; retry"))
+}
+
+// Identity is what the access check and the identity endpoints need;
+// *domain.Identity.
+type Identity interface {
+	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
+	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
+	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.IdentityResult, error)
+	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
+	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
+	Visible(p domain.Principal, app string) bool
+	Read(fn func(d *domain.Directory))
 }

@@ -1,0 +1,102 @@
+package projections
+
+import (
+	"slices"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// OrgView is an organisation in API answers.
+type OrgView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Members   []string  `json:"members"`
+}
+
+// UserView is a user in API answers: never a password or its hash.
+type UserView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	Orgs      []string  `json:"orgs"`
+}
+
+// AppAccessView says which organisation an app belongs to and who
+// administers it.
+type AppAccessView struct {
+	App    string   `json:"app"`
+	Org    string   `json:"org"`
+	Admins []string `json:"admins"`
+}
+
+// TokenView is a token without its secret.
+type TokenView struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Kind      string     `json:"kind"`
+	User      string     `json:"user"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Revoked   bool       `json:"revoked"`
+}
+
+// NewTokenView is a token just made, with its secret: shown once.
+type NewTokenView struct {
+	TokenView
+	Token string `json:"token"`
+}
+
+// MeView is who the caller is and what it administers.
+type MeView struct {
+	ID    string   `json:"id"`
+	Admin bool     `json:"admin"`
+	Name  string   `json:"name,omitempty"`
+	Email string   `json:"email,omitempty"`
+	Orgs  []string `json:"orgs"`
+	// Apps are the apps the caller administers; for the server
+	// administrator, every app with a backup.
+	Apps []string `json:"apps"`
+}
+
+// OrgViewOf is the view of its argument.
+func OrgViewOf(o *domain.Org) OrgView {
+	v := OrgView{ID: o.ID, Name: o.Name, CreatedAt: o.CreatedAt.UTC(), Members: []string{}}
+	for m := range o.Members {
+		v.Members = append(v.Members, m)
+	}
+	slices.Sort(v.Members)
+	return v
+}
+
+// UserViewOf is the view of its argument.
+func UserViewOf(d *domain.Directory, u *domain.User) UserView {
+	orgs := d.MemberOf(u.ID)
+	if orgs == nil {
+		orgs = []string{}
+	}
+	return UserView{ID: u.ID, Name: u.Name, Email: u.Email, Disabled: u.Disabled, CreatedAt: u.CreatedAt.UTC(), Orgs: orgs}
+}
+
+// AppAccessViewOf is the view of its argument.
+func AppAccessViewOf(a *domain.AppAccess) AppAccessView {
+	v := AppAccessView{App: a.App, Org: a.Org, Admins: []string{}}
+	for u := range a.Admins {
+		v.Admins = append(v.Admins, u)
+	}
+	slices.Sort(v.Admins)
+	return v
+}
+
+// TokenViewOf is the view of its argument.
+func TokenViewOf(t *domain.Token) TokenView {
+	v := TokenView{ID: t.ID, Name: t.Name, Kind: t.Kind, User: t.User, CreatedAt: t.CreatedAt.UTC(), Revoked: t.Revoked}
+	if !t.ExpiresAt.IsZero() {
+		e := t.ExpiresAt.UTC()
+		v.ExpiresAt = &e
+	}
+	return v
+}
