@@ -53,6 +53,10 @@ const (
 	MaxPasswordLen = 72
 )
 
+// DefaultOrg is the organisation shown for an app that no one
+// registered: the apps the server administrator used before identity.
+const DefaultOrg = "default"
+
 // Token kinds.
 const (
 	TokenAPI     = "api"

@@ -87,6 +87,12 @@ func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, sta
 	return nil
 }
 
+// replayedOther is the answer to a retried command id whose first command
+// made something else than this one asks for.
+func replayedOther() error {
+	return domain.Errorf(domain.CodeConflict, "this Idempotency-Key was used for another command")
+}
+
 func execCmd(p domain.Principal, cmd domain.IdentityCommand) func(ctx context.Context, id Identity, m domain.Meta) error {
 	return func(ctx context.Context, id Identity, m domain.Meta) error {
 		_, err := id.Execute(ctx, p, cmd, m)
@@ -106,7 +112,10 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c call) error
 	}
 	return s.runIdentity(w, r, c, http.StatusCreated, execCmd(c.p, domain.CreateOrg{ID: req.ID, Name: req.Name}),
 		func(d *domain.Directory) (any, error) {
-			o, _ := d.Org(req.ID)
+			o, ok := d.Org(req.ID)
+			if !ok {
+				return nil, replayedOther()
+			}
 			return projections.OrgViewOf(o), nil
 		})
 }
@@ -178,7 +187,10 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c call) erro
 		_, err := id.CreateUser(ctx, c.p, cmd, m)
 		return err
 	}, func(d *domain.Directory) (any, error) {
-		u, _ := d.User(req.ID)
+		u, ok := d.User(req.ID)
+		if !ok {
+			return nil, replayedOther()
+		}
 		return projections.UserViewOf(d, u), nil
 	})
 }
@@ -243,7 +255,10 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, c call) error
 	user := r.PathValue("user")
 	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.SetUserDisabled{User: user, Disabled: *req.Disabled}),
 		func(d *domain.Directory) (any, error) {
-			u, _ := d.User(user)
+			u, ok := d.User(user)
+			if !ok {
+				return nil, replayedOther()
+			}
 			return projections.UserViewOf(d, u), nil
 		})
 }
@@ -283,7 +298,10 @@ func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) err
 	}
 	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.RegisterApp{App: c.app, Org: req.Org}),
 		func(d *domain.Directory) (any, error) {
-			a, _ := d.App(c.app)
+			a, ok := d.App(c.app)
+			if !ok {
+				return nil, replayedOther()
+			}
 			return projections.AppAccessViewOf(a), nil
 		})
 }
@@ -304,15 +322,11 @@ func (s *Server) getAppAccess(w http.ResponseWriter, _ *http.Request, c call) er
 		}
 	})
 	if !ok {
-		v = projections.AppAccessView{App: c.app, Org: DefaultOrg, Admins: []string{}}
+		v = projections.AppAccessView{App: c.app, Org: domain.DefaultOrg, Admins: []string{}}
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
 }
-
-// DefaultOrg is the organisation of an app that no one registered: the
-// apps the server administrator uses before identity exists.
-const DefaultOrg = "default"
 
 func (s *Server) setAdmin(admin bool) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {

@@ -61,10 +61,14 @@ func (s *Service) serve(e endpoint, req micro.Request) {
 	}
 }
 
-// run checks readiness, authenticates, and calls the handler.
+// run checks readiness, authenticates (except for a public endpoint: the
+// login), and calls the handler.
 func (s *Service) run(ctx context.Context, e endpoint, c *call) (any, error) {
 	if !s.deps.Ready() {
 		return nil, domain.Errorf(domain.CodeUnavailable, "the service is starting: its projections are catching up")
+	}
+	if e.public {
+		return e.h(ctx, c)
 	}
 	p, err := s.authenticate(ctx, c.req.Headers())
 	if err != nil {

@@ -50,6 +50,8 @@ type Queries interface {
 	App(app string) projections.AppView
 	AppLog(app string) []projections.LogEntry
 	BackupLog(app, id string) ([]projections.LogEntry, error)
+	// Apps returns the apps with at least one event, sorted.
+	Apps() []string
 }
 
 // Transfers moves archives in and out through the staging bucket;

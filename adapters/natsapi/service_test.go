@@ -27,7 +27,13 @@ func TestServiceInfo(t *testing.T) {
 		natsapi.SubjectBackupsDownload, natsapi.SubjectBackupsGet, natsapi.SubjectBackupsList, natsapi.SubjectBackupsRename,
 		natsapi.SubjectBackupsUpload, natsapi.SubjectConfigDelete,
 		natsapi.SubjectConfigGet, natsapi.SubjectConfigList, natsapi.SubjectConfigPut, natsapi.SubjectLogsApp, natsapi.SubjectLogsBackup,
+		natsapi.SubjectOrgsCreate, natsapi.SubjectOrgsList, natsapi.SubjectOrgsGet, natsapi.SubjectOrgsMembersAdd,
+		natsapi.SubjectOrgsMembersRemove, natsapi.SubjectUsersCreate, natsapi.SubjectUsersList, natsapi.SubjectUsersGet,
+		natsapi.SubjectUsersDisable, natsapi.SubjectUsersPassword, natsapi.SubjectAppsRegister, natsapi.SubjectAppsAdminsGet,
+		natsapi.SubjectAppsAdminsGrant, natsapi.SubjectAppsAdminsRevoke, natsapi.SubjectTokensCreate, natsapi.SubjectTokensList,
+		natsapi.SubjectTokensRevoke, natsapi.SubjectSessionsCreate, natsapi.SubjectSessionsEnd, natsapi.SubjectMe,
 	}
+	slices.Sort(want)
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {
 		t.Errorf("subjects:\n got %v\nwant %v", subjects, want)
 	}

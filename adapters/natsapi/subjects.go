@@ -23,37 +23,86 @@ const (
 	SubjectConfigList      = SubjectPrefix + ".config.list"      // AppRequest → {"documents":[...]}
 )
 
+// Subjects of the identity endpoints (identity.go).
+const (
+	SubjectOrgsCreate        = SubjectPrefix + ".orgs.create"         // CreateOrgRequest → org
+	SubjectOrgsList          = SubjectPrefix + ".orgs.list"           // {} → OrgList
+	SubjectOrgsGet           = SubjectPrefix + ".orgs.get"            // OrgRequest → org
+	SubjectOrgsMembersAdd    = SubjectPrefix + ".orgs.members.add"    // MemberRequest → Membership
+	SubjectOrgsMembersRemove = SubjectPrefix + ".orgs.members.remove" // MemberRequest → Membership
+	SubjectUsersCreate       = SubjectPrefix + ".users.create"        // CreateUserRequest → user
+	SubjectUsersList         = SubjectPrefix + ".users.list"          // {} → UserList
+	SubjectUsersGet          = SubjectPrefix + ".users.get"           // UserRequest → user
+	SubjectUsersDisable      = SubjectPrefix + ".users.disable"       // DisableUserRequest → user
+	SubjectUsersPassword     = SubjectPrefix + ".users.password"      // PasswordRequest → PasswordSet
+	SubjectAppsRegister      = SubjectPrefix + ".apps.register"       // RegisterAppRequest → app access
+	SubjectAppsAdminsGet     = SubjectPrefix + ".apps.admins.get"     // AppRequest → app access
+	SubjectAppsAdminsGrant   = SubjectPrefix + ".apps.admins.grant"   // AdminRequest → AdminChange
+	SubjectAppsAdminsRevoke  = SubjectPrefix + ".apps.admins.revoke"  // AdminRequest → AdminChange
+	SubjectTokensCreate      = SubjectPrefix + ".tokens.create"       // CreateTokenRequest → new token
+	SubjectTokensList        = SubjectPrefix + ".tokens.list"         // {} → TokenList
+	SubjectTokensRevoke      = SubjectPrefix + ".tokens.revoke"       // TokenRequest → TokenRevoked
+	SubjectSessionsCreate    = SubjectPrefix + ".sessions.create"     // LoginRequest → new token; no Authorization
+	SubjectSessionsEnd       = SubjectPrefix + ".sessions.end"        // CommandFields → TokenRevoked
+	SubjectMe                = SubjectPrefix + ".me"                  // {} → me
+)
+
 // endpoint is one micro endpoint: its name (unique in the service), its
-// subject and its handler, and for archive transfers that copy a whole
-// archive, the longer time they may take.
+// subject and its handler; for archive transfers that copy a whole
+// archive, the longer time they may take; and for the login, that it
+// takes requests without an Authorization header.
 type endpoint struct {
 	name     string
 	subject  string
 	h        handler
 	transfer bool
+	// public endpoints are not authenticated: the handler sees the zero
+	// Principal. Only the login is.
+	public bool
 }
 
-// handler answers one authenticated request with a value to send as JSON,
-// or an error to send as a problem.
+// handler answers one request with a value to send as JSON, or an error
+// to send as a problem.
 type handler func(ctx context.Context, c *call) (any, error)
 
 // endpoints is the table of the service's endpoints.
 func (s *Service) endpoints() []endpoint {
 	return []endpoint{
-		{"backups_create", SubjectBackupsCreate, s.createBackup, false},
-		{"backups_list", SubjectBackupsList, s.listBackups, false},
-		{"backups_all", SubjectBackupsAll, s.allBackups, false},
-		{"backups_get", SubjectBackupsGet, s.getBackup, false},
-		{"backups_rename", SubjectBackupsRename, s.renameBackup, false},
-		{"backups_delete", SubjectBackupsDelete, s.deleteBackup, false},
-		{"backups_upload", SubjectBackupsUpload, s.uploadBackup, true},
-		{"backups_download", SubjectBackupsDownload, s.downloadBackup, true},
-		{"apps_get", SubjectAppsGet, s.getApp, false},
-		{"logs_app", SubjectLogsApp, s.appLog, false},
-		{"logs_backup", SubjectLogsBackup, s.backupLog, false},
-		{"config_put", SubjectConfigPut, s.putDoc, false},
-		{"config_get", SubjectConfigGet, s.getDoc, false},
-		{"config_delete", SubjectConfigDelete, s.deleteDoc, false},
-		{"config_list", SubjectConfigList, s.listDocs, false},
+		{name: "backups_create", subject: SubjectBackupsCreate, h: s.createBackup},
+		{name: "backups_list", subject: SubjectBackupsList, h: s.listBackups},
+		{name: "backups_all", subject: SubjectBackupsAll, h: s.allBackups},
+		{name: "backups_get", subject: SubjectBackupsGet, h: s.getBackup},
+		{name: "backups_rename", subject: SubjectBackupsRename, h: s.renameBackup},
+		{name: "backups_delete", subject: SubjectBackupsDelete, h: s.deleteBackup},
+		{name: "backups_upload", subject: SubjectBackupsUpload, h: s.uploadBackup, transfer: true},
+		{name: "backups_download", subject: SubjectBackupsDownload, h: s.downloadBackup, transfer: true},
+		{name: "apps_get", subject: SubjectAppsGet, h: s.getApp},
+		{name: "logs_app", subject: SubjectLogsApp, h: s.appLog},
+		{name: "logs_backup", subject: SubjectLogsBackup, h: s.backupLog},
+		{name: "config_put", subject: SubjectConfigPut, h: s.putDoc},
+		{name: "config_get", subject: SubjectConfigGet, h: s.getDoc},
+		{name: "config_delete", subject: SubjectConfigDelete, h: s.deleteDoc},
+		{name: "config_list", subject: SubjectConfigList, h: s.listDocs},
+
+		{name: "orgs_create", subject: SubjectOrgsCreate, h: s.createOrg},
+		{name: "orgs_list", subject: SubjectOrgsList, h: s.listOrgs},
+		{name: "orgs_get", subject: SubjectOrgsGet, h: s.getOrg},
+		{name: "orgs_members_add", subject: SubjectOrgsMembersAdd, h: s.setMember(true)},
+		{name: "orgs_members_remove", subject: SubjectOrgsMembersRemove, h: s.setMember(false)},
+		{name: "users_create", subject: SubjectUsersCreate, h: s.createUser},
+		{name: "users_list", subject: SubjectUsersList, h: s.listUsers},
+		{name: "users_get", subject: SubjectUsersGet, h: s.getUser},
+		{name: "users_disable", subject: SubjectUsersDisable, h: s.disableUser},
+		{name: "users_password", subject: SubjectUsersPassword, h: s.setPassword},
+		{name: "apps_register", subject: SubjectAppsRegister, h: s.registerApp},
+		{name: "apps_admins_get", subject: SubjectAppsAdminsGet, h: s.getAppAccess},
+		{name: "apps_admins_grant", subject: SubjectAppsAdminsGrant, h: s.setAdmin(true)},
+		{name: "apps_admins_revoke", subject: SubjectAppsAdminsRevoke, h: s.setAdmin(false)},
+		{name: "tokens_create", subject: SubjectTokensCreate, h: s.createToken},
+		{name: "tokens_list", subject: SubjectTokensList, h: s.listTokens},
+		{name: "tokens_revoke", subject: SubjectTokensRevoke, h: s.revokeToken},
+		{name: "sessions_create", subject: SubjectSessionsCreate, h: s.login, public: true},
+		{name: "sessions_end", subject: SubjectSessionsEnd, h: s.endSession},
+		{name: "me", subject: SubjectMe, h: s.me},
 	}
 }
