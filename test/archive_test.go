@@ -414,7 +414,8 @@ func TestNATSUploadAndDownload(t *testing.T) {
 	if err := json.Unmarshal(resp.Data, &staged); err != nil {
 		t.Fatal(err)
 	}
-	store, err := n.js.ObjectStore(context.Background(), staged.Bucket)
+	// The staged archive is read, and the upload staged, by a producer.
+	store, err := n.producerConn().js.ObjectStore(context.Background(), staged.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

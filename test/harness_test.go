@@ -28,6 +28,9 @@ type node struct {
 	base string
 	nc   *nats.Conn
 	js   njs.JetStream
+	// producer is a client logged in as the producer role, made by the
+	// first NATS API request (see producerConn).
+	producer *roleConn
 }
 
 // startNode starts backupd on dir with test-friendly settings; tune, if not
@@ -60,7 +63,13 @@ func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(do
 	if err := d.WaitReady(ctx); err != nil {
 		t.Fatalf("daemon not ready: %v", err)
 	}
-	nc, err := nats.Connect(d.NATSURL())
+	// The test's own client has the daemon's rights: the backupd login of
+	// the embedded server, or the external cluster's credentials.
+	opts, err := d.NATSConnectOptions()
+	if err != nil {
+		t.Fatalf("nats login: %v", err)
+	}
+	nc, err := nats.Connect(d.NATSURL(), opts...)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -75,7 +84,7 @@ func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(do
 // stop closes the node's client connection and stops the daemon gracefully.
 func (n *node) stop() {
 	n.t.Helper()
-	n.nc.Close()
+	n.closeClients()
 	if err := n.d.Close(); err != nil {
 		n.t.Fatalf("close daemon: %v", err)
 	}
@@ -83,8 +92,16 @@ func (n *node) stop() {
 
 // kill closes the client connection and stops the daemon as a crash would.
 func (n *node) kill() {
-	n.nc.Close()
+	n.closeClients()
 	n.d.Kill()
+}
+
+// closeClients closes the node's client connections.
+func (n *node) closeClients() {
+	n.nc.Close()
+	if n.producer != nil {
+		n.producer.nc.Close()
+	}
 }
 
 type response struct {

@@ -7,12 +7,23 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
 
+// producerConn returns the node's client logged in as the producer role.
+func (n *node) producerConn() *roleConn {
+	n.t.Helper()
+	if n.producer == nil {
+		n.producer = n.connectAs(daemon.RoleProducer)
+	}
+	return n.producer
+}
+
 // request sends a NATS API request the way any producer would: a plain
-// nats.go client with the bearer token in a header.
+// nats.go client logged in as the producer role, with the bearer token in
+// a header.
 func (n *node) request(subject string, body any, tok string) *nats.Msg {
 	n.t.Helper()
 	data, err := json.Marshal(body)
@@ -24,7 +35,7 @@ func (n *node) request(subject string, body any, tok string) *nats.Msg {
 	if tok != "" {
 		m.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := n.nc.RequestMsg(m, 10*time.Second)
+	resp, err := n.producerConn().nc.RequestMsg(m, 10*time.Second)
 	if err != nil {
 		n.t.Fatalf("request %s: %v", subject, err)
 	}

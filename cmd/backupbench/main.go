@@ -36,6 +36,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 )
 
 func main() {
@@ -442,8 +444,15 @@ func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprof
 		d.stop()
 		return nil, err
 	}
-	var err error
-	if d.nc, err = nats.Connect("nats://" + natsAddr); err != nil {
+	// The embedded server asks for a login: the benchmark creates a scratch
+	// bucket, so it logs in as backupd itself, with the credentials that
+	// backupd wrote into its data dir before it listened.
+	login, err := daemon.ReadNATSCredentials(dataDir, daemon.RoleBackupd)
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	if d.nc, err = login.Connect(); err != nil {
 		d.stop()
 		return nil, err
 	}

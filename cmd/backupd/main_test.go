@@ -216,7 +216,8 @@ func TestParseFlagsHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("parseFlags(-h) = %v, want flag.ErrHelp", err)
 	}
-	for _, name := range []string{"-data-dir", "-http-addr", "-nats-url", "-sync", "-timezone"} {
+	for _, name := range []string{"-data-dir", "-http-addr", "-nats-url", "-sync", "-timezone",
+		"-nats-creds", "-nats-user", "-nats-password", "-nats-tls-ca", "-nats-tls-cert", "-nats-tls-key"} {
 		if !strings.Contains(stderr.String(), name) {
 			t.Errorf("usage does not mention %s:\n%s", name, stderr.String())
 		}
@@ -244,6 +245,68 @@ func TestParseFlagsMemoryLimit(t *testing.T) {
 	}
 	if got := parse(t, nil, map[string]string{"BACKUPD_MEMORY_LIMIT": "64MiB"}).MemoryLimit; got != 64<<20 {
 		t.Errorf("BACKUPD_MEMORY_LIMIT=64MiB gives %d", got)
+	}
+}
+
+func TestParseFlagsNATSClient(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want func(*daemon.Config)
+	}{
+		{
+			name: "credentials file and tls from flags",
+			args: []string{"--nats-url=tls://a:4222", "--nats-creds=/etc/backupd/ledger.creds",
+				"--nats-tls-ca=/etc/ca.pem", "--nats-tls-cert=/etc/c.pem", "--nats-tls-key=/etc/k.pem"},
+			want: func(c *daemon.Config) {
+				c.NATSURL, c.NATSCreds = "tls://a:4222", "/etc/backupd/ledger.creds"
+				c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "/etc/ca.pem", "/etc/c.pem", "/etc/k.pem"
+			},
+		},
+		{
+			name: "user and password from the environment",
+			vars: map[string]string{"BACKUPD_NATS_URL": "nats://a:4222", "BACKUPD_NATS_USER": "ledger", "BACKUPD_NATS_PASSWORD": "s3cret"},
+			want: func(c *daemon.Config) { c.NATSURL, c.NATSUser, c.NATSPassword = "nats://a:4222", "ledger", "s3cret" },
+		},
+		{
+			name: "everything from the environment",
+			vars: map[string]string{"BACKUPD_NATS_URL": "tls://a:4222", "BACKUPD_NATS_CREDS": "x.creds",
+				"BACKUPD_NATS_TLS_CA": "ca.pem", "BACKUPD_NATS_TLS_CERT": "c.pem", "BACKUPD_NATS_TLS_KEY": "k.pem"},
+			want: func(c *daemon.Config) {
+				c.NATSURL, c.NATSCreds = "tls://a:4222", "x.creds"
+				c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "ca.pem", "c.pem", "k.pem"
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := daemon.DefaultConfig()
+			tc.want(&want)
+			assertConfig(t, parse(t, tc.args, tc.vars), want)
+		})
+	}
+}
+
+func TestParseFlagsNATSClientInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"creds without url", []string{"--nats-creds=x.creds"}, "nats creds"},
+		{"tls without url", []string{"--nats-tls-ca=ca.pem"}, "nats tls ca"},
+		{"cert without key", []string{"--nats-url=nats://a:4222", "--nats-tls-cert=c.pem"}, "nats tls key"},
+		{"password without user", []string{"--nats-url=nats://a:4222", "--nats-password=p"}, "nats user"},
+		{"creds and user", []string{"--nats-url=nats://a:4222", "--nats-creds=x.creds", "--nats-user=u", "--nats-password=p"}, "set one"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseFlags(tc.args, env(nil), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("parseFlags(%q) = %v, want an error naming %q", tc.args, err, tc.want)
+			}
+		})
 	}
 }
 

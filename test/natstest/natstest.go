@@ -17,17 +17,26 @@ import (
 // its store directory; "" means a fresh t.TempDir().
 func Server(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return ServerWithOptions(t, &server.Options{StoreDir: dir})
+}
+
+// ServerWithOptions starts a JetStream-enabled server with opts (users,
+// TLS, trusted operators, ...) that stops with the test. It listens on a
+// random port of 127.0.0.1 and keeps its store in a fresh t.TempDir()
+// unless opts say otherwise.
+func ServerWithOptions(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
 	}
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		JetStream: true,
-		StoreDir:  dir,
-		NoLog:     true,
-		NoSigs:    true,
+	if opts.Port == 0 {
+		opts.Port = -1
 	}
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	opts.JetStream = true
+	opts.NoLog, opts.NoSigs = true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)

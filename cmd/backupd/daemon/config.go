@@ -30,15 +30,34 @@ const ListenNone = "none"
 
 // Config is everything backupd can be told.
 type Config struct {
-	// DataDir holds the embedded server's store and admin.token.
+	// DataDir holds the embedded server's store (with its NATS logins in
+	// nats/<role>.json) and admin.token.
 	DataDir string
 	// HTTPAddr is where the HTTP API listens; port 0 picks a free port.
 	HTTPAddr string
 	// NATSURL, when set, connects to an existing NATS cluster instead of
 	// starting the embedded server.
 	NATSURL string
-	// NATSListen is the embedded server's client address, or "none".
+	// NATSListen is the embedded server's client address, or "none". When
+	// it listens on a port, the server requires the logins of the roles in
+	// <DataDir>/nats/<role>.json (docs/security.md).
 	NATSListen string
+	// NATSCreds is a NATS credentials file (user JWT and nkey seed) to log
+	// in to the cluster at NATSURL with.
+	NATSCreds string
+	// NATSUser and NATSPassword log in to the cluster at NATSURL with a
+	// user and password.
+	NATSUser     string
+	NATSPassword string
+	// NATSTLSCA is a PEM file of the certificate authorities that the
+	// cluster's TLS certificates are checked against (default: the
+	// system's).
+	NATSTLSCA string
+	// NATSTLSCert and NATSTLSKey are the PEM files of the client
+	// certificate and its key, for clusters that verify clients (mutual
+	// TLS). Both or neither.
+	NATSTLSCert string
+	NATSTLSKey  string
 	// Replicas is the replica count of streams and buckets.
 	Replicas int
 	// Sync is "always" (fsync every write) or "interval".
@@ -112,6 +131,25 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.NATSListen == "" {
 		errs = append(errs, errors.New("nats listen address must be set (or \"none\")"))
+	}
+	if c.NATSURL == "" {
+		for _, f := range []struct{ name, value string }{
+			{"nats creds", c.NATSCreds}, {"nats user", c.NATSUser}, {"nats password", c.NATSPassword},
+			{"nats tls ca", c.NATSTLSCA}, {"nats tls cert", c.NATSTLSCert}, {"nats tls key", c.NATSTLSKey},
+		} {
+			if f.value != "" {
+				errs = append(errs, fmt.Errorf("%s applies only to an external cluster: set the nats url too", f.name))
+			}
+		}
+	}
+	if c.NATSCreds != "" && c.NATSUser != "" {
+		errs = append(errs, errors.New("nats creds and nats user are two ways to log in: set one"))
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		errs = append(errs, errors.New("nats user and nats password go together"))
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		errs = append(errs, errors.New("nats tls cert and nats tls key go together"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas must be 1 to 5, got %d", c.Replicas))

@@ -78,7 +78,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
-	d.log.Info("backupd serving", "http", d.HTTPAddr(), "nats", d.NATSURL(), "data_dir", d.cfg.DataDir)
+	d.log.Info("backupd serving", "http", d.HTTPAddr(), "nats", redactURLs(d.NATSURL()), "data_dir", d.cfg.DataDir)
 	<-ctx.Done()
 	d.log.Info("backupd stopping")
 	err := d.Close()
@@ -101,12 +101,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	var login *NATSCredentials
 	if d.cfg.NATSURL == "" {
-		if d.srv, err = startEmbedded(d.cfg); err != nil {
+		if d.srv, login, err = startEmbedded(d.cfg, d.log); err != nil {
 			return err
 		}
 	}
-	if d.nc, d.closed, err = connect(d.srv, d.cfg.NATSURL); err != nil {
+	if d.nc, d.closed, err = connect(d.srv, login, d.cfg); err != nil {
 		return err
 	}
 	if d.js, err = njs.New(d.nc); err != nil {
@@ -253,7 +254,8 @@ func (d *Daemon) HTTPAddr() string {
 }
 
 // NATSURL returns the URL of the NATS server clients can use: the embedded
-// server's listen address, or the configured cluster.
+// server's listen address (without a login: see NATSCredentials and
+// NATSConnectOptions), or the configured cluster.
 func (d *Daemon) NATSURL() string {
 	if d.srv != nil {
 		if d.cfg.NATSListen == ListenNone {

@@ -1,0 +1,478 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// embeddedConfig is a config of an embedded server on dir listening on
+// listen ("127.0.0.1:0", "none", ...).
+func embeddedConfig(dir, listen string) Config {
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.NATSListen = listen
+	cfg.Sync = SyncInterval
+	return cfg
+}
+
+// startTestServer starts the embedded server of cfg; it stops with the test.
+func startTestServer(t *testing.T, cfg Config) (*server.Server, *NATSCredentials) {
+	t.Helper()
+	s, login, err := startEmbedded(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("start embedded server: %v", err)
+	}
+	t.Cleanup(func() { stopServer(s) })
+	return s, login
+}
+
+func stopServer(s *server.Server) {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// readFiles returns the content of every role's login file.
+func readFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	for _, role := range NATSRoles() {
+		b, err := os.ReadFile(NATSCredentialsPath(dir, role))
+		if err != nil {
+			t.Fatalf("read %s login: %v", role, err)
+		}
+		m[role] = b
+	}
+	return m
+}
+
+func TestEmbeddedServerCreatesLogins(t *testing.T) {
+	dir := t.TempDir()
+	log, buf := captureLog()
+	s, login, err := startEmbedded(embeddedConfig(dir, "127.0.0.1:0"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopServer(s) })
+	if login == nil || login.User != RoleBackupd {
+		t.Fatalf("own login = %+v, want the backupd login", login)
+	}
+
+	fi, err := os.Stat(natsDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s mode = %v, want drwx------", natsDir(dir), fi.Mode())
+	}
+	entries, err := os.ReadDir(natsDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temp file %s left behind", e.Name())
+		}
+	}
+
+	port := s.Addr().(*net.TCPAddr).Port
+	passwords := map[string]bool{}
+	for _, role := range NATSRoles() {
+		path := NATSCredentialsPath(dir, role)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("%s login not written: %v", role, err)
+		}
+		if fi.Mode().Perm() != 0o600 || !fi.Mode().IsRegular() {
+			t.Errorf("%s mode = %v, want -rw-------", path, fi.Mode())
+		}
+		c, err := ReadNATSCredentials(dir, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.User != role || c.InboxPrefix != inboxPrefix(role) {
+			t.Errorf("%s login = user %q inbox %q", role, c.User, c.InboxPrefix)
+		}
+		if raw, err := base64.RawURLEncoding.DecodeString(c.Password); err != nil || len(raw) < 32 {
+			t.Errorf("%s password %q is not 256 bits of base64url (%v)", role, c.Password, err)
+		}
+		passwords[c.Password] = true
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			t.Fatalf("%s url %q: %v", role, c.URL, err)
+		}
+		if pw, _ := u.User.Password(); u.Scheme != "nats" || u.User.Username() != role || pw != c.Password ||
+			u.Host != net.JoinHostPort("127.0.0.1", itoa(port)) {
+			t.Errorf("%s url = %q, want nats://%s:<password>@127.0.0.1:%d", role, c.URL, role, port)
+		}
+		if strings.Contains(buf.String(), c.Password) {
+			t.Errorf("the log shows the %s password:\n%s", role, buf.String())
+		}
+		if !strings.Contains(buf.String(), path) {
+			t.Errorf("the log does not name %s:\n%s", path, buf.String())
+		}
+		// Each file's URL logs in over TCP as its role.
+		nc, err := c.Connect()
+		if err != nil {
+			t.Errorf("connect as %s: %v", role, err)
+			continue
+		}
+		nc.Close()
+	}
+	if len(passwords) != 3 {
+		t.Errorf("the three roles share passwords")
+	}
+}
+
+func TestEmbeddedServerRequiresLogin(t *testing.T) {
+	dir := t.TempDir()
+	s, login := startTestServer(t, embeddedConfig(dir, "127.0.0.1:0"))
+	good, err := ReadNATSCredentials(dir, RoleProducer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts []nats.Option
+		ok   bool
+	}{
+		{"tcp without login", nil, false},
+		{"tcp wrong password", []nats.Option{nats.UserInfo(RoleProducer, good.Password+"x")}, false},
+		{"tcp other role's password", []nats.Option{nats.UserInfo(RoleAudit, good.Password)}, false},
+		{"tcp unknown user", []nats.Option{nats.UserInfo("admin", good.Password)}, false},
+		{"in-process as backupd", append([]nats.Option{nats.InProcessServer(s)}, login.Options()...), true},
+		{"tcp as producer", good.Options(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := nats.Connect(s.ClientURL(), append(tc.opts, nats.MaxReconnects(0))...)
+			if nc != nil {
+				nc.Close()
+			}
+			if tc.ok && err != nil {
+				t.Errorf("connect: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, nats.ErrAuthorization) {
+				t.Errorf("connect = %v, want %v", err, nats.ErrAuthorization)
+			}
+		})
+	}
+}
+
+// An in-process connection logs in like any other: the daemon's own
+// connection needs the backupd login once the server has users.
+func TestEmbeddedServerRequiresLoginInProcess(t *testing.T) {
+	// The refusal takes the server's write deadline (10 s): it answers
+	// into a pipe that the client is still writing to. Run it alongside
+	// the other tests.
+	t.Parallel()
+	s, _ := startTestServer(t, embeddedConfig(t.TempDir(), "127.0.0.1:0"))
+	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s), nats.MaxReconnects(0))
+	if err == nil {
+		nc.Close()
+		t.Fatal("in-process connection without a login was accepted")
+	}
+}
+
+func TestEmbeddedServerInProcessOnlyHasNoUsers(t *testing.T) {
+	dir := t.TempDir()
+	s, login := startTestServer(t, embeddedConfig(dir, ListenNone))
+	if login != nil {
+		t.Errorf("in-process only: own login %+v, want none", login)
+	}
+	for _, role := range NATSRoles() {
+		if _, err := ReadNATSCredentials(dir, role); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("in-process only: %s login read = %v, want no file", role, err)
+		}
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
+	if err != nil {
+		t.Fatalf("in-process connect without login: %v", err)
+	}
+	nc.Close()
+	d := &Daemon{cfg: embeddedConfig(dir, ListenNone), srv: s}
+	if _, err := d.NATSCredentials(RoleProducer); !errors.Is(err, ErrNoNATSCredentials) {
+		t.Errorf("NATSCredentials = %v, want ErrNoNATSCredentials", err)
+	}
+}
+
+func TestEmbeddedServerReusesLogins(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := startEmbedded(embeddedConfig(dir, "127.0.0.1:0"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := s.Addr().(*net.TCPAddr).Port
+	first := readFiles(t, dir)
+	stats := map[string]os.FileInfo{}
+	for _, role := range NATSRoles() {
+		if stats[role], err = os.Stat(NATSCredentialsPath(dir, role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopServer(s)
+
+	// Same address: the files are left alone, byte for byte.
+	log, buf := captureLog()
+	s, login, err := startEmbedded(embeddedConfig(dir, net.JoinHostPort("127.0.0.1", itoa(port))), log)
+	if err != nil {
+		t.Fatalf("restart on port %d: %v", port, err)
+	}
+	again := readFiles(t, dir)
+	for _, role := range NATSRoles() {
+		if !bytes.Equal(first[role], again[role]) {
+			t.Errorf("%s login changed across a restart:\n%s\n%s", role, first[role], again[role])
+		}
+		fi, err := os.Stat(NATSCredentialsPath(dir, role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !os.SameFile(fi, stats[role]) || !fi.ModTime().Equal(stats[role].ModTime()) {
+			t.Errorf("%s login file was rewritten", role)
+		}
+	}
+	if strings.Contains(buf.String(), "created") {
+		t.Errorf("the restart logged a creation:\n%s", buf.String())
+	}
+	if c, _ := ReadNATSCredentials(dir, RoleBackupd); login == nil || *login != c {
+		t.Errorf("own login %+v, want the stored backupd login", login)
+	}
+	stopServer(s)
+
+	// Another port: the same passwords, the URL follows the address.
+	s = func() *server.Server { s, _ := startTestServer(t, embeddedConfig(dir, "127.0.0.1:0")); return s }()
+	for _, role := range NATSRoles() {
+		c, err := ReadNATSCredentials(dir, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(first[role], []byte(`"password": "`+c.Password+`"`)) {
+			t.Errorf("%s password changed with the port", role)
+		}
+		if u, _ := url.Parse(c.URL); u.Port() != itoa(s.Addr().(*net.TCPAddr).Port) {
+			t.Errorf("%s url %s does not follow the new port %d", role, c.URL, s.Addr().(*net.TCPAddr).Port)
+		}
+		if fi, err := os.Stat(NATSCredentialsPath(dir, role)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s rewritten login: mode %v (%v), want 0600", role, fi.Mode(), err)
+		}
+	}
+}
+
+func TestEmbeddedServerRefusesBadLoginFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    string
+	}{
+		{"not json", "producer:secret\n", "producer.json"},
+		{"other user", `{"user":"audit","password":"p","inbox_prefix":"_INBOX_producer"}`, `"audit"`},
+		{"no password", `{"user":"producer","password":"","inbox_prefix":"_INBOX_producer"}`, "password"},
+		{"other inbox", `{"user":"producer","password":"p","inbox_prefix":"_INBOX"}`, "inbox_prefix"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := NATSCredentialsPath(dir, RoleProducer)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, _, err := startEmbedded(embeddedConfig(dir, "127.0.0.1:0"), slog.New(slog.DiscardHandler))
+			if err == nil {
+				stopServer(s)
+				t.Fatal("started with a bad login file")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %q", err, tc.want)
+			}
+			if b, _ := os.ReadFile(path); string(b) != tc.content {
+				t.Errorf("the bad file was replaced by %s", b)
+			}
+		})
+	}
+}
+
+func TestEmbeddedServerTightensLoginFileMode(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := startTestServer(t, embeddedConfig(dir, "127.0.0.1:0"))
+	port := s.Addr().(*net.TCPAddr).Port
+	stopServer(s)
+	path := NATSCredentialsPath(dir, RoleAudit)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(natsDir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log, buf := captureLog()
+	s, _, err = startEmbedded(embeddedConfig(dir, net.JoinHostPort("127.0.0.1", itoa(port))), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopServer(s) })
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("audit login mode after restart = %v (%v), want 0600", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(natsDir(dir)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("nats dir mode after restart = %v (%v), want 0700", fi.Mode(), err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the audit login changed")
+	}
+	if !strings.Contains(buf.String(), path) {
+		t.Errorf("the log does not name the widened file:\n%s", buf.String())
+	}
+}
+
+func TestClientHostPort(t *testing.T) {
+	tests := []struct {
+		host string
+		want string
+	}{
+		{"127.0.0.1", "127.0.0.1:4222"},
+		{"0.0.0.0", "127.0.0.1:4222"},
+		{"", "127.0.0.1:4222"},
+		{"::", "[::1]:4222"},
+		{"::1", "[::1]:4222"},
+		{"nats.example.com", "nats.example.com:4222"},
+	}
+	for _, tc := range tests {
+		got, err := clientHostPort(tc.host, &net.TCPAddr{IP: net.IPv4zero, Port: 4222})
+		if err != nil || got != tc.want {
+			t.Errorf("clientHostPort(%q) = %q, %v; want %q", tc.host, got, err, tc.want)
+		}
+	}
+}
+
+func TestRedactURLs(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://u:secret@a:4222,nats://b:4222", "nats://u:xxxxx@a:4222,nats://b:4222"},
+		{"tls://s3cr3t-token@a:4222", "tls://xxxxx@a:4222"},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := redactURLs(tc.in); got != tc.want {
+			t.Errorf("redactURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestConfigValidateNATSClientSettings(t *testing.T) {
+	external := func(c *Config) { c.NATSURL = "nats://a:4222" }
+	tests := []struct {
+		name string
+		set  func(*Config)
+		want string // "" means valid
+	}{
+		{"creds", func(c *Config) { external(c); c.NATSCreds = "u.creds" }, ""},
+		{"user and password", func(c *Config) { external(c); c.NATSUser, c.NATSPassword = "u", "p" }, ""},
+		{"tls", func(c *Config) {
+			external(c)
+			c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "ca.pem", "c.pem", "k.pem"
+		}, ""},
+		{"creds without url", func(c *Config) { c.NATSCreds = "u.creds" }, "nats creds applies only"},
+		{"tls ca without url", func(c *Config) { c.NATSTLSCA = "ca.pem" }, "nats tls ca applies only"},
+		{"creds and user", func(c *Config) { external(c); c.NATSCreds, c.NATSUser, c.NATSPassword = "u.creds", "u", "p" }, "set one"},
+		{"user without password", func(c *Config) { external(c); c.NATSUser = "u" }, "nats user and nats password"},
+		{"password without user", func(c *Config) { external(c); c.NATSPassword = "p" }, "nats user and nats password"},
+		{"cert without key", func(c *Config) { external(c); c.NATSTLSCert = "c.pem" }, "nats tls cert and nats tls key"},
+		{"key without cert", func(c *Config) { external(c); c.NATSTLSKey = "k.pem" }, "nats tls cert and nats tls key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.set(&cfg)
+			err := cfg.Validate()
+			if tc.want == "" && err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate() = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSecurityDocMatchesPermissions checks that the server configuration
+// that docs/security.md gives operators of external clusters grants each
+// role exactly what the embedded server grants it.
+func TestSecurityDocMatchesPermissions(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(doc, []byte("accounts {"))
+	if start < 0 {
+		t.Fatal("docs/security.md has no accounts { ... } block")
+	}
+	end := bytes.Index(doc[start:], []byte("```"))
+	if end < 0 {
+		t.Fatal("the accounts block of docs/security.md does not end")
+	}
+	conf := filepath.Join(t.TempDir(), "ledger.conf")
+	if err := os.WriteFile(conf, append([]byte("port: -1\n"), doc[start:start+end]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"BACKUPD_NATS_PASSWORD", "PRODUCER_NATS_PASSWORD", "AUDIT_NATS_PASSWORD"} {
+		t.Setenv(v, "secret")
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("the configuration of docs/security.md: %v", err)
+	}
+	sorted := func(p *server.SubjectPermission) [2][]string {
+		if p == nil {
+			return [2][]string{}
+		}
+		return [2][]string{slices.Sorted(slices.Values(p.Allow)), slices.Sorted(slices.Values(p.Deny))}
+	}
+	seen := map[string]bool{}
+	for _, u := range opts.Users {
+		seen[u.Username] = true
+		got, want := u.Permissions, rolePermissions(u.Username)
+		if (got == nil) != (want == nil) {
+			t.Errorf("%s: documented permissions %+v, embedded %+v", u.Username, got, want)
+			continue
+		}
+		if got == nil {
+			continue
+		}
+		if g, w := sorted(got.Publish), sorted(want.Publish); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s publish: documented %q, embedded %q", u.Username, g, w)
+		}
+		if g, w := sorted(got.Subscribe), sorted(want.Subscribe); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s subscribe: documented %q, embedded %q", u.Username, g, w)
+		}
+		if !reflect.DeepEqual(got.Response, want.Response) {
+			t.Errorf("%s responses: documented %+v, embedded %+v", u.Username, got.Response, want.Response)
+		}
+	}
+	for _, role := range NATSRoles() {
+		if !seen[role] {
+			t.Errorf("docs/security.md has no user %s", role)
+		}
+	}
+}
