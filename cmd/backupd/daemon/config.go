@@ -97,6 +97,11 @@ type Config struct {
 	JobTimeout time.Duration
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// SessionTTL is how long a login's session token lasts.
+	SessionTTL time.Duration
+	// PasswordCost is bcrypt's cost for password hashes; 0 means its
+	// default (10). Tests lower it.
+	PasswordCost int
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -117,6 +122,7 @@ func DefaultConfig() Config {
 		JobMaxDeliver:   5,
 		JobTimeout:      time.Hour,
 		ShutdownTimeout: 30 * time.Second,
+		SessionTTL:      12 * time.Hour,
 	}
 }
 
@@ -192,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.SessionTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("session ttl must be at least 1m, got %s", c.SessionTTL))
 	}
 	return errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
 	"github.com/backupledger/backupledger/domain"
@@ -159,7 +160,19 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.goRun(runCtx, "jobs", d.jobs.Run)
 
-	auth := domain.NewAdminToken(token)
+	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	hasher, err := password.NewBcrypt(d.cfg.PasswordCost)
+	if err != nil {
+		return err
+	}
+	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, realClock{}, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL}, d.log)
+	if err != nil {
+		return err
+	}
+	auth := domain.ChainAuth{domain.NewAdminToken(token), identity}
 	newID := func() string { return ids.NewID(time.Now()) }
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -167,13 +180,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, realClock{}, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Ready: ready, NewID: newID, Logger: d.log,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Ready: ready,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Ready: ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
