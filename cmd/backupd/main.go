@@ -107,6 +107,8 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.DurationVar(&cfg.JobAckWait, "job-ack-wait", cfg.JobAckWait, "a job silent this long is delivered again")
 	fs.IntVar(&cfg.JobMaxDeliver, "job-max-deliver", cfg.JobMaxDeliver, "deliveries of a job; the last one fails the backup")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "bound on one attempt at a backup; past it the backup fails")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) of the HTTP API: with --tls-key it serves HTTPS only")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a login (POST /v1/sessions, backupctl login) lasts")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop")
 	fs.Func("memory-limit", "soft limit of the Go heap, e.g. 96MiB (as GOMEMLIMIT; default none): the garbage collector works harder near it", func(v string) error {

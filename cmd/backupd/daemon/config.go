@@ -97,6 +97,10 @@ type Config struct {
 	JobTimeout time.Duration
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// TLSCert and TLSKey are PEM files: with both, the HTTP API serves
+	// HTTPS only (TLS 1.2 or later). The files are read at start.
+	TLSCert string
+	TLSKey  string
 	// SessionTTL is how long a login's session token lasts.
 	SessionTTL time.Duration
 	// PasswordCost is bcrypt's cost for password hashes; 0 means its
@@ -153,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if (c.NATSUser == "") != (c.NATSPassword == "") {
 		errs = append(errs, errors.New("nats user and nats password go together"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls cert and tls key go together"))
 	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		errs = append(errs, errors.New("nats tls cert and nats tls key go together"))

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,7 +80,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
-	d.log.Info("backupd serving", "http", d.HTTPAddr(), "nats", redactURLs(d.NATSURL()), "data_dir", d.cfg.DataDir)
+	d.log.Info("backupd serving", "http", d.HTTPURL(), "nats", redactURLs(d.NATSURL()), "data_dir", d.cfg.DataDir)
 	<-ctx.Done()
 	d.log.Info("backupd stopping")
 	err := d.Close()
@@ -192,10 +193,21 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	var tlsConfig *tls.Config
+	if d.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(d.cfg.TLSCert, d.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("http tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	d.http = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if tlsConfig != nil {
+		d.httpLn = tls.NewListener(d.httpLn, tlsConfig)
+	}
+	d.http = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	ln := d.httpLn
 	d.wg.Add(1)
 	go func() {
@@ -257,6 +269,14 @@ func (d *Daemon) goRun(ctx context.Context, name string, run func(context.Contex
 
 // WaitReady returns once the projections have caught up with the stream.
 func (d *Daemon) WaitReady(ctx context.Context) error { return d.follower.WaitCaughtUp(ctx) }
+
+// HTTPURL returns the base URL of the HTTP API: https with --tls-cert.
+func (d *Daemon) HTTPURL() string {
+	if d.cfg.TLSCert != "" {
+		return "https://" + d.HTTPAddr()
+	}
+	return "http://" + d.HTTPAddr()
+}
 
 // HTTPAddr returns the address the HTTP API listens on.
 func (d *Daemon) HTTPAddr() string {
