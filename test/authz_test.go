@@ -392,3 +392,39 @@ func (w *authzWorld) assertNoLeaks(t *testing.T) {
 		t.Error("the identity events are not in the stream")
 	}
 }
+
+// Identity survives a restart: users, memberships, admin rights and tokens
+// are folded again from the stream, and the secrets are in their bucket.
+func TestIdentitySurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	fast := func(c *daemon.Config) { c.PasswordCost = 4 }
+	n := startNode(t, dir, fast, nil)
+	const pw = "carol has a long password"
+	n.must(http.StatusCreated, "POST", "/v1/orgs", map[string]string{"id": "acme"})
+	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "carol", "name": "Carol", "password": pw})
+	n.must(http.StatusNoContent, "PUT", "/v1/orgs/acme/members/carol", nil)
+	var sess projections.NewTokenView
+	n.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": "carol", "password": pw}, n.as("")...).json(t, &sess)
+	n.must(http.StatusOK, "PUT", "/v1/apps/crm", map[string]string{"org": "acme"}, n.as(sess.Token)...)
+	var api projections.NewTokenView
+	n.must(http.StatusCreated, "POST", "/v1/tokens", map[string]string{"name": "ci"}, n.as(sess.Token)...).json(t, &api)
+	b := n.createBackup("crm", map[string]string{"name": "before restart"})
+	n.waitStatus("crm", b.ID, 20*time.Second, domain.StatusReady)
+	n.stop()
+
+	m := startNode(t, dir, fast, nil)
+	for _, tok := range []string{sess.Token, api.Token} {
+		var list projections.BackupList
+		m.must(http.StatusOK, "GET", "/v1/apps/crm/backups", nil, m.as(tok)...).json(t, &list)
+		if len(list.Backups) != 1 || list.Backups[0].CreatedBy != "admin" {
+			t.Errorf("after the restart: %+v", list.Backups)
+		}
+	}
+	m.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": "carol", "password": pw}, m.as("")...)
+	m.must(http.StatusUnauthorized, "POST", "/v1/sessions", map[string]string{"user": "carol", "password": "not her password"}, m.as("")...)
+	var me projections.MeView
+	m.must(http.StatusOK, "GET", "/v1/me", nil, m.as(api.Token)...).json(t, &me)
+	if me.ID != "carol" || len(me.Apps) != 1 || me.Apps[0] != "crm" {
+		t.Errorf("me after the restart = %+v", me)
+	}
+}
