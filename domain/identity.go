@@ -339,23 +339,30 @@ func (s *Identity) checkPassword(ctx context.Context, user, password, purpose st
 	if !known || !enabled {
 		return &Error{Code: CodeUnauthenticated, Message: "user or password incorrect"}
 	}
-	// Record the failure (an audit event) and lock on the last straw.
-	var ev *PasswordFailed
-	s.view.ReadDirectory(func(d *Directory) { ev = d.passwordFailure(user, purpose, now) })
-	if _, err := s.Execute(ctx, Principal{ID: user}, recordFailure{ev}, Meta{}); err != nil {
+	// Record the failure (an audit event), decided against the directory
+	// as it is when appended, so that failures seen by several replicas
+	// count together; the last straw locks.
+	if _, err := s.Execute(ctx, Principal{ID: user}, recordFailure{user: user, purpose: purpose}, Meta{}); err != nil {
 		s.log.Warn("record wrong password", "user", user, "err", err)
 	}
-	if !ev.LockedUntil.IsZero() {
-		return &Error{Code: CodePasswordLocked, Message: fmt.Sprintf("too many wrong passwords: locked until %s", ev.LockedUntil.Format(time.RFC3339)),
-			RetryAfter: ev.LockedUntil.Sub(now)}
+	s.view.ReadDirectory(func(d *Directory) {
+		if u, ok := d.User(user); ok {
+			lockedUntil, locked = u.LockedUntil(now)
+		}
+	})
+	if locked {
+		return &Error{Code: CodePasswordLocked, Message: fmt.Sprintf("too many wrong passwords: locked until %s", lockedUntil.Format(time.RFC3339)),
+			RetryAfter: lockedUntil.Sub(now)}
 	}
 	return Errorf(CodePasswordIncorrect, "password incorrect")
 }
 
-// recordFailure appends a decided PasswordFailed.
-type recordFailure struct{ ev *PasswordFailed }
+// recordFailure records a wrong password of user.
+type recordFailure struct{ user, purpose string }
 
-func (r recordFailure) Decide(*Directory, Principal, time.Time) (Event, error) { return r.ev, nil }
+func (r recordFailure) Decide(d *Directory, _ Principal, now time.Time) (Event, error) {
+	return d.passwordFailure(r.user, r.purpose, now), nil
+}
 
 // Authenticate turns a token the Identity service made into its user's
 // Principal: the token must exist, be neither revoked nor expired, belong
