@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -39,8 +40,16 @@ type cli struct {
 	env    func(string) string
 	// isTerminal reports whether a stream (stdin, stderr) is a terminal.
 	isTerminal func(stream any) bool
+	// readPassword reads a line from a terminal without echo; nil means
+	// readTerminalPassword.
+	readPassword func(ctx context.Context, stream any) ([]byte, error)
+	// configDir is the user's config dir, where the session of
+	// backupctl login is kept; nil means os.UserConfigDir.
+	configDir func() (string, error)
 	// pollEvery is the first interval of create --wait; zero means 100ms.
 	pollEvery time.Duration
+	// in reads lines from stdin; see readLine.
+	in *bufio.Reader
 
 	g globals
 }
@@ -109,6 +118,14 @@ func commandTable() []*command {
 			summary: "show the log of an app, or of one backup", help: helpLogs, run: backupLogs},
 		{name: "app get", args: "APP", short: "APP",
 			summary: "show an app's state", help: helpAppGet, run: appGet},
+		{name: "app register", args: "APP --org ORG", short: "APP --org ORG",
+			summary: "register an app in an organisation", help: helpAppRegister, run: appRegister},
+		{name: "app admins", args: "APP", short: "APP",
+			summary: "show an app's organisation and admins", help: helpAppAdmins, run: appAdmins},
+		{name: "app grant", args: "APP USER", short: "APP USER",
+			summary: "make a user an admin of an app", help: helpAppGrant, run: appGrant(true)},
+		{name: "app revoke", args: "APP USER", short: "APP USER",
+			summary: "take a user's admin rights on an app", help: helpAppRevoke, run: appGrant(false)},
 		{name: "config put", args: "APP KEY (VALUE | - | --file F)", short: "APP KEY VALUE",
 			summary: "store a configuration document (- for stdin, --file F)", help: helpConfigPut, run: configPut},
 		{name: "config get", args: "APP KEY", short: "APP KEY",
@@ -117,6 +134,36 @@ func commandTable() []*command {
 			summary: "list an app's configuration documents", help: helpConfigList, run: configList},
 		{name: "config delete", args: "APP KEY", short: "APP KEY",
 			summary: "delete a configuration document", help: helpConfigDelete, run: configDelete},
+		{name: "login", args: "[USER]", short: "[USER]",
+			summary: "log in as a user and keep the session", help: helpLogin, run: login},
+		{name: "logout", args: "", short: "",
+			summary: "end the session of login", help: helpLogout, run: logout},
+		{name: "whoami", args: "", short: "",
+			summary: "show who the token belongs to", help: helpWhoami, run: whoami},
+		{name: "user create", args: "ID --name N [--email E]", short: "ID --name N",
+			summary: "create a user (asks for the password)", help: helpUserCreate, run: userCreate},
+		{name: "user list", args: "", short: "",
+			summary: "list the users", help: helpUserList, run: userList},
+		{name: "user disable", args: "ID", short: "ID",
+			summary: "disable a user (its tokens stop working)", help: helpUserDisable, run: userDisable(true)},
+		{name: "user enable", args: "ID", short: "ID",
+			summary: "enable a disabled user", help: helpUserEnable, run: userDisable(false)},
+		{name: "user passwd", args: "[ID]", short: "[ID]",
+			summary: "change a password (without ID: your own)", help: helpUserPasswd, run: userPasswd},
+		{name: "org create", args: "ID [--name N]", short: "ID",
+			summary: "create an organisation", help: helpOrgCreate, run: orgCreate},
+		{name: "org list", args: "", short: "",
+			summary: "list organisations and their members", help: helpOrgList, run: orgList},
+		{name: "org add-member", args: "ORG USER", short: "ORG USER",
+			summary: "add a user to an organisation", help: helpOrgAddMember, run: orgMember(true)},
+		{name: "org remove-member", args: "ORG USER", short: "ORG USER",
+			summary: "remove a user from an organisation", help: helpOrgRemoveMember, run: orgMember(false)},
+		{name: "token create", args: "NAME [--expires DURATION|TIME]", short: "NAME",
+			summary: "create an API token (shown once)", help: helpTokenCreate, run: tokenCreate},
+		{name: "token list", args: "", short: "",
+			summary: "list your API tokens", help: helpTokenList, run: tokenList},
+		{name: "token revoke", args: "ID", short: "ID",
+			summary: "revoke an API token", help: helpTokenRevoke, run: tokenRevoke},
 	}
 }
 
@@ -161,6 +208,11 @@ func findCommand(args []string) (*command, []string, error) {
 		}
 	}
 	for _, cmd := range cmds {
+		if cmd.name == args[0] {
+			return cmd, args[1:], nil
+		}
+	}
+	for _, cmd := range cmds {
 		if group, _, _ := strings.Cut(cmd.name, " "); group == args[0] {
 			if len(args) == 1 {
 				return nil, nil, &usageError{msg: fmt.Sprintf("%s needs a subcommand", args[0]), all: true}
@@ -201,7 +253,7 @@ func (c *cli) report(err error) int {
 		fmt.Fprintf(c.stderr, "backupctl: %s\n", ue.msg)
 		switch {
 		case ue.cmd != nil:
-			fmt.Fprintf(c.stderr, "usage: backupctl %s %s\nRun 'backupctl help %s' for details.\n", ue.cmd.name, ue.cmd.args, ue.cmd.name)
+			fmt.Fprintf(c.stderr, "usage: backupctl %s\nRun 'backupctl help %s' for details.\n", ue.cmd.synopsis(), ue.cmd.name)
 		case ue.all:
 			fmt.Fprintln(c.stderr)
 			c.usage(c.stderr)
@@ -278,11 +330,12 @@ Commands:
 `)
 	cmds := commandTable()
 	width := 0
+	short := func(cmd *command) string { return strings.TrimSpace(cmd.name + " " + cmd.short) }
 	for _, cmd := range cmds {
-		width = max(width, len(cmd.name)+1+len(cmd.short))
+		width = max(width, len(short(cmd)))
 	}
 	for _, cmd := range cmds {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, cmd.name+" "+cmd.short, cmd.summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, short(cmd), cmd.summary)
 	}
 	fmt.Fprint(w, globalHelp+`
 Run 'backupctl help COMMAND' (e.g. 'backupctl help backup download') for
@@ -292,22 +345,28 @@ a command's details.
 
 // commandUsage prints one command's details.
 func commandUsage(w io.Writer, cmd *command) {
-	fmt.Fprintf(w, "usage: backupctl %s %s\n\n%s\n%s", cmd.name, cmd.args, strings.TrimSpace(cmd.help), globalHelp)
+	fmt.Fprintf(w, "usage: backupctl %s\n\n%s\n%s", cmd.synopsis(), strings.TrimSpace(cmd.help), globalHelp)
+}
+
+// synopsis is the command's name and arguments: "backup get APP ID".
+func (cmd *command) synopsis() string {
+	return strings.TrimSpace(cmd.name + " " + cmd.args)
 }
 
 const globalHelp = `
 Global flags (before or after the command):
   --server URL   backupd's address (default $BACKUPCTL_SERVER, else
                  http://127.0.0.1:8080)
-  --token TOKEN  bearer token (default $BACKUPCTL_TOKEN, else the contents of
-                 ./data/admin.token, which backupd creates in its data
-                 directory: run backupctl beside a local backupd and it
-                 needs no token)
+  --token TOKEN  bearer token (default $BACKUPCTL_TOKEN, else the session
+                 of 'backupctl login' if it is for this --server and has
+                 not expired, else the contents of ./data/admin.token,
+                 which backupd creates in its data directory: run
+                 backupctl beside a local backupd and it needs no token)
   --json         print the server's JSON (for scripts) instead of text
   --timeout D    how long to wait for the server's answer (default 30s);
                  archive transfers may take longer once they have started
 
 Exit status: 0 done; 1 the server refused (its code and detail are printed)
 or the command failed (network, verification, declined); 2 usage error
-(unknown command or flag, missing argument, no token).
+(unknown command or flag, missing argument, no token or password).
 `

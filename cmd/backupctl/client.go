@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +23,8 @@ const maxJSONAnswer = 64 << 20
 type client struct {
 	base      string // scheme://host[:port][/prefix], no trailing slash
 	token     string
-	tokenFrom string // where the token came from, for the hint on a 401
+	tokenFrom string   // where the token came from, for the hint on a 401
+	session   *session // the session the token came from, if it did
 	timeout   time.Duration
 	http      *http.Client
 }
@@ -41,38 +40,40 @@ func (c *cli) plain(cmd *command, args []string, minArgs, maxArgs int) ([]string
 	return pos, cl, err
 }
 
-// newClient checks the global flags and finds the token: --token, else
-// $BACKUPCTL_TOKEN, else ./data/admin.token. No token is a usage error.
+// newClient checks the global flags and finds the token (see findToken):
+// --token, else $BACKUPCTL_TOKEN, else the session of backupctl login (for
+// this server, not expired), else ./data/admin.token. No token is a usage
+// error.
 func (c *cli) newClient(cmd *command) (*client, error) {
+	cl, err := c.anonClient(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := c.findToken(cl.base)
+	if err != nil {
+		return nil, err
+	}
+	cl.token, cl.tokenFrom, cl.session = cred.token, cred.from, cred.session
+	return cl, nil
+}
+
+// anonClient checks the global flags and returns a client without a token,
+// for the login and for callers that bring their own token.
+func (c *cli) anonClient(cmd *command) (*client, error) {
 	base, err := serverURL(c.g.server)
 	if err != nil {
 		return nil, &usageError{msg: err.Error(), cmd: cmd}
 	}
-	cl := &client{base: base, timeout: c.g.timeout}
-	switch {
-	case c.g.token != "":
-		cl.token, cl.tokenFrom = c.g.token, "--token"
-	case c.env(envToken) != "":
-		cl.token, cl.tokenFrom = c.env(envToken), "$"+envToken
-	default:
-		b, err := os.ReadFile(tokenFile)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, &usageError{msg: "no token: pass --token, set " + envToken +
-				", or run backupctl in the directory that holds backupd's data/admin.token"}
-		case err != nil:
-			return nil, &usageError{msg: fmt.Sprintf("read token: %v", err)}
-		}
-		cl.token, cl.tokenFrom = strings.TrimSpace(string(b)), "./"+tokenFile
-		if cl.token == "" {
-			return nil, &usageError{msg: fmt.Sprintf("token file ./%s is empty", tokenFile)}
-		}
-	}
+	return c.clientFor(base), nil
+}
+
+// clientFor returns a client of the server at base (already checked),
+// without a token.
+func (c *cli) clientFor(base string) *client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: c.g.timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = c.g.timeout
-	cl.http = &http.Client{Transport: tr}
-	return cl, nil
+	return &client{base: base, timeout: c.g.timeout, http: &http.Client{Transport: tr}}
 }
 
 // serverURL checks and normalises --server; "host:port" means http.
@@ -193,7 +194,9 @@ func (cl *client) do(ctx context.Context, req request) (*answer, error) {
 		for k, v := range req.header {
 			hr.Header[k] = v
 		}
-		hr.Header.Set("Authorization", "Bearer "+cl.token)
+		if cl.token != "" {
+			hr.Header.Set("Authorization", "Bearer "+cl.token)
+		}
 		hr.Header.Set("User-Agent", "backupctl")
 		resp, err := cl.http.Do(hr)
 		if err != nil {
@@ -247,7 +250,7 @@ func (cl *client) problem(resp *http.Response) error {
 			p.RetryAfter = s
 		}
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
+	if resp.StatusCode == http.StatusUnauthorized && cl.tokenFrom != "" {
 		p.hint = "token from " + cl.tokenFrom
 	}
 	return p

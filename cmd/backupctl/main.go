@@ -1,6 +1,7 @@
 // Command backupctl is the command-line client of backupd: it creates,
-// lists, downloads and uploads backups and edits an app's configuration
-// store through the HTTP API. Run "backupctl help" for the commands.
+// lists, downloads and uploads backups, edits an app's configuration store,
+// logs users in and manages users, organisations, app admins and API
+// tokens through the HTTP API. Run "backupctl help" for the commands.
 //
 // Exit status: 0 when the command did what it was asked, 1 when the server
 // refused it or it failed (network, verification), 2 for a usage error.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -42,6 +43,7 @@ func TestScripts(t *testing.T) {
 			"jsonvar":  cmdJSONVar,
 			"zipcheck": cmdZipCheck,
 			"sha256of": cmdSHA256Of,
+			"perm":     cmdPerm,
 		},
 	})
 }
@@ -62,6 +64,7 @@ func startBackupd(env *testscript.Env) error {
 	cfg.AdminToken = testToken
 	cfg.Sync = daemon.SyncInterval
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.PasswordCost = 4 // bcrypt's minimum: logins in tests are quick
 	d, err := daemon.New(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -199,4 +202,20 @@ func cmdSHA256Of(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	sum := sha256.Sum256([]byte(ts.ReadFile(args[0])))
 	ts.Setenv(args[1], hex.EncodeToString(sum[:]))
+}
+
+// cmdPerm checks a file's permission bits, in octal:
+//
+//	perm FILE 0600
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: perm FILE MODE")
+	}
+	want, err := strconv.ParseUint(args[1], 8, 32)
+	ts.Check(err)
+	st, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := st.Mode().Perm(); got != fs.FileMode(want) {
+		ts.Fatalf("%s has mode %#o, want %#o", args[0], got, want)
+	}
 }
