@@ -55,9 +55,10 @@ func (b *Backup) counts() bool {
 // CommandRecord is what the app remembers of a command it accepted, so that
 // a retry of the same command is answered with the first result.
 type CommandRecord struct {
-	Seq      uint64
-	Type     string
-	BackupID string
+	Seq       uint64
+	Type      string
+	BackupID  string
+	RestoreID string
 }
 
 // App is the aggregate: the state of one app folded from its events. Its
@@ -77,6 +78,11 @@ type App struct {
 	commands map[string]CommandRecord
 	cmdRing  []string
 	cmdNext  int
+
+	maintenance   Maintenance
+	restores      map[string]*Restore
+	restoreOrder  []string
+	activeRestore string
 }
 
 // NewApp returns the empty state of app id. commandMemory bounds how many
@@ -91,6 +97,7 @@ func NewApp(id string, commandMemory int) *App {
 		backups:  map[string]*Backup{},
 		deleted:  map[string]bool{},
 		commands: map[string]CommandRecord{},
+		restores: map[string]*Restore{},
 	}
 }
 
@@ -191,7 +198,8 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 	a.seq = seq
 	a.lastHash = hash
 	a.events++
-	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev)})
+	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev), RestoreID: RestoreID(ev)})
+	defer a.evolveRestore(env, ev)
 
 	switch e := ev.(type) {
 	case *BackupRequested:

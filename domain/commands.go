@@ -31,6 +31,9 @@ type RequestBackup struct {
 	Name        *string
 	Description string
 	Origin      Origin
+	// RestoreID names the restore a pre-restore backup is made for
+	// (origin pre_restore only).
+	RestoreID string
 }
 
 // StartBackup marks a queued backup running. A higher Attempt restarts a
@@ -163,6 +166,18 @@ func (c RequestBackup) decide(a *App, d *decision) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if (origin == OriginPreRestore) != (c.RestoreID != "") {
+		return nil, Errorf(CodeInvalidArgument, "a pre-restore backup, and only it, names its restore")
+	}
+	if c.RestoreID != "" {
+		r, err := running(a, c.RestoreID)
+		if err != nil {
+			return nil, err
+		}
+		if !r.PreRestoreBackup || r.PreBackupID != "" {
+			return nil, Errorf(CodeBackupStateConflict, "restore %s asks for no (more) pre-restore backup", c.RestoreID)
+		}
+	}
 	if q := a.Quota(); q >= d.rules.MaxBackups {
 		return nil, Errorf(CodeQuotaExceeded, "app %s already holds %d backups, the most allowed; delete one first", a.id, q)
 	}
@@ -182,6 +197,7 @@ func (c RequestBackup) decide(a *App, d *decision) (Event, error) {
 		Description: desc,
 		Origin:      origin,
 		ExpiresAt:   d.now.Add(d.rules.Retention).UTC(),
+		RestoreID:   c.RestoreID,
 	}, nil
 }
 

@@ -137,6 +137,11 @@ func withOrigin(o domain.Origin) domain.RequestBackup {
 	return domain.RequestBackup{App: "crm", Origin: o}
 }
 
+// preRestore is the request of the pre-restore backup of restore id.
+func preRestore(id string) domain.RequestBackup {
+	return domain.RequestBackup{App: "crm", Origin: domain.OriginPreRestore, RestoreID: id}
+}
+
 func TestDecideQuota(t *testing.T) {
 	mixed := concat(
 		statuses(domain.StatusQueued, domain.StatusQueued, domain.StatusQueued, domain.StatusQueued,
@@ -164,8 +169,9 @@ func TestDecideQuota(t *testing.T) {
 			when:  manual(), check: isRequest(domain.OriginManual)},
 		{name: "quota applies to nightly backups", given: nBackups(10, domain.OriginManual, domain.StatusReady),
 			when: withOrigin(domain.OriginNightly), code: domain.CodeQuotaExceeded},
-		{name: "quota applies to pre-restore backups", given: nBackups(10, domain.OriginManual, domain.StatusReady),
-			when: withOrigin(domain.OriginPreRestore), code: domain.CodeQuotaExceeded},
+		{name: "quota applies to pre-restore backups",
+			given: append(nBackups(10, domain.OriginManual, domain.StatusReady), g(time.Hour, restoreRequested("r1", true))),
+			when:  preRestore("r1"), code: domain.CodeQuotaExceeded},
 		{name: "quota applies to uploads", given: nBackups(10, domain.OriginManual, domain.StatusReady),
 			when: withOrigin(domain.OriginUpload), code: domain.CodeQuotaExceeded},
 		{name: "quota is checked before the interval",
@@ -207,8 +213,8 @@ func TestDecideMinInterval(t *testing.T) {
 			check: isRequest(domain.OriginManual)},
 		{name: "nightly is exempt", given: lastManual, now: at(time.Second),
 			when: withOrigin(domain.OriginNightly), check: isRequest(domain.OriginNightly)},
-		{name: "pre_restore is exempt", given: lastManual, now: at(time.Second),
-			when: withOrigin(domain.OriginPreRestore), check: isRequest(domain.OriginPreRestore)},
+		{name: "pre_restore is exempt", given: append(lastManual, g(0, restoreRequested("r1", true))), now: at(time.Second),
+			when: preRestore("r1"), check: isRequest(domain.OriginPreRestore)},
 		{name: "upload is exempt", given: lastManual, now: at(time.Second),
 			when: withOrigin(domain.OriginUpload), check: isRequest(domain.OriginUpload)},
 		{name: "a nightly backup does not start the interval",

@@ -120,6 +120,8 @@ type BackupRequested struct {
 	Description string    `json:"description,omitempty"`
 	Origin      Origin    `json:"origin"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// RestoreID names the restore a pre-restore backup is made for.
+	RestoreID string `json:"restore_id,omitempty"`
 }
 
 // BackupStarted records that a worker began (or, with a higher attempt,

@@ -37,6 +37,17 @@ var goldenEvents = []domain.Event{
 		Original: domain.ArchiveOrigin{App: "erp", BackupID: "01JD5Q3ZK6N8W2X4Y7T9R1M3P5", Name: "Before upgrade",
 			CreatedAt: time.Date(2026, 8, 29, 12, 2, 0, 500_000_000, time.UTC)}},
 	&domain.BackupCorrupted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "archive does not match the ledger: sha256 mismatch"},
+	// Maintenance and restores (DESIGN §6).
+	&domain.MaintenanceStarted{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
+	&domain.MaintenanceEnded{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F completed", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
+	&domain.RestoreRequested{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", SourceApp: "erp", BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B",
+		BackupSHA256: sha64, BackupSizeBytes: 1048576, BackupSchema: 1, BackupSource: "kv", PreRestoreBackup: true,
+		AutoEndMaintenance: true, NewApp: true},
+	&domain.RestorePreBackupReady{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
+	&domain.RestoreArchiveVerified{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", SHA256: sha64},
+	&domain.RestoreImported{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Items: 42, FromSchema: 1, ToSchema: 2, Migrations: []string{"kv 1→2: example"}},
+	&domain.RestoreCompleted{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Digest: sha64, PreRestoreBackup: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
+	&domain.RestoreFailed{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Step: "import", Reason: "source unavailable", PreRestoreBackup: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
 	// Identity events (subject ledger.events._identity).
 	&domain.OrgCreated{Org: "acme", Name: "ACME Corp."},
 	&domain.MemberAdded{Org: "acme", User: "alice"},
@@ -67,6 +78,12 @@ var goldenVariants = []struct {
 		SHA256: sha64, ItemCount: 42, SchemaVersion: 3, Source: "kv"}},
 	// An app the server administrator registered has no first admin.
 	{"app.registered.v1-by-server-admin", &domain.AppRegistered{App: "crm", Org: "acme"}},
+	// The pre-restore backup names its restore.
+	{"backup.requested.v1-pre-restore", &domain.BackupRequested{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "Before restore",
+		Origin: domain.OriginPreRestore, ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC), RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"}},
+	// A restore without the optional parts.
+	{"restore.requested.v1-minimal", &domain.RestoreRequested{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", SourceApp: "crm",
+		BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", BackupSHA256: sha64, BackupSchema: 1, BackupSource: "kv"}},
 	// A wrong password that did not lock, and a token without expiry.
 	{"user.password_failed.v1-not-locked", &domain.PasswordFailed{User: "alice", Purpose: "restore"}},
 	{"token.created.v1-no-expiry", &domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", User: "alice", Name: "laptop", Kind: domain.TokenSession}},
@@ -102,7 +119,7 @@ func goldenEnvelope(t *testing.T, ev domain.Event) domain.Envelope {
 		t.Fatalf("marshal %s: %v", ev.EventType(), err)
 	}
 	app := "crm"
-	if !strings.HasPrefix(ev.EventType(), "backup.") {
+	if t := ev.EventType(); !strings.HasPrefix(t, "backup.") && !strings.HasPrefix(t, "restore.") && !strings.HasPrefix(t, "maintenance.") {
 		app = domain.IdentityStream
 	}
 	return domain.Envelope{
@@ -199,6 +216,8 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeMemberAdded, domain.TypeMemberRemoved, domain.TypeTokenCreated, domain.TypeTokenRevoked,
 		domain.TypeUserCreated, domain.TypeUserDisabled, domain.TypeUserEnabled, domain.TypePasswordChanged,
 		domain.TypePasswordFailed,
+		domain.TypeMaintenanceStarted, domain.TypeMaintenanceEnded, domain.TypeRestoreRequested, domain.TypeRestorePreBackup,
+		domain.TypeRestoreArchiveVerified, domain.TypeRestoreImported, domain.TypeRestoreCompleted, domain.TypeRestoreFailed,
 	}
 	slices.Sort(want)
 	got := domain.EventTypes()
@@ -217,7 +236,11 @@ func TestEventTypes(t *testing.T) {
 		domain.TypePasswordChanged: "user.password_changed", domain.TypePasswordFailed: "user.password_failed",
 		domain.TypeAppRegistered: "app.registered", domain.TypeAdminGranted: "app.admin_granted",
 		domain.TypeAdminRevoked: "app.admin_revoked", domain.TypeTokenCreated: "token.created",
-		domain.TypeTokenRevoked: "token.revoked",
+		domain.TypeTokenRevoked:       "token.revoked",
+		domain.TypeMaintenanceStarted: "maintenance.started", domain.TypeMaintenanceEnded: "maintenance.ended",
+		domain.TypeRestoreRequested: "restore.requested", domain.TypeRestorePreBackup: "restore.pre_backup_ready",
+		domain.TypeRestoreArchiveVerified: "restore.archive_verified", domain.TypeRestoreImported: "restore.imported",
+		domain.TypeRestoreCompleted: "restore.completed", domain.TypeRestoreFailed: "restore.failed",
 	}
 	for c, n := range names {
 		if c != n {

@@ -75,6 +75,12 @@ func requested(id string, origin domain.Origin) *domain.BackupRequested {
 	return &domain.BackupRequested{BackupID: id, Name: "name of " + id, Origin: origin, ExpiresAt: t0.Add(60 * 24 * time.Hour)}
 }
 
+// restoreRequested is a restore of backup src-1 of app erp into crm.
+func restoreRequested(id string, pre bool) *domain.RestoreRequested {
+	return &domain.RestoreRequested{RestoreID: id, SourceApp: "erp", BackupID: "src-1", BackupSHA256: sha64,
+		BackupSizeBytes: 2048, BackupSchema: 1, BackupSource: "kv", PreRestoreBackup: pre}
+}
+
 func started(id string, attempt int) *domain.BackupStarted {
 	return &domain.BackupStarted{BackupID: id, Attempt: attempt, Worker: "w1"}
 }

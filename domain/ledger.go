@@ -89,6 +89,7 @@ type Result struct {
 	Seq       uint64
 	EventType string
 	BackupID  string
+	RestoreID string
 	// Duplicate is true when the command had been accepted before and this
 	// is the first result again.
 	Duplicate bool
@@ -201,7 +202,7 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			ev, derr = Decide(a, cmd, now, l.cfg.Rules, func() string { return l.ids.NewID(now) })
 		})
 		if seen {
-			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
+			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
 		}
 		if derr != nil {
 			return Result{}, derr
@@ -258,9 +259,9 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			if !seen {
 				return Result{}, fmt.Errorf("duplicate of command %s at seq %d is not in app %s", m.CommandID, ar.Seq, app)
 			}
-			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
+			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
 		}
-		return Result{Seq: ar.Seq, EventType: ev.EventType(), BackupID: BackupID(ev)}, nil
+		return Result{Seq: ar.Seq, EventType: ev.EventType(), BackupID: BackupID(ev), RestoreID: RestoreID(ev)}, nil
 	}
 }
 
