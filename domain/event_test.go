@@ -45,7 +45,7 @@ var goldenEvents = []domain.Event{
 		AutoEndMaintenance: true, NewApp: true},
 	&domain.RestorePreBackupReady{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
 	&domain.RestoreArchiveVerified{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", SHA256: sha64},
-	&domain.RestoreImported{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Items: 42, FromSchema: 1, ToSchema: 2, Migrations: []string{"kv 1→2: example"}},
+	&domain.RestoreImported{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Items: 42, FromSchema: 1, ToSchema: 2, Migrations: []string{"kv 1→2: example"}, Digest: sha64},
 	&domain.RestoreCompleted{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Digest: sha64, PreRestoreBackup: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
 	&domain.RestoreFailed{RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F", Step: "import", Reason: "source unavailable", PreRestoreBackup: "01JDAX3N3Z8Q1V0G5Y9F6K2M4G"},
 	// Identity events (subject ledger.events._identity).

@@ -100,6 +100,9 @@ type RestoreImported struct {
 	FromSchema int      `json:"from_schema_version"`
 	ToSchema   int      `json:"to_schema_version"`
 	Migrations []string `json:"migrations,omitempty"`
+	// Digest is the ContentDigest the app's content must have now: that
+	// of the imported (migrated) items.
+	Digest string `json:"digest"`
 }
 
 // RestoreCompleted records a verified restore: the digest of the target's
@@ -213,6 +216,7 @@ type Restore struct {
 	ArchiveVerified  bool
 	Imported         bool
 	ImportedSchema   int
+	ImportedDigest   string
 	Migrations       []string
 	Digest           string
 	FailedStep       string
@@ -290,7 +294,7 @@ func (a *App) evolveRestore(env *Envelope, ev Event) {
 		}
 	case *RestoreImported:
 		if r := a.restores[e.RestoreID]; r != nil {
-			r.Imported, r.ImportedSchema, r.Migrations = true, e.ToSchema, slices.Clone(e.Migrations)
+			r.Imported, r.ImportedSchema, r.ImportedDigest, r.Migrations = true, e.ToSchema, e.Digest, slices.Clone(e.Migrations)
 			outcome := "imported"
 			if len(e.Migrations) > 0 {
 				outcome += ", migrated: " + strings.Join(e.Migrations, ", ")

@@ -56,6 +56,7 @@ type RecordImported struct {
 	FromSchema     int
 	ToSchema       int
 	Migrations     []string
+	Digest         string
 }
 
 // CompleteRestore records a verified restore.
@@ -239,10 +240,11 @@ func (c RecordImported) decide(a *App, _ *decision) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.ArchiveVerified || r.Imported {
+	if !r.ArchiveVerified || r.Imported || !isLowerHex(c.Digest, 64) {
 		return nil, Errorf(CodeBackupStateConflict, "restore %s: import not expected now", c.RestoreID)
 	}
-	return &RestoreImported{RestoreID: c.RestoreID, Items: c.Items, FromSchema: c.FromSchema, ToSchema: c.ToSchema, Migrations: c.Migrations}, nil
+	return &RestoreImported{RestoreID: c.RestoreID, Items: c.Items, FromSchema: c.FromSchema, ToSchema: c.ToSchema,
+		Migrations: c.Migrations, Digest: c.Digest}, nil
 }
 
 func (c CompleteRestore) decide(a *App, _ *decision) (Event, error) {
