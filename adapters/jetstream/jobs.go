@@ -37,9 +37,24 @@ type Jobs struct {
 	forget func(ctx context.Context, backupID string) error
 	log    *slog.Logger
 
+	// Restores runs the restores (restore.requested); nil hands them to
+	// another process. Set it before Run.
+	Restores RestoreRunner
+
 	inFlight atomic.Int64
 	freed    chan struct{}
 }
+
+// RestoreRunner drives restores: *domain.Restores.
+type RestoreRunner interface {
+	// Run drives a restore to its end; an error means run it again later.
+	Run(ctx context.Context, app, restoreID string, heartbeat func()) error
+	// Fail records that a restore failed in step.
+	Fail(ctx context.Context, app, restoreID, step, reason string) error
+}
+
+// StepRunner names the step of a restore whose runner gave up.
+const StepRunner = "runner"
 
 // NewJobs returns Jobs with cfg (zero fields take their defaults). run does
 // one job: nil means it is settled and is acknowledged, an error means it is
@@ -192,6 +207,24 @@ func (j *Jobs) handle(ctx, jobsCtx context.Context, msg njs.Msg, wg *sync.WaitGr
 			defer j.release()
 			j.runJob(jobsCtx, msg, job)
 		}()
+	case domain.TypeRestoreRequested:
+		app, rid, err := decodeRestore(env, msg.Data())
+		if err != nil {
+			j.term(log, msg, err)
+			return
+		}
+		if ctx.Err() != nil || j.Restores == nil {
+			j.settle(log, msg, "hand back", msg.NakWithDelay(j.cfg.RetryDelay))
+			return
+		}
+		final := md.NumDelivered >= uint64(j.cfg.MaxDeliver)
+		// Restores do not take a worker slot: one may wait for its
+		// pre-restore backup, which needs one.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j.runRestore(jobsCtx, msg, app, rid, final, int(md.NumDelivered))
+		}()
 	case domain.TypeBackupDeleted:
 		id, err := decodeDeleted(env, msg.Data())
 		if err != nil {
@@ -236,28 +269,10 @@ func (j *Jobs) runJob(ctx context.Context, msg njs.Msg, job domain.Job) {
 	}
 	defer cancel()
 
-	hbDone := make(chan struct{})
-	var hb sync.WaitGroup
-	hb.Add(1)
-	go func() {
-		defer hb.Done()
-		t := time.NewTicker(j.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbDone:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					log.Warn("job heartbeat", "err", err)
-				}
-			}
-		}
-	}()
+	stopHB := j.heartbeat(msg, log)
 	log.Debug("job started", "final", job.Final)
 	err := j.run(jobCtx, job)
-	close(hbDone)
-	hb.Wait()
+	stopHB()
 
 	switch {
 	case err == nil:
@@ -328,6 +343,88 @@ func decodeJob(env *domain.Envelope, body []byte, md *njs.MsgMetadata, maxDelive
 		EventID:       env.ID,
 		CorrelationID: env.CorrelationID,
 	}, nil
+}
+
+// decodeRestore returns the app and restore id of a restore.requested
+// message. env is the decoded envelope or nil.
+func decodeRestore(env *domain.Envelope, body []byte) (string, string, error) {
+	if env == nil {
+		var err error
+		if env, err = decodeEnvelope(body); err != nil {
+			return "", "", err
+		}
+	}
+	var data domain.RestoreRequested
+	if err := json.Unmarshal(env.Data, &data); err != nil {
+		return "", "", fmt.Errorf("decode %s data: %w", env.Type, err)
+	}
+	if data.RestoreID == "" || env.App == "" {
+		return "", "", fmt.Errorf("%s without restore id or app", env.Type)
+	}
+	return env.App, data.RestoreID, nil
+}
+
+// runRestore drives one restore with heartbeats, so that no other process
+// gets its message while this one runs it, and settles the message: done,
+// handed back (this process stops), or on its final delivery recorded as
+// failed.
+func (j *Jobs) runRestore(ctx context.Context, msg njs.Msg, app, restoreID string, final bool, delivery int) {
+	log := j.log.With("app", app, "restore_id", restoreID, "delivery", delivery)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopHB := j.heartbeat(msg, log)
+	log.Info("restore runner started")
+	err := j.Restores.Run(runCtx, app, restoreID, nil)
+	stopHB()
+	switch {
+	case err == nil:
+		log.Info("restore runner done")
+		j.settle(log, msg, "ack", msg.Ack())
+	case final:
+		log.Error("restore runner gave up on its final delivery", "err", err)
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), j.cfg.AckWait)
+		defer fcancel()
+		reason := fmt.Sprintf("the restore runner gave up after %d deliveries: %v", delivery, err)
+		if ferr := j.Restores.Fail(fctx, app, restoreID, StepRunner, reason); ferr != nil {
+			log.Error("record the failed restore", "err", ferr)
+			j.settle(log, msg, "nak", msg.Nak())
+			return
+		}
+		j.settle(log, msg, "ack", msg.Ack())
+	case ctx.Err() != nil:
+		log.Info("restore handed back", "err", err)
+		j.settle(log, msg, "hand back", msg.Nak())
+	default:
+		log.Warn("restore step failed; it runs again", "err", err, "retry_in", j.cfg.RetryDelay)
+		j.settle(log, msg, "nak", msg.NakWithDelay(j.cfg.RetryDelay))
+	}
+}
+
+// heartbeat tells the server every AckWait/3 that msg is still being
+// worked on, until the returned function is called.
+func (j *Jobs) heartbeat(msg njs.Msg, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(j.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn("heartbeat", "err", err)
+				}
+			}
+		}
+	}()
+	return sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+	})
 }
 
 // decodeDeleted returns the backup id of a backup.deleted message. env is

@@ -101,6 +101,9 @@ type Config struct {
 	// HTTPS only (TLS 1.2 or later). The files are read at start.
 	TLSCert string
 	TLSKey  string
+	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore
+	// backup; past it the restore fails.
+	PreRestoreBackupTimeout time.Duration
 	// SessionTTL is how long a login's session token lasts.
 	SessionTTL time.Duration
 	// PasswordCost is bcrypt's cost for password hashes; 0 means its
@@ -127,6 +130,8 @@ func DefaultConfig() Config {
 		JobTimeout:      time.Hour,
 		ShutdownTimeout: 30 * time.Second,
 		SessionTTL:      12 * time.Hour,
+
+		PreRestoreBackupTimeout: 30 * time.Minute,
 	}
 }
 
@@ -205,6 +210,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.PreRestoreBackupTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("pre-restore backup timeout must be positive, got %s", c.PreRestoreBackupTimeout))
 	}
 	if c.SessionTTL < time.Minute {
 		errs = append(errs, fmt.Errorf("session ttl must be at least 1m, got %s", c.SessionTTL))

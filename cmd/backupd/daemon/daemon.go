@@ -42,6 +42,13 @@ type Daemon struct {
 	// SourceWrapper, when set before Start, wraps the configuration source
 	// the workers export from. Tests use it to stop a worker mid-backup.
 	SourceWrapper func(domain.Source) domain.Source
+	// RestoreSourceWrapper, when set before Start, wraps the sources that
+	// restores import into. Tests use it to stop a restore mid-import.
+	RestoreSourceWrapper func(domain.Source) domain.Source
+
+	// files is the dir source, one for backups and restores alike: it
+	// keeps an import and an export of one app apart.
+	files *dir.Source
 
 	srv      *server.Server
 	nc       *nats.Conn
@@ -150,7 +157,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	sources, err := d.sources()
+	sources, err := d.sources(d.SourceWrapper)
+	if err != nil {
+		return err
+	}
+	// Restores import through the sources themselves: SourceWrapper is a
+	// hook for backups (RestoreSourceWrapper for restores).
+	restoreSources, err := d.sources(d.RestoreSourceWrapper)
 	if err != nil {
 		return err
 	}
@@ -159,7 +172,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
 		return err
 	}
-	d.goRun(runCtx, "jobs", d.jobs.Run)
 
 	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas)
 	if err != nil {
@@ -178,6 +190,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := d.follower.CaughtUp
+
+	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
+		restoreSources, d.archives, nil, realClock{}, d.log)
+	d.jobs.Restores = restores
+	d.goRun(runCtx, "jobs", d.jobs.Run)
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, realClock{}, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
@@ -221,25 +238,24 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 // sources builds the sources of every app: the default, and the apps that
 // use another kind. SourceWrapper wraps each of them.
-func (d *Daemon) sources() (domain.SourceSet, error) {
+func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceSet, error) {
 	root := d.cfg.DirRoot
 	if root == "" {
 		root = filepath.Join(d.cfg.DataDir, "files")
 	}
-	var files *dir.Source
 	byKind := func(kind string) (domain.Source, error) {
 		var s domain.Source = d.config
 		if kind == SourceDir {
-			if files == nil {
+			if d.files == nil {
 				var err error
-				if files, err = dir.New(dir.Config{Root: root}); err != nil {
+				if d.files, err = dir.New(dir.Config{Root: root}); err != nil {
 					return nil, err
 				}
 			}
-			s = files
+			s = d.files
 		}
-		if d.SourceWrapper != nil {
-			s = d.SourceWrapper(s)
+		if wrap != nil {
+			s = wrap(s)
 		}
 		return s, nil
 	}
