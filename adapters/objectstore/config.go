@@ -34,8 +34,8 @@ type Config struct {
 	StagingTTL time.Duration
 	// Replicas is the buckets' number of replicas (1 to 5); default 1.
 	Replicas int
-	// TempDir is where component downloads are spooled; default
-	// os.TempDir(). Uploads are not spooled.
+	// TempDir is where component downloads and archives read for a
+	// restore are spooled; default os.TempDir(). Uploads are not spooled.
 	TempDir string
 	// MaxUploadBytes bounds an uploaded archive (CodeArchiveTooLarge);
 	// default 2 GiB.

@@ -100,6 +100,15 @@ func (s *Source) Import(ctx context.Context, app string, items func(emit func(do
 	return s.swap(app, dir, tmp)
 }
 
+var _ domain.Replacer = (*Source)(nil)
+
+// Replace implements domain.Replacer: it is [Source.Import], an atomic
+// replacement of the app folder with the items that items emits, and
+// returns the same errors.
+func (s *Source) Replace(ctx context.Context, app string, items func(emit func(domain.Item) error) error) error {
+	return s.Import(ctx, app, items)
+}
+
 // swap puts the folder tmp in place of dir, the folder of app.
 func (s *Source) swap(app, dir, tmp string) error {
 	old := ""

@@ -12,6 +12,11 @@ const (
 	DefaultBucket        = "ledger_config"
 	DefaultReplicas      = 1
 	DefaultMaxValueBytes = 1 << 20
+	// DefaultMaxReplaceDocs bounds the documents of one Replace.
+	DefaultMaxReplaceDocs = 10_000
+	// DefaultMaxReplaceBytes bounds the keys and values that one Replace
+	// holds in memory.
+	DefaultMaxReplaceBytes = 64 << 20
 )
 
 // Config configures the key-value bucket. Zero fields take their defaults.
@@ -23,6 +28,13 @@ type Config struct {
 	// MaxValueBytes is the largest document accepted; default 1 MiB. It
 	// cannot exceed the server's max_payload.
 	MaxValueBytes int
+	// MaxReplaceDocs is the most documents that one Replace (a restore)
+	// writes into an app; default DefaultMaxReplaceDocs.
+	MaxReplaceDocs int
+	// MaxReplaceBytes bounds the sum of the key and value lengths of the
+	// documents of one Replace, which it holds in memory before it writes;
+	// default DefaultMaxReplaceBytes.
+	MaxReplaceBytes int64
 }
 
 var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -36,6 +48,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxReplaceDocs == 0 {
+		c.MaxReplaceDocs = DefaultMaxReplaceDocs
+	}
+	if c.MaxReplaceBytes == 0 {
+		c.MaxReplaceBytes = DefaultMaxReplaceBytes
 	}
 	return c
 }
@@ -53,6 +71,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxValueBytes < 0 || c.MaxValueBytes > math.MaxInt32 {
 		errs = append(errs, fmt.Errorf("max value bytes %d: must be 1 to %d", c.MaxValueBytes, math.MaxInt32))
+	}
+	if c.MaxReplaceDocs < 0 {
+		errs = append(errs, fmt.Errorf("max replace docs %d: must be positive", c.MaxReplaceDocs))
+	}
+	if c.MaxReplaceBytes < 0 {
+		errs = append(errs, fmt.Errorf("max replace bytes %d: must be positive", c.MaxReplaceBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -33,4 +33,16 @@
 // export is left out, and one created after the listing is not included.
 // An app whose documents are not written during the export (for example one
 // in maintenance whose writers respect it) is exported exactly.
+//
+// # Replace
+//
+// [Source.Replace] is the import side of a restore: it makes an app's
+// documents exactly the given items. It reads and checks every item first,
+// in memory (at most [Config.MaxReplaceDocs] documents and
+// [Config.MaxReplaceBytes] of keys and values), so that a bad item changes
+// nothing; then it puts every document and deletes the app's other keys.
+// The bucket has no multi-key transaction: a failure while writing leaves a
+// mix of old and new documents, which a retry of the same Replace makes
+// right. An app whose bucket holds more than these limits exports fine but
+// cannot be restored until they are raised.
 package kv

@@ -23,13 +23,16 @@ const SchemaVersion = 1
 // Source is the built-in configuration store and backup source on a
 // JetStream key-value bucket. It is safe for concurrent use.
 type Source struct {
-	kv       jetstream.KeyValue
-	maxValue int
+	kv          jetstream.KeyValue
+	maxValue    int
+	maxDocs     int
+	maxBufBytes int64
 }
 
 var (
 	_ domain.Source      = (*Source)(nil)
 	_ domain.ConfigStore = (*Source)(nil)
+	_ domain.Replacer    = (*Source)(nil)
 )
 
 // New creates the bucket of cfg, or updates it to cfg if it exists, and
@@ -57,7 +60,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Source, erro
 	if err != nil {
 		return nil, fmt.Errorf("create or update kv bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Source{kv: kv, maxValue: cfg.MaxValueBytes}, nil
+	return &Source{kv: kv, maxValue: cfg.MaxValueBytes, maxDocs: cfg.MaxReplaceDocs, maxBufBytes: cfg.MaxReplaceBytes}, nil
 }
 
 // Kind returns "kv".

@@ -479,6 +479,8 @@ func TestConfigValidate(t *testing.T) {
 		{kv.Config{Bucket: "a.b"}, []string{"bucket"}},
 		{kv.Config{Replicas: -1, MaxValueBytes: -1}, []string{"replicas", "max value bytes"}},
 		{kv.Config{Replicas: 6}, []string{"replicas"}},
+		{kv.Config{MaxReplaceDocs: 1, MaxReplaceBytes: 1}, nil},
+		{kv.Config{MaxReplaceDocs: -1, MaxReplaceBytes: -1}, []string{"max replace docs", "max replace bytes"}},
 	} {
 		err := tc.cfg.Validate()
 		if (err == nil) != (len(tc.want) == 0) {
