@@ -67,7 +67,9 @@ func ContentDigest(entries []ArchiveEntry) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// ItemPath is the archive path of an item: "<component>/<path>".
+// ItemPath is the archive path of an item: "<component>/<path>", with
+// "config" for an item without a component (a source's items without one
+// belong in its first component: see Restores).
 func ItemPath(it Item) string {
 	c := it.Component
 	if c == "" {

@@ -419,7 +419,7 @@ func (s *Restores) importContents(ctx context.Context, app string, r *Restore, c
 						return err
 					}
 				}
-				entries = append(entries, ArchiveEntry{Path: ItemPath(o), SHA256: hex.EncodeToString(h.Sum(nil))})
+				entries = append(entries, ArchiveEntry{Path: sourcePath(src, o), SHA256: hex.EncodeToString(h.Sum(nil))})
 				n++
 			}
 			return nil
@@ -439,18 +439,30 @@ func (s *Restores) importContents(ctx context.Context, app string, r *Restore, c
 // contentDigest exports app's current content and digests it.
 func (s *Restores) contentDigest(ctx context.Context, app string) (string, error) {
 	var entries []ArchiveEntry
-	err := s.sources.For(app).Export(ctx, app, func(it Item) error {
+	src := s.sources.For(app)
+	err := src.Export(ctx, app, func(it Item) error {
 		h := sha256.New()
 		if _, err := io.Copy(h, it.Body); err != nil {
 			return err
 		}
-		entries = append(entries, ArchiveEntry{Path: ItemPath(it), SHA256: hex.EncodeToString(h.Sum(nil))})
+		entries = append(entries, ArchiveEntry{Path: sourcePath(src, it), SHA256: hex.EncodeToString(h.Sum(nil))})
 		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("export %s to verify: %w", app, err)
 	}
 	return ContentDigest(entries), nil
+}
+
+// sourcePath is the archive path of an item of src: an item without a
+// component is in the source's first one, as in its archives.
+func sourcePath(src Source, it Item) string {
+	if it.Component == "" {
+		if cs := src.Components(); len(cs) > 0 {
+			it.Component = cs[0]
+		}
+	}
+	return ItemPath(it)
 }
 
 // hashingReader hashes what is read through it.
