@@ -1,0 +1,354 @@
+package test
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/natstest"
+)
+
+// restoreView is what the restore routes answer.
+type restoreView struct {
+	ID                 string `json:"id"`
+	App                string `json:"app"`
+	Status             string `json:"status"`
+	PreRestoreBackupID string `json:"pre_restore_backup_id"`
+	Digest             string `json:"digest"`
+	FailedStep         string `json:"failed_step"`
+	Error              string `json:"error"`
+	Steps              []struct {
+		Step    string `json:"step"`
+		Outcome string `json:"outcome"`
+	} `json:"steps"`
+}
+
+type appState struct {
+	Maintenance struct {
+		On bool `json:"on"`
+	} `json:"maintenance"`
+	ActiveRestore string `json:"active_restore"`
+}
+
+func noMinInterval(c *daemon.Config) { c.Rules.MinInterval = 0 }
+
+// configDocs returns an app's documents in the built-in store.
+func (n *node) configDocs(app string) map[string]string {
+	n.t.Helper()
+	var list struct {
+		Documents []struct {
+			Key string `json:"key"`
+		} `json:"documents"`
+	}
+	n.must(http.StatusOK, "GET", "/v1/apps/"+app+"/config", nil).json(n.t, &list)
+	out := map[string]string{}
+	for _, d := range list.Documents {
+		out[d.Key] = string(n.must(http.StatusOK, "GET", "/v1/apps/"+app+"/config/"+d.Key, nil).body)
+	}
+	return out
+}
+
+func (n *node) setDocs(app string, docs map[string]string) {
+	n.t.Helper()
+	for k := range n.configDocs(app) {
+		if _, ok := docs[k]; !ok {
+			n.must(http.StatusNoContent, "DELETE", "/v1/apps/"+app+"/config/"+k, nil)
+		}
+	}
+	for k, v := range docs {
+		n.putConfig(app, k, v)
+	}
+}
+
+// restore asks for a restore as the server administrator.
+func (n *node) restore(app string, body map[string]any) restoreView {
+	n.t.Helper()
+	var r restoreView
+	n.must(http.StatusAccepted, "POST", "/v1/apps/"+app+"/restores", body).json(n.t, &r)
+	return r
+}
+
+// waitRestore waits until a restore is over and returns it.
+func (n *node) waitRestore(app, id string) restoreView {
+	n.t.Helper()
+	var r restoreView
+	natstest.CheckFor(n.t, 60*time.Second, 50*time.Millisecond, func() error {
+		n.must(http.StatusOK, "GET", "/v1/apps/"+app+"/restores/"+id, nil).json(n.t, &r)
+		if r.Status == "running" {
+			return fmt.Errorf("restore %s is running: %+v", id, r.Steps)
+		}
+		return nil
+	})
+	return r
+}
+
+func (n *node) appState(app string) appState {
+	n.t.Helper()
+	var s appState
+	n.must(http.StatusOK, "GET", "/v1/apps/"+app, nil).json(n.t, &s)
+	return s
+}
+
+// archiveDocs downloads a backup's archive and returns its config
+// documents.
+func (n *node) archiveDocs(app string, b projections.BackupView) map[string]string {
+	n.t.Helper()
+	_, raw := n.download(app, b, "")
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, f := range zr.File {
+		if f.Name == "manifest.json" || f.FileInfo().IsDir() {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		out[f.Name[len("config/"):]] = string(b)
+	}
+	return out
+}
+
+// The main story: change, back up, change again, restore with a
+// pre-restore backup and the automatic end of maintenance.
+func TestRestoreEndToEnd(t *testing.T) {
+	n := startNode(t, t.TempDir(), noMinInterval, nil)
+	first := map[string]string{"app.json": `{"name":"CRM"}`, "pages/home": "<h1>v1</h1>"}
+	n.setDocs("crm", first)
+	b1 := n.waitStatus("crm", n.createBackup("crm", map[string]any{"name": "v1"}).ID, 20*time.Second, domain.StatusReady)
+	second := map[string]string{"app.json": `{"name":"CRM 2"}`, "pages/about": "added later"}
+	n.setDocs("crm", second)
+
+	r := n.restore("crm", map[string]any{"backup_id": b1.ID, "pre_restore_backup": true, "auto_end_maintenance": true})
+	r = n.waitRestore("crm", r.ID)
+	if r.Status != "completed" || r.Digest == "" || r.PreRestoreBackupID == "" {
+		t.Fatalf("restore = %+v", r)
+	}
+	if got := n.configDocs("crm"); !maps.Equal(got, first) {
+		t.Errorf("config after the restore = %v, want exactly %v", got, first)
+	}
+	if s := n.appState("crm"); s.Maintenance.On || s.ActiveRestore != "" {
+		t.Errorf("app after an auto-ended restore: %+v", s)
+	}
+	pre := n.backup("crm", r.PreRestoreBackupID)
+	if pre.Status != "ready" || pre.Origin != "pre_restore" {
+		t.Fatalf("pre-restore backup = %+v", pre)
+	}
+	if got := n.archiveDocs("crm", pre); !maps.Equal(got, second) {
+		t.Errorf("pre-restore backup holds %v, want the state before the restore %v", got, second)
+	}
+	// Each step once, in order, in the app's log.
+	var steps []string
+	for _, s := range r.Steps {
+		steps = append(steps, s.Step)
+	}
+	want := []string{domain.StepRequested, domain.StepMaintenance, domain.StepPreBackup, domain.StepVerifyArchive,
+		domain.StepImport, domain.StepVerify, domain.StepEndMaint}
+	if fmt.Sprint(steps) != fmt.Sprint(want) {
+		t.Errorf("steps = %v, want %v", steps, want)
+	}
+
+	// Rolling back with the pre-restore backup, without auto-end: the app
+	// stays in maintenance, its configuration locked until the admin ends
+	// it.
+	r2 := n.waitRestore("crm", n.restore("crm", map[string]any{"backup_id": pre.ID}).ID)
+	if r2.Status != "completed" {
+		t.Fatalf("roll back = %+v", r2)
+	}
+	if got := n.configDocs("crm"); !maps.Equal(got, second) {
+		t.Errorf("config after the roll back = %v, want %v", got, second)
+	}
+	if s := n.appState("crm"); !s.Maintenance.On {
+		t.Errorf("app after a restore without auto-end: %+v", s)
+	}
+	before := n.lastSeq()
+	var p problem
+	n.must(http.StatusConflict, "PUT", "/v1/apps/crm/config/app.json", "x", "Content-Type", "application/octet-stream").json(t, &p)
+	if p.Code != domain.CodeAppInMaintenance || n.lastSeq() != before || n.configDocs("crm")["app.json"] != second["app.json"] {
+		t.Errorf("config write in maintenance: %+v", p)
+	}
+	// Backups may still be taken.
+	n.waitStatus("crm", n.createBackup("crm", map[string]any{"name": "during maintenance"}).ID, 20*time.Second, domain.StatusReady)
+	n.must(http.StatusOK, "DELETE", "/v1/apps/crm/maintenance", nil)
+	n.putConfig("crm", "app.json", "after")
+}
+
+// A restore into another, new app: created in the source's organisation,
+// the source untouched and never in maintenance.
+func TestRestoreToNewApp(t *testing.T) {
+	n := startNode(t, t.TempDir(), noMinInterval, nil)
+	docs := map[string]string{"a": "1", "b": "2"}
+	n.setDocs("crm", docs)
+	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
+	r := n.restore("crm", map[string]any{"backup_id": b.ID, "target_app": "crm-copy", "auto_end_maintenance": true})
+	r = n.waitRestore("crm-copy", r.ID)
+	if r.Status != "completed" || r.App != "crm-copy" {
+		t.Fatalf("restore = %+v", r)
+	}
+	if got := n.configDocs("crm-copy"); !maps.Equal(got, docs) {
+		t.Errorf("new app holds %v", got)
+	}
+	if s := n.appState("crm"); s.Maintenance.On || s.ActiveRestore != "" {
+		t.Errorf("source app: %+v", s)
+	}
+	if got := n.configDocs("crm"); !maps.Equal(got, docs) {
+		t.Errorf("source app changed: %v", got)
+	}
+}
+
+// A corrupt archive is refused before anything changes; the backup is
+// marked corrupt and the app stays in maintenance for the admin to look.
+func TestRestoreCorruptArchiveChangesNothing(t *testing.T) {
+	n := startNode(t, t.TempDir(), noMinInterval, nil)
+	n.setDocs("crm", map[string]string{"big": string(bytes.Repeat([]byte("0123456789abcdef"), 1<<14))})
+	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
+	now := map[string]string{"big": "now"}
+	n.setDocs("crm", now)
+	raw, err := n.archiveBytes(b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0xff
+	store, err := n.js.ObjectStore(context.Background(), "ledger_archives")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutBytes(context.Background(), b.ID, raw); err != nil {
+		t.Fatal(err)
+	}
+	r := n.waitRestore("crm", n.restore("crm", map[string]any{"backup_id": b.ID, "auto_end_maintenance": true}).ID)
+	if r.Status != "failed" || r.FailedStep != domain.StepVerifyArchive {
+		t.Fatalf("restore = %+v", r)
+	}
+	if got := n.configDocs("crm"); !maps.Equal(got, now) {
+		t.Errorf("config changed: %v", got)
+	}
+	if s := n.appState("crm"); !s.Maintenance.On {
+		t.Error("a failed restore ended the maintenance")
+	}
+	if got := n.backup("crm", b.ID); got.CorruptAt == nil {
+		t.Errorf("backup not marked corrupt: %+v", got)
+	}
+}
+
+// Refusals before anything happens: a second restore while one runs, a
+// backup newer than the server, a user who does not administer the app, a
+// wrong password.
+func TestRestoreRefusals(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
+		c.Rules.MinInterval = 0
+		c.PasswordCost = 4
+	}, nil)
+	n.setDocs("crm", map[string]string{"a": "1"})
+	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
+
+	// A backup whose manifest says schema version 99, uploaded.
+	_, raw := n.download("crm", b, "")
+	newer := withSchema(t, raw, 99)
+	var up projections.BackupView
+	n.must(http.StatusCreated, "POST", "/v1/apps/crm/backups/upload?name=future", newer, "Content-Type", "application/zip").json(t, &up)
+
+	before := n.lastSeq()
+	var p problem
+	n.must(http.StatusConflict, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": up.ID}).json(t, &p)
+	if p.Code != domain.CodeBackupNewer || n.lastSeq() != before {
+		t.Errorf("newer backup: %+v", p)
+	}
+
+	// Users: carol administers crm, dave is a member who does not.
+	n.must(http.StatusCreated, "POST", "/v1/orgs", map[string]string{"id": "acme"})
+	login := func(user string) string {
+		pw := user + " has a long password"
+		n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": user, "name": user, "password": pw})
+		n.must(http.StatusNoContent, "PUT", "/v1/orgs/acme/members/"+user, nil)
+		var tok projections.NewTokenView
+		n.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": user, "password": pw}, n.as("")...).json(t, &tok)
+		return tok.Token
+	}
+	carol, dave := login("carol"), login("dave")
+	n.must(http.StatusOK, "PUT", "/v1/apps/crm", map[string]string{"org": "acme"})
+	n.must(http.StatusNoContent, "PUT", "/v1/apps/crm/admins/carol", nil)
+	before = n.lastSeq()
+	n.must(http.StatusNotFound, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "dave has a long password"}, n.as(dave)...)
+	n.must(http.StatusForbidden, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "wrong"}, n.as(carol)...).json(t, &p)
+	if p.Code != domain.CodePasswordIncorrect {
+		t.Errorf("wrong password: %+v", p)
+	}
+	// The wrong password is on record (an audit event), nothing else.
+	if after := n.lastSeq(); after != before+1 {
+		t.Errorf("stream moved by %d, want 1 (the wrong password)", after-before)
+	}
+
+	// carol restores; a second restore while it runs is refused.
+	r := n.restore("crm", map[string]any{"backup_id": b.ID, "password": "carol has a long password"})
+	var second problem
+	resp := n.do("POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID})
+	if resp.status == http.StatusConflict {
+		resp.json(t, &second)
+		if second.Code != domain.CodeRestoreInProgress {
+			t.Errorf("second restore: %+v", second)
+		}
+	} else if st := n.waitRestore("crm", r.ID); st.Status != "completed" {
+		// The first may have ended already; then the second is fine.
+		t.Errorf("second restore answered %d while the first was %s", resp.status, st.Status)
+	}
+	if st := n.waitRestore("crm", r.ID); st.Status != "completed" {
+		t.Errorf("carol's restore: %+v", st)
+	}
+}
+
+// withSchema rewrites an archive's manifest with another schema version.
+func withSchema(t *testing.T, raw []byte, version int) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Name == "manifest.json" {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["schema_version"] = version
+			if b, err = json.Marshal(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := zw.Create(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(b)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
