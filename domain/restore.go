@@ -264,9 +264,14 @@ func (a *App) evolveRestore(env *Envelope, ev Event) {
 		if r := a.restores[e.RestoreID]; r != nil {
 			r.MaintenanceEnded = true
 			r.step(StepEndMaint, "maintenance ended", at)
-			if a.activeRestore == r.RestoreID && !r.Active() {
-				a.activeRestore = ""
-			}
+		} else if r := a.restores[a.activeRestore]; r != nil && r.Status == RestoreStatusCompleted {
+			// Ended by hand after the restore completed, before it ended
+			// the maintenance itself: nothing is left for it to do.
+			r.MaintenanceEnded = true
+			r.step(StepEndMaint, "maintenance ended by "+env.Actor, at)
+		}
+		if r := a.restores[a.activeRestore]; r != nil && !r.Active() {
+			a.activeRestore = ""
 		}
 	case *RestoreRequested:
 		r := &Restore{RestoreRequested: *e, App: a.id, Status: RestoreStatusRunning, RequestedBy: env.Actor, RequestedAt: at}

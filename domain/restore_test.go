@@ -143,6 +143,20 @@ func TestRestoreFold(t *testing.T) {
 	}
 }
 
+// Maintenance ended by hand after a restore completed, before the restore
+// ended it itself: the restore is over, the next one may start.
+func TestMaintenanceEndedByHandAfterCompletion(t *testing.T) {
+	a := fold(t, "crm", g(0, withAuto(restoreRequested("r1", false))), g(1, maintOn("r1")), g(2, verified("r1")),
+		g(3, importedInto("r1")), g(4, completedRestore("r1")), g(5, &domain.MaintenanceEnded{Reason: "by hand"}))
+	r, _ := a.Restore("r1")
+	if a.ActiveRestore() != "" || a.Maintenance().On {
+		t.Fatalf("active %q, maintenance %+v", a.ActiveRestore(), a.Maintenance())
+	}
+	if act := domain.NextRestoreAction(a, &r); act.Kind != domain.ActNone {
+		t.Errorf("next action %+v", act)
+	}
+}
+
 func TestDecideRestoreCommands(t *testing.T) {
 	running := []given{g(0, restoreRequested("r1", false)), g(time.Second, maintOn("r1"))}
 	req := domain.RequestRestore{App: "crm", SourceApp: "erp", BackupID: "src-1", BackupSHA256: sha64, BackupSizeBytes: 10,

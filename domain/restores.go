@@ -127,6 +127,9 @@ func (s *Restores) Request(ctx context.Context, p Principal, req RestoreRequest,
 	if err != nil {
 		return Restore{}, err
 	}
+	if res.EventType != TypeRestoreRequested {
+		return Restore{}, Errorf(CodeConflict, "this idempotency key was used for another command (%s)", res.EventType)
+	}
 	var r Restore
 	s.states.ReadApp(target, func(a *App) { r, found = a.Restore(res.RestoreID) })
 	if !found {

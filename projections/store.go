@@ -353,6 +353,7 @@ func (s *Store) App(app string) AppView {
 	}
 	v.LastSeq = m.state.Seq()
 	v.Events = m.state.Events()
+	restoreState(&v, m.state)
 	return v
 }
 

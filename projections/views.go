@@ -51,6 +51,12 @@ type AppView struct {
 	// LastSeq is the stream sequence of the app's last event.
 	LastSeq uint64 `json:"last_seq"`
 	Events  int    `json:"events"`
+	// Maintenance is the app's maintenance: while it is on, the app's
+	// configuration cannot be changed through the APIs.
+	Maintenance MaintenanceView `json:"maintenance"`
+	// ActiveRestore is the id of the restore running into the app, ""
+	// when none is.
+	ActiveRestore string `json:"active_restore"`
 }
 
 // LogEntry is one line of an app's or a backup's log: who did what, when,

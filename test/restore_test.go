@@ -73,6 +73,11 @@ func (n *node) setDocs(app string, docs map[string]string) {
 // restore asks for a restore as the server administrator.
 func (n *node) restore(app string, body map[string]any) restoreView {
 	n.t.Helper()
+	for _, k := range []string{"pre_restore_backup", "auto_end_maintenance"} {
+		if _, ok := body[k]; !ok {
+			body[k] = false
+		}
+	}
 	var r restoreView
 	n.must(http.StatusAccepted, "POST", "/v1/apps/"+app+"/restores", body).json(n.t, &r)
 	return r
@@ -265,7 +270,7 @@ func TestRestoreRefusals(t *testing.T) {
 
 	before := n.lastSeq()
 	var p problem
-	n.must(http.StatusConflict, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": up.ID}).json(t, &p)
+	n.must(http.StatusConflict, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": up.ID, "pre_restore_backup": false, "auto_end_maintenance": false}).json(t, &p)
 	if p.Code != domain.CodeBackupNewer || n.lastSeq() != before {
 		t.Errorf("newer backup: %+v", p)
 	}
@@ -284,8 +289,8 @@ func TestRestoreRefusals(t *testing.T) {
 	n.must(http.StatusOK, "PUT", "/v1/apps/crm", map[string]string{"org": "acme"})
 	n.must(http.StatusNoContent, "PUT", "/v1/apps/crm/admins/carol", nil)
 	before = n.lastSeq()
-	n.must(http.StatusNotFound, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "dave has a long password"}, n.as(dave)...)
-	n.must(http.StatusForbidden, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "wrong"}, n.as(carol)...).json(t, &p)
+	n.must(http.StatusNotFound, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "dave has a long password", "pre_restore_backup": false, "auto_end_maintenance": false}, n.as(dave)...)
+	n.must(http.StatusForbidden, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "password": "wrong", "pre_restore_backup": false, "auto_end_maintenance": false}, n.as(carol)...).json(t, &p)
 	if p.Code != domain.CodePasswordIncorrect {
 		t.Errorf("wrong password: %+v", p)
 	}
@@ -297,7 +302,7 @@ func TestRestoreRefusals(t *testing.T) {
 	// carol restores; a second restore while it runs is refused.
 	r := n.restore("crm", map[string]any{"backup_id": b.ID, "password": "carol has a long password"})
 	var second problem
-	resp := n.do("POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID})
+	resp := n.do("POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "pre_restore_backup": false, "auto_end_maintenance": false})
 	if resp.status == http.StatusConflict {
 		resp.json(t, &second)
 		if second.Code != domain.CodeRestoreInProgress {

@@ -46,10 +46,13 @@ func (s *Server) withTimeout(r *http.Request) (context.Context, context.CancelFu
 }
 
 // putDoc stores the raw body as a document: 201 when it is new, 200 when it
-// replaced one.
+// replaced one; app_in_maintenance while the app is in maintenance.
 func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
 	key, err := docKey(r)
 	if err != nil {
+		return err
+	}
+	if err := s.refuseInMaintenance(c.app); err != nil {
 		return err
 	}
 	if r.ContentLength > s.cfg.MaxDocBytes {
@@ -112,10 +115,14 @@ func (s *Server) getDoc(w http.ResponseWriter, r *http.Request, c call) error {
 	return nil
 }
 
-// deleteDoc removes a document: 204.
+// deleteDoc removes a document: 204; app_in_maintenance while the app is
+// in maintenance.
 func (s *Server) deleteDoc(w http.ResponseWriter, r *http.Request, c call) error {
 	key, err := docKey(r)
 	if err != nil {
+		return err
+	}
+	if err := s.refuseInMaintenance(c.app); err != nil {
 		return err
 	}
 	ctx, cancel := s.withTimeout(r)

@@ -63,6 +63,7 @@ func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edi
 		Auth:      st.AuthChain(),
 		Identity:  st.Identity,
 		Transfers: st.Transfers,
+		Restores:  st.Restores,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {

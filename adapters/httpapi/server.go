@@ -1,6 +1,6 @@
 // Package httpapi is the HTTP JSON API of backupledger (DESIGN §7): backups,
-// their archives (download and upload), app state, logs and the built-in
-// config store under /v1, and the operational endpoints /healthz, /readyz
+// their archives (download and upload), restores and maintenance, app
+// state, logs and the built-in config store under /v1, and the operational endpoints /healthz, /readyz
 // and /metrics.
 //
 // Every /v1 request is authenticated in one place (requireAuth) with a bearer
@@ -39,6 +39,10 @@ type Queries interface {
 	BackupLog(app, id string) ([]projections.LogEntry, error)
 	// Apps returns the apps with at least one event, sorted.
 	Apps() []string
+	// Restore returns one restore into app, or not_found.
+	Restore(app, id string) (projections.RestoreView, error)
+	// Restores returns the restores into app, oldest first.
+	Restores(app string) []projections.RestoreView
 }
 
 // Transfers moves archives in and out; *domain.Transfers implements it.
@@ -147,6 +151,9 @@ type Deps struct {
 	// Transfers serves the archive routes (download and upload); nil
 	// answers them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
+	// Restores serves the restore requests and maintenance routes; nil
+	// answers them 503 unavailable. *domain.Restores.
+	Restores Restores
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -235,6 +242,11 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "PUT /v1/apps/{app}/config/{key...}", s.putDoc)
 	s.v1(api, "GET /v1/apps/{app}/config/{key...}", s.getDoc)
 	s.v1(api, "DELETE /v1/apps/{app}/config/{key...}", s.deleteDoc)
+	s.v1(api, "POST /v1/apps/{app}/maintenance", s.startMaintenance)
+	s.v1(api, "DELETE /v1/apps/{app}/maintenance", s.endMaintenance)
+	s.v1(api, "POST /v1/apps/{app}/restores", s.createRestore)
+	s.v1(api, "GET /v1/apps/{app}/restores", s.listRestores)
+	s.v1(api, "GET /v1/apps/{app}/restores/{id}", s.getRestore)
 
 	root := http.NewServeMux()
 	s.identityRoutes(api, root)

@@ -53,7 +53,8 @@ func requireKey(key string) error {
 	return nil
 }
 
-// putDoc stores a document and answers its new revision.
+// putDoc stores a document and answers its new revision;
+// app_in_maintenance while the app is in maintenance.
 func (s *Service) putDoc(ctx context.Context, c *call) (any, error) {
 	var req PutDocRequest
 	if err := decode(c.req.Data(), &req); err != nil {
@@ -63,6 +64,9 @@ func (s *Service) putDoc(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	if err := requireKey(req.Key); err != nil {
+		return nil, err
+	}
+	if err := s.refuseInMaintenance(req.App); err != nil {
 		return nil, err
 	}
 	if req.Value == nil {
@@ -98,7 +102,8 @@ func (s *Service) getDoc(ctx context.Context, c *call) (any, error) {
 	return DocValue{DocView: newDocView(doc), Value: v}, nil
 }
 
-// deleteDoc removes a document.
+// deleteDoc removes a document; app_in_maintenance while the app is in
+// maintenance.
 func (s *Service) deleteDoc(ctx context.Context, c *call) (any, error) {
 	var req DocRequest
 	if err := decode(c.req.Data(), &req); err != nil {
@@ -108,6 +113,9 @@ func (s *Service) deleteDoc(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	if err := requireKey(req.Key); err != nil {
+		return nil, err
+	}
+	if err := s.refuseInMaintenance(req.App); err != nil {
 		return nil, err
 	}
 	if err := s.deps.Config.DeleteDoc(ctx, req.App, req.Key); err != nil {

@@ -67,6 +67,7 @@ func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api
 		Auth:      st.AuthChain(),
 		Identity:  st.Identity,
 		Transfers: st.Transfers,
+		Restores:  st.Restores,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	}
 	if edit != nil {

@@ -52,6 +52,10 @@ type Queries interface {
 	BackupLog(app, id string) ([]projections.LogEntry, error)
 	// Apps returns the apps with at least one event, sorted.
 	Apps() []string
+	// Restore returns one restore into app, or not_found.
+	Restore(app, id string) (projections.RestoreView, error)
+	// Restores returns the restores into app, oldest first.
+	Restores(app string) []projections.RestoreView
 }
 
 // Transfers moves archives in and out through the staging bucket;
@@ -147,6 +151,9 @@ type Deps struct {
 	// Transfers serves backups.upload and backups.download; nil answers
 	// them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
+	// Restores serves the restore and maintenance endpoints; nil answers
+	// them 503 unavailable. *domain.Restores.
+	Restores Restores
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.
@@ -223,7 +230,7 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     cfg.Version,
-		Description: "the backup ledger: backups, app state, logs and config documents",
+		Description: "the backup ledger: backups, restores, app state, logs and config documents",
 		QueueGroup:  cfg.QueueGroup,
 		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
 			s.log.Error("nats service error", "subject", e.Subject, "err", e.Description)

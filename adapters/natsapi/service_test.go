@@ -32,6 +32,8 @@ func TestServiceInfo(t *testing.T) {
 		natsapi.SubjectUsersDisable, natsapi.SubjectUsersPassword, natsapi.SubjectAppsRegister, natsapi.SubjectAppsAdminsGet,
 		natsapi.SubjectAppsAdminsGrant, natsapi.SubjectAppsAdminsRevoke, natsapi.SubjectTokensCreate, natsapi.SubjectTokensList,
 		natsapi.SubjectTokensRevoke, natsapi.SubjectSessionsCreate, natsapi.SubjectSessionsEnd, natsapi.SubjectMe,
+		natsapi.SubjectMaintenanceStart, natsapi.SubjectMaintenanceEnd, natsapi.SubjectRestoresCreate,
+		natsapi.SubjectRestoresGet, natsapi.SubjectRestoresList,
 	}
 	slices.Sort(want)
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {

@@ -23,6 +23,15 @@ const (
 	SubjectConfigList      = SubjectPrefix + ".config.list"      // AppRequest → {"documents":[...]}
 )
 
+// Subjects of the restore and maintenance endpoints (restores.go).
+const (
+	SubjectMaintenanceStart = SubjectPrefix + ".maintenance.start" // MaintenanceRequest → app state
+	SubjectMaintenanceEnd   = SubjectPrefix + ".maintenance.end"   // MaintenanceRequest → app state
+	SubjectRestoresCreate   = SubjectPrefix + ".restores.create"   // CreateRestoreRequest → restore
+	SubjectRestoresGet      = SubjectPrefix + ".restores.get"      // RestoreRequest → restore
+	SubjectRestoresList     = SubjectPrefix + ".restores.list"     // AppRequest → {"restores":[...]}
+)
+
 // Subjects of the identity endpoints (identity.go).
 const (
 	SubjectOrgsCreate        = SubjectPrefix + ".orgs.create"         // CreateOrgRequest → org
@@ -83,6 +92,11 @@ func (s *Service) endpoints() []endpoint {
 		{name: "config_get", subject: SubjectConfigGet, h: s.getDoc},
 		{name: "config_delete", subject: SubjectConfigDelete, h: s.deleteDoc},
 		{name: "config_list", subject: SubjectConfigList, h: s.listDocs},
+		{name: "maintenance_start", subject: SubjectMaintenanceStart, h: s.startMaintenance},
+		{name: "maintenance_end", subject: SubjectMaintenanceEnd, h: s.endMaintenance},
+		{name: "restores_create", subject: SubjectRestoresCreate, h: s.createRestore},
+		{name: "restores_get", subject: SubjectRestoresGet, h: s.getRestore},
+		{name: "restores_list", subject: SubjectRestoresList, h: s.listRestores},
 
 		{name: "orgs_create", subject: SubjectOrgsCreate, h: s.createOrg},
 		{name: "orgs_list", subject: SubjectOrgsList, h: s.listOrgs},

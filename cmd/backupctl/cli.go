@@ -48,6 +48,9 @@ type cli struct {
 	configDir func() (string, error)
 	// pollEvery is the first interval of create --wait; zero means 100ms.
 	pollEvery time.Duration
+	// restorePoll is how often restore looks at the restore it follows;
+	// zero means defaultRestorePoll.
+	restorePoll time.Duration
 	// in reads lines from stdin; see readLine.
 	in *bufio.Reader
 
@@ -116,6 +119,14 @@ func commandTable() []*command {
 			summary: "upload an archive as a new backup of APP", help: helpUpload, run: backupUpload},
 		{name: "backup logs", args: "APP [ID]", short: "APP [ID]",
 			summary: "show the log of an app, or of one backup", help: helpLogs, run: backupLogs},
+		{name: "restore", args: "APP BACKUP [--to APP] [--pre-backup] [--auto-end]", short: "APP BACKUP",
+			summary: "restore a backup (asks for your password) and follow it", help: helpRestore, run: restore},
+		{name: "restore status", args: "APP ID", short: "APP ID",
+			summary: "show a restore and its steps", help: helpRestoreStatus, run: restoreStatus},
+		{name: "maintenance start", args: "APP --reason R", short: "APP --reason R",
+			summary: "put an app into maintenance (no config changes)", help: helpMaintenanceStart, run: maintenanceStart},
+		{name: "maintenance end", args: "APP [--reason R]", short: "APP",
+			summary: "end an app's maintenance", help: helpMaintenanceEnd, run: maintenanceEnd},
 		{name: "app get", args: "APP", short: "APP",
 			summary: "show an app's state", help: helpAppGet, run: appGet},
 		{name: "app register", args: "APP --org ORG", short: "APP --org ORG",

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeServer answers the routes a test needs, checking the token.
@@ -63,7 +64,8 @@ func runCLI(t *testing.T, srv *httptest.Server, dir, stdin string, terminal bool
 			}
 			return ""
 		},
-		isTerminal: func(any) bool { return terminal },
+		isTerminal:  func(any) bool { return terminal },
+		restorePoll: time.Millisecond,
 	}
 	code := c.main(context.Background(), args)
 	return result{code, out.String(), errOut.String()}

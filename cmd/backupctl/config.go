@@ -90,6 +90,10 @@ func appGet(ctx context.Context, c *cli, cmd *command, args []string) error {
 	fmt.Fprintf(t, "Quota:\t%d of %d used\n", a.QuotaUsed, a.QuotaLimit)
 	fmt.Fprintf(t, "Last backup:\t%s\n", second(a.LastBackupAt))
 	fmt.Fprintf(t, "Events:\t%d (last seq %d)\n", a.Events, a.LastSeq)
+	fmt.Fprintf(t, "Maintenance:\t%s\n", maintenanceCell(a.Maintenance))
+	if a.ActiveRestore != "" {
+		fmt.Fprintf(t, "Restore:\t%s running (see: backupctl restore status %s %s)\n", a.ActiveRestore, a.App, a.ActiveRestore)
+	}
 	return t.Flush()
 }
 

@@ -1,7 +1,8 @@
 // Command backupctl is the command-line client of backupd: it creates,
-// lists, downloads and uploads backups, edits an app's configuration store,
-// logs users in and manages users, organisations, app admins and API
-// tokens through the HTTP API. Run "backupctl help" for the commands.
+// lists, downloads, uploads and restores backups, puts apps into and out
+// of maintenance, edits an app's configuration store, logs users in and
+// manages users, organisations, app admins and API tokens through the
+// HTTP API. Run "backupctl help" for the commands.
 //
 // Exit status: 0 when the command did what it was asked, 1 when the server
 // refused it or it failed (network, verification), 2 for a usage error.

@@ -192,6 +192,10 @@ type Stack struct {
 	// secrets in memory and bcrypt at its lowest cost.
 	Identity *domain.Identity
 	Secrets  *MemSecrets
+	// Restores is the real restore service over the same ledger, the
+	// Identity and a MemSource; its runner is not run: only requests,
+	// maintenance and their refusals are tested with it.
+	Restores *domain.Restores
 }
 
 // AuthChain is what a server built on the stack authenticates with: the
@@ -256,11 +260,14 @@ func NewStack(t testing.TB) *Stack {
 	if err != nil {
 		t.Fatalf("new identity: %v", err)
 	}
+	config := &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}}
+	restores := domain.NewRestores(domain.RestoreConfig{}, ledger, proj, identity,
+		domain.SourceSet{Default: &MemSource{config: config}}, NoArchives{}, nil, clock, nil)
 	return &Stack{
-		Identity: identity, Secrets: secrets,
+		Identity: identity, Secrets: secrets, Restores: restores,
 		Store: store, Proj: proj, Ledger: ledger, Clock: clock,
 		Archives: archives, Transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
-		Config: &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}},
+		Config: config,
 		Auth: Tokens{
 			"alice-token": {ID: "alice", Admin: true},
 			"bob-token":   {ID: "bob", Admin: true},

@@ -198,13 +198,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, realClock{}, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Ready: ready, NewID: newID, Logger: d.log,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Ready: ready,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Ready: ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {

@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// Restores checks and records restore requests and maintenance;
+// *domain.Restores implements it. Its runner, which drives a requested
+// restore to its end, is not the API's concern.
+type Restores interface {
+	// Request checks a restore of a backup of req.App into req.TargetApp
+	// (req.App when empty) and records it: password_incorrect,
+	// password_locked, not_found (backup, or a target the caller may not
+	// see), backup_not_ready, backup_corrupt, backup_newer_than_server,
+	// restore_in_progress, invalid_argument.
+	Request(ctx context.Context, p domain.Principal, req domain.RestoreRequest, m domain.Meta) (domain.Restore, error)
+	// StartMaintenance puts an app into maintenance:
+	// already_in_maintenance, invalid_argument (no reason).
+	StartMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
+	// EndMaintenance ends an app's maintenance: not_in_maintenance,
+	// restore_in_progress.
+	EndMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
+}
+
+// maintenanceRequest is the body of POST and DELETE
+// /v1/apps/{app}/maintenance.
+type maintenanceRequest struct {
+	Reason string `json:"reason"`
+}
+
+// restoreRequest is the body of POST /v1/apps/{app}/restores. The two
+// choices must be explicit: a restore replaces everything in the target.
+type restoreRequest struct {
+	BackupID           string `json:"backup_id"`
+	TargetApp          string `json:"target_app"`
+	PreRestoreBackup   *bool  `json:"pre_restore_backup"`
+	AutoEndMaintenance *bool  `json:"auto_end_maintenance"`
+	// Password is the caller's password, asked again for a restore; the
+	// server administrator has none. It is never logged.
+	Password string `json:"password"`
+}
+
+// restores returns the restore service, or unavailable when the server
+// runs without one.
+func (s *Server) restores() (Restores, error) {
+	if s.deps.Restores == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "this server does not run restores")
+	}
+	return s.deps.Restores, nil
+}
+
+// startMaintenance puts the app into maintenance: 200 with the app state.
+func (s *Server) startMaintenance(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.maintenance(w, r, c, true)
+}
+
+// endMaintenance ends the app's maintenance: 200 with the app state.
+func (s *Server) endMaintenance(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.maintenance(w, r, c, false)
+}
+
+func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, start bool) error {
+	svc, err := s.restores()
+	if err != nil {
+		return err
+	}
+	var req maintenanceRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	run, want := svc.EndMaintenance, domain.TypeMaintenanceEnded
+	if start {
+		run, want = svc.StartMaintenance, domain.TypeMaintenanceStarted
+	}
+	res, err := run(ctx, c.p, c.app, req.Reason, m)
+	if err != nil {
+		return err
+	}
+	if res.Duplicate {
+		if res.EventType != want {
+			return domain.Errorf(domain.CodeConflict,
+				"idempotency key %s was already used for another command (%s)", m.CommandID, res.EventType)
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))
+	return nil
+}
+
+// createRestore requests a restore of a backup of {app} into target_app
+// ({app} when absent): 202 with the restore, which lives on the target,
+// and its Location.
+func (s *Server) createRestore(w http.ResponseWriter, r *http.Request, c call) error {
+	svc, err := s.restores()
+	if err != nil {
+		return err
+	}
+	var req restoreRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.BackupID == "":
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"backup_id\" is required")
+	case req.PreRestoreBackup == nil:
+		return domain.Errorf(domain.CodeInvalidArgument,
+			"field \"pre_restore_backup\" is required: true to back up the target's current state first, false not to")
+	case req.AutoEndMaintenance == nil:
+		return domain.Errorf(domain.CodeInvalidArgument,
+			"field \"auto_end_maintenance\" is required: true to end the maintenance when the restore completes, false to end it by hand")
+	case req.Password == "" && !c.p.Admin:
+		// Refused before it is checked, so that it does not count as a
+		// wrong password.
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"password\" is required: a restore asks for your password again")
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	rs, err := svc.Request(ctx, c.p, domain.RestoreRequest{
+		App: c.app, BackupID: req.BackupID, TargetApp: req.TargetApp,
+		PreRestoreBackup: *req.PreRestoreBackup, AutoEndMaintenance: *req.AutoEndMaintenance, Password: req.Password,
+	}, m)
+	if err != nil {
+		return err
+	}
+	v := projections.NewRestoreView(rs)
+	w.Header().Set("Location", "/v1/apps/"+v.App+"/restores/"+v.ID)
+	writeJSON(w, http.StatusAccepted, v)
+	return nil
+}
+
+// getRestore answers one restore into the app.
+func (s *Server) getRestore(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.deps.Queries.Restore(c.app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// listRestores answers the restores into the app, oldest first.
+func (s *Server) listRestores(w http.ResponseWriter, _ *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, projections.RestoreList{Restores: s.deps.Queries.Restores(c.app)})
+	return nil
+}
+
+// refuseInMaintenance answers app_in_maintenance while the app is in
+// maintenance: its configuration documents are not to change then (a
+// restore may be replacing them). Reads stay allowed.
+func (s *Server) refuseInMaintenance(app string) error {
+	mv := s.deps.Queries.App(app).Maintenance
+	if !mv.On {
+		return nil
+	}
+	since := ""
+	if mv.Since != nil {
+		since = " since " + mv.Since.Format("2006-01-02T15:04:05Z")
+	}
+	return domain.Errorf(domain.CodeAppInMaintenance,
+		"app %s is in maintenance%s (%s): its configuration cannot be changed until the maintenance ends", app, since, mv.Reason)
+}
