@@ -29,6 +29,10 @@ type RestoreConfig struct {
 // restore requests and maintenance, and runs the saga of a restore
 // (Run), step by step, each step a command with the id restore id + step.
 type Restores struct {
+	// BeforeAction, if set, is called before each action of Run: a test
+	// hook to stop a runner between two steps.
+	BeforeAction func(ctx context.Context, app, restoreID string, act RestoreAction)
+
 	cfg        RestoreConfig
 	ledger     *Ledger
 	states     States
@@ -222,6 +226,9 @@ func (s *Restores) Run(ctx context.Context, app, restoreID string, heartbeat fun
 		}
 		if act.Kind == ActNone {
 			return nil
+		}
+		if s.BeforeAction != nil {
+			s.BeforeAction(ctx, app, restoreID, act)
 		}
 		err := s.do(ctx, log, app, &r, act)
 		var de *Error

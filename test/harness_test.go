@@ -37,6 +37,13 @@ type node struct {
 // nil, changes the config, and wrap, if not nil, wraps the workers' source.
 func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(domain.Source) domain.Source) *node {
 	t.Helper()
+	return startNodeWith(t, dir, tune, func(d *daemon.Daemon) { d.SourceWrapper = wrap })
+}
+
+// startNodeWith is startNode with the daemon's hooks set by hook before it
+// starts.
+func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook func(*daemon.Daemon)) *node {
+	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -53,7 +60,9 @@ func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(do
 	if err != nil {
 		t.Fatalf("new daemon: %v", err)
 	}
-	d.SourceWrapper = wrap
+	if hook != nil {
+		hook(d)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.Start(ctx); err != nil {

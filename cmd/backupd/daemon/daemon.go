@@ -45,6 +45,9 @@ type Daemon struct {
 	// RestoreSourceWrapper, when set before Start, wraps the sources that
 	// restores import into. Tests use it to stop a restore mid-import.
 	RestoreSourceWrapper func(domain.Source) domain.Source
+	// RestoreHook, when set before Start, is called before each step of a
+	// restore this process runs (domain.Restores.BeforeAction).
+	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -193,6 +196,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
 		restoreSources, d.archives, nil, realClock{}, d.log)
+	restores.BeforeAction = d.RestoreHook
 	d.jobs.Restores = restores
 	d.goRun(runCtx, "jobs", d.jobs.Run)
 
