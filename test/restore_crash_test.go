@@ -2,8 +2,9 @@ package test
 
 import (
 	"context"
-	"net/http"
+	"io"
 	"maps"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -93,7 +94,7 @@ func copyAll(b *strings.Builder, it domain.Item) (int64, error) {
 		b.Write(buf[:k])
 		n += int64(k)
 		if err != nil {
-			if err.Error() == "EOF" {
+			if err == io.EOF {
 				return n, nil
 			}
 			return n, err
