@@ -257,14 +257,16 @@ func TestStageDownload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StageDownload: %v", err)
 	}
+	after := time.Now()
 	if st.Bucket != objectstore.DefaultStagingBucket || !strings.HasPrefix(st.Object, "download-01JSTAGE-") || len(st.Object) < len("download-01JSTAGE-")+20 {
 		t.Errorf("staged as %s/%s", st.Bucket, st.Object)
 	}
 	if st.Size != info.SizeBytes || st.SHA256 != info.SHA256 {
 		t.Errorf("staged %d bytes sha %s, want %d %s", st.Size, st.SHA256, info.SizeBytes, info.SHA256)
 	}
-	if exp := before.Add(time.Hour); st.ExpiresAt.Before(exp.Add(-2*time.Second)) || st.ExpiresAt.After(exp) {
-		t.Errorf("ExpiresAt = %v, want about %v", st.ExpiresAt, exp)
+	// An hour after the staging began (in whole seconds, rounded down).
+	if st.ExpiresAt.Before(before.Add(time.Hour).Add(-time.Second)) || st.ExpiresAt.After(after.Add(time.Hour)) {
+		t.Errorf("ExpiresAt = %v, want an hour after %v..%v", st.ExpiresAt, before, after)
 	}
 	got, err := stg.GetBytes(ctx, st.Object) // checks the digest
 	if err != nil || !bytes.Equal(got, raw) {
