@@ -315,6 +315,24 @@ func TestRestoreRefusals(t *testing.T) {
 	if st := n.waitRestore("crm", r.ID); st.Status != "completed" {
 		t.Errorf("carol's restore: %+v", st)
 	}
+
+	// Into a new app: created in crm's organisation with carol as its only
+	// admin. Into an app dave does not administer: not found.
+	n.must(http.StatusOK, "DELETE", "/v1/apps/crm/maintenance", nil)
+	var rn restoreView
+	n.must(http.StatusAccepted, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "target_app": "crm-new",
+		"password": "carol has a long password", "pre_restore_backup": false, "auto_end_maintenance": true}, n.as(carol)...).json(t, &rn)
+	if st := n.waitRestore("crm-new", rn.ID); st.Status != "completed" {
+		t.Fatalf("restore into a new app: %+v", st)
+	}
+	var acc projections.AppAccessView
+	n.must(http.StatusOK, "GET", "/v1/apps/crm-new/admins", nil, n.as(carol)...).json(t, &acc)
+	if acc.Org != "acme" || fmt.Sprint(acc.Admins) != "[carol]" {
+		t.Errorf("new app: %+v", acc)
+	}
+	n.must(http.StatusNoContent, "PUT", "/v1/apps/crm/admins/dave", nil, n.as(carol)...)
+	n.must(http.StatusNotFound, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "target_app": "crm-new",
+		"password": "dave has a long password", "pre_restore_backup": false, "auto_end_maintenance": false}, n.as(dave)...)
 }
 
 // withSchema rewrites an archive's manifest with another schema version.
