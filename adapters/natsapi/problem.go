@@ -116,7 +116,9 @@ func (s *Service) respondError(c *call, err error) {
 	}
 	c.hdr.Set("Content-Type", "application/problem+json")
 	body, _ := json.Marshal(p)
-	if err := c.req.Error(strconv.Itoa(status), code, body, micro.WithHeaders(micro.Headers(c.hdr))); err != nil {
+	c.hdr.Set(micro.ErrorHeader, code)
+	c.hdr.Set(micro.ErrorCodeHeader, strconv.Itoa(status))
+	if err := s.reply(c.req, body, c.hdr); err != nil {
 		s.log.Warn("respond with error", "subject", c.req.Subject(), "code", code, "err", err)
 	}
 }

@@ -56,9 +56,25 @@ func (s *Service) serve(e endpoint, req micro.Request) {
 		s.respondError(c, err)
 		return
 	}
-	if err := req.RespondJSON(v, micro.WithHeaders(micro.Headers(c.hdr))); err != nil {
+	data, err := json.Marshal(v)
+	if err != nil {
+		s.respondError(c, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	if err := s.reply(req, data, c.hdr); err != nil {
 		s.log.Warn("respond", "subject", req.Subject(), "err", err)
 	}
+}
+
+// reply publishes an answer to req's reply subject itself: requests are
+// served on goroutines of their own, after micro's handler returned, and
+// micro's Respond and Error write the request, which micro reads then for
+// its statistics (so its error count stays 0; the request log has them).
+func (s *Service) reply(req micro.Request, data []byte, hdr nats.Header) error {
+	if req.Reply() == "" {
+		return errors.New("request without a reply subject")
+	}
+	return s.nc.PublishMsg(&nats.Msg{Subject: req.Reply(), Data: data, Header: hdr})
 }
 
 // run checks readiness, authenticates (except for a public endpoint: the
