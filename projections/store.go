@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,6 +204,35 @@ func describe(ev domain.Event, typ string) (string, string) {
 			e.Name, e.ItemCount, e.SizeBytes, cmp.Or(e.Original.BackupID, "?"), cmp.Or(e.Original.App, "?")), "ok"
 	case *domain.BackupCorrupted:
 		return "backup found corrupt: " + e.Reason, "failed"
+	case *domain.MaintenanceStarted:
+		return "maintenance started: " + e.Reason, "ok"
+	case *domain.MaintenanceEnded:
+		return strings.TrimSuffix("maintenance ended: "+e.Reason, ": "), "ok"
+	case *domain.RestoreRequested:
+		return fmt.Sprintf("restore %s of backup %s of app %s requested (pre-restore backup: %v, end maintenance after: %v)",
+			e.RestoreID, e.BackupID, e.SourceApp, e.PreRestoreBackup, e.AutoEndMaintenance), "ok"
+	case *domain.RestorePreBackupReady:
+		return fmt.Sprintf("restore %s: pre-restore backup %s ready", e.RestoreID, e.BackupID), "ok"
+	case *domain.RestoreArchiveVerified:
+		return fmt.Sprintf("restore %s: archive checked against sha256 %s", e.RestoreID, e.SHA256), "ok"
+	case *domain.RestoreImported:
+		msg := fmt.Sprintf("restore %s: configuration replaced, %d items", e.RestoreID, e.Items)
+		if len(e.Migrations) > 0 {
+			msg += ", migrated: " + strings.Join(e.Migrations, ", ")
+		}
+		return msg, "ok"
+	case *domain.RestoreCompleted:
+		msg := fmt.Sprintf("restore %s completed and verified (digest %s)", e.RestoreID, e.Digest)
+		if e.PreRestoreBackup != "" {
+			msg += "; the state before it is in backup " + e.PreRestoreBackup
+		}
+		return msg, "ok"
+	case *domain.RestoreFailed:
+		msg := fmt.Sprintf("restore %s failed in step %s: %s", e.RestoreID, e.Step, e.Reason)
+		if e.PreRestoreBackup != "" {
+			msg += "; roll back with backup " + e.PreRestoreBackup
+		}
+		return msg, "failed"
 	}
 	if typ == TypeUndecodable {
 		return "a message that is not a valid event was skipped", "failed"
