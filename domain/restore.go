@@ -232,7 +232,7 @@ func (r *Restore) Active() bool {
 	case RestoreStatusFailed:
 		return false
 	case RestoreStatusCompleted:
-		return r.AutoEndMaintenance && !r.MaintenanceEnded && !r.MaintenanceWasOn
+		return r.AutoEndMaintenance && !r.MaintenanceEnded
 	}
 	return true
 }
@@ -394,7 +394,9 @@ func NextRestoreAction(a *App, r *Restore) RestoreAction {
 		return RestoreAction{Kind: ActNone, Step: StepDone}
 	}
 	if r.Status == RestoreStatusCompleted {
-		if r.AutoEndMaintenance && !r.MaintenanceWasOn && !r.MaintenanceEnded && a.maintenance.On && a.maintenance.RestoreID == r.RestoreID {
+		// Asked to, the restore ends the maintenance, also one that was on
+		// before it (DESIGN §6, issue 5: "unless asked").
+		if r.AutoEndMaintenance && !r.MaintenanceEnded && a.maintenance.On {
 			return RestoreAction{Kind: ActEndMaintenance, Step: StepEndMaint}
 		}
 		return RestoreAction{Kind: ActNone, Step: StepDone}
