@@ -7,8 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -365,6 +370,118 @@ func withSchema(t *testing.T, raw []byte, version int) []byte {
 			}
 		}
 		w, err := zw.Create(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(b)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// An older backup is migrated on its way in: a version 1 archive of the dir
+// source, whose file name is decomposed (NFD), restores composed (NFC) into
+// a server of version 2, verified, with the migration on record.
+func TestRestoreMigratesOlderBackup(t *testing.T) {
+	root := t.TempDir()
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
+		c.Rules.MinInterval = 0
+		c.DirRoot = root
+		c.AppSources = map[string]string{"wiki": daemon.SourceDir}
+	}, nil)
+	app := filepath.Join(root, "wiki")
+	if err := os.MkdirAll(filepath.Join(app, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"docs/intro.md": "# Intro\n", "docs/caf\u00e9.md": "menu\n"} {
+		if err := os.WriteFile(filepath.Join(app, filepath.FromSlash(name)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := n.waitStatus("wiki", n.createBackup("wiki", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
+	if b.SchemaVersion != 2 {
+		t.Fatalf("a backup of this server has schema version %d, want 2", b.SchemaVersion)
+	}
+	// The same content as a version 1 archive would hold it: the name as
+	// another system wrote it, decomposed.
+	_, raw := n.download("wiki", b, "")
+	old := rewriteArchive(t, raw, 1, func(p string) string { return strings.ReplaceAll(p, "caf\u00e9", "cafe\u0301") })
+	var up projections.BackupView
+	n.must(http.StatusCreated, "POST", "/v1/apps/wiki/backups/upload?name=v1", old, "Content-Type", "application/zip").json(t, &up)
+	if up.SchemaVersion != 1 {
+		t.Fatalf("uploaded schema version %d", up.SchemaVersion)
+	}
+	if err := os.WriteFile(filepath.Join(app, "docs", "later.md"), []byte("later"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := n.waitRestore("wiki", n.restore("wiki", map[string]any{"backup_id": up.ID, "auto_end_maintenance": true}).ID)
+	if r.Status != "completed" {
+		t.Fatalf("restore = %+v", r)
+	}
+	var migrated bool
+	for _, s := range r.Steps {
+		migrated = migrated || s.Step == domain.StepImport && strings.Contains(s.Outcome, "dir 1→2: file names in Unicode NFC")
+	}
+	if !migrated {
+		t.Errorf("steps %+v do not name the migration", r.Steps)
+	}
+	var names []string
+	if err := filepath.WalkDir(app, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(app, p)
+			names = append(names, filepath.ToSlash(rel))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	if want := []string{"docs/caf\u00e9.md", "docs/intro.md"}; !slices.Equal(names, want) {
+		t.Errorf("files after the restore = %q, want %q", names, want)
+	}
+}
+
+// rewriteArchive rebuilds an archive with another schema version and the
+// entries' paths renamed (in the zip and the manifest alike).
+func rewriteArchive(t *testing.T, raw []byte, version int, rename func(string) string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := rename(f.Name)
+		if f.Name == "manifest.json" {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["schema_version"] = version
+			for _, e := range m["entries"].([]any) {
+				e := e.(map[string]any)
+				e["path"] = rename(e["path"].(string))
+			}
+			if b, err = json.Marshal(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		w, err := zw.Create(name)
 		if err != nil {
 			t.Fatal(err)
 		}

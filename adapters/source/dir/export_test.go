@@ -23,7 +23,7 @@ func TestSourceDescribesItself(t *testing.T) {
 	if got, want := s.Kind(), "dir"; got != want {
 		t.Errorf("Kind = %q, want %q", got, want)
 	}
-	if got, want := s.SchemaVersion(), 1; got != want {
+	if got, want := s.SchemaVersion(), 2; got != want {
 		t.Errorf("SchemaVersion = %d, want %d", got, want)
 	}
 	if got, want := s.Components(), []string{domain.ComponentFiles}; !slices.Equal(got, want) {

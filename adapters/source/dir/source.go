@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -19,7 +21,13 @@ import (
 const Kind = "dir"
 
 // SchemaVersion is the version of the structure this source exports.
-const SchemaVersion = 1
+//
+//   - 1: files under their names as the file system gives them.
+//   - 2: file names in Unicode normalization form C (NFC), the form most
+//     systems write; a name another system wrote decomposed (NFD, as macOS
+//     does) is archived and restored composed, so that the same name is
+//     the same path in every archive. Migrations gives the step from 1.
+const SchemaVersion = 2
 
 // Source is the built-in source of app files in one folder per app. It is
 // safe for concurrent use.
@@ -200,6 +208,17 @@ func list(ctx context.Context, r *os.Root, dir string) ([]string, error) {
 		return nil, err
 	}
 	slices.Sort(paths)
+	// Archived in NFC (SchemaVersion 2), two names that differ only in
+	// their normalization would be one path.
+	seen := make(map[string]string, len(paths))
+	for _, p := range paths {
+		n := norm.NFC.String(p)
+		if q, ok := seen[n]; ok {
+			return nil, domain.Errorf(domain.CodeInvalidArgument, "%q and %q in %s are the same name once composed (Unicode NFC); rename one",
+				q, p, dir)
+		}
+		seen[n] = p
+	}
 	return paths, nil
 }
 
@@ -246,7 +265,7 @@ func emitFile(r *os.Root, dir, p string, emit func(domain.Item) error) error {
 	if !fi.Mode().IsRegular() || !os.SameFile(before, fi) {
 		return changed(full, errors.New("replaced by something else"))
 	}
-	if err := emit(domain.Item{Component: domain.ComponentFiles, Path: p, Size: fi.Size(), Body: f}); err != nil {
+	if err := emit(domain.Item{Component: domain.ComponentFiles, Path: norm.NFC.String(p), Size: fi.Size(), Body: f}); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {

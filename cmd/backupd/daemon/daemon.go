@@ -195,7 +195,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	ready := d.follower.CaughtUp
 
 	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
-		restoreSources, d.archives, nil, realClock{}, d.log)
+		restoreSources, d.archives, dir.Migrations(), realClock{}, d.log)
 	restores.BeforeAction = d.RestoreHook
 	d.jobs.Restores = restores
 	d.goRun(runCtx, "jobs", d.jobs.Run)
