@@ -237,3 +237,39 @@ func TestRestoreTwoProcesses(t *testing.T) {
 		}
 	}
 }
+
+// While a restore runs (held here before its import), a second one into
+// the same app is refused and changes nothing; maintenance cannot be ended
+// under it.
+func TestRestoreWhileOneRuns(t *testing.T) {
+	stop := newStopper(t)
+	n := startNodeWith(t, t.TempDir(), noMinInterval, func(d *daemon.Daemon) {
+		d.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
+			if act.Kind == domain.ActImport {
+				stop.stop(ctx)
+			}
+		}
+	})
+	n.setDocs("crm", map[string]string{"a": "1"})
+	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
+	first := n.restore("crm", map[string]any{"backup_id": b.ID})
+	select {
+	case <-stop.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the restore never reached its import")
+	}
+	before := n.lastSeq()
+	var p problem
+	n.must(http.StatusConflict, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID,
+		"pre_restore_backup": false, "auto_end_maintenance": false}).json(t, &p)
+	if p.Code != domain.CodeRestoreInProgress || !strings.Contains(p.Detail, first.ID) {
+		t.Errorf("second restore: %+v", p)
+	}
+	n.must(http.StatusConflict, "DELETE", "/v1/apps/crm/maintenance", nil).json(t, &p)
+	if p.Code != domain.CodeRestoreInProgress {
+		t.Errorf("ending maintenance under a restore: %+v", p)
+	}
+	if after := n.lastSeq(); after != before {
+		t.Errorf("refusals moved the stream from %d to %d", before, after)
+	}
+}
