@@ -258,6 +258,9 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 	case *BackupDeleted:
 		delete(a.backups, e.BackupID)
 		a.deleted[e.BackupID] = true
+	case *BackupExpired:
+		delete(a.backups, e.BackupID)
+		a.deleted[e.BackupID] = true
 	}
 }
 

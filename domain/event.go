@@ -237,6 +237,8 @@ func BackupID(ev Event) string {
 		return e.BackupID
 	case *BackupCorrupted:
 		return e.BackupID
+	case *BackupExpired:
+		return e.BackupID
 	}
 	return ""
 }

@@ -37,6 +37,7 @@ var goldenEvents = []domain.Event{
 		Original: domain.ArchiveOrigin{App: "erp", BackupID: "01JD5Q3ZK6N8W2X4Y7T9R1M3P5", Name: "Before upgrade",
 			CreatedAt: time.Date(2026, 8, 29, 12, 2, 0, 500_000_000, time.UTC)}},
 	&domain.BackupCorrupted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "archive does not match the ledger: sha256 mismatch"},
+	&domain.BackupExpired{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC)},
 	// Maintenance and restores (DESIGN §6).
 	&domain.MaintenanceStarted{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
 	&domain.MaintenanceEnded{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F completed", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
@@ -218,6 +219,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypePasswordFailed,
 		domain.TypeMaintenanceStarted, domain.TypeMaintenanceEnded, domain.TypeRestoreRequested, domain.TypeRestorePreBackup,
 		domain.TypeRestoreArchiveVerified, domain.TypeRestoreImported, domain.TypeRestoreCompleted, domain.TypeRestoreFailed,
+		domain.TypeBackupExpired,
 	}
 	slices.Sort(want)
 	got := domain.EventTypes()
@@ -241,6 +243,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeRestoreRequested: "restore.requested", domain.TypeRestorePreBackup: "restore.pre_backup_ready",
 		domain.TypeRestoreArchiveVerified: "restore.archive_verified", domain.TypeRestoreImported: "restore.imported",
 		domain.TypeRestoreCompleted: "restore.completed", domain.TypeRestoreFailed: "restore.failed",
+		domain.TypeBackupExpired: "backup.expired",
 	}
 	for c, n := range names {
 		if c != n {

@@ -168,14 +168,21 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, erro
 	defer mu.Unlock()
 
 	res, err := l.execute(ctx, cmd, m, key)
-	if err == nil && l.archives != nil && res.EventType == TypeBackupDeleted {
-		// Only when this command's event deleted this backup: a key reused
+	if err == nil && l.archives != nil && (res.EventType == TypeBackupDeleted || res.EventType == TypeBackupExpired) {
+		// Only when this command's event ended this backup: a key reused
 		// for a delete answers an earlier, different command.
-		if d, ok := cmd.(DeleteBackup); ok && res.BackupID == d.BackupID {
-			if derr := l.archives.DeleteArchive(ctx, d.BackupID); derr != nil {
-				// The backup.deleted event is on record; whoever follows the
-				// stream removes the archive again.
-				l.log.Warn("delete archive", "app", app, "backup_id", d.BackupID, "err", derr)
+		var id string
+		switch c := cmd.(type) {
+		case DeleteBackup:
+			id = c.BackupID
+		case ExpireBackup:
+			id = c.BackupID
+		}
+		if id != "" && res.BackupID == id {
+			if derr := l.archives.DeleteArchive(ctx, id); derr != nil {
+				// The event is on record; whoever follows the stream
+				// removes the archive again.
+				l.log.Warn("delete archive", "app", app, "backup_id", id, "err", derr)
 			}
 		}
 	}

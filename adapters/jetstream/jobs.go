@@ -225,7 +225,7 @@ func (j *Jobs) handle(ctx, jobsCtx context.Context, msg njs.Msg, wg *sync.WaitGr
 			defer wg.Done()
 			j.runRestore(jobsCtx, msg, app, rid, final, int(md.NumDelivered))
 		}()
-	case domain.TypeBackupDeleted:
+	case domain.TypeBackupDeleted, domain.TypeBackupExpired:
 		id, err := decodeDeleted(env, msg.Data())
 		if err != nil {
 			j.term(log, msg, err)
@@ -427,7 +427,8 @@ func (j *Jobs) heartbeat(msg njs.Msg, log *slog.Logger) (stop func()) {
 	})
 }
 
-// decodeDeleted returns the backup id of a backup.deleted message. env is
+// decodeDeleted returns the backup id of a backup.deleted or backup.expired
+// message. env is
 // the decoded envelope or nil.
 func decodeDeleted(env *domain.Envelope, body []byte) (string, error) {
 	if env == nil {
@@ -436,7 +437,9 @@ func decodeDeleted(env *domain.Envelope, body []byte) (string, error) {
 			return "", err
 		}
 	}
-	var data domain.BackupDeleted
+	var data struct {
+		BackupID string `json:"backup_id"`
+	}
 	if err := json.Unmarshal(env.Data, &data); err != nil {
 		return "", fmt.Errorf("decode %s data: %w", env.Type, err)
 	}

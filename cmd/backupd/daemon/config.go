@@ -101,6 +101,8 @@ type Config struct {
 	// HTTPS only (TLS 1.2 or later). The files are read at start.
 	TLSCert string
 	TLSKey  string
+	// ExpiryInterval is how often expired backups are swept.
+	ExpiryInterval time.Duration
 	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore
 	// backup; past it the restore fails.
 	PreRestoreBackupTimeout time.Duration
@@ -132,6 +134,7 @@ func DefaultConfig() Config {
 		SessionTTL:      12 * time.Hour,
 
 		PreRestoreBackupTimeout: 30 * time.Minute,
+		ExpiryInterval:          time.Hour,
 	}
 }
 
@@ -210,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.ExpiryInterval < time.Second {
+		errs = append(errs, fmt.Errorf("expiry interval must be at least 1s, got %s", c.ExpiryInterval))
 	}
 	if c.PreRestoreBackupTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("pre-restore backup timeout must be positive, got %s", c.PreRestoreBackupTimeout))

@@ -45,9 +45,14 @@ type Daemon struct {
 	// RestoreSourceWrapper, when set before Start, wraps the sources that
 	// restores import into. Tests use it to stop a restore mid-import.
 	RestoreSourceWrapper func(domain.Source) domain.Source
+	// Clock, when set before Start, is the service's clock (tests move it);
+	// nil is the wall clock.
+	Clock domain.Clock
 	// RestoreHook, when set before Start, is called before each step of a
 	// restore this process runs (domain.Restores.BeforeAction).
 	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
+
+	sweeper *domain.Sweeper
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -156,7 +161,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	ids := newULIDs()
-	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, store, d.proj, realClock{}, ids, d.archives, d.log)
+	var clock domain.Clock = realClock{}
+	if d.Clock != nil {
+		clock = d.Clock
+	}
+	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, store, d.proj, clock, ids, d.archives, d.log)
 	if err != nil {
 		return err
 	}
@@ -184,7 +193,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, realClock{}, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL}, d.log)
+	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, clock, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL}, d.log)
 	if err != nil {
 		return err
 	}
@@ -195,12 +204,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	ready := d.follower.CaughtUp
 
 	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
-		restoreSources, d.archives, dir.Migrations(), realClock{}, d.log)
+		restoreSources, d.archives, dir.Migrations(), clock, d.log)
 	restores.BeforeAction = d.RestoreHook
 	d.jobs.Restores = restores
 	d.goRun(runCtx, "jobs", d.jobs.Run)
 
-	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, realClock{}, d.log)
+	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, clock, d.log)
+	d.goRun(runCtx, "expiry", d.sweepEvery)
+
+	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Ready: ready, NewID: newID, Logger: d.log,
 	})
@@ -275,6 +287,31 @@ func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceS
 	}
 	return set, nil
 }
+
+// sweepEvery expires the backups whose retention has passed, every
+// ExpiryInterval, until ctx ends. Every replica sweeps; the expiry's
+// command id makes the second one of a backup a no-op.
+func (d *Daemon) sweepEvery(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.ExpiryInterval)
+	defer t.Stop()
+	for {
+		if err := d.follower.WaitCaughtUp(ctx); err != nil {
+			return nil // stopping
+		}
+		if _, err := d.sweeper.Sweep(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("expiry sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// SweepNow expires the backups whose retention has passed now, and
+// returns how many (tests, and operators through a later API).
+func (d *Daemon) SweepNow(ctx context.Context) (int, error) { return d.sweeper.Sweep(ctx) }
 
 // goRun runs a long-running part until ctx ends, logging an unexpected end.
 func (d *Daemon) goRun(ctx context.Context, name string, run func(context.Context) error) {

@@ -1,0 +1,119 @@
+package domain
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// TypeBackupExpired records that a backup reached its expiry: it leaves the
+// list (its archive is deleted), its log stays. Registered explicitly; never
+// renamed.
+const TypeBackupExpired = "backup.expired"
+
+// ExpiryActor is the actor of the expiry sweeper's events.
+const ExpiryActor = "system:expiry"
+
+// BackupExpired records the end of a backup's retention.
+type BackupExpired struct {
+	BackupID  string    `json:"backup_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EventType implements Event.
+func (*BackupExpired) EventType() string { return TypeBackupExpired }
+
+func init() { registry[TypeBackupExpired] = func() Event { return new(BackupExpired) } }
+
+// ExpireBackup ends a backup whose expiry has passed.
+type ExpireBackup struct {
+	App      string
+	BackupID string
+}
+
+// CommandName implements Command.
+func (ExpireBackup) CommandName() string { return "backup.expire" }
+
+// AppID implements Command.
+func (c ExpireBackup) AppID() string { return c.App }
+
+func (c ExpireBackup) decide(a *App, d *decision) (Event, error) {
+	b, err := live(a, c.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	if b.ExpiresAt.IsZero() || d.now.Before(b.ExpiresAt) {
+		return nil, Errorf(CodeBackupStateConflict, "backup %s expires at %s, not yet", b.ID, b.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if id := a.activeRestore; id != "" {
+		if r := a.restores[id]; r != nil && (r.PreBackupID == b.ID || r.SourceApp == a.id && r.BackupID == b.ID) {
+			return nil, Errorf(CodeRestoreInProgress, "backup %s is in use by restore %s; it expires after it", b.ID, id)
+		}
+	}
+	return &BackupExpired{BackupID: b.ID, ExpiresAt: b.ExpiresAt.UTC()}, nil
+}
+
+// AppLister lists the apps the fold knows.
+type AppLister interface {
+	Apps() []string
+}
+
+// Sweeper expires the backups whose retention has passed.
+type Sweeper struct {
+	ledger *Ledger
+	states States
+	apps   AppLister
+	clock  Clock
+	log    *slog.Logger
+}
+
+// NewSweeper returns a sweeper over the apps the projection knows.
+func NewSweeper(ledger *Ledger, states States, apps AppLister, clock Clock, log *slog.Logger) *Sweeper {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sweeper{ledger: ledger, states: states, apps: apps, clock: clock, log: log}
+}
+
+// Sweep expires every backup whose expiry has passed, and returns how many
+// it expired. Each expiry's command id is the backup id and "expire", so
+// that several replicas sweeping at once record it once. An error of one
+// backup is logged and the sweep goes on; the first is returned.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	now := s.clock.Now()
+	var (
+		n     int
+		first error
+	)
+	for _, app := range s.apps.Apps() {
+		var due []string
+		s.states.ReadApp(app, func(a *App) {
+			for _, b := range a.Backups() {
+				if !b.ExpiresAt.IsZero() && !now.Before(b.ExpiresAt) {
+					due = append(due, b.ID)
+				}
+			}
+		})
+		for _, id := range due {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			res, err := s.ledger.Execute(ctx, ExpireBackup{App: app, BackupID: id}, Meta{Actor: ExpiryActor, CommandID: id + ".expire"})
+			switch {
+			case err == nil && !res.Duplicate:
+				n++
+				s.log.Info("backup expired", "app", app, "backup_id", id)
+			case err == nil, Code(err) == CodeNotFound:
+			case Code(err) == CodeRestoreInProgress || Code(err) == CodeBackupStateConflict:
+				s.log.Info("backup not expired now", "app", app, "backup_id", id, "why", err)
+			default:
+				s.log.Warn("expire backup", "app", app, "backup_id", id, "err", err)
+				if first == nil {
+					first = fmt.Errorf("expire backup %s of app %s: %w", id, app, err)
+				}
+			}
+		}
+	}
+	return n, first
+}
