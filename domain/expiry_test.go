@@ -100,3 +100,46 @@ func TestDecideExpire(t *testing.T) {
 			when: domain.ExpireBackup{App: "crm", BackupID: "b1"}, code: domain.CodeNotFound},
 	})
 }
+
+// Retention is a dry run: when each backup expires and why, and which rule
+// refuses the next backup; it changes nothing.
+func TestRetentionExplains(t *testing.T) {
+	s := newFakeStream()
+	f := newFakeFold(s, 100)
+	f.follow = true
+	clock := newClock(t0)
+	rules := domain.DefaultRules()
+	rules.MaxBackups = 2
+	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Retention("crm")
+	if err != nil || !r.Next.Allowed || len(r.Backups) != 0 {
+		t.Fatalf("empty app: %+v, %v", r, err)
+	}
+	if _, err := l.Execute(t.Context(), domain.RequestBackup{App: "crm"}, domain.Meta{Actor: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	r, _ = l.Retention("crm")
+	if r.Next.Allowed || r.Next.Code != domain.CodeTooSoon || r.Next.RetryAfter != 4*time.Minute {
+		t.Errorf("next after a minute: %+v", r.Next)
+	}
+	if len(r.Backups) != 1 || !r.Backups[0].ExpiresAt.Equal(t0.Add(60*24*time.Hour)) || !strings.Contains(r.Backups[0].Reason, "60 days") {
+		t.Errorf("backups: %+v", r.Backups)
+	}
+	clock.Advance(10 * time.Minute)
+	if _, err := l.Execute(t.Context(), domain.RequestBackup{App: "crm"}, domain.Meta{Actor: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(10 * time.Minute)
+	n := s.len()
+	r, _ = l.Retention("crm")
+	if r.Next.Code != domain.CodeQuotaExceeded || r.QuotaUsed != 2 || s.len() != n {
+		t.Errorf("full quota: %+v (%d new events)", r, s.len()-n)
+	}
+	if _, err := l.Retention("Bad!"); domain.Code(err) != domain.CodeInvalidArgument {
+		t.Errorf("bad app: %v", err)
+	}
+}

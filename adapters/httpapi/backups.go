@@ -117,6 +117,17 @@ func (s *Server) getApp(w http.ResponseWriter, _ *http.Request, c call) error {
 	return nil
 }
 
+// retention answers when each backup of the app expires and why, and
+// which rule would refuse the next backup: a dry run.
+func (s *Server) retention(w http.ResponseWriter, _ *http.Request, c call) error {
+	r, err := s.deps.Commands.Retention(c.app)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, projections.RetentionViewOf(r))
+	return nil
+}
+
 // appLog answers the app's log, oldest first.
 func (s *Server) appLog(w http.ResponseWriter, _ *http.Request, c call) error {
 	writeJSON(w, http.StatusOK, projections.LogList{Entries: s.deps.Queries.AppLog(c.app)})

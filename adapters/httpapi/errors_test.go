@@ -101,6 +101,10 @@ func (f commandsFunc) Execute(ctx context.Context, cmd domain.Command, m domain.
 	return f(ctx, cmd, m)
 }
 
+func (f commandsFunc) Retention(string) (domain.Retention, error) {
+	return domain.Retention{}, errors.New("no retention in this test")
+}
+
 func TestInternalErrorIsHidden(t *testing.T) {
 	a := newAPI(t, func(d *httpapi.Deps) {
 		d.Commands = commandsFunc(func(context.Context, domain.Command, domain.Meta) (domain.Result, error) {

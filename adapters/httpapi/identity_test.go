@@ -217,3 +217,22 @@ func TestIdentityBadInput(t *testing.T) {
 		t.Error("a refused user's password was stored")
 	}
 }
+
+// Retention answers like every app route: its admins see it, others get
+// 404; it is a dry run.
+func TestRetentionRoute(t *testing.T) {
+	a := newAPI(t, nil)
+	a.create("crm", "first")
+	before := a.st.Store.Appends()
+	var r projections.RetentionView
+	decode(t, a.do("GET", "/v1/apps/crm/retention", "").want(t, http.StatusOK).body, &r)
+	if r.App != "crm" || len(r.Backups) != 1 || r.NextBackup.Allowed || r.NextBackup.Code != domain.CodeTooSoon ||
+		r.NextBackup.RetryAfterSeconds != 300 || r.QuotaUsed != 1 || r.QuotaLimit != 10 || r.Backups[0].ExpiresInSeconds != 60*24*3600 {
+		t.Errorf("retention = %+v", r)
+	}
+	if a.st.Store.Appends() != before {
+		t.Error("retention appended an event")
+	}
+	a.do("GET", "/v1/apps/crm/retention", "", "Authorization", "Bearer eve-token").want(t, http.StatusNotFound)
+	a.do("GET", "/v1/apps/crm/retention", "", "Authorization", "").want(t, http.StatusUnauthorized)
+}

@@ -27,6 +27,8 @@ import (
 // event, so Queries read the command's effect right after.
 type Commands interface {
 	Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
+	// Retention explains an app's retention (a dry run).
+	Retention(app string) (domain.Retention, error)
 }
 
 // Queries reads the projections; *projections.Store implements it.
@@ -237,6 +239,7 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "POST /v1/apps/{app}/backups/upload", s.uploadArchive)
 	s.v1(api, "GET /v1/apps/{app}", s.getApp)
 	s.v1(api, "GET /v1/apps/{app}/logs", s.appLog)
+	s.v1(api, "GET /v1/apps/{app}/retention", s.retention)
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}/logs", s.backupLog)
 	s.v1(api, "GET /v1/apps/{app}/config", s.listDocs)
 	s.v1(api, "PUT /v1/apps/{app}/config/{key...}", s.putDoc)

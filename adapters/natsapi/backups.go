@@ -164,6 +164,22 @@ func (s *Service) getApp(_ context.Context, c *call) (any, error) {
 	return s.deps.Queries.App(req.App), nil
 }
 
+// retention answers the app's retention: a dry run.
+func (s *Service) retention(_ context.Context, c *call) (any, error) {
+	var req AppRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := s.checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	r, err := s.deps.Commands.Retention(req.App)
+	if err != nil {
+		return nil, err
+	}
+	return projections.RetentionViewOf(r), nil
+}
+
 // appLog answers the app's log, oldest first.
 func (s *Service) appLog(_ context.Context, c *call) (any, error) {
 	var req AppRequest

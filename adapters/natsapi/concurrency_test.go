@@ -21,6 +21,8 @@ type gate struct {
 	release chan struct{}
 }
 
+func (g *gate) Retention(app string) (domain.Retention, error) { return g.inner.Retention(app) }
+
 func (g *gate) Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error) {
 	if cmd.AppID() == "slow" {
 		g.entered <- struct{}{}

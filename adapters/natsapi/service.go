@@ -40,6 +40,8 @@ const ServiceName = "backup-ledger"
 // event, so Queries read the command's effect right after.
 type Commands interface {
 	Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
+	// Retention explains an app's retention (a dry run).
+	Retention(app string) (domain.Retention, error)
 }
 
 // Queries reads the projections; *projections.Store implements it.

@@ -15,6 +15,7 @@ const (
 	SubjectBackupsUpload   = SubjectPrefix + ".backups.upload"   // UploadRequest → backup
 	SubjectBackupsDownload = SubjectPrefix + ".backups.download" // DownloadRequest → StagedDownload
 	SubjectAppsGet         = SubjectPrefix + ".apps.get"         // AppRequest → app state
+	SubjectRetentionGet    = SubjectPrefix + ".retention.get"    // AppRequest → retention (a dry run)
 	SubjectLogsApp         = SubjectPrefix + ".logs.app"         // AppRequest → {"entries":[...]}
 	SubjectLogsBackup      = SubjectPrefix + ".logs.backup"      // BackupRequest → {"entries":[...]}
 	SubjectConfigPut       = SubjectPrefix + ".config.put"       // PutDocRequest → DocView
@@ -86,6 +87,7 @@ func (s *Service) endpoints() []endpoint {
 		{name: "backups_upload", subject: SubjectBackupsUpload, h: s.uploadBackup, transfer: true},
 		{name: "backups_download", subject: SubjectBackupsDownload, h: s.downloadBackup, transfer: true},
 		{name: "apps_get", subject: SubjectAppsGet, h: s.getApp},
+		{name: "retention_get", subject: SubjectRetentionGet, h: s.retention},
 		{name: "logs_app", subject: SubjectLogsApp, h: s.appLog},
 		{name: "logs_backup", subject: SubjectLogsBackup, h: s.backupLog},
 		{name: "config_put", subject: SubjectConfigPut, h: s.putDoc},

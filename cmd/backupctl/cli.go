@@ -127,6 +127,8 @@ func commandTable() []*command {
 			summary: "put an app into maintenance (no config changes)", help: helpMaintenanceStart, run: maintenanceStart},
 		{name: "maintenance end", args: "APP [--reason R]", short: "APP",
 			summary: "end an app's maintenance", help: helpMaintenanceEnd, run: maintenanceEnd},
+		{name: "retention", args: "APP", short: "APP",
+			summary: "explain when each backup expires and which rule would refuse the next", help: helpRetention, run: retention},
 		{name: "app get", args: "APP", short: "APP",
 			summary: "show an app's state", help: helpAppGet, run: appGet},
 		{name: "app register", args: "APP --org ORG", short: "APP --org ORG",
