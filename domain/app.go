@@ -43,6 +43,8 @@ type Backup struct {
 	CorruptReason string
 	// Original is, for an uploaded backup, what its manifest names.
 	Original *ArchiveOrigin
+	// VerifiedAt is when its archive last passed a check (zero if never).
+	VerifiedAt time.Time
 	// Seq is the stream sequence of the backup.requested event.
 	Seq uint64
 }
@@ -261,6 +263,10 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 	case *BackupExpired:
 		delete(a.backups, e.BackupID)
 		a.deleted[e.BackupID] = true
+	case *BackupVerified:
+		if b := a.backups[e.BackupID]; b != nil {
+			b.VerifiedAt = env.Time
+		}
 	}
 }
 

@@ -239,6 +239,8 @@ func BackupID(ev Event) string {
 		return e.BackupID
 	case *BackupExpired:
 		return e.BackupID
+	case *BackupVerified:
+		return e.BackupID
 	}
 	return ""
 }

@@ -38,6 +38,7 @@ var goldenEvents = []domain.Event{
 			CreatedAt: time.Date(2026, 8, 29, 12, 2, 0, 500_000_000, time.UTC)}},
 	&domain.BackupCorrupted{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Reason: "archive does not match the ledger: sha256 mismatch"},
 	&domain.BackupExpired{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC)},
+	&domain.BackupVerified{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", SHA256: sha64, ItemCount: 42},
 	// Maintenance and restores (DESIGN §6).
 	&domain.MaintenanceStarted{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
 	&domain.MaintenanceEnded{Reason: "restore 01JDAX3N3Z8Q1V0G5Y9F6K2M4F completed", RestoreID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4F"},
@@ -219,7 +220,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypePasswordFailed,
 		domain.TypeMaintenanceStarted, domain.TypeMaintenanceEnded, domain.TypeRestoreRequested, domain.TypeRestorePreBackup,
 		domain.TypeRestoreArchiveVerified, domain.TypeRestoreImported, domain.TypeRestoreCompleted, domain.TypeRestoreFailed,
-		domain.TypeBackupExpired,
+		domain.TypeBackupExpired, domain.TypeBackupVerified,
 	}
 	slices.Sort(want)
 	got := domain.EventTypes()
@@ -243,7 +244,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeRestoreRequested: "restore.requested", domain.TypeRestorePreBackup: "restore.pre_backup_ready",
 		domain.TypeRestoreArchiveVerified: "restore.archive_verified", domain.TypeRestoreImported: "restore.imported",
 		domain.TypeRestoreCompleted: "restore.completed", domain.TypeRestoreFailed: "restore.failed",
-		domain.TypeBackupExpired: "backup.expired",
+		domain.TypeBackupExpired: "backup.expired", domain.TypeBackupVerified: "backup.verified",
 	}
 	for c, n := range names {
 		if c != n {

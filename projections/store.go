@@ -199,6 +199,8 @@ func describe(ev domain.Event, typ string) (string, string) {
 		return fmt.Sprintf("backup renamed from %q to %q", e.PreviousName, e.Name), "ok"
 	case *domain.BackupDeleted:
 		return "backup deleted", "ok"
+	case *domain.BackupVerified:
+		return fmt.Sprintf("archive checked: it matches sha256 %s and its manifest (%d entries)", e.SHA256, e.ItemCount), "ok"
 	case *domain.BackupExpired:
 		return fmt.Sprintf("backup expired (it was kept until %s); its archive is deleted", e.ExpiresAt.UTC().Format(time.RFC3339)), "ok"
 	case *domain.BackupUploaded:

@@ -647,7 +647,7 @@ func TestBackupViewJSON(t *testing.T) {
 
 	keys := []string{"id", "app", "name", "description", "status", "origin", "created_by", "created_at",
 		"completed_at", "expires_at", "schema_version", "size_bytes", "sha256", "item_count", "error",
-		"corrupt_at", "corrupt_reason"} // DESIGN §7's fields, then integrity (issue 3)
+		"corrupt_at", "corrupt_reason", "verified_at"} // DESIGN §7's fields, then integrity (issues 3 and 6)
 	if len(m) != len(keys) {
 		t.Errorf("backup JSON has %d fields, want %d: %v", len(m), len(keys), m)
 	}

@@ -29,6 +29,8 @@ type BackupView struct {
 	// ledger; CorruptReason says how.
 	CorruptAt     *time.Time `json:"corrupt_at"`
 	CorruptReason *string    `json:"corrupt_reason"`
+	// VerifiedAt is when the archive last passed an integrity check.
+	VerifiedAt *time.Time `json:"verified_at"`
 	// Original is, for an uploaded backup, the backup its manifest names.
 	Original *domain.ArchiveOrigin `json:"original,omitempty"`
 }
@@ -103,6 +105,10 @@ func NewBackupView(b domain.Backup) BackupView {
 	if b.Original != nil {
 		o := *b.Original
 		v.Original = &o
+	}
+	if !b.VerifiedAt.IsZero() {
+		t := b.VerifiedAt.UTC()
+		v.VerifiedAt = &t
 	}
 	return v
 }

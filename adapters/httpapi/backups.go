@@ -117,6 +117,28 @@ func (s *Server) getApp(w http.ResponseWriter, _ *http.Request, c call) error {
 	return nil
 }
 
+// verifyBackup reads a ready backup's archive and checks it: 200 with the
+// backup, verified (verified_at) or found corrupt (corrupt_at).
+func (s *Server) verifyBackup(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.deps.Verifier == nil {
+		return domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	// As long as the archive takes to read: the client waits for it.
+	if _, err := s.deps.Verifier.Verify(r.Context(), c.app, r.PathValue("id"), m); err != nil {
+		return err
+	}
+	b, err := s.deps.Queries.Backup(c.app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
 // retention answers when each backup of the app expires and why, and
 // which rule would refuse the next backup: a dry run.
 func (s *Server) retention(w http.ResponseWriter, _ *http.Request, c call) error {

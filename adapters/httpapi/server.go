@@ -47,6 +47,11 @@ type Queries interface {
 	Restores(app string) []projections.RestoreView
 }
 
+// Verifier checks a backup's stored archive; *domain.Verifier.
+type Verifier interface {
+	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
+}
+
 // Transfers moves archives in and out; *domain.Transfers implements it.
 type Transfers interface {
 	// Upload validates and stores the archive of up and records it as a
@@ -150,6 +155,9 @@ type Deps struct {
 	// routes (organisations, users, tokens, sessions); nil means the
 	// server administrator alone, on every app.
 	Identity Identity
+	// Verifier checks stored archives (POST .../verify); nil answers 503.
+	// *domain.Verifier.
+	Verifier Verifier
 	// Transfers serves the archive routes (download and upload); nil
 	// answers them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
@@ -235,6 +243,7 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}", s.getBackup)
 	s.v1(api, "PATCH /v1/apps/{app}/backups/{id}", s.renameBackup)
 	s.v1(api, "DELETE /v1/apps/{app}/backups/{id}", s.deleteBackup)
+	s.v1(api, "POST /v1/apps/{app}/backups/{id}/verify", s.verifyBackup)
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}/archive", s.downloadArchive)
 	s.v1(api, "POST /v1/apps/{app}/backups/upload", s.uploadArchive)
 	s.v1(api, "GET /v1/apps/{app}", s.getApp)

@@ -152,6 +152,29 @@ func (s *Service) deleteBackup(ctx context.Context, c *call) (any, error) {
 	return Deleted{App: req.App, ID: req.ID, Deleted: true}, nil
 }
 
+// verifyBackup reads a ready backup's archive and checks it; the answer is
+// the backup, verified (verified_at) or found corrupt (corrupt_at).
+func (s *Service) verifyBackup(ctx context.Context, c *call) (any, error) {
+	var req DeleteRequest // {app, id} and the command fields
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := s.checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	if s.deps.Verifier == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	}
+	m, err := s.meta(c, req.CommandFields)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.deps.Verifier.Verify(ctx, req.App, req.ID, m); err != nil {
+		return nil, err
+	}
+	return s.deps.Queries.Backup(req.App, req.ID)
+}
+
 // getApp answers the app's state; an app without events is empty.
 func (s *Service) getApp(_ context.Context, c *call) (any, error) {
 	var req AppRequest

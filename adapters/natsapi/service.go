@@ -150,6 +150,8 @@ type Deps struct {
 	// endpoints; nil means the server administrator alone, on every app.
 	// *domain.Identity.
 	Identity Identity
+	// Verifier serves backups.verify; nil answers it 503. *domain.Verifier.
+	Verifier Verifier
 	// Transfers serves backups.upload and backups.download; nil answers
 	// them 503 unavailable. *domain.Transfers.
 	Transfers Transfers
@@ -320,6 +322,11 @@ func (s *Service) dispatch(e endpoint) micro.HandlerFunc {
 func (s *Service) serveClosed(req micro.Request) {
 	c := &call{req: req, hdr: nats.Header{}}
 	s.respondError(c, domain.Errorf(domain.CodeUnavailable, "the service is stopping; retry"))
+}
+
+// Verifier checks a backup's stored archive; *domain.Verifier.
+type Verifier interface {
+	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
 }
 
 // Identity is what the access check and the identity endpoints need;

@@ -117,6 +117,8 @@ func commandTable() []*command {
 			summary: "download a backup's archive, verified by SHA-256", help: helpDownload, run: backupDownload},
 		{name: "backup upload", args: "APP FILE [--name N]", short: "APP FILE",
 			summary: "upload an archive as a new backup of APP", help: helpUpload, run: backupUpload},
+		{name: "backup verify", args: "APP ID", short: "APP ID",
+			summary: "read a backup's stored archive and check it now", help: helpVerify, run: backupVerify},
 		{name: "backup logs", args: "APP [ID]", short: "APP [ID]",
 			summary: "show the log of an app, or of one backup", help: helpLogs, run: backupLogs},
 		{name: "restore", args: "APP BACKUP [--to APP] [--pre-backup] [--auto-end]", short: "APP BACKUP",

@@ -101,6 +101,9 @@ type Config struct {
 	// HTTPS only (TLS 1.2 or later). The files are read at start.
 	TLSCert string
 	TLSKey  string
+	// VerifyInterval is how old a ready backup's last integrity check may
+	// get before the periodic check reads its archive again.
+	VerifyInterval time.Duration
 	// ExpiryInterval is how often expired backups are swept.
 	ExpiryInterval time.Duration
 	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore
@@ -135,6 +138,7 @@ func DefaultConfig() Config {
 
 		PreRestoreBackupTimeout: 30 * time.Minute,
 		ExpiryInterval:          time.Hour,
+		VerifyInterval:          7 * 24 * time.Hour,
 	}
 }
 
@@ -213,6 +217,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.VerifyInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("verify interval must be at least 1m, got %s", c.VerifyInterval))
 	}
 	if c.ExpiryInterval < time.Second {
 		errs = append(errs, fmt.Errorf("expiry interval must be at least 1s, got %s", c.ExpiryInterval))

@@ -52,7 +52,8 @@ type Daemon struct {
 	// restore this process runs (domain.Restores.BeforeAction).
 	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
 
-	sweeper *domain.Sweeper
+	sweeper  *domain.Sweeper
+	verifier *domain.Verifier
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -211,16 +212,18 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, clock, d.log)
 	d.goRun(runCtx, "expiry", d.sweepEvery)
+	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, clock, d.cfg.VerifyInterval, d.log)
+	d.goRun(runCtx, "integrity", d.verifyEvery)
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Ready: ready, NewID: newID, Logger: d.log,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Ready: ready,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Ready: ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
@@ -300,6 +303,27 @@ func (d *Daemon) sweepEvery(ctx context.Context) error {
 		}
 		if _, err := d.sweeper.Sweep(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("expiry sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// verifyEvery checks the stored archives that are due (domain.Verifier),
+// every hour, until ctx ends. Every replica checks; the check's command id
+// names its period, so a backup's check is recorded once per period.
+func (d *Daemon) verifyEvery(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := d.follower.WaitCaughtUp(ctx); err != nil {
+			return nil // stopping
+		}
+		if _, err := d.verifier.Sweep(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("integrity sweep", "err", err)
 		}
 		select {
 		case <-ctx.Done():

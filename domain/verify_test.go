@@ -1,0 +1,47 @@
+package domain_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+func TestVerifier(t *testing.T) {
+	r := newRestoreRig(t, nil)
+	ctx := t.Context()
+	good := r.readyBackup(t, "crm", map[string]string{"a": "1"})
+	bad := r.readyBackup(t, "crm", map[string]string{"b": "2"})
+	r.archives.corrupt[bad] = true
+	clock := newClock(t0)
+	v := domain.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
+
+	b, err := v.Verify(ctx, "crm", good, domain.Meta{Actor: "alice"})
+	if err != nil || b.VerifiedAt.IsZero() || !b.CorruptAt.IsZero() {
+		t.Fatalf("verify good: %+v, %v", b, err)
+	}
+	b, err = v.Verify(ctx, "crm", bad, domain.Meta{Actor: "alice"})
+	if err != nil || b.CorruptAt.IsZero() || !strings.Contains(b.CorruptReason, "does not match") {
+		t.Fatalf("verify bad: %+v, %v", b, err)
+	}
+	if _, err := v.Verify(ctx, "crm", "nope", domain.Meta{Actor: "alice"}); domain.Code(err) != domain.CodeNotFound {
+		t.Errorf("unknown backup: %v", err)
+	}
+
+	// The sweep checks what is due once per period, whoever sweeps.
+	before := strings.Count(strings.Join(r.stream.types("crm"), " "), domain.TypeBackupVerified)
+	clock.Advance(25 * time.Hour)
+	n, err := v.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v (the corrupt backup is not checked again)", n, err)
+	}
+	other := domain.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
+	if _, err := other.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := strings.Count(strings.Join(r.stream.types("crm"), " "), domain.TypeBackupVerified)
+	if after != before+1 {
+		t.Errorf("%d checks recorded by two sweeps of one period, want 1", after-before)
+	}
+}
