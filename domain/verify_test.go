@@ -45,3 +45,24 @@ func TestVerifier(t *testing.T) {
 		t.Errorf("%d checks recorded by two sweeps of one period, want 1", after-before)
 	}
 }
+
+func TestQuote(t *testing.T) {
+	r := newRestoreRig(t, nil)
+	r.src.set("crm", map[string]string{"a": "12345", "b/c": "1234567890"})
+	q := domain.NewQuoter(domain.SourceSet{Default: r.src}, r.fold, domain.QuoteConfig{PricePerGiBMonth: 1 << 30, Currency: "EUR"})
+	got, err := q.Quote(t.Context(), "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Items != 2 || got.ContentBytes != 15 || got.EstimatedArchiveBytes <= 15 || got.Currency != "EUR" ||
+		got.MonthlyCost != float64(got.EstimatedArchiveBytes) {
+		t.Errorf("quote = %+v", got)
+	}
+	r.readyBackup(t, "crm", map[string]string{"a": "1"})
+	if got, _ := q.Quote(t.Context(), "crm"); got.StoredBytes != 10 {
+		t.Errorf("stored bytes = %d, want the ready backup's 10", got.StoredBytes)
+	}
+	if _, err := q.Quote(t.Context(), "Bad!"); domain.Code(err) != domain.CodeInvalidArgument {
+		t.Errorf("bad app: %v", err)
+	}
+}

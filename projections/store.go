@@ -387,6 +387,9 @@ func (s *Store) App(app string) AppView {
 	}
 	v.LastSeq = m.state.Seq()
 	v.Events = m.state.Events()
+	for _, b := range m.state.Backups() {
+		v.StoredBytes += b.SizeBytes
+	}
 	restoreState(&v, m.state)
 	return v
 }

@@ -59,6 +59,8 @@ type AppView struct {
 	// ActiveRestore is the id of the restore running into the app, ""
 	// when none is.
 	ActiveRestore string `json:"active_restore"`
+	// StoredBytes is the size of the app's backups' archives.
+	StoredBytes int64 `json:"stored_bytes"`
 }
 
 // LogEntry is one line of an app's or a backup's log: who did what, when,

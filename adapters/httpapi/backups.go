@@ -139,6 +139,20 @@ func (s *Server) verifyBackup(w http.ResponseWriter, r *http.Request, c call) er
 	return nil
 }
 
+// quote estimates a backup of the app made now: its archive's size and
+// what keeping it costs a month. It changes nothing.
+func (s *Server) quote(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.deps.Quoter == nil {
+		return domain.Errorf(domain.CodeUnavailable, "quotes are not configured on this server")
+	}
+	q, err := s.deps.Quoter.Quote(r.Context(), c.app)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, projections.QuoteViewOf(q))
+	return nil
+}
+
 // retention answers when each backup of the app expires and why, and
 // which rule would refuse the next backup: a dry run.
 func (s *Server) retention(w http.ResponseWriter, _ *http.Request, c call) error {

@@ -47,6 +47,11 @@ type Queries interface {
 	Restores(app string) []projections.RestoreView
 }
 
+// Quoter estimates a backup before it is made; *domain.Quoter.
+type Quoter interface {
+	Quote(ctx context.Context, app string) (domain.Quote, error)
+}
+
 // Verifier checks a backup's stored archive; *domain.Verifier.
 type Verifier interface {
 	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
@@ -155,6 +160,9 @@ type Deps struct {
 	// routes (organisations, users, tokens, sessions); nil means the
 	// server administrator alone, on every app.
 	Identity Identity
+	// Quoter estimates backups (POST .../backups/quote); nil answers 503.
+	// *domain.Quoter.
+	Quoter Quoter
 	// Verifier checks stored archives (POST .../verify); nil answers 503.
 	// *domain.Verifier.
 	Verifier Verifier
@@ -244,6 +252,7 @@ func (s *Server) routes() http.Handler {
 	s.v1(api, "PATCH /v1/apps/{app}/backups/{id}", s.renameBackup)
 	s.v1(api, "DELETE /v1/apps/{app}/backups/{id}", s.deleteBackup)
 	s.v1(api, "POST /v1/apps/{app}/backups/{id}/verify", s.verifyBackup)
+	s.v1(api, "POST /v1/apps/{app}/backups/quote", s.quote)
 	s.v1(api, "GET /v1/apps/{app}/backups/{id}/archive", s.downloadArchive)
 	s.v1(api, "POST /v1/apps/{app}/backups/upload", s.uploadArchive)
 	s.v1(api, "GET /v1/apps/{app}", s.getApp)

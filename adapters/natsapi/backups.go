@@ -187,6 +187,25 @@ func (s *Service) getApp(_ context.Context, c *call) (any, error) {
 	return s.deps.Queries.App(req.App), nil
 }
 
+// quote estimates a backup of the app made now; it changes nothing.
+func (s *Service) quote(ctx context.Context, c *call) (any, error) {
+	var req AppRequest
+	if err := decode(c.req.Data(), &req); err != nil {
+		return nil, err
+	}
+	if err := s.checkApp(c, req.App); err != nil {
+		return nil, err
+	}
+	if s.deps.Quoter == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "quotes are not configured on this server")
+	}
+	q, err := s.deps.Quoter.Quote(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	return projections.QuoteViewOf(q), nil
+}
+
 // retention answers the app's retention: a dry run.
 func (s *Service) retention(_ context.Context, c *call) (any, error) {
 	var req AppRequest

@@ -150,6 +150,8 @@ type Deps struct {
 	// endpoints; nil means the server administrator alone, on every app.
 	// *domain.Identity.
 	Identity Identity
+	// Quoter serves backups.quote; nil answers it 503. *domain.Quoter.
+	Quoter Quoter
 	// Verifier serves backups.verify; nil answers it 503. *domain.Verifier.
 	Verifier Verifier
 	// Transfers serves backups.upload and backups.download; nil answers
@@ -322,6 +324,11 @@ func (s *Service) dispatch(e endpoint) micro.HandlerFunc {
 func (s *Service) serveClosed(req micro.Request) {
 	c := &call{req: req, hdr: nats.Header{}}
 	s.respondError(c, domain.Errorf(domain.CodeUnavailable, "the service is stopping; retry"))
+}
+
+// Quoter estimates a backup before it is made; *domain.Quoter.
+type Quoter interface {
+	Quote(ctx context.Context, app string) (domain.Quote, error)
 }
 
 // Verifier checks a backup's stored archive; *domain.Verifier.

@@ -33,7 +33,7 @@ func TestServiceInfo(t *testing.T) {
 		natsapi.SubjectAppsAdminsGrant, natsapi.SubjectAppsAdminsRevoke, natsapi.SubjectTokensCreate, natsapi.SubjectTokensList,
 		natsapi.SubjectTokensRevoke, natsapi.SubjectSessionsCreate, natsapi.SubjectSessionsEnd, natsapi.SubjectMe,
 		natsapi.SubjectMaintenanceStart, natsapi.SubjectMaintenanceEnd, natsapi.SubjectRestoresCreate,
-		natsapi.SubjectRestoresGet, natsapi.SubjectRestoresList, natsapi.SubjectRetentionGet, natsapi.SubjectBackupsVerify,
+		natsapi.SubjectRestoresGet, natsapi.SubjectRestoresList, natsapi.SubjectRetentionGet, natsapi.SubjectBackupsVerify, natsapi.SubjectBackupsQuote,
 	}
 	slices.Sort(want)
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {

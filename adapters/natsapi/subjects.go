@@ -13,6 +13,7 @@ const (
 	SubjectBackupsRename   = SubjectPrefix + ".backups.rename"   // RenameRequest → backup
 	SubjectBackupsDelete   = SubjectPrefix + ".backups.delete"   // DeleteRequest → Deleted
 	SubjectBackupsVerify   = SubjectPrefix + ".backups.verify"   // DeleteRequest ({app, id}) → backup
+	SubjectBackupsQuote    = SubjectPrefix + ".backups.quote"    // AppRequest → quote
 	SubjectBackupsUpload   = SubjectPrefix + ".backups.upload"   // UploadRequest → backup
 	SubjectBackupsDownload = SubjectPrefix + ".backups.download" // DownloadRequest → StagedDownload
 	SubjectAppsGet         = SubjectPrefix + ".apps.get"         // AppRequest → app state
@@ -86,6 +87,7 @@ func (s *Service) endpoints() []endpoint {
 		{name: "backups_rename", subject: SubjectBackupsRename, h: s.renameBackup},
 		{name: "backups_delete", subject: SubjectBackupsDelete, h: s.deleteBackup},
 		{name: "backups_verify", subject: SubjectBackupsVerify, h: s.verifyBackup, transfer: true},
+		{name: "backups_quote", subject: SubjectBackupsQuote, h: s.quote},
 		{name: "backups_upload", subject: SubjectBackupsUpload, h: s.uploadBackup, transfer: true},
 		{name: "backups_download", subject: SubjectBackupsDownload, h: s.downloadBackup, transfer: true},
 		{name: "apps_get", subject: SubjectAppsGet, h: s.getApp},

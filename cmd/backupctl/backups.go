@@ -374,3 +374,40 @@ func backupVerify(ctx context.Context, c *cli, cmd *command, args []string) erro
 	}
 	return nil
 }
+
+const helpQuote = `
+Estimates, before a backup is made and changing nothing, how large APP's
+archive would be (at most: the content stored uncompressed, with the zip's
+overhead; compressible content makes it smaller) and what keeping it would
+cost a month at the server's price (backupd --price-per-gib-month), beside
+what APP's backups hold now.
+`
+
+// backupQuote prints the estimate of a backup of APP made now.
+func backupQuote(ctx context.Context, c *cli, cmd *command, args []string) error {
+	pos, cl, err := c.plain(cmd, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	a, err := cl.do(ctx, request{method: http.MethodPost, path: apiPath("v1/apps", pos[0], "backups", "quote")})
+	if err != nil {
+		return err
+	}
+	if c.g.json {
+		return writeJSON(c.stdout, a.body)
+	}
+	var q projections.QuoteView
+	if err := decode(a.body, &q); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "A backup of %s now: %d items, %s of content, an archive of at most %s.\n",
+		q.App, q.Items, humanSize(q.ContentBytes), humanSize(q.EstimatedArchiveBytes))
+	if q.PricePerGiBMonth > 0 {
+		fmt.Fprintf(c.stdout, "Keeping it costs at most %.4f %s a month (%.4f %s per GiB-month).\n",
+			q.MonthlyCost, q.Currency, q.PricePerGiBMonth, q.Currency)
+	} else {
+		fmt.Fprintln(c.stdout, "No storage price is configured on the server.")
+	}
+	_, err = fmt.Fprintf(c.stdout, "The backups of %s hold %s now.\n", q.App, humanSize(q.StoredBytes))
+	return err
+}

@@ -117,6 +117,8 @@ func commandTable() []*command {
 			summary: "download a backup's archive, verified by SHA-256", help: helpDownload, run: backupDownload},
 		{name: "backup upload", args: "APP FILE [--name N]", short: "APP FILE",
 			summary: "upload an archive as a new backup of APP", help: helpUpload, run: backupUpload},
+		{name: "backup quote", args: "APP", short: "APP",
+			summary: "estimate a backup's size and monthly cost before making it", help: helpQuote, run: backupQuote},
 		{name: "backup verify", args: "APP ID", short: "APP ID",
 			summary: "read a backup's stored archive and check it now", help: helpVerify, run: backupVerify},
 		{name: "backup logs", args: "APP [ID]", short: "APP [ID]",

@@ -109,6 +109,8 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", cfg.JobTimeout, "bound on one attempt at a backup; past it the backup fails")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) of the HTTP API: with --tls-key it serves HTTPS only")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.Float64Var(&cfg.PricePerGiBMonth, "price-per-gib-month", cfg.PricePerGiBMonth, "what a GiB of archive costs to keep a month, for quotes (0: sizes only)")
+	fs.StringVar(&cfg.Currency, "currency", cfg.Currency, "the currency of --price-per-gib-month")
 	fs.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often each ready backup's archive is read and checked (backup.verified, or marked corrupt)")
 	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", cfg.ExpiryInterval, "how often backups past their expiry are swept (deleted with their archives; their log stays)")
 	fs.DurationVar(&cfg.PreRestoreBackupTimeout, "pre-restore-backup-timeout", cfg.PreRestoreBackupTimeout, "how long a restore waits for its pre-restore backup before it fails")

@@ -101,6 +101,10 @@ type Config struct {
 	// HTTPS only (TLS 1.2 or later). The files are read at start.
 	TLSCert string
 	TLSKey  string
+	// PricePerGiBMonth and Currency price stored archives in quotes; a
+	// price of 0 quotes sizes only.
+	PricePerGiBMonth float64
+	Currency         string
 	// VerifyInterval is how old a ready backup's last integrity check may
 	// get before the periodic check reads its archive again.
 	VerifyInterval time.Duration
@@ -139,6 +143,7 @@ func DefaultConfig() Config {
 		PreRestoreBackupTimeout: 30 * time.Minute,
 		ExpiryInterval:          time.Hour,
 		VerifyInterval:          7 * 24 * time.Hour,
+		Currency:                "EUR",
 	}
 }
 
@@ -217,6 +222,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.PricePerGiBMonth < 0 {
+		errs = append(errs, fmt.Errorf("price per GiB-month must not be negative, got %g", c.PricePerGiBMonth))
 	}
 	if c.VerifyInterval < time.Minute {
 		errs = append(errs, fmt.Errorf("verify interval must be at least 1m, got %s", c.VerifyInterval))

@@ -212,18 +212,19 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, clock, d.log)
 	d.goRun(runCtx, "expiry", d.sweepEvery)
+	quoter := domain.NewQuoter(sources, d.proj, domain.QuoteConfig{PricePerGiBMonth: d.cfg.PricePerGiBMonth, Currency: d.cfg.Currency})
 	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, clock, d.cfg.VerifyInterval, d.log)
 	d.goRun(runCtx, "integrity", d.verifyEvery)
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Ready: ready, NewID: newID, Logger: d.log,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready, NewID: newID, Logger: d.log,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Ready: ready,
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
