@@ -93,7 +93,13 @@ func (n *node) waitRestore(app, id string) restoreView {
 	n.t.Helper()
 	var r restoreView
 	natstest.CheckFor(n.t, 60*time.Second, 50*time.Millisecond, func() error {
-		n.must(http.StatusOK, "GET", "/v1/apps/"+app+"/restores/"+id, nil).json(n.t, &r)
+		// Another backupd may have taken the request: this one's
+		// projection may not know the restore yet.
+		resp := n.do("GET", "/v1/apps/"+app+"/restores/"+id, nil)
+		if resp.status != http.StatusOK {
+			return fmt.Errorf("restore %s: status %d: %s", id, resp.status, resp.body)
+		}
+		resp.json(n.t, &r)
 		if r.Status == "running" {
 			return fmt.Errorf("restore %s is running: %+v", id, r.Steps)
 		}
