@@ -53,6 +53,14 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		}
 		if p == 0 {
 			p = -1 // random
+		} else {
+			// The embedded server only logs a port it cannot listen on
+			// (and logs nothing here): fail at once, and say why.
+			ln, err := net.Listen("tcp", cfg.NATSListen)
+			if err != nil {
+				return nil, nil, fmt.Errorf("nats listen address %s: %w (is another backupd or NATS server running? see --nats-listen)", cfg.NATSListen, err)
+			}
+			ln.Close()
 		}
 		opts.Host, opts.Port = host, p
 		if logins, err = loadNATSLogins(dir, log); err != nil {

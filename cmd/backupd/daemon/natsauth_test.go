@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -474,5 +476,35 @@ func TestSecurityDocMatchesPermissions(t *testing.T) {
 		if !seen[role] {
 			t.Errorf("docs/security.md has no user %s", role)
 		}
+	}
+}
+
+// A NATS port in use fails the start at once, saying so, rather than
+// after the embedded server's 30 s wait.
+func TestEmbeddedServerPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.NATSListen = ln.Addr().String()
+	cfg.AdminToken = "t"
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = d.Start(ctx)
+	if err == nil {
+		d.Kill()
+		t.Fatal("started on a NATS port in use")
+	}
+	if !strings.Contains(err.Error(), ln.Addr().String()) || time.Since(start) > 5*time.Second {
+		t.Errorf("err = %v after %s", err, time.Since(start))
 	}
 }
