@@ -211,10 +211,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.goRun(runCtx, "jobs", d.jobs.Run)
 
 	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, clock, d.log)
-	d.goRun(runCtx, "expiry", d.sweepEvery)
+	d.goRun(runCtx, "expiry", d.every(d.cfg.ExpiryInterval, "expiry", d.sweeper.Sweep))
 	quoter := domain.NewQuoter(sources, d.proj, domain.QuoteConfig{PricePerGiBMonth: d.cfg.PricePerGiBMonth, Currency: d.cfg.Currency})
 	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, clock, d.cfg.VerifyInterval, d.log)
-	d.goRun(runCtx, "integrity", d.verifyEvery)
+	// Hourly: each check itself waits until the backup's VerifyInterval.
+	d.goRun(runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
 
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
@@ -292,44 +293,25 @@ func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceS
 	return set, nil
 }
 
-// sweepEvery expires the backups whose retention has passed, every
-// ExpiryInterval, until ctx ends. Every replica sweeps; the expiry's
-// command id makes the second one of a backup a no-op.
-func (d *Daemon) sweepEvery(ctx context.Context) error {
-	t := time.NewTicker(d.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		if err := d.follower.WaitCaughtUp(ctx); err != nil {
-			return nil // stopping
-		}
-		if _, err := d.sweeper.Sweep(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("expiry sweep", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// verifyEvery checks the stored archives that are due (domain.Verifier),
-// every hour, until ctx ends. Every replica checks; the check's command id
-// names its period, so a backup's check is recorded once per period.
-func (d *Daemon) verifyEvery(ctx context.Context) error {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if err := d.follower.WaitCaughtUp(ctx); err != nil {
-			return nil // stopping
-		}
-		if _, err := d.verifier.Sweep(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("integrity sweep", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+// every runs sweep (named what, for the log) once the projection has
+// caught up and then every period, until ctx ends. Every replica sweeps;
+// the sweeps' command ids make a second replica's work a no-op.
+func (d *Daemon) every(period time.Duration, what string, sweep func(context.Context) (int, error)) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			if err := d.follower.WaitCaughtUp(ctx); err != nil {
+				return nil // stopping
+			}
+			if _, err := sweep(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn(what+" sweep", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
 		}
 	}
 }
