@@ -74,6 +74,24 @@ func (n *node) download(app string, b projections.BackupView, query string) (res
 	return r, r.body
 }
 
+// corruptArchive flips one byte of a backup's stored archive behind the
+// ledger's back.
+func (n *node) corruptArchive(id string) {
+	n.t.Helper()
+	raw, err := n.archiveBytes(id)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0xff
+	store, err := n.js.ObjectStore(context.Background(), "ledger_archives")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if _, err := store.PutBytes(context.Background(), id, raw); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // objects lists the objects of an object store bucket.
 func (n *node) objects(bucket string) []string {
 	n.t.Helper()
@@ -321,18 +339,7 @@ func TestCorruptArchiveIsDetectedOnDownload(t *testing.T) {
 	b = n.waitStatus("crm", b.ID, 20*time.Second, domain.StatusReady)
 
 	// Flip one byte of the stored archive behind the ledger's back.
-	raw, err := n.archiveBytes(b.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[len(raw)/2] ^= 0xff
-	store, err := n.js.ObjectStore(context.Background(), "ledger_archives")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutBytes(context.Background(), b.ID, raw); err != nil {
-		t.Fatal(err)
-	}
+	n.corruptArchive(b.ID)
 
 	req, _ := http.NewRequest("GET", n.base+"/v1/apps/crm/backups/"+b.ID+"/archive", nil)
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -24,18 +23,7 @@ func TestVerifyArchives(t *testing.T) {
 		t.Fatalf("verified = %+v", v)
 	}
 
-	raw, err := n.archiveBytes(bad.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[len(raw)/2] ^= 0xff
-	store, err := n.js.ObjectStore(context.Background(), "ledger_archives")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutBytes(context.Background(), bad.ID, raw); err != nil {
-		t.Fatal(err)
-	}
+	n.corruptArchive(bad.ID)
 	n.must(http.StatusOK, "POST", "/v1/apps/crm/backups/"+bad.ID+"/verify", nil).json(t, &v)
 	if v.CorruptAt == nil || v.VerifiedAt != nil {
 		t.Fatalf("corrupt = %+v", v)

@@ -3,7 +3,6 @@ package test
 import (
 	"archive/zip"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -235,18 +234,7 @@ func TestRestoreCorruptArchiveChangesNothing(t *testing.T) {
 	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
 	now := map[string]string{"big": "now"}
 	n.setDocs("crm", now)
-	raw, err := n.archiveBytes(b.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[len(raw)/2] ^= 0xff
-	store, err := n.js.ObjectStore(context.Background(), "ledger_archives")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutBytes(context.Background(), b.ID, raw); err != nil {
-		t.Fatal(err)
-	}
+	n.corruptArchive(b.ID)
 	r := n.waitRestore("crm", n.restore("crm", map[string]any{"backup_id": b.ID, "auto_end_maintenance": true}).ID)
 	if r.Status != "failed" || r.FailedStep != domain.StepVerifyArchive {
 		t.Fatalf("restore = %+v", r)
@@ -275,7 +263,7 @@ func TestRestoreRefusals(t *testing.T) {
 
 	// A backup whose manifest says schema version 99, uploaded.
 	_, raw := n.download("crm", b, "")
-	newer := withSchema(t, raw, 99)
+	newer := rewriteArchive(t, raw, 99, func(p string) string { return p })
 	var up projections.BackupView
 	n.must(http.StatusCreated, "POST", "/v1/apps/crm/backups/upload?name=future", newer, "Content-Type", "application/zip").json(t, &up)
 
@@ -344,47 +332,6 @@ func TestRestoreRefusals(t *testing.T) {
 	n.must(http.StatusNoContent, "PUT", "/v1/apps/crm/admins/dave", nil, n.as(carol)...)
 	n.must(http.StatusNotFound, "POST", "/v1/apps/crm/restores", map[string]any{"backup_id": b.ID, "target_app": "crm-new",
 		"password": "dave has a long password", "pre_restore_backup": false, "auto_end_maintenance": false}, n.as(dave)...)
-}
-
-// withSchema rewrites an archive's manifest with another schema version.
-func withSchema(t *testing.T, raw []byte, version int) []byte {
-	t.Helper()
-	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Name == "manifest.json" {
-			var m map[string]any
-			if err := json.Unmarshal(b, &m); err != nil {
-				t.Fatal(err)
-			}
-			m["schema_version"] = version
-			if b, err = json.Marshal(m); err != nil {
-				t.Fatal(err)
-			}
-		}
-		w, err := zw.Create(f.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(b)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // An older backup is migrated on its way in: a version 1 archive of the dir
