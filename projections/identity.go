@@ -100,3 +100,62 @@ func TokenViewOf(t *domain.Token) TokenView {
 	}
 	return v
 }
+
+// The identity queries, as both transports answer them: p sees what the
+// server administrator or its own memberships let it see.
+
+// OrgsFor returns the organisations p may see: all for the server
+// administrator, its own for a user.
+func OrgsFor(d *domain.Directory, p domain.Principal) []OrgView {
+	out := []OrgView{}
+	for _, o := range d.Orgs() {
+		if p.Admin || o.Members[p.ID] {
+			out = append(out, OrgViewOf(o))
+		}
+	}
+	return out
+}
+
+// OrgFor returns organisation id if p may see it.
+func OrgFor(d *domain.Directory, p domain.Principal, id string) (OrgView, bool) {
+	o, ok := d.Org(id)
+	if !ok || !p.Admin && !o.Members[p.ID] {
+		return OrgView{}, false
+	}
+	return OrgViewOf(o), true
+}
+
+// UserFor returns user id if p may see it: the server administrator, or
+// the user itself.
+func UserFor(d *domain.Directory, p domain.Principal, id string) (UserView, bool) {
+	u, ok := d.User(id)
+	if !ok || !p.Admin && p.ID != id {
+		return UserView{}, false
+	}
+	return UserViewOf(d, u), true
+}
+
+// MeOf is who p is and what it administers; allApps are the apps the
+// server administrator sees (every app with events). d may be nil (no
+// identity on the server).
+func MeOf(d *domain.Directory, p domain.Principal, allApps []string) MeView {
+	v := MeView{ID: p.ID, Admin: p.Admin, Orgs: []string{}, Apps: []string{}}
+	if p.Admin {
+		v.Apps = append(v.Apps, allApps...)
+	}
+	if d == nil {
+		return v
+	}
+	if p.Admin {
+		for _, o := range d.Orgs() {
+			v.Orgs = append(v.Orgs, o.ID)
+		}
+		return v
+	}
+	if u, ok := d.User(p.ID); ok {
+		v.Name, v.Email = u.Name, u.Email
+	}
+	v.Orgs = append(v.Orgs, d.MemberOf(p.ID)...)
+	v.Apps = append(v.Apps, d.AdministeredApps(p.ID)...)
+	return v
+}

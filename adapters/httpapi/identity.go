@@ -127,14 +127,8 @@ func (s *Server) listOrgs(w http.ResponseWriter, _ *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
-	out := []projections.OrgView{}
-	id.Read(func(d *domain.Directory) {
-		for _, o := range d.Orgs() {
-			if c.p.Admin || o.Members[c.p.ID] {
-				out = append(out, projections.OrgViewOf(o))
-			}
-		}
-	})
+	var out []projections.OrgView
+	id.Read(func(d *domain.Directory) { out = projections.OrgsFor(d, c.p) })
 	writeJSON(w, http.StatusOK, map[string]any{"orgs": out})
 	return nil
 }
@@ -148,14 +142,7 @@ func (s *Server) getOrg(w http.ResponseWriter, r *http.Request, c call) error {
 		v  projections.OrgView
 		ok bool
 	)
-	id.Read(func(d *domain.Directory) {
-		var o *domain.Org
-		if o, ok = d.Org(r.PathValue("org")); ok && (c.p.Admin || o.Members[c.p.ID]) {
-			v = projections.OrgViewOf(o)
-		} else {
-			ok = false
-		}
-	})
+	id.Read(func(d *domain.Directory) { v, ok = projections.OrgFor(d, c.p, r.PathValue("org")) })
 	if !ok {
 		return domain.Errorf(domain.CodeNotFound, "organisation %s not found", r.PathValue("org"))
 	}
@@ -225,14 +212,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c call) error {
 		v  projections.UserView
 		ok bool
 	)
-	id.Read(func(d *domain.Directory) {
-		var u *domain.User
-		if u, ok = d.User(user); ok && (c.p.Admin || c.p.ID == user) {
-			v = projections.UserViewOf(d, u)
-		} else {
-			ok = false
-		}
-	})
+	id.Read(func(d *domain.Directory) { v, ok = projections.UserFor(d, c.p, user) })
 	if !ok {
 		return domain.Errorf(domain.CodeNotFound, "user %s not found", user)
 	}
@@ -391,24 +371,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 func (s *Server) me(w http.ResponseWriter, _ *http.Request, c call) error {
-	v := projections.MeView{ID: c.p.ID, Admin: c.p.Admin, Orgs: []string{}, Apps: []string{}}
+	var apps []string
 	if c.p.Admin {
-		v.Apps = append(v.Apps, s.deps.Queries.Apps()...)
+		apps = s.deps.Queries.Apps()
 	}
+	v := projections.MeOf(nil, c.p, apps)
 	if id := s.deps.Identity; id != nil {
-		id.Read(func(d *domain.Directory) {
-			if c.p.Admin {
-				for _, o := range d.Orgs() {
-					v.Orgs = append(v.Orgs, o.ID)
-				}
-				return
-			}
-			if u, ok := d.User(c.p.ID); ok {
-				v.Name, v.Email = u.Name, u.Email
-			}
-			v.Orgs = append(v.Orgs, d.MemberOf(c.p.ID)...)
-			v.Apps = append(v.Apps, d.AdministeredApps(c.p.ID)...)
-		})
+		id.Read(func(d *domain.Directory) { v = projections.MeOf(d, c.p, apps) })
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil

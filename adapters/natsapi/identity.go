@@ -220,14 +220,8 @@ func (s *Service) listOrgs(_ context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := OrgList{Orgs: []projections.OrgView{}}
-	id.Read(func(d *domain.Directory) {
-		for _, o := range d.Orgs() {
-			if c.p.Admin || o.Members[c.p.ID] {
-				out.Orgs = append(out.Orgs, projections.OrgViewOf(o))
-			}
-		}
-	})
+	var out OrgList
+	id.Read(func(d *domain.Directory) { out.Orgs = projections.OrgsFor(d, c.p) })
 	return out, nil
 }
 
@@ -246,14 +240,7 @@ func (s *Service) getOrg(_ context.Context, c *call) (any, error) {
 		v  projections.OrgView
 		ok bool
 	)
-	id.Read(func(d *domain.Directory) {
-		var o *domain.Org
-		if o, ok = d.Org(req.Org); ok && (c.p.Admin || o.Members[c.p.ID]) {
-			v = projections.OrgViewOf(o)
-		} else {
-			ok = false
-		}
-	})
+	id.Read(func(d *domain.Directory) { v, ok = projections.OrgFor(d, c.p, req.Org) })
 	if !ok {
 		return nil, domain.Errorf(domain.CodeNotFound, "organisation %s not found", req.Org)
 	}
@@ -335,14 +322,7 @@ func (s *Service) getUser(_ context.Context, c *call) (any, error) {
 		v  projections.UserView
 		ok bool
 	)
-	id.Read(func(d *domain.Directory) {
-		var u *domain.User
-		if u, ok = d.User(req.User); ok && (c.p.Admin || c.p.ID == req.User) {
-			v = projections.UserViewOf(d, u)
-		} else {
-			ok = false
-		}
-	})
+	id.Read(func(d *domain.Directory) { v, ok = projections.UserFor(d, c.p, req.User) })
 	if !ok {
 		return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User)
 	}
@@ -525,24 +505,13 @@ func (s *Service) me(_ context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	v := projections.MeView{ID: c.p.ID, Admin: c.p.Admin, Orgs: []string{}, Apps: []string{}}
+	var apps []string
 	if c.p.Admin {
-		v.Apps = append(v.Apps, s.deps.Queries.Apps()...)
+		apps = s.deps.Queries.Apps()
 	}
+	v := projections.MeOf(nil, c.p, apps)
 	if id := s.deps.Identity; id != nil {
-		id.Read(func(d *domain.Directory) {
-			if c.p.Admin {
-				for _, o := range d.Orgs() {
-					v.Orgs = append(v.Orgs, o.ID)
-				}
-				return
-			}
-			if u, ok := d.User(c.p.ID); ok {
-				v.Name, v.Email = u.Name, u.Email
-			}
-			v.Orgs = append(v.Orgs, d.MemberOf(c.p.ID)...)
-			v.Apps = append(v.Apps, d.AdministeredApps(c.p.ID)...)
-		})
+		id.Read(func(d *domain.Directory) { v = projections.MeOf(d, c.p, apps) })
 	}
 	return v, nil
 }
