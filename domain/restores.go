@@ -298,7 +298,8 @@ func (s *Restores) do(ctx context.Context, log *slog.Logger, app string, r *Rest
 		return exec(RecordPreBackupReady{App: app, RestoreID: r.RestoreID, BackupID: r.PreBackupID})
 	case ActVerifyArchive:
 		err := s.archives.ReadArchive(ctx, r.BackupID, r.BackupSizeBytes, r.BackupSHA256, func(c ArchiveContents) error {
-			return s.checkContents(app, r, c)
+			_, err := s.checkContents(app, c)
+			return err
 		})
 		if ok, ferr := s.stepFailed(ctx, err, StepVerifyArchive, fail, r); ok {
 			return ferr
@@ -376,37 +377,32 @@ func (s *Restores) stepFailed(ctx context.Context, err error, step string, fail 
 	return true, err
 }
 
-// checkContents checks what an archive says of itself against the restore.
-func (s *Restores) checkContents(app string, r *Restore, c ArchiveContents) error {
+// checkContents checks what an archive says of itself against the app it
+// restores into: the source kind, and a schema version this server reads
+// or can migrate. It returns the migrations the import runs.
+func (s *Restores) checkContents(app string, c ArchiveContents) (migrationPlan, error) {
 	src := s.sources.For(app)
 	if c.Source != "" && c.Source != src.Kind() {
-		return Errorf(CodeInvalidArgument, "the archive is of a %s source; app %s uses a %s source", c.Source, app, src.Kind())
+		return nil, Errorf(CodeInvalidArgument, "the archive is of a %s source; app %s uses a %s source", c.Source, app, src.Kind())
 	}
 	if c.SchemaVersion > src.SchemaVersion() {
-		return Errorf(CodeBackupNewer, "the archive has schema version %d; this server reads up to %d", c.SchemaVersion, src.SchemaVersion())
+		return nil, Errorf(CodeBackupNewer, "the archive has schema version %d; this server reads up to %d", c.SchemaVersion, src.SchemaVersion())
 	}
-	if _, err := s.migrations.Plan(src.Kind(), c.SchemaVersion, src.SchemaVersion()); err != nil {
-		return err
-	}
-	_ = r
-	return nil
+	return s.migrations.Plan(src.Kind(), c.SchemaVersion, src.SchemaVersion())
 }
 
 // importContents replaces app's content with the archive's, migrated to
 // the server's schema, and returns the record of the import with the
 // digest the content must have now.
 func (s *Restores) importContents(ctx context.Context, app string, r *Restore, c ArchiveContents) (RecordImported, error) {
-	if err := s.checkContents(app, r, c); err != nil {
+	plan, err := s.checkContents(app, c)
+	if err != nil {
 		return RecordImported{}, err
 	}
 	src := s.sources.For(app)
 	rep, ok := src.(Replacer)
 	if !ok {
 		return RecordImported{}, Errorf(CodeInvalidArgument, "the %s source of app %s cannot be restored into", src.Kind(), app)
-	}
-	plan, err := s.migrations.Plan(src.Kind(), c.SchemaVersion, src.SchemaVersion())
-	if err != nil {
-		return RecordImported{}, err
 	}
 	var entries []ArchiveEntry
 	n := 0
