@@ -85,6 +85,9 @@ type App struct {
 	restores      map[string]*Restore
 	restoreOrder  []string
 	activeRestore string
+
+	firstAt time.Time
+	night   NightState
 }
 
 // NewApp returns the empty state of app id. commandMemory bounds how many
@@ -202,6 +205,10 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 	a.events++
 	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev), RestoreID: RestoreID(ev)})
 	defer a.evolveRestore(env, ev)
+	if a.events == 1 {
+		a.firstAt = env.Time
+	}
+	a.evolveNightly(env, ev)
 
 	switch e := ev.(type) {
 	case *BackupRequested:

@@ -260,6 +260,7 @@ type Directory struct {
 	users    map[string]*User
 	apps     map[string]*AppAccess
 	tokens   map[string]*Token
+	webhooks map[string]*Webhook
 	// commands remembers the last identityCommandMemory command keys, so
 	// that a retried command answers its first result.
 	commands map[string]CommandRecord
@@ -391,6 +392,7 @@ func (d *Directory) Apply(seq uint64, raw []byte) {
 	}
 	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type})
 	d.evolve(ev, env.Time)
+	d.evolveWebhook(ev, env.Time, env.Actor)
 }
 
 func (d *Directory) init() {

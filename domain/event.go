@@ -122,6 +122,10 @@ type BackupRequested struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 	// RestoreID names the restore a pre-restore backup is made for.
 	RestoreID string `json:"restore_id,omitempty"`
+	// Night and Try name the night (YYYY-MM-DD) and the try of a nightly
+	// backup (origin nightly only).
+	Night string `json:"night,omitempty"`
+	Try   int    `json:"try,omitempty"`
 }
 
 // BackupStarted records that a worker began (or, with a higher attempt,

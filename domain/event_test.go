@@ -65,6 +65,14 @@ var goldenEvents = []domain.Event{
 	&domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C", User: "alice", Name: "ci", Kind: domain.TokenAPI,
 		ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
 	&domain.TokenRevoked{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C"},
+	// Lifecycle (issue 6).
+	&domain.ScheduleSet{Enabled: true, Time: "02:30", TimeZone: "Europe/Berlin"},
+	&domain.NightlySkipped{Night: "2026-11-22", Try: 1, Code: "backup_quota_exceeded", Reason: "app crm already holds 10 backups"},
+	&domain.ArchiveOrphanRemoved{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", SizeBytes: 1048576,
+		StoredAt: time.Date(2026, 11, 20, 9, 0, 0, 250_000_000, time.UTC), Reason: "its backup failed"},
+	&domain.WebhookRegistered{Webhook: "01JDAX3N3Z8Q1V0G5Y9F6K2M4H", App: "crm", URL: "https://hooks.example.com/crm",
+		Events: []string{"backup.completed", "backup.failed"}},
+	&domain.WebhookRemoved{Webhook: "01JDAX3N3Z8Q1V0G5Y9F6K2M4H"},
 }
 
 // goldenVariants are further frozen forms of registered types, in
@@ -89,6 +97,13 @@ var goldenVariants = []struct {
 	// A wrong password that did not lock, and a token without expiry.
 	{"user.password_failed.v1-not-locked", &domain.PasswordFailed{User: "alice", Purpose: "restore"}},
 	{"token.created.v1-no-expiry", &domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", User: "alice", Name: "laptop", Kind: domain.TokenSession}},
+	// A nightly backup names its night and try.
+	{"backup.requested.v1-nightly", &domain.BackupRequested{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "November 22 Sunday 02:00",
+		Description: "Nightly backup of 2026-11-22 (try 2 of 3)", Origin: domain.OriginNightly,
+		ExpiresAt: time.Date(2027, 1, 21, 2, 0, 0, 0, time.UTC), Night: "2026-11-22", Try: 2}},
+	// An organisation's webhook.
+	{"webhook.registered.v1-org", &domain.WebhookRegistered{Webhook: "01JDAX3N3Z8Q1V0G5Y9F6K2M4J", Org: "acme",
+		URL: "http://hooks.internal:8080/backups", Events: []string{"backup.corrupted", "restore.failed"}}},
 	// backup.uploaded's description is optional, its source is not.
 	{"backup.uploaded.v1-minimal", &domain.BackupUploaded{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "n",
 		ExpiresAt: time.Date(2027, 1, 20, 10, 15, 0, 123_000_000, time.UTC), SHA256: sha64}},
@@ -221,6 +236,8 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeMaintenanceStarted, domain.TypeMaintenanceEnded, domain.TypeRestoreRequested, domain.TypeRestorePreBackup,
 		domain.TypeRestoreArchiveVerified, domain.TypeRestoreImported, domain.TypeRestoreCompleted, domain.TypeRestoreFailed,
 		domain.TypeBackupExpired, domain.TypeBackupVerified,
+		domain.TypeScheduleSet, domain.TypeNightlySkipped, domain.TypeArchiveOrphanRemoved,
+		domain.TypeWebhookRegistered, domain.TypeWebhookRemoved,
 	}
 	slices.Sort(want)
 	got := domain.EventTypes()
@@ -245,6 +262,9 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeRestoreArchiveVerified: "restore.archive_verified", domain.TypeRestoreImported: "restore.imported",
 		domain.TypeRestoreCompleted: "restore.completed", domain.TypeRestoreFailed: "restore.failed",
 		domain.TypeBackupExpired: "backup.expired", domain.TypeBackupVerified: "backup.verified",
+		domain.TypeScheduleSet: "schedule.set", domain.TypeNightlySkipped: "nightly.skipped",
+		domain.TypeArchiveOrphanRemoved: "archive.orphan_removed",
+		domain.TypeWebhookRegistered:    "webhook.registered", domain.TypeWebhookRemoved: "webhook.removed",
 	}
 	for c, n := range names {
 		if c != n {

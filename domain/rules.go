@@ -21,6 +21,8 @@ type Rules struct {
 	// CommandMemory is how many recent command ids each app remembers to
 	// answer retried commands beyond the stream's duplicate window.
 	CommandMemory int
+	// Nightly is the schedule of an app that never set its own.
+	Nightly Schedule
 }
 
 // DefaultRules returns the defaults of DESIGN §8.
@@ -31,6 +33,7 @@ func DefaultRules() Rules {
 		Retention:     60 * 24 * time.Hour,
 		Location:      time.UTC,
 		CommandMemory: 1000,
+		Nightly:       DefaultSchedule(),
 	}
 }
 
@@ -51,6 +54,9 @@ func (r Rules) Validate() error {
 	}
 	if r.CommandMemory < 1 {
 		errs = append(errs, fmt.Errorf("command memory must be at least 1, got %d", r.CommandMemory))
+	}
+	if err := r.Nightly.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("default nightly schedule: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -151,10 +151,10 @@ func TestRulesValidateJoinsErrors(t *testing.T) {
 	if !errors.As(err, &joined) {
 		t.Fatalf("Validate error %T is not a joined error", err)
 	}
-	if n := len(joined.Unwrap()); n != 5 {
-		t.Fatalf("Validate joined %d errors, want 5: %v", n, err)
+	if n := len(joined.Unwrap()); n != 6 {
+		t.Fatalf("Validate joined %d errors, want 6: %v", n, err)
 	}
-	for _, want := range []string{"max backups", "min interval", "retention", "time zone", "command memory"} {
+	for _, want := range []string{"max backups", "min interval", "retention", "time zone", "command memory", "default nightly schedule"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error %q does not mention %q", err, want)
 		}

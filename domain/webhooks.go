@@ -1,0 +1,282 @@
+package domain
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Webhook event types, on the identity subject. Registered explicitly;
+// never renamed.
+const (
+	TypeWebhookRegistered = "webhook.registered"
+	TypeWebhookRemoved    = "webhook.removed"
+)
+
+// NotifiableTypes are the event types that webhooks are told of.
+var notifiableTypes = []string{
+	TypeBackupCompleted, TypeBackupFailed, TypeBackupExpired, TypeBackupCorrupted,
+	TypeRestoreCompleted, TypeRestoreFailed,
+}
+
+// NotifiableTypes returns the event types a webhook may ask for, sorted.
+func NotifiableTypes() []string {
+	out := slices.Clone(notifiableTypes)
+	slices.Sort(out)
+	return out
+}
+
+// MaxWebhookURLLen bounds a webhook's URL.
+const MaxWebhookURLLen = 2048
+
+// webhookSecretPrefix starts every generated webhook secret.
+const webhookSecretPrefix = "whsec_"
+
+// WebhookRegistered records a webhook of an organisation (Org) or of an
+// app (App): exactly one of them is set. Its secret is not in the event.
+type WebhookRegistered struct {
+	Webhook string   `json:"webhook"`
+	Org     string   `json:"org,omitempty"`
+	App     string   `json:"app,omitempty"`
+	URL     string   `json:"url"`
+	Events  []string `json:"events"`
+}
+
+// WebhookRemoved records that a webhook was removed.
+type WebhookRemoved struct {
+	Webhook string `json:"webhook"`
+}
+
+// EventType implements Event.
+func (*WebhookRegistered) EventType() string { return TypeWebhookRegistered }
+
+// EventType implements Event.
+func (*WebhookRemoved) EventType() string { return TypeWebhookRemoved }
+
+func init() {
+	registry[TypeWebhookRegistered] = func() Event { return new(WebhookRegistered) }
+	registry[TypeWebhookRemoved] = func() Event { return new(WebhookRemoved) }
+}
+
+// Webhook is a registered webhook, without its secret.
+type Webhook struct {
+	ID        string
+	Org       string
+	App       string
+	URL       string
+	Events    []string
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// Wants reports whether the webhook is told of events of type typ.
+func (w *Webhook) Wants(typ string) bool { return slices.Contains(w.Events, typ) }
+
+// Webhook returns a registered webhook.
+func (d *Directory) Webhook(id string) (*Webhook, bool) { w, ok := d.webhooks[id]; return w, ok }
+
+// Webhooks returns the webhooks of an organisation (org set) or an app,
+// sorted by id.
+func (d *Directory) Webhooks(org, app string) []*Webhook {
+	var out []*Webhook
+	for _, w := range sortedValues(d.webhooks, func(w *Webhook) string { return w.ID }) {
+		if w.Org == org && w.App == app {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// WebhooksFor returns the webhooks told of an event of type typ of app:
+// the app's own and those of its organisation.
+func (d *Directory) WebhooksFor(app, typ string) []*Webhook {
+	org := DefaultOrg
+	if a, ok := d.apps[app]; ok {
+		org = a.Org
+	}
+	var out []*Webhook
+	for _, w := range sortedValues(d.webhooks, func(w *Webhook) string { return w.ID }) {
+		if (w.App == app || w.App == "" && w.Org == org) && w.Wants(typ) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (d *Directory) evolveWebhook(ev Event, at time.Time, actor string) {
+	switch e := ev.(type) {
+	case *WebhookRegistered:
+		if d.webhooks == nil {
+			d.webhooks = map[string]*Webhook{}
+		}
+		if _, ok := d.webhooks[e.Webhook]; !ok {
+			d.webhooks[e.Webhook] = &Webhook{ID: e.Webhook, Org: e.Org, App: e.App, URL: e.URL,
+				Events: slices.Clone(e.Events), CreatedBy: actor, CreatedAt: at}
+		}
+	case *WebhookRemoved:
+		delete(d.webhooks, e.Webhook)
+	}
+}
+
+// RegisterWebhook registers a webhook of an organisation (the server
+// administrator) or of an app (its admins). Events empty means every
+// notifiable type.
+type RegisterWebhook struct {
+	ID     string
+	Org    string
+	App    string
+	URL    string
+	Events []string
+}
+
+// Decide implements IdentityCommand.
+func (c RegisterWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, error) {
+	if err := webhookScope(d, p, c.Org, c.App); err != nil {
+		return nil, err
+	}
+	u, err := CheckWebhookURL(c.URL)
+	if err != nil {
+		return nil, err
+	}
+	events := c.Events
+	if len(events) == 0 {
+		events = NotifiableTypes()
+	}
+	events = slices.Clone(events)
+	slices.Sort(events)
+	events = slices.Compact(events)
+	for _, typ := range events {
+		if !slices.Contains(notifiableTypes, typ) {
+			return nil, Errorf(CodeInvalidArgument, "event type %q cannot be sent to a webhook; use some of %s", typ, strings.Join(NotifiableTypes(), ", "))
+		}
+	}
+	return &WebhookRegistered{Webhook: c.ID, Org: c.Org, App: c.App, URL: u, Events: events}, nil
+}
+
+// RemoveWebhook removes a webhook of the organisation or app it names.
+type RemoveWebhook struct{ ID, Org, App string }
+
+// Decide implements IdentityCommand.
+func (c RemoveWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, error) {
+	if err := webhookScope(d, p, c.Org, c.App); err != nil {
+		return nil, err
+	}
+	w, ok := d.webhooks[c.ID]
+	if !ok || w.Org != c.Org || w.App != c.App {
+		return nil, Errorf(CodeNotFound, "webhook %s not found", c.ID)
+	}
+	return &WebhookRemoved{Webhook: c.ID}, nil
+}
+
+// webhookScope checks that exactly one of org and app is set and that p
+// may manage its webhooks: an app's admins theirs, the server
+// administrator everyone's. Someone who cannot see the app or
+// organisation gets not_found.
+func webhookScope(d *Directory, p Principal, org, app string) error {
+	switch {
+	case org != "" && app != "", org == "" && app == "":
+		return Errorf(CodeInvalidArgument, "a webhook belongs to an organisation or to an app")
+	case app != "":
+		if err := ValidateAppID(app); err != nil {
+			return err
+		}
+		if !p.Admin && !d.Administers(p.ID, app) {
+			return Errorf(CodeNotFound, "app %s not found", app)
+		}
+	default:
+		if err := ValidateName("organisation", org); err != nil {
+			return err
+		}
+		if _, ok := d.orgs[org]; !ok && org != DefaultOrg {
+			return Errorf(CodeNotFound, "organisation %s not found", org)
+		}
+		if !p.Admin {
+			if o, ok := d.orgs[org]; ok && o.Members[p.ID] {
+				return Errorf(CodePermissionDenied, "only the server administrator manages the webhooks of an organisation")
+			}
+			return Errorf(CodeNotFound, "organisation %s not found", org)
+		}
+	}
+	return nil
+}
+
+// CheckWebhookURL checks a webhook's URL: absolute http or https, with a
+// host, no user info and no fragment, at most MaxWebhookURLLen bytes. It
+// returns the URL as given.
+func CheckWebhookURL(raw string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", Errorf(CodeInvalidArgument, "webhook url %q: %s", clip(raw, 100), why)
+	}
+	if raw == "" || len(raw) > MaxWebhookURLLen || strings.ContainsAny(raw, " \t\r\n\x00") {
+		return bad(fmt.Sprintf("must be 1 to %d bytes without spaces", MaxWebhookURLLen))
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return bad("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("the scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return bad("it names no host")
+	case u.User != nil:
+		return bad("credentials belong in the secret, not the URL")
+	case u.Fragment != "":
+		return bad("a fragment is never sent")
+	}
+	return raw, nil
+}
+
+// NewWebhook is a webhook just registered: its secret is shown once.
+type NewWebhook struct {
+	Webhook
+	Secret string
+}
+
+// WebhookSecretKey is the secret store key of a webhook's signing secret.
+func WebhookSecretKey(id string) string { return "webhook." + id }
+
+// RegisterWebhook registers a webhook; an empty secret means a generated
+// one (whsec_ and 256 random bits). The secret is stored before the event
+// (a refused command stores none), as the raw bytes the signatures are
+// made with: HMAC needs the secret itself, not a hash of it.
+func (s *Identity) RegisterWebhook(ctx context.Context, p Principal, c RegisterWebhook, secret string, m Meta) (NewWebhook, error) {
+	now := s.clock.Now().UTC()
+	c.ID = s.ids.NewID(now)
+	if err := s.precheck(p, c); err != nil {
+		return NewWebhook{}, err
+	}
+	if secret == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b) // never fails
+		secret = webhookSecretPrefix + base64.RawURLEncoding.EncodeToString(b)
+	} else if len(secret) < 16 || len(secret) > 256 || strings.ContainsAny(secret, "\x00\r\n") {
+		return NewWebhook{}, Errorf(CodeInvalidArgument, "a webhook secret must be 16 to 256 bytes on one line")
+	}
+	if err := s.secrets.PutSecret(ctx, WebhookSecretKey(c.ID), []byte(secret)); err != nil {
+		return NewWebhook{}, fmt.Errorf("store webhook secret: %w", err)
+	}
+	res, err := s.Execute(ctx, p, c, m)
+	if err != nil {
+		return NewWebhook{}, err
+	}
+	if res.Duplicate {
+		return NewWebhook{}, Errorf(CodeAlreadyExists, "this command already registered a webhook; its secret was shown then")
+	}
+	var w Webhook
+	s.view.ReadDirectory(func(d *Directory) {
+		if got, ok := d.webhooks[c.ID]; ok {
+			w = *got
+		}
+	})
+	return NewWebhook{Webhook: w, Secret: secret}, nil
+}
+
+// WebhookSecret returns the signing secret of a webhook.
+func (s *Identity) WebhookSecret(ctx context.Context, id string) ([]byte, error) {
+	return s.secrets.Secret(ctx, WebhookSecretKey(id))
+}
