@@ -476,7 +476,7 @@ func (f *fakeTransfer) importing(c importCall) (domain.ImportedArchive, error) {
 	return imp, nil
 }
 
-func (f *fakeTransfer) ImportArchive(_ context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
+func (f *fakeTransfer) ImportArchive(_ context.Context, _, backupID string, r io.Reader) (domain.ImportedArchive, error) {
 	var body []byte
 	if r != nil {
 		b, err := io.ReadAll(r)
@@ -488,7 +488,7 @@ func (f *fakeTransfer) ImportArchive(_ context.Context, backupID string, r io.Re
 	return f.importing(importCall{backupID: backupID, body: string(body)})
 }
 
-func (f *fakeTransfer) ImportStaged(_ context.Context, backupID, object string) (domain.ImportedArchive, error) {
+func (f *fakeTransfer) ImportStaged(_ context.Context, _, backupID, object string) (domain.ImportedArchive, error) {
 	return f.importing(importCall{backupID: backupID, staged: object})
 }
 

@@ -54,11 +54,11 @@ type ArchiveTransfer interface {
 	// stores it under backupID. A refused archive returns an *Error with
 	// CodeArchiveInvalid, CodeArchiveTooLarge or CodeArchiveVersion, and
 	// nothing is left behind.
-	ImportArchive(ctx context.Context, backupID string, r io.Reader) (ImportedArchive, error)
+	ImportArchive(ctx context.Context, app, backupID string, r io.Reader) (ImportedArchive, error)
 	// ImportStaged is ImportArchive from an object of the staging bucket;
 	// the staging object is removed whatever the outcome. A missing object
 	// is an *Error with CodeNotFound.
-	ImportStaged(ctx context.Context, backupID, object string) (ImportedArchive, error)
+	ImportStaged(ctx context.Context, app, backupID, object string) (ImportedArchive, error)
 	// OpenArchive reads the stored archive of a backup whose ledger entry
 	// says size and sha256. Component "" is the whole archive: its reads
 	// fail with an error wrapping ErrArchiveCorrupt, before the last bytes
@@ -158,9 +158,9 @@ func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, erro
 		err error
 	)
 	if up.StagedObject != "" {
-		imp, err = t.archives.ImportStaged(ctx, id, up.StagedObject)
+		imp, err = t.archives.ImportStaged(ctx, up.App, id, up.StagedObject)
 	} else {
-		imp, err = t.archives.ImportArchive(ctx, id, up.Body)
+		imp, err = t.archives.ImportArchive(ctx, up.App, id, up.Body)
 	}
 	if err != nil {
 		return Result{}, err

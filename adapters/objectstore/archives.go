@@ -307,6 +307,42 @@ func (a *Archives) List(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// ListArchives returns every archive object with the app its metadata
+// names and when it was stored, for the orphan sweep. Errors are the
+// object store's.
+func (a *Archives) ListArchives(ctx context.Context) ([]domain.ArchiveObject, error) {
+	objs, err := a.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list archives: %w", err)
+	}
+	out := make([]domain.ArchiveObject, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, domain.ArchiveObject{BackupID: o.Name, App: o.Metadata["app"], SizeBytes: int64(o.Size), StoredAt: o.ModTime.UTC()})
+	}
+	return out, nil
+}
+
+// HasArchive reports whether the archive of backupID is stored. Errors are
+// the object store's.
+func (a *Archives) HasArchive(ctx context.Context, backupID string) (bool, error) {
+	if err := checkBackupID(backupID); err != nil {
+		return false, err
+	}
+	_, err := a.obs.GetInfo(ctx, backupID)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("archive %s: %w", backupID, err)
+	}
+	return true, nil
+}
+
+var _ domain.ArchiveLister = (*Archives)(nil)
+
 func (a *Archives) mapErr(backupID string, err error) error {
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return domain.Errorf(domain.CodeNotFound, "archive of backup %q not found", backupID)

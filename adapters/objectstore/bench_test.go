@@ -266,7 +266,7 @@ func BenchmarkArchives1GiB(b *testing.B) {
 				}
 				rss = peakRSS()
 				t0 = time.Now()
-				imp, err := a.ImportArchive(ctx, id("upload"), f)
+				imp, err := a.ImportArchive(ctx, "bench", id("upload"), f)
 				f.Close()
 				if err != nil {
 					b.Fatalf("upload: %v", err)

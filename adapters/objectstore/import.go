@@ -27,14 +27,14 @@ var _ domain.ArchiveTransfer = (*Archives)(nil)
 // with CodeInvalidArgument. An error reading r, the end of ctx, and the
 // object store's errors are returned wrapped; then too nothing is left
 // under backupID.
-func (a *Archives) ImportArchive(ctx context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
+func (a *Archives) ImportArchive(ctx context.Context, app, backupID string, r io.Reader) (domain.ImportedArchive, error) {
 	if err := checkBackupID(backupID); err != nil {
 		return domain.ImportedArchive{}, err
 	}
 	if r == nil {
 		r = strings.NewReader("") // refused as not a zip
 	}
-	return a.importFrom(ctx, backupID, r, func(err error) error { return err })
+	return a.importFrom(ctx, app, backupID, r, func(err error) error { return err })
 }
 
 // ImportStaged is ImportArchive of the object named object in the staging
@@ -43,7 +43,7 @@ func (a *Archives) ImportArchive(ctx context.Context, backupID string, r io.Read
 // returns an *domain.Error with CodeNotFound, an empty or overlong name one
 // with CodeInvalidArgument; a staging object whose bytes do not match its
 // own digest is CodeArchiveInvalid.
-func (a *Archives) ImportStaged(ctx context.Context, backupID, object string) (domain.ImportedArchive, error) {
+func (a *Archives) ImportStaged(ctx context.Context, app, backupID, object string) (domain.ImportedArchive, error) {
 	if object == "" || len(object) > 1024 {
 		return domain.ImportedArchive{}, domain.Errorf(domain.CodeInvalidArgument, "staging object name must be 1 to 1024 bytes")
 	}
@@ -75,7 +75,7 @@ func (a *Archives) ImportStaged(ctx context.Context, backupID, object string) (d
 		return domain.ImportedArchive{}, fmt.Errorf("staging object %s: %w", object, err)
 	}
 	defer res.Close()
-	return a.importFrom(ctx, backupID, res, func(err error) error {
+	return a.importFrom(ctx, app, backupID, res, func(err error) error {
 		if errors.Is(err, jetstream.ErrDigestMismatch) {
 			return invalid("staging object %q does not match its own digest (damaged, or replaced while it was read)", object)
 		}
@@ -98,7 +98,7 @@ func readContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // valid, else its chunks are purged. Neither the upload nor any part of it
 // is written elsewhere or held in memory. When the streamed pass cannot
 // decide, ValidateArchive reads the stored chunks back and decides.
-func (a *Archives) importFrom(ctx context.Context, backupID string, r io.Reader, mapErr func(error) error) (domain.ImportedArchive, error) {
+func (a *Archives) importFrom(ctx context.Context, app, backupID string, r io.Reader, mapErr func(error) error) (domain.ImportedArchive, error) {
 	lim := a.cfg.Limits()
 	fan := newFanout(3, fanBlocks, fanBlockSize)
 	stop := context.AfterFunc(ctx, func() { fan.abort(context.Cause(ctx)) })
@@ -167,8 +167,8 @@ func (a *Archives) importFrom(ctx context.Context, backupID string, r io.Reader,
 				return nil, res.err
 			}
 		}
-		meta.Description = "backupledger archive uploaded, made of app " + res.m.App
-		meta.Metadata = map[string]string{"app": res.m.App, "format_version": fmt.Sprint(res.m.FormatVersion), "uploaded": "true"}
+		meta.Description = "backupledger archive uploaded to app " + app + ", made of app " + res.m.App
+		meta.Metadata = map[string]string{"app": app, "manifest_app": res.m.App, "format_version": fmt.Sprint(res.m.FormatVersion), "uploaded": "true"}
 		return res.sum, nil
 	}, true)
 	if !received {

@@ -75,7 +75,7 @@ func TestImportArchiveRejectsCrafted(t *testing.T) {
 		}
 		t.Run(c.name, func(t *testing.T) {
 			id := fmt.Sprintf("01JREFUSED%02d", i)
-			_, err := a.ImportArchive(t.Context(), id, bytes.NewReader(c.build(t)))
+			_, err := a.ImportArchive(t.Context(), "crm", id, bytes.NewReader(c.build(t)))
 			checkVerdict(t, c, err)
 			assertNothingLeft(t, a, js, tmp, id, 0)
 		})
@@ -117,7 +117,7 @@ func TestImportArchiveLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, js, tmp := setupTemp(t, tc.cfg)
 			body := tc.body(t)
-			_, err := a.ImportArchive(t.Context(), "01JLIMIT", body)
+			_, err := a.ImportArchive(t.Context(), "crm", "01JLIMIT", body)
 			if got := domain.Code(err); got != tc.code || !strings.Contains(domain.Public(err), tc.detail) {
 				t.Fatalf("err = %v, want code %s mentioning %q", err, tc.code, tc.detail)
 			}
@@ -146,7 +146,7 @@ func TestImportArchiveRoundTrip(t *testing.T) {
 	}
 	raw, _ := readAll(t, a, h.BackupID)
 	for _, id := range []string{"01JUPLOAD1", "01JUPLOAD2"} {
-		imp, err := a.ImportArchive(ctx, id, bytes.NewReader(raw))
+		imp, err := a.ImportArchive(ctx, "crm", id, bytes.NewReader(raw))
 		if err != nil {
 			t.Fatalf("ImportArchive: %v", err)
 		}
@@ -242,7 +242,7 @@ func TestImportArchiveFromZipTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	imp, err := a.ImportArchive(t.Context(), "01JZIPTOOL", f)
+	imp, err := a.ImportArchive(t.Context(), "crm", "01JZIPTOOL", f)
 	if err != nil {
 		t.Fatalf("ImportArchive: %v", err)
 	}
@@ -292,7 +292,7 @@ func TestImportArchiveStreams(t *testing.T) {
 	}
 	var imp domain.ImportedArchive
 	imported := growth(func(r io.Reader) (err error) {
-		imp, err = a.ImportArchive(t.Context(), "01JBIGUPLOAD", r)
+		imp, err = a.ImportArchive(t.Context(), "crm", "01JBIGUPLOAD", r)
 		return err
 	})
 	t.Logf("upload %d MiB; peak heap growth %.1f MiB (a plain put of it: %.1f MiB)", imp.SizeBytes>>20, float64(imported)/(1<<20), float64(raw)/(1<<20))
@@ -387,7 +387,7 @@ func TestImportStaged(t *testing.T) {
 	if _, err := stg.PutBytes(ctx, "producer-upload-1", valid); err != nil {
 		t.Fatal(err)
 	}
-	imp, err := a.ImportStaged(ctx, "01JSTAGED", "producer-upload-1")
+	imp, err := a.ImportStaged(ctx, "crm", "01JSTAGED", "producer-upload-1")
 	if err != nil {
 		t.Fatalf("ImportStaged: %v", err)
 	}
@@ -407,16 +407,16 @@ func TestImportStaged(t *testing.T) {
 	if _, err := stg.PutBytes(ctx, "producer-upload-2", bad.build(t)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.ImportStaged(ctx, "01JSTAGEDBAD", "producer-upload-2")
+	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDBAD", "producer-upload-2")
 	checkVerdict(t, bad, err)
 	assertNothingLeft(t, a, js, tmp, "01JSTAGEDBAD", chunks)
 	if names := stagingNames(t, stg); len(names) != 0 {
 		t.Errorf("staging objects left: %q", names)
 	}
 
-	_, err = a.ImportStaged(ctx, "01JSTAGEDNONE", "never-put")
+	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDNONE", "never-put")
 	wantCode(t, err, domain.CodeNotFound)
-	_, err = a.ImportStaged(ctx, "01JSTAGEDNONE", "")
+	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDNONE", "")
 	wantCode(t, err, domain.CodeInvalidArgument)
 	assertNoTempFiles(t, tmp)
 }
@@ -432,7 +432,7 @@ func TestImportArchiveUndecidedReadsBack(t *testing.T) {
 	if streamedAgrees(t, prefixed, objectstore.Limits{}) {
 		t.Fatal("the streamed pass decided: this test needs an archive it cannot follow")
 	}
-	imp, err := a.ImportArchive(t.Context(), "01JPREFIXED", bytes.NewReader(prefixed))
+	imp, err := a.ImportArchive(t.Context(), "crm", "01JPREFIXED", bytes.NewReader(prefixed))
 	if err != nil {
 		t.Fatalf("ImportArchive: %v", err)
 	}
@@ -445,7 +445,7 @@ func TestImportArchiveUndecidedReadsBack(t *testing.T) {
 
 	chunks := chunkMessages(t, js)
 	bad := append([]byte("#!/bin/sh\n"), makeZip(t, withManifest(t, func(m *objectstore.Manifest) { m.Entries[0].SHA256 = sha(nil) }, validEntries()...)...)...)
-	_, err = a.ImportArchive(t.Context(), "01JPREFIXEDBAD", bytes.NewReader(bad))
+	_, err = a.ImportArchive(t.Context(), "crm", "01JPREFIXEDBAD", bytes.NewReader(bad))
 	wantCode(t, err, domain.CodeArchiveInvalid)
 	if !strings.Contains(domain.Public(err), "sha256") {
 		t.Errorf("detail %q does not name the digest", domain.Public(err))

@@ -278,7 +278,7 @@ func TestStageDownload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StageDownload of a component: %v", err)
 	}
-	imp, err := a.ImportStaged(ctx, "01JSTAGEBACK", st.Object)
+	imp, err := a.ImportStaged(ctx, "crm", "01JSTAGEBACK", st.Object)
 	if err != nil {
 		t.Fatalf("ImportStaged of a staged download: %v", err)
 	}

@@ -51,7 +51,7 @@ func NewMemArchives(clock *FakeClock) *MemArchives {
 }
 
 // ImportArchive reads r to the end and keeps it under backupID.
-func (m *MemArchives) ImportArchive(ctx context.Context, backupID string, r io.Reader) (domain.ImportedArchive, error) {
+func (m *MemArchives) ImportArchive(ctx context.Context, app, backupID string, r io.Reader) (domain.ImportedArchive, error) {
 	m.mu.Lock()
 	m.imports++
 	if _, ok := ctx.Deadline(); ok {
@@ -93,7 +93,7 @@ func (m *MemArchives) ImportArchive(ctx context.Context, backupID string, r io.R
 }
 
 // ImportStaged imports an object of the staging bucket and removes it.
-func (m *MemArchives) ImportStaged(ctx context.Context, backupID, object string) (domain.ImportedArchive, error) {
+func (m *MemArchives) ImportStaged(ctx context.Context, app, backupID, object string) (domain.ImportedArchive, error) {
 	m.mu.Lock()
 	data, ok := m.staged[object]
 	delete(m.staged, object)
@@ -101,7 +101,7 @@ func (m *MemArchives) ImportStaged(ctx context.Context, backupID, object string)
 	if !ok {
 		return domain.ImportedArchive{}, domain.Errorf(domain.CodeNotFound, "staging object %s not found", object)
 	}
-	return m.ImportArchive(ctx, backupID, bytes.NewReader(data))
+	return m.ImportArchive(ctx, app, backupID, bytes.NewReader(data))
 }
 
 // OpenArchive reads a stored archive; component "config" is the archive
