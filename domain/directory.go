@@ -392,7 +392,7 @@ func (d *Directory) Apply(seq uint64, raw []byte) {
 	}
 	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type})
 	d.evolve(ev, env.Time)
-	d.evolveWebhook(ev, env.Time, env.Actor)
+	d.evolveWebhook(ev, seq, env.Time, env.Actor)
 }
 
 func (d *Directory) init() {

@@ -72,6 +72,8 @@ type Webhook struct {
 	Events    []string
 	CreatedBy string
 	CreatedAt time.Time
+	// Seq is the stream sequence of its registration.
+	Seq uint64
 }
 
 // Wants reports whether the webhook is told of events of type typ.
@@ -92,23 +94,24 @@ func (d *Directory) Webhooks(org, app string) []*Webhook {
 	return out
 }
 
-// WebhooksFor returns the webhooks told of an event of type typ of app:
-// the app's own and those of its organisation.
-func (d *Directory) WebhooksFor(app, typ string) []*Webhook {
+// WebhooksFor returns the webhooks told of an event of type typ of app
+// at stream sequence seq: the app's own and those of its organisation
+// that were registered before it (seq 0: all).
+func (d *Directory) WebhooksFor(app, typ string, seq uint64) []*Webhook {
 	org := DefaultOrg
 	if a, ok := d.apps[app]; ok {
 		org = a.Org
 	}
 	var out []*Webhook
 	for _, w := range sortedValues(d.webhooks, func(w *Webhook) string { return w.ID }) {
-		if (w.App == app || w.App == "" && w.Org == org) && w.Wants(typ) {
+		if (w.App == app || w.App == "" && w.Org == org) && w.Wants(typ) && (seq == 0 || w.Seq < seq) {
 			out = append(out, w)
 		}
 	}
 	return out
 }
 
-func (d *Directory) evolveWebhook(ev Event, at time.Time, actor string) {
+func (d *Directory) evolveWebhook(ev Event, seq uint64, at time.Time, actor string) {
 	switch e := ev.(type) {
 	case *WebhookRegistered:
 		if d.webhooks == nil {
@@ -116,7 +119,7 @@ func (d *Directory) evolveWebhook(ev Event, at time.Time, actor string) {
 		}
 		if _, ok := d.webhooks[e.Webhook]; !ok {
 			d.webhooks[e.Webhook] = &Webhook{ID: e.Webhook, Org: e.Org, App: e.App, URL: e.URL,
-				Events: slices.Clone(e.Events), CreatedBy: actor, CreatedAt: at}
+				Events: slices.Clone(e.Events), CreatedBy: actor, CreatedAt: at, Seq: seq}
 		}
 	case *WebhookRemoved:
 		delete(d.webhooks, e.Webhook)
@@ -171,6 +174,13 @@ func (c RemoveWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, er
 		return nil, Errorf(CodeNotFound, "webhook %s not found", c.ID)
 	}
 	return &WebhookRemoved{Webhook: c.ID}, nil
+}
+
+// CanManageWebhooks returns nil when p may see and change the webhooks of
+// the organisation org or the app app (exactly one set), else the error to
+// answer: not_found for what p cannot see.
+func CanManageWebhooks(d *Directory, p Principal, org, app string) error {
+	return webhookScope(d, p, org, app)
 }
 
 // webhookScope checks that exactly one of org and app is set and that p

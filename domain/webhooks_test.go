@@ -49,10 +49,10 @@ func TestWebhooks(t *testing.T) {
 	}
 	var forFailed, forCorrupt []string
 	r.id.Read(func(d *domain.Directory) {
-		for _, x := range d.WebhooksFor("crm", domain.TypeBackupFailed) {
+		for _, x := range d.WebhooksFor("crm", domain.TypeBackupFailed, 0) {
 			forFailed = append(forFailed, x.ID)
 		}
-		for _, x := range d.WebhooksFor("crm", domain.TypeBackupCorrupted) {
+		for _, x := range d.WebhooksFor("crm", domain.TypeBackupCorrupted, 0) {
 			forCorrupt = append(forCorrupt, x.ID)
 		}
 	})

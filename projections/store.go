@@ -208,6 +208,16 @@ func describe(ev domain.Event, typ string) (string, string) {
 			e.Name, e.ItemCount, e.SizeBytes, cmp.Or(e.Original.BackupID, "?"), cmp.Or(e.Original.App, "?")), "ok"
 	case *domain.BackupCorrupted:
 		return "backup found corrupt: " + e.Reason, "failed"
+	case *domain.ScheduleSet:
+		if !e.Enabled {
+			return fmt.Sprintf("nightly backups off (schedule %s %s kept)", e.Time, e.TimeZone), "ok"
+		}
+		return fmt.Sprintf("nightly backups on, every day at %s %s", e.Time, e.TimeZone), "ok"
+	case *domain.NightlySkipped:
+		return fmt.Sprintf("nightly backup of %s (try %d) skipped: %s", e.Night, e.Try, e.Reason), "failed"
+	case *domain.ArchiveOrphanRemoved:
+		return fmt.Sprintf("orphaned archive %s removed (%d bytes, stored %s): %s", e.BackupID, e.SizeBytes,
+			e.StoredAt.UTC().Format(time.RFC3339), e.Reason), "ok"
 	case *domain.MaintenanceStarted:
 		return "maintenance started: " + e.Reason, "ok"
 	case *domain.MaintenanceEnded:

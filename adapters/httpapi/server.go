@@ -172,6 +172,11 @@ type Deps struct {
 	// Restores serves the restore requests and maintenance routes; nil
 	// answers them 503 unavailable. *domain.Restores.
 	Restores Restores
+	// Schedules reads nightly schedules (GET/PUT .../schedule); nil answers
+	// 503.
+	Schedules Schedules
+	// Deliveries reads webhook delivery logs; nil answers 503.
+	Deliveries Deliveries
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -271,6 +276,7 @@ func (s *Server) routes() http.Handler {
 
 	root := http.NewServeMux()
 	s.identityRoutes(api, root)
+	s.lifecycleRoutes(api)
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
 	root.HandleFunc("GET /metrics", s.metrics)

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -113,6 +114,22 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&cfg.Currency, "currency", cfg.Currency, "the currency of --price-per-gib-month")
 	fs.DurationVar(&cfg.VerifyInterval, "verify-interval", cfg.VerifyInterval, "how often each ready backup's archive is read and checked (backup.verified, or marked corrupt)")
 	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", cfg.ExpiryInterval, "how often backups past their expiry are swept (deleted with their archives; their log stays)")
+	fs.BoolVar(&cfg.Rules.Nightly.Enabled, "nightly", false, "nightly backups for apps that set no schedule of their own (PUT /v1/apps/{app}/schedule)")
+	fs.StringVar(&cfg.Rules.Nightly.Time, "nightly-time", cfg.Rules.Nightly.Time, "time of day (HH:MM) of nightly backups for apps without a schedule")
+	nightlyTZ := fs.String("nightly-time-zone", "", "time zone of --nightly-time (IANA name; default --timezone)")
+	fs.DurationVar(&cfg.NightlyInterval, "nightly-interval", cfg.NightlyInterval, "how often due nightly backups (and retries of failed ones) are looked for")
+	fs.DurationVar(&cfg.OrphanInterval, "orphan-interval", cfg.OrphanInterval, "how often stored archives are reconciled with the ledger")
+	fs.DurationVar(&cfg.OrphanGrace, "orphan-grace", cfg.OrphanGrace, "how old an archive without a live backup must be before it is removed")
+	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", cfg.WebhookTimeout, "bound on one webhook POST")
+	fs.DurationVar(&cfg.WebhookBackoff, "webhook-backoff", cfg.WebhookBackoff, "first retry delay of a failed webhook delivery (doubled each time, at most 10m)")
+	fs.DurationVar(&cfg.WebhookRetryFor, "webhook-retry-for", cfg.WebhookRetryFor, "how long a failed webhook delivery is retried before it is given up")
+	fs.StringVar(&cfg.SMTP.Host, "smtp-host", "", "SMTP relay for e-mail notifications (default: no e-mail)")
+	fs.IntVar(&cfg.SMTP.Port, "smtp-port", cfg.SMTP.Port, "port of --smtp-host")
+	fs.StringVar(&cfg.SMTP.StartTLS, "smtp-starttls", cfg.SMTP.StartTLS, `STARTTLS with the relay: "auto" (when offered), "always" or "never"`)
+	fs.StringVar(&cfg.SMTP.User, "smtp-user", "", "user to log in to the relay (AUTH PLAIN, over TLS only)")
+	fs.StringVar(&cfg.SMTP.Password, "smtp-password", "", "password of --smtp-user (prefer BACKUPD_SMTP_PASSWORD: flags show in ps)")
+	fs.StringVar(&cfg.SMTP.From, "smtp-from", "", "sender address of e-mail notifications, e.g. \"Backups <backups@example.com>\"")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "where people reach the HTTP API, for links in e-mails, e.g. https://backups.example.com")
 	fs.DurationVar(&cfg.PreRestoreBackupTimeout, "pre-restore-backup-timeout", cfg.PreRestoreBackupTimeout, "how long a restore waits for its pre-restore backup before it fails")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a login (POST /v1/sessions, backupctl login) lasts")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop")
@@ -151,6 +168,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 		return cfg, fmt.Errorf("invalid time zone %q (--timezone or BACKUPD_TIMEZONE): %w", *tz, err)
 	}
 	cfg.Rules.Location = loc
+	cfg.Rules.Nightly.TimeZone = cmp.Or(*nightlyTZ, loc.String())
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return cfg, fmt.Errorf("log level: %w", err)

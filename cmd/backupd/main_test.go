@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
+	"github.com/backupledger/backupledger/domain"
 )
 
 // env returns a lookup function over vars, like os.LookupEnv.
@@ -95,6 +97,7 @@ func TestParseFlagsOverride(t *testing.T) {
 	want.Rules.Retention = 24 * time.Hour
 	want.Rules.Location = mustLoad(t, "Europe/Berlin")
 	want.Rules.CommandMemory = 50
+	want.Rules.Nightly.TimeZone = "Europe/Berlin" // --timezone's, by default
 	want.Workers = 8
 	want.JobAckWait = 10 * time.Second
 	want.JobMaxDeliver = 3
@@ -136,6 +139,7 @@ func TestParseFlagsEnvironment(t *testing.T) {
 	want.Rules.MinInterval = time.Minute
 	want.Rules.MaxBackups = 3
 	want.Rules.Location = mustLoad(t, "Europe/Berlin")
+	want.Rules.Nightly.TimeZone = "Europe/Berlin"
 	want.NATSListen = daemon.ListenNone
 	want.Sync = daemon.SyncInterval
 	want.AdminToken = "from-env"
@@ -162,9 +166,38 @@ func TestParseFlagsFlagWinsOverEnvironment(t *testing.T) {
 	want := daemon.DefaultConfig()
 	want.HTTPAddr = "flag:2"
 	want.Rules.Location = mustLoad(t, "America/New_York")
+	want.Rules.Nightly.TimeZone = "America/New_York"
 	want.Replicas = 3
 	want.Workers = 5 // from the environment: no flag
 	assertConfig(t, cfg, want)
+}
+
+// The lifecycle settings: nightly default, sweeps, webhooks, e-mail.
+func TestParseFlagsLifecycle(t *testing.T) {
+	args := []string{"--nightly", "--nightly-time=03:30", "--nightly-time-zone=Asia/Tokyo", "--nightly-interval=30s",
+		"--orphan-interval=10m", "--orphan-grace=2h", "--webhook-timeout=3s", "--webhook-backoff=1s", "--webhook-retry-for=1h",
+		"--smtp-host=mail.example.com", "--smtp-port=25", "--smtp-starttls=always", "--smtp-user=backups",
+		"--smtp-from=Backups <backups@example.com>", "--public-url=https://backups.example.com"}
+	cfg := parse(t, args, map[string]string{"BACKUPD_SMTP_PASSWORD": "from-env"})
+	want := daemon.DefaultConfig()
+	want.Rules.Nightly = domain.Schedule{Enabled: true, Time: "03:30", TimeZone: "Asia/Tokyo"}
+	want.NightlyInterval = 30 * time.Second
+	want.OrphanInterval = 10 * time.Minute
+	want.OrphanGrace = 2 * time.Hour
+	want.WebhookTimeout, want.WebhookBackoff, want.WebhookRetryFor = 3*time.Second, time.Second, time.Hour
+	want.SMTP = daemon.SMTPConfig{Host: "mail.example.com", Port: 25, StartTLS: "always", User: "backups", Password: "from-env",
+		From: "Backups <backups@example.com>"}
+	want.PublicURL = "https://backups.example.com"
+	assertConfig(t, cfg, want)
+
+	for _, bad := range [][]string{
+		{"--nightly-time=25:00"}, {"--nightly-time-zone=Mars/Base"}, {"--smtp-host=mail.example.com"},
+		{"--public-url=backups.example.com"}, {"--orphan-grace=1s"},
+	} {
+		if _, err := parseFlags(bad, func(string) (string, bool) { return "", false }, io.Discard); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
 }
 
 func TestParseFlagsInvalid(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -110,6 +111,27 @@ type Config struct {
 	VerifyInterval time.Duration
 	// ExpiryInterval is how often expired backups are swept.
 	ExpiryInterval time.Duration
+	// NightlyInterval is how often the nightly planner looks for nights
+	// that are due (and failed tries to retry); the default schedule
+	// itself is Rules.Nightly.
+	NightlyInterval time.Duration
+	// OrphanInterval is how often the archive store is reconciled with
+	// the ledger; OrphanGrace is how old an archive without a live backup
+	// must be before it is removed.
+	OrphanInterval time.Duration
+	OrphanGrace    time.Duration
+	// Webhook deliveries: each POST's timeout, the first retry delay
+	// (doubled each time, at most 10 min) and how long a delivery is
+	// retried before it is given up.
+	WebhookTimeout  time.Duration
+	WebhookBackoff  time.Duration
+	WebhookRetryFor time.Duration
+	// SMTP is the relay e-mail notifications go through; an empty host
+	// turns e-mail off.
+	SMTP SMTPConfig
+	// PublicURL is where people reach the HTTP API, for links in e-mails
+	// (empty: no links).
+	PublicURL string
 	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore
 	// backup; past it the restore fails.
 	PreRestoreBackupTimeout time.Duration
@@ -120,6 +142,18 @@ type Config struct {
 	PasswordCost int
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// SMTPConfig is the relay of e-mail notifications.
+type SMTPConfig struct {
+	Host string
+	Port int
+	// StartTLS is "auto" (when offered), "always" or "never".
+	StartTLS string
+	User     string
+	Password string
+	// From is the sender address.
+	From string
 }
 
 // DefaultConfig returns the defaults of DESIGN §8 and §9.
@@ -144,6 +178,13 @@ func DefaultConfig() Config {
 		ExpiryInterval:          time.Hour,
 		VerifyInterval:          7 * 24 * time.Hour,
 		Currency:                "EUR",
+		NightlyInterval:         time.Minute,
+		OrphanInterval:          time.Hour,
+		OrphanGrace:             time.Hour,
+		WebhookTimeout:          10 * time.Second,
+		WebhookBackoff:          5 * time.Second,
+		WebhookRetryFor:         24 * time.Hour,
+		SMTP:                    SMTPConfig{Port: 587, StartTLS: "auto"},
 	}
 }
 
@@ -231,6 +272,26 @@ func (c Config) Validate() error {
 	}
 	if c.ExpiryInterval < time.Second {
 		errs = append(errs, fmt.Errorf("expiry interval must be at least 1s, got %s", c.ExpiryInterval))
+	}
+	if c.NightlyInterval < time.Second {
+		errs = append(errs, fmt.Errorf("nightly interval must be at least 1s, got %s", c.NightlyInterval))
+	}
+	if c.OrphanInterval < time.Second {
+		errs = append(errs, fmt.Errorf("orphan interval must be at least 1s, got %s", c.OrphanInterval))
+	}
+	if c.OrphanGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("orphan grace must be at least 1m, got %s", c.OrphanGrace))
+	}
+	if c.WebhookTimeout <= 0 || c.WebhookBackoff <= 0 || c.WebhookRetryFor <= 0 {
+		errs = append(errs, fmt.Errorf("webhook timeout, backoff and retry-for must be positive, got %s, %s, %s", c.WebhookTimeout, c.WebhookBackoff, c.WebhookRetryFor))
+	}
+	if c.SMTP.Host != "" && c.SMTP.From == "" {
+		errs = append(errs, errors.New("smtp from (the sender address) must be set with an smtp host"))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public url must be an absolute http(s) URL, got %q", c.PublicURL))
+		}
 	}
 	if c.PreRestoreBackupTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("pre-restore backup timeout must be positive, got %s", c.PreRestoreBackupTimeout))

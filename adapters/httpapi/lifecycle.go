@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// Schedules reads nightly schedules as they stand, with the server's
+// default for apps that set none.
+type Schedules interface {
+	Schedule(app string) projections.ScheduleView
+}
+
+// Deliveries reads the delivery log of a webhook, oldest first.
+type Deliveries interface {
+	Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error)
+}
+
+// Webhooks registers webhooks; *domain.Identity.
+type Webhooks interface {
+	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
+}
+
+// Delivery log limits of GET .../deliveries.
+const (
+	defaultDeliveryLimit = 100
+	maxDeliveryLimit     = 1000
+)
+
+// lifecycleRoutes registers the nightly schedule and webhook routes.
+func (s *Server) lifecycleRoutes(api *http.ServeMux) {
+	s.v1(api, "GET /v1/apps/{app}/schedule", s.getSchedule)
+	s.v1(api, "PUT /v1/apps/{app}/schedule", s.putSchedule)
+	s.v1(api, "POST /v1/apps/{app}/webhooks", s.createWebhook)
+	s.v1(api, "GET /v1/apps/{app}/webhooks", s.listWebhooks)
+	s.v1(api, "DELETE /v1/apps/{app}/webhooks/{id}", s.deleteWebhook)
+	s.v1(api, "GET /v1/apps/{app}/webhooks/{id}/deliveries", s.webhookDeliveries)
+	s.v1(api, "POST /v1/orgs/{org}/webhooks", s.createWebhook)
+	s.v1(api, "GET /v1/orgs/{org}/webhooks", s.listWebhooks)
+	s.v1(api, "DELETE /v1/orgs/{org}/webhooks/{id}", s.deleteWebhook)
+	s.v1(api, "GET /v1/orgs/{org}/webhooks/{id}/deliveries", s.webhookDeliveries)
+}
+
+func (s *Server) schedules() (Schedules, error) {
+	if s.deps.Schedules == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "nightly schedules are not configured on this server")
+	}
+	return s.deps.Schedules, nil
+}
+
+func (s *Server) getSchedule(w http.ResponseWriter, _ *http.Request, c call) error {
+	sch, err := s.schedules()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sch.Schedule(c.app))
+	return nil
+}
+
+type scheduleRequest struct {
+	Enabled  *bool   `json:"enabled"`
+	Time     *string `json:"time"`
+	TimeZone *string `json:"time_zone"`
+}
+
+// putSchedule sets the app's schedule; a field left out keeps its current
+// (or default) value, except enabled, which must be given.
+func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request, c call) error {
+	sch, err := s.schedules()
+	if err != nil {
+		return err
+	}
+	var req scheduleRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Enabled == nil {
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"enabled\" is required")
+	}
+	cur := sch.Schedule(c.app)
+	next := domain.Schedule{Enabled: *req.Enabled, Time: cur.Time, TimeZone: cur.TimeZone}
+	if req.Time != nil {
+		next.Time = *req.Time
+	}
+	if req.TimeZone != nil {
+		next.TimeZone = *req.TimeZone
+	}
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.execute(r.Context(), w, domain.SetSchedule{App: c.app, Schedule: next}, m, domain.TypeScheduleSet, ""); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sch.Schedule(c.app))
+	return nil
+}
+
+// scope returns the organisation or app of a webhook route ("" for the
+// other).
+func scope(r *http.Request, c call) (org, app string) {
+	if c.app != "" {
+		return "", c.app
+	}
+	return r.PathValue("org"), ""
+}
+
+// checkWebhooks answers whether c may manage the webhooks of the route's
+// scope, and the webhook {id} if the route names one and it is there.
+func (s *Server) checkWebhooks(r *http.Request, c call) (Identity, error) {
+	id, err := s.identity()
+	if err != nil {
+		return nil, err
+	}
+	org, app := scope(r, c)
+	hook := r.PathValue("id")
+	id.Read(func(d *domain.Directory) {
+		if err = domain.CanManageWebhooks(d, c.p, org, app); err != nil || hook == "" {
+			return
+		}
+		if wh, ok := d.Webhook(hook); !ok || wh.Org != org || wh.App != app {
+			err = domain.Errorf(domain.CodeNotFound, "webhook %s not found", hook)
+		}
+	})
+	return id, err
+}
+
+type createWebhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	Secret string   `json:"secret"`
+}
+
+// createWebhook registers a webhook: 201 with its secret, shown once.
+func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) error {
+	id, err := s.identity()
+	if err != nil {
+		return err
+	}
+	hooks, ok := id.(Webhooks)
+	if !ok {
+		return domain.Errorf(domain.CodeUnavailable, "webhooks are not configured on this server")
+	}
+	var req createWebhookRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.URL == "" {
+		return domain.Errorf(domain.CodeInvalidArgument, "field \"url\" is required")
+	}
+	org, app := scope(r, c)
+	var made domain.NewWebhook
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, _ Identity, m domain.Meta) error {
+		made, err = hooks.RegisterWebhook(ctx, c.p, domain.RegisterWebhook{Org: org, App: app, URL: req.URL, Events: req.Events}, req.Secret, m)
+		return err
+	}, func(*domain.Directory) (any, error) {
+		return projections.NewWebhookView{WebhookView: projections.WebhookViewOf(&made.Webhook), Secret: made.Secret}, nil
+	})
+}
+
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, c call) error {
+	id, err := s.checkWebhooks(r, c)
+	if err != nil {
+		return err
+	}
+	org, app := scope(r, c)
+	var l projections.WebhookList
+	id.Read(func(d *domain.Directory) { l = projections.WebhooksOf(d, org, app) })
+	writeJSON(w, http.StatusOK, l)
+	return nil
+}
+
+func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, c call) error {
+	org, app := scope(r, c)
+	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RemoveWebhook{ID: r.PathValue("id"), Org: org, App: app}), nil)
+}
+
+// webhookDeliveries answers the newest ?limit= (default 100, at most
+// 1000) attempts of a webhook's deliveries, oldest first.
+func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.deps.Deliveries == nil {
+		return domain.Errorf(domain.CodeUnavailable, "webhook deliveries are not configured on this server")
+	}
+	limit := defaultDeliveryLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxDeliveryLimit {
+			return domain.Errorf(domain.CodeInvalidArgument, "limit must be 1 to %d", maxDeliveryLimit)
+		}
+		limit = n
+	}
+	if _, err := s.checkWebhooks(r, c); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	l, err := s.deps.Deliveries.Deliveries(ctx, r.PathValue("id"), limit)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		l = []projections.DeliveryView{}
+	}
+	writeJSON(w, http.StatusOK, projections.DeliveryList{Deliveries: l})
+	return nil
+}
