@@ -23,6 +23,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/adapters/notify"
 	"github.com/backupledger/backupledger/adapters/objectstore"
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/adapters/source/dir"
@@ -51,9 +52,18 @@ type Daemon struct {
 	// RestoreHook, when set before Start, is called before each step of a
 	// restore this process runs (domain.Restores.BeforeAction).
 	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
+	// SMTPTLS, when set before Start, is the TLS configuration of
+	// STARTTLS with the SMTP relay (tests trust their own certificate).
+	SMTPTLS *tls.Config
+	// WebhookClient, when set before Start, makes the webhook requests.
+	WebhookClient *http.Client
 
 	sweeper  *domain.Sweeper
 	verifier *domain.Verifier
+	nightly  *domain.Nightly
+	orphans  *domain.Orphans
+	notifier *notify.Notifier
+	reactor  *jetstream.Reactor
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -217,6 +227,32 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// Hourly: each check itself waits until the backup's VerifyInterval.
 	d.goRun(runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
 
+	d.nightly = domain.NewNightly(d.ledger, d.proj, d.proj, clock, d.log)
+	d.goRun(runCtx, "nightly", d.every(d.cfg.NightlyInterval, "nightly", d.nightly.Sweep))
+	d.orphans = domain.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, clock, d.cfg.OrphanGrace, d.log)
+	d.goRun(runCtx, "orphans", d.every(d.cfg.OrphanInterval, "orphans", func(ctx context.Context) (int, error) {
+		rep, err := d.orphans.Sweep(ctx)
+		return rep.Removed + rep.Missing, err
+	}))
+
+	ncfg := d.notifyConfig()
+	ncfg.Client = d.WebhookClient
+	if err := notify.Setup(ctx, d.js, ncfg); err != nil {
+		return err
+	}
+	if d.notifier, err = notify.New(d.js, ncfg, webhooks{identity: identity}, d.log); err != nil {
+		return err
+	}
+	d.goRun(runCtx, "notifier", d.notifier.Run)
+	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
+		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL}.handle, d.log)
+	if err := d.reactor.Setup(ctx); err != nil {
+		return err
+	}
+	d.goRun(runCtx, "dispatch", d.reactor.Run)
+	sched := schedules{proj: d.proj, def: d.cfg.Rules.Nightly, clock: clock}
+	dlog := deliveries{n: d.notifier}
+
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready, NewID: newID, Logger: d.log,
@@ -226,6 +262,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
+		Schedules: sched, Deliveries: dlog,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {

@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/backupledger/backupledger/adapters/notify"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// schedules reads the apps' nightly schedules from the projection.
+type schedules struct {
+	proj  *projections.Store
+	def   domain.Schedule
+	clock domain.Clock
+}
+
+// Schedule implements httpapi.Schedules and natsapi.Schedules.
+func (s schedules) Schedule(app string) projections.ScheduleView {
+	var v projections.ScheduleView
+	s.proj.ReadApp(app, func(a *domain.App) { v = projections.ScheduleViewOf(a, s.def, s.clock.Now()) })
+	v.App = app
+	return v
+}
+
+// deliveries reads the webhook delivery logs.
+type deliveries struct{ n *notify.Notifier }
+
+// Deliveries implements httpapi.Deliveries and natsapi.Deliveries.
+func (d deliveries) Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error) {
+	as, err := d.n.Deliveries(ctx, webhookID, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]projections.DeliveryView, 0, len(as))
+	for _, a := range as {
+		out = append(out, projections.DeliveryView{DeliveryID: a.DeliveryID, WebhookID: a.WebhookID, EventID: a.EventID,
+			EventType: a.EventType, App: a.App, Attempt: a.Attempt, Time: a.Time, Result: a.Result, StatusCode: a.StatusCode,
+			Error: a.Error, DurationMS: a.DurationMS, NextAttemptAt: a.NextAttemptAt})
+	}
+	return out, nil
+}
+
+// webhooks looks registered webhooks up for the notifier: the URL from the
+// directory, the secret from the secret store.
+type webhooks struct {
+	identity *domain.Identity
+}
+
+// Webhook implements notify.Webhooks.
+func (w webhooks) Webhook(ctx context.Context, id string) (notify.WebhookTarget, bool, error) {
+	var (
+		url string
+		ok  bool
+	)
+	w.identity.Read(func(d *domain.Directory) {
+		var wh *domain.Webhook
+		if wh, ok = d.Webhook(id); ok {
+			url = wh.URL
+		}
+	})
+	if !ok {
+		return notify.WebhookTarget{}, false, nil
+	}
+	secret, err := w.identity.WebhookSecret(ctx, id)
+	if errors.Is(err, domain.ErrNoSecret) {
+		return notify.WebhookTarget{}, false, nil
+	}
+	if err != nil {
+		return notify.WebhookTarget{}, false, fmt.Errorf("secret of webhook %s: %w", id, err)
+	}
+	return notify.WebhookTarget{URL: url, Secret: secret}, true, nil
+}
+
+// dispatchWait bounds how long the dispatcher waits for this process's
+// projection to apply the event it is handed.
+const dispatchWait = 30 * time.Second
+
+// dispatcher turns ledger events into notification jobs: it is the
+// handler of the notifier reactor.
+type dispatcher struct {
+	proj      *projections.Store
+	notifier  *notify.Notifier
+	publicURL string
+}
+
+// handle enqueues the webhook deliveries and the e-mail of one event, once
+// the projection has applied it (the notices read the state it left).
+// Enqueuing is idempotent (delivery ids), so a redelivered event is
+// harmless.
+func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope, raw []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, dispatchWait)
+	defer cancel()
+	if err := d.proj.WaitApplied(wctx, seq); err != nil {
+		return err
+	}
+	n, err := d.proj.Notices(seq, env, raw, d.publicURL)
+	if err != nil {
+		return err
+	}
+	for _, w := range n.Webhooks {
+		if err := d.notifier.EnqueueWebhook(ctx, notify.WebhookJob{DeliveryID: w.DeliveryID, WebhookID: w.WebhookID,
+			EventID: env.ID, EventType: env.Type, App: env.App, Body: w.Body}); err != nil {
+			return fmt.Errorf("enqueue webhook %s: %w", w.WebhookID, err)
+		}
+	}
+	for _, m := range n.Emails {
+		if err := d.notifier.EnqueueEmail(ctx, notify.EmailJob{ID: m.ID, To: m.To, Subject: m.Subject, Body: m.Body,
+			EventID: env.ID, EventType: env.Type, App: env.App}); err != nil {
+			return fmt.Errorf("enqueue e-mail: %w", err)
+		}
+	}
+	return nil
+}
+
+// notifyConfig is the notifier's configuration from the daemon's.
+func (d *Daemon) notifyConfig() notify.Config {
+	c := d.cfg
+	var tc *tls.Config
+	if d.SMTPTLS != nil {
+		tc = d.SMTPTLS
+	}
+	return notify.Config{
+		Replicas: c.Replicas, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff, RetryFor: c.WebhookRetryFor,
+		SMTP: notify.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS, User: c.SMTP.User,
+			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: tc},
+	}
+}
+
+// NightlyNow makes the nightly backups that are due now (and retries the
+// failed ones), as the periodic planner does; it returns how many tries it
+// recorded (tests).
+func (d *Daemon) NightlyNow(ctx context.Context) (int, error) { return d.nightly.Sweep(ctx) }
+
+// OrphansNow reconciles the archive store with the ledger now (tests).
+func (d *Daemon) OrphansNow(ctx context.Context) (domain.OrphanReport, error) {
+	return d.orphans.Sweep(ctx)
+}
+
+// VerifyNow runs the periodic integrity check now (tests).
+func (d *Daemon) VerifyNow(ctx context.Context) (int, error) { return d.verifier.Sweep(ctx) }

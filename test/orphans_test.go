@@ -1,0 +1,119 @@
+package test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/cmd/backupd/daemon"
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// putArchive stores raw under name in the archive bucket behind the
+// ledger's back, as a crash between storing and recording would leave it.
+func (n *node) putArchive(name, app string, raw []byte) {
+	n.t.Helper()
+	ctx := context.Background()
+	store, err := n.js.ObjectStore(ctx, "ledger_archives")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if _, err := store.PutBytes(ctx, name, raw); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := store.UpdateMeta(ctx, name, njs.ObjectMeta{Name: name, Metadata: map[string]string{"app": app}}); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// The situations of issue 6, made on purpose: an upload stored but never
+// recorded (a crash in between), a failed backup whose archive was stored
+// all the same, and a ready backup whose archive is gone. The orphans go
+// after the grace period with an event each; the backup without an
+// archive is marked corrupt. Live backups keep their archives.
+func TestOrphanedAndMissingArchives(t *testing.T) {
+	clock := &movableClock{}
+	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) {
+		c.Rules.MinInterval = 0
+		c.OrphanInterval = time.Hour // the test sweeps
+	}, func(d *daemon.Daemon) {
+		d.Clock = clock
+		d.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
+	})
+	n.putConfig("crm", "app.json", `{"v":1}`)
+	n.putConfig("broken", "app.json", `{"v":1}`)
+	keep := n.waitStatus("crm", n.createBackup("crm", map[string]any{"name": "keep"}).ID, 20*time.Second, domain.StatusReady)
+	gone := n.waitStatus("crm", n.createBackup("crm", map[string]any{"name": "gone"}).ID, 20*time.Second, domain.StatusReady)
+	failed := n.waitStatus("broken", n.createBackup("broken", map[string]any{}).ID, 20*time.Second, domain.StatusFailed)
+
+	raw, err := n.archiveBytes(keep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const upload = "01JUPLOADNEVERRECORDED0000"
+	n.putArchive(upload, "crm", raw)
+	n.putArchive(failed.ID, "broken", raw)
+	store, err := n.js.ObjectStore(t.Context(), "ledger_archives")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(t.Context(), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Within the grace period the orphans stay; the missing archive is
+	// found at once.
+	rep, err := n.d.OrphansNow(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep != (domain.OrphanReport{Missing: 1, Young: 2}) {
+		t.Fatalf("first sweep %+v", rep)
+	}
+	b := n.backup("crm", gone.ID)
+	if b.CorruptAt == nil || b.CorruptReason == nil || !strings.Contains(*b.CorruptReason, "missing") {
+		t.Fatalf("backup without its archive: %+v", b)
+	}
+	var p problem
+	n.must(http.StatusConflict, "GET", "/v1/apps/crm/backups/"+gone.ID+"/archive", nil).json(t, &p)
+	if p.Code != domain.CodeBackupCorrupt {
+		t.Errorf("download of a backup without archive: %+v", p)
+	}
+
+	clock.set(2 * time.Hour)
+	if rep, err = n.d.OrphansNow(t.Context()); err != nil || rep != (domain.OrphanReport{Removed: 2}) {
+		t.Fatalf("sweep after the grace period %+v, %v", rep, err)
+	}
+	objects := n.objects("ledger_archives")
+	if slices.Contains(objects, upload) || slices.Contains(objects, failed.ID) || !slices.Contains(objects, keep.ID) {
+		t.Fatalf("archives left: %v", objects)
+	}
+	orphanEvents := func(app string) []projections.LogEntry {
+		var out []projections.LogEntry
+		for _, e := range n.appLog(app) {
+			if e.Event == domain.TypeArchiveOrphanRemoved {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	if ev := orphanEvents("crm"); len(ev) != 1 || !strings.Contains(ev[0].Message, upload) || ev[0].Actor != domain.OrphanActor {
+		t.Errorf("crm's orphan events: %+v", ev)
+	}
+	if ev := orphanEvents("broken"); len(ev) != 1 || !strings.Contains(ev[0].Message, "failed") {
+		t.Errorf("broken's orphan events: %+v", ev)
+	}
+	// Nothing more to do, and the kept backup is still whole.
+	if rep, err = n.d.OrphansNow(t.Context()); err != nil || rep != (domain.OrphanReport{}) {
+		t.Fatalf("third sweep %+v, %v", rep, err)
+	}
+	if v := n.backup("crm", keep.ID); v.CorruptAt != nil {
+		t.Errorf("kept backup: %+v", v)
+	}
+}
