@@ -227,6 +227,17 @@ func (s *Identity) precheck(p Principal, cmd IdentityCommand) error {
 	return err
 }
 
+// seen reports whether the directory already recorded p's command m: a
+// retried command that makes a secret must not store another one.
+func (s *Identity) seen(p Principal, m Meta) bool {
+	if m.CommandID == "" {
+		return false
+	}
+	var ok bool
+	s.view.ReadDirectory(func(d *Directory) { _, ok = d.Command(CommandKey(p.ID, m.CommandID)) })
+	return ok
+}
+
 func (s *Identity) storePassword(ctx context.Context, user, password string) error {
 	h, err := s.hasher.HashPassword(password)
 	if err != nil {
@@ -259,6 +270,9 @@ func (s *Identity) createToken(ctx context.Context, p Principal, c CreateToken, 
 	c.ID = s.ids.NewID(now)
 	if err := s.precheck(p, c); err != nil {
 		return NewToken{}, err
+	}
+	if s.seen(p, m) {
+		return NewToken{}, Errorf(CodeAlreadyExists, "this command already made a token; its secret was shown then")
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret) // never fails

@@ -260,6 +260,9 @@ func (s *Identity) RegisterWebhook(ctx context.Context, p Principal, c RegisterW
 	if err := s.precheck(p, c); err != nil {
 		return NewWebhook{}, err
 	}
+	if s.seen(p, m) {
+		return NewWebhook{}, Errorf(CodeAlreadyExists, "this command already registered a webhook; its secret was shown then")
+	}
 	if secret == "" {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b) // never fails

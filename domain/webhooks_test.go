@@ -88,6 +88,17 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("refused registrations changed the stream (%d → %d) or stored secrets (%d)", before, r.stream.len(), len(r.secrets.m))
 	}
 
+	// A retry of a registration answers already_exists and stores no
+	// second secret.
+	m := domain.Meta{CommandID: "register-once"}
+	if _, err := r.id.RegisterWebhook(ctx, alice, domain.RegisterWebhook{App: "crm", URL: "https://x.example"}, "", m); err != nil {
+		t.Fatal(err)
+	}
+	secrets := len(r.secrets.m)
+	if _, err := r.id.RegisterWebhook(ctx, alice, domain.RegisterWebhook{App: "crm", URL: "https://x.example"}, "", m); domain.Code(err) != domain.CodeAlreadyExists || len(r.secrets.m) != secrets {
+		t.Fatalf("retried registration: %v, secrets %d → %d", err, secrets, len(r.secrets.m))
+	}
+
 	// Removal goes through the scope the webhook belongs to.
 	if _, err := r.id.Execute(ctx, alice, domain.RemoveWebhook{ID: ow.ID, App: "crm"}, domain.Meta{}); domain.Code(err) != domain.CodeNotFound {
 		t.Fatalf("removing the org's webhook through the app: %v", err)
@@ -97,7 +108,7 @@ func TestWebhooks(t *testing.T) {
 	}
 	r.must(t, alice, domain.RemoveWebhook{ID: w.ID, App: "crm"})
 	r.id.Read(func(d *domain.Directory) {
-		if _, ok := d.Webhook(w.ID); ok || len(d.Webhooks("", "crm")) != 0 || len(d.Webhooks("acme", "")) != 1 {
+		if _, ok := d.Webhook(w.ID); ok || len(d.Webhooks("", "crm")) != 1 || len(d.Webhooks("acme", "")) != 1 {
 			t.Errorf("after removal: app webhooks %v, org webhooks %v", d.Webhooks("", "crm"), d.Webhooks("acme", ""))
 		}
 	})

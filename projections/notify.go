@@ -129,8 +129,8 @@ func (s *Store) email(env *domain.Envelope, ev domain.Event, backup *BackupView,
 		}
 		to = s.addressOf(app, b.CreatedBy)
 		subject = fmt.Sprintf("Backup %q of %s is ready", b.Name, app)
-		text = fmt.Sprintf("The backup %q of app %s is ready: %d items, %d bytes.\nIt expires on %s.",
-			b.Name, app, b.ItemCount, b.SizeBytes, b.ExpiresAt.UTC().Format("2006-01-02 15:04 MST")) +
+		text = fmt.Sprintf("The backup %q of app %s is ready: %s, %s.\nIt expires on %s.",
+			b.Name, app, count(b.ItemCount, "item"), count(int(b.SizeBytes), "byte"), b.ExpiresAt.UTC().Format("2006-01-02 15:04 MST")) +
 			link(backupPath(b.ID)+"/archive")
 	case *domain.BackupFailed:
 		if !hasB {
@@ -207,4 +207,12 @@ func (s *Store) adminAddresses(app string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// count says n things: "1 item", "2 items".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

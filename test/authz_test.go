@@ -57,6 +57,8 @@ type authzWorld struct {
 	logs    *lockedBuffer
 	ready   projections.BackupView
 	archive []byte
+	// webhook is a webhook of crm, for the delivery log route.
+	webhook string
 }
 
 func (n *node) as(tok string) []string {
@@ -122,6 +124,10 @@ func newAuthzWorld(t *testing.T) *authzWorld {
 	}
 	w.ready = n.readyBackup("crm")
 	_, w.archive = n.download("crm", w.ready, "")
+	var hook projections.NewWebhookView
+	n.must(http.StatusCreated, "POST", "/v1/apps/crm/webhooks", map[string]any{"url": "https://hooks.example.com/crm", "events": []string{"restore.failed"}}).json(t, &hook)
+	w.webhook = hook.ID
+	w.secrets = append(w.secrets, hook.Secret)
 	return w
 }
 
@@ -205,6 +211,26 @@ func httpEndpoints() []endpoint {
 		}},
 		{"revoke admin", http.StatusNoContent, func(*authzWorld) (string, string, any, []string) {
 			return "DELETE", "/v1/apps/crm/admins/nobody", nil, nil
+		}},
+		{"get schedule", http.StatusOK, func(*authzWorld) (string, string, any, []string) {
+			return "GET", "/v1/apps/crm/schedule", nil, nil
+		}},
+		{"set schedule", http.StatusOK, func(*authzWorld) (string, string, any, []string) {
+			return "PUT", "/v1/apps/crm/schedule", map[string]any{"enabled": false, "time": "03:00"}, nil
+		}},
+		{"register webhook", http.StatusCreated, func(*authzWorld) (string, string, any, []string) {
+			return "POST", "/v1/apps/crm/webhooks", map[string]any{"url": "https://hooks.example.com/matrix", "events": []string{"restore.failed"}}, nil
+		}},
+		{"list webhooks", http.StatusOK, func(*authzWorld) (string, string, any, []string) {
+			return "GET", "/v1/apps/crm/webhooks", nil, nil
+		}},
+		{"webhook deliveries", http.StatusOK, func(w *authzWorld) (string, string, any, []string) {
+			return "GET", "/v1/apps/crm/webhooks/" + w.webhook + "/deliveries", nil, nil
+		}},
+		{"remove webhook", http.StatusNoContent, func(w *authzWorld) (string, string, any, []string) {
+			var made projections.NewWebhookView
+			w.n.must(http.StatusCreated, "POST", "/v1/apps/crm/webhooks", map[string]any{"url": "https://hooks.example.com/gone", "events": []string{"restore.failed"}}).json(w.n.t, &made)
+			return "DELETE", "/v1/apps/crm/webhooks/" + made.ID, nil, nil
 		}},
 	}
 }
@@ -306,6 +332,10 @@ func TestAuthorizationMatrixNATS(t *testing.T) {
 		{"config.list", func(*authzWorld) map[string]any { return map[string]any{"app": "crm"} }},
 		{"apps.admins.get", func(*authzWorld) map[string]any { return map[string]any{"app": "crm"} }},
 		{"apps.admins.grant", func(*authzWorld) map[string]any { return map[string]any{"app": "crm", "user": "carol"} }},
+		{"schedule.get", func(*authzWorld) map[string]any { return map[string]any{"app": "crm"} }},
+		{"schedule.set", func(*authzWorld) map[string]any { return map[string]any{"app": "crm", "enabled": false} }},
+		{"webhooks.list", func(*authzWorld) map[string]any { return map[string]any{"app": "crm"} }},
+		{"webhooks.deliveries", func(w *authzWorld) map[string]any { return map[string]any{"app": "crm", "id": w.webhook} }},
 	}
 	for _, s := range subjects {
 		for _, c := range w.callers {

@@ -160,6 +160,10 @@ type Deps struct {
 	// Restores serves the restore and maintenance endpoints; nil answers
 	// them 503 unavailable. *domain.Restores.
 	Restores Restores
+	// Schedules reads nightly schedules; nil answers unavailable.
+	Schedules Schedules
+	// Deliveries reads webhook delivery logs; nil answers unavailable.
+	Deliveries Deliveries
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.
@@ -346,4 +350,5 @@ type Identity interface {
 	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
 	Visible(p domain.Principal, app string) bool
 	Read(fn func(d *domain.Directory))
+	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
 }

@@ -34,6 +34,8 @@ func TestServiceInfo(t *testing.T) {
 		natsapi.SubjectTokensRevoke, natsapi.SubjectSessionsCreate, natsapi.SubjectSessionsEnd, natsapi.SubjectMe,
 		natsapi.SubjectMaintenanceStart, natsapi.SubjectMaintenanceEnd, natsapi.SubjectRestoresCreate,
 		natsapi.SubjectRestoresGet, natsapi.SubjectRestoresList, natsapi.SubjectRetentionGet, natsapi.SubjectBackupsVerify, natsapi.SubjectBackupsQuote,
+		natsapi.SubjectScheduleGet, natsapi.SubjectScheduleSet, natsapi.SubjectWebhooksCreate, natsapi.SubjectWebhooksList,
+		natsapi.SubjectWebhooksDelete, natsapi.SubjectWebhooksDeliveries,
 	}
 	slices.Sort(want)
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {

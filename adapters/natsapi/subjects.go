@@ -59,6 +59,16 @@ const (
 	SubjectMe                = SubjectPrefix + ".me"                  // {} → me
 )
 
+// Subjects of the nightly schedule and webhook endpoints (lifecycle.go).
+const (
+	SubjectScheduleGet        = SubjectPrefix + ".schedule.get"        // AppRequest → schedule
+	SubjectScheduleSet        = SubjectPrefix + ".schedule.set"        // SetScheduleRequest → schedule
+	SubjectWebhooksCreate     = SubjectPrefix + ".webhooks.create"     // CreateWebhookRequest → new webhook, with its secret
+	SubjectWebhooksList       = SubjectPrefix + ".webhooks.list"       // WebhooksRequest → {"webhooks":[...]}
+	SubjectWebhooksDelete     = SubjectPrefix + ".webhooks.delete"     // WebhookRequest → WebhookDeleted
+	SubjectWebhooksDeliveries = SubjectPrefix + ".webhooks.deliveries" // DeliveriesRequest → {"deliveries":[...]}
+)
+
 // endpoint is one micro endpoint: its name (unique in the service), its
 // subject and its handler; for archive transfers that copy a whole
 // archive, the longer time they may take; and for the login, that it
@@ -124,5 +134,12 @@ func (s *Service) endpoints() []endpoint {
 		{name: "sessions_create", subject: SubjectSessionsCreate, h: s.login, public: true},
 		{name: "sessions_end", subject: SubjectSessionsEnd, h: s.endSession},
 		{name: "me", subject: SubjectMe, h: s.me},
+
+		{name: "schedule_get", subject: SubjectScheduleGet, h: s.getSchedule},
+		{name: "schedule_set", subject: SubjectScheduleSet, h: s.setSchedule},
+		{name: "webhooks_create", subject: SubjectWebhooksCreate, h: s.createWebhook},
+		{name: "webhooks_list", subject: SubjectWebhooksList, h: s.listWebhooks},
+		{name: "webhooks_delete", subject: SubjectWebhooksDelete, h: s.deleteWebhook},
+		{name: "webhooks_deliveries", subject: SubjectWebhooksDeliveries, h: s.webhookDeliveries},
 	}
 }

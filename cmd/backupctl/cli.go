@@ -133,6 +133,8 @@ func commandTable() []*command {
 			summary: "end an app's maintenance", help: helpMaintenanceEnd, run: maintenanceEnd},
 		{name: "retention", args: "APP", short: "APP",
 			summary: "explain when each backup expires and which rule would refuse the next", help: helpRetention, run: retention},
+		{name: "schedule", args: "APP [--on | --off] [--time HH:MM] [--time-zone ZONE]", short: "APP [--on|--off]",
+			summary: "show an app's nightly backup schedule, or set it", help: helpSchedule, run: schedule},
 		{name: "app get", args: "APP", short: "APP",
 			summary: "show an app's state", help: helpAppGet, run: appGet},
 		{name: "app register", args: "APP --org ORG", short: "APP --org ORG",
@@ -181,6 +183,14 @@ func commandTable() []*command {
 			summary: "list your API tokens", help: helpTokenList, run: tokenList},
 		{name: "token revoke", args: "ID", short: "ID",
 			summary: "revoke an API token", help: helpTokenRevoke, run: tokenRevoke},
+		{name: "webhook add", args: "(--app APP | --org ORG) URL [--event TYPE]... [--secret S]", short: "(--app|--org) URL",
+			summary: "register a webhook of an app or organisation (secret shown once)", help: helpWebhookAdd, run: webhookAdd},
+		{name: "webhook list", args: "(--app APP | --org ORG)", short: "(--app|--org)",
+			summary: "list the webhooks of an app or organisation", help: helpWebhookList, run: webhookList},
+		{name: "webhook rm", args: "(--app APP | --org ORG) ID", short: "(--app|--org) ID",
+			summary: "remove a webhook", help: helpWebhookRm, run: webhookRm},
+		{name: "webhook deliveries", args: "(--app APP | --org ORG) ID [--limit N]", short: "(--app|--org) ID",
+			summary: "show a webhook's latest delivery attempts", help: helpWebhookDeliveries, run: webhookDeliveries},
 	}
 }
 

@@ -256,6 +256,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready, NewID: newID, Logger: d.log,
+		Schedules: sched, Deliveries: dlog,
 	})
 	if err != nil {
 		return err
