@@ -236,6 +236,15 @@ func TestNATSAuditRole(t *testing.T) {
 		return st.DeleteConsumer(ctx, "backup-worker")
 	})
 	audit.publishRefused("$JS.API.CONSUMER.MSG.NEXT.LEDGER.backup-worker")
+	// ... and the notifications' consumer, and the notification streams.
+	audit.refused("$JS.API.CONSUMER.DELETE.LEDGER.notifier", func(ctx context.Context) error {
+		return st.DeleteConsumer(ctx, "notifier")
+	})
+	audit.publishRefused("$JS.API.CONSUMER.MSG.NEXT.LEDGER.notifier")
+	audit.refused("$JS.API.STREAM.INFO.NOTIFY_LOG", func(ctx context.Context) error {
+		_, err := audit.js.Stream(ctx, "NOTIFY_LOG")
+		return err
+	})
 	// ... and reads neither archives, nor configuration, nor the API, nor
 	// the replies to others.
 	audit.refused("$JS.API.STREAM.INFO.OBJ_ledger_archives", func(ctx context.Context) error {

@@ -146,6 +146,25 @@ func externalOptions(cfg Config) []nats.Option {
 	return opts
 }
 
+// serviceConsumers is what the audit role may not publish for each of the
+// service's durable consumers on LEDGER (stream.name): change, delete,
+// fetch from or acknowledge it.
+func serviceConsumers(names ...string) []string {
+	var out []string
+	for _, c := range names {
+		out = append(out,
+			"$JS.API.CONSUMER.CREATE."+c,
+			"$JS.API.CONSUMER.CREATE."+c+".>",
+			"$JS.API.CONSUMER.DURABLE.CREATE."+c,
+			"$JS.API.CONSUMER.DELETE."+c,
+			"$JS.API.CONSUMER.MSG.NEXT."+c,
+			"$JS.ACK."+c+".>",
+			"$JS.ACK.*.*."+c+".>",
+		)
+	}
+	return out
+}
+
 // natsDir is the embedded server's store, which also holds the logins.
 func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
 
@@ -214,15 +233,7 @@ func rolePermissions(role string) *server.Permissions {
 					"$JS.FC." + stream + ".>",
 					"$JS.FC.*.*." + stream + ".>",
 				},
-				Deny: []string{
-					"$JS.API.CONSUMER.CREATE." + worker,
-					"$JS.API.CONSUMER.CREATE." + worker + ".>",
-					"$JS.API.CONSUMER.DURABLE.CREATE." + worker,
-					"$JS.API.CONSUMER.DELETE." + worker,
-					"$JS.API.CONSUMER.MSG.NEXT." + worker,
-					"$JS.ACK." + worker + ".>",
-					"$JS.ACK.*.*." + worker + ".>",
-				},
+				Deny: serviceConsumers(worker, stream+"."+jetstream.ReactorConsumerName),
 			},
 			// Deliveries of push consumers go to the audit role's inbox or
 			// to subjects under audit.>.
