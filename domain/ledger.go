@@ -115,6 +115,7 @@ type Ledger struct {
 	archives ArchiveDeleter
 	log      *slog.Logger
 	locks    [256]sync.Mutex
+	obs      Observer
 }
 
 // NewLedger returns a Ledger. archives may be nil; then deleting a backup
@@ -129,7 +130,16 @@ func NewLedger(cfg LedgerConfig, store EventStore, states States, clock Clock, i
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Ledger{cfg: cfg, store: store, states: states, clock: clock, ids: ids, archives: archives, log: log}, nil
+	return &Ledger{cfg: cfg, store: store, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: nopObserver{}}, nil
+}
+
+// Observe sets who is told what the ledger does (metrics); call it before
+// the ledger is used.
+func (l *Ledger) Observe(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
+	l.obs = o
 }
 
 // Rules returns the rules the ledger decides with.
@@ -138,7 +148,9 @@ func (l *Ledger) Rules() Rules { return l.cfg.Rules }
 // Execute decides and appends one command. It returns an *Error for a
 // refused command, an error wrapping ErrConflict when the app kept changing
 // concurrently, and other errors for failures of the store.
-func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, error) {
+func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, err error) {
+	start := l.clock.Now()
+	defer func() { l.obs.Executed(cmd.CommandName(), Outcome(res, err), l.clock.Now().Sub(start)) }()
 	app := cmd.AppID()
 	if err := ValidateAppID(app); err != nil {
 		return Result{}, err
@@ -167,7 +179,7 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (Result, erro
 	mu.Lock()
 	defer mu.Unlock()
 
-	res, err := l.execute(ctx, cmd, m, key)
+	res, err = l.execute(ctx, cmd, m, key)
 	if err == nil && l.archives != nil && (res.EventType == TypeBackupDeleted || res.EventType == TypeBackupExpired) {
 		// Only when this command's event ended this backup: a key reused
 		// for a delete answers an earlier, different command.
@@ -232,6 +244,7 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			exp.Unexpect(hash)
 		}
 		if errors.Is(err, ErrConflict) {
+			l.obs.Conflict(attempt < l.cfg.MaxAttempts)
 			if attempt >= l.cfg.MaxAttempts {
 				return Result{}, fmt.Errorf("%s on app %s after %d attempts: %w", cmd.CommandName(), app, attempt, err)
 			}
@@ -257,6 +270,9 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 		}
 		if ar.Duplicate && exp != nil {
 			exp.Unexpect(hash) // the stored copy is the first one, not this body
+		}
+		if !ar.Duplicate {
+			l.obs.Appended(app, ev)
 		}
 		if err := l.states.WaitApplied(ctx, ar.Seq); err != nil {
 			return Result{}, err

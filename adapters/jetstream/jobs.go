@@ -40,9 +40,33 @@ type Jobs struct {
 	// Restores runs the restores (restore.requested); nil hands them to
 	// another process. Set it before Run.
 	Restores RestoreRunner
+	// Hooks are told about jobs (metrics); set them before Run.
+	Hooks JobHooks
 
 	inFlight atomic.Int64
 	freed    chan struct{}
+}
+
+// JobHooks are told about jobs, for metrics; nil fields are skipped. They
+// must be quick.
+type JobHooks struct {
+	// Redelivered: a job (backup or restore) came again after an earlier
+	// delivery.
+	Redelivered func()
+	// FailedFinal: a job failed on its last delivery.
+	FailedFinal func()
+}
+
+func (h JobHooks) redelivered(n uint64) {
+	if n > 1 && h.Redelivered != nil {
+		h.Redelivered()
+	}
+}
+
+func (h JobHooks) failedFinal() {
+	if h.FailedFinal != nil {
+		h.FailedFinal()
+	}
 }
 
 // RestoreRunner drives restores: *domain.Restores.
@@ -200,6 +224,7 @@ func (j *Jobs) handle(ctx, jobsCtx context.Context, msg njs.Msg, wg *sync.WaitGr
 			j.settle(log, msg, "hand back", msg.Nak())
 			return
 		}
+		j.Hooks.redelivered(md.NumDelivered)
 		j.inFlight.Add(1)
 		wg.Add(1)
 		go func() {
@@ -217,6 +242,7 @@ func (j *Jobs) handle(ctx, jobsCtx context.Context, msg njs.Msg, wg *sync.WaitGr
 			j.settle(log, msg, "hand back", msg.NakWithDelay(j.cfg.RetryDelay))
 			return
 		}
+		j.Hooks.redelivered(md.NumDelivered)
 		final := md.NumDelivered >= uint64(j.cfg.MaxDeliver)
 		// Restores do not take a worker slot: one may wait for its
 		// pre-restore backup, which needs one.
@@ -282,6 +308,7 @@ func (j *Jobs) runJob(ctx context.Context, msg njs.Msg, job domain.Job) {
 		log.Info("job handed back", "err", err)
 		j.settle(log, msg, "hand back", msg.Nak())
 	case job.Final:
+		j.Hooks.failedFinal()
 		log.Error("job failed on its final delivery; it is not delivered again", "err", err)
 		j.settle(log, msg, "nak", msg.Nak())
 	default:
@@ -381,6 +408,7 @@ func (j *Jobs) runRestore(ctx context.Context, msg njs.Msg, app, restoreID strin
 		log.Info("restore runner done")
 		j.settle(log, msg, "ack", msg.Ack())
 	case final:
+		j.Hooks.failedFinal()
 		log.Error("restore runner gave up on its final delivery", "err", err)
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), j.cfg.AckWait)
 		defer fcancel()

@@ -47,6 +47,9 @@ type Attempt struct {
 // record appends a to the delivery log of its webhook. A failure is logged:
 // the log is a record for people, the delivery goes on.
 func (n *Notifier) record(log *slog.Logger, a Attempt) {
+	if n.OnAttempt != nil {
+		n.OnAttempt(a.Result)
+	}
 	body, err := json.Marshal(a)
 	if err != nil {
 		log.Error("encode delivery log entry", "err", err)

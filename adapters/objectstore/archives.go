@@ -44,9 +44,40 @@ type Archives struct {
 	arch    bucket
 	staging bucket
 	cfg     Config
+	// written and read are told the archive bytes stored and read.
+	written, read func(n int64)
 }
 
 var _ domain.ArchiveStore = (*Archives)(nil)
+
+// CountBytes makes a tell written the size of every archive stored (backups
+// and uploads) and read the bytes of archives read back (downloads,
+// restores, checks), for metrics. Call it before the store is used.
+func (a *Archives) CountBytes(written, read func(n int64)) {
+	a.written, a.read = written, read
+}
+
+// countRead wraps r so that the bytes read from it are counted.
+func (a *Archives) countRead(r io.Reader) io.Reader {
+	if a.read == nil {
+		return r
+	}
+	return &countingReader{r: r, add: a.read}
+}
+
+// countingReader tells add how many bytes each Read returned.
+type countingReader struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(int64(n))
+	}
+	return n, err
+}
 
 // Info describes a stored archive.
 type Info struct {
@@ -136,6 +167,9 @@ func (a *Archives) WriteArchive(ctx context.Context, h domain.ArchiveHeader, exp
 		return domain.ArchiveInfo{}, fmt.Errorf("write archive %s: %w", h.BackupID, err)
 	}
 	ok = true
+	if a.written != nil {
+		a.written(info.SizeBytes)
+	}
 	return info, nil
 }
 
@@ -270,7 +304,7 @@ func (a *Archives) Open(ctx context.Context, backupID string) (io.ReadCloser, In
 	if err == nil {
 		var info Info
 		if info, err = infoOf(oi); err == nil {
-			return &objectReader{ObjectResult: res, cancel: cancel}, info, nil
+			return &objectReader{ObjectResult: res, r: a.countRead(res), cancel: cancel}, info, nil
 		}
 	}
 	res.Close()
@@ -280,8 +314,11 @@ func (a *Archives) Open(ctx context.Context, backupID string) (io.ReadCloser, In
 
 type objectReader struct {
 	jetstream.ObjectResult
+	r      io.Reader
 	cancel context.CancelFunc
 }
+
+func (r *objectReader) Read(p []byte) (int, error) { return r.r.Read(p) }
 
 func (r *objectReader) Close() error {
 	err := r.ObjectResult.Close()

@@ -95,7 +95,7 @@ func (a *Archives) openVerified(ctx context.Context, backupID string, size int64
 	}
 	// The object store's reader checks the bytes against the object's
 	// digest, which is the ledger's: hashing them again would only cost.
-	return &verifyingReader{src: res, close: func() error { err := res.Close(); cancel(); return err },
+	return &verifyingReader{src: a.countRead(res), close: func() error { err := res.Close(); cancel(); return err },
 		size: size, want: sha256Hex, hold: min(size, chunkSize)}, nil
 }
 

@@ -129,6 +129,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&cfg.SMTP.User, "smtp-user", "", "user to log in to the relay (AUTH PLAIN, over TLS only)")
 	fs.StringVar(&cfg.SMTP.Password, "smtp-password", "", "password of --smtp-user (prefer BACKUPD_SMTP_PASSWORD: flags show in ps)")
 	fs.StringVar(&cfg.SMTP.From, "smtp-from", "", "sender address of e-mail notifications, e.g. \"Backups <backups@example.com>\"")
+	fs.IntVar(&cfg.MetricsMaxApps, "metrics-max-apps", cfg.MetricsMaxApps, "most apps in the per-app metrics (last successful backup); the most recent are kept")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "where people reach the HTTP API, for links in e-mails, e.g. https://backups.example.com")
 	fs.DurationVar(&cfg.PreRestoreBackupTimeout, "pre-restore-backup-timeout", cfg.PreRestoreBackupTimeout, "how long a restore waits for its pre-restore backup before it fails")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a login (POST /v1/sessions, backupctl login) lasts")

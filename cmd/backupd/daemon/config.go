@@ -129,6 +129,8 @@ type Config struct {
 	// SMTP is the relay e-mail notifications go through; an empty host
 	// turns e-mail off.
 	SMTP SMTPConfig
+	// MetricsMaxApps bounds the apps of the per-app metrics.
+	MetricsMaxApps int
 	// PublicURL is where people reach the HTTP API, for links in e-mails
 	// (empty: no links).
 	PublicURL string
@@ -179,6 +181,7 @@ func DefaultConfig() Config {
 		VerifyInterval:          7 * 24 * time.Hour,
 		Currency:                "EUR",
 		NightlyInterval:         time.Minute,
+		MetricsMaxApps:          500,
 		OrphanInterval:          time.Hour,
 		OrphanGrace:             time.Hour,
 		WebhookTimeout:          10 * time.Second,
@@ -272,6 +275,9 @@ func (c Config) Validate() error {
 	}
 	if c.ExpiryInterval < time.Second {
 		errs = append(errs, fmt.Errorf("expiry interval must be at least 1s, got %s", c.ExpiryInterval))
+	}
+	if c.MetricsMaxApps < 1 {
+		errs = append(errs, fmt.Errorf("metrics max apps must be at least 1, got %d", c.MetricsMaxApps))
 	}
 	if c.NightlyInterval < time.Second {
 		errs = append(errs, fmt.Errorf("nightly interval must be at least 1s, got %s", c.NightlyInterval))

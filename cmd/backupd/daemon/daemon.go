@@ -26,6 +26,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/notify"
 	"github.com/backupledger/backupledger/adapters/objectstore"
 	"github.com/backupledger/backupledger/adapters/password"
+	"github.com/backupledger/backupledger/adapters/prom"
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
 	"github.com/backupledger/backupledger/domain"
@@ -180,6 +181,20 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var jobsInFlight func() int // set once the jobs exist
+	metrics, err := prom.New(reg, d.proj, prom.Config{
+		MaxApps:      d.cfg.MetricsMaxApps,
+		LastSeq:      d.lastSeq,
+		JetStream:    d.jetStreamUsage(),
+		JobsInFlight: func() int { return jobsInFlight() },
+	})
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	d.ledger.Observe(metrics)
+	d.archives.CountBytes(metrics.ArchiveWritten, metrics.ArchiveRead)
 	sources, err := d.sources(d.SourceWrapper)
 	if err != nil {
 		return err
@@ -195,6 +210,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
 		return err
 	}
+	d.jobs.Hooks = jetstream.JobHooks{Redelivered: metrics.JobRedelivered, FailedFinal: metrics.JobFailed}
+	jobsInFlight = d.jobs.InFlight
 
 	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas)
 	if err != nil {
@@ -210,8 +227,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	auth := domain.ChainAuth{domain.NewAdminToken(token), identity}
 	newID := func() string { return ids.NewID(time.Now()) }
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := d.follower.CaughtUp
 
 	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
@@ -243,6 +258,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.notifier, err = notify.New(d.js, ncfg, webhooks{identity: identity}, d.log); err != nil {
 		return err
 	}
+	d.notifier.OnAttempt = metrics.WebhookAttempt
 	d.goRun(runCtx, "notifier", d.notifier.Run)
 	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
 		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL}.handle, d.log)
@@ -283,7 +299,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if tlsConfig != nil {
 		d.httpLn = tls.NewListener(d.httpLn, tlsConfig)
 	}
-	d.http = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
+	d.http = &http.Server{Handler: metrics.InstrumentHTTP(h.Handler()), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	ln := d.httpLn
 	d.wg.Add(1)
 	go func() {

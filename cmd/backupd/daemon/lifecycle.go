@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/notify"
+	"github.com/backupledger/backupledger/adapters/prom"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -128,6 +130,30 @@ func (d *Daemon) notifyConfig() notify.Config {
 		Replicas: c.Replicas, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff, RetryFor: c.WebhookRetryFor,
 		SMTP: notify.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS, User: c.SMTP.User,
 			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: tc},
+	}
+}
+
+// lastSeq returns the LEDGER stream's last sequence (the projection lag).
+func (d *Daemon) lastSeq(ctx context.Context) (uint64, error) {
+	st, err := d.js.Stream(ctx, jetstream.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
+// jetStreamUsage reads the embedded server's JetStream usage; nil with an
+// external cluster.
+func (d *Daemon) jetStreamUsage() func() (prom.JetStreamUsage, error) {
+	if d.srv == nil {
+		return nil
+	}
+	return func() (prom.JetStreamUsage, error) {
+		info, err := d.srv.Jsz(nil)
+		if err != nil {
+			return prom.JetStreamUsage{}, err
+		}
+		return prom.JetStreamUsage{StorageBytes: info.Store, Messages: info.Messages, Streams: info.Streams}, nil
 	}
 }
 
