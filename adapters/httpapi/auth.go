@@ -16,6 +16,8 @@ type requestInfo struct {
 	actor     string
 	commandID string
 	code      string
+	// for the log line: what the request concerns
+	app, backupID, restoreID, correlationID string
 }
 
 type requestInfoKey struct{}
@@ -118,6 +120,13 @@ func (s *Server) route(mux *http.ServeMux, pattern string, check bool, h apiFunc
 		c := call{p: i.principal}
 		if withApp {
 			c.app = r.PathValue("app")
+			i.app = c.app
+			switch {
+			case strings.Contains(pattern, "/backups/{id}"):
+				i.backupID = r.PathValue("id")
+			case strings.Contains(pattern, "/restores/{id}"):
+				i.restoreID = r.PathValue("id")
+			}
 			if err := domain.ValidateAppID(c.app); err != nil {
 				s.problem(w, r, err)
 				return

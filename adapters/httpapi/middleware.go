@@ -94,14 +94,11 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				slog.Duration("duration", time.Since(start)),
 				slog.Int64("bytes", sw.bytes),
 			}
-			if ri.actor != "" {
-				attrs = append(attrs, slog.String("actor", ri.actor))
-			}
-			if ri.commandID != "" {
-				attrs = append(attrs, slog.String("command_id", ri.commandID))
-			}
-			if ri.code != "" {
-				attrs = append(attrs, slog.String("code", ri.code))
+			for _, a := range [][2]string{{"actor", ri.actor}, {"app", ri.app}, {"backup_id", ri.backupID}, {"restore_id", ri.restoreID},
+				{"command_id", ri.commandID}, {"correlation_id", ri.correlationID}, {"code", ri.code}} {
+				if a[1] != "" {
+					attrs = append(attrs, slog.String(a[0], a[1]))
+				}
 			}
 			if aborted {
 				attrs = append(attrs, slog.Bool("aborted", true))

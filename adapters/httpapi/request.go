@@ -97,6 +97,7 @@ func (s *Server) commandMeta(w http.ResponseWriter, r *http.Request, c call) (do
 				"X-Correlation-Id must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
 		}
 		m.CorrelationID = id
+		info(r).correlationID = id
 	}
 	info(r).commandID = m.CommandID
 	w.Header().Set("Idempotency-Key", m.CommandID)

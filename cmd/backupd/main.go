@@ -141,6 +141,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	})
 	fs.StringVar(&cfg.PprofAddr, "pprof-addr", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (default off)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "json", `"json" (one object a line) or "text" (key=value)`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -174,7 +175,15 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return cfg, fmt.Errorf("log level: %w", err)
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	opts := &slog.HandlerOptions{Level: lv}
+	switch *format {
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	default:
+		return cfg, fmt.Errorf("log format must be \"json\" or \"text\", got %q", *format)
+	}
 	return cfg, cfg.Validate()
 }
 

@@ -200,6 +200,27 @@ func TestParseFlagsLifecycle(t *testing.T) {
 	}
 }
 
+// Logs are JSON by default, key=value with --log-format text.
+func TestParseFlagsLogFormat(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{{nil, `{"time":`}, {[]string{"--log-format=json"}, `{"time":`}, {[]string{"--log-format=text"}, "time="}} {
+		var buf bytes.Buffer
+		cfg, err := parseFlags(c.args, func(string) (string, bool) { return "", false }, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Logger.Info("hello", "app", "crm")
+		if !strings.HasPrefix(buf.String(), c.want) || !strings.Contains(buf.String(), "crm") {
+			t.Errorf("%v: log line %q, want it to start with %q", c.args, buf.String(), c.want)
+		}
+	}
+	if _, err := parseFlags([]string{"--log-format=xml"}, func(string) (string, bool) { return "", false }, io.Discard); err == nil {
+		t.Error("--log-format=xml: no error")
+	}
+}
+
 func TestParseFlagsInvalid(t *testing.T) {
 	tests := []struct {
 		name string
