@@ -34,6 +34,8 @@ type Store struct {
 
 	emu      sync.Mutex
 	expected map[string]decoded // by HashEvent of the body
+
+	hist history
 }
 
 type appModel struct {
@@ -386,22 +388,27 @@ func (s *Store) App(app string) AppView {
 	if m == nil {
 		return v
 	}
-	for st, n := range m.state.CountByStatus() {
+	fillAppView(&v, m.state)
+	return v
+}
+
+// fillAppView fills v with the state of a.
+func fillAppView(v *AppView, a *domain.App) {
+	for st, n := range a.CountByStatus() {
 		v.ByStatus[string(st)] = n
 		v.BackupCount += n
 	}
-	v.QuotaUsed = m.state.Quota()
-	if t := m.state.LastBackupAt(); !t.IsZero() {
+	v.QuotaUsed = a.Quota()
+	if t := a.LastBackupAt(); !t.IsZero() {
 		t = t.UTC()
 		v.LastBackupAt = &t
 	}
-	v.LastSeq = m.state.Seq()
-	v.Events = m.state.Events()
-	for _, b := range m.state.Backups() {
+	v.LastSeq = a.Seq()
+	v.Events = a.Events()
+	for _, b := range a.Backups() {
 		v.StoredBytes += b.SizeBytes
 	}
-	restoreState(&v, m.state)
-	return v
+	restoreState(v, a)
 }
 
 // AppLog returns the log of app, oldest first.

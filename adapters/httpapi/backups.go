@@ -46,8 +46,15 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c call) er
 	return nil
 }
 
-// listBackups answers the app's live backups, oldest first.
-func (s *Server) listBackups(w http.ResponseWriter, _ *http.Request, c call) error {
+// listBackups answers the app's live backups, oldest first; with
+// ?as_of=, those that were live then.
+func (s *Server) listBackups(w http.ResponseWriter, r *http.Request, c call) error {
+	if t, ok, err := asOf(r); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		return s.backupsAsOf(w, r, c, t)
+	}
 	writeJSON(w, http.StatusOK, projections.BackupList{Backups: s.deps.Queries.Backups(c.app)})
 	return nil
 }
@@ -111,8 +118,15 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c call) er
 	return nil
 }
 
-// getApp answers the app's state; an app without events is empty.
-func (s *Server) getApp(w http.ResponseWriter, _ *http.Request, c call) error {
+// getApp answers the app's state; an app without events is empty. With
+// ?as_of=, the state as it was then.
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request, c call) error {
+	if t, ok, err := asOf(r); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		return s.appAsOf(w, r, c, t)
+	}
 	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -35,6 +36,12 @@ const helpList = `
 Lists the live backups of APP, or without APP of every app you administer,
 oldest first, as a table: ID, name, app, creation time (UTC), status, size.
 With --json, prints the server's {"backups": [...]}.
+
+Flags:
+  --as-of TIME  the list of APP as it was at TIME (RFC 3339, e.g.
+                2026-11-22T10:15:00Z, or a date 2026-11-22 for its end in
+                UTC), folded from the ledger's events: deleted and expired
+                backups come back, later ones are not there yet
 `
 
 const helpGet = `
@@ -189,13 +196,29 @@ func (c *cli) follow(ctx context.Context, cl *client, b projections.BackupView, 
 }
 
 func backupList(ctx context.Context, c *cli, cmd *command, args []string) error {
-	pos, cl, err := c.plain(cmd, args, 0, 1)
+	fs := c.flagSet(cmd.name)
+	asOf := fs.String("as-of", "", "")
+	pos, err := c.parse(cmd, fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	cl, err := c.newClient(cmd)
 	if err != nil {
 		return err
 	}
 	path := apiPath("v1/backups")
 	if len(pos) == 1 {
 		path = apiPath("v1/apps", pos[0], "backups")
+	}
+	if *asOf != "" {
+		if len(pos) == 0 {
+			return &usageError{cmd: cmd, msg: "--as-of needs an APP"}
+		}
+		t, err := parseAsOf(*asOf)
+		if err != nil {
+			return &usageError{cmd: cmd, msg: err.Error()}
+		}
+		path += "?as_of=" + url.QueryEscape(t.UTC().Format(time.RFC3339Nano))
 	}
 	var list projections.BackupList
 	raw, err := cl.getJSON(ctx, path, &list)
@@ -214,6 +237,17 @@ func backupList(ctx context.Context, c *cli, cmd *command, args []string) error 
 		return err
 	}
 	return printBackups(c.stdout, list.Backups)
+}
+
+// parseAsOf reads an RFC 3339 time, or a date (its last moment in UTC).
+func parseAsOf(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.Parse("2006-01-02", v); err == nil {
+		return d.Add(24*time.Hour - time.Nanosecond), nil
+	}
+	return time.Time{}, fmt.Errorf("--as-of %q: want an RFC 3339 time (2026-11-22T10:15:00Z) or a date (2026-11-22)", v)
 }
 
 func backupGet(ctx context.Context, c *cli, cmd *command, args []string) error {

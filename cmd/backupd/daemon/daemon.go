@@ -165,6 +165,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	d.proj = projections.New(d.cfg.Rules, d.log)
+	d.proj.SetHistory(jetstream.NewHistory(d.js))
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(runCtx, "follower", d.follower.Run)
 
