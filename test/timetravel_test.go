@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -71,6 +72,17 @@ func TestTimeTravel(t *testing.T) {
 	n.must(http.StatusBadRequest, "GET", "/v1/apps/crm/backups?as_of=yesterday", nil).json(t, &p)
 	if p.Code != domain.CodeInvalidArgument {
 		t.Errorf("bad as_of: %+v", p)
+	}
+	// The same over NATS.
+	var overNATS projections.BackupList
+	resp := n.request("ledger.api.backups.list", map[string]any{"app": "crm", "as_of": at(2).Add(30 * time.Minute)}, token)
+	if err := json.Unmarshal(resp.Data, &overNATS); err != nil || len(overNATS.Backups) != 2 {
+		t.Errorf("backups.list as of hour 2 over NATS: %s", resp.Data)
+	}
+	var appNATS projections.AppView
+	resp = n.request("ledger.api.apps.get", map[string]any{"app": "crm", "as_of": at(3).Add(30 * time.Minute)}, token)
+	if err := json.Unmarshal(resp.Data, &appNATS); err != nil || appNATS.BackupCount != 1 {
+		t.Errorf("apps.get as of hour 3 over NATS: %s", resp.Data)
 	}
 	// An app without events had no backups at any time.
 	var l projections.BackupList

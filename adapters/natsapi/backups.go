@@ -2,13 +2,14 @@ package natsapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
 
-// AppRequest names an app: the body of backups.list, apps.get, logs.app and
-// config.list.
+// AppRequest names an app: the body of logs.app, config.list and the
+// other app queries (backups.list and apps.get take an AsOfRequest).
 type AppRequest struct {
 	App string `json:"app"`
 }
@@ -75,15 +76,50 @@ func (s *Service) createBackup(ctx context.Context, c *call) (any, error) {
 }
 
 // listBackups answers the app's live backups, oldest first.
-func (s *Service) listBackups(_ context.Context, c *call) (any, error) {
-	var req AppRequest
+func (s *Service) listBackups(ctx context.Context, c *call) (any, error) {
+	var req AsOfRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
+	if req.AsOf != nil {
+		h, err := s.history()
+		if err != nil {
+			return nil, err
+		}
+		l, err := h.BackupsAsOf(ctx, req.App, *req.AsOf)
+		if err != nil {
+			return nil, err
+		}
+		return projections.BackupList{Backups: l}, nil
+	}
 	return projections.BackupList{Backups: s.deps.Queries.Backups(req.App)}, nil
+}
+
+// AsOfRequest names an app and, optionally, a past time: the body of
+// backups.list and apps.get.
+type AsOfRequest struct {
+	App string `json:"app"`
+	// AsOf asks for the list or state as it was then, folded from the
+	// app's events.
+	AsOf *time.Time `json:"as_of,omitempty"`
+}
+
+// History answers an app's list and state as they were at a time.
+// Queries may implement it (*projections.Store does).
+type History interface {
+	AppAsOf(ctx context.Context, app string, t time.Time) (projections.AppView, error)
+	BackupsAsOf(ctx context.Context, app string, t time.Time) ([]projections.BackupView, error)
+}
+
+func (s *Service) history() (History, error) {
+	h, ok := s.deps.Queries.(History)
+	if !ok {
+		return nil, domain.Errorf(domain.CodeUnavailable, "time travel (as_of) is not available on this server")
+	}
+	return h, nil
 }
 
 // allBackups answers the live backups of every app the caller may see.
@@ -176,13 +212,20 @@ func (s *Service) verifyBackup(ctx context.Context, c *call) (any, error) {
 }
 
 // getApp answers the app's state; an app without events is empty.
-func (s *Service) getApp(_ context.Context, c *call) (any, error) {
-	var req AppRequest
+func (s *Service) getApp(ctx context.Context, c *call) (any, error) {
+	var req AsOfRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
+	}
+	if req.AsOf != nil {
+		h, err := s.history()
+		if err != nil {
+			return nil, err
+		}
+		return h.AppAsOf(ctx, req.App, *req.AsOf)
 	}
 	return s.deps.Queries.App(req.App), nil
 }
