@@ -111,6 +111,7 @@ func (s *Server) v1Unchecked(mux *http.ServeMux, pattern string, h apiFunc) {
 
 func (s *Server) route(mux *http.ServeMux, pattern string, check bool, h apiFunc) {
 	withApp := strings.Contains(pattern, "{app}")
+	s.record(pattern)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		i := info(r)
 		if !i.authed {

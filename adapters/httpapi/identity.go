@@ -43,7 +43,7 @@ func (s *Server) identityRoutes(api, root *http.ServeMux) {
 	s.v1(api, "DELETE /v1/tokens/{id}", s.revokeToken)
 	s.v1(api, "DELETE /v1/sessions/current", s.logout)
 	s.v1(api, "GET /v1/me", s.me)
-	root.Handle("POST /v1/sessions", s.requireReady(http.HandlerFunc(s.login)))
+	s.handle(root, "POST /v1/sessions", s.requireReady(http.HandlerFunc(s.login)))
 }
 
 // identity returns the identity service, or unavailable when the server

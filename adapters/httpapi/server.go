@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -183,6 +184,9 @@ type Deps struct {
 	Ready func() bool
 	// Metrics serves GET /metrics; nil answers 404.
 	Metrics http.Handler
+	// OpenAPI is the OpenAPI document of this API (docs.OpenAPI), served
+	// without a token at GET /v1/openapi.yaml; nil answers 404.
+	OpenAPI []byte
 	// NewID makes a command id when the client sends no Idempotency-Key;
 	// nil uses 26 random base32 characters.
 	NewID func() string
@@ -226,6 +230,8 @@ type Server struct {
 	handler http.Handler
 	// bufs holds the copy buffers of downloads.
 	bufs sync.Pool
+	// patterns are the patterns of the routes registered, for Routes.
+	patterns []string
 }
 
 // New returns a Server. It returns an error for an invalid Config or
@@ -245,6 +251,25 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 // Handler returns the handler of every route.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes returns the pattern of every route the server answers, as
+// registered on its http.ServeMux ("GET /v1/apps/{app}/config/{key...}"),
+// sorted. A GET route also answers HEAD. The /v1/ subtree that leads to
+// the authenticated routes is not a route of its own.
+func (s *Server) Routes() []string {
+	return slices.Sorted(slices.Values(s.patterns))
+}
+
+// record notes the pattern of a route for Routes.
+func (s *Server) record(pattern string) {
+	s.patterns = append(s.patterns, pattern)
+}
+
+// handle registers an unauthenticated route on the root mux.
+func (s *Server) handle(root *http.ServeMux, pattern string, h http.Handler) {
+	s.record(pattern)
+	root.Handle(pattern, h)
+}
 
 // routes builds the route table: operations at the root, the API under /v1
 // behind the readiness gate and authentication.
@@ -277,9 +302,10 @@ func (s *Server) routes() http.Handler {
 	root := http.NewServeMux()
 	s.identityRoutes(api, root)
 	s.lifecycleRoutes(api)
-	root.HandleFunc("GET /healthz", s.healthz)
-	root.HandleFunc("GET /readyz", s.readyz)
-	root.HandleFunc("GET /metrics", s.metrics)
+	s.handle(root, "GET /healthz", http.HandlerFunc(s.healthz))
+	s.handle(root, "GET /readyz", http.HandlerFunc(s.readyz))
+	s.handle(root, "GET /metrics", http.HandlerFunc(s.metrics))
+	s.handle(root, "GET /v1/openapi.yaml", http.HandlerFunc(s.openAPI))
 	root.Handle("/v1/", s.requireReady(s.requireAuth(s.problemRouter(api))))
 	return s.problemRouter(root)
 }

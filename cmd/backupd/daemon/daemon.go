@@ -29,6 +29,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/prom"
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
+	"github.com/backupledger/backupledger/docs"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -280,7 +281,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
-		Schedules: sched, Deliveries: dlog,
+		Schedules: sched, Deliveries: dlog, OpenAPI: docs.OpenAPI,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {
