@@ -135,9 +135,11 @@ func goldenEnvelope(t *testing.T, ev domain.Event) domain.Envelope {
 	if err != nil {
 		t.Fatalf("marshal %s: %v", ev.EventType(), err)
 	}
-	app := "crm"
-	if t := ev.EventType(); !strings.HasPrefix(t, "backup.") && !strings.HasPrefix(t, "restore.") && !strings.HasPrefix(t, "maintenance.") {
-		app = domain.IdentityStream
+	app := domain.IdentityStream
+	for _, p := range []string{"backup.", "restore.", "maintenance.", "schedule.", "nightly.", "archive."} {
+		if strings.HasPrefix(ev.EventType(), p) {
+			app = "crm" // on the app's subject
+		}
 	}
 	return domain.Envelope{
 		ID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4E", Type: ev.EventType(), Version: 1, App: app, Time: goldenTime,
