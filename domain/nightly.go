@@ -325,8 +325,6 @@ func NewNightly(ledger *Ledger, states States, apps AppLister, clock Clock, log 
 // schedule at 10:00 for 02:00 makes the first backup the next night, not
 // at once. After a downtime only the latest night is made.
 func (s *Nightly) Sweep(ctx context.Context) (int, error) {
-	now := s.clock.Now()
-	def := s.ledger.Rules().Nightly
 	var (
 		n     int
 		first error
@@ -335,55 +333,80 @@ func (s *Nightly) Sweep(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		var (
-			cmd RequestNightly
-			due bool
-		)
-		s.states.ReadApp(app, func(a *App) {
-			st := a.night
-			if st.BackupID != "" && st.Try < NightlyTries {
-				if b, ok := a.backups[st.BackupID]; ok && b.Status == StatusFailed {
-					cmd, due = RequestNightly{App: app, Night: st.Night, Try: st.Try + 1}, true
-					return
-				}
-			}
-			sched := a.EffectiveSchedule(def)
-			if !sched.Enabled {
-				return
-			}
-			night, slot, err := sched.LastNight(now)
-			if err != nil || st.Night >= night {
-				return
-			}
-			since := st.ScheduledAt
-			if since.IsZero() {
-				since = a.firstAt
-			}
-			if slot.Before(since) {
-				return
-			}
-			cmd, due = RequestNightly{App: app, Night: night, Try: 1}, true
-		})
-		if !due {
-			continue
-		}
-		res, err := s.ledger.Execute(ctx, cmd, Meta{Actor: NightlyActor, CommandID: NightlyCommandID(cmd.Night, cmd.Try)})
-		switch {
-		case err == nil && !res.Duplicate:
+		done, err := s.SweepApp(ctx, app)
+		if done {
 			n++
-			if res.EventType == TypeNightlySkipped {
-				s.log.Warn("nightly backup skipped", "app", app, "night", cmd.Night, "try", cmd.Try)
-			} else {
-				s.log.Info("nightly backup requested", "app", app, "night", cmd.Night, "try", cmd.Try, "backup_id", res.BackupID)
-			}
-		case err == nil, Code(err) == CodeBackupStateConflict:
-			// Another replica was first, or the state moved on.
-		default:
-			s.log.Warn("request nightly backup", "app", app, "night", cmd.Night, "try", cmd.Try, "err", err)
-			if first == nil {
-				first = fmt.Errorf("nightly backup of app %s, night %s: %w", app, cmd.Night, err)
-			}
+		}
+		if err != nil && first == nil {
+			first = err
 		}
 	}
 	return n, first
+}
+
+// SweepApp is Sweep for one app (a timer of its schedule fired): it
+// reports whether it recorded a try.
+func (s *Nightly) SweepApp(ctx context.Context, app string) (bool, error) {
+	now := s.clock.Now()
+	def := s.ledger.Rules().Nightly
+	var (
+		cmd RequestNightly
+		due bool
+	)
+	s.states.ReadApp(app, func(a *App) {
+		st := a.night
+		if st.BackupID != "" && st.Try < NightlyTries {
+			if b, ok := a.backups[st.BackupID]; ok && b.Status == StatusFailed {
+				cmd, due = RequestNightly{App: app, Night: st.Night, Try: st.Try + 1}, true
+				return
+			}
+		}
+		sched := a.EffectiveSchedule(def)
+		if !sched.Enabled {
+			return
+		}
+		night, slot, err := sched.LastNight(now)
+		if err != nil || st.Night >= night {
+			return
+		}
+		since := st.ScheduledAt
+		if since.IsZero() {
+			since = a.firstAt
+		}
+		if slot.Before(since) {
+			return
+		}
+		cmd, due = RequestNightly{App: app, Night: night, Try: 1}, true
+	})
+	if !due {
+		return false, nil
+	}
+	res, err := s.ledger.Execute(ctx, cmd, Meta{Actor: NightlyActor, CommandID: NightlyCommandID(cmd.Night, cmd.Try)})
+	switch {
+	case err == nil && !res.Duplicate:
+		if res.EventType == TypeNightlySkipped {
+			s.log.Warn("nightly backup skipped", "app", app, "night", cmd.Night, "try", cmd.Try)
+		} else {
+			s.log.Info("nightly backup requested", "app", app, "night", cmd.Night, "try", cmd.Try, "backup_id", res.BackupID)
+		}
+		return true, nil
+	case err == nil, Code(err) == CodeBackupStateConflict:
+		// Another replica was first, or the state moved on.
+		return false, nil
+	}
+	s.log.Warn("request nightly backup", "app", app, "night", cmd.Night, "try", cmd.Try, "err", err)
+	return false, fmt.Errorf("nightly backup of app %s, night %s: %w", app, cmd.Night, err)
+}
+
+// Cron returns the schedule as a six-field cron expression (seconds
+// first) and its time zone, for a timer that fires at each slot.
+func (s Schedule) Cron() (expr, zone string, err error) {
+	hh, mm, err := s.clock()
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := s.location(); err != nil {
+		return "", "", err
+	}
+	return fmt.Sprintf("0 %d %d * * *", mm, hh), s.TimeZone, nil
 }

@@ -66,6 +66,23 @@ func TestNightlyBackupsTwoReplicas(t *testing.T) {
 	if !sched.Enabled || sched.Default || sched.NextRunAt == nil || !sched.NextRunAt.Equal(at) {
 		t.Fatalf("schedule = %+v, want on, next run at %s", sched, at)
 	}
+	// The app's timer is a message schedule of the server, at its slot in
+	// its zone.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st, err := a.js.Stream(t.Context(), "LEDGER_TIMERS")
+		if err != nil {
+			return err
+		}
+		m, err := st.GetLastMsgForSubject(t.Context(), "ledger.timers.nightly.crm")
+		if err != nil {
+			return err
+		}
+		if got, want := m.Header.Get("Nats-Schedule"), fmt.Sprintf("0 %d %d * * *", at.Minute(), at.Hour()); got != want ||
+			m.Header.Get("Nats-Schedule-Time-Zone") != "UTC" || m.Header.Get("Nats-Schedule-Target") != "ledger.ticks.nightly.crm" {
+			return fmt.Errorf("timer %q (%v), want %q in UTC", got, m.Header, want)
+		}
+		return nil
+	})
 	// Before the first slot nothing happens.
 	if got, err := a.d.NightlyNow(t.Context()); err != nil || got != 0 {
 		t.Fatalf("before the first night: %d, %v", got, err)

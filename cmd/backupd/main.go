@@ -117,7 +117,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.BoolVar(&cfg.Rules.Nightly.Enabled, "nightly", false, "nightly backups for apps that set no schedule of their own (PUT /v1/apps/{app}/schedule)")
 	fs.StringVar(&cfg.Rules.Nightly.Time, "nightly-time", cfg.Rules.Nightly.Time, "time of day (HH:MM) of nightly backups for apps without a schedule")
 	nightlyTZ := fs.String("nightly-time-zone", "", "time zone of --nightly-time (IANA name; default --timezone)")
-	fs.DurationVar(&cfg.NightlyInterval, "nightly-interval", cfg.NightlyInterval, "how often due nightly backups (and retries of failed ones) are looked for")
+	fs.DurationVar(&cfg.NightlyInterval, "nightly-interval", cfg.NightlyInterval, "how often the nightly backups that are due, and the retries of failed ones, are looked for: a safety net, since each app's timer (a JetStream message schedule) fires at its slot")
 	fs.DurationVar(&cfg.OrphanInterval, "orphan-interval", cfg.OrphanInterval, "how often stored archives are reconciled with the ledger")
 	fs.DurationVar(&cfg.OrphanGrace, "orphan-grace", cfg.OrphanGrace, "how old an archive without a live backup must be before it is removed")
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", cfg.WebhookTimeout, "bound on one webhook POST")

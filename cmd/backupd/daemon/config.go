@@ -180,7 +180,7 @@ func DefaultConfig() Config {
 		ExpiryInterval:          time.Hour,
 		VerifyInterval:          7 * 24 * time.Hour,
 		Currency:                "EUR",
-		NightlyInterval:         time.Minute,
+		NightlyInterval:         5 * time.Minute,
 		MetricsMaxApps:          500,
 		OrphanInterval:          time.Hour,
 		OrphanGrace:             time.Hour,

@@ -64,6 +64,7 @@ type Daemon struct {
 	verifier *domain.Verifier
 	nightly  *domain.Nightly
 	orphans  *domain.Orphans
+	timers   *jetstream.Timers
 	notifier *notify.Notifier
 	reactor  *jetstream.Reactor
 
@@ -245,7 +246,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.goRun(runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
 
 	d.nightly = domain.NewNightly(d.ledger, d.proj, d.proj, clock, d.log)
-	d.goRun(runCtx, "nightly", d.every(d.cfg.NightlyInterval, "nightly", d.nightly.Sweep))
+	if err := jetstream.SetupTimers(ctx, d.js, d.cfg.Replicas); err != nil {
+		return err
+	}
+	d.timers = jetstream.NewTimers(d.js, d.log)
+	d.goRun(runCtx, "nightly", d.every(d.cfg.NightlyInterval, "nightly", d.nightlySweep))
+	d.goRun(runCtx, "nightly-timer", func(ctx context.Context) error { return d.timers.Run(ctx, d.nightlyTick) })
 	d.orphans = domain.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, clock, d.cfg.OrphanGrace, d.log)
 	d.goRun(runCtx, "orphans", d.every(d.cfg.OrphanInterval, "orphans", func(ctx context.Context) (int, error) {
 		rep, err := d.orphans.Sweep(ctx)
@@ -263,7 +269,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.notifier.OnAttempt = metrics.WebhookAttempt
 	d.goRun(runCtx, "notifier", d.notifier.Run)
 	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
-		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL}.handle, d.log)
+		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL, scheduled: d.syncTimer}.handle, d.log)
 	if err := d.reactor.Setup(ctx); err != nil {
 		return err
 	}

@@ -88,6 +88,8 @@ type dispatcher struct {
 	proj      *projections.Store
 	notifier  *notify.Notifier
 	publicURL string
+	// scheduled is told of an app whose schedule was set.
+	scheduled func(ctx context.Context, app string) error
 }
 
 // handle enqueues the webhook deliveries and the e-mail of one event, once
@@ -99,6 +101,11 @@ func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope
 	defer cancel()
 	if err := d.proj.WaitApplied(wctx, seq); err != nil {
 		return err
+	}
+	if env.Type == domain.TypeScheduleSet && d.scheduled != nil {
+		if err := d.scheduled(ctx, env.App); err != nil {
+			return err
+		}
 	}
 	n, err := d.proj.Notices(seq, env, raw, d.publicURL)
 	if err != nil {
@@ -155,6 +162,37 @@ func (d *Daemon) jetStreamUsage() func() (prom.JetStreamUsage, error) {
 		}
 		return prom.JetStreamUsage{StorageBytes: info.Store, Messages: info.Messages, Streams: info.Streams}, nil
 	}
+}
+
+// syncTimer makes app's nightly timer fire at the slots of its effective
+// schedule (or removes it).
+func (d *Daemon) syncTimer(ctx context.Context, app string) error {
+	var s domain.Schedule
+	d.proj.ReadApp(app, func(a *domain.App) { s = a.EffectiveSchedule(d.cfg.Rules.Nightly) })
+	return d.timers.Sync(ctx, app, s)
+}
+
+// nightlySweep is the periodic safety net of the nightly timers: it makes
+// what is due (and retries failed tries), and keeps every app's timer in
+// step with its schedule (the apps that follow the server's default have
+// no schedule.set to set it).
+func (d *Daemon) nightlySweep(ctx context.Context) (int, error) {
+	n, err := d.nightly.Sweep(ctx)
+	for _, app := range d.proj.Apps() {
+		if serr := d.syncTimer(ctx, app); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return n, err
+}
+
+// nightlyTick handles a timer's tick: the app's night is due.
+func (d *Daemon) nightlyTick(ctx context.Context, app string) error {
+	if err := d.follower.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	_, err := d.nightly.SweepApp(ctx, app)
+	return err
 }
 
 // NightlyNow makes the nightly backups that are due now (and retries the
