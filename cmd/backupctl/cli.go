@@ -105,7 +105,7 @@ func commandTable() []*command {
 	return []*command{
 		{name: "backup create", args: "APP [--name N] [--description D] [--wait]", short: "APP",
 			summary: "start a backup (--wait follows it to the end)", help: helpCreate, run: backupCreate},
-		{name: "backup list", args: "[APP]", short: "[APP]",
+		{name: "backup list", args: "[APP] [--as-of TIME]", short: "[APP]",
 			summary: "list backups; without APP, of every app you administer", help: helpList, run: backupList},
 		{name: "backup get", args: "APP ID", short: "APP ID",
 			summary: "show one backup", help: helpGet, run: backupGet},
@@ -191,6 +191,10 @@ func commandTable() []*command {
 			summary: "remove a webhook", help: helpWebhookRm, run: webhookRm},
 		{name: "webhook deliveries", args: "(--app APP | --org ORG) ID [--limit N]", short: "(--app|--org) ID",
 			summary: "show a webhook's latest delivery attempts", help: helpWebhookDeliveries, run: webhookDeliveries},
+		{name: "audit tail", args: "[--app APP] [--since TIME|SEQ] [--follow] [--nats-login FILE] [--nats-url URL]", short: "[--app APP] [--follow]",
+			summary: "print the ledger's events as JSON lines, read over NATS as the audit role", help: helpAuditTail, run: auditTail},
+		{name: "audit verify", args: "[--app APP] [--nats-login FILE] [--nats-url URL]", short: "[--app APP]",
+			summary: "check the hash chain of every app's events (exit 1 if broken)", help: helpAuditVerify, run: auditVerify},
 	}
 }
 
