@@ -352,7 +352,8 @@ func (c *cli) parse(cmd *command, fs *flag.FlagSet, args []string, minArgs, maxA
 
 // usage prints the list of commands.
 func (c *cli) usage(w io.Writer) {
-	fmt.Fprint(w, `backupctl talks to backupd over its HTTP API.
+	fmt.Fprint(w, `backupctl talks to backupd over its HTTP API (audit commands read the
+event stream over NATS with the audit login).
 
 Usage:
   backupctl [global flags] COMMAND [flags] [arguments]
