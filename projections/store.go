@@ -194,7 +194,7 @@ func describe(ev domain.Event, typ string) (string, string) {
 	case *domain.BackupStarted:
 		return fmt.Sprintf("backup started by %s (attempt %d)", cmp.Or(e.Worker, "a worker"), e.Attempt), "ok"
 	case *domain.BackupCompleted:
-		return fmt.Sprintf("backup ready: %d items, %d bytes", e.ItemCount, e.SizeBytes), "ok"
+		return fmt.Sprintf("backup ready: %s, %s", count(e.ItemCount, "item"), count(int(e.SizeBytes), "byte")), "ok"
 	case *domain.BackupFailed:
 		return "backup failed: " + e.Reason, "failed"
 	case *domain.BackupRenamed:
@@ -206,8 +206,8 @@ func describe(ev domain.Event, typ string) (string, string) {
 	case *domain.BackupExpired:
 		return fmt.Sprintf("backup expired (it was kept until %s); its archive is deleted", e.ExpiresAt.UTC().Format(time.RFC3339)), "ok"
 	case *domain.BackupUploaded:
-		return fmt.Sprintf("backup %q uploaded: %d items, %d bytes (made of backup %s of app %s)",
-			e.Name, e.ItemCount, e.SizeBytes, cmp.Or(e.Original.BackupID, "?"), cmp.Or(e.Original.App, "?")), "ok"
+		return fmt.Sprintf("backup %q uploaded: %s, %s (made of backup %s of app %s)",
+			e.Name, count(e.ItemCount, "item"), count(int(e.SizeBytes), "byte"), cmp.Or(e.Original.BackupID, "?"), cmp.Or(e.Original.App, "?")), "ok"
 	case *domain.BackupCorrupted:
 		return "backup found corrupt: " + e.Reason, "failed"
 	case *domain.ScheduleSet:
