@@ -148,7 +148,7 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		ok bool
 	)
 	w.states.ReadApp(j.App, func(a *App) { b, ok = a.Backup(j.BackupID) })
-	log := w.log.With("app", j.App, "backup_id", j.BackupID, "attempt", j.Attempt)
+	log := w.log.With("app", j.App, "backup_id", j.BackupID, "attempt", j.Attempt, "correlation_id", j.CorrelationID)
 	switch {
 	case !ok:
 		// Deleted before it ran: make sure nothing of it is left.
@@ -212,6 +212,9 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		}
 		log.Info("backup settled while running; removing its archive", "code", c)
 		return w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID)
+	}
+	if err == nil {
+		log.Info("backup ready", "size_bytes", info.SizeBytes, "items", info.ItemCount, "command_id", meta("complete").CommandID)
 	}
 	return err
 }

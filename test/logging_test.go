@@ -62,7 +62,7 @@ func TestLogsNameWhatTheyConcern(t *testing.T) {
 			post = l
 		case l["msg"] == "http request" && l["path"] == "/v1/apps/crm/backups/"+b.ID:
 			get = l
-		case l["backup_id"] == b.ID && l["msg"] != "http request":
+		case l["backup_id"] == b.ID && l["msg"] != "http request" && l["correlation_id"] != nil:
 			job = l
 		}
 	}
@@ -73,8 +73,8 @@ func TestLogsNameWhatTheyConcern(t *testing.T) {
 	if get == nil || get["app"] != "crm" || get["backup_id"] != b.ID || get["status"] != float64(200) {
 		t.Errorf("request log of the GET: %v", get)
 	}
-	if job == nil || job["app"] != "crm" {
-		t.Errorf("no line of the backup's job with app and backup_id: %v", job)
+	if job == nil || job["app"] != "crm" || job["correlation_id"] != "corr-42" {
+		t.Errorf("no line of the backup's job with app, backup_id and the request's correlation id: %v", job)
 	}
 	if strings.Contains(logs.String(), token) {
 		t.Error("the admin token is in the logs")
