@@ -261,6 +261,8 @@ type Directory struct {
 	apps     map[string]*AppAccess
 	tokens   map[string]*Token
 	webhooks map[string]*Webhook
+	// removedHooks are the webhooks removed.
+	removedHooks map[string]bool
 	// commands remembers the last identityCommandMemory command keys, so
 	// that a retried command answers its first result.
 	commands map[string]CommandRecord

@@ -82,6 +82,10 @@ func (w *Webhook) Wants(typ string) bool { return slices.Contains(w.Events, typ)
 // Webhook returns a registered webhook.
 func (d *Directory) Webhook(id string) (*Webhook, bool) { w, ok := d.webhooks[id]; return w, ok }
 
+// WebhookRemoved reports whether the webhook id was registered and then
+// removed (as opposed to not known yet).
+func (d *Directory) WebhookRemoved(id string) bool { return d.removedHooks[id] }
+
 // Webhooks returns the webhooks of an organisation (org set) or an app,
 // sorted by id.
 func (d *Directory) Webhooks(org, app string) []*Webhook {
@@ -123,6 +127,10 @@ func (d *Directory) evolveWebhook(ev Event, seq uint64, at time.Time, actor stri
 		}
 	case *WebhookRemoved:
 		delete(d.webhooks, e.Webhook)
+		if d.removedHooks == nil {
+			d.removedHooks = map[string]bool{}
+		}
+		d.removedHooks[e.Webhook] = true
 	}
 }
 

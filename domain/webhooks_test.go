@@ -108,6 +108,9 @@ func TestWebhooks(t *testing.T) {
 	}
 	r.must(t, alice, domain.RemoveWebhook{ID: w.ID, App: "crm"})
 	r.id.Read(func(d *domain.Directory) {
+		if !d.WebhookRemoved(w.ID) || d.WebhookRemoved(ow.ID) || d.WebhookRemoved("01NEVERREGISTERED") {
+			t.Errorf("removed: %s %v, %s %v, unknown %v", w.ID, d.WebhookRemoved(w.ID), ow.ID, d.WebhookRemoved(ow.ID), d.WebhookRemoved("01NEVERREGISTERED"))
+		}
 		if _, ok := d.Webhook(w.ID); ok || len(d.Webhooks("", "crm")) != 1 || len(d.Webhooks("acme", "")) != 1 {
 			t.Errorf("after removal: app webhooks %v, org webhooks %v", d.Webhooks("", "crm"), d.Webhooks("acme", ""))
 		}

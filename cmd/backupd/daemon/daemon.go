@@ -267,7 +267,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.notifier.OnAttempt = metrics.WebhookAttempt
-	d.goRun(runCtx, "notifier", d.notifier.Run)
+	// Deliveries look webhooks up in the projection: deliver once it has
+	// caught up, so that a webhook is not taken for removed meanwhile.
+	d.goRun(runCtx, "notifier", func(ctx context.Context) error {
+		if err := d.follower.WaitCaughtUp(ctx); err != nil {
+			return nil // stopping
+		}
+		return d.notifier.Run(ctx)
+	})
 	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
 		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL, scheduled: d.syncTimer}.handle, d.log)
 	if err := d.reactor.Setup(ctx); err != nil {

@@ -56,17 +56,23 @@ type webhooks struct {
 // Webhook implements notify.Webhooks.
 func (w webhooks) Webhook(ctx context.Context, id string) (notify.WebhookTarget, bool, error) {
 	var (
-		url string
-		ok  bool
+		url         string
+		ok, removed bool
 	)
 	w.identity.Read(func(d *domain.Directory) {
 		var wh *domain.Webhook
 		if wh, ok = d.Webhook(id); ok {
 			url = wh.URL
 		}
+		removed = d.WebhookRemoved(id)
 	})
-	if !ok {
+	switch {
+	case removed:
 		return notify.WebhookTarget{}, false, nil
+	case !ok:
+		// Not applied by this process's projection yet (it is catching
+		// up, or lags the replica that made the job): try again later.
+		return notify.WebhookTarget{}, false, fmt.Errorf("webhook %s is not known to this process yet", id)
 	}
 	secret, err := w.identity.WebhookSecret(ctx, id)
 	if errors.Is(err, domain.ErrNoSecret) {
