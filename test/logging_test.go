@@ -46,14 +46,19 @@ func TestLogsNameWhatTheyConcern(t *testing.T) {
 	n.must(http.StatusOK, "GET", "/v1/apps/crm/backups/"+b.ID, nil)
 
 	var lines []map[string]any
+	// The worker logs the backup ready after its completion's answer,
+	// which may come after the GET's.
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		lines = logLines(t, logs.String())
+		var get, ready bool
 		for _, l := range lines {
-			if l["msg"] == "http request" && l["path"] == "/v1/apps/crm/backups/"+b.ID {
-				return nil
-			}
+			get = get || l["msg"] == "http request" && l["path"] == "/v1/apps/crm/backups/"+b.ID
+			ready = ready || l["msg"] == "backup ready" && l["backup_id"] == b.ID
 		}
-		return fmt.Errorf("no request log of the GET yet")
+		if !get || !ready {
+			return fmt.Errorf("request log of the GET %v, backup ready logged %v", get, ready)
+		}
+		return nil
 	})
 	var post, get, job map[string]any
 	for _, l := range lines {

@@ -307,13 +307,22 @@ func TestCorruptionNotifiesByMailAndWebhook(t *testing.T) {
 	if len(got) != 1 || got[0].event != domain.TypeBackupCorrupted || got[0].body.Backup == nil || got[0].body.Backup.CorruptAt == nil {
 		t.Fatalf("org webhook got %+v", got)
 	}
-	mails = waitMails(2)
-	subject, body = mailOf(t, mails[1])
-	if !slices.Equal(mails[1].To, []string{"alice@example.com", "bob@example.com"}) || !strings.Contains(subject, "is corrupt") ||
-		!strings.Contains(body, "failed its check") {
-		t.Fatalf("corruption e-mail to %v: %q\n%s", mails[1].To, subject, body)
+	// One e-mail to each admin: neither sees the other's address.
+	mails = waitMails(3)
+	var to []string
+	for _, m := range mails[1:] {
+		subject, body = mailOf(t, m)
+		if len(m.To) != 1 || !strings.Contains(subject, "is corrupt") || !strings.Contains(body, "failed its check") ||
+			strings.Contains(string(m.Data), "alice@example.com") == strings.Contains(string(m.Data), "bob@example.com") {
+			t.Errorf("corruption e-mail to %v: %q\n%s", m.To, subject, m.Data)
+		}
+		to = append(to, m.To...)
 	}
-	if len(mails) != 2 {
-		t.Errorf("%d e-mails, want 2", len(mails))
+	slices.Sort(to)
+	if !slices.Equal(to, []string{"alice@example.com", "bob@example.com"}) {
+		t.Errorf("corruption e-mails to %v", to)
+	}
+	if len(mails) != 3 {
+		t.Errorf("%d e-mails, want 3", len(mails))
 	}
 }

@@ -276,7 +276,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return d.notifier.Run(ctx)
 	})
 	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
-		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL, scheduled: d.syncTimer}.handle, d.log)
+		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL, scheduled: d.syncTimer, log: d.log}.handle, d.log)
 	if err := d.reactor.Setup(ctx); err != nil {
 		return err
 	}

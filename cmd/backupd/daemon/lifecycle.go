@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
@@ -96,6 +100,7 @@ type dispatcher struct {
 	publicURL string
 	// scheduled is told of an app whose schedule was set.
 	scheduled func(ctx context.Context, app string) error
+	log       *slog.Logger
 }
 
 // handle enqueues the webhook deliveries and the e-mail of one event, once
@@ -117,16 +122,33 @@ func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope
 	if err != nil {
 		return err
 	}
+	// A job the notifier refuses as invalid would be refused again: it is
+	// logged and left out, so that the event's other notices go on.
+	enqueue := func(what string, err error) error {
+		if domain.Code(err) == domain.CodeInvalidArgument {
+			d.log.Error("notification not sent", "what", what, "app", env.App, "event_id", env.ID, "err", err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("enqueue %s: %w", what, err)
+		}
+		return nil
+	}
 	for _, w := range n.Webhooks {
-		if err := d.notifier.EnqueueWebhook(ctx, notify.WebhookJob{DeliveryID: w.DeliveryID, WebhookID: w.WebhookID,
-			EventID: env.ID, EventType: env.Type, App: env.App, Body: w.Body}); err != nil {
-			return fmt.Errorf("enqueue webhook %s: %w", w.WebhookID, err)
+		if err := enqueue("webhook "+w.WebhookID, d.notifier.EnqueueWebhook(ctx, notify.WebhookJob{DeliveryID: w.DeliveryID, WebhookID: w.WebhookID,
+			EventID: env.ID, EventType: env.Type, App: env.App, Body: w.Body})); err != nil {
+			return err
 		}
 	}
+	// One e-mail per recipient: a relay that refuses one address does not
+	// keep the mail from the others, and no one sees the others' addresses.
 	for _, m := range n.Emails {
-		if err := d.notifier.EnqueueEmail(ctx, notify.EmailJob{ID: m.ID, To: m.To, Subject: m.Subject, Body: m.Body,
-			EventID: env.ID, EventType: env.Type, App: env.App}); err != nil {
-			return fmt.Errorf("enqueue e-mail: %w", err)
+		for _, to := range m.To {
+			sum := sha256.Sum256([]byte(strings.ToLower(to)))
+			if err := enqueue("e-mail", d.notifier.EnqueueEmail(ctx, notify.EmailJob{ID: m.ID + "." + hex.EncodeToString(sum[:6]),
+				To: []string{to}, Subject: m.Subject, Body: m.Body, EventID: env.ID, EventType: env.Type, App: env.App})); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
