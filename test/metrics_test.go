@@ -113,6 +113,7 @@ func TestMetrics(t *testing.T) {
 		{"backupledger_archive_read_bytes_total", nil, atLeast(float64(b.SizeBytes)), "at least the archive read back once"},
 		{"backupledger_last_successful_backup_timestamp_seconds", []string{"app", "crm"},
 			func(v float64) bool { return b.CompletedAt != nil && v == float64(b.CompletedAt.UnixMilli())/1000 }, "crm's backup time"},
+		{"backupledger_nightly_enabled", []string{"app", "crm"}, eq(0), "crm has no nightly backups"},
 		{"backupledger_projection_applied_sequence", nil, eq(float64(n.lastSeq())), "the stream's last sequence"},
 		{"backupledger_jobs_in_flight", nil, eq(0), "no job running"},
 		{"backupledger_restores_in_progress", nil, eq(0), "no restore running"},

@@ -54,6 +54,9 @@ type Config struct {
 	JetStream func() (JetStreamUsage, error)
 	// JobsInFlight returns how many backup jobs this process runs.
 	JobsInFlight func() int
+	// Nightly is the schedule of apps that set none (the server's
+	// default), for backupledger_nightly_enabled.
+	Nightly domain.Schedule
 }
 
 // Metrics holds the service's metrics.
@@ -238,6 +241,8 @@ var (
 	descBackups = prometheus.NewDesc(Namespace+"_backups", "Live backups of the ledger by status.", []string{"status"}, nil)
 	descLast    = prometheus.NewDesc(Namespace+"_last_successful_backup_timestamp_seconds",
 		"When each app's last backup became ready (Unix time); the most recent apps up to --metrics-max-apps.", []string{"app"}, nil)
+	descNightly = prometheus.NewDesc(Namespace+"_nightly_enabled",
+		"1 when the app's nightly backups are on, else 0; for the same apps as the last successful backup.", []string{"app"}, nil)
 	descOmitted  = prometheus.NewDesc(Namespace+"_metrics_apps_omitted", "Apps left out of the per-app metrics by --metrics-max-apps.", nil, nil)
 	descRestores = prometheus.NewDesc(Namespace+"_restores_in_progress", "Restores running now.", nil, nil)
 	descApplied  = prometheus.NewDesc(Namespace+"_projection_applied_sequence", "The last stream sequence this process's projection applied.", nil, nil)
@@ -250,7 +255,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBackups, descLast, descOmitted, descRestores, descApplied, descLag, descInFlight} {
+	for _, d := range []*prometheus.Desc{descBackups, descLast, descNightly, descOmitted, descRestores, descApplied, descLag, descInFlight} {
 		ch <- d
 	}
 	if c.cfg.JetStream != nil {
@@ -265,8 +270,9 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	byStatus := map[domain.Status]int{domain.StatusQueued: 0, domain.StatusRunning: 0, domain.StatusReady: 0, domain.StatusFailed: 0}
 	restores := 0
 	type last struct {
-		app string
-		at  time.Time
+		app     string
+		at      time.Time
+		nightly bool
 	}
 	var lasts []last
 	for _, app := range c.ledger.Apps() {
@@ -277,9 +283,7 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 			if a.ActiveRestore() != "" {
 				restores++
 			}
-			if t := a.LastBackupAt(); !t.IsZero() {
-				lasts = append(lasts, last{app, t})
-			}
+			lasts = append(lasts, last{app, a.LastBackupAt(), a.EffectiveSchedule(c.cfg.Nightly).Enabled})
 		})
 	}
 	for st, n := range byStatus {
@@ -289,7 +293,14 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	limit := cmp.Or(c.cfg.MaxApps, DefaultMaxApps)
 	omitted := max(0, len(lasts)-limit)
 	for _, l := range lasts[:len(lasts)-omitted] {
-		ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, float64(l.at.UnixMilli())/1000, l.app)
+		if !l.at.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, float64(l.at.UnixMilli())/1000, l.app)
+		}
+		on := 0.0
+		if l.nightly {
+			on = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNightly, prometheus.GaugeValue, on, l.app)
 	}
 	ch <- prometheus.MustNewConstMetric(descOmitted, prometheus.GaugeValue, float64(omitted))
 	ch <- prometheus.MustNewConstMetric(descRestores, prometheus.GaugeValue, float64(restores))

@@ -90,10 +90,13 @@ func equal(t *testing.T, got, want []string) {
 func TestPerAppMetricIsBounded(t *testing.T) {
 	store := ledgerOf(t, "a", "b", "c")
 	reg := prometheus.NewRegistry()
-	if _, err := prom.New(reg, store, prom.Config{MaxApps: 2}); err != nil {
+	// Nightly backups are on by default on this server.
+	on := domain.Schedule{Enabled: true, Time: "02:00", TimeZone: "UTC"}
+	if _, err := prom.New(reg, store, prom.Config{MaxApps: 2, Nightly: on}); err != nil {
 		t.Fatal(err)
 	}
-	equal(t, samples(t, reg, "backupledger_last_successful_backup_timestamp_seconds", "backupledger_metrics_apps_omitted", "backupledger_backups"), []string{
+	equal(t, samples(t, reg, "backupledger_last_successful_backup_timestamp_seconds", "backupledger_metrics_apps_omitted", "backupledger_backups",
+		"backupledger_nightly_enabled"), []string{
 		"backupledger_backups{status=failed} 0",
 		"backupledger_backups{status=queued} 0",
 		"backupledger_backups{status=ready} 3",
@@ -101,6 +104,8 @@ func TestPerAppMetricIsBounded(t *testing.T) {
 		fmt.Sprintf("backupledger_last_successful_backup_timestamp_seconds{app=b} %g", float64(t0.Add(time.Hour).Unix())),
 		fmt.Sprintf("backupledger_last_successful_backup_timestamp_seconds{app=c} %g", float64(t0.Add(2*time.Hour).Unix())),
 		"backupledger_metrics_apps_omitted{} 1",
+		"backupledger_nightly_enabled{app=b} 1",
+		"backupledger_nightly_enabled{app=c} 1",
 	})
 }
 

@@ -189,6 +189,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	var jobsInFlight func() int // set once the jobs exist
 	metrics, err := prom.New(reg, d.proj, prom.Config{
 		MaxApps:      d.cfg.MetricsMaxApps,
+		Nightly:      d.cfg.Rules.Nightly,
 		LastSeq:      d.lastSeq,
 		JetStream:    d.jetStreamUsage(),
 		JobsInFlight: func() int { return jobsInFlight() },
