@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -139,19 +140,21 @@ func (v *Verifier) Sweep(ctx context.Context) (int, error) {
 	for _, app := range v.apps.Apps() {
 		var due []string
 		v.states.ReadApp(app, func(a *App) {
-			for _, b := range a.Backups() {
-				last := b.VerifiedAt
-				if last.IsZero() {
-					last = b.CompletedAt
-				}
-				if b.Status == StatusReady && b.CorruptAt.IsZero() && now.Sub(last) >= v.Every {
+			for _, b := range a.backups {
+				if v.isDue(b, now) {
 					due = append(due, b.ID)
 				}
 			}
+			slices.Sort(due)
 		})
 		for _, id := range due {
 			if err := ctx.Err(); err != nil {
 				return n, err
+			}
+			// Another replica may have checked it meanwhile: look again
+			// rather than read the archive a second time.
+			if !v.due(app, id, now) {
+				continue
 			}
 			_, err := v.Verify(ctx, app, id, Meta{Actor: IntegrityActor, CommandID: fmt.Sprintf("%s.verify.%d", id, period)})
 			if err != nil && Code(err) != CodeNotFound && Code(err) != CodeBackupStateConflict {
@@ -165,4 +168,25 @@ func (v *Verifier) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return n, first
+}
+
+// due reports whether backup id of app is due for a check at now.
+func (v *Verifier) due(app, id string, now time.Time) bool {
+	ok := false
+	v.states.ReadApp(app, func(a *App) {
+		if b, found := a.backups[id]; found {
+			ok = v.isDue(b, now)
+		}
+	})
+	return ok
+}
+
+// isDue reports whether b is ready, not known corrupt, and its last check
+// (or completion) is at least Every before now.
+func (v *Verifier) isDue(b *Backup, now time.Time) bool {
+	last := b.VerifiedAt
+	if last.IsZero() {
+		last = b.CompletedAt
+	}
+	return b.Status == StatusReady && b.CorruptAt.IsZero() && now.Sub(last) >= v.Every
 }
