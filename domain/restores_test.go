@@ -137,6 +137,8 @@ type restoreRig struct {
 	archives *memArchiveReader
 	svc      *domain.Restores
 	admin    domain.Principal
+	// clock is the ledger's and the restores' clock.
+	clock *fakeClock
 }
 
 func newRestoreRig(t *testing.T, migrations domain.Migrations) *restoreRig {
@@ -146,14 +148,15 @@ func newRestoreRig(t *testing.T, migrations domain.Migrations) *restoreRig {
 	f.follow = true
 	rules := domain.DefaultRules()
 	rules.MinInterval = 0
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, s, f, newClock(t0), &fakeIDs{}, nil, nil)
+	clock := newClock(t0)
+	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := newMemSource()
 	ar := &memArchiveReader{archives: map[string]map[string]string{}, schema: map[string]int{}, corrupt: map[string]bool{}}
-	svc := domain.NewRestores(domain.RestoreConfig{Poll: time.Millisecond}, l, f, nil, domain.SourceSet{Default: src}, ar, migrations, newClock(t0), nil)
-	return &restoreRig{stream: s, fold: f, ledger: l, src: src, archives: ar, svc: svc, admin: domain.Principal{ID: "admin", Admin: true}}
+	svc := domain.NewRestores(domain.RestoreConfig{Poll: time.Millisecond}, l, f, nil, domain.SourceSet{Default: src}, ar, migrations, clock, nil)
+	return &restoreRig{stream: s, fold: f, ledger: l, src: src, archives: ar, svc: svc, admin: domain.Principal{ID: "admin", Admin: true}, clock: clock}
 }
 
 // readyBackup records a ready backup of app holding docs.

@@ -14,7 +14,7 @@ func TestVerifier(t *testing.T) {
 	good := r.readyBackup(t, "crm", map[string]string{"a": "1"})
 	bad := r.readyBackup(t, "crm", map[string]string{"b": "2"})
 	r.archives.corrupt[bad] = true
-	clock := newClock(t0)
+	clock := r.clock // the ledger's: a check's time is the event's
 	v := domain.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
 
 	b, err := v.Verify(ctx, "crm", good, domain.Meta{Actor: "alice"})
