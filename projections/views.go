@@ -114,3 +114,14 @@ func NewBackupView(b domain.Backup) BackupView {
 	}
 	return v
 }
+
+// AsRequested is v as its request left it: queued, nothing of its archive
+// yet. The answer to a create is that, also when a worker picked the
+// backup up before the answer was written (DESIGN §7: "202 with the
+// backup (queued)").
+func AsRequested(v BackupView) BackupView {
+	v.Status = string(domain.StatusQueued)
+	v.CompletedAt, v.SHA256, v.Error, v.CorruptAt, v.CorruptReason, v.VerifiedAt = nil, nil, nil, nil, nil, nil
+	v.SchemaVersion, v.SizeBytes, v.ItemCount, v.Source = 0, 0, 0, ""
+	return v
+}

@@ -42,7 +42,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c call) er
 		return err
 	}
 	w.Header().Set("Location", "/v1/apps/"+c.app+"/backups/"+b.ID)
-	writeJSON(w, http.StatusAccepted, b)
+	writeJSON(w, http.StatusAccepted, projections.AsRequested(b))
 	return nil
 }
 

@@ -72,7 +72,11 @@ func (s *Service) createBackup(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.deps.Queries.Backup(req.App, res.BackupID)
+	b, err := s.deps.Queries.Backup(req.App, res.BackupID)
+	if err != nil {
+		return nil, err
+	}
+	return projections.AsRequested(b), nil
 }
 
 // listBackups answers the app's live backups, oldest first.
