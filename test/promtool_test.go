@@ -29,6 +29,8 @@ func TestPromtoolRules(t *testing.T) {
 	for _, args := range [][]string{
 		{"check", "rules", filepath.Join(dir, "alerts.yml")},
 		{"test", "rules", filepath.Join(dir, "alerts_test.yml")},
+		// docker-compose.yml's Prometheus, with the rules next to it.
+		{"check", "config", filepath.Join(dir, "prometheus.yml")},
 	} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
 		if err != nil {

@@ -7,10 +7,14 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
@@ -368,5 +372,58 @@ func TestParseFlagsUploadLimits(t *testing.T) {
 	cfg := parse(t, []string{"--max-upload-ratio=1000", "--max-upload-bytes=1048576"}, nil)
 	if cfg.MaxUploadRatio != 1000 || cfg.MaxUploadBytes != 1<<20 {
 		t.Errorf("ratio %d bytes %d", cfg.MaxUploadRatio, cfg.MaxUploadBytes)
+	}
+}
+
+// The backupd services of docker-compose.yml start with flags this
+// backupd accepts, on the cluster and with the replicas they describe, and
+// every file the compose file mounts exists.
+func TestComposeFile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build       string            `yaml:"build"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+			Volumes     []string          `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	backupds := 0
+	for name, svc := range compose.Services {
+		for _, v := range svc.Volumes {
+			if src, _, ok := strings.Cut(v, ":"); ok && strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("..", "..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			}
+		}
+		if svc.Build != "." {
+			continue
+		}
+		backupds++
+		env := func(k string) (string, bool) {
+			v, ok := svc.Environment[k]
+			if strings.HasPrefix(v, "${") {
+				v = "from-the-environment"
+			}
+			return v, ok
+		}
+		cfg, err := parseFlags(svc.Command, env, io.Discard)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if !strings.Contains(cfg.NATSURL, "nats-3:4222") || cfg.Replicas != 3 || cfg.HTTPAddr != "0.0.0.0:8080" || cfg.AdminToken == "" {
+			t.Errorf("%s: config %+v", name, cfg)
+		}
+	}
+	if backupds < 2 {
+		t.Errorf("%d backupd services, want replicas", backupds)
 	}
 }
