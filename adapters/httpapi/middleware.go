@@ -103,7 +103,16 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			if aborted {
 				attrs = append(attrs, slog.Bool("aborted", true))
 			}
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+			// Scrapes and probes come every few seconds: at debug level,
+			// unless they fail.
+			level := slog.LevelInfo
+			switch r.URL.Path {
+			case "/metrics", "/healthz", "/readyz":
+				if sw.statusCode() < 400 {
+					level = slog.LevelDebug
+				}
+			}
+			s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 			if aborted {
 				panic(v)
 			}
