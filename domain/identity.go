@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -152,7 +151,7 @@ func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand
 		if ev == nil {
 			return IdentityResult{}, nil
 		}
-		body, err := s.encode(ev, m, now, prev)
+		_, body, err := encode(IdentityStream, now, ev, m, prev, s.ids.NewID(now))
 		if err != nil {
 			return IdentityResult{}, err
 		}
@@ -177,17 +176,6 @@ func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand
 		}
 		return IdentityResult{Seq: res.Seq, EventType: ev.EventType(), Duplicate: res.Duplicate}, nil
 	}
-}
-
-func (s *Identity) encode(ev Event, m Meta, now time.Time, prev string) ([]byte, error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
-	}
-	env := Envelope{ID: s.ids.NewID(now), Type: ev.EventType(), Version: eventVersion, App: IdentityStream, Time: now,
-		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID, CausationID: m.CausationID,
-		PrevHash: prev, Data: data}
-	return json.Marshal(env)
 }
 
 func passwordKey(user string) string { return "password." + user }
