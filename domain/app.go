@@ -173,6 +173,15 @@ func (a *App) CountByStatus() map[Status]int {
 	return m
 }
 
+// StoredBytes returns the size of the live backups' archives.
+func (a *App) StoredBytes() int64 {
+	var n int64
+	for _, b := range a.backups {
+		n += b.SizeBytes
+	}
+	return n
+}
+
 // Quota returns how many backups count against the quota.
 func (a *App) Quota() int {
 	n := 0

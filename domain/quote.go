@@ -76,10 +76,6 @@ func (q *Quoter) Quote(ctx context.Context, app string) (Quote, error) {
 	}
 	r.EstimatedArchiveBytes += 22 + 1024 // end of directory, manifest header
 	r.MonthlyCost = float64(r.EstimatedArchiveBytes) / (1 << 30) * q.cfg.PricePerGiBMonth
-	q.states.ReadApp(app, func(a *App) {
-		for _, b := range a.Backups() {
-			r.StoredBytes += b.SizeBytes
-		}
-	})
+	q.states.ReadApp(app, func(a *App) { r.StoredBytes = a.StoredBytes() })
 	return r, nil
 }

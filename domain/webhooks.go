@@ -24,6 +24,9 @@ var notifiableTypes = []string{
 	TypeRestoreCompleted, TypeRestoreFailed,
 }
 
+// Notifiable reports whether events of type typ are sent to webhooks.
+func Notifiable(typ string) bool { return slices.Contains(notifiableTypes, typ) }
+
 // NotifiableTypes returns the event types a webhook may ask for, sorted.
 func NotifiableTypes() []string {
 	out := slices.Clone(notifiableTypes)
@@ -162,7 +165,7 @@ func (c RegisterWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, 
 	slices.Sort(events)
 	events = slices.Compact(events)
 	for _, typ := range events {
-		if !slices.Contains(notifiableTypes, typ) {
+		if !Notifiable(typ) {
 			return nil, Errorf(CodeInvalidArgument, "event type %q cannot be sent to a webhook; use some of %s", typ, strings.Join(NotifiableTypes(), ", "))
 		}
 	}

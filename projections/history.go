@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -37,19 +36,15 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 	}
 	a := domain.NewApp(app, s.commandMemory)
 	err := (*p).AppEvents(ctx, app, func(seq uint64, raw []byte) bool {
-		var env domain.Envelope
-		if err := json.Unmarshal(raw, &env); err != nil {
+		d, err := decode(raw)
+		if err != nil {
 			a.Apply(seq, domain.HashEvent(raw), &domain.Envelope{}, nil) // as the projection does
 			return true
 		}
-		if env.Time.After(t) {
+		if d.env.Time.After(t) {
 			return false
 		}
-		ev, err := domain.DecodeEvent(&env)
-		if err != nil {
-			ev = nil // an event this process does not know: the chain moves on
-		}
-		a.Apply(seq, domain.HashEvent(raw), &env, ev)
+		a.Apply(seq, domain.HashEvent(raw), d.env, d.ev)
 		return true
 	})
 	if err != nil {

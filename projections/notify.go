@@ -61,7 +61,7 @@ type Notices struct {
 // every admin when a nightly backup's last try failed, when a backup is
 // found corrupt and when a restore into the app ends.
 func (s *Store) Notices(seq uint64, env *domain.Envelope, raw []byte, publicURL string) (Notices, error) {
-	if env.App == domain.IdentityStream || !slices.Contains(domain.NotifiableTypes(), env.Type) {
+	if env.App == domain.IdentityStream || !domain.Notifiable(env.Type) {
 		return Notices{}, nil
 	}
 	ev, err := domain.DecodeEvent(env)

@@ -405,9 +405,7 @@ func fillAppView(v *AppView, a *domain.App) {
 	}
 	v.LastSeq = a.Seq()
 	v.Events = a.Events()
-	for _, b := range a.Backups() {
-		v.StoredBytes += b.SizeBytes
-	}
+	v.StoredBytes = a.StoredBytes()
 	restoreState(v, a)
 }
 
