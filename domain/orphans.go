@@ -199,12 +199,11 @@ func (o *Orphans) Sweep(ctx context.Context) (OrphanReport, error) {
 			continue
 		}
 		o.log.Error("archive of a ready backup is missing", "app", own.app, "backup_id", id)
-		_, err = o.ledger.Execute(ctx, MarkCorrupt{App: own.app, BackupID: id, Reason: "archive missing from the object store"},
-			Meta{Actor: OrphanActor, CommandID: id + ".corrupt"})
+		marked, err := o.ledger.markCorrupt(ctx, own.app, id, "archive missing from the object store", OrphanActor)
 		switch {
-		case err == nil:
+		case marked:
 			rep.Missing++
-		case Code(err) == CodeBackupStateConflict || Code(err) == CodeNotFound:
+		case err == nil, Code(err) == CodeNotFound:
 		default:
 			note(fmt.Errorf("mark backup %s of app %s corrupt: %w", id, own.app, err))
 		}

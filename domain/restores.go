@@ -366,8 +366,7 @@ func (s *Restores) stepFailed(ctx context.Context, err error, step string, fail 
 	var de *Error
 	switch {
 	case errors.Is(err, ErrArchiveCorrupt):
-		if _, merr := s.ledger.Execute(context.WithoutCancel(ctx), MarkCorrupt{App: r.SourceApp, BackupID: r.BackupID,
-			Reason: "archive does not match the ledger: " + err.Error()}, Meta{Actor: IntegrityActor, CommandID: r.BackupID + ".corrupt"}); merr != nil && Code(merr) != CodeBackupStateConflict {
+		if _, merr := s.ledger.markCorrupt(ctx, r.SourceApp, r.BackupID, "archive does not match the ledger: "+err.Error(), IntegrityActor); merr != nil {
 			s.log.Error("mark backup corrupt", "app", r.SourceApp, "backup_id", r.BackupID, "err", merr)
 		}
 		return true, fail(step, "the backup's archive does not match the ledger; nothing was changed: "+err.Error())

@@ -3,7 +3,6 @@ package domain
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -248,9 +247,7 @@ func (t *Transfers) checkCorrupt(ctx context.Context, b Backup, err error) {
 		reason = strings.TrimSuffix(strings.TrimSpace(reason[:i]), ":")
 	}
 	t.log.Error("stored archive does not match the ledger", "app", b.App, "backup_id", b.ID, "err", err)
-	_, merr := t.ledger.Execute(context.WithoutCancel(ctx), MarkCorrupt{App: b.App, BackupID: b.ID, Reason: fmt.Sprintf("archive does not match the ledger: %s", reason)},
-		Meta{Actor: IntegrityActor, CommandID: b.ID + ".corrupt"})
-	if merr != nil && Code(merr) != CodeBackupStateConflict {
+	if _, merr := t.ledger.markCorrupt(ctx, b.App, b.ID, "archive does not match the ledger: "+reason, IntegrityActor); merr != nil {
 		t.log.Error("mark backup corrupt", "app", b.App, "backup_id", b.ID, "err", merr)
 	}
 }

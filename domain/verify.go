@@ -117,8 +117,7 @@ func (v *Verifier) Verify(ctx context.Context, app, id string, m Meta) (Backup, 
 			reason = "archive no longer passes the archive rules: " + de.Message
 		}
 		v.log.Error("stored archive failed its check", "app", app, "backup_id", b.ID, "err", err)
-		if _, merr := v.ledger.Execute(ctx, MarkCorrupt{App: app, BackupID: b.ID, Reason: reason},
-			Meta{Actor: IntegrityActor, CommandID: b.ID + ".corrupt"}); merr != nil && Code(merr) != CodeBackupStateConflict {
+		if _, merr := v.ledger.markCorrupt(ctx, app, b.ID, reason, IntegrityActor); merr != nil {
 			return Backup{}, merr
 		}
 	default:
@@ -168,6 +167,19 @@ func (v *Verifier) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return n, first
+}
+
+// markCorrupt records that backup id of app is corrupt (command id
+// <id>.corrupt, whoever finds it), also when ctx ends meanwhile. A backup
+// already marked, or no longer ready, is no error; it reports whether this
+// call marked it.
+func (l *Ledger) markCorrupt(ctx context.Context, app, id, reason, actor string) (bool, error) {
+	_, err := l.Execute(context.WithoutCancel(ctx), MarkCorrupt{App: app, BackupID: id, Reason: reason},
+		Meta{Actor: actor, CommandID: id + ".corrupt"})
+	if Code(err) == CodeBackupStateConflict {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // due reports whether backup id of app is due for a check at now.
