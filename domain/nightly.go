@@ -73,13 +73,23 @@ func (s Schedule) location() (*time.Location, error) {
 	return loc, nil
 }
 
+// parsed returns the schedule's hour, minute and time zone, read once.
+func (s Schedule) parsed() (hh, mm int, loc *time.Location, err error) {
+	if hh, mm, err = s.clock(); err != nil {
+		return 0, 0, nil, err
+	}
+	loc, err = s.location()
+	return hh, mm, loc, err
+}
+
+// slotOf is the slot of the night whose local date is day's.
+func slotOf(day time.Time, hh, mm int, loc *time.Location) time.Time {
+	return time.Date(day.Year(), day.Month(), day.Day(), hh, mm, 0, 0, loc)
+}
+
 // Slot returns when the backup of night (YYYY-MM-DD) is due.
 func (s Schedule) Slot(night string) (time.Time, error) {
-	hh, mm, err := s.clock()
-	if err != nil {
-		return time.Time{}, err
-	}
-	loc, err := s.location()
+	hh, mm, loc, err := s.parsed()
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -87,40 +97,40 @@ func (s Schedule) Slot(night string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, Errorf(CodeInvalidArgument, "night %q must be a date YYYY-MM-DD", night)
 	}
-	return time.Date(d.Year(), d.Month(), d.Day(), hh, mm, 0, 0, loc), nil
+	return slotOf(d, hh, mm, loc), nil
 }
 
 // LastNight returns the latest night whose slot is at or before now, and
 // that slot.
 func (s Schedule) LastNight(now time.Time) (string, time.Time, error) {
-	loc, err := s.location()
+	hh, mm, loc, err := s.parsed()
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	night, slot := lastSlot(now, hh, mm, loc)
+	return night.Format(nightLayout), slot, nil
+}
+
+// lastSlot returns the local day of the latest slot at or before now, and
+// the slot.
+func lastSlot(now time.Time, hh, mm int, loc *time.Location) (time.Time, time.Time) {
 	day := now.In(loc)
-	for range 3 {
-		night := day.Format(nightLayout)
-		slot, err := s.Slot(night)
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		if !slot.After(now) {
-			return night, slot, nil
-		}
-		day = day.AddDate(0, 0, -1)
+	if slot := slotOf(day, hh, mm, loc); !slot.After(now) {
+		return day, slot
 	}
-	return "", time.Time{}, fmt.Errorf("no slot of %s %s before %s", s.Time, s.TimeZone, now)
+	// Yesterday's slot is at most a day and a DST shift back: before now.
+	day = day.AddDate(0, 0, -1)
+	return day, slotOf(day, hh, mm, loc)
 }
 
 // NextRun returns the first slot after now.
 func (s Schedule) NextRun(now time.Time) (time.Time, error) {
-	night, _, err := s.LastNight(now)
+	hh, mm, loc, err := s.parsed()
 	if err != nil {
 		return time.Time{}, err
 	}
-	loc, _ := s.location()
-	d, _ := time.ParseInLocation(nightLayout, night, loc)
-	return s.Slot(d.AddDate(0, 0, 1).Format(nightLayout))
+	day, _ := lastSlot(now, hh, mm, loc)
+	return slotOf(day.AddDate(0, 0, 1), hh, mm, loc), nil
 }
 
 // ScheduleSet records an app's schedule.
