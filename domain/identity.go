@@ -379,7 +379,7 @@ func (s *Identity) Authenticate(ctx context.Context, token string) (Principal, e
 	if !ok || id == "" || len(id) > 64 {
 		return Principal{}, ErrUnauthenticated
 	}
-	secret, err := base64.RawURLEncoding.DecodeString(enc)
+	secret, err := base64.RawURLEncoding.Strict().DecodeString(enc) // one spelling per token
 	if err != nil || len(secret) != 32 {
 		return Principal{}, ErrUnauthenticated
 	}
