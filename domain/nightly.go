@@ -185,9 +185,6 @@ func (a *App) Nightly() NightState {
 	return n
 }
 
-// FirstEventAt returns the time of the app's first event (zero if none).
-func (a *App) FirstEventAt() time.Time { return a.firstAt }
-
 // EffectiveSchedule returns the app's schedule, or def when it never set
 // one.
 func (a *App) EffectiveSchedule(def Schedule) Schedule {

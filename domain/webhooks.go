@@ -177,21 +177,24 @@ type RemoveWebhook struct{ ID, Org, App string }
 
 // Decide implements IdentityCommand.
 func (c RemoveWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, error) {
-	if err := webhookScope(d, p, c.Org, c.App); err != nil {
+	if err := CheckWebhook(d, p, c.Org, c.App, c.ID); err != nil {
 		return nil, err
-	}
-	w, ok := d.webhooks[c.ID]
-	if !ok || w.Org != c.Org || w.App != c.App {
-		return nil, Errorf(CodeNotFound, "webhook %s not found", c.ID)
 	}
 	return &WebhookRemoved{Webhook: c.ID}, nil
 }
 
-// CanManageWebhooks returns nil when p may see and change the webhooks of
-// the organisation org or the app app (exactly one set), else the error to
-// answer: not_found for what p cannot see.
-func CanManageWebhooks(d *Directory, p Principal, org, app string) error {
-	return webhookScope(d, p, org, app)
+// CheckWebhook returns nil when p may see and change the webhooks of the
+// organisation org or the app app (exactly one set) and, if id is not
+// empty, webhook id is one of them; else the error to answer: not_found
+// for what p cannot see.
+func CheckWebhook(d *Directory, p Principal, org, app, id string) error {
+	if err := webhookScope(d, p, org, app); err != nil || id == "" {
+		return err
+	}
+	if w, ok := d.webhooks[id]; !ok || w.Org != org || w.App != app {
+		return Errorf(CodeNotFound, "webhook %s not found", id)
+	}
+	return nil
 }
 
 // webhookScope checks that exactly one of org and app is set and that p

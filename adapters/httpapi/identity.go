@@ -17,6 +17,7 @@ type Identity interface {
 	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.IdentityResult, error)
 	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
 	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
+	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
 	Visible(p domain.Principal, app string) bool
 	Read(fn func(d *domain.Directory))
 }

@@ -20,11 +20,6 @@ type Deliveries interface {
 	Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error)
 }
 
-// Webhooks registers webhooks; *domain.Identity.
-type Webhooks interface {
-	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
-}
-
 // Delivery log limits of GET .../deliveries.
 const (
 	defaultDeliveryLimit = 100
@@ -110,23 +105,20 @@ func scope(r *http.Request, c call) (org, app string) {
 }
 
 // checkWebhooks answers whether c may manage the webhooks of the route's
-// scope, and the webhook {id} if the route names one and it is there.
-func (s *Server) checkWebhooks(r *http.Request, c call) (Identity, error) {
+// scope, and the webhook {id} if the route names one and it is there;
+// then, if it may, calls then with the directory in the same read.
+func (s *Server) checkWebhooks(r *http.Request, c call, then func(d *domain.Directory)) error {
 	id, err := s.identity()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	org, app := scope(r, c)
-	hook := r.PathValue("id")
 	id.Read(func(d *domain.Directory) {
-		if err = domain.CanManageWebhooks(d, c.p, org, app); err != nil || hook == "" {
-			return
-		}
-		if wh, ok := d.Webhook(hook); !ok || wh.Org != org || wh.App != app {
-			err = domain.Errorf(domain.CodeNotFound, "webhook %s not found", hook)
+		if err = domain.CheckWebhook(d, c.p, org, app, r.PathValue("id")); err == nil && then != nil {
+			then(d)
 		}
 	})
-	return id, err
+	return err
 }
 
 type createWebhookRequest struct {
@@ -137,14 +129,6 @@ type createWebhookRequest struct {
 
 // createWebhook registers a webhook: 201 with its secret, shown once.
 func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	hooks, ok := id.(Webhooks)
-	if !ok {
-		return domain.Errorf(domain.CodeUnavailable, "webhooks are not configured on this server")
-	}
 	var req createWebhookRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
@@ -154,8 +138,9 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) e
 	}
 	org, app := scope(r, c)
 	var made domain.NewWebhook
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, _ Identity, m domain.Meta) error {
-		made, err = hooks.RegisterWebhook(ctx, c.p, domain.RegisterWebhook{Org: org, App: app, URL: req.URL, Events: req.Events}, req.Secret, m)
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+		var err error
+		made, err = id.RegisterWebhook(ctx, c.p, domain.RegisterWebhook{Org: org, App: app, URL: req.URL, Events: req.Events}, req.Secret, m)
 		return err
 	}, func(*domain.Directory) (any, error) {
 		return projections.NewWebhookView{WebhookView: projections.WebhookViewOf(&made.Webhook), Secret: made.Secret}, nil
@@ -163,13 +148,11 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) e
 }
 
 func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, c call) error {
-	id, err := s.checkWebhooks(r, c)
-	if err != nil {
-		return err
-	}
 	org, app := scope(r, c)
 	var l projections.WebhookList
-	id.Read(func(d *domain.Directory) { l = projections.WebhooksOf(d, org, app) })
+	if err := s.checkWebhooks(r, c, func(d *domain.Directory) { l = projections.WebhooksOf(d, org, app) }); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, l)
 	return nil
 }
@@ -193,7 +176,7 @@ func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request, c cal
 		}
 		limit = n
 	}
-	if _, err := s.checkWebhooks(r, c); err != nil {
+	if err := s.checkWebhooks(r, c, nil); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)

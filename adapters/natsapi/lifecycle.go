@@ -151,7 +151,7 @@ func (s *Service) setSchedule(ctx context.Context, c *call) (any, error) {
 // webhookScope checks the scope of a webhook request: exactly one of org
 // and app, and for an app the same validation and access check as every
 // app endpoint (not_found for an app the caller cannot see). Whether the
-// caller may manage the scope's webhooks is domain.CanManageWebhooks's.
+// caller may manage the scope's webhooks is domain.CheckWebhook's.
 func (s *Service) webhookScope(c *call, org, app string) error {
 	switch {
 	case org != "" && app != "", org == "" && app == "":
@@ -164,22 +164,19 @@ func (s *Service) webhookScope(c *call, org, app string) error {
 
 // checkWebhooks checks that the caller may manage the webhooks of the
 // scope (already checked by webhookScope) and, if hook is not empty, that
-// the webhook is one of them (not_found otherwise); it returns the
-// identity service.
-func (s *Service) checkWebhooks(c *call, org, app, hook string) (Identity, error) {
+// the webhook is one of them (not_found otherwise); then, if it may, calls
+// then with the directory in the same read.
+func (s *Service) checkWebhooks(c *call, org, app, hook string, then func(d *domain.Directory)) error {
 	id, err := s.identity()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	id.Read(func(d *domain.Directory) {
-		if err = domain.CanManageWebhooks(d, c.p, org, app); err != nil || hook == "" {
-			return
-		}
-		if w, ok := d.Webhook(hook); !ok || w.Org != org || w.App != app {
-			err = domain.Errorf(domain.CodeNotFound, "webhook %s not found", hook)
+		if err = domain.CheckWebhook(d, c.p, org, app, hook); err == nil && then != nil {
+			then(d)
 		}
 	})
-	return id, err
+	return err
 }
 
 // createWebhook registers a webhook and answers it with its secret, shown
@@ -217,12 +214,10 @@ func (s *Service) listWebhooks(_ context.Context, c *call) (any, error) {
 	if err := s.webhookScope(c, req.Org, req.App); err != nil {
 		return nil, err
 	}
-	id, err := s.checkWebhooks(c, req.Org, req.App, "")
-	if err != nil {
+	var l projections.WebhookList
+	if err := s.checkWebhooks(c, req.Org, req.App, "", func(d *domain.Directory) { l = projections.WebhooksOf(d, req.Org, req.App) }); err != nil {
 		return nil, err
 	}
-	var l projections.WebhookList
-	id.Read(func(d *domain.Directory) { l = projections.WebhooksOf(d, req.Org, req.App) })
 	return l, nil
 }
 
@@ -267,7 +262,7 @@ func (s *Service) webhookDeliveries(ctx context.Context, c *call) (any, error) {
 		}
 		limit = *req.Limit
 	}
-	if _, err := s.checkWebhooks(c, req.Org, req.App, req.ID); err != nil {
+	if err := s.checkWebhooks(c, req.Org, req.App, req.ID, nil); err != nil {
 		return nil, err
 	}
 	l, err := s.deps.Deliveries.Deliveries(ctx, req.ID, limit)
