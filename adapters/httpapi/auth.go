@@ -111,6 +111,9 @@ func (s *Server) v1Unchecked(mux *http.ServeMux, pattern string, h apiFunc) {
 
 func (s *Server) route(mux *http.ServeMux, pattern string, check bool, h apiFunc) {
 	withApp := strings.Contains(pattern, "{app}")
+	// Which log field the {id} of the pattern fills, decided once.
+	backupID := strings.Contains(pattern, "/backups/{id}")
+	restoreID := strings.Contains(pattern, "/restores/{id}")
 	s.record(pattern)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		i := info(r)
@@ -123,9 +126,9 @@ func (s *Server) route(mux *http.ServeMux, pattern string, check bool, h apiFunc
 			c.app = r.PathValue("app")
 			i.app = c.app
 			switch {
-			case strings.Contains(pattern, "/backups/{id}"):
+			case backupID:
 				i.backupID = r.PathValue("id")
-			case strings.Contains(pattern, "/restores/{id}"):
+			case restoreID:
 				i.restoreID = r.PathValue("id")
 			}
 			if err := domain.ValidateAppID(c.app); err != nil {
