@@ -10,7 +10,7 @@ import (
 )
 
 // HistoryReader reads one app's events back from the stream, oldest first
-// (*jetstream.History).
+// (*jetstream.EventStore).
 type HistoryReader interface {
 	// AppEvents calls fn with each event's stream sequence and raw body
 	// until fn returns false or the events end.

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,37 +10,22 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
-// History reads one app's events back from the stream, for time travel
-// (GET /v1/apps/{app}/backups?as_of=).
-type History struct {
-	js njs.JetStream
-}
-
-// NewHistory returns a History of the ledger stream.
-func NewHistory(js njs.JetStream) *History { return &History{js: js} }
-
 // historyBatch is how many messages one fetch of a history read asks for.
 const historyBatch = 256
 
 // AppEvents calls fn with the stream sequence and raw body of each event
-// of app, oldest first, until fn returns false or the events end. An app
-// without events calls fn never. Errors are the server's, wrapped.
-func (h *History) AppEvents(ctx context.Context, app string, fn func(seq uint64, raw []byte) bool) error {
+// of app, oldest first, until fn returns false or the events end: the
+// history that time travel (GET /v1/apps/{app}/backups?as_of=) folds. An
+// app without events calls fn never. Errors are the server's, wrapped.
+func (s *EventStore) AppEvents(ctx context.Context, app string, fn func(seq uint64, raw []byte) bool) error {
 	if err := domain.ValidateAppID(app); err != nil {
 		return err
 	}
-	st, err := h.js.Stream(ctx, StreamName)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", StreamName, err)
+	last, err := s.LastSeq(ctx, app)
+	if err != nil || last == 0 {
+		return err
 	}
-	lastMsg, err := st.GetLastMsgForSubject(ctx, Subject(app))
-	if errors.Is(err, njs.ErrMsgNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("last event of %s: %w", app, err)
-	}
-	last := lastMsg.Sequence
+	st := s.stream
 	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{FilterSubjects: []string{Subject(app)}, DeliverPolicy: njs.DeliverAllPolicy})
 	if err != nil {
 		return fmt.Errorf("ordered consumer of %s: %w", app, err)

@@ -165,7 +165,7 @@ func (j *Jobs) Run(ctx context.Context) error {
 				return fmt.Errorf("fetch jobs: %w", err)
 			}
 			j.log.Warn("fetch jobs", "err", err)
-			j.pause(ctx)
+			pause(ctx)
 			continue
 		}
 		// Drain the whole batch, also when ctx ends meanwhile: the pull
@@ -179,14 +179,14 @@ func (j *Jobs) Run(ctx context.Context) error {
 				return fmt.Errorf("fetch jobs: %w", err)
 			}
 			j.log.Warn("fetch jobs", "err", err)
-			j.pause(ctx)
+			pause(ctx)
 		}
 	}
 	return nil
 }
 
-// pause waits fetchRetry or until ctx ends.
-func (j *Jobs) pause(ctx context.Context) {
+// pause waits fetchRetry or until ctx ends: after a failed fetch.
+func pause(ctx context.Context) {
 	t := time.NewTimer(fetchRetry)
 	defer t.Stop()
 	select {
@@ -336,7 +336,7 @@ func decodeEnvelope(body []byte) (*domain.Envelope, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, fmt.Errorf("decode envelope: %w", err)
 	}
-	if err := domain.ValidateAppID(env.App); err != nil {
+	if err := validSubject(env.App); err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
 	return &env, nil

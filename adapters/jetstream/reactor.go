@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,7 +90,7 @@ func (r *Reactor) Run(ctx context.Context) error {
 				return fmt.Errorf("fetch %s: %w", r.durable, err)
 			}
 			r.log.Warn("fetch events", "err", err)
-			r.pause(ctx)
+			pause(ctx)
 			continue
 		}
 		for msg := range batch.Messages() {
@@ -102,19 +101,10 @@ func (r *Reactor) Run(ctx context.Context) error {
 				return fmt.Errorf("fetch %s: %w", r.durable, err)
 			}
 			r.log.Warn("fetch events", "err", err)
-			r.pause(ctx)
+			pause(ctx)
 		}
 	}
 	return nil
-}
-
-func (r *Reactor) pause(ctx context.Context) {
-	t := time.NewTimer(fetchRetry)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // one handles one message and settles it.
@@ -125,13 +115,7 @@ func (r *Reactor) one(ctx context.Context, msg njs.Msg) {
 		return
 	}
 	log := r.log.With("seq", md.Sequence.Stream)
-	var env *domain.Envelope
-	if msg.Subject() == SubjectPrefix+domain.IdentityStream {
-		env = new(domain.Envelope)
-		err = json.Unmarshal(msg.Data(), env)
-	} else {
-		env, err = decodeEnvelope(msg.Data())
-	}
+	env, err := decodeEnvelope(msg.Data())
 	if err != nil {
 		log.Warn("event not decodable; skipped", "err", err)
 		if err := msg.Term(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
@@ -48,8 +49,9 @@ func TimerStreamConfig(replicas int) njs.StreamConfig {
 // Timers keeps one message schedule per app in step with its nightly
 // schedule, and hands the ticks to a function.
 type Timers struct {
-	js  njs.JetStream
-	log *slog.Logger
+	js     njs.JetStream
+	stream njs.Stream
+	log    *slog.Logger
 
 	mu   sync.Mutex
 	sent map[string]string // app → the schedule last published or found ("" none)
@@ -74,12 +76,17 @@ func SetupTimers(ctx context.Context, js njs.JetStream, replicas int) error {
 	return nil
 }
 
-// NewTimers returns the timers; SetupTimers must have run.
-func NewTimers(js njs.JetStream, log *slog.Logger) *Timers {
+// NewTimers returns the timers; SetupTimers must have run. It returns the
+// server's error, wrapped, when the timer stream cannot be looked up.
+func NewTimers(ctx context.Context, js njs.JetStream, log *slog.Logger) (*Timers, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Timers{js: js, log: log.With("consumer", TimerConsumerName), sent: map[string]string{}}
+	st, err := js.Stream(ctx, TimerStreamName)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", TimerStreamName, err)
+	}
+	return &Timers{js: js, stream: st, log: log.With("consumer", TimerConsumerName), sent: map[string]string{}}, nil
 }
 
 // Sync makes app's timer fire at the slots of s, or removes it when s is
@@ -109,11 +116,7 @@ func (t *Timers) Sync(ctx context.Context, app string, s domain.Schedule) error 
 		return nil
 	}
 	if want == "" {
-		st, err := t.js.Stream(ctx, TimerStreamName)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", TimerStreamName, err)
-		}
-		if err := st.Purge(ctx, njs.WithPurgeSubject(TimerScheduleSubject+"."+app)); err != nil {
+		if err := t.stream.Purge(ctx, njs.WithPurgeSubject(TimerScheduleSubject+"."+app)); err != nil {
 			return fmt.Errorf("remove the timer of %s: %w", app, err)
 		}
 		t.remember(app, "")
@@ -143,11 +146,7 @@ func (t *Timers) remember(app, schedule string) {
 
 // current reads the schedule the stream holds for app ("" none).
 func (t *Timers) current(ctx context.Context, app string) (string, error) {
-	st, err := t.js.Stream(ctx, TimerStreamName)
-	if err != nil {
-		return "", fmt.Errorf("stream %s: %w", TimerStreamName, err)
-	}
-	msg, err := st.GetLastMsgForSubject(ctx, TimerScheduleSubject+"."+app)
+	msg, err := t.stream.GetLastMsgForSubject(ctx, TimerScheduleSubject+"."+app)
 	if errors.Is(err, njs.ErrMsgNotFound) {
 		return "", nil
 	}
@@ -174,6 +173,7 @@ func (t *Timers) Run(ctx context.Context, fire func(ctx context.Context, app str
 				return fmt.Errorf("fetch ticks: %w", err)
 			}
 			t.log.Warn("fetch ticks", "err", err)
+			pause(ctx)
 			continue
 		}
 		for msg := range batch.Messages() {
@@ -186,6 +186,13 @@ func (t *Timers) Run(ctx context.Context, fire func(ctx context.Context, app str
 			if err := msg.Ack(); err != nil {
 				t.log.Warn("ack tick", "app", app, "err", err)
 			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if t.js.Conn().IsClosed() {
+				return fmt.Errorf("fetch ticks: %w", err)
+			}
+			t.log.Warn("fetch ticks", "err", err)
+			pause(ctx)
 		}
 	}
 	return nil

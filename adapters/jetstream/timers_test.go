@@ -42,7 +42,10 @@ func TestNightlyTimers(t *testing.T) {
 	if err := jetstream.SetupTimers(ctx, js, 1); err != nil {
 		t.Fatalf("setup again: %v", err)
 	}
-	tm := jetstream.NewTimers(js, nil)
+	tm, err := jetstream.NewTimers(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ticks := make(chan string, 16)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -85,7 +88,10 @@ func TestNightlyTimers(t *testing.T) {
 		t.Fatalf("timer of crm: %+v", m)
 	}
 	// The same schedule again, or from another process, changes nothing.
-	other := jetstream.NewTimers(js, nil)
+	other, err := jetstream.NewTimers(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, x := range []*jetstream.Timers{tm, other} {
 		if err := x.Sync(ctx, "crm", berlin); err != nil {
 			t.Fatal(err)

@@ -167,7 +167,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	d.proj = projections.New(d.cfg.Rules, d.log)
-	d.proj.SetHistory(jetstream.NewHistory(d.js))
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(runCtx, "follower", d.follower.Run)
 
@@ -175,6 +174,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.proj.SetHistory(store)
 	ids := newULIDs()
 	var clock domain.Clock = realClock{}
 	if d.Clock != nil {
@@ -250,7 +250,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := jetstream.SetupTimers(ctx, d.js, d.cfg.Replicas); err != nil {
 		return err
 	}
-	d.timers = jetstream.NewTimers(d.js, d.log)
+	if d.timers, err = jetstream.NewTimers(ctx, d.js, d.log); err != nil {
+		return err
+	}
 	d.goRun(runCtx, "nightly", d.every(d.cfg.NightlyInterval, "nightly", d.nightlySweep))
 	d.goRun(runCtx, "nightly-timer", func(ctx context.Context) error { return d.timers.Run(ctx, d.nightlyTick) })
 	d.orphans = domain.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, clock, d.cfg.OrphanGrace, d.log)
