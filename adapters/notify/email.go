@@ -62,10 +62,8 @@ func permanentSMTP(err error) bool {
 // SMTP.Timeout and ctx.
 func (n *Notifier) sendMail(ctx context.Context, j *EmailJob) error {
 	c := n.cfg.SMTP
-	from, err := parseAddress(c.From)
-	if err != nil {
-		return fmt.Errorf("smtp from: %w", err)
-	}
+	from := n.from
+	var err error
 	to := make([]*mail.Address, len(j.To))
 	for i, s := range j.To {
 		if to[i], err = parseAddress(s); err != nil {

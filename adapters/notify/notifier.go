@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/mail"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,8 @@ type Notifier struct {
 	log    *slog.Logger
 	client *http.Client
 	hello  string
+	// from is SMTP.From, parsed once (Validate checked it).
+	from *mail.Address
 
 	inFlight atomic.Int64
 	freed    chan struct{}
@@ -90,7 +93,13 @@ func New(js jetstream.JetStream, cfg Config, hooks Webhooks, log *slog.Logger) (
 	if err != nil || !validHello(hello) {
 		hello = "localhost"
 	}
-	return &Notifier{js: js, cfg: cfg, hooks: hooks, log: log, client: client, hello: hello, freed: make(chan struct{}, 1)}, nil
+	n := &Notifier{js: js, cfg: cfg, hooks: hooks, log: log, client: client, hello: hello, freed: make(chan struct{}, 1)}
+	if cfg.SMTP.Host != "" {
+		if n.from, err = parseAddress(cfg.SMTP.From); err != nil {
+			return nil, fmt.Errorf("smtp from: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // validHello reports whether host can be the name of an EHLO.
