@@ -57,6 +57,13 @@ func (a *Archives) CountBytes(written, read func(n int64)) {
 	a.written, a.read = written, read
 }
 
+// countWritten tells the byte counter of CountBytes about n bytes stored.
+func (a *Archives) countWritten(n int64) {
+	if a.written != nil {
+		a.written(n)
+	}
+}
+
 // countRead wraps r so that the bytes read from it are counted.
 func (a *Archives) countRead(r io.Reader) io.Reader {
 	if a.read == nil {
@@ -167,9 +174,7 @@ func (a *Archives) WriteArchive(ctx context.Context, h domain.ArchiveHeader, exp
 		return domain.ArchiveInfo{}, fmt.Errorf("write archive %s: %w", h.BackupID, err)
 	}
 	ok = true
-	if a.written != nil {
-		a.written(info.SizeBytes)
-	}
+	a.countWritten(info.SizeBytes)
 	return info, nil
 }
 

@@ -197,9 +197,7 @@ func (a *Archives) importFrom(ctx context.Context, app, backupID string, r io.Re
 		return domain.ImportedArchive{}, err
 	}
 	m := res.m
-	if a.written != nil {
-		a.written(res.size)
-	}
+	a.countWritten(res.size)
 	return domain.ImportedArchive{
 		ArchiveInfo: domain.ArchiveInfo{SizeBytes: res.size, SHA256: hex.EncodeToString(res.sum), ItemCount: m.ItemCount},
 		App:         m.App, BackupID: m.BackupID, Name: m.Name, Description: m.Description, CreatedAt: m.CreatedAt.UTC(),
