@@ -383,7 +383,6 @@ type chain struct {
 	Head    string      `json:"head"`             // hash of the last event read
 	Intact  bool        `json:"intact"`           // no broken link so far
 	Broken  *chainBreak `json:"broken,omitempty"` // the first broken link
-	headSeq uint64      // stream sequence of the event whose hash is Head
 }
 
 // chainBreak is the first broken link of a chain: the event at Seq.
@@ -411,11 +410,11 @@ type verifyReport struct {
 func (ch *chain) check(m ledgerMsg) {
 	ch.Events++
 	hash := domain.HashEvent(m.data)
-	defer func() { ch.Head, ch.headSeq, ch.LastSeq = hash, m.seq, m.seq }()
+	defer func() { ch.Head, ch.LastSeq = hash, m.seq }()
 	if !ch.Intact {
 		return
 	}
-	brk := &chainBreak{Seq: m.seq, Expected: ch.Head, ExpectedOf: ch.headSeq}
+	brk := &chainBreak{Seq: m.seq, Expected: ch.Head, ExpectedOf: ch.LastSeq}
 	var env struct {
 		App      string  `json:"app"`
 		PrevHash *string `json:"prev_hash"`
@@ -515,10 +514,12 @@ func printVerify(w io.Writer, rep verifyReport, app string) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	broken := 0
 	for _, ch := range rep.Chains {
 		if ch.Intact {
 			continue
 		}
+		broken++
 		b := ch.Broken
 		fmt.Fprintf(w, "\n%s (%s): broken link at stream sequence %d", ch.App, ch.Subject, b.Seq)
 		if b.Problem != "" {
@@ -541,16 +542,6 @@ func printVerify(w io.Writer, rep verifyReport, app string) error {
 		_, err := fmt.Fprintf(w, "Checked %d events of %d %s: every hash chain is intact.\n", rep.Events, rep.Apps, apps)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nChecked %d events of %d %s: %d broken.\n", rep.Events, rep.Apps, apps, countBroken(rep))
+	_, err := fmt.Fprintf(w, "\nChecked %d events of %d %s: %d broken.\n", rep.Events, rep.Apps, apps, broken)
 	return err
-}
-
-func countBroken(rep verifyReport) int {
-	n := 0
-	for _, ch := range rep.Chains {
-		if !ch.Intact {
-			n++
-		}
-	}
-	return n
 }
