@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -206,9 +207,9 @@ func backupList(ctx context.Context, c *cli, cmd *command, args []string) error 
 	if err != nil {
 		return err
 	}
-	path := apiPath("v1/backups")
+	req := request{method: http.MethodGet, path: apiPath("v1/backups")}
 	if len(pos) == 1 {
-		path = apiPath("v1/apps", pos[0], "backups")
+		req.path = apiPath("v1/apps", pos[0], "backups")
 	}
 	if *asOf != "" {
 		if len(pos) == 0 {
@@ -218,12 +219,16 @@ func backupList(ctx context.Context, c *cli, cmd *command, args []string) error 
 		if err != nil {
 			return &usageError{cmd: cmd, msg: err.Error()}
 		}
-		path += "?as_of=" + url.QueryEscape(t.UTC().Format(time.RFC3339Nano))
+		req.query = url.Values{"as_of": {t.UTC().Format(time.RFC3339Nano)}}
 	}
-	var list projections.BackupList
-	raw, err := cl.getJSON(ctx, path, &list)
+	a, err := cl.do(ctx, req)
 	if err != nil {
 		return err
+	}
+	raw := a.body
+	var list projections.BackupList
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", req.path, err)
 	}
 	if c.g.json {
 		return writeJSON(c.stdout, raw)

@@ -344,3 +344,28 @@ func TestAPIPathEscapes(t *testing.T) {
 		t.Errorf("apiPath = %q, want %q", got, want)
 	}
 }
+
+// backup list --as-of asks for the list as it was then: an RFC 3339 time,
+// or a date meaning its end in UTC; it needs an app.
+func TestBackupListAsOf(t *testing.T) {
+	var got []string
+	srv := fakeServer(t, map[string]http.HandlerFunc{
+		"GET /v1/apps/crm/backups": func(w http.ResponseWriter, r *http.Request) {
+			got = append(got, r.URL.Query().Get("as_of"))
+			fmt.Fprint(w, `{"backups":[]}`)
+		},
+	})
+	for _, arg := range []string{"2026-11-22T10:15:00+01:00", "2026-11-22"} {
+		if r := runCLI(t, srv, "", "", false, "backup", "list", "crm", "--as-of", arg); r.code != 0 {
+			t.Fatalf("--as-of %s: exit %d, stderr %q", arg, r.code, r.stderr)
+		}
+	}
+	if want := []string{"2026-11-22T09:15:00Z", "2026-11-22T23:59:59.999999999Z"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("as_of sent %q, want %q", got, want)
+	}
+	for _, args := range [][]string{{"backup", "list", "--as-of", "2026-11-22"}, {"backup", "list", "crm", "--as-of", "yesterday"}} {
+		if r := runCLI(t, srv, "", "", false, args...); r.code != 2 {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
+		}
+	}
+}

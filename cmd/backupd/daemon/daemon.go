@@ -262,7 +262,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}))
 
 	ncfg := d.notifyConfig()
-	ncfg.Client = d.WebhookClient
 	if err := notify.Setup(ctx, d.js, ncfg); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -113,7 +112,7 @@ func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope
 	if err := d.proj.WaitApplied(wctx, seq); err != nil {
 		return err
 	}
-	if env.Type == domain.TypeScheduleSet && d.scheduled != nil {
+	if env.Type == domain.TypeScheduleSet {
 		if err := d.scheduled(ctx, env.App); err != nil {
 			return err
 		}
@@ -157,14 +156,11 @@ func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope
 // notifyConfig is the notifier's configuration from the daemon's.
 func (d *Daemon) notifyConfig() notify.Config {
 	c := d.cfg
-	var tc *tls.Config
-	if d.SMTPTLS != nil {
-		tc = d.SMTPTLS
-	}
 	return notify.Config{
 		Replicas: c.Replicas, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff, RetryFor: c.WebhookRetryFor,
+		Client: d.WebhookClient,
 		SMTP: notify.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS, User: c.SMTP.User,
-			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: tc},
+			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: d.SMTPTLS},
 	}
 }
 
