@@ -175,7 +175,18 @@ func TestWebhookDeliveredOnThirdAttempt(t *testing.T) {
 		}
 	}
 	// No backup.requested or backup.started reached this webhook, and no
-	// other delivery is made later.
+	// other delivery is made later: once the delivery queue is empty, the
+	// receiver still got three requests.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st, err := n.js.Stream(t.Context(), "NOTIFY")
+		if err != nil {
+			return err
+		}
+		if m := st.CachedInfo().State.Msgs; m != 0 {
+			return fmt.Errorf("%d deliveries queued", m)
+		}
+		return nil
+	})
 	if reqs := rcv.requests(); len(reqs) != 3 {
 		t.Errorf("%d requests in the end", len(reqs))
 	}

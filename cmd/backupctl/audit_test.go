@@ -58,7 +58,7 @@ func startAuditBackupd(t *testing.T) *auditEnv {
 	}
 	t.Cleanup(func() {
 		if err := d.Close(); err != nil {
-			t.Log("close backupd:", err)
+			t.Errorf("close backupd: %v", err)
 		}
 	})
 	if err := d.WaitReady(ctx); err != nil {
@@ -427,6 +427,10 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 {
 		t.Fatalf("--json: exit %d, %v\n%s", r.code, err, r.stdout)
 	}
+	if len(rep.Chains) != 3 {
+		t.Fatalf("--json: %d chains, want 3: %+v", len(rep.Chains), rep.Chains)
+	}
+	sawCRM := false
 	for _, ch := range rep.Chains {
 		if ch.App != "crm" {
 			if !ch.Intact {
@@ -434,10 +438,14 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 			}
 			continue
 		}
+		sawCRM = true
 		want := chainBreak{Seq: ack.Sequence, Expected: domain.HashEvent(last.data), ExpectedOf: last.seq, Found: forged["prev_hash"].(string)}
 		if ch.Intact || ch.Broken == nil || *ch.Broken != want {
 			t.Errorf("crm's chain: %+v, want broken at %+v", ch, want)
 		}
+	}
+	if !sawCRM {
+		t.Errorf("--json: no chain of crm in %+v", rep.Chains)
 	}
 
 	if r := e.must("audit", "verify", "--nats-login", e.login, "--app", "hr"); !strings.Contains(r.stdout, "of 1 app: every hash chain is intact") {
