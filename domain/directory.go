@@ -383,13 +383,24 @@ func sortedValues[V any](m map[string]V, key func(V) string) []V {
 // raw body is raw. An event it cannot decode moves the sequence and the
 // hash chain on and changes nothing else.
 func (d *Directory) Apply(seq uint64, raw []byte) {
-	d.seq, d.lastHash = seq, HashEvent(raw)
-	var env Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return
+	var (
+		env *Envelope
+		ev  Event
+	)
+	if err := json.Unmarshal(raw, &env); err == nil {
+		if ev, err = DecodeEvent(env); err != nil {
+			ev = nil
+		}
 	}
-	ev, err := DecodeEvent(&env)
-	if err != nil {
+	d.ApplyDecoded(seq, HashEvent(raw), env, ev)
+}
+
+// ApplyDecoded is Apply of an event already decoded as env and ev, with
+// hash its HashEvent; env or ev nil (not decodable) moves the sequence and
+// the hash chain on and changes nothing else.
+func (d *Directory) ApplyDecoded(seq uint64, hash string, env *Envelope, ev Event) {
+	d.seq, d.lastHash = seq, hash
+	if env == nil || ev == nil {
 		return
 	}
 	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type})

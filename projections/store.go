@@ -117,7 +117,7 @@ func (s *Store) Apply(seq uint64, app string, body []byte) {
 	s.mu.Lock()
 	switch {
 	case app == domain.IdentityStream:
-		s.dir.Apply(seq, body)
+		s.dir.ApplyDecoded(seq, hash, d.env, d.ev) // d.env nil when undecodable
 	case domain.ValidateAppID(app) != nil:
 		s.log.Error("skip ledger message on a subject that names no app", "seq", seq, "app", app)
 	case err != nil:
