@@ -126,12 +126,26 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, cmd domain.
 	if err != nil {
 		return res, err
 	}
-	if res.Duplicate {
-		if res.EventType != wantType || backupID != "" && res.BackupID != backupID {
-			return res, domain.Errorf(domain.CodeConflict,
-				"idempotency key %s was already used for another command (%s of backup %s)", m.CommandID, res.EventType, res.BackupID)
-		}
+	replay, err := checkReplay(res, m, wantType, backupID)
+	if replay {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	return res, nil
+	return res, err
+}
+
+// checkReplay checks a command's result: a replay (same key) must be the
+// command asked for (event type want, on backupID if set); a key reused
+// for another command is a conflict. It reports whether res is a replay.
+func checkReplay(res domain.Result, m domain.Meta, want, backupID string) (bool, error) {
+	if !res.Duplicate {
+		return false, nil
+	}
+	if res.EventType == want && (backupID == "" || res.BackupID == backupID) {
+		return true, nil
+	}
+	what := res.EventType
+	if res.BackupID != "" {
+		what += " of backup " + res.BackupID
+	}
+	return false, domain.Errorf(domain.CodeConflict, "idempotency key %s was already used for another command (%s)", m.CommandID, what)
 }

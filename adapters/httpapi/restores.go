@@ -86,11 +86,11 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, sta
 	if err != nil {
 		return err
 	}
-	if res.Duplicate {
-		if res.EventType != want {
-			return domain.Errorf(domain.CodeConflict,
-				"idempotency key %s was already used for another command (%s)", m.CommandID, res.EventType)
-		}
+	replay, err := checkReplay(res, m, want, "")
+	if err != nil {
+		return err
+	}
+	if replay {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))

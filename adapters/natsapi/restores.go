@@ -98,11 +98,11 @@ func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if res.Duplicate {
-		if res.EventType != want {
-			return nil, domain.Errorf(domain.CodeConflict,
-				"idempotency key %s was already used for another command (%s)", m.CommandID, res.EventType)
-		}
+	replay, err := checkReplay(res, m, want, "")
+	if err != nil {
+		return nil, err
+	}
+	if replay {
 		c.hdr.Set("Idempotent-Replayed", "true")
 	}
 	return s.deps.Queries.App(req.App), nil
