@@ -90,6 +90,31 @@ func NewMaintenanceView(m domain.Maintenance) MaintenanceView {
 	return MaintenanceView{On: true, Since: &since, By: m.By, Reason: m.Reason, RestoreID: m.RestoreID}
 }
 
+// Maintenance returns app's maintenance, without building the rest of its
+// state (config writes ask it every time).
+func (s *Store) Maintenance(app string) MaintenanceView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.apps[app]; m != nil {
+		return NewMaintenanceView(m.state.Maintenance())
+	}
+	return MaintenanceView{}
+}
+
+// RefuseConfigChange returns app_in_maintenance while the maintenance is
+// on: the app's configuration cannot be changed through the APIs.
+func (v MaintenanceView) RefuseConfigChange(app string) error {
+	if !v.On {
+		return nil
+	}
+	since := ""
+	if v.Since != nil {
+		since = " since " + v.Since.Format("2006-01-02T15:04:05Z")
+	}
+	return domain.Errorf(domain.CodeAppInMaintenance,
+		"app %s is in maintenance%s (%s): its configuration cannot be changed until the maintenance ends", app, since, v.Reason)
+}
+
 // optString is nil for "", else a pointer to a copy of s.
 func optString(s string) *string {
 	if s == "" {

@@ -178,14 +178,5 @@ func (s *Service) listRestores(_ context.Context, c *call) (any, error) {
 // maintenance: its configuration documents are not to change then (a
 // restore may be replacing them). Reads stay allowed.
 func (s *Service) refuseInMaintenance(app string) error {
-	mv := s.deps.Queries.App(app).Maintenance
-	if !mv.On {
-		return nil
-	}
-	since := ""
-	if mv.Since != nil {
-		since = " since " + mv.Since.Format("2006-01-02T15:04:05Z")
-	}
-	return domain.Errorf(domain.CodeAppInMaintenance,
-		"app %s is in maintenance%s (%s): its configuration cannot be changed until the maintenance ends", app, since, mv.Reason)
+	return s.deps.Queries.Maintenance(app).RefuseConfigChange(app)
 }

@@ -50,6 +50,8 @@ type Queries interface {
 	AllBackups(visible func(app string) bool) []projections.BackupView
 	Backup(app, id string) (projections.BackupView, error)
 	App(app string) projections.AppView
+	// Maintenance returns an app's maintenance.
+	Maintenance(app string) projections.MaintenanceView
 	AppLog(app string) []projections.LogEntry
 	BackupLog(app, id string) ([]projections.LogEntry, error)
 	// Apps returns the apps with at least one event, sorted.
