@@ -42,6 +42,13 @@ func backupOnExternal(t *testing.T, n *node) {
 	}
 }
 
+// withoutAccounts runs backupd on a cluster whose only account is the
+// ledger's: no staging bucket, no audit mirror (the tests of logins and
+// TLS; docs/security.md).
+func withoutAccounts(c *daemon.Config) {
+	c.NATSStagingAPI, c.NATSAuditAPI = daemon.APINone, daemon.APINone
+}
+
 // startFails checks that a daemon with cfg's changes does not start.
 func startFails(t *testing.T, tune func(*daemon.Config)) {
 	t.Helper()
@@ -143,6 +150,7 @@ func TestExternalNATSWithTLSAndPassword(t *testing.T) {
 		Users:      []*server.User{{Username: "ledger", Password: "s3cret"}},
 	})
 	external := func(c *daemon.Config) {
+		withoutAccounts(c)
 		c.NATSURL = s.ClientURL() // tls://127.0.0.1:<port>
 		c.NATSUser, c.NATSPassword = "ledger", "s3cret"
 		c.NATSTLSCA = p.caFile
@@ -227,14 +235,15 @@ func operatorServer(t *testing.T) (*server.Server, string) {
 
 func TestExternalNATSWithCredentialsFile(t *testing.T) {
 	s, creds := operatorServer(t)
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.NATSURL, c.NATSCreds = s.ClientURL(), creds }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATSURL, c.NATSCreds = s.ClientURL(), creds }, nil)
 	backupOnExternal(t, n)
 
 	t.Run("without credentials", func(t *testing.T) {
-		startFails(t, func(c *daemon.Config) { c.NATSURL = s.ClientURL() })
+		startFails(t, func(c *daemon.Config) { withoutAccounts(c); c.NATSURL = s.ClientURL() })
 	})
 	t.Run("missing file", func(t *testing.T) {
 		startFails(t, func(c *daemon.Config) {
+			withoutAccounts(c)
 			c.NATSURL, c.NATSCreds = s.ClientURL(), filepath.Join(t.TempDir(), "none.creds")
 		})
 	})

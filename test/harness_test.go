@@ -219,6 +219,15 @@ func (n *node) waitStatus(app, id string, total time.Duration, want ...domain.St
 }
 
 // lastSeq returns the LEDGER stream's last sequence.
+// ledgerMsg reads the message at seq of the ledger's LEDGER.
+func (n *node) ledgerMsg(seq uint64) (*njs.RawStreamMsg, error) {
+	st, err := n.js.Stream(context.Background(), "LEDGER")
+	if err != nil {
+		return nil, err
+	}
+	return st.GetMsg(context.Background(), seq)
+}
+
 func (n *node) lastSeq() uint64 {
 	n.t.Helper()
 	s, err := n.js.Stream(context.Background(), "LEDGER")

@@ -219,7 +219,7 @@ func TestRestartKeepsTheLedger(t *testing.T) {
 
 func TestExternalNATS(t *testing.T) {
 	s := natstest.Server(t, "")
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.NATSURL = s.ClientURL() }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATSURL = s.ClientURL() }, nil)
 	if n.d.Server() != nil {
 		t.Fatal("with --nats-url the daemon must not start its own server")
 	}

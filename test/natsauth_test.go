@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/natstest"
 )
 
 // roleConn is a client logged in to a node's embedded server as one role,
@@ -41,7 +43,14 @@ func (n *node) connectAs(role string) *roleConn {
 	if err != nil {
 		n.t.Fatalf("%s credentials: %v", role, err)
 	}
-	rc := &roleConn{t: n.t, role: role, errs: make(chan error, 64)}
+	return connectRole(n.t, c)
+}
+
+// connectRole logs in with c; the connection closes with the test.
+func connectRole(t testing.TB, c daemon.NATSCredentials) *roleConn {
+	t.Helper()
+	role := c.User
+	rc := &roleConn{t: t, role: role, errs: make(chan error, 64)}
 	nc, err := c.Connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		select {
 		case rc.errs <- err:
@@ -49,12 +58,12 @@ func (n *node) connectAs(role string) *roleConn {
 		}
 	}))
 	if err != nil {
-		n.t.Fatal(err)
+		t.Fatal(err)
 	}
-	n.t.Cleanup(nc.Close)
+	t.Cleanup(nc.Close)
 	rc.nc = nc
 	if rc.js, err = njs.New(nc); err != nil {
-		n.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return rc
 }
@@ -154,15 +163,33 @@ func TestNATSLoginRequired(t *testing.T) {
 	}
 }
 
+// waitMirror waits until the audit role's LEDGER, the mirror in its
+// account, holds every message of the ledger up to seq.
+func (c *roleConn) waitMirror(seq uint64) {
+	c.t.Helper()
+	natstest.CheckFor(c.t, 20*time.Second, 20*time.Millisecond, func() error {
+		st, err := c.js.Stream(context.Background(), "LEDGER")
+		if err != nil {
+			return err
+		}
+		if last := st.CachedInfo().State.LastSeq; last < seq {
+			return fmt.Errorf("the audit mirror is at %d, the ledger at %d", last, seq)
+		}
+		return nil
+	})
+}
+
 func TestNATSAuditRole(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
 	b := n.readyBackup("crm")
 	before := n.lastSeq()
 	audit := n.connectAs(daemon.RoleAudit)
+	audit.waitMirror(before)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	// Reading the ledger through a consumer of its own: ordered...
+	// Reading the ledger (its mirror in the audit account) through a
+	// consumer of its own: ordered...
 	st, err := audit.js.Stream(ctx, "LEDGER")
 	if err != nil {
 		t.Fatalf("audit: LEDGER stream: %v", err)
@@ -172,7 +199,7 @@ func TestNATSAuditRole(t *testing.T) {
 		t.Fatalf("audit: ordered consumer: %v", err)
 	}
 	var types []string
-	for range before {
+	for {
 		m, err := ordered.Next(njs.FetchMaxWait(10 * time.Second))
 		if err != nil {
 			t.Fatalf("audit: next event: %v", err)
@@ -188,6 +215,10 @@ func TestNATSAuditRole(t *testing.T) {
 			t.Errorf("event of app %q on ledger.events.crm", ev.App)
 		}
 		types = append(types, ev.Type)
+		// The mirror keeps the ledger's sequences.
+		if md, err := m.Metadata(); err != nil || md.NumPending == 0 {
+			break
+		}
 	}
 	if !slices.Contains(types, "backup.requested") || !slices.Contains(types, "backup.completed") {
 		t.Errorf("audit read the events %v of backup %s, want backup.requested ... backup.completed", types, b.ID)
@@ -212,14 +243,19 @@ func TestNATSAuditRole(t *testing.T) {
 	if info.AckFloor.Stream != 1 {
 		t.Errorf("audit consumer ack floor %d, want 1", info.AckFloor.Stream)
 	}
-	if _, err := audit.js.Stream(ctx, "LEDGER"); err != nil {
-		t.Fatal(err)
-	}
 	if err := st.DeleteConsumer(ctx, "audit-e2e"); err != nil {
 		t.Fatalf("audit: delete its consumer: %v", err)
 	}
-	if raw, err := st.GetMsg(ctx, 1); err != nil || raw.Subject != "ledger.events.crm" {
-		t.Errorf("audit: get message 1 = %v, %v", raw, err)
+	raw, err := st.GetMsg(ctx, before)
+	if err != nil {
+		t.Fatalf("audit: get message %d: %v", before, err)
+	}
+	want, err := n.ledgerMsg(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Subject != want.Subject || !bytes.Equal(raw.Data, want.Data) || !raw.Time.Equal(want.Time) {
+		t.Errorf("audit: message %d of the mirror = %s %s %v, the ledger's = %s %s %v", before, raw.Subject, raw.Data, raw.Time, want.Subject, want.Data, want.Time)
 	}
 
 	// It writes nothing...
@@ -228,19 +264,19 @@ func TestNATSAuditRole(t *testing.T) {
 		return err
 	})
 	audit.publishRefused("ledger.events.x")
-	// ... leaves the service's work queue alone...
-	if _, err := st.Consumer(ctx, "backup-worker"); err != nil {
-		t.Errorf("audit: info of the workers' consumer: %v", err)
+	// ... and the service's consumers are not in its account at all: the
+	// workers' and the notifier's stay as they are.
+	for _, name := range []string{"backup-worker", "notifier"} {
+		if _, err := st.Consumer(ctx, name); !errors.Is(err, njs.ErrConsumerNotFound) {
+			t.Errorf("audit: consumer %s of its LEDGER = %v, want not found", name, err)
+		}
+		if err := st.DeleteConsumer(ctx, name); !errors.Is(err, njs.ErrConsumerNotFound) {
+			t.Errorf("audit: delete consumer %s = %v, want not found", name, err)
+		}
+		if _, err := n.js.Consumer(ctx, "LEDGER", name); err != nil {
+			t.Errorf("the ledger's consumer %s: %v", name, err)
+		}
 	}
-	audit.refused("$JS.API.CONSUMER.DELETE.LEDGER.backup-worker", func(ctx context.Context) error {
-		return st.DeleteConsumer(ctx, "backup-worker")
-	})
-	audit.publishRefused("$JS.API.CONSUMER.MSG.NEXT.LEDGER.backup-worker")
-	// ... and the notifications' consumer, and the notification streams.
-	audit.refused("$JS.API.CONSUMER.DELETE.LEDGER.notifier", func(ctx context.Context) error {
-		return st.DeleteConsumer(ctx, "notifier")
-	})
-	audit.publishRefused("$JS.API.CONSUMER.MSG.NEXT.LEDGER.notifier")
 	audit.refused("$JS.API.STREAM.INFO.NOTIFY_LOG", func(ctx context.Context) error {
 		_, err := audit.js.Stream(ctx, "NOTIFY_LOG")
 		return err

@@ -47,10 +47,10 @@ func (n *node) nightlies(app string) []projections.BackupView {
 // The fourth night finds the quota full: it is skipped with an event that
 // says why.
 func TestNightlyBackupsTwoReplicas(t *testing.T) {
-	s := natstest.Server(t, "")
+	cluster := onCluster(docsCluster(t, false))
 	clock := &movableClock{}
 	tune := func(c *daemon.Config) {
-		c.NATSURL = s.ClientURL()
+		cluster(c)
 		c.Rules.MaxBackups = 3
 		c.NightlyInterval = time.Hour // the test sweeps
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
-	"github.com/backupledger/backupledger/test/natstest"
 )
 
 // appLog returns an app's log.
@@ -127,10 +126,10 @@ func TestRestoreSurvivesCrashes(t *testing.T) {
 	for _, p := range points {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
-			s := natstest.Server(t, "")
+			cluster := onCluster(docsCluster(t, false))
 			stop := newStopper(t)
 			tune := func(c *daemon.Config) {
-				c.NATSURL = s.ClientURL()
+				cluster(c)
 				c.Rules.MinInterval = 0
 				c.JobAckWait = 2 * time.Second
 			}
@@ -188,9 +187,9 @@ func TestRestoreSurvivesCrashes(t *testing.T) {
 // Two backupd on one NATS server, one restore: exactly one of them runs
 // each step, once.
 func TestRestoreTwoProcesses(t *testing.T) {
-	s := natstest.Server(t, "")
+	cluster := onCluster(docsCluster(t, false))
 	tune := func(c *daemon.Config) {
-		c.NATSURL = s.ClientURL()
+		cluster(c)
 		c.Rules.MinInterval = 0
 	}
 	var (

@@ -72,3 +72,47 @@ func Setup(ctx context.Context, js njs.JetStream, cfg Config) error {
 	}
 	return nil
 }
+
+// The audit mirror's contract with the NATS accounts of
+// docs/nats/accounts.conf: the mirror's account reaches the consumer API
+// of LEDGER's account under MirrorLedgerAPI, and the mirror's consumer
+// delivers under MirrorDeliverPrefix, which LEDGER's account exports to it
+// as a stream.
+const (
+	MirrorLedgerAPI     = "$JS.ledger.API"
+	MirrorDeliverPrefix = "ledger.mirror.audit"
+)
+
+// MirrorConfig returns the configuration of the audit consumers' copy of
+// LEDGER: a stream of the same name in the mirror's account, mirroring
+// LEDGER's messages with their sequences, headers and store times, with
+// direct gets.
+func MirrorConfig(replicas int) njs.StreamConfig {
+	return njs.StreamConfig{
+		Name:        StreamName,
+		Description: "backup ledger, mirrored for audit consumers (read-only)",
+		Retention:   njs.LimitsPolicy,
+		Storage:     njs.FileStorage,
+		Replicas:    max(replicas, 1),
+		Discard:     njs.DiscardOld,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		AllowDirect: true,
+		Mirror: &njs.StreamSource{
+			Name:     StreamName,
+			External: &njs.ExternalStream{APIPrefix: MirrorLedgerAPI, DeliverPrefix: MirrorDeliverPrefix},
+		},
+	}
+}
+
+// SetupAuditMirror creates the audit mirror of LEDGER (MirrorConfig) in the
+// account whose JetStream API js reaches, or updates it; the server then
+// keeps it in step with LEDGER. It is idempotent and runs at every start.
+// It returns the server's error, wrapped, when the stream cannot be created
+// or updated (e.g. no responders when the account is not configured).
+func SetupAuditMirror(ctx context.Context, js njs.JetStream, replicas int) error {
+	if _, err := js.CreateOrUpdateStream(ctx, MirrorConfig(replicas)); err != nil {
+		return fmt.Errorf("create or update the audit mirror of %s: %w", StreamName, err)
+	}
+	return nil
+}

@@ -38,10 +38,11 @@ import (
 // Archives is the archive store on a JetStream object store bucket. It is
 // safe for concurrent use.
 type Archives struct {
-	js      jetstream.JetStream
-	pub     jetstream.JetStream // for chunk publishes, with its own ack timeout
-	obs     jetstream.ObjectStore
-	arch    bucket
+	js   jetstream.JetStream
+	pub  jetstream.JetStream // for chunk publishes, with its own ack timeout
+	obs  jetstream.ObjectStore
+	arch bucket
+	// staging is the staging bucket; its obs is nil with Config.NoStaging.
 	staging bucket
 	cfg     Config
 	// written and read are told the archive bytes stored and read.
@@ -105,8 +106,9 @@ const cleanupTimeout = 30 * time.Second
 // otherwise stop the read after its default API timeout (5 s).
 const readTimeout = 24 * time.Hour
 
-// New creates the archives' bucket and the staging bucket of cfg, or
-// updates them to cfg if they exist, and returns an Archives on them. It
+// New creates the archives' bucket (with js) and the staging bucket of cfg
+// (with Config.Staging, if set, unless Config.NoStaging), or updates them
+// to cfg if they exist, and returns an Archives on them. It
 // is idempotent and safe to call at every start. It returns an error if
 // cfg is invalid or a bucket cannot be created or updated.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, error) {
@@ -123,26 +125,33 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 	if err != nil {
 		return nil, fmt.Errorf("create or update object store %s: %w", cfg.Bucket, err)
 	}
-	stg, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      cfg.StagingBucket,
-		Description: "backupledger: archives handed in and out by NATS clients; objects expire",
-		TTL:         cfg.StagingTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update object store %s: %w", cfg.StagingBucket, err)
+	a := &Archives{js: js, obs: obs, arch: newBucket(js, obs, cfg.Bucket), cfg: cfg}
+	if !cfg.NoStaging {
+		sjs := cfg.Staging
+		if sjs == nil {
+			sjs = js
+		}
+		stg, err := sjs.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      cfg.StagingBucket,
+			Description: "backupledger: archives handed in and out by NATS clients; objects expire",
+			TTL:         cfg.StagingTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create or update object store %s: %w", cfg.StagingBucket, err)
+		}
+		a.staging = newBucket(sjs, stg, cfg.StagingBucket)
 	}
 	if cfg.TempDir != "" {
 		if fi, err := os.Stat(cfg.TempDir); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("temp dir %s: not a directory", cfg.TempDir)
 		}
 	}
-	pub, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(ackTimeout))
-	if err != nil {
+	if a.pub, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(ackTimeout)); err != nil {
 		return nil, fmt.Errorf("object store publisher: %w", err)
 	}
-	return &Archives{js: js, pub: pub, obs: obs, arch: newBucket(obs, cfg.Bucket), staging: newBucket(stg, cfg.StagingBucket), cfg: cfg}, nil
+	return a, nil
 }
 
 // WriteArchive streams a zip of the items that export emits, with the

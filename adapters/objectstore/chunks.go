@@ -26,7 +26,7 @@ const chunkCache = 16
 // reader returns an io.ReaderAt over the chunks, reading each with a
 // (direct) get of its message; ctx bounds every read.
 func (s *storedChunks) reader(ctx context.Context) (*chunkReader, error) {
-	st, err := s.a.js.Stream(ctx, s.b.stream)
+	st, err := s.b.js.Stream(ctx, s.b.stream)
 	if err != nil {
 		return nil, fmt.Errorf("read back stored chunks: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Defaults of Config.
@@ -29,6 +31,14 @@ type Config struct {
 	// StagingBucket is the bucket through which NATS clients hand in
 	// uploads and fetch downloads; default DefaultStagingBucket.
 	StagingBucket string
+	// Staging is the JetStream API of the account that holds the staging
+	// bucket, when that is not the archives' account (backupd reaches the
+	// producers' account under a prefix: docs/nats/accounts.conf); nil
+	// means the archives' own.
+	Staging jetstream.JetStream
+	// NoStaging leaves the staging bucket out: archives do not travel
+	// over NATS, and ImportStaged and StageDownload answer CodeUnavailable.
+	NoStaging bool
 	// StagingTTL is how long an object stays in the staging bucket before
 	// the server removes it; default DefaultStagingTTL.
 	StagingTTL time.Duration

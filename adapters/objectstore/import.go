@@ -42,10 +42,14 @@ func (a *Archives) ImportArchive(ctx context.Context, app, backupID string, r io
 // outcome; should that fail, the bucket's TTL removes it. A missing object
 // returns an *domain.Error with CodeNotFound, an empty or overlong name one
 // with CodeInvalidArgument; a staging object whose bytes do not match its
-// own digest is CodeArchiveInvalid.
+// own digest is CodeArchiveInvalid. Without a staging bucket
+// (Config.NoStaging) it returns one with CodeUnavailable.
 func (a *Archives) ImportStaged(ctx context.Context, app, backupID, object string) (domain.ImportedArchive, error) {
 	if object == "" || len(object) > 1024 {
 		return domain.ImportedArchive{}, domain.Errorf(domain.CodeInvalidArgument, "staging object name must be 1 to 1024 bytes")
+	}
+	if a.staging.obs == nil {
+		return domain.ImportedArchive{}, errNoStaging
 	}
 	oi, err := a.staging.obs.GetInfo(ctx, object)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -67,10 +71,7 @@ func (a *Archives) ImportStaged(ctx context.Context, app, backupID, object strin
 	}
 	rctx, cancel := readContext(ctx)
 	defer cancel()
-	res, err := a.staging.obs.Get(rctx, object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return domain.ImportedArchive{}, domain.Errorf(domain.CodeNotFound, "no object %q in the staging bucket %s (expired, or never put?)", object, a.staging.name)
-	}
+	res, err := openStaged(rctx, a.staging, oi)
 	if err != nil {
 		return domain.ImportedArchive{}, fmt.Errorf("staging object %s: %w", object, err)
 	}

@@ -275,7 +275,12 @@ func (t *tempFile) Close() error {
 // passed (ExpiresAt, at the earliest). Errors are OpenArchive's; bytes
 // that do not match the ledger fail it with an error wrapping
 // domain.ErrArchiveCorrupt and leave nothing in the staging bucket.
+// Without a staging bucket (Config.NoStaging) it returns an *domain.Error
+// with CodeUnavailable.
 func (a *Archives) StageDownload(ctx context.Context, backupID string, size int64, sha256Hex, component string) (domain.StagedArchive, error) {
+	if a.staging.obs == nil {
+		return domain.StagedArchive{}, errNoStaging
+	}
 	s, err := a.OpenArchive(ctx, backupID, size, sha256Hex, component)
 	if err != nil {
 		return domain.StagedArchive{}, err

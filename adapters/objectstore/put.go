@@ -33,13 +33,15 @@ type inflight struct {
 
 // bucket is an object store bucket that put writes into.
 type bucket struct {
+	// js is the JetStream API of the bucket's account.
+	js     jetstream.JetStream
 	obs    jetstream.ObjectStore
 	name   string
 	stream string
 }
 
-func newBucket(obs jetstream.ObjectStore, name string) bucket {
-	return bucket{obs: obs, name: name, stream: "OBJ_" + name}
+func newBucket(js jetstream.JetStream, obs jetstream.ObjectStore, name string) bucket {
+	return bucket{js: js, obs: obs, name: name, stream: "OBJ_" + name}
 }
 
 // commitFunc is called by put once all chunks are stored, before the
@@ -167,7 +169,7 @@ func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta,
 }
 
 func (a *Archives) purge(ctx context.Context, b bucket, subject string) error {
-	s, err := a.js.Stream(ctx, b.stream)
+	s, err := b.js.Stream(ctx, b.stream)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", subject, err)
 	}

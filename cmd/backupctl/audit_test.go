@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
@@ -191,33 +192,61 @@ func (e *auditEnv) makeEvents() {
 	e.must("maintenance", "start", "crm", "--reason", "audit test")
 	e.must("org", "create", "acme", "--name", "Acme")
 	e.must("maintenance", "end", "crm")
+	e.waitMirror()
 }
 
-// ephemeral returns the names of the consumers of LEDGER that are not
-// durable: ordered consumers.
-func ephemeral(t *testing.T, js njs.JetStream) map[string]bool {
+// ephemeral returns the names of the consumers of the audit role's
+// LEDGER (the mirror in the AUDIT_MIRROR account) that are not durable:
+// ordered consumers. It asks the embedded server, since no login may list
+// them.
+func ephemeral(t *testing.T, e *auditEnv) map[string]bool {
 	t.Helper()
-	st, err := js.Stream(context.Background(), ledgerjs.StreamName)
+	jsz, err := e.d.Server().Jsz(&server.JSzOptions{Account: daemon.AccountAuditMirror, Accounts: true, Streams: true, Consumer: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
-	lister := st.ListConsumers(context.Background())
-	for info := range lister.Info() {
-		if info.Config.Durable == "" {
-			names[info.Name] = true
+	for _, acc := range jsz.AccountDetails {
+		for _, st := range acc.Streams {
+			for _, c := range st.Consumer {
+				if st.Name == ledgerjs.StreamName && c.Config.Durable == "" {
+					names[c.Name] = true
+				}
+			}
 		}
 	}
-	if err := lister.Err(); err != nil {
-		t.Fatal(err)
-	}
 	return names
+}
+
+// waitMirror waits until the audit role's LEDGER, the mirror, holds every
+// message of the ledger.
+func (e *auditEnv) waitMirror() {
+	e.t.Helper()
+	mirror, err := njs.NewWithAPIPrefix(e.nc, daemon.DefaultAuditAPI)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	natstest.CheckFor(e.t, 20*time.Second, 10*time.Millisecond, func() error {
+		ctx := context.Background()
+		st, err := e.js.Stream(ctx, ledgerjs.StreamName)
+		if err != nil {
+			return err
+		}
+		m, err := mirror.Stream(ctx, ledgerjs.StreamName)
+		if err != nil {
+			return err
+		}
+		if got, want := m.CachedInfo().State.LastSeq, st.CachedInfo().State.LastSeq; got != want {
+			return fmt.Errorf("the audit mirror is at %d, the ledger at %d", got, want)
+		}
+		return nil
+	})
 }
 
 func TestAuditTail(t *testing.T) {
 	e := startAuditBackupd(t)
 	e.makeEvents()
-	before := ephemeral(t, e.js) // backupd's own
+	before := ephemeral(t, e)
 	all := ledger(t, e.js)
 	if len(all) < 8 {
 		t.Fatalf("the ledger holds %d events, want at least 8", len(all))
@@ -296,7 +325,7 @@ func TestAuditTail(t *testing.T) {
 
 	t.Run("no consumer left behind", func(t *testing.T) {
 		natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			for name := range ephemeral(t, e.js) {
+			for name := range ephemeral(t, e) {
 				if !before[name] {
 					return fmt.Errorf("consumer %s is still there", name)
 				}
@@ -400,6 +429,7 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 	// backupd follows the forged event and chains the next one to it: only
 	// the first broken link is reported.
 	e.must("maintenance", "start", "crm", "--reason", "after the forgery")
+	e.waitMirror()
 
 	r = e.ctl(context.Background(), nil, "audit", "verify", "--nats-login", e.login)
 	if r.code != 1 {

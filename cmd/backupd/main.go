@@ -84,6 +84,8 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM file of the CAs that the --nats-url cluster's TLS certificates are checked against (default: the system's)")
 	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", "", "PEM file of the client certificate for a --nats-url cluster that verifies clients (with --nats-tls-key)")
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "PEM file of the key of --nats-tls-cert")
+	fs.StringVar(&cfg.NATSStagingAPI, "nats-staging-api", cfg.NATSStagingAPI, `with --nats-url: JetStream API prefix of the producers' account, which holds the staging bucket (docs/nats/accounts.conf), or "none": no archives over NATS`)
+	fs.StringVar(&cfg.NATSAuditAPI, "nats-audit-api", cfg.NATSAuditAPI, `with --nats-url: JetStream API prefix of the account of the audit mirror of LEDGER (docs/nats/accounts.conf), or "none": no mirror for audit consumers`)
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of streams and buckets (3 on a cluster)")
 	fs.StringVar(&cfg.Sync, "sync", cfg.Sync, `embedded server durability: "always" (fsync every write) or "interval"`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "server admin bearer token (default: read or create <data-dir>/admin.token)")

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
@@ -394,7 +396,7 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	backupds := 0
+	backupds, nodes := 0, 0
 	for name, svc := range compose.Services {
 		for _, v := range svc.Volumes {
 			if src, _, ok := strings.Cut(v, ":"); ok && strings.HasPrefix(src, "./") {
@@ -402,6 +404,11 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("%s mounts %s: %v", name, src, err)
 				}
 			}
+		}
+		if strings.HasPrefix(name, "nats-") {
+			nodes++
+			checkNATSNode(t, name, svc.Command, svc.Environment)
+			continue
 		}
 		if svc.Build != "." {
 			continue
@@ -422,8 +429,48 @@ func TestComposeFile(t *testing.T) {
 		if !strings.Contains(cfg.NATSURL, "nats-3:4222") || cfg.Replicas != 3 || cfg.HTTPAddr != "0.0.0.0:8080" || cfg.AdminToken == "" {
 			t.Errorf("%s: config %+v", name, cfg)
 		}
+		// backupd logs in to the cluster's accounts as backupd.
+		if cfg.NATSUser != daemon.RoleBackupd || cfg.NATSPassword == "" || cfg.NATSStagingAPI != daemon.DefaultStagingAPI || cfg.NATSAuditAPI != daemon.DefaultAuditAPI {
+			t.Errorf("%s: nats login %q, staging %q, audit %q", name, cfg.NATSUser, cfg.NATSStagingAPI, cfg.NATSAuditAPI)
+		}
 	}
 	if backupds < 2 {
 		t.Errorf("%d backupd services, want replicas", backupds)
+	}
+	if nodes != 3 {
+		t.Errorf("%d NATS nodes, want 3", nodes)
+	}
+}
+
+// checkNATSNode parses the configuration a NATS service of
+// docker-compose.yml runs with (-c, mounted from docs/nats), with the
+// service's environment, as nats-server would.
+func checkNATSNode(t *testing.T, name string, command []string, env map[string]string) {
+	t.Helper()
+	if len(command) != 2 || command[0] != "-c" || command[1] != "/etc/nats/cluster.conf" {
+		t.Errorf("%s: command %q, want -c /etc/nats/cluster.conf", name, command)
+		return
+	}
+	for k, v := range env {
+		if strings.HasPrefix(v, "${") {
+			v = "from-the-environment"
+		}
+		t.Setenv(k, v)
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join("..", "..", "docs", "nats", "cluster.conf"))
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	if opts.ServerName != name || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Routes) != 3 || opts.Cluster.Name != "ledger" {
+		t.Errorf("%s: server %q, jetstream %v in %q, %d routes, cluster %q", name, opts.ServerName, opts.JetStream, opts.StoreDir, len(opts.Routes), opts.Cluster.Name)
+	}
+	users := map[string]string{}
+	for _, u := range opts.Users {
+		users[u.Username] = u.Account.Name
+	}
+	want := map[string]string{daemon.RoleBackupd: daemon.AccountLedger, daemon.RoleProducer: daemon.AccountProducers, daemon.RoleAudit: daemon.AccountAudit}
+	if !maps.Equal(users, want) {
+		t.Errorf("%s: users %v, want %v", name, users, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -28,6 +29,15 @@ const (
 
 // ListenNone keeps the embedded NATS server in-process only.
 const ListenNone = "none"
+
+// The JetStream API prefixes under which backupd reaches the accounts of
+// the staging bucket and of the audit mirror (docs/nats/accounts.conf),
+// and the value that leaves either out.
+const (
+	DefaultStagingAPI = "$JS.staging.API"
+	DefaultAuditAPI   = "$JS.audit.API"
+	APINone           = "none"
+)
 
 // Config is everything backupd can be told.
 type Config struct {
@@ -59,6 +69,16 @@ type Config struct {
 	// TLS). Both or neither.
 	NATSTLSCert string
 	NATSTLSKey  string
+	// NATSStagingAPI is the JetStream API prefix under which the cluster
+	// at NATSURL lets backupd reach the account of the staging bucket, or
+	// "none": archives do not travel over NATS. The embedded server always
+	// uses DefaultStagingAPI.
+	NATSStagingAPI string
+	// NATSAuditAPI is the JetStream API prefix under which the cluster at
+	// NATSURL lets backupd keep the audit mirror of LEDGER, or "none": no
+	// mirror for audit consumers. The embedded server always uses
+	// DefaultAuditAPI.
+	NATSAuditAPI string
 	// Replicas is the replica count of streams and buckets.
 	Replicas int
 	// Sync is "always" (fsync every write) or "interval".
@@ -164,6 +184,8 @@ func DefaultConfig() Config {
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
 		NATSListen:      "127.0.0.1:4222",
+		NATSStagingAPI:  DefaultStagingAPI,
+		NATSAuditAPI:    DefaultAuditAPI,
 		Replicas:        1,
 		Sync:            SyncAlways,
 		Rules:           domain.DefaultRules(),
@@ -211,6 +233,16 @@ func (c Config) Validate() error {
 			if f.value != "" {
 				errs = append(errs, fmt.Errorf("%s applies only to an external cluster: set the nats url too", f.name))
 			}
+		}
+	}
+	for _, f := range []struct{ name, value, def string }{
+		{"nats staging api", c.NATSStagingAPI, DefaultStagingAPI}, {"nats audit api", c.NATSAuditAPI, DefaultAuditAPI},
+	} {
+		switch {
+		case c.NATSURL == "" && f.value != f.def:
+			errs = append(errs, fmt.Errorf("%s applies only to an external cluster (the embedded server uses %s): set the nats url too", f.name, f.def))
+		case f.value != APINone && !validAPIPrefix(f.value):
+			errs = append(errs, fmt.Errorf("%s must be a subject prefix such as %s, or %q; got %q", f.name, f.def, APINone, f.value))
 		}
 	}
 	if c.NATSCreds != "" && c.NATSUser != "" {
@@ -306,4 +338,18 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("session ttl must be at least 1m, got %s", c.SessionTTL))
 	}
 	return errors.Join(errs...)
+}
+
+// validAPIPrefix reports whether p is a JetStream API prefix: dot-separated
+// tokens without wildcards or spaces, not ending in a dot.
+func validAPIPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
 }

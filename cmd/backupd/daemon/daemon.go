@@ -73,6 +73,7 @@ type Daemon struct {
 	files *dir.Source
 
 	srv      *server.Server
+	login    *NATSCredentials // the embedded server's backupd login
 	nc       *nats.Conn
 	closed   <-chan struct{} // closed when nc is closed
 	js       njs.JetStream
@@ -132,13 +133,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var login *NATSCredentials
 	if d.cfg.NATSURL == "" {
-		if d.srv, login, err = startEmbedded(d.cfg, d.log); err != nil {
+		if d.srv, d.login, err = startEmbedded(d.cfg, d.log); err != nil {
 			return err
 		}
 	}
-	if d.nc, d.closed, err = connect(d.srv, login, d.cfg); err != nil {
+	if d.nc, d.closed, err = connect(d.srv, d.login, d.cfg); err != nil {
 		return err
 	}
 	if d.js, err = njs.New(d.nc); err != nil {
@@ -162,8 +162,22 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.Replicas}); err != nil {
 		return err
 	}
-	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes, MaxRatio: d.cfg.MaxUploadRatio}); err != nil {
+	stagingAPI, auditAPI := d.otherAccounts()
+	stagingJS, err := d.stagingJetStream(ctx, stagingAPI)
+	if err != nil {
 		return err
+	}
+	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes, MaxRatio: d.cfg.MaxUploadRatio,
+		Staging: stagingJS, NoStaging: stagingJS == nil}); err != nil {
+		if stagingJS != nil {
+			err = fmt.Errorf("%w (the staging bucket lives in the producers' account, reached under %s: see docs/nats/accounts.conf, or --nats-staging-api none)", err, stagingAPI)
+		}
+		return err
+	}
+	if auditAPI != "" {
+		if err := d.setupAuditMirror(ctx, auditAPI); err != nil {
+			return err
+		}
 	}
 
 	d.proj = projections.New(d.cfg.Rules, d.log)
@@ -325,6 +339,63 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.log.Error("http server", "err", err)
 		}
 	}()
+	return nil
+}
+
+// otherAccounts returns the JetStream API prefixes under which backupd
+// reaches the account of the staging bucket and the account of the audit
+// mirror ("" for one that is left out): those of docs/nats/accounts.conf
+// with the embedded server, else the settings.
+func (d *Daemon) otherAccounts() (staging, audit string) {
+	if d.srv != nil {
+		return DefaultStagingAPI, DefaultAuditAPI
+	}
+	staging, audit = d.cfg.NATSStagingAPI, d.cfg.NATSAuditAPI
+	if staging == APINone {
+		staging = ""
+	}
+	if audit == APINone {
+		audit = ""
+	}
+	return staging, audit
+}
+
+// stagingJetStream returns the JetStream API of the staging bucket's
+// account under prefix, or nil for none. A staging bucket left in the
+// ledger's own account by a backupd without accounts is removed first:
+// the ledger's account holds nothing that others write, and a staging
+// object lives an hour at most anyway.
+func (d *Daemon) stagingJetStream(ctx context.Context, prefix string) (njs.JetStream, error) {
+	old := "OBJ_" + objectstore.DefaultStagingBucket
+	switch _, err := d.js.Stream(ctx, old); {
+	case err == nil:
+		if err := d.js.DeleteStream(ctx, old); err != nil {
+			return nil, fmt.Errorf("remove the staging bucket of the ledger's account: %w", err)
+		}
+		d.log.Info("removed the staging bucket of the ledger's account; staging is in the producers' account now", "stream", old)
+	case !errors.Is(err, njs.ErrStreamNotFound):
+		return nil, fmt.Errorf("look for a staging bucket in the ledger's account: %w", err)
+	}
+	if prefix == "" {
+		return nil, nil
+	}
+	js, err := njs.NewWithAPIPrefix(d.nc, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream of the staging bucket's account: %w", err)
+	}
+	return js, nil
+}
+
+// setupAuditMirror creates or updates the audit consumers' mirror of LEDGER
+// in the account reached under prefix.
+func (d *Daemon) setupAuditMirror(ctx context.Context, prefix string) error {
+	js, err := njs.NewWithAPIPrefix(d.nc, prefix)
+	if err != nil {
+		return fmt.Errorf("jetstream of the audit mirror's account: %w", err)
+	}
+	if err := jetstream.SetupAuditMirror(ctx, js, d.cfg.Replicas); err != nil {
+		return fmt.Errorf("%w (the audit mirror lives in its own account, reached under %s: see docs/nats/accounts.conf, or --nats-audit-api none)", err, prefix)
+	}
 	return nil
 }
 

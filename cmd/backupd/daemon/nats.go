@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +17,30 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// The accounts of the embedded server, as docs/nats/accounts.conf names
+// them. Only the ledger's account holds anything of value; the staging
+// bucket is in the producers' account, and audit consumers read a mirror
+// of LEDGER in AUDIT_MIRROR.
+const (
+	AccountLedger      = "LEDGER"
+	AccountProducers   = "PRODUCERS"
+	AccountAudit       = "AUDIT"
+	AccountAuditMirror = "AUDIT_MIRROR"
+)
+
+// globalAccount is the account of a server configured without accounts,
+// where backupd kept everything before it had accounts of its own.
+const globalAccount = "$G"
+
 // startEmbedded starts the embedded NATS server with JetStream, its store
-// under <dataDir>/nats (mode 0700). listen is "host:port" or "none"
-// (in-process only). When it listens on a port, the server requires a
-// login: the users of the roles backupd, producer and audit, whose logins
-// are read from or created in <dataDir>/nats/<role>.json. It returns the
-// server and the login the daemon itself uses (nil with "none": an
-// in-process-only server has no users).
+// under <dataDir>/nats (mode 0700), configured with the accounts and users
+// of docs/nats/accounts.conf. listen is "host:port" or "none" (in-process
+// only). The users' logins are read from or created in
+// <dataDir>/nats/<role>.json when the server listens on a port; with "none"
+// they are made anew in memory and written nowhere, since no one else can
+// connect. A store written before the server had accounts is moved into
+// the ledger's account first (migrateGlobalAccount). It returns the server
+// and the login the daemon itself uses.
 func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentials, error) {
 	dir := natsDir(cfg.DataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -31,15 +51,30 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("nats store dir: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: "backupd",
-		JetStream:  true,
-		StoreDir:   dir,
-		NoSigs:     true,
-		NoLog:      true,
-		SyncAlways: cfg.Sync == SyncAlways,
+	if err := migrateGlobalAccount(dir, log); err != nil {
+		return nil, nil, err
 	}
-	var logins natsLogins
+	var (
+		logins natsLogins
+		err    error
+	)
+	if cfg.NATSListen == ListenNone {
+		logins, err = memoryNATSLogins()
+	} else {
+		logins, err = loadNATSLogins(dir, log)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(logins.config()); err != nil {
+		return nil, nil, fmt.Errorf("embedded nats server accounts: %w", err)
+	}
+	opts.ServerName = "backupd"
+	opts.JetStream = true
+	opts.StoreDir = dir
+	opts.NoSigs, opts.NoLog = true, true
+	opts.SyncAlways = cfg.Sync == SyncAlways
 	if cfg.NATSListen == ListenNone {
 		opts.DontListen = true
 	} else {
@@ -63,10 +98,6 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 			ln.Close()
 		}
 		opts.Host, opts.Port = host, p
-		if logins, err = loadNATSLogins(dir, log); err != nil {
-			return nil, nil, err
-		}
-		opts.Users = logins.users()
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -77,8 +108,9 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		s.Shutdown()
 		return nil, nil, fmt.Errorf("embedded nats server not ready after 30s")
 	}
+	own := logins.byRole[RoleBackupd]
 	if cfg.NATSListen == ListenNone {
-		return s, nil, nil
+		return s, &own, nil
 	}
 	hostPort, err := clientHostPort(opts.Host, s.Addr())
 	if err == nil {
@@ -88,12 +120,50 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		s.Shutdown()
 		return nil, nil, err
 	}
-	own := logins.byRole[RoleBackupd]
 	return s, &own, nil
 }
 
-// connect connects to the embedded server in-process with login (nil: no
-// login), or, when s is nil, to cfg.NATSURL with the credentials and TLS
+// migrateGlobalAccount moves the JetStream store of a server that had no
+// accounts (<dir>/jetstream/$G, where backupd kept LEDGER, its buckets and
+// archives until it had accounts) to the ledger's account, as it is: a
+// rename of the directory, so that no event or archive is copied, and the
+// stream sequences, hashes and signatures stay what they were. It fails if
+// both exist, which backupd never makes.
+func migrateGlobalAccount(dir string, log *slog.Logger) error {
+	old := filepath.Join(dir, "jetstream", globalAccount)
+	if _, err := os.Stat(old); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	now := filepath.Join(dir, "jetstream", AccountLedger)
+	if _, err := os.Stat(now); err == nil {
+		return fmt.Errorf("nats store: both %s and %s exist; move one away (backupd keeps the ledger in the second)", old, now)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	if err := os.Rename(old, now); err != nil {
+		return fmt.Errorf("nats store: move the ledger into its account: %w", err)
+	}
+	if err := syncDir(filepath.Dir(now)); err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	log.Info("moved the ledger's JetStream store into the account of its own", "from", old, "to", now)
+	return nil
+}
+
+// syncDir makes the entries of a directory durable.
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// connect connects to the embedded server in-process with login, or, when
+// s is nil, to cfg.NATSURL with the credentials and TLS
 // settings of cfg. The channel is closed once the connection is closed
 // (after a drain, say).
 func connect(s *server.Server, login *NATSCredentials, cfg Config) (*nats.Conn, <-chan struct{}, error) {
@@ -107,9 +177,7 @@ func connect(s *server.Server, login *NATSCredentials, cfg Config) (*nats.Conn, 
 	serverURL := cfg.NATSURL
 	if s != nil {
 		opts = append(opts, nats.InProcessServer(s))
-		if login != nil {
-			opts = append(opts, login.Options()...)
-		}
+		opts = append(opts, login.Options()...)
 		serverURL = s.ClientURL()
 	} else {
 		opts = append(opts, externalOptions(cfg)...)

@@ -13,14 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
+	"strings"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/backupledger/backupledger/adapters/jetstream"
-	"github.com/backupledger/backupledger/adapters/natsapi"
-	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/docs"
 )
 
 // Roles of the users of the embedded NATS server when it listens on a port
@@ -109,15 +106,16 @@ func (d *Daemon) NATSCredentials(role string) (NATSCredentials, error) {
 
 // NATSConnectOptions returns the nats.go options that connect to the
 // daemon's NATS server (at NATSURL) with the daemon's own rights: the
-// backupd login of the embedded server, or the credentials and TLS settings
-// configured for an external cluster. It returns an error only when the
-// backupd login cannot be read.
+// backupd login of the embedded server (in-process when it has no port),
+// or the credentials and TLS settings configured for an external cluster.
+// It returns an error only when the backupd login cannot be read.
 func (d *Daemon) NATSConnectOptions() ([]nats.Option, error) {
 	if d.srv == nil {
 		return externalOptions(d.cfg), nil
 	}
 	if d.cfg.NATSListen == ListenNone {
-		return nil, nil
+		// No port: only an in-process connection reaches the server.
+		return append(d.login.Options(), nats.InProcessServer(d.srv)), nil
 	}
 	c, err := d.NATSCredentials(RoleBackupd)
 	if err != nil {
@@ -146,25 +144,6 @@ func externalOptions(cfg Config) []nats.Option {
 	return opts
 }
 
-// serviceConsumers is what the audit role may not publish for each of the
-// service's durable consumers on LEDGER (stream.name): change, delete,
-// fetch from or acknowledge it.
-func serviceConsumers(names ...string) []string {
-	var out []string
-	for _, c := range names {
-		out = append(out,
-			"$JS.API.CONSUMER.CREATE."+c,
-			"$JS.API.CONSUMER.CREATE."+c+".>",
-			"$JS.API.CONSUMER.DURABLE.CREATE."+c,
-			"$JS.API.CONSUMER.DELETE."+c,
-			"$JS.API.CONSUMER.MSG.NEXT."+c,
-			"$JS.ACK."+c+".>",
-			"$JS.ACK.*.*."+c+".>",
-		)
-	}
-	return out
-}
-
 // natsDir is the embedded server's store, which also holds the logins.
 func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
 
@@ -174,74 +153,6 @@ func inboxPrefix(role string) string {
 		return "_INBOX" // nats.go's default
 	}
 	return "_INBOX_" + role
-}
-
-// rolePermissions returns what role may publish and subscribe to on the
-// embedded server; nil (everything) for backupd. docs/security.md lists
-// the same subjects for operators of external clusters: keep both in step.
-func rolePermissions(role string) *server.Permissions {
-	inbox := inboxPrefix(role) + ".>"
-	switch role {
-	case RoleProducer:
-		stream := "OBJ_" + objectstore.DefaultStagingBucket
-		return &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{
-				natsapi.SubjectPrefix + ".>", // requests to the NATS API
-				"$SRV.>",                     // micro discovery: nats micro ls|info|stats
-				"$JS.API.INFO",
-				// The object store API on the staging bucket only: bind,
-				// put (chunks and meta, purge of replaced chunks), get (an
-				// ordered push consumer), get info, delete, list.
-				"$JS.API.STREAM.INFO." + stream,
-				"$JS.API.STREAM.MSG.GET." + stream,
-				"$JS.API.STREAM.PURGE." + stream,
-				"$JS.API.DIRECT.GET." + stream,
-				"$JS.API.DIRECT.GET." + stream + ".>",
-				"$JS.API.CONSUMER.CREATE." + stream + ".>",
-				"$JS.API.CONSUMER.INFO." + stream + ".>",
-				"$JS.API.CONSUMER.DELETE." + stream + ".>",
-				"$O." + objectstore.DefaultStagingBucket + ".>",
-				"$JS.ACK." + stream + ".>",
-				"$JS.FC." + stream + ".>",
-			}},
-			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
-			Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: 2 * time.Minute},
-		}
-	case RoleAudit:
-		stream := jetstream.StreamName
-		// The service's own durable consumer on LEDGER: the audit role may
-		// look at it (CONSUMER.INFO) but neither change, delete nor fetch
-		// from it, nor acknowledge its messages (that would take jobs away
-		// from the workers). Add any other durable consumer of the service
-		// on LEDGER here.
-		worker := stream + "." + jetstream.ConsumerName
-		return &server.Permissions{
-			Publish: &server.SubjectPermission{
-				Allow: []string{
-					"$JS.API.INFO",
-					"$JS.API.STREAM.INFO." + stream,
-					"$JS.API.STREAM.MSG.GET." + stream,
-					"$JS.API.DIRECT.GET." + stream,
-					"$JS.API.DIRECT.GET." + stream + ".>",
-					"$JS.API.CONSUMER.CREATE." + stream + ".>",
-					"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",
-					"$JS.API.CONSUMER.INFO." + stream + ".>",
-					"$JS.API.CONSUMER.DELETE." + stream + ".>",
-					"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
-					"$JS.ACK." + stream + ".>",
-					"$JS.ACK.*.*." + stream + ".>", // acks in the v2 format
-					"$JS.FC." + stream + ".>",
-					"$JS.FC.*.*." + stream + ".>",
-				},
-				Deny: serviceConsumers(worker, stream+"."+jetstream.ReactorConsumerName),
-			},
-			// Deliveries of push consumers go to the audit role's inbox or
-			// to subjects under audit.>.
-			Subscribe: &server.SubjectPermission{Allow: []string{inbox, "audit.>"}},
-		}
-	default:
-		return nil
-	}
 }
 
 // natsLogins are the logins of the embedded server's users by role, and
@@ -280,15 +191,36 @@ func loadNATSLogins(dir string, log *slog.Logger) (natsLogins, error) {
 	return l, nil
 }
 
-// users returns the server's users: one per login, with its role's
-// permissions.
-func (l natsLogins) users() []*server.User {
-	var users []*server.User
+// memoryNATSLogins makes a login with a new random password for every
+// role, to be written nowhere: the logins of a server without a port.
+func memoryNATSLogins() (natsLogins, error) {
+	l := natsLogins{byRole: map[string]NATSCredentials{}, fresh: map[string]bool{}}
 	for _, role := range NATSRoles() {
-		c := l.byRole[role]
-		users = append(users, &server.User{Username: c.User, Password: c.Password, Permissions: rolePermissions(role)})
+		pw, err := randomPassword()
+		if err != nil {
+			return l, fmt.Errorf("make nats password of %s: %w", role, err)
+		}
+		l.byRole[role] = NATSCredentials{User: role, Password: pw, InboxPrefix: inboxPrefix(role)}
 	}
-	return users
+	return l, nil
+}
+
+// config returns the embedded server's configuration: the passwords of
+// l as the variables that docs/nats/accounts.conf names, then that file.
+// The passwords are base64url, which needs no escaping in quotes.
+func (l natsLogins) config() string {
+	var b strings.Builder
+	for _, role := range NATSRoles() {
+		fmt.Fprintf(&b, "%s: %q\n", passwordVariable(role), l.byRole[role].Password)
+	}
+	b.Write(docs.NATSAccounts)
+	return b.String()
+}
+
+// passwordVariable names the variable of role's password in
+// docs/nats/accounts.conf, e.g. PRODUCER_NATS_PASSWORD.
+func passwordVariable(role string) string {
+	return strings.ToUpper(role) + "_NATS_PASSWORD"
 }
 
 // saveNATSLogins writes every new login, and rewrites the URL of a stored

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +19,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/docs"
 )
 
 // embeddedConfig is a config of an embedded server on dir listening on
@@ -190,25 +192,107 @@ func TestEmbeddedServerRequiresLoginInProcess(t *testing.T) {
 	}
 }
 
-func TestEmbeddedServerInProcessOnlyHasNoUsers(t *testing.T) {
+func TestEmbeddedServerInProcessOnlyWritesNoLogins(t *testing.T) {
 	dir := t.TempDir()
 	s, login := startTestServer(t, embeddedConfig(dir, ListenNone))
-	if login != nil {
-		t.Errorf("in-process only: own login %+v, want none", login)
+	if login == nil || login.User != RoleBackupd || login.Password == "" {
+		t.Fatalf("in-process only: own login %+v, want a backupd login made in memory", login)
 	}
 	for _, role := range NATSRoles() {
 		if _, err := ReadNATSCredentials(dir, role); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("in-process only: %s login read = %v, want no file", role, err)
 		}
 	}
-	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
+	// The accounts hold without a port too: no login, no connection.
+	if nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("in-process connection without a login was accepted")
+	}
+	d := &Daemon{cfg: embeddedConfig(dir, ListenNone), srv: s, login: login}
+	opts, err := d.NATSConnectOptions()
 	if err != nil {
-		t.Fatalf("in-process connect without login: %v", err)
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("in-process connect with the backupd login: %v", err)
 	}
 	nc.Close()
-	d := &Daemon{cfg: embeddedConfig(dir, ListenNone), srv: s}
 	if _, err := d.NATSCredentials(RoleProducer); !errors.Is(err, ErrNoNATSCredentials) {
 		t.Errorf("NATSCredentials = %v, want ErrNoNATSCredentials", err)
+	}
+}
+
+// A data dir of a backupd without accounts keeps the ledger in the global
+// account's store; it is moved into LEDGER's as it is.
+func TestEmbeddedServerMovesTheGlobalAccount(t *testing.T) {
+	dir := t.TempDir()
+	old, err := server.NewServer(&server.Options{JetStream: true, StoreDir: natsDir(dir), DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Start()
+	if !old.ReadyForConnections(10 * time.Second) {
+		t.Fatal("old server not ready")
+	}
+	nc, err := nats.Connect(old.ClientURL(), nats.InProcessServer(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LEDGER", Subjects: []string{"ledger.events.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := js.Publish(ctx, "ledger.events.crm", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close()
+	stopServer(old)
+
+	log, buf := captureLog()
+	s, login, err := startEmbedded(embeddedConfig(dir, ListenNone), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopServer(s) })
+	nc, err = nats.Connect(s.ClientURL(), append(login.Options(), nats.InProcessServer(s))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "LEDGER")
+	if err != nil {
+		t.Fatalf("LEDGER after the move: %v", err)
+	}
+	if got := st.CachedInfo().State; got.Msgs != 3 || got.LastSeq != 3 {
+		t.Errorf("LEDGER after the move: %+v, want the 3 messages", got)
+	}
+	if _, err := os.Stat(filepath.Join(natsDir(dir), "jetstream", globalAccount)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the global account's store is still there: %v", err)
+	}
+	if !strings.Contains(buf.String(), "moved the ledger") {
+		t.Errorf("the move was not logged:\n%s", buf.String())
+	}
+	stopServer(s)
+
+	// Both stores: refused, nothing moved.
+	if err := os.MkdirAll(filepath.Join(natsDir(dir), "jetstream", globalAccount), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := startEmbedded(embeddedConfig(dir, ListenNone), slog.New(slog.DiscardHandler)); err == nil {
+		stopServer(s)
+		t.Fatal("started with both the global account's and LEDGER's store")
+	} else if !strings.Contains(err.Error(), "both") {
+		t.Errorf("err = %v, want one that says both stores exist", err)
 	}
 }
 
@@ -418,64 +502,44 @@ func TestConfigValidateNATSClientSettings(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// TestSecurityDocMatchesPermissions checks that the server configuration
-// that docs/security.md gives operators of external clusters grants each
-// role exactly what the embedded server grants it.
-func TestSecurityDocMatchesPermissions(t *testing.T) {
+// TestSecurityDocShowsTheAccounts checks that docs/security.md gives
+// operators the very configuration the embedded server runs with, and that
+// it has the accounts and users backupd expects.
+func TestSecurityDocShowsTheAccounts(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "security.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := bytes.Index(doc, []byte("accounts {"))
-	if start < 0 {
-		t.Fatal("docs/security.md has no accounts { ... } block")
+	if !bytes.Contains(doc, docs.NATSAccounts) {
+		t.Error("docs/security.md does not show docs/nats/accounts.conf as it is")
 	}
-	end := bytes.Index(doc[start:], []byte("```"))
-	if end < 0 {
-		t.Fatal("the accounts block of docs/security.md does not end")
-	}
-	conf := filepath.Join(t.TempDir(), "ledger.conf")
-	if err := os.WriteFile(conf, append([]byte("port: -1\n"), doc[start:start+end]...), 0o600); err != nil {
+	l, err := memoryNATSLogins()
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"BACKUPD_NATS_PASSWORD", "PRODUCER_NATS_PASSWORD", "AUDIT_NATS_PASSWORD"} {
-		t.Setenv(v, "secret")
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(l.config()); err != nil {
+		t.Fatal(err)
 	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatalf("the configuration of docs/security.md: %v", err)
+	accounts := map[string]bool{}
+	for _, a := range opts.Accounts {
+		accounts[a.Name] = true
 	}
-	sorted := func(p *server.SubjectPermission) [2][]string {
-		if p == nil {
-			return [2][]string{}
+	for _, name := range []string{AccountLedger, AccountProducers, AccountAudit, AccountAuditMirror} {
+		if !accounts[name] {
+			t.Errorf("no account %s", name)
 		}
-		return [2][]string{slices.Sorted(slices.Values(p.Allow)), slices.Sorted(slices.Values(p.Deny))}
 	}
-	seen := map[string]bool{}
+	users := map[string]string{}
 	for _, u := range opts.Users {
-		seen[u.Username] = true
-		got, want := u.Permissions, rolePermissions(u.Username)
-		if (got == nil) != (want == nil) {
-			t.Errorf("%s: documented permissions %+v, embedded %+v", u.Username, got, want)
-			continue
-		}
-		if got == nil {
-			continue
-		}
-		if g, w := sorted(got.Publish), sorted(want.Publish); !reflect.DeepEqual(g, w) {
-			t.Errorf("%s publish: documented %q, embedded %q", u.Username, g, w)
-		}
-		if g, w := sorted(got.Subscribe), sorted(want.Subscribe); !reflect.DeepEqual(g, w) {
-			t.Errorf("%s subscribe: documented %q, embedded %q", u.Username, g, w)
-		}
-		if !reflect.DeepEqual(got.Response, want.Response) {
-			t.Errorf("%s responses: documented %+v, embedded %+v", u.Username, got.Response, want.Response)
+		users[u.Username] = u.Account.Name
+		if u.Password != l.byRole[u.Username].Password {
+			t.Errorf("%s: password is not the login's", u.Username)
 		}
 	}
-	for _, role := range NATSRoles() {
-		if !seen[role] {
-			t.Errorf("docs/security.md has no user %s", role)
-		}
+	want := map[string]string{RoleBackupd: AccountLedger, RoleProducer: AccountProducers, RoleAudit: AccountAudit}
+	if !reflect.DeepEqual(users, want) {
+		t.Errorf("users and their accounts = %v, want %v", users, want)
 	}
 }
 
