@@ -56,6 +56,9 @@ var registry = map[string]func() Event{
 	TypeBackupDeleted:   func() Event { return new(BackupDeleted) },
 	TypeBackupUploaded:  func() Event { return new(BackupUploaded) },
 	TypeBackupCorrupted: func() Event { return new(BackupCorrupted) },
+	// Signing keys (keys.go), on KeysStream.
+	TypeKeyCreated: func() Event { return new(KeyCreated) },
+	TypeKeyRotated: func() Event { return new(KeyRotated) },
 }
 
 // EventTypes returns the registered event type names, sorted.

@@ -73,6 +73,12 @@ var goldenEvents = []domain.Event{
 	&domain.WebhookRegistered{Webhook: "01JDAX3N3Z8Q1V0G5Y9F6K2M4H", App: "crm", URL: "https://hooks.example.com/crm",
 		Events: []string{"backup.completed", "backup.failed"}},
 	&domain.WebhookRemoved{Webhook: "01JDAX3N3Z8Q1V0G5Y9F6K2M4H"},
+	// Signing keys (subject ledger.events._keys): the keys of the seeds
+	// 32×0x01 and 32×0x02, the MAC key 32×0x07.
+	&domain.KeyCreated{KeyID: "34750f98bd59fcfc", Algorithm: "ed25519", PublicKey: "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=",
+		MACKeySHA256: "4bb06f8e4e3a7715d201d573d0aa423762e55dabd61a2c02278fa56cc6d294e0"},
+	&domain.KeyRotated{KeyID: "6a3803d5f059902a", Algorithm: "ed25519", PublicKey: "gTl3Dqh9F19Wo1Rmw0x+zMuNipG07jeiXfYPW4/Js5Q=",
+		PreviousKeyID: "34750f98bd59fcfc"},
 }
 
 // goldenVariants are further frozen forms of registered types, in
@@ -141,10 +147,17 @@ func goldenEnvelope(t *testing.T, ev domain.Event) domain.Envelope {
 			app = "crm" // on the app's subject
 		}
 	}
+	prev := domain.HashEvent([]byte("previous event"))
+	if strings.HasPrefix(ev.EventType(), "key.") {
+		app = domain.KeysStream
+		if ev.EventType() == domain.TypeKeyCreated {
+			prev = "" // the first event of its subject, always
+		}
+	}
 	return domain.Envelope{
 		ID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4E", Type: ev.EventType(), Version: 1, App: app, Time: goldenTime,
 		Actor: "alice", CommandID: "idem-key.1", CorrelationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4C",
-		CausationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", PrevHash: domain.HashEvent([]byte("previous event")), Data: data,
+		CausationID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", PrevHash: prev, Data: data,
 	}
 }
 
@@ -240,6 +253,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeBackupExpired, domain.TypeBackupVerified,
 		domain.TypeScheduleSet, domain.TypeNightlySkipped, domain.TypeArchiveOrphanRemoved,
 		domain.TypeWebhookRegistered, domain.TypeWebhookRemoved,
+		domain.TypeKeyCreated, domain.TypeKeyRotated,
 	}
 	slices.Sort(want)
 	got := domain.EventTypes()
@@ -267,6 +281,7 @@ func TestEventTypes(t *testing.T) {
 		domain.TypeScheduleSet: "schedule.set", domain.TypeNightlySkipped: "nightly.skipped",
 		domain.TypeArchiveOrphanRemoved: "archive.orphan_removed",
 		domain.TypeWebhookRegistered:    "webhook.registered", domain.TypeWebhookRemoved: "webhook.removed",
+		domain.TypeKeyCreated: "key.created", domain.TypeKeyRotated: "key.rotated",
 	}
 	for c, n := range names {
 		if c != n {

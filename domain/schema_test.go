@@ -345,6 +345,15 @@ func TestSchemasRefuseMalformedValues(t *testing.T) {
 		{"webhook.registered", "events", []any{"backup.completed", "backup.completed"}},
 		{"webhook.registered", "org", "acme"}, // an app's webhook with an org too
 		{"webhook.registered.v1-org", "app", "crm"},
+		{"key.created", "key_id", "34750F98BD59FCFC"},
+		{"key.created", "key_id", "34750f98bd59fc"},
+		{"key.created", "algorithm", "rsa"},
+		{"key.created", "public_key", "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w"},      // no padding
+		{"key.created", "public_key", "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1x="},     // padding bits set
+		{"key.created", "public_key", "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w-_AA="}, // not 32 bytes
+		{"key.created", "mac_key_sha256", "e3b0"},
+		{"key.rotated", "previous_key_id", ""},
+		{"key.rotated", "public_key", "gTl3Dqh9F19Wo1Rmw0x-zMuNipG07jeiXfYPW4_Js5Q="}, // URL alphabet
 	}
 	for _, tt := range tests {
 		doc := decodeDoc(t, files[tt.golden])
@@ -353,14 +362,21 @@ func TestSchemasRefuseMalformedValues(t *testing.T) {
 			t.Errorf("%s with data.%s = %#v: valid", tt.golden, tt.field, tt.value)
 		}
 	}
-	// The identity events are on the identity subject, the backups' on
-	// an app's.
-	for golden, app := range map[string]string{"user.created": "crm", "webhook.removed": "crm", "backup.deleted": "_identity", "restore.failed": "_identity"} {
+	// The identity events are on the identity subject, the key events on
+	// the keys subject, the backups' on an app's.
+	for golden, app := range map[string]string{"user.created": "crm", "webhook.removed": "crm", "backup.deleted": "_identity", "restore.failed": "_identity",
+		"key.created": "crm", "key.rotated": "_identity", "backup.requested": "_keys", "org.created": "_keys"} {
 		doc := decodeDoc(t, files[golden])
 		doc["app"] = app
 		if s.validate(doc["type"].(string), doc) == nil {
 			t.Errorf("%s with app %q: valid", golden, app)
 		}
+	}
+	// key.created is the first event of its subject.
+	doc := decodeDoc(t, files["key.created"])
+	doc["prev_hash"] = domain.HashEvent([]byte("previous event"))
+	if s.validate(domain.TypeKeyCreated, doc) == nil {
+		t.Errorf("key.created with a prev_hash: valid")
 	}
 }
 
