@@ -204,6 +204,12 @@ func (a *App) Command(key string) (CommandRecord, bool) {
 // never collide within an app.
 func CommandKey(actor, commandID string) string { return actor + "\x00" + commandID }
 
+// Refuse records that the message at stream sequence seq of the app's
+// subject is not part of the ledger (LedgerCheck refused it): appends
+// expect the subject's last sequence, so that moves; nothing else does,
+// not even the hash chain.
+func (a *App) Refuse(seq uint64) { a.seq = seq }
+
 // Apply folds one event into the state. seq is its stream sequence, hash the
 // SHA-256 of its raw body. Apply never fails and never validates: the
 // decision was made before the event was written. ev may be nil for an event

@@ -395,6 +395,11 @@ func (d *Directory) Apply(seq uint64, raw []byte) {
 	d.ApplyDecoded(seq, HashEvent(raw), env, ev)
 }
 
+// Refuse records that the message at stream sequence seq of the identity
+// subject is not part of the ledger: only the subject's last sequence, which
+// appends expect, moves.
+func (d *Directory) Refuse(seq uint64) { d.seq = seq }
+
 // ApplyDecoded is Apply of an event already decoded as env and ev, with
 // hash its HashEvent; env or ev nil (not decodable) moves the sequence and
 // the hash chain on and changes nothing else.

@@ -118,11 +118,13 @@ type LedgerCheck struct {
 	keys    []KeyInfo      // in the order announced; the last is current
 	byID    map[string]int // key id → index in keys
 	heads   map[string]string
+	// announcedBy is the CommandKey of the event that announced each key.
+	announcedBy map[string]string
 }
 
 // NewLedgerCheck returns the check of an empty ledger.
 func NewLedgerCheck() *LedgerCheck {
-	return &LedgerCheck{byID: map[string]int{}, heads: map[string]string{}}
+	return &LedgerCheck{byID: map[string]int{}, heads: map[string]string{}, announcedBy: map[string]string{}}
 }
 
 // Genesis returns the stream sequence of the accepted key.created, 0 while
@@ -157,7 +159,28 @@ func (c *LedgerCheck) Head(token string) string { return c.heads[token] }
 // head, an accepted key event changes the keys. A rejected message changes
 // nothing.
 func (c *LedgerCheck) Check(m StoredMessage) Verdict {
-	v := Verdict{Hash: HashEvent(m.Body)}
+	return c.check(m, HashEvent(m.Body), nil)
+}
+
+// Own is what a process knows of a message it signed and appended itself:
+// the body's hash and its decoding.
+type Own struct {
+	Hash  string
+	Env   *Envelope
+	Event Event
+}
+
+// CheckOwn is Check of a message this process signed and appended itself,
+// announced with its hash and decoding: after the genesis, the signature
+// is not verified and the body not decoded again (the rest is checked as
+// Check does). A message of the unsigned prefix or of KeysStream is
+// checked in full.
+func (c *LedgerCheck) CheckOwn(m StoredMessage, own Own) Verdict {
+	return c.check(m, own.Hash, &own)
+}
+
+func (c *LedgerCheck) check(m StoredMessage, hash string, own *Own) Verdict {
+	v := Verdict{Hash: hash}
 	switch {
 	case m.Token != IdentityStream && m.Token != KeysStream && ValidateAppID(m.Token) != nil:
 		v.reject(ReasonBadSubject, "subject token %q is neither an app id, %s nor %s", m.Token, IdentityStream, KeysStream)
@@ -166,7 +189,7 @@ func (c *LedgerCheck) Check(m StoredMessage) Verdict {
 	case len(c.keys) == 0:
 		c.checkLegacy(m, &v)
 	default:
-		c.checkSigned(m, &v)
+		c.checkSigned(m, &v, own)
 	}
 	if !v.Accepted() {
 		v.Event = nil
@@ -253,6 +276,7 @@ func (c *LedgerCheck) checkGenesis(m StoredMessage, v *Verdict) {
 		return
 	}
 	c.genesis = m.Seq
+	c.announcedBy[kc.KeyID] = CommandKey(env.Actor, env.CommandID)
 	c.addKey(KeyInfo{ID: kc.KeyID, PublicKey: pub, CreatedSeq: m.Seq, CreatedAt: m.Stored, MACKeySHA256: kc.MACKeySHA256})
 	c.heads[KeysStream] = v.Hash
 	v.KeyID, v.Event = kc.KeyID, kc
@@ -260,8 +284,9 @@ func (c *LedgerCheck) checkGenesis(m StoredMessage, v *Verdict) {
 
 // checkSigned decides a message after the genesis. The cheap checks of
 // the headers and the key come before the signature, and the signature
-// before the body is decoded.
-func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict) {
+// before the body is decoded. A message of this process's own (own not
+// nil, and not on KeysStream) skips the signature and the decoding.
+func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own) {
 	if m.KeyID == "" || m.Signature == "" {
 		v.reject(ReasonUnsigned, "the ledger is signed since seq %d and the message lacks %s or %s", c.genesis, HeaderKeyID, HeaderSignature)
 		return
@@ -278,14 +303,22 @@ func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict) {
 			k.ID, k.RetiredSeq, k.RetiredAt.UTC().Format(time.RFC3339Nano), RotationGrace, m.Stored.UTC().Format(time.RFC3339Nano))
 		return
 	}
-	if !verifyBody(k.PublicKey, m.Body, m.Signature) {
-		v.reject(ReasonBadSignature, "the signature does not verify with key %s", k.ID)
-		return
+	if own != nil && m.Token == KeysStream {
+		own = nil
 	}
-	env, err := decodeEnvelope(m.Body)
-	if err != nil {
-		v.reject(ReasonUndecodable, "the body is not a JSON event envelope: %v", err)
-		return
+	var env *Envelope
+	if own != nil {
+		env = own.Env
+	} else {
+		if !verifyBody(k.PublicKey, m.Body, m.Signature) {
+			v.reject(ReasonBadSignature, "the signature does not verify with key %s", k.ID)
+			return
+		}
+		var err error
+		if env, err = decodeEnvelope(m.Body); err != nil {
+			v.reject(ReasonUndecodable, "the body is not a JSON event envelope: %v", err)
+			return
+		}
 	}
 	v.Env = env
 	if env.App != m.Token {
@@ -306,6 +339,10 @@ func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict) {
 	}
 	c.heads[m.Token] = v.Hash
 	v.KeyID = k.ID
+	if own != nil {
+		v.Event = own.Event
+		return
+	}
 	v.Event, _ = DecodeEvent(env) // nil: a newer type or version, kept opaque
 }
 
@@ -346,6 +383,7 @@ func (c *LedgerCheck) checkRotation(m StoredMessage, v *Verdict, signer KeyInfo,
 	}
 	last := &c.keys[len(c.keys)-1]
 	last.RetiredSeq, last.RetiredAt = m.Seq, m.Stored
+	c.announcedBy[kr.KeyID] = CommandKey(env.Actor, env.CommandID)
 	c.addKey(KeyInfo{ID: kr.KeyID, PublicKey: pub, CreatedSeq: m.Seq, CreatedAt: m.Stored})
 	c.heads[KeysStream] = v.Hash
 	v.KeyID, v.Event = signer.ID, kr

@@ -9,12 +9,12 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
-// HistoryReader reads one app's events back from the stream, oldest first
-// (*jetstream.EventStore).
+// HistoryReader reads messages of some subjects back from the stream, in
+// stream order (*jetstream.EventStore).
 type HistoryReader interface {
-	// AppEvents calls fn with each event's stream sequence and raw body
-	// until fn returns false or the events end.
-	AppEvents(ctx context.Context, app string, fn func(seq uint64, raw []byte) bool) error
+	// Messages calls fn with each message of the subjects of tokens until
+	// fn returns false or the messages end.
+	Messages(ctx context.Context, tokens []string, fn func(domain.StoredMessage) bool) error
 }
 
 // history is the reader of SetHistory.
@@ -25,7 +25,9 @@ type history struct{ r atomic.Value } // HistoryReader
 func (s *Store) SetHistory(h HistoryReader) { s.hist.r.Store(&h) }
 
 // asOf folds app's events up to and including time t: the app as it was
-// then.
+// then. It reads the app's messages with the keys' and checks them as
+// Apply does, so that a refused message changes the past no more than the
+// present.
 func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App, error) {
 	if err := domain.ValidateAppID(app); err != nil {
 		return nil, err
@@ -35,16 +37,20 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 		return nil, domain.Errorf(domain.CodeUnavailable, "time travel is not configured on this server")
 	}
 	a := domain.NewApp(app, s.commandMemory)
-	err := (*p).AppEvents(ctx, app, func(seq uint64, raw []byte) bool {
-		d, err := decode(raw)
-		if err != nil {
-			a.Apply(seq, domain.HashEvent(raw), &domain.Envelope{}, nil) // as the projection does
-			return true
-		}
-		if d.env.Time.After(t) {
+	check := domain.NewLedgerCheck()
+	err := (*p).Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
+		v := check.Check(m)
+		switch {
+		case m.Token != app:
+		case !v.Accepted():
+			a.Refuse(m.Seq)
+		case v.Env == nil || v.Env.App != app:
+			a.Apply(m.Seq, v.Hash, &domain.Envelope{}, nil) // as the projection does
+		case v.Env.Time.After(t):
 			return false
+		default:
+			a.Apply(m.Seq, v.Hash, v.Env, v.Event)
 		}
-		a.Apply(seq, domain.HashEvent(raw), d.env, d.ev)
 		return true
 	})
 	if err != nil {

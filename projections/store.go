@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +29,12 @@ type Store struct {
 	apps    map[string]*appModel
 	dir     domain.Directory // the identity events
 	applied uint64
+	// check decides which messages are part of the ledger (signatures and
+	// hash chains); keysSeq is the last sequence of the keys' subject.
+	check    *domain.LedgerCheck
+	keysSeq  uint64
+	rejected map[string]uint64 // messages refused, by reason
+	onKey    func(domain.KeyInfo)
 
 	wmu     sync.Mutex
 	waiters []waiter
@@ -59,7 +66,33 @@ func New(rules domain.Rules, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{}, expected: map[string]decoded{}}
+	rejected := map[string]uint64{}
+	for _, r := range RejectReasons {
+		rejected[r] = 0
+	}
+	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
+		expected: map[string]decoded{}, check: domain.NewLedgerCheck(), rejected: rejected, onKey: func(domain.KeyInfo) {}}
+}
+
+// RejectReasons are the reasons a message of the ledger's stream is
+// refused (domain.LedgerCheck), as Rejected counts them.
+var RejectReasons = []string{
+	domain.ReasonUnsigned, domain.ReasonUnknownKey, domain.ReasonRetiredKey, domain.ReasonBadSignature,
+	domain.ReasonUndecodable, domain.ReasonWrongApp, domain.ReasonPrevHash, domain.ReasonBadKeyEvent, domain.ReasonBadSubject,
+}
+
+// OnKeys makes fn hear of the ledger's current key each time an accepted
+// key event (key.created, key.rotated) changes it (domain.Signing.Learn).
+// Call it before the first Apply; fn is called from Apply, so it must not
+// call back into the store.
+func (s *Store) OnKeys(fn func(domain.KeyInfo)) { s.onKey = fn }
+
+// Rejected returns how many messages of the stream were refused, by
+// reason (every reason of RejectReasons, also at zero).
+func (s *Store) Rejected() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.rejected)
 }
 
 // Applied returns the stream sequence of the last applied message.
@@ -95,46 +128,90 @@ func (s *Store) take(hash string) (decoded, bool) {
 	return d, ok
 }
 
-// TypeUndecodable is the log's event name for a message on an app's
-// subject that is not a valid event.
+// TypeUndecodable is the log's event name for a message of the unsigned
+// prefix on an app's subject that is not a valid event.
 const TypeUndecodable = "undecodable"
 
-// Apply folds the message at stream sequence seq, stored on the subject of
-// app, into the read models. The subject is authoritative: appends are
-// checked against the last sequence of the subject, so a message that is
-// not a valid event, or names another app, is folded into app as an opaque
-// event that advances its sequence and hash chain but changes no backup,
-// and is logged.
-// A message whose subject names no valid app is skipped. The applied
-// sequence always advances, so that readers waiting for it are not stuck.
-func (s *Store) Apply(seq uint64, app string, body []byte) {
-	hash := domain.HashEvent(body)
-	d, ok := s.take(hash)
-	var err error
-	if !ok {
-		d, err = decode(body)
-	}
+// TypeRejected is the log's event name for a message on an app's subject
+// that is not part of the ledger (not signed by a key of the ledger, or
+// not chained to the app's last event): it changed nothing.
+const TypeRejected = "rejected"
+
+// Apply folds m, the next message of the stream, into the read models, if
+// it is part of the ledger (domain.LedgerCheck: signed by a key of the
+// ledger and chained to its subject's last accepted event, or of the
+// unsigned prefix before the genesis). A refused message changes no state:
+// it is counted (Rejected), logged with its stream sequence, and shown in
+// its app's log as TypeRejected; only its subject's last sequence moves,
+// since appends expect it. In the unsigned prefix, a message that is not a
+// valid event, or names another app, is folded into the app of its subject
+// as an opaque event that advances its sequence and hash chain but changes
+// no backup, as backupd always did. The applied sequence always advances,
+// so that readers waiting for it are not stuck.
+func (s *Store) Apply(m domain.StoredMessage) {
+	hash := domain.HashEvent(m.Body)
+	own, isOwn := s.take(hash)
 	s.mu.Lock()
-	switch {
-	case app == domain.IdentityStream:
-		s.dir.ApplyDecoded(seq, hash, d.env, d.ev) // d.env nil when undecodable
-	case domain.ValidateAppID(app) != nil:
-		s.log.Error("skip ledger message on a subject that names no app", "seq", seq, "app", app)
-	case err != nil:
-		s.log.Error("undecodable ledger message folded as opaque", "seq", seq, "app", app, "err", err)
-		s.apply(seq, hash, decoded{env: &domain.Envelope{App: app, Type: TypeUndecodable}})
-	case d.env.App != app:
-		s.log.Error("ledger message names another app than its subject; folded as opaque",
-			"seq", seq, "app", app, "body_app", d.env.App)
-		s.apply(seq, hash, decoded{env: &domain.Envelope{App: app, Type: TypeUndecodable, Time: d.env.Time, Actor: d.env.Actor}})
-	default:
-		s.apply(seq, hash, d)
+	var v domain.Verdict
+	if isOwn {
+		v = s.check.CheckOwn(m, domain.Own{Hash: hash, Env: own.env, Event: own.ev})
+	} else {
+		v = s.check.Check(m)
 	}
-	if seq > s.applied {
-		s.applied = seq
+	switch {
+	case !v.Accepted():
+		s.refuse(m, v)
+	case m.Token == domain.KeysStream:
+		s.keysSeq = m.Seq
+		if cur, ok := s.check.CurrentKey(); ok && cur.CreatedSeq == m.Seq {
+			s.onKey(cur)
+		}
+	case m.Token == domain.IdentityStream:
+		s.dir.ApplyDecoded(m.Seq, hash, v.Env, v.Event) // env nil when undecodable
+	case v.Env == nil:
+		s.log.Error("undecodable ledger message folded as opaque", "seq", m.Seq, "app", m.Token)
+		s.apply(m.Seq, hash, decoded{env: &domain.Envelope{App: m.Token, Type: TypeUndecodable}})
+	case v.Env.App != m.Token:
+		s.log.Error("ledger message names another app than its subject; folded as opaque",
+			"seq", m.Seq, "app", m.Token, "body_app", v.Env.App)
+		s.apply(m.Seq, hash, decoded{env: &domain.Envelope{App: m.Token, Type: TypeUndecodable, Time: v.Env.Time, Actor: v.Env.Actor}})
+	default:
+		s.apply(m.Seq, hash, decoded{env: v.Env, ev: v.Event})
+	}
+	if m.Seq > s.applied {
+		s.applied = m.Seq
 	}
 	s.mu.Unlock()
-	s.notify(seq)
+	s.notify(m.Seq)
+}
+
+// refuse records a message that is not part of the ledger.
+func (s *Store) refuse(m domain.StoredMessage, v domain.Verdict) {
+	s.rejected[v.Rejected]++
+	claim := ""
+	if v.Env != nil {
+		claim = fmt.Sprintf("; it claims to be %s by %q", v.Env.Type, v.Env.Actor)
+	}
+	s.log.Error("ledger message refused", "seq", m.Seq, "app", m.Token, "reason", v.Rejected, "detail", v.Detail,
+		"claimed_type", typeOf(v.Env), "key_id", m.KeyID)
+	switch {
+	case m.Token == domain.KeysStream:
+		s.keysSeq = m.Seq
+	case m.Token == domain.IdentityStream:
+		s.dir.Refuse(m.Seq)
+	case domain.ValidateAppID(m.Token) == nil:
+		a := s.model(m.Token)
+		a.state.Refuse(m.Seq)
+		a.entries = append(a.entries, logged{seq: m.Seq, time: m.Stored.UTC(), typ: TypeRejected,
+			note: fmt.Sprintf("message at stream sequence %d refused (%s): %s%s", m.Seq, v.Rejected, v.Detail, claim)})
+	}
+}
+
+func typeOf(env *domain.Envelope) string {
+	if env == nil {
+		return ""
+	}
+	return env.Type
 }
 
 // decoded is one event's envelope and data.
@@ -156,13 +233,19 @@ func decode(body []byte) (decoded, error) {
 	return decoded{env: &env, ev: ev}, nil
 }
 
+// model returns the read model of app, made if it has none yet.
+func (s *Store) model(app string) *appModel {
+	m := s.apps[app]
+	if m == nil {
+		m = &appModel{state: domain.NewApp(app, s.commandMemory), backupLogs: map[string][]int{}}
+		s.apps[app] = m
+	}
+	return m
+}
+
 func (s *Store) apply(seq uint64, hash string, d decoded) {
 	env, ev := d.env, d.ev
-	m := s.apps[env.App]
-	if m == nil {
-		m = &appModel{state: domain.NewApp(env.App, s.commandMemory), backupLogs: map[string][]int{}}
-		s.apps[env.App] = m
-	}
+	m := s.model(env.App)
 	m.state.Apply(seq, hash, env, ev)
 	m.entries = append(m.entries, logged{seq: seq, time: env.Time.UTC(), actor: env.Actor, typ: env.Type, ev: ev})
 	if id := domain.BackupID(ev); id != "" {
@@ -178,10 +261,15 @@ type logged struct {
 	actor string
 	typ   string
 	ev    domain.Event
+	note  string // why a TypeRejected message was refused
 }
 
 func (l logged) entry() LogEntry {
 	e := LogEntry{Seq: l.seq, Time: l.time, Actor: l.actor, Event: l.typ, BackupID: domain.BackupID(l.ev)}
+	if l.typ == TypeRejected {
+		e.Message, e.Result = l.note, "rejected"
+		return e
+	}
 	e.Message, e.Result = describe(l.ev, l.typ)
 	return e
 }

@@ -68,7 +68,7 @@ func (l *ledger) body(app, actor string, at time.Time, typ string, ev domain.Eve
 // apply appends body at the next sequence and returns that sequence.
 func (l *ledger) apply(app string, body []byte) uint64 {
 	l.seq++
-	l.s.Apply(l.seq, app, body)
+	l.s.Apply(domain.StoredMessage{Seq: l.seq, Token: app, Body: body})
 	l.last[app] = body
 	return l.seq
 }
@@ -373,7 +373,7 @@ func TestUndecodableMessageIsFoldedAsOpaque(t *testing.T) {
 	}
 	for i, b := range bodies {
 		seq := uint64(i + 1)
-		s.Apply(seq, "crm", b)
+		s.Apply(domain.StoredMessage{Seq: seq, Token: "crm", Body: b})
 		if got := s.Applied(); got != seq {
 			t.Errorf("after message %d: Applied() = %d, want %d", seq, got, seq)
 		}
@@ -403,7 +403,7 @@ func TestUndecodableMessageIsFoldedAsOpaque(t *testing.T) {
 
 	// A message on a subject that names no valid app is skipped, but the
 	// applied sequence still advances.
-	s.Apply(5, "Not.An.App", []byte(`{}`))
+	s.Apply(domain.StoredMessage{Seq: 5, Token: "Not.An.App", Body: []byte(`{}`)})
 	if got := s.Applied(); got != 5 {
 		t.Errorf("Applied() = %d after a message without an app, want 5", got)
 	}
@@ -554,7 +554,7 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 		})
 	}
 	for i, b := range bodies {
-		l.s.Apply(uint64(i+1), []string{"crm", "hr"}[i%2], b)
+		l.s.Apply(domain.StoredMessage{Seq: uint64(i + 1), Token: []string{"crm", "hr"}[i%2], Body: b})
 	}
 	close(stop)
 	wg.Wait()
@@ -608,7 +608,7 @@ func TestExpectedEventsFoldLikeDecodedOnes(t *testing.T) {
 			}
 		}
 		seq := l.apply(st.app, body)
-		told.Apply(seq, st.app, body)
+		told.Apply(domain.StoredMessage{Seq: seq, Token: st.app, Body: body})
 	}
 
 	for _, app := range []string{"crm", "hr"} {

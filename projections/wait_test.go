@@ -24,7 +24,7 @@ func TestWaitAppliedReturnsAtOnceForAppliedSeq(t *testing.T) {
 	if err := s.WaitApplied(bounded(t), 0); err != nil {
 		t.Errorf("WaitApplied(0) on an empty store = %v", err)
 	}
-	s.Apply(3, "crm", []byte("x"))
+	s.Apply(domain.StoredMessage{Seq: 3, Token: "crm", Body: []byte("x")})
 	for _, seq := range []uint64{1, 3} {
 		if err := s.WaitApplied(bounded(t), seq); err != nil {
 			t.Errorf("WaitApplied(%d) after Apply(3) = %v, want nil", seq, err)
@@ -46,7 +46,7 @@ func TestWaitAppliedReturnsAtOnceForAppliedSeq(t *testing.T) {
 func TestWaitAppliedBlocksUntilApply(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := projections.New(domain.DefaultRules(), nil)
-		s.Apply(1, "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: 1, Token: "crm", Body: []byte("x")})
 		done := make(chan error, 1)
 		go func() { done <- s.WaitApplied(t.Context(), 3) }()
 
@@ -56,7 +56,7 @@ func TestWaitAppliedBlocksUntilApply(t *testing.T) {
 			t.Fatalf("WaitApplied(3) returned %v before seq 3 was applied", err)
 		default:
 		}
-		s.Apply(2, "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: 2, Token: "crm", Body: []byte("x")})
 		synctest.Wait()
 		select {
 		case err := <-done:
@@ -64,7 +64,7 @@ func TestWaitAppliedBlocksUntilApply(t *testing.T) {
 		default:
 		}
 
-		s.Apply(3, "crm", []byte("undecodable, but applied"))
+		s.Apply(domain.StoredMessage{Seq: 3, Token: "crm", Body: []byte("undecodable, but applied")})
 		select {
 		case err := <-done:
 			if err != nil {
@@ -82,7 +82,7 @@ func TestWaitAppliedReleasedByLaterSeq(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- s.WaitApplied(t.Context(), 3) }()
 		synctest.Wait()
-		s.Apply(7, "crm", []byte("x")) // sequences may jump (other subjects, purges)
+		s.Apply(domain.StoredMessage{Seq: 7, Token: "crm", Body: []byte("x")}) // sequences may jump (other subjects, purges)
 		select {
 		case err := <-done:
 			if err != nil {
@@ -128,7 +128,7 @@ func TestWaitAppliedReturnsContextError(t *testing.T) {
 		}
 
 		// Cancelled waiters do not disturb a later Apply or a later waiter.
-		s.Apply(5, "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: 5, Token: "crm", Body: []byte("x")})
 		if err := s.WaitApplied(t.Context(), 5); err != nil {
 			t.Errorf("WaitApplied(5) after Apply(5) = %v", err)
 		}
@@ -150,7 +150,7 @@ func TestWaitAppliedReleasesManyWaiters(t *testing.T) {
 			t.Fatalf("%d waiters returned before any Apply", len(early)+len(late))
 		}
 
-		s.Apply(50, "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: 50, Token: "crm", Body: []byte("x")})
 		synctest.Wait()
 		if got := len(early); got != n {
 			t.Fatalf("Apply(50) released %d of %d waiters for seq <= 50", got, n)
@@ -159,7 +159,7 @@ func TestWaitAppliedReleasesManyWaiters(t *testing.T) {
 			t.Fatalf("Apply(50) released %d waiters for seq 51", got)
 		}
 
-		s.Apply(51, "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: 51, Token: "crm", Body: []byte("x")})
 		synctest.Wait()
 		if got := len(late); got != n {
 			t.Fatalf("Apply(51) released %d of %d waiters for seq 51", got, n)
@@ -186,7 +186,7 @@ func TestWaitAppliedConcurrentWithApply(t *testing.T) {
 		go func() { errs <- s.WaitApplied(ctx, uint64(i+1)) }()
 	}
 	for i := range n {
-		s.Apply(uint64(i+1), "crm", []byte("x"))
+		s.Apply(domain.StoredMessage{Seq: uint64(i + 1), Token: "crm", Body: []byte("x")})
 	}
 	for range n {
 		if err := <-errs; err != nil {

@@ -125,9 +125,11 @@ func BenchmarkAppend(b *testing.B) {
 			defer cancel()
 			rules := domain.DefaultRules()
 			proj := projections.New(rules, nil)
+			signing := benchSigning(b, ctx, js)
+			proj.OnKeys(signing.Learn)
 			f := jetstream.NewFollower(js, proj.Apply, nil)
 			go f.Run(ctx)
-			store, err := jetstream.NewEventStore(ctx, js)
+			store, err := jetstream.NewEventStore(ctx, js, signing)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -163,4 +165,24 @@ type benchIDs struct{ n atomic.Uint64 }
 
 func (i *benchIDs) NewID(t time.Time) string {
 	return fmt.Sprintf("%013d%013d", t.UnixMilli(), i.n.Add(1))
+}
+
+// benchSigning sets up the ledger's signing key as backupd does: the
+// events the benchmark appends are signed, and the projection checks
+// them.
+func benchSigning(b *testing.B, ctx context.Context, js njs.JetStream) *domain.Signing {
+	b.Helper()
+	keys, err := jetstream.NewKeys(ctx, js, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyEvents, err := jetstream.NewEventStore(ctx, js, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := domain.NewSigning(keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
+	if _, err := s.Setup(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

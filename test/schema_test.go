@@ -69,6 +69,9 @@ func TestWrittenEventsMatchSchemas(t *testing.T) {
 	hook = n.registerWebhook("org:acme", "https://hooks.example.com/acme", nil)
 	n.must(http.StatusNoContent, "DELETE", "/v1/orgs/acme/webhooks/"+hook.ID, nil)
 
+	// The signing key: made at the first start (key.created), rotated.
+	n.must(http.StatusCreated, "POST", "/v1/ledger/keys/rotate", nil)
+
 	// Backups: made, renamed, deleted, uploaded, verified, found corrupt,
 	// failed; a maintenance by hand; a restore with a pre-restore backup,
 	// and one whose pre-restore backup fails.

@@ -180,6 +180,9 @@ type Deps struct {
 	Schedules Schedules
 	// Deliveries reads webhook delivery logs; nil answers 503.
 	Deliveries Deliveries
+	// Keys lists (GET /v1/ledger/keys, without a token) and rotates the
+	// ledger's signing keys; nil answers 503.
+	Keys LedgerKeys
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -304,6 +307,7 @@ func (s *Server) routes() http.Handler {
 	root := http.NewServeMux()
 	s.identityRoutes(api, root)
 	s.lifecycleRoutes(api)
+	s.keyRoutes(api, root)
 	s.handle(root, "GET /healthz", http.HandlerFunc(s.healthz))
 	s.handle(root, "GET /readyz", http.HandlerFunc(s.readyz))
 	s.handle(root, "GET /metrics", http.HandlerFunc(s.metrics))

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/domain"
 )
 
 // followerBatch is how many messages the follower's ordered consumer asks
@@ -28,7 +29,7 @@ const followerRetry = time.Second
 // server restart and resumes after the last message it delivered.
 type Follower struct {
 	js    njs.JetStream
-	apply func(seq uint64, app string, body []byte)
+	apply func(domain.StoredMessage)
 	log   *slog.Logger
 
 	applied atomic.Uint64
@@ -42,9 +43,10 @@ type Follower struct {
 }
 
 // NewFollower returns a Follower that calls apply for every message of the
-// stream, in stream order, from one goroutine; body is the message's own
-// copy, app the app its subject names. log may be nil.
-func NewFollower(js njs.JetStream, apply func(seq uint64, app string, body []byte), log *slog.Logger) *Follower {
+// stream, in stream order, from one goroutine, with its own copy of the
+// body, its subject's token, signature headers and store time. log may be
+// nil.
+func NewFollower(js njs.JetStream, apply func(domain.StoredMessage), log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -135,7 +137,7 @@ func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
 		if seq <= f.applied.Load() {
 			continue // already applied before a restart of the consumer
 		}
-		f.apply(seq, strings.TrimPrefix(msg.Subject(), SubjectPrefix), msg.Data())
+		f.apply(storedMessage(msg, md))
 		f.applied.Store(seq)
 		if seq >= target {
 			f.markCaughtUp()

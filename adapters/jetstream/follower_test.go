@@ -20,12 +20,12 @@ type recorder struct {
 	bodys [][]byte
 }
 
-func (r *recorder) apply(seq uint64, app string, body []byte) {
+func (r *recorder) apply(m domain.StoredMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.seqs = append(r.seqs, seq)
-	r.apps = append(r.apps, app)
-	r.bodys = append(r.bodys, bytes.Clone(body))
+	r.seqs = append(r.seqs, m.Seq)
+	r.apps = append(r.apps, m.Token)
+	r.bodys = append(r.bodys, bytes.Clone(m.Body))
 }
 
 func (r *recorder) len() int {

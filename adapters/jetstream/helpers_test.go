@@ -1,7 +1,9 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,10 +211,24 @@ func chainError(msgs []stored) error {
 	return nil
 }
 
+// testSigner signs with a fixed key (these ledgers have no genesis: the
+// projection folds them as the unsigned prefix).
+type testSigner struct{}
+
+var (
+	testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	testMAC = bytes.Repeat([]byte{9}, 32)
+)
+
+func (testSigner) Sign(_ context.Context, body []byte) (string, string, error) {
+	id, sig := domain.SignBody(testKey, body)
+	return id, sig, nil
+}
+
 // newStore returns an EventStore on js.
 func newStore(t *testing.T, js njs.JetStream) *jetstream.EventStore {
 	t.Helper()
-	s, err := jetstream.NewEventStore(t.Context(), js)
+	s, err := jetstream.NewEventStore(t.Context(), js, testSigner{})
 	if err != nil {
 		t.Fatalf("event store: %v", err)
 	}

@@ -13,22 +13,36 @@ import (
 // historyBatch is how many messages one fetch of a history read asks for.
 const historyBatch = 256
 
-// AppEvents calls fn with the stream sequence and raw body of each event
-// of app, oldest first, until fn returns false or the events end: the
-// history that time travel (GET /v1/apps/{app}/backups?as_of=) folds. An
-// app without events calls fn never. Errors are the server's, wrapped.
-func (s *EventStore) AppEvents(ctx context.Context, app string, fn func(seq uint64, raw []byte) bool) error {
-	if err := domain.ValidateAppID(app); err != nil {
-		return err
+// Messages calls fn with each message of the subjects of tokens (app ids,
+// domain.IdentityStream, domain.KeysStream), in stream order, with its
+// signature headers and store time, until fn returns false or the messages
+// stored when it began end. Time travel (GET
+// /v1/apps/{app}/backups?as_of=) reads an app's with the keys' this way,
+// and checks them as the projection does. Errors are the server's,
+// wrapped.
+func (s *EventStore) Messages(ctx context.Context, tokens []string, fn func(domain.StoredMessage) bool) error {
+	var (
+		last     uint64
+		subjects []string
+	)
+	for _, tok := range tokens {
+		if err := validSubject(tok); err != nil {
+			return err
+		}
+		l, err := s.LastSeq(ctx, tok)
+		if err != nil {
+			return err
+		}
+		last = max(last, l)
+		subjects = append(subjects, Subject(tok))
 	}
-	last, err := s.LastSeq(ctx, app)
-	if err != nil || last == 0 {
-		return err
+	if last == 0 {
+		return nil
 	}
 	st := s.stream
-	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{FilterSubjects: []string{Subject(app)}, DeliverPolicy: njs.DeliverAllPolicy})
+	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: njs.DeliverAllPolicy})
 	if err != nil {
-		return fmt.Errorf("ordered consumer of %s: %w", app, err)
+		return fmt.Errorf("ordered consumer of %v: %w", subjects, err)
 	}
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
@@ -39,21 +53,33 @@ func (s *EventStore) AppEvents(ctx context.Context, app string, fn func(seq uint
 	}()
 	it, err := cons.Messages(njs.PullMaxMessages(historyBatch))
 	if err != nil {
-		return fmt.Errorf("read events of %s: %w", app, err)
+		return fmt.Errorf("read %v: %w", subjects, err)
 	}
 	defer it.Stop()
 	next := njs.NextContext(ctx)
 	for {
 		msg, err := it.Next(next)
 		if err != nil {
-			return fmt.Errorf("read events of %s: %w", app, err)
+			return fmt.Errorf("read %v: %w", subjects, err)
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			continue
 		}
-		if !fn(md.Sequence.Stream, msg.Data()) || md.Sequence.Stream >= last {
+		if !fn(storedMessage(msg, md)) || md.Sequence.Stream >= last {
 			return nil
 		}
 	}
+}
+
+// ReadSubject returns every message of the subject of token stored when
+// it began, in stream order (domain.SubjectReader): the keys' subject,
+// which is short.
+func (s *EventStore) ReadSubject(ctx context.Context, token string) ([]domain.StoredMessage, error) {
+	var out []domain.StoredMessage
+	err := s.Messages(ctx, []string{token}, func(m domain.StoredMessage) bool {
+		out = append(out, m)
+		return true
+	})
+	return out, err
 }

@@ -21,7 +21,7 @@ import (
 func identityProcess(t *testing.T, st *stack) *domain.Identity {
 	t.Helper()
 	runFollower(t, st.follower)
-	secrets, err := jetstream.NewSecrets(t.Context(), st.js, 1)
+	secrets, err := jetstream.NewSecrets(t.Context(), st.js, 1, testMAC, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

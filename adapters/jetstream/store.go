@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
@@ -12,41 +13,71 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
+// Signer signs the body of an event with the ledger's current key
+// (*domain.Signing), returning the values of domain.HeaderKeyID and
+// domain.HeaderSignature.
+type Signer interface {
+	Sign(ctx context.Context, body []byte) (keyID, signature string, err error)
+}
+
 // EventStore appends the ledger's events to the stream LEDGER, one subject
 // per app, with the app's expected last subject sequence (optimistic
-// concurrency) and the command's deduplication id.
+// concurrency), the command's deduplication id and the event's signature.
 type EventStore struct {
 	js     njs.JetStream
 	stream njs.Stream
+	signer Signer
 }
 
-var _ domain.EventStore = (*EventStore)(nil)
+var (
+	_ domain.EventStore    = (*EventStore)(nil)
+	_ domain.SubjectReader = (*EventStore)(nil)
+)
 
-// NewEventStore returns an EventStore on js. It looks the stream up once
-// (see Setup), so that LastSeq does not, and returns the server's error,
-// wrapped, when the stream does not exist or cannot be reached.
-func NewEventStore(ctx context.Context, js njs.JetStream) (*EventStore, error) {
+// NewEventStore returns an EventStore on js that signs what it appends
+// with signer; with a nil signer it appends only events that come signed
+// (key events). It looks the stream up once (see Setup), so that LastSeq
+// does not, and returns the server's error, wrapped, when the stream does
+// not exist or cannot be reached.
+func NewEventStore(ctx context.Context, js njs.JetStream, signer Signer) (*EventStore, error) {
 	st, err := js.Stream(ctx, StreamName)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamName, err)
 	}
-	return &EventStore{js: js, stream: st}, nil
+	return &EventStore{js: js, stream: st, signer: signer}, nil
 }
+
+// errUnsigned refuses an append that neither comes signed nor can be
+// signed: the ledger takes no unsigned event.
+var errUnsigned = errors.New("append: the event is not signed and this store has no signer")
 
 // Append publishes ev.Body to ledger.events.<ev.App> with the headers
 // Nats-Msg-Id (ev.MsgID), Nats-Expected-Last-Subject-Sequence
-// (ev.ExpectedSeq, always sent: 0 means the subject must be empty) and
-// Ledger-Event-Type (ev.Type). It returns the stream sequence of the event,
-// or of its first copy with Duplicate set when the server already held
-// ev.MsgID. It returns an *domain.Error (CodeInvalidArgument) for an invalid
-// app id, an error wrapping domain.ErrConflict (and the server's
+// (ev.ExpectedSeq, always sent: 0 means the subject must be empty),
+// Ledger-Event-Type (ev.Type) and the signature: ev.KeyID and ev.Signature
+// when set, else the signer's. It returns the stream sequence of the
+// event, or of its first copy with Duplicate set when the server already
+// held ev.MsgID. It returns an *domain.Error (CodeInvalidArgument) for an
+// invalid app id, an error wrapping domain.ErrConflict (and the server's
 // *jetstream.APIError) when the subject's last sequence is not
-// ev.ExpectedSeq, and other errors, wrapped, when the publish fails.
+// ev.ExpectedSeq, the signer's error, and other errors, wrapped, when the
+// publish fails.
 func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
 	if err := validSubject(ev.App); err != nil {
 		return domain.AppendResult{}, err
 	}
-	h := make(nats.Header, 3)
+	if ev.Signature == "" {
+		if s.signer == nil {
+			return domain.AppendResult{}, errUnsigned
+		}
+		var err error
+		if ev.KeyID, ev.Signature, err = s.signer.Sign(ctx, ev.Body); err != nil {
+			return domain.AppendResult{}, fmt.Errorf("sign %s: %w", ev.Type, err)
+		}
+	}
+	h := make(nats.Header, 5)
+	h[domain.HeaderKeyID] = []string{ev.KeyID}
+	h[domain.HeaderSignature] = []string{ev.Signature}
 	h[njs.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(ev.ExpectedSeq, 10)}
 	if ev.MsgID != "" {
 		h[njs.MsgIDHeader] = []string{ev.MsgID}
@@ -65,13 +96,32 @@ func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain
 	return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
-// validSubject checks the subject token of an append: an app id, or
-// domain.IdentityStream.
+// validSubject checks the subject token of an append: an app id,
+// domain.IdentityStream or domain.KeysStream.
 func validSubject(app string) error {
-	if app == domain.IdentityStream {
+	if app == domain.IdentityStream || app == domain.KeysStream {
 		return nil
 	}
 	return domain.ValidateAppID(app)
+}
+
+// storedMessage is msg of LEDGER as domain.LedgerCheck takes it.
+func storedMessage(msg njs.Msg, md *njs.MsgMetadata) domain.StoredMessage {
+	m := domain.StoredMessage{Seq: md.Sequence.Stream, Token: strings.TrimPrefix(msg.Subject(), SubjectPrefix),
+		Body: msg.Data(), Stored: md.Timestamp}
+	if h := msg.Headers(); h != nil {
+		// As sent, without canonicalising: a header spelt otherwise is
+		// not backupd's.
+		m.KeyID, m.Signature = first(h[domain.HeaderKeyID]), first(h[domain.HeaderSignature])
+	}
+	return m
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // isWrongLastSequence reports whether err is the server's answer to a wrong

@@ -407,7 +407,7 @@ func TestSetupIdempotentAndStreamProtected(t *testing.T) {
 	s := natstest.Server(t, "")
 	_, js := natstest.Connect(t, s)
 	ctx := t.Context()
-	if _, err := jetstream.NewEventStore(ctx, js); err == nil {
+	if _, err := jetstream.NewEventStore(ctx, js, testSigner{}); err == nil {
 		t.Fatal("event store without a stream")
 	}
 	for i := range 2 {

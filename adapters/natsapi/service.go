@@ -166,6 +166,9 @@ type Deps struct {
 	Schedules Schedules
 	// Deliveries reads webhook delivery logs; nil answers unavailable.
 	Deliveries Deliveries
+	// Keys lists (keys.list, without a token) and rotates the ledger's
+	// signing keys; nil answers unavailable.
+	Keys LedgerKeys
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.

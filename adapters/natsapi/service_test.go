@@ -35,7 +35,7 @@ func TestServiceInfo(t *testing.T) {
 		natsapi.SubjectMaintenanceStart, natsapi.SubjectMaintenanceEnd, natsapi.SubjectRestoresCreate,
 		natsapi.SubjectRestoresGet, natsapi.SubjectRestoresList, natsapi.SubjectRetentionGet, natsapi.SubjectBackupsVerify, natsapi.SubjectBackupsQuote,
 		natsapi.SubjectScheduleGet, natsapi.SubjectScheduleSet, natsapi.SubjectWebhooksCreate, natsapi.SubjectWebhooksList,
-		natsapi.SubjectWebhooksDelete, natsapi.SubjectWebhooksDeliveries,
+		natsapi.SubjectWebhooksDelete, natsapi.SubjectWebhooksDeliveries, natsapi.SubjectKeysList, natsapi.SubjectKeysRotate,
 	}
 	slices.Sort(want)
 	if strings.Join(subjects, " ") != strings.Join(want, " ") {

@@ -67,6 +67,10 @@ const (
 	SubjectWebhooksList       = SubjectPrefix + ".webhooks.list"       // WebhooksRequest → {"webhooks":[...]}
 	SubjectWebhooksDelete     = SubjectPrefix + ".webhooks.delete"     // WebhookRequest → WebhookDeleted
 	SubjectWebhooksDeliveries = SubjectPrefix + ".webhooks.deliveries" // DeliveriesRequest → {"deliveries":[...]}
+
+	// The ledger's signing keys (docs/security.md#signed-events).
+	SubjectKeysList   = SubjectPrefix + ".keys.list"   // {} → KeyList; no Authorization
+	SubjectKeysRotate = SubjectPrefix + ".keys.rotate" // CommandFields → KeyList (server administrator)
 )
 
 // endpoint is one micro endpoint: its name (unique in the service), its
@@ -141,5 +145,8 @@ func (s *Service) endpoints() []endpoint {
 		{name: "webhooks_list", subject: SubjectWebhooksList, h: s.listWebhooks},
 		{name: "webhooks_delete", subject: SubjectWebhooksDelete, h: s.deleteWebhook},
 		{name: "webhooks_deliveries", subject: SubjectWebhooksDeliveries, h: s.webhookDeliveries},
+
+		{name: "keys_list", subject: SubjectKeysList, h: s.listKeys, public: true},
+		{name: "keys_rotate", subject: SubjectKeysRotate, h: s.rotateKey},
 	}
 }

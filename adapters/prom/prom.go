@@ -31,6 +31,9 @@ type Ledger interface {
 	ReadApp(app string, fn func(a *domain.App))
 	// Applied returns the last stream sequence the projection applied.
 	Applied() uint64
+	// Rejected returns how many messages of the stream the projection
+	// refused (not signed by the ledger's keys, or not chained), by reason.
+	Rejected() map[string]uint64
 }
 
 // JetStreamUsage is the embedded NATS server's JetStream usage.
@@ -248,6 +251,8 @@ var (
 	descApplied  = prometheus.NewDesc(Namespace+"_projection_applied_sequence", "The last stream sequence this process's projection applied.", nil, nil)
 	descLag      = prometheus.NewDesc(Namespace+"_projection_lag_events", "Stream messages the projection has not applied yet.", nil, nil)
 	descInFlight = prometheus.NewDesc(Namespace+"_jobs_in_flight", "Backup jobs this process runs now.", nil, nil)
+	descRejected = prometheus.NewDesc(Namespace+"_ledger_rejected_total",
+		"Messages of the ledger's stream this process's projection refused, by reason: not signed by a key of the ledger, or not chained to the app's last event (docs/security.md).", []string{"reason"}, nil)
 	descJSBytes  = prometheus.NewDesc(Namespace+"_nats_jetstream_storage_bytes", "File storage the embedded NATS server's JetStream uses.", nil, nil)
 	descJSMsgs   = prometheus.NewDesc(Namespace+"_nats_jetstream_messages", "Messages in the embedded NATS server's streams.", nil, nil)
 	descJSStream = prometheus.NewDesc(Namespace+"_nats_jetstream_streams", "Streams of the embedded NATS server.", nil, nil)
@@ -255,7 +260,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBackups, descLast, descNightly, descOmitted, descRestores, descApplied, descLag, descInFlight} {
+	for _, d := range []*prometheus.Desc{descBackups, descLast, descNightly, descOmitted, descRestores, descApplied, descLag, descInFlight, descRejected} {
 		ch <- d
 	}
 	if c.cfg.JetStream != nil {
@@ -306,6 +311,9 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRestores, prometheus.GaugeValue, float64(restores))
 	applied := c.ledger.Applied()
 	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(applied))
+	for reason, n := range c.ledger.Rejected() {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), reason)
+	}
 	if c.cfg.LastSeq != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -42,7 +42,7 @@ func ledgerOf(t *testing.T, apps ...string) *projections.Store {
 			if err != nil {
 				t.Fatal(err)
 			}
-			store.Apply(seq, app, body)
+			store.Apply(domain.StoredMessage{Seq: seq, Token: app, Body: body})
 		}
 	}
 	return store

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,7 +37,7 @@ through the HTTP API; --server and --token do not apply.
 Flags:
   --app APP         only APP's events (subject ledger.events.APP);
                     _identity is the stream of users, organisations and
-                    app admins
+                    app admins, _keys the ledger's signing keys
   --since TIME|SEQ  start at the first event stored at or after TIME (RFC
                     3339, e.g. 2026-11-21T10:00:00Z), or at the stream
                     sequence SEQ (a positive integer); default: the
@@ -55,32 +53,6 @@ Flags:
 Without --follow it stops after the last event that was stored when it
 started. --timeout bounds the connection and each wait for the next of
 those events. See docs/audit.md.
-`
-
-const helpAuditVerify = `
-Checks the hash chain of the ledger: every event of an app carries in
-prev_hash the SHA-256 (hex) of the previous event of the same app, exactly
-as stored, and the first event an empty prev_hash (docs/events.md). It
-reads every event of APP, or of every app (and of _identity), over NATS
-as the audit role: read access to the stream is all it needs.
-
-Prints, per app, the number of events, the stream sequence of the last one
-and the hash of the last one (the chain's head: record it elsewhere to
-detect later that events at the end were removed), then a summary. With
---json, prints the same as a JSON document.
-
-It exits 1 if a chain is broken: for each such app it prints the first
-broken link only, with its stream sequence, the prev_hash expected and the
-one found. An event whose body is not a JSON event envelope, that has no
-prev_hash, or whose app is not the one of its subject, breaks its app's
-chain too.
-
-Flags:
-  --app APP         only APP's chain
-  --nats-login FILE the audit role's login (default ./data/nats/audit.json)
-  --nats-url URL    the NATS server (default: the login's url)
-
-See docs/audit.md.
 `
 
 // natsLogin is a NATS role's login file, as backupd writes it to
@@ -196,12 +168,13 @@ func redactPassword(s, pw string) string {
 	return strings.ReplaceAll(s, pw, "xxxxx")
 }
 
-// auditApp parses --app: an app id, or _identity.
+// auditApp parses --app: an app id, _identity or _keys. It returns the
+// subject filter: every subject without --app.
 func auditApp(cmd *command, app string) (string, error) {
 	if app == "" {
 		return ledgerjs.SubjectAll, nil
 	}
-	if app != domain.IdentityStream {
+	if app != domain.IdentityStream && app != domain.KeysStream {
 		if err := domain.ValidateAppID(app); err != nil {
 			return "", &usageError{cmd: cmd, msg: fmt.Sprintf("--app %q: %v", app, err)}
 		}
@@ -211,7 +184,9 @@ func auditApp(cmd *command, app string) (string, error) {
 
 // ledgerQuery says which events readLedger reads.
 type ledgerQuery struct {
-	filter    string    // subject filter
+	// filters are the subject filters; the messages of all of them are
+	// read in stream order.
+	filters   []string
 	startSeq  uint64    // first stream sequence, 0: from the start
 	startTime time.Time // first store time, zero: from the start
 	// follow keeps reading new events until ctx ends; else reading stops
@@ -226,6 +201,12 @@ type ledgerMsg struct {
 	seq     uint64
 	subject string
 	data    []byte
+	// keyID and signature are the values of the headers
+	// domain.HeaderKeyID and domain.HeaderSignature, "" when absent.
+	keyID     string
+	signature string
+	// stored is the time the server stored the message.
+	stored time.Time
 	// pending is how many events of the query the server held after this
 	// one when it was delivered.
 	pending uint64
@@ -247,7 +228,7 @@ func readLedger(ctx context.Context, js njs.JetStream, q ledgerQuery, fn func(le
 	if !q.follow && (last == 0 || q.startSeq > last) {
 		return nil
 	}
-	cfg := njs.OrderedConsumerConfig{FilterSubjects: []string{q.filter}, DeliverPolicy: njs.DeliverAllPolicy}
+	cfg := njs.OrderedConsumerConfig{FilterSubjects: q.filters, DeliverPolicy: njs.DeliverAllPolicy}
 	switch {
 	case q.startSeq > 0:
 		cfg.DeliverPolicy, cfg.OptStartSeq = njs.DeliverByStartSequencePolicy, q.startSeq
@@ -275,6 +256,7 @@ func readLedger(ctx context.Context, js njs.JetStream, q ledgerQuery, fn func(le
 	if info := cons.CachedInfo(); !q.follow && info != nil && info.NumPending == 0 {
 		return nil
 	}
+	what := strings.Join(q.filters, ", ")
 	for {
 		nctx, cancel := ctx, context.CancelFunc(func() {})
 		if !q.follow {
@@ -286,18 +268,22 @@ func readLedger(ctx context.Context, js njs.JetStream, q ledgerQuery, fn func(le
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("read %s: no event within %s", q.filter, q.wait)
+			return fmt.Errorf("read %s: no event within %s", what, q.wait)
 		case err != nil:
-			return fmt.Errorf("read %s: %w", q.filter, err)
+			return fmt.Errorf("read %s: %w", what, err)
 		}
 		md, err := msg.Metadata()
 		if err != nil {
-			return fmt.Errorf("read %s: %w", q.filter, err)
+			return fmt.Errorf("read %s: %w", what, err)
 		}
 		if !q.follow && md.Sequence.Stream > last {
 			return nil
 		}
-		if err := fn(ledgerMsg{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending}); err != nil {
+		m := ledgerMsg{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), stored: md.Timestamp, pending: md.NumPending}
+		if h := msg.Headers(); h != nil {
+			m.keyID, m.signature = h.Get(domain.HeaderKeyID), h.Get(domain.HeaderSignature)
+		}
+		if err := fn(m); err != nil {
 			return err
 		}
 		if !q.follow && (md.NumPending == 0 || md.Sequence.Stream >= last) {
@@ -349,7 +335,7 @@ func auditTail(ctx context.Context, c *cli, cmd *command, args []string) error {
 	}
 	defer ns.close()
 	w := bufio.NewWriterSize(c.stdout, 64<<10)
-	q := ledgerQuery{filter: filter, startSeq: startSeq, startTime: startTime, follow: *follow, wait: c.g.timeout}
+	q := ledgerQuery{filters: []string{filter}, startSeq: startSeq, startTime: startTime, follow: *follow, wait: c.g.timeout}
 	err = readLedger(ctx, ns.js, q, func(m ledgerMsg) error {
 		// backupd's bodies are compact JSON without a newline.
 		w.Write(m.data)
@@ -372,176 +358,4 @@ func auditTail(ctx context.Context, c *cli, cmd *command, args []string) error {
 		return errors.New("interrupted")
 	}
 	return ns.explain(err)
-}
-
-// chain is what audit verify learnt of one subject's hash chain.
-type chain struct {
-	App     string      `json:"app"`
-	Subject string      `json:"subject"`
-	Events  int         `json:"events"`
-	LastSeq uint64      `json:"last_seq"`
-	Head    string      `json:"head"`             // hash of the last event read
-	Intact  bool        `json:"intact"`           // no broken link so far
-	Broken  *chainBreak `json:"broken,omitempty"` // the first broken link
-}
-
-// chainBreak is the first broken link of a chain: the event at Seq.
-type chainBreak struct {
-	Seq uint64 `json:"seq"`
-	// Expected is the hash of the previous event of the subject ("" for
-	// the first); ExpectedOf its stream sequence (0 for none).
-	Expected   string `json:"expected"`
-	ExpectedOf uint64 `json:"expected_of,omitempty"`
-	// Found is the event's prev_hash; empty when Problem says why the
-	// event has none.
-	Found   string `json:"found"`
-	Problem string `json:"problem,omitempty"`
-}
-
-// verifyReport is audit verify's result, as --json prints it.
-type verifyReport struct {
-	Apps   int      `json:"apps"`
-	Events int      `json:"events"`
-	Intact bool     `json:"intact"`
-	Chains []*chain `json:"chains"`
-}
-
-// check adds the event m to its chain.
-func (ch *chain) check(m ledgerMsg) {
-	ch.Events++
-	hash := domain.HashEvent(m.data)
-	defer func() { ch.Head, ch.LastSeq = hash, m.seq }()
-	if !ch.Intact {
-		return
-	}
-	brk := &chainBreak{Seq: m.seq, Expected: ch.Head, ExpectedOf: ch.LastSeq}
-	var env struct {
-		App      string  `json:"app"`
-		PrevHash *string `json:"prev_hash"`
-	}
-	switch err := json.Unmarshal(m.data, &env); {
-	case err != nil:
-		brk.Problem = fmt.Sprintf("the body is not a JSON event envelope: %v", err)
-	case env.PrevHash == nil:
-		brk.Problem = "the event has no prev_hash"
-	case env.App != ch.App:
-		brk.Found = *env.PrevHash
-		brk.Problem = fmt.Sprintf("the event is of app %q, not of its subject's", env.App)
-	case *env.PrevHash != ch.Head:
-		brk.Found = *env.PrevHash
-	default:
-		return
-	}
-	ch.Intact, ch.Broken = false, brk
-}
-
-func auditVerify(ctx context.Context, c *cli, cmd *command, args []string) error {
-	fs := c.flagSet(cmd.name)
-	var nf natsFlags
-	nf.add(fs)
-	app := fs.String("app", "", "")
-	if _, err := c.parse(cmd, fs, args, 0, 0); err != nil {
-		return err
-	}
-	filter, err := auditApp(cmd, *app)
-	if err != nil {
-		return err
-	}
-	ns, err := c.connectNATS(cmd, nf)
-	if err != nil {
-		return err
-	}
-	defer ns.close()
-	chains := map[string]*chain{}
-	rep := verifyReport{Intact: true, Chains: []*chain{}}
-	err = readLedger(ctx, ns.js, ledgerQuery{filter: filter, wait: c.g.timeout}, func(m ledgerMsg) error {
-		ch := chains[m.subject]
-		if ch == nil {
-			ch = &chain{App: strings.TrimPrefix(m.subject, ledgerjs.SubjectPrefix), Subject: m.subject, Intact: true}
-			chains[m.subject] = ch
-			rep.Chains = append(rep.Chains, ch)
-		}
-		ch.check(m)
-		rep.Events++
-		return nil
-	})
-	if errors.Is(err, context.Canceled) {
-		return errors.New("interrupted")
-	}
-	if err != nil {
-		return ns.explain(err)
-	}
-	slices.SortFunc(rep.Chains, func(a, b *chain) int { return strings.Compare(a.App, b.App) })
-	rep.Apps = len(rep.Chains)
-	var broken []string
-	for _, ch := range rep.Chains {
-		if !ch.Intact {
-			rep.Intact = false
-			broken = append(broken, ch.App)
-		}
-	}
-	if c.g.json {
-		if err := printJSON(c.stdout, rep); err != nil {
-			return err
-		}
-	} else if err := printVerify(c.stdout, rep, *app); err != nil {
-		return err
-	}
-	if !rep.Intact {
-		return &failure{msg: fmt.Sprintf("hash chain broken in %d of %d apps: %s", len(broken), rep.Apps, strings.Join(broken, ", "))}
-	}
-	return nil
-}
-
-// printVerify prints audit verify's result as text.
-func printVerify(w io.Writer, rep verifyReport, app string) error {
-	if rep.Apps == 0 {
-		if app != "" {
-			_, err := fmt.Fprintf(w, "No events of %s to check.\n", app)
-			return err
-		}
-		_, err := fmt.Fprintln(w, "No events to check: the ledger is empty.")
-		return err
-	}
-	t := newTable(w, "APP", "EVENTS", "LAST SEQ", "CHAIN", "HEAD")
-	for _, ch := range rep.Chains {
-		state, head := "intact", ch.Head
-		if !ch.Intact {
-			state, head = fmt.Sprintf("BROKEN at seq %d", ch.Broken.Seq), "-"
-		}
-		t.row(ch.App, strconv.Itoa(ch.Events), strconv.FormatUint(ch.LastSeq, 10), state, head)
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	broken := 0
-	for _, ch := range rep.Chains {
-		if ch.Intact {
-			continue
-		}
-		broken++
-		b := ch.Broken
-		fmt.Fprintf(w, "\n%s (%s): broken link at stream sequence %d", ch.App, ch.Subject, b.Seq)
-		if b.Problem != "" {
-			fmt.Fprintf(w, ": %s", clean(b.Problem))
-		}
-		of := "the first event of the app: empty"
-		if b.ExpectedOf > 0 {
-			of = fmt.Sprintf("SHA-256 of the event at sequence %d", b.ExpectedOf)
-		}
-		fmt.Fprintf(w, "\n  prev_hash expected: %q (%s)\n", b.Expected, of)
-		if b.Problem == "" || b.Found != "" {
-			fmt.Fprintf(w, "  prev_hash found:    %q\n", clean(b.Found))
-		}
-	}
-	apps := "apps"
-	if rep.Apps == 1 {
-		apps = "app"
-	}
-	if rep.Intact {
-		_, err := fmt.Fprintf(w, "Checked %d events of %d %s: every hash chain is intact.\n", rep.Events, rep.Apps, apps)
-		return err
-	}
-	_, err := fmt.Fprintf(w, "\nChecked %d events of %d %s: %d broken.\n", rep.Events, rep.Apps, apps, broken)
-	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -396,13 +397,41 @@ func TestAuditTailRefused(t *testing.T) {
 	}
 }
 
+// TestAuditVerifyDetectsForgery forges an event with backupd's own NATS
+// rights, through a real backupd.
+//
+// It needs the backupd that signs the ledger (a key.created at its first
+// start, every event signed): against a backupd that does not sign yet
+// the ledger has no genesis, the forged copy is a broken link of the
+// unsigned prefix instead of a refused message, and this test fails.
 func TestAuditVerifyDetectsForgery(t *testing.T) {
 	e := startAuditBackupd(t)
 	e.makeEvents()
-	r := e.must("audit", "verify", "--nats-login", e.login)
 	all := ledger(t, e.js)
-	if !strings.Contains(r.stdout, fmt.Sprintf("Checked %d events of 3 apps: every hash chain is intact.", len(all))) {
-		t.Errorf("verify of an intact ledger printed\n%s", r.stdout)
+	keys := only(all, func(m storedMsg) bool { return m.subject == "ledger.events._keys" })
+	if len(keys) == 0 {
+		t.Fatal("no key.created on ledger.events._keys: this test needs the backupd that signs the ledger")
+	}
+	var created struct {
+		Data struct {
+			KeyID string `json:"key_id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(keys[0].data, &created); err != nil {
+		t.Fatal(err)
+	}
+	genesis, legacy := keys[0].seq, len(only(all, func(m storedMsg) bool { return m.seq < keys[0].seq }))
+	r := e.must("audit", "verify", "--nats-login", e.login, "--key", created.Data.KeyID)
+	for _, want := range []string{
+		fmt.Sprintf("Checked %d events of 4 apps: every hash chain is intact and every event since seq %d is signed by the ledger's keys", len(all), genesis),
+		fmt.Sprintf("Genesis: seq %d, key %s (the key given with --key).", genesis, created.Data.KeyID),
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("verify of an intact ledger lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if legacy > 0 && !strings.Contains(r.stdout, fmt.Sprintf("(%d unsigned", legacy)) {
+		t.Errorf("the %d unsigned events before the genesis are not counted:\n%s", legacy, r.stdout)
 	}
 	crm := only(all, func(m storedMsg) bool { return m.subject == "ledger.events.crm" })
 	last := crm[len(crm)-1]
@@ -410,9 +439,8 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 		t.Errorf("the head of crm's chain is not shown:\n%s", r.stdout)
 	}
 
-	// Someone with backupd's rights appends a copy of crm's last event
-	// with another actor, keeping its prev_hash: a link of the chain that
-	// does not fit.
+	// Someone with backupd's rights, but not its key, appends a copy of
+	// crm's last event with another actor, keeping its prev_hash.
 	var forged map[string]any
 	if err := json.Unmarshal(last.data, &forged); err != nil {
 		t.Fatal(err)
@@ -426,29 +454,34 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// backupd follows the forged event and chains the next one to it: only
-	// the first broken link is reported.
+	// backupd refuses the forged event and chains its next one to the last
+	// genuine event, which verify accepts.
 	e.must("maintenance", "start", "crm", "--reason", "after the forgery")
 	e.waitMirror()
+	now := ledger(t, e.js)
+	after := now[len(now)-1]
+	if after.subject != "ledger.events.crm" || after.seq <= ack.Sequence {
+		t.Fatalf("the last event is %s at %d, want crm's after %d", after.subject, after.seq, ack.Sequence)
+	}
 
 	r = e.ctl(context.Background(), nil, "audit", "verify", "--nats-login", e.login)
 	if r.code != 1 {
 		t.Fatalf("verify of a forged ledger: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("crm (ledger.events.crm): broken link at stream sequence %d", ack.Sequence),
-		fmt.Sprintf("prev_hash expected: %q (SHA-256 of the event at sequence %d)", domain.HashEvent(last.data), last.seq),
-		fmt.Sprintf("prev_hash found:    %q", forged["prev_hash"]),
-		fmt.Sprintf("BROKEN at seq %d", ack.Sequence),
+		fmt.Sprintf("crm (ledger.events.crm): refused message at stream sequence %d: unsigned\n", ack.Sequence),
+		fmt.Sprintf("  it claimed to be: %s by mallory\n", forged["type"]),
+		fmt.Sprintf("REFUSED at seq %d", ack.Sequence),
+		domain.HashEvent(after.data), // crm's head: the genuine event after the forgery
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if strings.Count(r.stdout, "broken link") != 1 {
-		t.Errorf("want one broken link:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "broken link") || strings.Count(r.stdout, "refused message at") != 1 {
+		t.Errorf("want one refused message and no broken link:\n%s", r.stdout)
 	}
-	if want := "backupctl: hash chain broken in 1 of 3 apps: crm\n"; r.stderr != want {
+	if want := fmt.Sprintf("backupctl: ledger not intact in 1 of 4 apps: crm (seq %d: unsigned)\n", ack.Sequence); r.stderr != want {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 
@@ -457,8 +490,8 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 {
 		t.Fatalf("--json: exit %d, %v\n%s", r.code, err, r.stdout)
 	}
-	if len(rep.Chains) != 3 {
-		t.Fatalf("--json: %d chains, want 3: %+v", len(rep.Chains), rep.Chains)
+	if len(rep.Chains) != 4 || rep.Verified || rep.Intact || rep.Rejected != 1 || rep.GenesisSeq != genesis || rep.GenesisKey != created.Data.KeyID {
+		t.Fatalf("--json: %+v", rep)
 	}
 	sawCRM := false
 	for _, ch := range rep.Chains {
@@ -469,17 +502,26 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 			continue
 		}
 		sawCRM = true
-		want := chainBreak{Seq: ack.Sequence, Expected: domain.HashEvent(last.data), ExpectedOf: last.seq, Found: forged["prev_hash"].(string)}
-		if ch.Intact || ch.Broken == nil || *ch.Broken != want {
-			t.Errorf("crm's chain: %+v, want broken at %+v", ch, want)
+		if ch.Intact || ch.Broken != nil || ch.Rejected != 1 || len(ch.Refused) != 1 {
+			t.Fatalf("crm's chain: %+v, want one refused message", ch)
+		}
+		want := refusal{Seq: ack.Sequence, Reason: domain.ReasonUnsigned, Detail: ch.Refused[0].Detail, Type: forged["type"].(string), Actor: "mallory"}
+		if got := ch.Refused[0]; got != want || got.Detail == "" {
+			t.Errorf("refused %+v, want %+v", got, want)
+		}
+		if ch.Events != len(crm)+1 || ch.LastSeq != after.seq || ch.Head != domain.HashEvent(after.data) {
+			t.Errorf("crm: %d events, last seq %d, head %s; want %d, %d, %s", ch.Events, ch.LastSeq, ch.Head, len(crm)+1, after.seq, domain.HashEvent(after.data))
 		}
 	}
 	if !sawCRM {
 		t.Errorf("--json: no chain of crm in %+v", rep.Chains)
 	}
 
-	if r := e.must("audit", "verify", "--nats-login", e.login, "--app", "hr"); !strings.Contains(r.stdout, "of 1 app: every hash chain is intact") {
-		t.Errorf("verify --app hr printed\n%s", r.stdout)
+	r = e.must("audit", "verify", "--nats-login", e.login, "--app", "hr")
+	for _, want := range []string{"of 1 app: every hash chain is intact and every event since seq", "Read ledger.events._keys as well, for the keys: "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("verify --app hr lacks %q:\n%s", want, r.stdout)
+		}
 	}
 	if r := e.ctl(context.Background(), nil, "audit", "verify", "--nats-login", e.login, "--app", "crm"); r.code != 1 {
 		t.Errorf("verify --app crm: exit %d", r.code)
@@ -487,23 +529,52 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 }
 
 // handChain appends hand-made events to the LEDGER stream of a plain NATS
-// server.
+// server, or, without one (js nil), collects them in mem with the store
+// time now. From its genesis on it signs what it appends, as backupd does.
 type handChain struct {
 	t    *testing.T
 	js   njs.JetStream
-	last map[string]string // hash of each subject's last event
+	last map[string]string // hash of each subject's last event: its head
 	n    int
+	key  ed25519.PrivateKey // the key that signs; nil before the genesis
+	seq  uint64             // stream sequence of the last message stored
+	log  map[uint64]ledgerMsg
+	mem  []ledgerMsg // without js: every message stored
+	now  time.Time   // without js: the store time of the next message
 }
 
-// add appends an event of app on subject ledger.events.<subject>; edit may
-// change the envelope before it is stored. It returns the stored body.
-func (h *handChain) add(subject, app string, edit func(env map[string]any)) []byte {
+func newHandChain(t *testing.T, js njs.JetStream) *handChain {
+	return &handChain{t: t, js: js, last: map[string]string{}, log: map[uint64]ledgerMsg{},
+		now: time.Date(2026, 11, 21, 10, 15, 0, 0, time.UTC)}
+}
+
+// Fixed keys of the hand-made ledgers: the ledger's first and second, and
+// one the ledger never announced.
+var (
+	keyA       = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0xa}, ed25519.SeedSize))
+	keyB       = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0xb}, ed25519.SeedSize))
+	keyMallory = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0xe}, ed25519.SeedSize))
+	idA        = domain.KeyIDOf(keyA.Public().(ed25519.PublicKey))
+	idB        = domain.KeyIDOf(keyB.Public().(ed25519.PublicKey))
+	idMallory  = domain.KeyIDOf(keyMallory.Public().(ed25519.PublicKey))
+)
+
+// body returns an event of app chained to the head of subject: a
+// backup.renamed unless edit changes the envelope.
+func (h *handChain) body(subject, app string, edit func(env map[string]any)) []byte {
+	h.t.Helper()
+	return h.envelope(subject, app, "backup.renamed", map[string]any{"backup_id": "x", "name": fmt.Sprint(h.n + 1)}, edit)
+}
+
+// envelope returns the envelope of an event of type typ with data, of app,
+// chained to the head of subject, after edit (if not nil) changed it.
+func (h *handChain) envelope(subject, app, typ string, data any, edit func(env map[string]any)) []byte {
 	h.t.Helper()
 	h.n++
 	env := map[string]any{
-		"id": fmt.Sprintf("01K%023d", h.n), "type": "backup.renamed", "version": 1, "app": app,
+		"id": fmt.Sprintf("01K%023d", h.n), "type": typ, "version": 1, "app": app,
 		"time": "2026-11-21T10:15:00Z", "actor": "alice", "command_id": fmt.Sprint(h.n),
-		"prev_hash": h.last[subject], "data": map[string]any{"backup_id": "x", "name": fmt.Sprint(h.n)},
+		"prev_hash": h.last[subject], "data": data,
 	}
 	if edit != nil {
 		edit(env)
@@ -512,84 +583,114 @@ func (h *handChain) add(subject, app string, edit func(env map[string]any)) []by
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return h.addRaw(subject, body)
-}
-
-func (h *handChain) addRaw(subject string, body []byte) []byte {
-	h.t.Helper()
-	if _, err := h.js.Publish(context.Background(), ledgerjs.Subject(subject), body); err != nil {
-		h.t.Fatal(err)
-	}
-	h.last[subject] = domain.HashEvent(body)
 	return body
 }
 
-func TestAuditVerifyChains(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		build  func(h *handChain)
-		code   int
-		stdout []string
-		stderr string
-	}{
-		{"intact", func(h *handChain) {
-			h.add("a", "a", nil)
-			h.add("b", "b", nil)
-			h.add("a", "a", nil)
-			h.add("_identity", "_identity", nil)
-			h.add("a", "a", nil)
-		}, 0, []string{"Checked 5 events of 3 apps: every hash chain is intact.", "a          3       5         intact"}, ""},
-		{"first event with a prev_hash", func(h *handChain) {
-			h.add("b", "b", nil)
-			h.add("a", "a", func(env map[string]any) { env["prev_hash"] = strings.Repeat("ab", 32) })
-		}, 1, []string{
-			"a (ledger.events.a): broken link at stream sequence 2\n" +
-				`  prev_hash expected: "" (the first event of the app: empty)` + "\n" +
-				`  prev_hash found:    "` + strings.Repeat("ab", 32) + `"`,
-		}, "hash chain broken in 1 of 2 apps: a"},
-		{"only the first broken link", func(h *handChain) {
-			h.add("a", "a", nil)
-			h.add("a", "a", nil)
-			h.add("a", "a", func(env map[string]any) { env["prev_hash"] = "" })
-			h.add("a", "a", func(env map[string]any) { env["prev_hash"] = "" })
-		}, 1, []string{"broken link at stream sequence 3\n", `found:    ""`, "BROKEN at seq 3"}, "hash chain broken in 1 of 1 apps: a"},
-		{"a body that is not an envelope", func(h *handChain) {
-			h.add("a", "a", nil)
-			h.addRaw("a", []byte("not json"))
-			h.add("b", "b", nil)
-		}, 1, []string{"broken link at stream sequence 2: the body is not a JSON event envelope: invalid character"}, "hash chain broken in 1 of 2 apps: a"},
-		{"no prev_hash", func(h *handChain) {
-			h.add("a", "a", func(env map[string]any) { delete(env, "prev_hash") })
-		}, 1, []string{"broken link at stream sequence 1: the event has no prev_hash"}, "broken in 1 of 1 apps"},
-		{"an event of another app", func(h *handChain) {
-			h.add("a", "a", nil)
-			h.add("a", "b", nil)
-		}, 1, []string{`broken link at stream sequence 2: the event is of app "b", not of its subject's`}, "broken in 1 of 1 apps"},
-		{"two apps broken", func(h *handChain) {
-			h.add("a", "a", nil)
-			h.add("b", "b", func(env map[string]any) { env["prev_hash"] = "x" })
-			h.add("c", "c", nil)
-			h.add("a", "a", func(env map[string]any) { env["prev_hash"] = "y" })
-		}, 1, []string{"a (ledger.events.a): broken link at stream sequence 4", "b (ledger.events.b): broken link at stream sequence 2",
-			"Checked 4 events of 3 apps: 2 broken."}, "hash chain broken in 2 of 3 apps: a, b"},
-		{"empty", func(*handChain) {}, 0, []string{"No events to check: the ledger is empty."}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			login := plainLedger(t, tc.build)
-			r := runAudit(t, "audit", "verify", "--nats-login", login)
-			if r.code != tc.code {
-				t.Errorf("exit %d, want %d\n%s%s", r.code, tc.code, r.stdout, r.stderr)
-			}
-			for _, want := range tc.stdout {
-				if !strings.Contains(r.stdout, want) {
-					t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-				}
-			}
-			if !strings.Contains(r.stderr, tc.stderr) || (tc.stderr == "") != (r.stderr == "") {
-				t.Errorf("stderr %q, want %q", r.stderr, tc.stderr)
-			}
-		})
+// add appends an event of app on subject ledger.events.<subject>, signed
+// from the genesis on; edit may change the envelope before it is stored.
+// It returns the stored body.
+func (h *handChain) add(subject, app string, edit func(env map[string]any)) []byte {
+	h.t.Helper()
+	return h.addRaw(subject, h.body(subject, app, edit))
+}
+
+// addRaw appends body as the next event of subject, signed from the
+// genesis on.
+func (h *handChain) addRaw(subject string, body []byte) []byte {
+	h.t.Helper()
+	h.put(subject, body, h.key, true)
+	return body
+}
+
+// put stores body on subject, signed by key (nil: unsigned); chain makes
+// it the subject's head. It returns its stream sequence.
+func (h *handChain) put(subject string, body []byte, key ed25519.PrivateKey, chain bool) uint64 {
+	h.t.Helper()
+	var keyID, sig string
+	if key != nil {
+		keyID, sig = domain.SignBody(key, body)
 	}
+	seq := h.publish(subject, body, keyID, sig)
+	if chain {
+		h.last[subject] = domain.HashEvent(body)
+	}
+	return seq
+}
+
+// forge stores body on subject signed by key (nil: unsigned), without
+// moving the head: a message someone who can publish slips in.
+func (h *handChain) forge(subject string, body []byte, key ed25519.PrivateKey) uint64 {
+	h.t.Helper()
+	return h.put(subject, body, key, false)
+}
+
+// publish stores body on subject with the signature headers given (none
+// when empty) and returns its stream sequence. It does not move the head.
+func (h *handChain) publish(subject string, body []byte, keyID, sig string) uint64 {
+	h.t.Helper()
+	m := ledgerMsg{subject: ledgerjs.Subject(subject), data: body, keyID: keyID, signature: sig}
+	if h.js == nil {
+		h.seq++
+		m.seq, m.stored = h.seq, h.now
+		h.mem = append(h.mem, m)
+		h.log[m.seq] = m
+		return m.seq
+	}
+	msg := nats.NewMsg(m.subject)
+	msg.Data = body
+	if keyID != "" {
+		msg.Header.Set(domain.HeaderKeyID, keyID)
+	}
+	if sig != "" {
+		msg.Header.Set(domain.HeaderSignature, sig)
+	}
+	ack, err := h.js.PublishMsg(context.Background(), msg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.seq, m.seq = ack.Sequence, ack.Sequence
+	h.log[m.seq] = m
+	return m.seq
+}
+
+// replay stores again an exact copy, body and headers, of the message at
+// seq: what someone who can publish but not sign can do.
+func (h *handChain) replay(seq uint64) uint64 {
+	h.t.Helper()
+	m, ok := h.log[seq]
+	if !ok {
+		h.t.Fatalf("no message at seq %d to replay", seq)
+	}
+	return h.publish(strings.TrimPrefix(m.subject, ledgerjs.SubjectPrefix), m.data, m.keyID, m.signature)
+}
+
+// keyEvent returns a key event (key.created or key.rotated, data ev) on
+// ledger.events._keys, chained to its head.
+func (h *handChain) keyEvent(ev domain.Event) []byte {
+	h.t.Helper()
+	return h.envelope(domain.KeysStream, domain.KeysStream, ev.EventType(), ev, func(env map[string]any) {
+		env["actor"] = "system:keys"
+	})
+}
+
+// genesis appends the key.created of key, self-signed, and signs with key
+// from then on. It returns its stream sequence.
+func (h *handChain) genesis(key ed25519.PrivateKey) uint64 {
+	h.t.Helper()
+	body := h.keyEvent(domain.NewKeyCreated(key.Public().(ed25519.PublicKey), bytes.Repeat([]byte{3}, 32)))
+	seq := h.put(domain.KeysStream, body, key, true)
+	h.key = key
+	return seq
+}
+
+// rotate appends the key.rotated that replaces the current key by key,
+// signed by the current key, and signs with key from then on.
+func (h *handChain) rotate(key ed25519.PrivateKey) uint64 {
+	h.t.Helper()
+	body := h.keyEvent(domain.NewKeyRotated(key.Public().(ed25519.PublicKey), domain.KeyIDOf(h.key.Public().(ed25519.PublicKey))))
+	seq := h.put(domain.KeysStream, body, h.key, true)
+	h.key = key
+	return seq
 }
 
 // plainLedger starts a NATS server without users, makes the stream LEDGER
@@ -601,7 +702,7 @@ func plainLedger(t *testing.T, build func(h *handChain)) string {
 	if _, err := js.CreateStream(context.Background(), ledgerjs.StreamConfig(ledgerjs.Config{})); err != nil {
 		t.Fatal(err)
 	}
-	build(&handChain{t: t, js: js, last: map[string]string{}})
+	build(newHandChain(t, js))
 	login := filepath.Join(t.TempDir(), "audit.json")
 	b, err := json.Marshal(natsLogin{URL: s.ClientURL(), InboxPrefix: "_INBOX_audit"})
 	if err != nil {

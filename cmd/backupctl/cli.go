@@ -191,10 +191,14 @@ func commandTable() []*command {
 			summary: "remove a webhook", help: helpWebhookRm, run: webhookRm},
 		{name: "webhook deliveries", args: "(--app APP | --org ORG) ID [--limit N]", short: "(--app|--org) ID",
 			summary: "show a webhook's latest delivery attempts", help: helpWebhookDeliveries, run: webhookDeliveries},
+		{name: "ledger keys", args: "", short: "",
+			summary: "list the public keys that sign the ledger", help: helpLedgerKeys, run: ledgerKeys},
+		{name: "ledger rotate-key", args: "", short: "",
+			summary: "make a new signing key (server administrator)", help: helpLedgerRotateKey, run: ledgerRotateKey},
 		{name: "audit tail", args: "[--app APP] [--since TIME|SEQ] [--follow] [--nats-login FILE] [--nats-url URL]", short: "[--app APP] [--follow]",
 			summary: "print the ledger's events as JSON lines, read over NATS as the audit role", help: helpAuditTail, run: auditTail},
-		{name: "audit verify", args: "[--app APP] [--nats-login FILE] [--nats-url URL]", short: "[--app APP]",
-			summary: "check the hash chain of every app's events (exit 1 if broken)", help: helpAuditVerify, run: auditVerify},
+		{name: "audit verify", args: "[--app APP] [--key KEYID] [--nats-login FILE] [--nats-url URL]", short: "[--app APP]",
+			summary: "check the signatures and hash chains of the ledger (exit 1 if not intact)", help: helpAuditVerify, run: auditVerify},
 	}
 }
 

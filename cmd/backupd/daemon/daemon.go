@@ -67,6 +67,7 @@ type Daemon struct {
 	timers   *jetstream.Timers
 	notifier *notify.Notifier
 	reactor  *jetstream.Reactor
+	signing  *domain.Signing
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -180,20 +181,43 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	d.proj = projections.New(d.cfg.Rules, d.log)
-	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
-	d.goRun(runCtx, "follower", d.follower.Run)
-
-	store, err := jetstream.NewEventStore(ctx, d.js)
-	if err != nil {
-		return err
-	}
-	d.proj.SetHistory(store)
 	ids := newULIDs()
 	var clock domain.Clock = realClock{}
 	if d.Clock != nil {
 		clock = d.Clock
 	}
+	// The ledger's keys: the signing key (made, with the genesis, on a
+	// ledger that has none) and the secrets' MAC key.
+	keys, err := jetstream.NewKeys(ctx, d.js, d.cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	keyEvents, err := jetstream.NewEventStore(ctx, d.js, nil) // key events come signed
+	if err != nil {
+		return err
+	}
+	d.signing = domain.NewSigning(keys, keyEvents, keyEvents, clock, ids, d.log)
+	mac, err := d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
+		s, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas, mac, d.log)
+		if err == nil {
+			_, err = s.AuthenticateLegacy(ctx)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ledger keys: %w", err)
+	}
+
+	d.proj = projections.New(d.cfg.Rules, d.log)
+	d.proj.OnKeys(d.signing.Learn)
+	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
+	d.goRun(runCtx, "follower", d.follower.Run)
+
+	store, err := jetstream.NewEventStore(ctx, d.js, d.signing)
+	if err != nil {
+		return err
+	}
+	d.proj.SetHistory(store)
 	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, store, d.proj, clock, ids, d.archives, d.log)
 	if err != nil {
 		return err
@@ -231,7 +255,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.jobs.Hooks = jetstream.JobHooks{Redelivered: metrics.JobRedelivered, FailedFinal: metrics.JobFailed}
 	jobsInFlight = d.jobs.InFlight
 
-	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas)
+	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas, mac, d.log)
 	if err != nil {
 		return err
 	}
@@ -300,17 +324,18 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	sched := schedules{proj: d.proj, def: d.cfg.Rules.Nightly, clock: clock}
 	dlog := deliveries{n: d.notifier}
 
+	lkeys := ledgerKeys{proj: d.proj, signing: d.signing}
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
 	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready, NewID: newID, Logger: d.log,
-		Schedules: sched, Deliveries: dlog,
+		Schedules: sched, Deliveries: dlog, Keys: lkeys,
 	})
 	if err != nil {
 		return err
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
-		Schedules: sched, Deliveries: dlog, OpenAPI: docs.OpenAPI,
+		Schedules: sched, Deliveries: dlog, OpenAPI: docs.OpenAPI, Keys: lkeys,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
 	})
 	if err != nil {

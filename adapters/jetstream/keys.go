@@ -1,0 +1,119 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// KeysBucket is the key-value bucket of the ledger's private keys: the
+// Ed25519 seeds of the signing keys ("signing.<key id>"), the key that
+// authenticates the secrets bucket's values ("mac"), and the id of the
+// ledger's first key ("genesis"). Only backupd may use it
+// (docs/security.md); values are written once and never replaced.
+const KeysBucket = "ledger_keys"
+
+// macKeySize is the size of the secrets' MAC key (HMAC-SHA256).
+const macKeySize = 32
+
+// Keys is the domain.KeyVault on the KeysBucket.
+type Keys struct {
+	kv njs.KeyValue
+}
+
+var _ domain.KeyVault = (*Keys)(nil)
+
+// NewKeys creates the bucket (file storage, one revision per key) or binds
+// to it, with replicas replicas (0 means 1).
+func NewKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
+		Bucket:      KeysBucket,
+		Description: "backupledger: the ledger's signing keys and the secrets' MAC key",
+		History:     1,
+		Storage:     njs.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+	}
+	return &Keys{kv: kv}, nil
+}
+
+func signingKey(id string) string { return "signing." + id }
+
+// NewSigningKey implements domain.KeyVault.
+func (k *Keys) NewSigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	id := domain.KeyIDOf(priv.Public().(ed25519.PublicKey))
+	if _, err := k.kv.Create(ctx, signingKey(id), priv.Seed()); err != nil {
+		return nil, fmt.Errorf("store signing key %s: %w", id, err)
+	}
+	return priv, nil
+}
+
+// SigningKey implements domain.KeyVault.
+func (k *Keys) SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, error) {
+	e, err := k.kv.Get(ctx, signingKey(id))
+	if errors.Is(err, njs.ErrKeyNotFound) {
+		return nil, fmt.Errorf("signing key %s is not in %s: %w", id, KeysBucket, domain.ErrNoKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", id, err)
+	}
+	if len(e.Value()) != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing key %s in %s is %d bytes, not a seed", id, KeysBucket, len(e.Value()))
+	}
+	priv := ed25519.NewKeyFromSeed(e.Value())
+	if got := domain.KeyIDOf(priv.Public().(ed25519.PublicKey)); got != id {
+		return nil, fmt.Errorf("signing key %s in %s is the key %s", id, KeysBucket, got)
+	}
+	return priv, nil
+}
+
+// MACKey implements domain.KeyVault.
+func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
+	mac := make([]byte, macKeySize)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, fmt.Errorf("generate mac key: %w", err)
+	}
+	v, err := k.once(ctx, "mac", mac)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != macKeySize {
+		return nil, fmt.Errorf("the mac key in %s is %d bytes, not %d", KeysBucket, len(v), macKeySize)
+	}
+	return v, nil
+}
+
+// ClaimGenesis implements domain.KeyVault.
+func (k *Keys) ClaimGenesis(ctx context.Context, id string) (string, error) {
+	v, err := k.once(ctx, "genesis", []byte(id))
+	return string(v), err
+}
+
+// once stores value under key unless a value is there already, and
+// returns the value stored: the first writer's, whoever it was.
+func (k *Keys) once(ctx context.Context, key string, value []byte) ([]byte, error) {
+	_, err := k.kv.Create(ctx, key, value)
+	if err == nil {
+		return value, nil
+	}
+	if !errors.Is(err, njs.ErrKeyExists) {
+		return nil, fmt.Errorf("store %s in %s: %w", key, KeysBucket, err)
+	}
+	e, err := k.kv.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s of %s: %w", key, KeysBucket, err)
+	}
+	return e.Value(), nil
+}
