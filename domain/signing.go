@@ -315,7 +315,7 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 			if k, ok := rotatedBy(check, m); ok {
 				return k, nil
 			}
-			return KeyInfo{}, fmt.Errorf("rotate: command %s was recorded but its key is not the current one", m.CommandID)
+			return KeyInfo{}, fmt.Errorf("rotate: command %s was recorded but announced no key", m.CommandID)
 		}
 		k := KeyInfo{ID: KeyIDOf(pub), PublicKey: pub, CreatedSeq: res.Seq}
 		s.mu.Lock()
@@ -332,16 +332,14 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 	}
 }
 
-// rotatedBy returns the key that command m made current, if the ledger's
-// current key was announced by it.
+// rotatedBy returns the key that command m announced, if a key.rotated of
+// the ledger was its event: current or retired since by a later rotation.
 func rotatedBy(check *LedgerCheck, m Meta) (KeyInfo, bool) {
-	cur, ok := check.CurrentKey()
-	if !ok || cur.CreatedSeq == 0 {
-		return KeyInfo{}, false
+	keys := check.Keys()
+	for i := len(keys) - 1; i > 0; i-- { // keys[0] is the genesis
+		if check.announcedBy[keys[i].ID] == CommandKey(m.Actor, m.CommandID) {
+			return keys[i], true
+		}
 	}
-	by, ok := check.announcedBy[cur.ID]
-	if !ok || by != CommandKey(m.Actor, m.CommandID) {
-		return KeyInfo{}, false
-	}
-	return cur, true
+	return KeyInfo{}, false
 }

@@ -30,9 +30,8 @@ type Store struct {
 	dir     domain.Directory // the identity events
 	applied uint64
 	// check decides which messages are part of the ledger (signatures and
-	// hash chains); keysSeq is the last sequence of the keys' subject.
+	// hash chains).
 	check    *domain.LedgerCheck
-	keysSeq  uint64
 	rejected map[string]uint64 // messages refused, by reason
 	onKey    func(domain.KeyInfo)
 
@@ -162,7 +161,6 @@ func (s *Store) Apply(m domain.StoredMessage) {
 	case !v.Accepted():
 		s.refuse(m, v)
 	case m.Token == domain.KeysStream:
-		s.keysSeq = m.Seq
 		if cur, ok := s.check.CurrentKey(); ok && cur.CreatedSeq == m.Seq {
 			s.onKey(cur)
 		}
@@ -195,8 +193,6 @@ func (s *Store) refuse(m domain.StoredMessage, v domain.Verdict) {
 	s.log.Error("ledger message refused", "seq", m.Seq, "app", m.Token, "reason", v.Rejected, "detail", v.Detail,
 		"claimed_type", typeOf(v.Env), "key_id", m.KeyID)
 	switch {
-	case m.Token == domain.KeysStream:
-		s.keysSeq = m.Seq
 	case m.Token == domain.IdentityStream:
 		s.dir.Refuse(m.Seq)
 	case domain.ValidateAppID(m.Token) == nil:

@@ -186,3 +186,95 @@ func benchSigning(b *testing.B, ctx context.Context, js njs.JetStream) *domain.S
 	}
 	return s
 }
+
+// BenchmarkReplay measures a cold start's fold: a new projection follows a
+// stream of benchReplayEvents signed events from the start (every message
+// checked: signature, app, chain), compared with a bare ordered-consumer
+// read of the same stream in the same run. b.N is the number of replays.
+func BenchmarkReplay(b *testing.B) {
+	const benchReplayEvents = 20000
+	_, js := benchServer(b, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rules := domain.DefaultRules()
+	rules.MinInterval = 0
+	proj := projections.New(rules, nil)
+	signing := benchSigning(b, ctx, js)
+	proj.OnKeys(signing.Learn)
+	f := jetstream.NewFollower(js, proj.Apply, nil)
+	go f.Run(ctx)
+	store, err := jetstream.NewEventStore(ctx, js, signing)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, benchClock{}, &benchIDs{}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, benchApps)
+	for a := range ids {
+		res, err := l.Execute(ctx, domain.RequestBackup{App: "app" + strconv.Itoa(a)}, domain.Meta{Actor: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[a] = res.BackupID
+	}
+	var wg sync.WaitGroup
+	for a := range benchApps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range benchReplayEvents / benchApps {
+				if _, err := l.Execute(ctx, domain.RenameBackup{App: "app" + strconv.Itoa(a), BackupID: ids[a], Name: fmt.Sprintf("n%d", i)}, domain.Meta{Actor: "bench"}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st, err := js.Stream(ctx, jetstream.StreamName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	b.ResetTimer()
+	var rawTook, foldTook time.Duration
+	for range b.N {
+		start := time.Now()
+		cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(njs.PullMaxMessages(1000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for n := uint64(0); n < last; n++ {
+			if _, err := it.Next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		it.Stop()
+		rawTook += time.Since(start)
+
+		start = time.Now()
+		p := projections.New(rules, nil)
+		g := jetstream.NewFollower(js, p.Apply, nil)
+		fctx, stop := context.WithCancel(ctx)
+		go g.Run(fctx)
+		if err := g.WaitCaughtUp(ctx); err != nil {
+			b.Fatal(err)
+		}
+		foldTook += time.Since(start)
+		stop()
+		if r := p.Rejected(); r[domain.ReasonUnsigned]+r[domain.ReasonBadSignature] != 0 {
+			b.Fatalf("replay refused messages: %v", r)
+		}
+	}
+	raw := float64(last) * float64(b.N) / rawTook.Seconds()
+	fold := float64(last) * float64(b.N) / foldTook.Seconds()
+	b.ReportMetric(fold, "events/s")
+	b.ReportMetric(raw, "raw_events/s")
+	b.ReportMetric(fold/raw, "ratio_to_raw")
+}

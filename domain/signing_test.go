@@ -1,0 +1,990 @@
+package domain_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+)
+
+// signedStream is an EventStore and a SubjectReader over one in-memory
+// stream, as JetStream keeps LEDGER: one global sequence, the expected
+// last sequence checked per subject token, MsgIDs deduplicated with the
+// first sequence, and each message stored with the signature headers of
+// its PendingEvent and the store time of the clock (the server's, which a
+// publisher cannot choose).
+type signedStream struct {
+	clock *fakeClock
+
+	mu        sync.Mutex
+	msgs      []domain.StoredMessage
+	last      map[string]uint64
+	byMsgID   map[string]uint64
+	conflicts int
+	// beforeAppend, if set, runs at the start of every Append, without the
+	// stream's lock: a test appends concurrent messages from it.
+	beforeAppend func(ev domain.PendingEvent)
+	// seqFirst checks the expected sequence before deduplicating, as an
+	// R1 stream does; false deduplicates first.
+	seqFirst bool
+}
+
+var (
+	_ domain.EventStore    = (*signedStream)(nil)
+	_ domain.SubjectReader = (*signedStream)(nil)
+)
+
+func newSignedStream(clock *fakeClock) *signedStream {
+	return &signedStream{clock: clock, last: map[string]uint64{}, byMsgID: map[string]uint64{}}
+}
+
+func (s *signedStream) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
+	s.mu.Lock()
+	hook := s.beforeAppend
+	s.mu.Unlock()
+	if hook != nil {
+		hook(ev)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq, ok := s.byMsgID[ev.MsgID]; ok && ev.MsgID != "" && !s.seqFirst {
+		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
+	}
+	if last := s.last[ev.App]; last != ev.ExpectedSeq {
+		s.conflicts++
+		return domain.AppendResult{}, fmt.Errorf("append to ledger.events.%s: expected last sequence %d, last %d: %w", ev.App, ev.ExpectedSeq, last, domain.ErrConflict)
+	}
+	if seq, ok := s.byMsgID[ev.MsgID]; ok && ev.MsgID != "" {
+		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
+	}
+	seq := s.storeLocked(ev.App, ev.Body, ev.KeyID, ev.Signature)
+	if ev.MsgID != "" {
+		s.byMsgID[ev.MsgID] = seq
+	}
+	return domain.AppendResult{Seq: seq}, nil
+}
+
+func (s *signedStream) storeLocked(token string, body []byte, keyID, sig string) uint64 {
+	seq := uint64(len(s.msgs) + 1)
+	s.msgs = append(s.msgs, domain.StoredMessage{Seq: seq, Token: token, Body: slices.Clone(body),
+		KeyID: keyID, Signature: sig, Stored: s.clock.Now()})
+	s.last[token] = seq
+	return seq
+}
+
+func (s *signedStream) LastSeq(_ context.Context, token string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[token], nil
+}
+
+func (s *signedStream) ReadSubject(_ context.Context, token string) ([]domain.StoredMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []domain.StoredMessage
+	for _, m := range s.msgs {
+		if m.Token == token {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// publish stores a message without any check, as someone who may publish
+// on the ledger's subjects but holds no key of it would.
+func (s *signedStream) publish(token string, body []byte, keyID, sig string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storeLocked(token, body, keyID, sig)
+}
+
+func (s *signedStream) all() []domain.StoredMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.msgs)
+}
+
+// forgetMsgIDs forgets the MsgIDs stored: the deduplication window
+// passed.
+func (s *signedStream) forgetMsgIDs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.byMsgID)
+}
+
+func (s *signedStream) conflictCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conflicts
+}
+
+// ofToken returns the stored messages of token.
+func (s *signedStream) ofToken(token string) []domain.StoredMessage {
+	msgs, _ := s.ReadSubject(context.Background(), token)
+	return msgs
+}
+
+// audit checks every stored message with a fresh LedgerCheck, as the
+// projections and audit verify do, and returns the check and the verdicts
+// by sequence.
+func (s *signedStream) audit() (*domain.LedgerCheck, map[uint64]domain.Verdict) {
+	c := domain.NewLedgerCheck()
+	out := map[uint64]domain.Verdict{}
+	for _, m := range s.all() {
+		out[m.Seq] = c.Check(m)
+	}
+	return c, out
+}
+
+// wantAllAccepted fails the test unless a fresh LedgerCheck accepts every
+// stored message; it returns the check.
+func (s *signedStream) wantAllAccepted(t *testing.T) *domain.LedgerCheck {
+	t.Helper()
+	c, vs := s.audit()
+	for _, m := range s.all() {
+		if v := vs[m.Seq]; !v.Accepted() {
+			t.Errorf("seq %d on %s refused: %s: %s", m.Seq, m.Token, v.Rejected, v.Detail)
+		}
+	}
+	return c
+}
+
+// fakeVault is a KeyVault in memory: the ledger_keys bucket shared by the
+// replicas. Its keys are fixed (seeds next, next+1, ...), so that tests
+// are repeatable.
+type fakeVault struct {
+	mu      sync.Mutex
+	seeds   map[string][]byte // key id → seed
+	next    byte
+	mac     []byte
+	genesis string
+	made    int // NewSigningKey calls
+	// wrong, if set for an id, is the key SigningKey answers for it: a
+	// vault whose key under id is another key.
+	wrong map[string]ed25519.PrivateKey
+}
+
+var _ domain.KeyVault = (*fakeVault)(nil)
+
+func newFakeVault(mac []byte, firstSeed byte) *fakeVault {
+	return &fakeVault{seeds: map[string][]byte{}, next: firstSeed, mac: slices.Clone(mac), wrong: map[string]ed25519.PrivateKey{}}
+}
+
+func (v *fakeVault) NewSigningKey(context.Context) (ed25519.PrivateKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	priv := keyOf(v.next)
+	v.next++
+	v.made++
+	id := idOf(priv)
+	if _, ok := v.seeds[id]; ok {
+		return nil, fmt.Errorf("fake vault: key %s exists", id)
+	}
+	v.seeds[id] = priv.Seed()
+	return priv, nil
+}
+
+func (v *fakeVault) SigningKey(_ context.Context, id string) (ed25519.PrivateKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.wrong[id]; ok {
+		return k, nil
+	}
+	seed, ok := v.seeds[id]
+	if !ok {
+		return nil, fmt.Errorf("fake vault: signing key %s: %w", id, domain.ErrNoKey)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+func (v *fakeVault) MACKey(context.Context) ([]byte, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.mac), nil
+}
+
+func (v *fakeVault) ClaimGenesis(_ context.Context, id string) (string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.genesis == "" {
+		v.genesis = id
+	}
+	return v.genesis, nil
+}
+
+func (v *fakeVault) madeKeys() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.made
+}
+
+// copyOf returns a vault with v's keys, genesis claim and MAC key (another
+// bucket restored from v's).
+func (v *fakeVault) copyOf() *fakeVault {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c := newFakeVault(v.mac, v.next)
+	c.genesis = v.genesis
+	for id, s := range v.seeds {
+		c.seeds[id] = slices.Clone(s)
+	}
+	return c
+}
+
+// authCalls records the calls of Setup's authenticate.
+type authCalls struct {
+	mu   sync.Mutex
+	macs [][]byte
+	// keysBefore is how many messages KeysStream had at each call.
+	keysBefore []int
+	stream     *signedStream
+	err        error
+}
+
+func (a *authCalls) authenticate(_ context.Context, mac []byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.macs = append(a.macs, slices.Clone(mac))
+	if a.stream != nil {
+		a.keysBefore = append(a.keysBefore, len(a.stream.ofToken(domain.KeysStream)))
+	}
+	return a.err
+}
+
+func (a *authCalls) calls() [][]byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.macs)
+}
+
+// signingRig is one ledger (stream and vault) with the clock and ids its
+// replicas share.
+type signingRig struct {
+	t      *testing.T
+	clock  *fakeClock
+	ids    *fakeIDs
+	stream *signedStream
+	vault  *fakeVault
+	n      int // events appended by appendEvent
+}
+
+func newSigningRig(t *testing.T) *signingRig {
+	clock := newClock(t0)
+	return &signingRig{t: t, clock: clock, ids: &fakeIDs{}, stream: newSignedStream(clock), vault: newFakeVault(macKey, 0x20)}
+}
+
+// replica returns a Signing of another backupd process on the rig's
+// ledger, with vault (the rig's if nil).
+func (r *signingRig) replica(vault *fakeVault) *domain.Signing {
+	if vault == nil {
+		vault = r.vault
+	}
+	return domain.NewSigning(vault, r.stream, r.stream, r.clock, r.ids, nil)
+}
+
+// setUp returns a replica that Setup started; it fails the test on error.
+func (r *signingRig) setUp() *domain.Signing {
+	r.t.Helper()
+	s := r.replica(nil)
+	if _, err := s.Setup(context.Background(), nil); err != nil {
+		r.t.Fatalf("setup: %v", err)
+	}
+	return s
+}
+
+// appendEvent appends ev on token as backupd does: chained to the head a
+// LedgerCheck of the whole stream knows, signed with s.Sign, expecting the
+// token's last sequence. It returns the stored message.
+func (r *signingRig) appendEvent(s *domain.Signing, token string, ev domain.Event) domain.StoredMessage {
+	r.t.Helper()
+	check, _ := r.stream.audit()
+	r.n++
+	data, err := json.Marshal(ev)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	now := r.clock.Now()
+	env := domain.Envelope{ID: r.ids.NewID(now), Type: ev.EventType(), Version: 1, App: token, Time: now,
+		Actor: "alice", CommandID: fmt.Sprintf("event-%d", r.n), PrevHash: check.Head(token), Data: data}
+	body, err := json.Marshal(env)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	keyID, sig, err := s.Sign(context.Background(), body)
+	if err != nil {
+		r.t.Fatalf("sign: %v", err)
+	}
+	last, _ := r.stream.LastSeq(context.Background(), token)
+	res, err := r.stream.Append(context.Background(), domain.PendingEvent{App: token, Type: ev.EventType(),
+		MsgID: token + "|" + env.CommandID + "|alice", ExpectedSeq: last, Body: body, KeyID: keyID, Signature: sig})
+	if err != nil || res.Duplicate {
+		r.t.Fatalf("append %s: %+v, %v", ev.EventType(), res, err)
+	}
+	return r.stream.all()[res.Seq-1]
+}
+
+// keyEvents returns the decoded envelopes of KeysStream.
+func (r *signingRig) keyEvents() []domain.Envelope {
+	r.t.Helper()
+	var out []domain.Envelope
+	for _, m := range r.stream.ofToken(domain.KeysStream) {
+		var env domain.Envelope
+		if err := json.Unmarshal(m.Body, &env); err != nil {
+			continue // junk someone published
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+func envTypes(envs []domain.Envelope) []string {
+	out := make([]string, len(envs))
+	for i, e := range envs {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// unsignedPrefix writes events of crm as backupd did before signing
+// existed: unsigned, chained.
+func unsignedPrefix(st *signedStream, n int) {
+	prev := ""
+	for i := range n {
+		env := domain.Envelope{ID: fmt.Sprintf("old-%d", i), Type: domain.TypeBackupRequested, Version: 1, App: "crm",
+			Time: t0, Actor: "alice", CommandID: fmt.Sprintf("old-%d", i), PrevHash: prev,
+			Data: json.RawMessage(fmt.Sprintf(`{"backup_id":"old-%d","name":"n","origin":"manual","expires_at":"2027-01-20T10:15:00Z"}`, i))}
+		body, _ := json.Marshal(env)
+		st.publish("crm", body, "", "")
+		prev = domain.HashEvent(body)
+	}
+}
+
+func TestSigningSetupStartsTheSignedLedger(t *testing.T) {
+	for _, prefix := range []int{0, 3} {
+		t.Run(fmt.Sprintf("after %d unsigned events", prefix), func(t *testing.T) {
+			r := newSigningRig(t)
+			unsignedPrefix(r.stream, prefix)
+			auth := &authCalls{stream: r.stream}
+			s := r.replica(nil)
+
+			mac, err := s.Setup(context.Background(), auth.authenticate)
+			if err != nil {
+				t.Fatalf("setup: %v", err)
+			}
+
+			if !bytes.Equal(mac, macKey) {
+				t.Errorf("setup returned MAC key %x, want the vault's %x", mac, macKey)
+			}
+			if calls := auth.calls(); len(calls) != 1 || !bytes.Equal(calls[0], macKey) {
+				t.Errorf("authenticate called with %x, want once with the vault's MAC key", calls)
+			}
+			if !slices.Equal(auth.keysBefore, []int{0}) {
+				t.Errorf("%s had %v messages when authenticate was called, want none: the secrets get their MAC before the genesis", domain.KeysStream, auth.keysBefore)
+			}
+			keys := r.stream.ofToken(domain.KeysStream)
+			if got := envTypes(r.keyEvents()); !slices.Equal(got, []string{domain.TypeKeyCreated}) {
+				t.Fatalf("%s holds %v, want one key.created", domain.KeysStream, got)
+			}
+			check := r.stream.wantAllAccepted(t)
+			if check.Genesis() != keys[0].Seq || keys[0].Seq != uint64(prefix+1) {
+				t.Errorf("genesis %d, key.created at seq %d, want both %d", check.Genesis(), keys[0].Seq, prefix+1)
+			}
+			ck := check.Keys()
+			if len(ck) != 1 || ck[0].MACKeySHA256 != domain.MACKeyDigest(macKey) {
+				t.Fatalf("keys %+v, want one announcing the MAC key's digest %s", ck, domain.MACKeyDigest(macKey))
+			}
+			if keys[0].KeyID != ck[0].ID || ck[0].ID != r.vault.genesis {
+				t.Errorf("key.created signed by %q, announces %q, vault's genesis %q: want one key, self-signed", keys[0].KeyID, ck[0].ID, r.vault.genesis)
+			}
+			env := r.keyEvents()[0]
+			if env.Actor != domain.KeysActor || env.PrevHash != "" || env.App != domain.KeysStream {
+				t.Errorf("key.created envelope %+v, want actor %s, app %s, no prev_hash", env, domain.KeysActor, domain.KeysStream)
+			}
+			cur, ok := s.Current()
+			if !ok || cur.ID != ck[0].ID || cur.CreatedSeq != check.Genesis() {
+				t.Errorf("Current() = %+v, %v; want the genesis key at seq %d", cur, ok, check.Genesis())
+			}
+		})
+	}
+}
+
+func TestSigningSetupAuthenticateFails(t *testing.T) {
+	r := newSigningRig(t)
+	boom := errors.New("secrets bucket unreachable")
+	auth := &authCalls{err: boom}
+	s := r.replica(nil)
+
+	_, err := s.Setup(context.Background(), auth.authenticate)
+
+	if !errors.Is(err, boom) {
+		t.Fatalf("setup error %v, want authenticate's", err)
+	}
+	if n := len(r.stream.all()); n != 0 {
+		t.Errorf("%d messages appended, want none: no genesis before the secrets carry their MAC", n)
+	}
+	if _, ok := s.Current(); ok {
+		t.Error("Current() reports a key after a failed setup")
+	}
+}
+
+func TestSigningSignBeforeSetup(t *testing.T) {
+	r := newSigningRig(t)
+	s := r.replica(nil)
+
+	if _, _, err := s.Sign(context.Background(), []byte(`{}`)); !errors.Is(err, domain.ErrNotSigning) {
+		t.Errorf("Sign before Setup: %v, want ErrNotSigning", err)
+	}
+	if _, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"}); !errors.Is(err, domain.ErrNotSigning) {
+		t.Errorf("Rotate before Setup: %v, want ErrNotSigning", err)
+	}
+	if k, ok := s.Current(); ok {
+		t.Errorf("Current() = %+v before Setup", k)
+	}
+	if n := len(r.stream.all()); n != 0 {
+		t.Errorf("%d messages appended, want none", n)
+	}
+}
+
+func TestSigningSignedEventsAreAccepted(t *testing.T) {
+	r := newSigningRig(t)
+	s := r.setUp()
+	cur, _ := s.Current()
+
+	var appended []domain.StoredMessage
+	for _, e := range []struct {
+		token string
+		ev    domain.Event
+	}{
+		{"crm", evRequested},
+		{domain.IdentityStream, evOrg},
+		{"crm", evDeleted},
+		{"hr", evRequested},
+	} {
+		r.clock.Advance(time.Second)
+		appended = append(appended, r.appendEvent(s, e.token, e.ev))
+	}
+
+	_, vs := r.stream.audit()
+	for _, m := range appended {
+		v := vs[m.Seq]
+		if !v.Accepted() || v.Legacy || v.KeyID != cur.ID {
+			t.Errorf("seq %d on %s: rejected %q (%s), legacy %v, key %q; want accepted, signed by %s", m.Seq, m.Token, v.Rejected, v.Detail, v.Legacy, v.KeyID, cur.ID)
+		}
+		if m.KeyID != cur.ID {
+			t.Errorf("seq %d signed by %q, want the current key %s", m.Seq, m.KeyID, cur.ID)
+		}
+	}
+}
+
+func TestSigningTwoReplicasAgreeOnOneGenesis(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// race makes replica b set up while a appends its key.created.
+		race bool
+		// seqFirst: the stream checks the expected sequence before
+		// deduplicating: a's key.created is a conflict, not a duplicate.
+		seqFirst bool
+	}{
+		{name: "one after the other"},
+		{name: "b sets up while a appends", race: true},
+		{name: "b sets up while a appends, sequence checked first", race: true, seqFirst: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSigningRig(t)
+			r.stream.seqFirst = tc.seqFirst
+			a, b := r.replica(nil), r.replica(nil)
+			authA, authB := &authCalls{}, &authCalls{}
+			var errB error
+			if tc.race {
+				fired := false // the hook runs in a's goroutine, and again in b's appends from it
+				r.stream.beforeAppend = func(ev domain.PendingEvent) {
+					if ev.App == domain.KeysStream && !fired {
+						fired = true
+						_, errB = b.Setup(context.Background(), authB.authenticate)
+					}
+				}
+			}
+
+			if _, err := a.Setup(context.Background(), authA.authenticate); err != nil {
+				t.Fatalf("setup a: %v", err)
+			}
+			if !tc.race {
+				_, errB = b.Setup(context.Background(), authB.authenticate)
+			}
+			if errB != nil {
+				t.Fatalf("setup b: %v", errB)
+			}
+
+			if got := envTypes(r.keyEvents()); !slices.Equal(got, []string{domain.TypeKeyCreated}) {
+				t.Fatalf("%s holds %v, want exactly one key.created", domain.KeysStream, got)
+			}
+			r.stream.wantAllAccepted(t)
+			ka, _ := a.Current()
+			kb, _ := b.Current()
+			if ka.ID == "" || ka.ID != kb.ID || ka.ID != r.vault.genesis {
+				t.Errorf("a signs with %q, b with %q, the vault's genesis is %q: want one key", ka.ID, kb.ID, r.vault.genesis)
+			}
+			idA, _, errA := a.Sign(context.Background(), []byte("x"))
+			idB, _, errB := b.Sign(context.Background(), []byte("x"))
+			if errA != nil || errB != nil || idA != idB || idA != ka.ID {
+				t.Errorf("Sign: a %q (%v), b %q (%v); want both %s", idA, errA, idB, errB, ka.ID)
+			}
+			if n := len(authA.calls()); n != 1 {
+				t.Errorf("a called authenticate %d times, want 1", n)
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.race]; len(authB.calls()) != want {
+				t.Errorf("b called authenticate %d times, want %d", len(authB.calls()), want)
+			}
+		})
+	}
+}
+
+func TestSigningSetupAgainAppendsNothing(t *testing.T) {
+	r := newSigningRig(t)
+	first := r.setUp()
+	k, _ := first.Current()
+	before := len(r.stream.all())
+
+	for name, s := range map[string]*domain.Signing{"the same process": first, "a restarted process": r.replica(nil)} {
+		t.Run(name, func(t *testing.T) {
+			auth := &authCalls{}
+			mac, err := s.Setup(context.Background(), auth.authenticate)
+			if err != nil {
+				t.Fatalf("setup: %v", err)
+			}
+			if !bytes.Equal(mac, macKey) {
+				t.Errorf("MAC key %x, want %x", mac, macKey)
+			}
+			if n := len(auth.calls()); n != 0 {
+				t.Errorf("authenticate called %d times on a signed ledger, want never", n)
+			}
+			if n := len(r.stream.all()); n != before {
+				t.Errorf("%d messages after setup, want still %d", n, before)
+			}
+			if got, _ := s.Current(); got.ID != k.ID {
+				t.Errorf("Current() = %s, want %s", got.ID, k.ID)
+			}
+		})
+	}
+}
+
+func TestSigningSetupRefusesAnotherVault(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		vault func(r *signingRig, cur domain.KeyInfo) *fakeVault
+		is    error // the error Setup's must wrap, if any
+	}{
+		{name: "another MAC key", vault: func(r *signingRig, _ domain.KeyInfo) *fakeVault {
+			v := r.vault.copyOf()
+			v.mac = bytes.Repeat([]byte{8}, 32)
+			return v
+		}},
+		{name: "without the current key", vault: func(r *signingRig, cur domain.KeyInfo) *fakeVault {
+			v := r.vault.copyOf()
+			delete(v.seeds, cur.ID)
+			return v
+		}, is: domain.ErrNoKey},
+		{name: "an empty vault with the MAC key", vault: func(*signingRig, domain.KeyInfo) *fakeVault {
+			return newFakeVault(macKey, 0x40)
+		}, is: domain.ErrNoKey},
+		{name: "another key under the current key's id", vault: func(r *signingRig, cur domain.KeyInfo) *fakeVault {
+			v := r.vault.copyOf()
+			v.wrong[cur.ID] = mallory
+			return v
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSigningRig(t)
+			first := r.setUp()
+			if _, err := first.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"}); err != nil {
+				t.Fatalf("rotate: %v", err)
+			}
+			cur, _ := first.Current()
+			before := len(r.stream.all())
+			auth := &authCalls{}
+			s := r.replica(tc.vault(r, cur))
+
+			mac, err := s.Setup(context.Background(), auth.authenticate)
+
+			if err == nil {
+				t.Fatalf("setup with %s succeeded (MAC key %x), want an error", tc.name, mac)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("setup error %v, want one wrapping %v", err, tc.is)
+			}
+			if k, ok := s.Current(); ok {
+				t.Errorf("Current() = %+v after a refused setup", k)
+			}
+			if _, _, err := s.Sign(context.Background(), []byte("x")); !errors.Is(err, domain.ErrNotSigning) {
+				t.Errorf("Sign after a refused setup: %v, want ErrNotSigning", err)
+			}
+			if n := len(r.stream.all()); n != before || len(auth.calls()) != 0 {
+				t.Errorf("%d messages (want %d), %d authenticate calls (want 0)", n, before, len(auth.calls()))
+			}
+		})
+	}
+}
+
+func TestSigningRotate(t *testing.T) {
+	r := newSigningRig(t)
+	s := r.setUp()
+	old, _ := s.Current()
+	r.clock.Advance(time.Minute)
+	m := domain.Meta{Actor: "admin", CommandID: "rot-1"}
+
+	k, err := s.Rotate(context.Background(), m)
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+
+	if k.ID == old.ID || k.ID != domain.KeyIDOf(k.PublicKey) {
+		t.Fatalf("rotated to %+v, from %s: want a new key whose id is its public key's", k, old.ID)
+	}
+	keys := r.stream.ofToken(domain.KeysStream)
+	envs := r.keyEvents()
+	if got := envTypes(envs); !slices.Equal(got, []string{domain.TypeKeyCreated, domain.TypeKeyRotated}) {
+		t.Fatalf("%s holds %v, want key.created then key.rotated", domain.KeysStream, got)
+	}
+	rot := keys[1]
+	if rot.KeyID != old.ID || k.CreatedSeq != rot.Seq {
+		t.Errorf("key.rotated at seq %d signed by %q; rotated key created at %d: want signed by the previous key %s", rot.Seq, rot.KeyID, k.CreatedSeq, old.ID)
+	}
+	if envs[1].Actor != "admin" || envs[1].CommandID != "rot-1" || envs[1].PrevHash != domain.HashEvent(keys[0].Body) {
+		t.Errorf("key.rotated envelope %+v: want admin's rot-1 chained to the key.created", envs[1])
+	}
+	var data domain.KeyRotated
+	if err := json.Unmarshal(envs[1].Data, &data); err != nil || data.KeyID != k.ID || data.PreviousKeyID != old.ID {
+		t.Errorf("key.rotated data %+v (%v), want key %s after %s", data, err, k.ID, old.ID)
+	}
+	check := r.stream.wantAllAccepted(t)
+	if ck, _ := check.CurrentKey(); ck.ID != k.ID {
+		t.Errorf("the ledger's current key is %s, want %s", ck.ID, k.ID)
+	}
+	if cur, ok := s.Current(); !ok || cur.ID != k.ID || cur.CreatedSeq != k.CreatedSeq {
+		t.Errorf("Current() = %+v, want the new key %+v", cur, k)
+	}
+
+	r.clock.Advance(time.Second)
+	msg := r.appendEvent(s, "crm", evRequested)
+	if msg.KeyID != k.ID {
+		t.Errorf("an event after the rotation is signed by %q, want %s", msg.KeyID, k.ID)
+	}
+	r.stream.wantAllAccepted(t)
+
+	t.Run("retried with the same command", func(t *testing.T) {
+		before, made := len(r.stream.all()), r.vault.madeKeys()
+		for name, p := range map[string]*domain.Signing{"same process": s, "another replica": r.setUp()} {
+			again, err := p.Rotate(context.Background(), m)
+			if err != nil {
+				t.Fatalf("%s: retry: %v", name, err)
+			}
+			if again.ID != k.ID || again.CreatedSeq != k.CreatedSeq {
+				t.Errorf("%s: retry answered %s (seq %d), want the first key %s (seq %d)", name, again.ID, again.CreatedSeq, k.ID, k.CreatedSeq)
+			}
+		}
+		if n := len(r.stream.all()); n != before {
+			t.Errorf("%d messages after the retries, want still %d", n, before)
+		}
+		if n := r.vault.madeKeys(); n != made {
+			t.Errorf("the retries made %d keys, want none", n-made)
+		}
+	})
+
+	t.Run("another command rotates again", func(t *testing.T) {
+		next, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-2"})
+		if err != nil {
+			t.Fatalf("rotate: %v", err)
+		}
+		if next.ID == k.ID || next.ID == old.ID {
+			t.Errorf("rotated to %s, want a key the ledger has not had", next.ID)
+		}
+		r.stream.wantAllAccepted(t)
+	})
+
+	t.Run("an invalid command id", func(t *testing.T) {
+		before := len(r.stream.all())
+		_, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "not valid!"})
+		wantCode(t, err, domain.CodeInvalidArgument)
+		if n := len(r.stream.all()); n != before {
+			t.Errorf("%d messages, want still %d", n, before)
+		}
+	})
+}
+
+// A process started after a rotation signs with the rotated key.
+func TestSigningSetupAfterARotation(t *testing.T) {
+	r := newSigningRig(t)
+	a := r.setUp()
+	k, err := a.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"})
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+
+	b := r.setUp()
+
+	if cur, ok := b.Current(); !ok || cur.ID != k.ID || cur.CreatedSeq != k.CreatedSeq {
+		t.Errorf("Current() = %+v, want the rotated key %+v", cur, k)
+	}
+	r.clock.Advance(time.Second)
+	if m := r.appendEvent(b, "crm", evRequested); m.KeyID != k.ID {
+		t.Errorf("b signs with %q, want %s", m.KeyID, k.ID)
+	}
+	r.stream.wantAllAccepted(t)
+}
+
+// Rotate's contract: "a retry with the same id is answered with the first
+// key". It must hold when another rotation came between the first call
+// and its retry, inside the deduplication window and after it.
+func TestSigningRotateRetryAfterALaterRotation(t *testing.T) {
+	for _, forget := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deduplication window passed: %v", forget), func(t *testing.T) {
+			r := newSigningRig(t)
+			s := r.setUp()
+			m := domain.Meta{Actor: "admin", CommandID: "rot-1"}
+			first, err := s.Rotate(context.Background(), m)
+			if err != nil {
+				t.Fatalf("rotate: %v", err)
+			}
+			if _, err := s.Rotate(context.Background(), domain.Meta{Actor: "bob", CommandID: "rot-2"}); err != nil {
+				t.Fatalf("second rotate: %v", err)
+			}
+			if forget {
+				r.stream.forgetMsgIDs()
+			}
+			before := len(r.stream.all())
+
+			again, err := s.Rotate(context.Background(), m)
+
+			if err != nil || again.ID != first.ID || again.CreatedSeq != first.CreatedSeq {
+				t.Errorf("retry of rot-1 answered %s (seq %d), %v; want the first key %s (seq %d)", again.ID, again.CreatedSeq, err, first.ID, first.CreatedSeq)
+			}
+			if n := len(r.stream.all()); n != before {
+				t.Errorf("the retry appended %d messages (%v), want none", n-before, envTypes(r.keyEvents()))
+			}
+		})
+	}
+}
+
+// A replica that did not rotate keeps signing with the previous key until
+// it learns the rotation: within RotationGrace of the key.rotated (store
+// time) its events are part of the ledger, after it they are not.
+func TestSigningReplicaLearnsTheRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		after  time.Duration // store time of b's event after the key.rotated
+		reason string        // "" accepted
+	}{
+		{name: "at once", after: 0},
+		{name: "half the grace", after: domain.RotationGrace / 2},
+		{name: "at the end of the grace", after: domain.RotationGrace},
+		{name: "just after the grace", after: domain.RotationGrace + time.Millisecond, reason: domain.ReasonRetiredKey},
+		{name: "an hour later", after: time.Hour, reason: domain.ReasonRetiredKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSigningRig(t)
+			a := r.setUp()
+			b := r.setUp()
+			old, _ := b.Current()
+			r.clock.Advance(time.Minute)
+			k, err := a.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"})
+			if err != nil {
+				t.Fatalf("rotate: %v", err)
+			}
+
+			r.clock.Advance(tc.after)
+			stale := r.appendEvent(b, "crm", evRequested)
+
+			if stale.KeyID != old.ID {
+				t.Fatalf("b signed with %q before it learnt the rotation, want the previous key %s", stale.KeyID, old.ID)
+			}
+			_, vs := r.stream.audit()
+			if v := vs[stale.Seq]; v.Rejected != tc.reason {
+				t.Errorf("b's event stored %s after the rotation: rejected %q (%s), want %q", tc.after, v.Rejected, v.Detail, tc.reason)
+			}
+
+			b.Learn(k)
+			b.Learn(old) // an older key never takes its place back
+			r.clock.Advance(time.Second)
+			fresh := r.appendEvent(b, "crm", evDeleted)
+
+			if fresh.KeyID != k.ID {
+				t.Errorf("b signed with %q after Learn, want the new key %s", fresh.KeyID, k.ID)
+			}
+			if cur, _ := b.Current(); cur.ID != k.ID {
+				t.Errorf("b's Current() = %s after signing with the learnt key, want %s", cur.ID, k.ID)
+			}
+			_, vs = r.stream.audit()
+			if v := vs[fresh.Seq]; !v.Accepted() || v.KeyID != k.ID {
+				t.Errorf("b's event after Learn: rejected %q (%s), key %q; want accepted with %s", v.Rejected, v.Detail, v.KeyID, k.ID)
+			}
+		})
+	}
+}
+
+func TestSigningLearnOfAKeyNotInTheVault(t *testing.T) {
+	r := newSigningRig(t)
+	s := r.setUp()
+	cur, _ := s.Current()
+
+	s.Learn(domain.KeyInfo{ID: idOf(mallory), PublicKey: pubOf(mallory), CreatedSeq: cur.CreatedSeq + 5})
+	_, _, err := s.Sign(context.Background(), []byte("x"))
+
+	if !errors.Is(err, domain.ErrNoKey) {
+		t.Errorf("Sign with a learnt key the vault lacks: %v, want ErrNoKey", err)
+	}
+}
+
+func TestSigningRotateRetriesAConflict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// meanwhile appends to KeysStream while a's first key.rotated is
+		// being appended.
+		meanwhile func(t *testing.T, r *signingRig, b *domain.Signing)
+		// rotations is how many key.rotated the ledger then has.
+		rotations int
+	}{
+		{name: "another replica rotated first", rotations: 2, meanwhile: func(t *testing.T, _ *signingRig, b *domain.Signing) {
+			if _, err := b.Rotate(context.Background(), domain.Meta{Actor: "bob", CommandID: "rot-b"}); err != nil {
+				t.Errorf("b's rotate: %v", err)
+			}
+		}},
+		{name: "someone published junk on the keys' subject", rotations: 1, meanwhile: func(_ *testing.T, r *signingRig, _ *domain.Signing) {
+			r.stream.publish(domain.KeysStream, []byte(`{"type":"key.rotated","app":"_keys"}`), idOf(mallory), "")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSigningRig(t)
+			a, b := r.setUp(), r.setUp()
+			fired := false // the hook runs in a's goroutine, and again in b's appends from it
+			r.stream.beforeAppend = func(ev domain.PendingEvent) {
+				if ev.App == domain.KeysStream && !fired {
+					fired = true
+					tc.meanwhile(t, r, b)
+				}
+			}
+
+			k, err := a.Rotate(context.Background(), domain.Meta{Actor: "alice", CommandID: "rot-a"})
+			if err != nil {
+				t.Fatalf("rotate: %v", err)
+			}
+
+			if n := r.stream.conflictCount(); n != 1 {
+				t.Errorf("%d conflicts, want the one of the first attempt", n)
+			}
+			var rotated []string // the command ids of the replicas' key.rotated
+			for _, e := range r.keyEvents() {
+				if e.Type == domain.TypeKeyRotated && e.CommandID != "" {
+					rotated = append(rotated, e.CommandID)
+				}
+			}
+			if len(rotated) != tc.rotations || rotated[len(rotated)-1] != "rot-a" {
+				t.Fatalf("key.rotated of commands %v, want %d, a's last", rotated, tc.rotations)
+			}
+			check, vs := r.stream.audit()
+			for _, m := range r.stream.all() {
+				v := vs[m.Seq]
+				if v.Env != nil && v.Env.CommandID != "" && !v.Accepted() {
+					t.Errorf("%s at seq %d refused: %s: %s", v.Env.Type, m.Seq, v.Rejected, v.Detail)
+				}
+			}
+			if ck, _ := check.CurrentKey(); ck.ID != k.ID {
+				t.Errorf("the ledger's current key is %s, want a's %s", ck.ID, k.ID)
+			}
+			if cur, _ := a.Current(); cur.ID != k.ID {
+				t.Errorf("a's Current() = %s, want %s", cur.ID, k.ID)
+			}
+			r.clock.Advance(time.Second)
+			if m := r.appendEvent(a, "crm", evRequested); m.KeyID != k.ID {
+				t.Errorf("a signs with %q, want %s", m.KeyID, k.ID)
+			}
+		})
+	}
+}
+
+func TestSigningRotateGivesUpWhenTheKeysKeepChanging(t *testing.T) {
+	r := newSigningRig(t)
+	s := r.setUp()
+	before, _ := s.Current()
+	r.stream.beforeAppend = func(ev domain.PendingEvent) {
+		if ev.App == domain.KeysStream {
+			r.stream.publish(domain.KeysStream, []byte(`junk`), "", "")
+		}
+	}
+
+	_, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"})
+
+	if !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("rotate against a subject that keeps changing: %v, want ErrConflict", err)
+	}
+	if got := envTypes(r.keyEvents()); !slices.Equal(got, []string{domain.TypeKeyCreated}) {
+		t.Errorf("%s holds %v, want only the key.created", domain.KeysStream, got)
+	}
+	if cur, _ := s.Current(); cur.ID != before.ID {
+		t.Errorf("Current() = %s after a failed rotation, want still %s", cur.ID, before.ID)
+	}
+}
+
+// An append to the keys' subject while the genesis is appended makes it
+// conflict; Setup tries again after it.
+func TestSigningSetupRetriesAConflictingGenesis(t *testing.T) {
+	r := newSigningRig(t)
+	fired := false
+	r.stream.beforeAppend = func(ev domain.PendingEvent) {
+		if ev.App == domain.KeysStream && !fired {
+			fired = true
+			r.stream.publish(domain.KeysStream, []byte("junk"), "", "")
+		}
+	}
+	auth := &authCalls{}
+	s := r.replica(nil)
+
+	if _, err := s.Setup(context.Background(), auth.authenticate); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+
+	if n := r.stream.conflictCount(); n != 1 {
+		t.Errorf("%d conflicts, want 1", n)
+	}
+	check, vs := r.stream.audit()
+	if check.Genesis() != 2 || !vs[2].Accepted() {
+		t.Fatalf("genesis %d, want the key.created after the junk at seq 2", check.Genesis())
+	}
+	if cur, _ := s.Current(); cur.ID != r.vault.genesis || cur.CreatedSeq != 2 {
+		t.Errorf("Current() = %s at seq %d, want the vault's genesis %s at seq 2", cur.ID, cur.CreatedSeq, r.vault.genesis)
+	}
+	if len(auth.calls()) == 0 {
+		t.Error("authenticate never called")
+	}
+}
+
+// Junk on the keys' subject before the genesis (a message that is not a
+// valid key.created) is refused and does not keep the ledger unsigned.
+func TestSigningSetupAfterJunkOnTheKeysSubject(t *testing.T) {
+	r := newSigningRig(t)
+	forged := domain.NewKeyCreated(pubOf(mallory), macKey)
+	data, _ := json.Marshal(forged)
+	body, _ := json.Marshal(domain.Envelope{ID: "x", Type: domain.TypeKeyCreated, Version: 1, App: domain.KeysStream, Time: t0, Data: data})
+	r.stream.publish(domain.KeysStream, body, "", "") // unsigned: refused
+	r.stream.publish(domain.KeysStream, []byte("junk"), "", "")
+	s := r.replica(nil)
+
+	if _, err := s.Setup(context.Background(), nil); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+
+	check, vs := r.stream.audit()
+	if check.Genesis() != 3 || !vs[3].Accepted() {
+		t.Fatalf("genesis %d (verdict of seq 3: %q %s), want the key.created backupd appended at seq 3", check.Genesis(), vs[3].Rejected, vs[3].Detail)
+	}
+	if cur, _ := s.Current(); cur.ID != r.vault.genesis {
+		t.Errorf("Current() = %s, want the vault's genesis %s", cur.ID, r.vault.genesis)
+	}
+}
