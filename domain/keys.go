@@ -2,6 +2,7 @@ package domain
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,7 +26,47 @@ const (
 	// body only; that the body's app is the subject's token is checked
 	// apart.
 	HeaderSignature = "Ledger-Signature"
+	// HeaderMAC is the HMAC-SHA256 of the message body under the event
+	// MAC key (EventMACKey), standard base64 with padding: backupd's own,
+	// quicker check of what backupd wrote (LedgerCheck.TrustMAC). Auditors,
+	// who do not hold the key, verify the signature.
+	HeaderMAC = "Ledger-Mac"
 )
+
+// Seal is what backupd adds to an event it appends, besides the body: the
+// values of HeaderKeyID, HeaderSignature and HeaderMAC.
+type Seal struct {
+	KeyID     string
+	Signature string
+	MAC       string
+}
+
+// EventMACKey derives the key of HeaderMAC from the vault's MAC key (the
+// one that also authenticates the secrets bucket), so that the two uses
+// never share a key.
+func EventMACKey(mac []byte) []byte {
+	h := hmac.New(sha256.New, mac)
+	h.Write([]byte("backupledger ledger events v1"))
+	return h.Sum(nil)
+}
+
+// EventMAC returns the value of HeaderMAC of body under key (EventMACKey).
+func EventMAC(key, body []byte) string {
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// validMAC reports whether mac (HeaderMAC's value) is body's under key.
+func validMAC(key, body []byte, mac string) bool {
+	got, ok := decodeBase64(mac, sha256.Size)
+	if !ok {
+		return false
+	}
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	return hmac.Equal(got, h.Sum(nil))
+}
 
 // Signing key event types, on KeysStream. Registered explicitly; never
 // renamed.

@@ -24,11 +24,10 @@ type PendingEvent struct {
 	// deciding state knew it; 0 means the app has no event yet.
 	ExpectedSeq uint64
 	Body        []byte
-	// KeyID and Signature, when set, are the values of HeaderKeyID and
-	// HeaderSignature the event is signed with (key events sign their
-	// own); empty, the store signs with the ledger's current key.
-	KeyID     string
-	Signature string
+	// Seal, when its Signature is set, is the event's signature and MAC
+	// (key events seal their own); empty, the store seals the event with
+	// the ledger's current key.
+	Seal Seal
 }
 
 // AppendResult is the store's answer to an append.

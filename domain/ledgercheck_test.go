@@ -648,3 +648,74 @@ func TestCheckKeys(t *testing.T) {
 	}
 	check(w.append("crm", evRequested))
 }
+
+// A check that trusts the event MAC (backupd's projections) takes a valid
+// MAC for the signature; everything else is checked as without it, key
+// events are verified in full, and a check without the key (an auditor)
+// verifies the signature whatever the MAC says.
+func TestCheckTrustMAC(t *testing.T) {
+	evMAC := domain.EventMACKey(macKey)
+	sealed := func(m domain.StoredMessage, key []byte) domain.StoredMessage {
+		m.MAC = domain.EventMAC(key, m.Body)
+		return m
+	}
+	badSig := func(m domain.StoredMessage) domain.StoredMessage {
+		_, m.Signature = domain.SignBody(mallory, m.Body)
+		return m
+	}
+	tests := []struct {
+		name  string
+		when  func(w *ledgerWriter) domain.StoredMessage
+		trust bool
+		want  string // reason, "" accepted
+	}{
+		{"a valid MAC stands in for the signature", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.append("crm", evDeleted), evMAC))
+		}, true, ""},
+		{"without the key the signature counts", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.append("crm", evDeleted), evMAC))
+		}, false, domain.ReasonBadSignature},
+		{"a MAC under another key falls back to the signature", func(w *ledgerWriter) domain.StoredMessage {
+			return sealed(w.append("crm", evDeleted), []byte("another key"))
+		}, true, ""},
+		{"a wrong MAC and a bad signature", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.append("crm", evDeleted), []byte("another key")))
+		}, true, domain.ReasonBadSignature},
+		{"a MAC that is not base64", func(w *ledgerWriter) domain.StoredMessage {
+			m := badSig(w.append("crm", evDeleted))
+			m.MAC = "not base64!"
+			return m
+		}, true, domain.ReasonBadSignature},
+		{"a valid MAC does not excuse an unknown key", func(w *ledgerWriter) domain.StoredMessage {
+			return sealed(w.forge("crm", evDeleted, mallory), evMAC)
+		}, true, domain.ReasonUnknownKey},
+		{"nor a broken chain (a replay)", func(w *ledgerWriter) domain.StoredMessage {
+			return sealed(w.replay(1), evMAC)
+		}, true, domain.ReasonPrevHash},
+		{"nor a missing signature", func(w *ledgerWriter) domain.StoredMessage {
+			m := sealed(w.append("crm", evDeleted), evMAC)
+			m.KeyID, m.Signature = "", ""
+			return m
+		}, true, domain.ReasonUnsigned},
+		{"key events are always verified", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.rotate(keyB), evMAC))
+		}, true, domain.ReasonBadSignature},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newLedgerWriter(t)
+			c := domain.NewLedgerCheck()
+			if tc.trust {
+				c.TrustMAC(evMAC)
+			}
+			for _, m := range signed(w) {
+				if v := c.Check(m); !v.Accepted() {
+					t.Fatalf("given seq %d: %s", m.Seq, v.Detail)
+				}
+			}
+			if v := c.Check(tc.when(w)); v.Rejected != tc.want {
+				t.Errorf("rejected %q (%s), want %q", v.Rejected, v.Detail, tc.want)
+			}
+		})
+	}
+}

@@ -67,7 +67,8 @@ type Signing struct {
 	priv    ed25519.PrivateKey // current's
 	want    KeyInfo            // the current key as the projection last told (Learn)
 	cache   map[string]ed25519.PrivateKey
-	mac     []byte
+	mac     []byte // the vault's MAC key
+	evMAC   []byte // EventMACKey(mac)
 }
 
 // NewSigning returns a Signing that is not set up yet.
@@ -119,7 +120,7 @@ func (s *Signing) Setup(ctx context.Context, authenticate func(ctx context.Conte
 		if cur.CreatedSeq >= s.want.CreatedSeq {
 			s.want = cur
 		}
-		s.current, s.priv, s.mac = cur, priv, mac
+		s.current, s.priv, s.mac, s.evMAC = cur, priv, mac, EventMACKey(mac)
 		s.mu.Unlock()
 		s.log.Info("ledger signing key loaded", "key_id", cur.ID, "since_seq", cur.CreatedSeq, "genesis_seq", check.Genesis())
 		return mac, nil
@@ -165,7 +166,7 @@ func (s *Signing) genesis(ctx context.Context, mac []byte, last uint64, authenti
 	}
 	m := Meta{Actor: KeysActor, CommandID: "key.created." + id}
 	m.CorrelationID = m.CommandID
-	res, err := s.appendKeyEvent(ctx, NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv)
+	res, err := s.appendKeyEvent(ctx, NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv, EventMACKey(mac))
 	if errors.Is(err, ErrConflict) {
 		return nil // another process recorded it; read again
 	}
@@ -177,8 +178,8 @@ func (s *Signing) genesis(ctx context.Context, mac []byte, last uint64, authenti
 }
 
 // appendKeyEvent appends ev to KeysStream after its message last, chained
-// to prev, signed by priv.
-func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev string, last uint64, priv ed25519.PrivateKey) (AppendResult, error) {
+// to prev, signed by priv and sealed with the event MAC key evMAC.
+func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev string, last uint64, priv ed25519.PrivateKey, evMAC []byte) (AppendResult, error) {
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
 	_, body, err := encode(KeysStream, now, ev, m, prev, s.ids.NewID(now))
 	if err != nil {
@@ -186,7 +187,8 @@ func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev str
 	}
 	keyID, sig := SignBody(priv, body)
 	return s.store.Append(ctx, PendingEvent{App: KeysStream, Type: ev.EventType(),
-		MsgID: KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body, KeyID: keyID, Signature: sig})
+		MsgID: KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body,
+		Seal: Seal{KeyID: keyID, Signature: sig, MAC: EventMAC(evMAC, body)}})
 }
 
 // key returns the private key of id, from the cache or the vault.
@@ -221,21 +223,21 @@ func (s *Signing) Learn(k KeyInfo) {
 	}
 }
 
-// Sign signs body, an event this process appends, with the ledger's
-// current key, and returns the values of HeaderKeyID and HeaderSignature.
-// It returns an error wrapping ErrNotSigning before Setup, and the
-// vault's error when a key another process rotated to cannot be loaded.
-func (s *Signing) Sign(ctx context.Context, body []byte) (keyID, signature string, err error) {
+// Sign seals body, an event this process appends: it signs it with the
+// ledger's current key and adds its event MAC. It returns an error
+// wrapping ErrNotSigning before Setup, and the vault's error when a key
+// another process rotated to cannot be loaded.
+func (s *Signing) Sign(ctx context.Context, body []byte) (Seal, error) {
 	s.mu.Lock()
-	cur, priv, want := s.current, s.priv, s.want
+	cur, priv, want, evMAC := s.current, s.priv, s.want, s.evMAC
 	s.mu.Unlock()
 	if priv == nil {
-		return "", "", ErrNotSigning
+		return Seal{}, ErrNotSigning
 	}
 	if want.ID != cur.ID && want.CreatedSeq > cur.CreatedSeq {
 		next, err := s.key(ctx, want.ID)
 		if err != nil {
-			return "", "", fmt.Errorf("the ledger's signing key %s (seq %d): %w", want.ID, want.CreatedSeq, err)
+			return Seal{}, fmt.Errorf("the ledger's signing key %s (seq %d): %w", want.ID, want.CreatedSeq, err)
 		}
 		s.mu.Lock()
 		if want.CreatedSeq > s.current.CreatedSeq {
@@ -245,8 +247,8 @@ func (s *Signing) Sign(ctx context.Context, body []byte) (keyID, signature strin
 		priv = s.priv
 		s.mu.Unlock()
 	}
-	keyID, signature = SignBody(priv, body)
-	return keyID, signature, nil
+	keyID, signature := SignBody(priv, body)
+	return Seal{KeyID: keyID, Signature: signature, MAC: EventMAC(evMAC, body)}, nil
 }
 
 // Current returns the key this process signs with; false before Setup.
@@ -300,7 +302,10 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 		if err != nil {
 			return KeyInfo{}, fmt.Errorf("the ledger's current signing key %s: %w", cur.ID, err)
 		}
-		res, err := s.appendKeyEvent(ctx, NewKeyRotated(pub, cur.ID), m, check.Head(KeysStream), last, priv)
+		s.mu.Lock()
+		evMAC := s.evMAC
+		s.mu.Unlock()
+		res, err := s.appendKeyEvent(ctx, NewKeyRotated(pub, cur.ID), m, check.Head(KeysStream), last, priv, evMAC)
 		if errors.Is(err, ErrConflict) && attempt < maxKeyAttempts {
 			continue
 		}

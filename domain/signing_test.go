@@ -65,17 +65,17 @@ func (s *signedStream) Append(_ context.Context, ev domain.PendingEvent) (domain
 	if seq, ok := s.byMsgID[ev.MsgID]; ok && ev.MsgID != "" {
 		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
 	}
-	seq := s.storeLocked(ev.App, ev.Body, ev.KeyID, ev.Signature)
+	seq := s.storeLocked(ev.App, ev.Body, ev.Seal)
 	if ev.MsgID != "" {
 		s.byMsgID[ev.MsgID] = seq
 	}
 	return domain.AppendResult{Seq: seq}, nil
 }
 
-func (s *signedStream) storeLocked(token string, body []byte, keyID, sig string) uint64 {
+func (s *signedStream) storeLocked(token string, body []byte, seal domain.Seal) uint64 {
 	seq := uint64(len(s.msgs) + 1)
 	s.msgs = append(s.msgs, domain.StoredMessage{Seq: seq, Token: token, Body: slices.Clone(body),
-		KeyID: keyID, Signature: sig, Stored: s.clock.Now()})
+		KeyID: seal.KeyID, Signature: seal.Signature, MAC: seal.MAC, Stored: s.clock.Now()})
 	s.last[token] = seq
 	return seq
 }
@@ -103,7 +103,7 @@ func (s *signedStream) ReadSubject(_ context.Context, token string) ([]domain.St
 func (s *signedStream) publish(token string, body []byte, keyID, sig string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.storeLocked(token, body, keyID, sig)
+	return s.storeLocked(token, body, domain.Seal{KeyID: keyID, Signature: sig})
 }
 
 func (s *signedStream) all() []domain.StoredMessage {
@@ -318,13 +318,13 @@ func (r *signingRig) appendEvent(s *domain.Signing, token string, ev domain.Even
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	keyID, sig, err := s.Sign(context.Background(), body)
+	seal, err := s.Sign(context.Background(), body)
 	if err != nil {
 		r.t.Fatalf("sign: %v", err)
 	}
 	last, _ := r.stream.LastSeq(context.Background(), token)
 	res, err := r.stream.Append(context.Background(), domain.PendingEvent{App: token, Type: ev.EventType(),
-		MsgID: token + "|" + env.CommandID + "|alice", ExpectedSeq: last, Body: body, KeyID: keyID, Signature: sig})
+		MsgID: token + "|" + env.CommandID + "|alice", ExpectedSeq: last, Body: body, Seal: seal})
 	if err != nil || res.Duplicate {
 		r.t.Fatalf("append %s: %+v, %v", ev.EventType(), res, err)
 	}
@@ -439,7 +439,7 @@ func TestSigningSignBeforeSetup(t *testing.T) {
 	r := newSigningRig(t)
 	s := r.replica(nil)
 
-	if _, _, err := s.Sign(context.Background(), []byte(`{}`)); !errors.Is(err, domain.ErrNotSigning) {
+	if _, err := s.Sign(context.Background(), []byte(`{}`)); !errors.Is(err, domain.ErrNotSigning) {
 		t.Errorf("Sign before Setup: %v, want ErrNotSigning", err)
 	}
 	if _, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"}); !errors.Is(err, domain.ErrNotSigning) {
@@ -532,8 +532,9 @@ func TestSigningTwoReplicasAgreeOnOneGenesis(t *testing.T) {
 			if ka.ID == "" || ka.ID != kb.ID || ka.ID != r.vault.genesis {
 				t.Errorf("a signs with %q, b with %q, the vault's genesis is %q: want one key", ka.ID, kb.ID, r.vault.genesis)
 			}
-			idA, _, errA := a.Sign(context.Background(), []byte("x"))
-			idB, _, errB := b.Sign(context.Background(), []byte("x"))
+			sealA, errA := a.Sign(context.Background(), []byte("x"))
+			sealB, errB := b.Sign(context.Background(), []byte("x"))
+			idA, idB := sealA.KeyID, sealB.KeyID
 			if errA != nil || errB != nil || idA != idB || idA != ka.ID {
 				t.Errorf("Sign: a %q (%v), b %q (%v); want both %s", idA, errA, idB, errB, ka.ID)
 			}
@@ -623,7 +624,7 @@ func TestSigningSetupRefusesAnotherVault(t *testing.T) {
 			if k, ok := s.Current(); ok {
 				t.Errorf("Current() = %+v after a refused setup", k)
 			}
-			if _, _, err := s.Sign(context.Background(), []byte("x")); !errors.Is(err, domain.ErrNotSigning) {
+			if _, err := s.Sign(context.Background(), []byte("x")); !errors.Is(err, domain.ErrNotSigning) {
 				t.Errorf("Sign after a refused setup: %v, want ErrNotSigning", err)
 			}
 			if n := len(r.stream.all()); n != before || len(auth.calls()) != 0 {
@@ -835,7 +836,7 @@ func TestSigningLearnOfAKeyNotInTheVault(t *testing.T) {
 	cur, _ := s.Current()
 
 	s.Learn(domain.KeyInfo{ID: idOf(mallory), PublicKey: pubOf(mallory), CreatedSeq: cur.CreatedSeq + 5})
-	_, _, err := s.Sign(context.Background(), []byte("x"))
+	_, err := s.Sign(context.Background(), []byte("x"))
 
 	if !errors.Is(err, domain.ErrNoKey) {
 		t.Errorf("Sign with a learnt key the vault lacks: %v, want ErrNoKey", err)

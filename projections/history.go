@@ -38,6 +38,11 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 	}
 	a := domain.NewApp(app, s.commandMemory)
 	check := domain.NewLedgerCheck()
+	s.mu.RLock()
+	if s.macKey != nil {
+		check.TrustMAC(s.macKey)
+	}
+	s.mu.RUnlock()
 	err := (*p).Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
 		v := check.Check(m)
 		switch {

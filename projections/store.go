@@ -32,6 +32,7 @@ type Store struct {
 	// check decides which messages are part of the ledger (signatures and
 	// hash chains).
 	check    *domain.LedgerCheck
+	macKey   []byte            // of TrustMAC
 	rejected map[string]uint64 // messages refused, by reason
 	onKey    func(domain.KeyInfo)
 
@@ -78,6 +79,17 @@ func New(rules domain.Rules, log *slog.Logger) *Store {
 var RejectReasons = []string{
 	domain.ReasonUnsigned, domain.ReasonUnknownKey, domain.ReasonRetiredKey, domain.ReasonBadSignature,
 	domain.ReasonUndecodable, domain.ReasonWrongApp, domain.ReasonPrevHash, domain.ReasonBadKeyEvent, domain.ReasonBadSubject,
+}
+
+// TrustMAC makes the store take a valid event MAC under key
+// (domain.EventMACKey of the vault's MAC key) in place of verifying a
+// signature (domain.LedgerCheck.TrustMAC), also in time travel. Call it
+// before the first Apply.
+func (s *Store) TrustMAC(key []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.macKey = slices.Clone(key)
+	s.check.TrustMAC(key)
 }
 
 // OnKeys makes fn hear of the ledger's current key each time an accepted

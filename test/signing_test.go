@@ -42,7 +42,8 @@ func (n *node) storedMessages() []domain.StoredMessage {
 			n.t.Fatalf("get %d: %v", seq, err)
 		}
 		out = append(out, domain.StoredMessage{Seq: m.Sequence, Token: strings.TrimPrefix(m.Subject, jetstream.SubjectPrefix),
-			Body: m.Data, KeyID: m.Header.Get(domain.HeaderKeyID), Signature: m.Header.Get(domain.HeaderSignature), Stored: m.Time})
+			Body: m.Data, KeyID: m.Header.Get(domain.HeaderKeyID), Signature: m.Header.Get(domain.HeaderSignature),
+			MAC: m.Header.Get(domain.HeaderMAC), Stored: m.Time})
 	}
 	return out
 }
@@ -82,6 +83,21 @@ func TestLedgerIsSigned(t *testing.T) {
 	for seq, v := range verdicts {
 		if !v.Accepted() || v.Legacy || v.KeyID == "" {
 			t.Errorf("message %d: %+v", seq, v)
+		}
+	}
+	// Each also carries the event MAC of the vault's key, which
+	// backupd's projections check instead of the signature.
+	vault, err := n.js.KeyValue(context.Background(), jetstream.KeysBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, err := vault.Get(context.Background(), "mac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range n.storedMessages() {
+		if m.MAC != domain.EventMAC(domain.EventMACKey(mac.Value()), m.Body) {
+			t.Errorf("message %d: MAC %q is not the event MAC of its body", m.Seq, m.MAC)
 		}
 	}
 	keys := n.keys()

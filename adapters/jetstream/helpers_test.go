@@ -220,9 +220,9 @@ var (
 	testMAC = bytes.Repeat([]byte{9}, 32)
 )
 
-func (testSigner) Sign(_ context.Context, body []byte) (string, string, error) {
+func (testSigner) Sign(_ context.Context, body []byte) (domain.Seal, error) {
 	id, sig := domain.SignBody(testKey, body)
-	return id, sig, nil
+	return domain.Seal{KeyID: id, Signature: sig}, nil
 }
 
 // newStore returns an EventStore on js.

@@ -13,11 +13,11 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
-// Signer signs the body of an event with the ledger's current key
-// (*domain.Signing), returning the values of domain.HeaderKeyID and
-// domain.HeaderSignature.
+// Signer seals the body of an event with the ledger's current key and its
+// event MAC (*domain.Signing): the values of domain.HeaderKeyID,
+// domain.HeaderSignature and domain.HeaderMAC.
 type Signer interface {
-	Sign(ctx context.Context, body []byte) (keyID, signature string, err error)
+	Sign(ctx context.Context, body []byte) (domain.Seal, error)
 }
 
 // EventStore appends the ledger's events to the stream LEDGER, one subject
@@ -54,7 +54,7 @@ var errUnsigned = errors.New("append: the event is not signed and this store has
 // Append publishes ev.Body to ledger.events.<ev.App> with the headers
 // Nats-Msg-Id (ev.MsgID), Nats-Expected-Last-Subject-Sequence
 // (ev.ExpectedSeq, always sent: 0 means the subject must be empty),
-// Ledger-Event-Type (ev.Type) and the signature: ev.KeyID and ev.Signature
+// Ledger-Event-Type (ev.Type) and the seal (signature and MAC): ev.Seal
 // when set, else the signer's. It returns the stream sequence of the
 // event, or of its first copy with Duplicate set when the server already
 // held ev.MsgID. It returns an *domain.Error (CodeInvalidArgument) for an
@@ -66,18 +66,21 @@ func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain
 	if err := validSubject(ev.App); err != nil {
 		return domain.AppendResult{}, err
 	}
-	if ev.Signature == "" {
+	if ev.Seal.Signature == "" {
 		if s.signer == nil {
 			return domain.AppendResult{}, errUnsigned
 		}
 		var err error
-		if ev.KeyID, ev.Signature, err = s.signer.Sign(ctx, ev.Body); err != nil {
+		if ev.Seal, err = s.signer.Sign(ctx, ev.Body); err != nil {
 			return domain.AppendResult{}, fmt.Errorf("sign %s: %w", ev.Type, err)
 		}
 	}
-	h := make(nats.Header, 5)
-	h[domain.HeaderKeyID] = []string{ev.KeyID}
-	h[domain.HeaderSignature] = []string{ev.Signature}
+	h := make(nats.Header, 6)
+	h[domain.HeaderKeyID] = []string{ev.Seal.KeyID}
+	h[domain.HeaderSignature] = []string{ev.Seal.Signature}
+	if ev.Seal.MAC != "" {
+		h[domain.HeaderMAC] = []string{ev.Seal.MAC}
+	}
 	h[njs.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(ev.ExpectedSeq, 10)}
 	if ev.MsgID != "" {
 		h[njs.MsgIDHeader] = []string{ev.MsgID}
@@ -112,7 +115,7 @@ func storedMessage(msg njs.Msg, md *njs.MsgMetadata) domain.StoredMessage {
 	if h := msg.Headers(); h != nil {
 		// As sent, without canonicalising: a header spelt otherwise is
 		// not backupd's.
-		m.KeyID, m.Signature = first(h[domain.HeaderKeyID]), first(h[domain.HeaderSignature])
+		m.KeyID, m.Signature, m.MAC = first(h[domain.HeaderKeyID]), first(h[domain.HeaderSignature]), first(h[domain.HeaderMAC])
 	}
 	return m
 }

@@ -52,7 +52,7 @@ func (s *MemStore) Append(_ context.Context, ev domain.PendingEvent) (domain.App
 	s.last[ev.App] = s.seq
 	s.msgIDs[ev.MsgID] = s.seq
 	s.appends++
-	s.proj.Apply(domain.StoredMessage{Seq: s.seq, Token: ev.App, Body: ev.Body, KeyID: ev.KeyID, Signature: ev.Signature, Stored: time.Now()})
+	s.proj.Apply(domain.StoredMessage{Seq: s.seq, Token: ev.App, Body: ev.Body, KeyID: ev.Seal.KeyID, Signature: ev.Seal.Signature, MAC: ev.Seal.MAC, Stored: time.Now()})
 	return domain.AppendResult{Seq: s.seq}, nil
 }
 

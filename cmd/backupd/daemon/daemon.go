@@ -209,6 +209,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	d.proj = projections.New(d.cfg.Rules, d.log)
+	d.proj.TrustMAC(domain.EventMACKey(mac))
 	d.proj.OnKeys(d.signing.Learn)
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(runCtx, "follower", d.follower.Run)
