@@ -101,7 +101,8 @@ func newAttackWorld(t *testing.T, n *node, producer, audit *roleConn) *attackWor
 	return w
 }
 
-// lastSeqOf returns the stream sequence of app's last event.
+// lastSeqOf returns the stream sequence of app's last message, 0 for a
+// subject without messages.
 func (n *node) lastSeqOf(app string) uint64 {
 	n.t.Helper()
 	st, err := n.js.Stream(context.Background(), jetstream.StreamName)
@@ -109,6 +110,9 @@ func (n *node) lastSeqOf(app string) uint64 {
 		n.t.Fatal(err)
 	}
 	m, err := st.GetLastMsgForSubject(context.Background(), jetstream.Subject(app))
+	if errors.Is(err, njs.ErrMsgNotFound) {
+		return 0
+	}
 	if err != nil {
 		n.t.Fatal(err)
 	}

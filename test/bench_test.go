@@ -123,28 +123,7 @@ func BenchmarkAppend(b *testing.B) {
 			_, js := benchServer(b, mode.always)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			rules := domain.DefaultRules()
-			proj := projections.New(rules, nil)
-			signing := benchSigning(b, ctx, js)
-			proj.OnKeys(signing.Learn)
-			f := jetstream.NewFollower(js, proj.Apply, nil)
-			go f.Run(ctx)
-			store, err := jetstream.NewEventStore(ctx, js, signing)
-			if err != nil {
-				b.Fatal(err)
-			}
-			l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, benchClock{}, &benchIDs{}, nil, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ids := make([]string, benchApps)
-			for a := range ids {
-				res, err := l.Execute(ctx, domain.RequestBackup{App: "app" + strconv.Itoa(a)}, domain.Meta{Actor: "bench"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ids[a] = res.BackupID
-			}
+			l, ids, _ := benchLedger(b, ctx, js, domain.DefaultRules())
 			rate := perApp(b, func(app string, i int) error {
 				a, _ := strconv.Atoi(app[3:])
 				_, err := l.Execute(ctx, domain.RenameBackup{App: app, BackupID: ids[a], Name: fmt.Sprintf("name %d", i)}, domain.Meta{Actor: "bench"})
@@ -167,10 +146,13 @@ func (i *benchIDs) NewID(t time.Time) string {
 	return fmt.Sprintf("%013d%013d", t.UnixMilli(), i.n.Add(1))
 }
 
-// benchSigning sets up the ledger's signing key as backupd does: the
-// events the benchmark appends are signed, and the projection checks
-// them.
-func benchSigning(b *testing.B, ctx context.Context, js njs.JetStream) *domain.Signing {
+// benchLedger sets up on js what backupd runs for commands: the signing
+// key (with its genesis), the projection (which trusts the event MAC, as
+// backupd's does) fed by a follower until ctx ends, the event store that
+// signs and the ledger; then it requests a backup of each of the
+// benchApps apps. It returns the ledger, the backups' ids by app, and the
+// event MAC key.
+func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules domain.Rules) (*domain.Ledger, []string, []byte) {
 	b.Helper()
 	keys, err := jetstream.NewKeys(ctx, js, 1)
 	if err != nil {
@@ -180,33 +162,14 @@ func benchSigning(b *testing.B, ctx context.Context, js njs.JetStream) *domain.S
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := domain.NewSigning(keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
-	mac, err := s.Setup(ctx, nil)
+	signing := domain.NewSigning(keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
+	mac, err := signing.Setup(ctx, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchMAC = domain.EventMACKey(mac)
-	return s
-}
-
-// benchMAC is the event MAC key of the last benchSigning, which backupd's
-// projection trusts (projections.Store.TrustMAC).
-var benchMAC []byte
-
-// BenchmarkReplay measures a cold start's fold: a new projection follows a
-// stream of benchReplayEvents signed events from the start (every message
-// checked: signature, app, chain), compared with a bare ordered-consumer
-// read of the same stream in the same run. b.N is the number of replays.
-func BenchmarkReplay(b *testing.B) {
-	const benchReplayEvents = 20000
-	_, js := benchServer(b, false)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	rules := domain.DefaultRules()
-	rules.MinInterval = 0
+	evMAC := domain.EventMACKey(mac)
 	proj := projections.New(rules, nil)
-	signing := benchSigning(b, ctx, js)
-	proj.TrustMAC(benchMAC)
+	proj.TrustMAC(evMAC)
 	proj.OnKeys(signing.Learn)
 	f := jetstream.NewFollower(js, proj.Apply, nil)
 	go f.Run(ctx)
@@ -226,6 +189,21 @@ func BenchmarkReplay(b *testing.B) {
 		}
 		ids[a] = res.BackupID
 	}
+	return l, ids, evMAC
+}
+
+// BenchmarkReplay measures a cold start's fold: a new projection follows a
+// stream of benchReplayEvents signed events from the start (every message
+// checked: signature, app, chain), compared with a bare ordered-consumer
+// read of the same stream in the same run. b.N is the number of replays.
+func BenchmarkReplay(b *testing.B) {
+	const benchReplayEvents = 20000
+	_, js := benchServer(b, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rules := domain.DefaultRules()
+	rules.MinInterval = 0
+	l, ids, evMAC := benchLedger(b, ctx, js, rules)
 	var wg sync.WaitGroup
 	for a := range benchApps {
 		wg.Add(1)
@@ -274,7 +252,7 @@ func BenchmarkReplay(b *testing.B) {
 				start = time.Now()
 				p := projections.New(rules, nil)
 				if mode.trustMAC {
-					p.TrustMAC(benchMAC)
+					p.TrustMAC(evMAC)
 				}
 				g := jetstream.NewFollower(js, p.Apply, nil)
 				fctx, stop := context.WithCancel(ctx)

@@ -169,7 +169,7 @@ func (f *forger) envelope(app, typ, actor string, data any) []byte {
 		f.t.Fatal(err)
 	}
 	prev := ""
-	if last := f.n.lastSeqOfOrZero(app); last > 0 {
+	if last := f.n.lastSeqOf(app); last > 0 {
 		m, err := f.n.ledgerMsg(last)
 		if err != nil {
 			f.t.Fatal(err)
@@ -198,20 +198,6 @@ func (f *forger) publish(app string, body []byte, headers ...string) uint64 {
 		f.t.Fatal(err)
 	}
 	return ack.Sequence
-}
-
-// lastSeqOfOrZero is lastSeqOf, 0 for a subject without messages.
-func (n *node) lastSeqOfOrZero(app string) uint64 {
-	n.t.Helper()
-	st, err := n.js.Stream(context.Background(), jetstream.StreamName)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	m, err := st.GetLastMsgForSubject(context.Background(), jetstream.Subject(app))
-	if err != nil {
-		return 0
-	}
-	return m.Sequence
 }
 
 // Messages that reach LEDGER without backupd's signature (as if the
