@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
@@ -232,5 +233,17 @@ func TestExternalNATS(t *testing.T) {
 	// and the backup's three events.
 	if n.lastSeq() != 4 {
 		t.Errorf("LEDGER on the external server has last seq %d, want 4", n.lastSeq())
+	}
+	// Without a staging bucket (--nats-staging-api none) archives do not
+	// travel over NATS: a download says so.
+	req := nats.NewMsg("ledger.api.backups.download")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Data = []byte(`{"app":"crm","id":"` + b.ID + `"}`)
+	resp, err := n.nc.RequestMsg(req, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := resp.Header.Get("Nats-Service-Error"); code != domain.CodeUnavailable {
+		t.Errorf("download without staging: error %q, want %s: %s", code, domain.CodeUnavailable, resp.Data)
 	}
 }

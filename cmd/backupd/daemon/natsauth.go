@@ -20,17 +20,20 @@ import (
 	"github.com/backupledger/backupledger/docs"
 )
 
-// Roles of the users of the embedded NATS server when it listens on a port
-// (see docs/security.md). Each role's login is stored in
+// Roles of the users of the embedded NATS server, each in an account of
+// its own (docs/nats/accounts.conf, docs/security.md). When the server
+// listens on a port, each role's login is stored in
 // <data-dir>/nats/<role>.json.
 const (
-	// RoleBackupd is the service itself: it may publish and subscribe to
-	// everything.
+	// RoleBackupd is the service itself, alone in the ledger's account
+	// (AccountLedger), with every right there.
 	RoleBackupd = "backupd"
-	// RoleProducer sends requests to the NATS API (ledger.api.>) and puts
-	// and gets objects in the staging bucket.
+	// RoleProducer (AccountProducers) sends requests to the NATS API
+	// (ledger.api.>, imported) and puts and gets objects in the staging
+	// bucket of its account.
 	RoleProducer = "producer"
-	// RoleAudit reads the LEDGER stream through consumers of its own.
+	// RoleAudit (AccountAudit) reads the mirror of LEDGER in
+	// AccountAuditMirror through pull consumers of its own.
 	RoleAudit = "audit"
 )
 

@@ -484,6 +484,13 @@ func TestConfigValidateNATSClientSettings(t *testing.T) {
 		{"password without user", func(c *Config) { external(c); c.NATSPassword = "p" }, "nats user and nats password"},
 		{"cert without key", func(c *Config) { external(c); c.NATSTLSCert = "c.pem" }, "nats tls cert and nats tls key"},
 		{"key without cert", func(c *Config) { external(c); c.NATSTLSKey = "k.pem" }, "nats tls cert and nats tls key"},
+		{"no staging, no mirror", func(c *Config) { external(c); c.NATSStagingAPI, c.NATSAuditAPI = APINone, APINone }, ""},
+		{"other prefixes", func(c *Config) { external(c); c.NATSStagingAPI, c.NATSAuditAPI = "$JS.p.API", "JS.audit-x.API" }, ""},
+		{"staging api without url", func(c *Config) { c.NATSStagingAPI = APINone }, "nats staging api applies only"},
+		{"audit api without url", func(c *Config) { c.NATSAuditAPI = "$JS.x.API" }, "nats audit api applies only"},
+		{"wildcard prefix", func(c *Config) { external(c); c.NATSStagingAPI = "$JS.*.API" }, "nats staging api must be a subject prefix"},
+		{"empty prefix", func(c *Config) { external(c); c.NATSAuditAPI = "" }, "nats audit api must be a subject prefix"},
+		{"prefix ending in a dot", func(c *Config) { external(c); c.NATSAuditAPI = "$JS.audit." }, "nats audit api must be a subject prefix"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
