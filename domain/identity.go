@@ -174,6 +174,12 @@ func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand
 		if err := s.view.WaitApplied(ctx, res.Seq); err != nil {
 			return IdentityResult{}, err
 		}
+		if !res.Duplicate {
+			if err := refused(s.view, res.Seq, ev.EventType()); err != nil {
+				s.log.Error("own event refused", "app", IdentityStream, "seq", res.Seq, "type", ev.EventType(), "err", err)
+				return IdentityResult{}, err
+			}
+		}
 		return IdentityResult{Seq: res.Seq, EventType: ev.EventType(), Duplicate: res.Duplicate}, nil
 	}
 }

@@ -27,9 +27,10 @@ const (
 	// apart.
 	HeaderSignature = "Ledger-Signature"
 	// HeaderMAC is the HMAC-SHA256 of the message body under the event
-	// MAC key (EventMACKey), standard base64 with padding: backupd's own,
-	// quicker check of what backupd wrote (LedgerCheck.TrustMAC). Auditors,
-	// who do not hold the key, verify the signature.
+	// MAC key of the signing key (EventMACKey), standard base64 with
+	// padding: backupd's own, quicker check of what backupd wrote
+	// (LedgerCheck.TrustMAC). Auditors, who do not hold the key, verify
+	// the signature.
 	HeaderMAC = "Ledger-Mac"
 )
 
@@ -41,11 +42,11 @@ type Seal struct {
 	MAC       string
 }
 
-// EventMACKey derives the key of HeaderMAC from the vault's MAC key (the
-// one that also authenticates the secrets bucket), so that the two uses
-// never share a key.
-func EventMACKey(mac []byte) []byte {
-	h := hmac.New(sha256.New, mac)
+// EventMACKey derives the event MAC key of a signing key: each signing
+// key has its own, so that a rotation also replaces the key the
+// projections trust (LedgerCheck.TrustMAC).
+func EventMACKey(priv ed25519.PrivateKey) []byte {
+	h := hmac.New(sha256.New, priv.Seed())
 	h.Write([]byte("backupledger ledger events v1"))
 	return h.Sum(nil)
 }

@@ -71,6 +71,31 @@ type Expecter interface {
 	Unexpect(hash string)
 }
 
+// RefusalReporter is implemented by a States that checks what it folds
+// (the projection, with LedgerCheck): it says whether the message at a
+// stream sequence it has applied was refused, and why.
+type RefusalReporter interface {
+	Refused(seq uint64) (reason string, refused bool)
+}
+
+// ErrRefused is returned (wrapped) when the ledger's own check refused an
+// event this process appended (e.g. signed with a key retired long
+// enough ago): the command did not happen.
+var ErrRefused = errors.New("the ledger refused this process's event")
+
+// refused returns an error wrapping ErrRefused if states refused the
+// message at seq.
+func refused(states any, seq uint64, what string) error {
+	rr, ok := states.(RefusalReporter)
+	if !ok {
+		return nil
+	}
+	if reason, no := rr.Refused(seq); no {
+		return fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", what, seq, reason), ErrRefused)
+	}
+	return nil
+}
+
 // ArchiveDeleter removes a backup's archive. Deleting a missing archive is
 // not an error.
 type ArchiveDeleter interface {
@@ -280,6 +305,12 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 		}
 		if err := l.states.WaitApplied(ctx, ar.Seq); err != nil {
 			return Result{}, err
+		}
+		if !ar.Duplicate {
+			if err := refused(l.states, ar.Seq, ev.EventType()); err != nil {
+				l.log.Error("own event refused", "app", app, "seq", ar.Seq, "type", ev.EventType(), "err", err)
+				return Result{}, err
+			}
 		}
 		if ar.Duplicate {
 			l.states.ReadApp(app, func(a *App) { rec, seen = a.Command(key) })

@@ -702,3 +702,39 @@ func TestExecuteKeyReusedForDeleteKeepsTheArchive(t *testing.T) {
 		t.Fatalf("archive of live backup deleted: %v", got)
 	}
 }
+
+// refusingFold is a fold that checks what it folds and refuses the
+// messages at the sequences given (as the projection refuses an event
+// signed with a key retired too long ago).
+type refusingFold struct {
+	*fakeFold
+	refuse map[uint64]bool
+}
+
+func (f *refusingFold) Refused(seq uint64) (string, bool) {
+	if f.refuse[seq] {
+		return domain.ReasonRetiredKey, true
+	}
+	return "", false
+}
+
+// An event of this process that the ledger's check refused is not a
+// command that happened: Execute says so (unavailable, retry), and a
+// delete whose event was refused leaves the archive.
+func TestExecuteRefusedOwnEvent(t *testing.T) {
+	r := newRig(t, domain.LedgerConfig{})
+	b := r.must(t, domain.RequestBackup{App: "crm"}, domain.Meta{Actor: "alice"})
+	f := &refusingFold{fakeFold: newFakeFold(r.stream, 10), refuse: map[uint64]bool{uint64(r.stream.len() + 1): true}}
+	f.follow = true
+	l, err := domain.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Execute(context.Background(), domain.DeleteBackup{App: "crm", BackupID: b.BackupID}, domain.Meta{Actor: "alice"})
+	if !errors.Is(err, domain.ErrRefused) || domain.Code(err) != domain.CodeUnavailable {
+		t.Fatalf("delete whose event was refused: %v (code %s), want unavailable wrapping ErrRefused", err, domain.Code(err))
+	}
+	if got := r.archives.deleted(); len(got) != 0 {
+		t.Errorf("archives deleted %v for a refused delete", got)
+	}
+}

@@ -59,6 +59,9 @@ const (
 	// ReasonBadSubject: the subject's token is neither an app id,
 	// IdentityStream nor KeysStream.
 	ReasonBadSubject = "bad_subject"
+	// ReasonNotGenesis: a key.created of another key than the one pinned
+	// (PinGenesis): backupd's vault's genesis key, or the auditor's.
+	ReasonNotGenesis = "not_genesis"
 )
 
 // Verdict is what LedgerCheck.Check decided about one message.
@@ -121,19 +124,31 @@ type LedgerCheck struct {
 	heads   map[string]string
 	// announcedBy is the CommandKey of the event that announced each key.
 	announcedBy map[string]string
-	// macKey, when set (TrustMAC), stands in for signature checks.
-	macKey []byte
+	// macKey, when set (TrustMAC), returns the event MAC key of a signing
+	// key the caller holds, nil for another.
+	macKey func(keyID string) []byte
+	// pin, when set (PinGenesis), is the only key a genesis may announce.
+	pin string
 }
 
-// TrustMAC makes c take a valid HeaderMAC under key (EventMACKey of the
-// vault's MAC key) in place of verifying the signature of a message after
-// the genesis: the MAC is a thousand times cheaper to check, and whoever
-// can make it holds the key vault, which holds the signing keys too.
-// Everything else (the key named, its retirement, the app, the chain) is
-// checked as without it; key events are always verified in full, and a
-// missing or wrong MAC falls back to the signature. backupd's projections
-// use it; auditors, who lack the key, verify every signature.
-func (c *LedgerCheck) TrustMAC(key []byte) { c.macKey = slices.Clone(key) }
+// TrustMAC makes c the check of the process that holds the ledger's keys:
+// macKey returns the event MAC key (EventMACKey) of a signing key it
+// holds, nil for a key it does not hold. Then a message after the genesis
+// whose HeaderMAC is valid under the MAC key of the key it names is taken
+// without verifying its signature: the MAC is fifty times cheaper to check,
+// and whoever can make it holds that signing key. Everything else (the key
+// named, its retirement, the app, the chain) is checked as without it;
+// key events are always verified in full, and a missing or wrong MAC falls
+// back to the signature. backupd's projections use it; auditors, who hold
+// no key, verify every signature.
+func (c *LedgerCheck) TrustMAC(macKey func(keyID string) []byte) { c.macKey = macKey }
+
+// PinGenesis makes keyID the only key a genesis may announce: a
+// key.created of another key, before or after it, is refused. backupd pins
+// the genesis key its vault recorded, and an auditor the one they recorded
+// for the ledger, so that a self-signed key.created someone planted on the
+// unsigned ledger before backupd's genesis is not taken for it.
+func (c *LedgerCheck) PinGenesis(keyID string) { c.pin = keyID }
 
 // NewLedgerCheck returns the check of an empty ledger.
 func NewLedgerCheck() *LedgerCheck {
@@ -288,6 +303,10 @@ func (c *LedgerCheck) checkGenesis(m StoredMessage, v *Verdict) {
 		v.reject(ReasonBadSignature, "the signature does not verify with key %s", kc.KeyID)
 		return
 	}
+	if c.pin != "" && kc.KeyID != c.pin {
+		v.reject(ReasonNotGenesis, "%s announces key %s, not the genesis key %s", TypeKeyCreated, kc.KeyID, c.pin)
+		return
+	}
 	c.genesis = m.Seq
 	c.announcedBy[kc.KeyID] = CommandKey(env.Actor, env.CommandID)
 	c.addKey(KeyInfo{ID: kc.KeyID, PublicKey: pub, CreatedSeq: m.Seq, CreatedAt: m.Stored, MACKeySHA256: kc.MACKeySHA256})
@@ -323,7 +342,11 @@ func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own) {
 	if own != nil {
 		env = own.Env
 	} else {
-		trusted := c.macKey != nil && m.Token != KeysStream && m.MAC != "" && validMAC(c.macKey, m.Body, m.MAC)
+		trusted := false
+		if c.macKey != nil && m.Token != KeysStream && m.MAC != "" {
+			mk := c.macKey(k.ID)
+			trusted = mk != nil && validMAC(mk, m.Body, m.MAC)
+		}
 		if !trusted && !verifyBody(k.PublicKey, m.Body, m.Signature) {
 			v.reject(ReasonBadSignature, "the signature does not verify with key %s", k.ID)
 			return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -649,16 +650,29 @@ func TestCheckKeys(t *testing.T) {
 	check(w.append("crm", evRequested))
 }
 
-// A check that trusts the event MAC (backupd's projections) takes a valid
-// MAC for the signature; everything else is checked as without it, key
-// events are verified in full, and a check without the key (an auditor)
-// verifies the signature whatever the MAC says.
-func TestCheckTrustMAC(t *testing.T) {
-	evMAC := domain.EventMACKey(macKey)
-	sealed := func(m domain.StoredMessage, key []byte) domain.StoredMessage {
-		m.MAC = domain.EventMAC(key, m.Body)
-		return m
+// macOf is the TrustMAC of a process that holds keyA and keyB.
+func macOf(id string) []byte {
+	for _, k := range []ed25519.PrivateKey{keyA, keyB} {
+		if idOf(k) == id {
+			return domain.EventMACKey(k)
+		}
 	}
+	return nil
+}
+
+// sealed adds to m the event MAC of its body under key.
+func sealed(m domain.StoredMessage, key []byte) domain.StoredMessage {
+	m.MAC = domain.EventMAC(key, m.Body)
+	return m
+}
+
+// A check that trusts the event MAC (backupd's projections) takes a valid
+// MAC of the key a message names for its signature; everything else is
+// checked as without it, key events are verified in full, and a check
+// without the keys (an auditor) verifies the signature whatever the MAC
+// says.
+func TestCheckTrustMAC(t *testing.T) {
+	macA := domain.EventMACKey(keyA)
 	badSig := func(m domain.StoredMessage) domain.StoredMessage {
 		_, m.Signature = domain.SignBody(mallory, m.Body)
 		return m
@@ -670,14 +684,17 @@ func TestCheckTrustMAC(t *testing.T) {
 		want  string // reason, "" accepted
 	}{
 		{"a valid MAC stands in for the signature", func(w *ledgerWriter) domain.StoredMessage {
-			return badSig(sealed(w.append("crm", evDeleted), evMAC))
+			return badSig(sealed(w.append("crm", evDeleted), macA))
 		}, true, ""},
-		{"without the key the signature counts", func(w *ledgerWriter) domain.StoredMessage {
-			return badSig(sealed(w.append("crm", evDeleted), evMAC))
+		{"without the keys the signature counts", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.append("crm", evDeleted), macA))
 		}, false, domain.ReasonBadSignature},
 		{"a MAC under another key falls back to the signature", func(w *ledgerWriter) domain.StoredMessage {
 			return sealed(w.append("crm", evDeleted), []byte("another key"))
 		}, true, ""},
+		{"the MAC of another of the ledger's keys does not count", func(w *ledgerWriter) domain.StoredMessage {
+			return badSig(sealed(w.append("crm", evDeleted), domain.EventMACKey(keyB)))
+		}, true, domain.ReasonBadSignature},
 		{"a wrong MAC and a bad signature", func(w *ledgerWriter) domain.StoredMessage {
 			return badSig(sealed(w.append("crm", evDeleted), []byte("another key")))
 		}, true, domain.ReasonBadSignature},
@@ -687,18 +704,18 @@ func TestCheckTrustMAC(t *testing.T) {
 			return m
 		}, true, domain.ReasonBadSignature},
 		{"a valid MAC does not excuse an unknown key", func(w *ledgerWriter) domain.StoredMessage {
-			return sealed(w.forge("crm", evDeleted, mallory), evMAC)
+			return sealed(w.forge("crm", evDeleted, mallory), macA)
 		}, true, domain.ReasonUnknownKey},
 		{"nor a broken chain (a replay)", func(w *ledgerWriter) domain.StoredMessage {
-			return sealed(w.replay(1), evMAC)
+			return sealed(w.replay(1), macA)
 		}, true, domain.ReasonPrevHash},
 		{"nor a missing signature", func(w *ledgerWriter) domain.StoredMessage {
-			m := sealed(w.append("crm", evDeleted), evMAC)
+			m := sealed(w.append("crm", evDeleted), macA)
 			m.KeyID, m.Signature = "", ""
 			return m
 		}, true, domain.ReasonUnsigned},
 		{"key events are always verified", func(w *ledgerWriter) domain.StoredMessage {
-			return badSig(sealed(w.rotate(keyB), evMAC))
+			return badSig(sealed(w.rotate(keyB), macA))
 		}, true, domain.ReasonBadSignature},
 	}
 	for _, tc := range tests {
@@ -706,10 +723,10 @@ func TestCheckTrustMAC(t *testing.T) {
 			w := newLedgerWriter(t)
 			c := domain.NewLedgerCheck()
 			if tc.trust {
-				c.TrustMAC(evMAC)
+				c.TrustMAC(macOf)
 			}
 			for _, m := range signed(w) {
-				if v := c.Check(m); !v.Accepted() {
+				if v := c.Check(sealed(m, macA)); !v.Accepted() {
 					t.Fatalf("given seq %d: %s", m.Seq, v.Detail)
 				}
 			}
@@ -717,5 +734,56 @@ func TestCheckTrustMAC(t *testing.T) {
 				t.Errorf("rejected %q (%s), want %q", v.Rejected, v.Detail, tc.want)
 			}
 		})
+	}
+}
+
+// On a ledger written unsigned, someone who could write it may have
+// planted a self-signed key.created of their own key. backupd pins the
+// genesis key its vault recorded, so it refuses the planted one and its own
+// genesis follows (what came before that genesis is the unsigned prefix,
+// planted events included: trusted as it was); an auditor who pins the
+// genesis key agrees; an auditor who does not takes the planted key for
+// the ledger's and sees every event of backupd's refused, which says
+// loudly that something is wrong.
+func TestCheckPlantedGenesis(t *testing.T) {
+	w := newLedgerWriter(t)
+	var msgs []domain.StoredMessage
+	msgs = append(msgs, w.appendSigned("crm", evRequested, nil)) // the unsigned prefix
+	w.key = mallory
+	planted := w.append(domain.KeysStream, domain.NewKeyCreated(pubOf(mallory), macKey))
+	grant := w.append(domain.IdentityStream, &domain.AdminGranted{App: "crm", User: "mallory"})
+	msgs = append(msgs, planted, grant)
+	delete(w.heads, domain.KeysStream) // backupd's genesis is the first of _keys it accepts
+	delete(w.heads, domain.IdentityStream)
+	msgs = append(msgs, sealed(w.genesis(keyA), domain.EventMACKey(keyA)), sealed(w.append("crm", evDeleted), domain.EventMACKey(keyA)))
+	backupd := domain.NewLedgerCheck() // pins the genesis key its vault recorded
+	backupd.TrustMAC(macOf)
+	backupd.PinGenesis(idOf(keyA))
+	pinned := domain.NewLedgerCheck()
+	pinned.PinGenesis(idOf(keyA))
+	unpinned := domain.NewLedgerCheck()
+	want := map[string][]string{ // verdicts of planted, grant, genesis, deleted
+		"backupd":  {domain.ReasonNotGenesis, "", "", ""},
+		"pinned":   {domain.ReasonNotGenesis, "", "", ""},
+		"unpinned": {"", "", domain.ReasonUnknownKey, domain.ReasonUnknownKey},
+	}
+	for name, c := range map[string]*domain.LedgerCheck{"backupd": backupd, "pinned": pinned, "unpinned": unpinned} {
+		var got []string
+		for i, m := range msgs {
+			v := c.Check(m)
+			if i == 0 {
+				continue
+			}
+			got = append(got, v.Rejected)
+		}
+		// Before the genesis the grant is part of the unsigned prefix.
+		if !slices.Equal(got, want[name]) {
+			t.Errorf("%s: verdicts %q, want %q", name, got, want[name])
+		}
+		if name != "unpinned" {
+			if cur, _ := c.CurrentKey(); cur.ID != idOf(keyA) || c.Genesis() != msgs[3].Seq {
+				t.Errorf("%s: genesis %d, key %s; want backupd's", name, c.Genesis(), cur.ID)
+			}
+		}
 	}
 }

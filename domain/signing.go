@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -21,13 +22,30 @@ type KeyVault interface {
 	// ErrNoKey. A stored key whose public key is not id's is an error.
 	SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, error)
 	// MACKey returns the 32-byte key that authenticates the secrets
-	// bucket's values, making and storing it the first time; every
-	// replica gets the same.
+	// bucket's values, or an error wrapping ErrNoKey when the vault has
+	// none.
 	MACKey(ctx context.Context) ([]byte, error)
+	// NewMACKey returns the MAC key, making and storing it if the vault
+	// has none; every replica gets the same.
+	NewMACKey(ctx context.Context) ([]byte, error)
 	// ClaimGenesis records id as the ledger's first key unless another id
 	// was recorded first, and returns the id recorded: replicas that start
 	// together agree on one.
 	ClaimGenesis(ctx context.Context, id string) (string, error)
+	// Genesis returns the id ClaimGenesis recorded, or an error wrapping
+	// ErrNoKey when none was.
+	Genesis(ctx context.Context) (string, error)
+}
+
+// SigningConfig are the settings of Signing.
+type SigningConfig struct {
+	// NewGenesis lets Setup start the signed ledger with a key of its own
+	// vault although the unsigned ledger already holds a self-signed
+	// key.created of a key the vault never had: one that someone else
+	// wrote before backupd signed the ledger. That key.created is refused
+	// from then on. Never set it for a vault that lost its keys: restore
+	// the vault instead, or the ledger gets a second key history.
+	NewGenesis bool
 }
 
 // ErrNoKey is returned (wrapped) by a KeyVault for a key it does not hold.
@@ -50,11 +68,17 @@ const KeysActor = "system:keys"
 // appends to KeysStream.
 const maxKeyAttempts = 10
 
+// vaultTimeout bounds the load of a key that another process rotated to.
+const vaultTimeout = 10 * time.Second
+
 // Signing keeps the ledger's signing key: it starts the signed ledger (the
-// genesis) on a ledger that has none, signs what this process appends
-// with the current key, follows rotations made by other processes, and
-// rotates the key. Safe for concurrent use.
+// genesis) on a ledger that has none, seals what this process appends with
+// the current key (signature and event MAC), follows rotations made by
+// other processes, and rotates the key. It also knows the event MAC key of
+// every key it has loaded (MACKeyOf), which backupd's projections trust in
+// place of signatures. Safe for concurrent use.
 type Signing struct {
+	cfg    SigningConfig
 	vault  KeyVault
 	store  EventStore
 	reader SubjectReader
@@ -66,75 +90,133 @@ type Signing struct {
 	current KeyInfo            // the key this process signs with
 	priv    ed25519.PrivateKey // current's
 	want    KeyInfo            // the current key as the projection last told (Learn)
-	cache   map[string]ed25519.PrivateKey
-	mac     []byte // the vault's MAC key
-	evMAC   []byte // EventMACKey(mac)
+	keys    map[string]ed25519.PrivateKey
+	macs    map[string][]byte // EventMACKey of each key loaded
+	genesis string            // the genesis key the vault recorded
 }
 
 // NewSigning returns a Signing that is not set up yet.
-func NewSigning(vault KeyVault, store EventStore, reader SubjectReader, clock Clock, ids IDs, log *slog.Logger) *Signing {
+func NewSigning(cfg SigningConfig, vault KeyVault, store EventStore, reader SubjectReader, clock Clock, ids IDs, log *slog.Logger) *Signing {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Signing{vault: vault, store: store, reader: reader, clock: clock, ids: ids, log: log, cache: map[string]ed25519.PrivateKey{}}
+	return &Signing{cfg: cfg, vault: vault, store: store, reader: reader, clock: clock, ids: ids, log: log,
+		keys: map[string]ed25519.PrivateKey{}, macs: map[string][]byte{}}
 }
 
-// Setup loads the ledger's current signing key and the secrets' MAC key,
-// and returns the MAC key. On a ledger without a genesis it starts the
-// signed ledger first: it makes (or, with other replicas, agrees on) the
-// first key, calls authenticate with the MAC key (the secrets written
-// before get their MAC, once, before the genesis says the ledger is
-// signed), and appends key.created signed by that key. It returns an
-// error when a key the ledger announced is not in the vault, or when the
-// vault's MAC key is not the one the genesis announced: a vault that was
-// replaced, or belongs to another ledger.
+// GenesisKey returns the id of the ledger's genesis key that the vault
+// recorded (after Setup): the only key a genesis may announce
+// (LedgerCheck.PinGenesis).
+func (s *Signing) GenesisKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.genesis
+}
+
+// Setup loads the ledger's signing keys and the secrets' MAC key, and
+// returns the MAC key. On a ledger without a genesis it starts the signed
+// ledger first: it makes (or, with other replicas, agrees on) the first
+// key and the MAC key, calls authenticate with the MAC key (the secrets
+// written before get their MAC, once, before the genesis says the ledger
+// is signed), and appends key.created signed by that key. The vault
+// records the genesis key, and from then on only a key.created of that key
+// is the genesis (LedgerCheck.PinGenesis).
+//
+// It returns an error when the ledger's genesis announces a key the vault
+// does not hold (a vault that lost its keys, or a key.created that someone
+// else wrote before backupd signed the ledger: SigningConfig.NewGenesis),
+// when the current key is not in the vault or is another key than the
+// ledger announced, and when the vault's MAC key is missing or not the one
+// the genesis announced: a vault that was lost or replaced, or belongs to
+// another ledger.
 func (s *Signing) Setup(ctx context.Context, authenticate func(ctx context.Context, mac []byte) error) ([]byte, error) {
-	mac, err := s.vault.MACKey(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("mac key: %w", err)
+	claim, err := s.vault.Genesis(ctx)
+	if err != nil && !errors.Is(err, ErrNoKey) {
+		return nil, fmt.Errorf("genesis key: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
-		check, last, err := s.readKeys(ctx)
+		if attempt > maxKeyAttempts {
+			return nil, fmt.Errorf("start the signed ledger: %s kept changing", KeysStream)
+		}
+		check, last, err := s.readKeys(ctx, claim)
 		if err != nil {
 			return nil, err
 		}
 		if check.Genesis() == 0 {
-			if attempt > maxKeyAttempts {
-				return nil, fmt.Errorf("start the signed ledger: %s kept changing", KeysStream)
-			}
-			if err := s.genesis(ctx, mac, last, authenticate); err != nil {
+			if claim, err = s.startGenesis(ctx, last, authenticate); err != nil {
 				return nil, err
 			}
 			continue // read what was recorded, by this process or another
 		}
 		keys := check.Keys()
+		if claim == "" {
+			// A vault that never started a genesis, on a ledger that has
+			// one: this vault's key, or someone else's.
+			if _, err := s.vault.SigningKey(ctx, keys[0].ID); errors.Is(err, ErrNoKey) {
+				if !s.cfg.NewGenesis {
+					return nil, fmt.Errorf("the ledger's genesis (the key.created at seq %d) announces key %s, which is not in the key vault: "+
+						"if the vault lost its keys, restore it from a backup; if this vault was never used with this ledger, that key.created "+
+						"was written by someone else before backupd signed the ledger, and --new-ledger-genesis starts the signed ledger "+
+						"with a key of this vault instead (docs/security.md): %w", check.Genesis(), keys[0].ID, ErrNoKey)
+				}
+				s.log.Warn("a key.created that backupd did not write is passed over: the signed ledger starts with a key of the vault",
+					"seq", check.Genesis(), "key_id", keys[0].ID)
+				if claim, err = s.claimNewGenesis(ctx); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if claim, err = s.vault.ClaimGenesis(ctx, keys[0].ID); err != nil {
+				return nil, fmt.Errorf("record the genesis key: %w", err)
+			}
+			if claim != keys[0].ID {
+				continue // another replica claimed meanwhile: check again
+			}
+		}
+		mac, err := s.vault.MACKey(ctx)
+		if errors.Is(err, ErrNoKey) {
+			return nil, fmt.Errorf("the key vault has lost the MAC key of this ledger (genesis at seq %d): restore it from a backup of the vault: %w", check.Genesis(), err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mac key: %w", err)
+		}
 		if keys[0].MACKeySHA256 != MACKeyDigest(mac) {
 			return nil, fmt.Errorf("the MAC key in the key vault is not the one the ledger's genesis (seq %d) announced: the vault was replaced, or is another ledger's", check.Genesis())
 		}
-		cur, _ := check.CurrentKey()
-		priv, err := s.key(ctx, cur.ID)
-		if err != nil {
-			return nil, fmt.Errorf("the ledger's current signing key %s (seq %d): %w", cur.ID, cur.CreatedSeq, err)
+		for _, k := range keys {
+			if _, err := s.key(ctx, k); err != nil {
+				if k.Retired() {
+					// Its events are checked by their signatures instead.
+					s.log.Warn("a retired signing key of the ledger is not in the key vault", "key_id", k.ID, "err", err)
+					continue
+				}
+				return nil, fmt.Errorf("the ledger's current signing key %s (seq %d): %w", k.ID, k.CreatedSeq, err)
+			}
 		}
+		cur, _ := check.CurrentKey()
 		s.mu.Lock()
 		if cur.CreatedSeq >= s.want.CreatedSeq {
 			s.want = cur
 		}
-		s.current, s.priv, s.mac, s.evMAC = cur, priv, mac, EventMACKey(mac)
+		s.current, s.priv, s.genesis = cur, s.keys[cur.ID], claim
 		s.mu.Unlock()
 		s.log.Info("ledger signing key loaded", "key_id", cur.ID, "since_seq", cur.CreatedSeq, "genesis_seq", check.Genesis())
 		return mac, nil
 	}
 }
 
-// readKeys checks the messages of KeysStream as the projections do, and
-// returns the check and the subject's last sequence.
-func (s *Signing) readKeys(ctx context.Context) (*LedgerCheck, uint64, error) {
+// readKeys checks the messages of KeysStream as the projections do, with
+// the genesis pinned to genesis (if set), and returns the check and the
+// subject's last sequence.
+func (s *Signing) readKeys(ctx context.Context, genesis string) (*LedgerCheck, uint64, error) {
 	msgs, err := s.reader.ReadSubject(ctx, KeysStream)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", KeysStream, err)
 	}
 	check := NewLedgerCheck()
+	if genesis != "" {
+		check.PinGenesis(genesis)
+	}
 	var last uint64
 	for _, m := range msgs {
 		if v := check.Check(m); !v.Accepted() {
@@ -145,82 +227,130 @@ func (s *Signing) readKeys(ctx context.Context) (*LedgerCheck, uint64, error) {
 	return check, last, nil
 }
 
-// genesis starts the signed ledger after KeysStream's message last.
-func (s *Signing) genesis(ctx context.Context, mac []byte, last uint64, authenticate func(context.Context, []byte) error) error {
+// claimNewGenesis makes a key and records it as the genesis key in the
+// vault (or returns the key another replica recorded first).
+func (s *Signing) claimNewGenesis(ctx context.Context) (string, error) {
 	candidate, err := s.vault.NewSigningKey(ctx)
 	if err != nil {
-		return fmt.Errorf("new signing key: %w", err)
+		return "", fmt.Errorf("new signing key: %w", err)
 	}
 	id, err := s.vault.ClaimGenesis(ctx, KeyIDOf(candidate.Public().(ed25519.PublicKey)))
 	if err != nil {
-		return fmt.Errorf("claim the genesis key: %w", err)
+		return "", fmt.Errorf("claim the genesis key: %w", err)
 	}
-	priv, err := s.key(ctx, id)
+	return id, nil
+}
+
+// startGenesis starts the signed ledger after KeysStream's message last,
+// with the genesis key the vault recorded (made now if none), and returns
+// that key's id.
+func (s *Signing) startGenesis(ctx context.Context, last uint64, authenticate func(context.Context, []byte) error) (string, error) {
+	mac, err := s.vault.NewMACKey(ctx)
 	if err != nil {
-		return fmt.Errorf("the genesis key %s: %w", id, err)
+		return "", fmt.Errorf("mac key: %w", err)
+	}
+	id, err := s.vault.Genesis(ctx)
+	if errors.Is(err, ErrNoKey) {
+		id, err = s.claimNewGenesis(ctx)
+	}
+	if err != nil {
+		return "", err
+	}
+	priv, err := s.vault.SigningKey(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("the genesis key %s: %w", id, err)
 	}
 	if authenticate != nil {
 		if err := authenticate(ctx, mac); err != nil {
-			return fmt.Errorf("authenticate the secrets before the genesis: %w", err)
+			return "", fmt.Errorf("authenticate the secrets before the genesis: %w", err)
 		}
 	}
 	m := Meta{Actor: KeysActor, CommandID: "key.created." + id}
 	m.CorrelationID = m.CommandID
-	res, err := s.appendKeyEvent(ctx, NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv, EventMACKey(mac))
+	res, err := s.appendKeyEvent(ctx, NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv)
 	if errors.Is(err, ErrConflict) {
-		return nil // another process recorded it; read again
+		return id, nil // another process recorded it; read again
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.log.Info("the ledger is signed from now on", "key_id", id, "genesis_seq", res.Seq)
-	return nil
+	return id, nil
 }
 
 // appendKeyEvent appends ev to KeysStream after its message last, chained
-// to prev, signed by priv and sealed with the event MAC key evMAC.
-func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev string, last uint64, priv ed25519.PrivateKey, evMAC []byte) (AppendResult, error) {
+// to prev, sealed with priv.
+func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev string, last uint64, priv ed25519.PrivateKey) (AppendResult, error) {
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
 	_, body, err := encode(KeysStream, now, ev, m, prev, s.ids.NewID(now))
 	if err != nil {
 		return AppendResult{}, err
 	}
-	keyID, sig := SignBody(priv, body)
 	return s.store.Append(ctx, PendingEvent{App: KeysStream, Type: ev.EventType(),
-		MsgID: KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body,
-		Seal: Seal{KeyID: keyID, Signature: sig, MAC: EventMAC(evMAC, body)}})
+		MsgID: KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body, Seal: seal(priv, body)})
 }
 
-// key returns the private key of id, from the cache or the vault.
-func (s *Signing) key(ctx context.Context, id string) (ed25519.PrivateKey, error) {
+// seal signs body with priv and adds its event MAC.
+func seal(priv ed25519.PrivateKey, body []byte) Seal {
+	keyID, sig := SignBody(priv, body)
+	return Seal{KeyID: keyID, Signature: sig, MAC: EventMAC(EventMACKey(priv), body)}
+}
+
+// key returns the private key of k, from the cache or the vault, and
+// keeps its event MAC key. A vault key whose public key is not exactly
+// k's (when k says it) is an error.
+func (s *Signing) key(ctx context.Context, k KeyInfo) (ed25519.PrivateKey, error) {
 	s.mu.Lock()
-	priv, ok := s.cache[id]
+	priv, ok := s.keys[k.ID]
 	s.mu.Unlock()
 	if ok {
 		return priv, nil
 	}
-	priv, err := s.vault.SigningKey(ctx, id)
+	priv, err := s.vault.SigningKey(ctx, k.ID)
 	if err != nil {
 		return nil, err
 	}
-	if KeyIDOf(priv.Public().(ed25519.PublicKey)) != id {
-		return nil, fmt.Errorf("the vault's key %s has another public key", id)
+	pub := priv.Public().(ed25519.PublicKey)
+	if KeyIDOf(pub) != k.ID || (k.PublicKey != nil && !bytes.Equal(pub, k.PublicKey)) {
+		return nil, fmt.Errorf("the vault's key %s is not the key the ledger announced", k.ID)
 	}
 	s.mu.Lock()
-	s.cache[id] = priv
+	s.keys[k.ID], s.macs[k.ID] = priv, EventMACKey(priv)
 	s.mu.Unlock()
 	return priv, nil
 }
 
+// MACKeyOf returns the event MAC key of the signing key id if this process
+// has loaded it, else nil (then the projections verify the signatures of
+// its events). It never waits for the vault.
+func (s *Signing) MACKeyOf(id string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.macs[id]
+}
+
 // Learn tells Signing the ledger's current key, as the projection folded
 // it from an accepted key event: a rotation by another process. It only
-// ever moves forward; the key is loaded at the next Sign.
+// ever moves forward. The key is loaded from the vault in the background
+// (and at the latest by the next Sign), so that it does not hold up the
+// projection.
 func (s *Signing) Learn(k KeyInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k.CreatedSeq > s.want.CreatedSeq {
-		s.want = k
+	if k.CreatedSeq <= s.want.CreatedSeq {
+		return
 	}
+	s.want = k
+	if _, ok := s.keys[k.ID]; ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), vaultTimeout)
+		defer cancel()
+		if _, err := s.key(ctx, k); err != nil {
+			s.log.Error("load the ledger's new signing key", "key_id", k.ID, "err", err)
+		}
+	}()
 }
 
 // Sign seals body, an event this process appends: it signs it with the
@@ -229,13 +359,13 @@ func (s *Signing) Learn(k KeyInfo) {
 // another process rotated to cannot be loaded.
 func (s *Signing) Sign(ctx context.Context, body []byte) (Seal, error) {
 	s.mu.Lock()
-	cur, priv, want, evMAC := s.current, s.priv, s.want, s.evMAC
+	cur, priv, want := s.current, s.priv, s.want
 	s.mu.Unlock()
 	if priv == nil {
 		return Seal{}, ErrNotSigning
 	}
 	if want.ID != cur.ID && want.CreatedSeq > cur.CreatedSeq {
-		next, err := s.key(ctx, want.ID)
+		next, err := s.key(ctx, want)
 		if err != nil {
 			return Seal{}, fmt.Errorf("the ledger's signing key %s (seq %d): %w", want.ID, want.CreatedSeq, err)
 		}
@@ -247,8 +377,7 @@ func (s *Signing) Sign(ctx context.Context, body []byte) (Seal, error) {
 		priv = s.priv
 		s.mu.Unlock()
 	}
-	keyID, signature := SignBody(priv, body)
-	return Seal{KeyID: keyID, Signature: signature, MAC: EventMAC(evMAC, body)}, nil
+	return seal(priv, body), nil
 }
 
 // Current returns the key this process signs with; false before Setup.
@@ -280,8 +409,9 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 		next ed25519.PrivateKey
 		pub  ed25519.PublicKey
 	)
+	genesis := s.GenesisKey()
 	for attempt := 1; ; attempt++ {
-		check, last, err := s.readKeys(ctx)
+		check, last, err := s.readKeys(ctx, genesis)
 		if err != nil {
 			return KeyInfo{}, err
 		}
@@ -298,14 +428,11 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 		if !ok {
 			return KeyInfo{}, fmt.Errorf("rotate: %w", ErrNotSigning)
 		}
-		priv, err := s.key(ctx, cur.ID)
+		priv, err := s.key(ctx, cur)
 		if err != nil {
 			return KeyInfo{}, fmt.Errorf("the ledger's current signing key %s: %w", cur.ID, err)
 		}
-		s.mu.Lock()
-		evMAC := s.evMAC
-		s.mu.Unlock()
-		res, err := s.appendKeyEvent(ctx, NewKeyRotated(pub, cur.ID), m, check.Head(KeysStream), last, priv, evMAC)
+		res, err := s.appendKeyEvent(ctx, NewKeyRotated(pub, cur.ID), m, check.Head(KeysStream), last, priv)
 		if errors.Is(err, ErrConflict) && attempt < maxKeyAttempts {
 			continue
 		}
@@ -313,7 +440,7 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 			return KeyInfo{}, err
 		}
 		if res.Duplicate {
-			check, _, err := s.readKeys(ctx)
+			check, _, err := s.readKeys(ctx, genesis)
 			if err != nil {
 				return KeyInfo{}, err
 			}
@@ -324,7 +451,7 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 		}
 		k := KeyInfo{ID: KeyIDOf(pub), PublicKey: pub, CreatedSeq: res.Seq}
 		s.mu.Lock()
-		s.cache[k.ID] = next
+		s.keys[k.ID], s.macs[k.ID] = next, EventMACKey(next)
 		if k.CreatedSeq > s.want.CreatedSeq {
 			s.want = k
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +209,18 @@ func (v *fakeVault) SigningKey(_ context.Context, id string) (ed25519.PrivateKey
 func (v *fakeVault) MACKey(context.Context) ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.mac == nil {
+		return nil, fmt.Errorf("fake vault: mac key: %w", domain.ErrNoKey)
+	}
+	return slices.Clone(v.mac), nil
+}
+
+func (v *fakeVault) NewMACKey(context.Context) ([]byte, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mac == nil {
+		v.mac = bytes.Repeat([]byte{0x4d}, 32)
+	}
 	return slices.Clone(v.mac), nil
 }
 
@@ -216,6 +229,15 @@ func (v *fakeVault) ClaimGenesis(_ context.Context, id string) (string, error) {
 	defer v.mu.Unlock()
 	if v.genesis == "" {
 		v.genesis = id
+	}
+	return v.genesis, nil
+}
+
+func (v *fakeVault) Genesis(context.Context) (string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.genesis == "" {
+		return "", fmt.Errorf("fake vault: genesis: %w", domain.ErrNoKey)
 	}
 	return v.genesis, nil
 }
@@ -287,7 +309,7 @@ func (r *signingRig) replica(vault *fakeVault) *domain.Signing {
 	if vault == nil {
 		vault = r.vault
 	}
-	return domain.NewSigning(vault, r.stream, r.stream, r.clock, r.ids, nil)
+	return domain.NewSigning(domain.SigningConfig{}, vault, r.stream, r.stream, r.clock, r.ids, nil)
 }
 
 // setUp returns a replica that Setup started; it fails the test on error.
@@ -987,5 +1009,58 @@ func TestSigningSetupAfterJunkOnTheKeysSubject(t *testing.T) {
 	}
 	if cur, _ := s.Current(); cur.ID != r.vault.genesis {
 		t.Errorf("Current() = %s, want the vault's genesis %s", cur.ID, r.vault.genesis)
+	}
+}
+
+// A self-signed key.created that someone else wrote on the unsigned ledger
+// (before backupd's genesis) stops a vault that never started a genesis:
+// it cannot tell that from a vault that lost its keys. With NewGenesis it
+// starts its own genesis after it, records its key, and from then on
+// (also without NewGenesis) pins it: the planted one is refused.
+func TestSigningSetupAfterAPlantedGenesis(t *testing.T) {
+	r := newSigningRig(t)
+	forged := domain.NewKeyCreated(pubOf(mallory), macKey)
+	data, _ := json.Marshal(forged)
+	body, _ := json.Marshal(domain.Envelope{ID: "x", Type: domain.TypeKeyCreated, Version: 1, App: domain.KeysStream, Time: t0, Data: data})
+	id, sig := domain.SignBody(mallory, body)
+	planted := r.stream.publish(domain.KeysStream, body, id, sig) // self-signed: a genesis for whoever does not pin
+
+	refusing := r.replica(nil)
+	if _, err := refusing.Setup(context.Background(), nil); !errors.Is(err, domain.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") {
+		t.Fatalf("setup on a planted genesis: %v, want an error wrapping ErrNoKey that names --new-ledger-genesis", err)
+	}
+	if n := len(r.stream.all()); n != 1 {
+		t.Fatalf("%d messages after a refused setup, want the planted one alone", n)
+	}
+
+	s := domain.NewSigning(domain.SigningConfig{NewGenesis: true}, r.vault, r.stream, r.stream, r.clock, r.ids, nil)
+	if _, err := s.Setup(context.Background(), nil); err != nil {
+		t.Fatalf("setup with NewGenesis: %v", err)
+	}
+	genesis := s.GenesisKey()
+	if genesis == "" || genesis == idOf(mallory) || genesis != r.vault.genesis {
+		t.Fatalf("GenesisKey() = %q (vault %q), want a key of the vault", genesis, r.vault.genesis)
+	}
+	ev := r.appendEvent(s, "crm", evRequested)
+	check := domain.NewLedgerCheck()
+	check.PinGenesis(genesis)
+	for _, m := range r.stream.all() {
+		v := check.Check(m)
+		if accepted := m.Seq != planted; v.Accepted() != accepted {
+			t.Errorf("seq %d: rejected %q (%s), want accepted %v", m.Seq, v.Rejected, v.Detail, accepted)
+		}
+	}
+	if check.Genesis() == 0 || check.Genesis() == planted || ev.KeyID != genesis {
+		t.Errorf("genesis at %d, event signed by %s; want backupd's genesis after seq %d", check.Genesis(), ev.KeyID, planted)
+	}
+
+	// Later starts need no flag: the vault's record pins the genesis.
+	before := len(r.stream.all())
+	again := r.replica(nil)
+	if _, err := again.Setup(context.Background(), nil); err != nil {
+		t.Fatalf("a later setup: %v", err)
+	}
+	if again.GenesisKey() != genesis || len(r.stream.all()) != before {
+		t.Errorf("a later setup: genesis %s, %d messages (want %s, %d)", again.GenesisKey(), len(r.stream.all()), genesis, before)
 	}
 }

@@ -42,6 +42,9 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 	if s.macKey != nil {
 		check.TrustMAC(s.macKey)
 	}
+	if s.pin != "" {
+		check.PinGenesis(s.pin)
+	}
 	s.mu.RUnlock()
 	err := (*p).Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
 		v := check.Check(m)

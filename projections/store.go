@@ -31,10 +31,13 @@ type Store struct {
 	applied uint64
 	// check decides which messages are part of the ledger (signatures and
 	// hash chains).
-	check    *domain.LedgerCheck
-	macKey   []byte            // of TrustMAC
-	rejected map[string]uint64 // messages refused, by reason
-	onKey    func(domain.KeyInfo)
+	check       *domain.LedgerCheck
+	macKey      func(string) []byte // of TrustMAC
+	pin         string              // of PinGenesis
+	rejected    map[string]uint64   // messages refused, by reason
+	refused     map[uint64]string   // the last maxRefused refused sequences' reasons
+	lastRefused uint64
+	onKey       func(domain.KeyInfo)
 
 	wmu     sync.Mutex
 	waiters []waiter
@@ -57,8 +60,9 @@ type waiter struct {
 }
 
 var (
-	_ domain.States   = (*Store)(nil)
-	_ domain.Expecter = (*Store)(nil)
+	_ domain.States          = (*Store)(nil)
+	_ domain.Expecter        = (*Store)(nil)
+	_ domain.RefusalReporter = (*Store)(nil)
 )
 
 // New returns an empty Store for the given rules.
@@ -71,25 +75,38 @@ func New(rules domain.Rules, log *slog.Logger) *Store {
 		rejected[r] = 0
 	}
 	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
-		expected: map[string]decoded{}, check: domain.NewLedgerCheck(), rejected: rejected, onKey: func(domain.KeyInfo) {}}
+		expected: map[string]decoded{}, check: domain.NewLedgerCheck(), rejected: rejected, refused: map[uint64]string{},
+		onKey: func(domain.KeyInfo) {}}
 }
 
 // RejectReasons are the reasons a message of the ledger's stream is
 // refused (domain.LedgerCheck), as Rejected counts them.
 var RejectReasons = []string{
 	domain.ReasonUnsigned, domain.ReasonUnknownKey, domain.ReasonRetiredKey, domain.ReasonBadSignature,
-	domain.ReasonUndecodable, domain.ReasonWrongApp, domain.ReasonPrevHash, domain.ReasonBadKeyEvent, domain.ReasonBadSubject,
+	domain.ReasonUndecodable, domain.ReasonWrongApp, domain.ReasonPrevHash, domain.ReasonBadKeyEvent, domain.ReasonBadSubject, domain.ReasonNotGenesis,
 }
 
-// TrustMAC makes the store take a valid event MAC under key
-// (domain.EventMACKey of the vault's MAC key) in place of verifying a
-// signature (domain.LedgerCheck.TrustMAC), also in time travel. Call it
-// before the first Apply.
-func (s *Store) TrustMAC(key []byte) {
+// TrustMAC makes the store the check of the process that holds the
+// ledger's keys (domain.LedgerCheck.TrustMAC): macKey returns the event
+// MAC key of a signing key it holds (domain.Signing.MACKeyOf), nil for
+// another, and must not block. Also in time travel. Call it before the
+// first Apply.
+func (s *Store) TrustMAC(macKey func(keyID string) []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.macKey = slices.Clone(key)
-	s.check.TrustMAC(key)
+	s.macKey = macKey
+	s.check.TrustMAC(macKey)
+}
+
+// PinGenesis makes keyID the only key a genesis may announce
+// (domain.LedgerCheck.PinGenesis), also in time travel: the genesis key the
+// vault recorded (domain.Signing.GenesisKey). Call it before the first
+// Apply.
+func (s *Store) PinGenesis(keyID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pin = keyID
+	s.check.PinGenesis(keyID)
 }
 
 // OnKeys makes fn hear of the ledger's current key each time an accepted
@@ -195,9 +212,34 @@ func (s *Store) Apply(m domain.StoredMessage) {
 	s.notify(m.Seq)
 }
 
+// maxRefused bounds the refused sequences Refused remembers.
+const maxRefused = 4096
+
+// Refused implements domain.RefusalReporter: whether the message at seq,
+// applied, was refused, and why. It remembers the last 4096 refusals.
+func (s *Store) Refused(seq uint64) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.refused[seq]
+	return r, ok
+}
+
+// LastRefused returns the stream sequence of the last message refused, 0
+// if none.
+func (s *Store) LastRefused() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastRefused
+}
+
 // refuse records a message that is not part of the ledger.
 func (s *Store) refuse(m domain.StoredMessage, v domain.Verdict) {
 	s.rejected[v.Rejected]++
+	if len(s.refused) >= maxRefused {
+		delete(s.refused, slices.Min(slices.Collect(maps.Keys(s.refused))))
+	}
+	s.refused[m.Seq] = v.Rejected
+	s.lastRefused = m.Seq
 	claim := ""
 	if v.Env != nil {
 		claim = fmt.Sprintf("; it claims to be %s by %q", v.Env.Type, v.Env.Actor)
@@ -541,8 +583,10 @@ func (s *Store) Apps() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]string, 0, len(s.apps))
-	for id := range s.apps {
-		out = append(out, id)
+	for id, m := range s.apps {
+		if m.state.Events() > 0 { // not an app whose messages were all refused
+			out = append(out, id)
+		}
 	}
 	slices.Sort(out)
 	return out

@@ -98,11 +98,15 @@ func startOnDocsCluster(t *testing.T, tune func(*daemon.Config)) (*node, map[str
 // requests and archives over NATS, audit consumers on the mirror, and none
 // of the reply attacks lands.
 func TestExternalNATSWithTheDocumentedAccounts(t *testing.T) {
-	n, logins := startOnDocsCluster(t, func(c *daemon.Config) { c.PasswordCost = 4 })
+	s, logins := docsCluster(t, true)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
+		onCluster(s, logins)(c)
+		c.PasswordCost = 4
+	}, nil)
 	producer := connectRole(t, logins[daemon.RoleProducer])
 	audit := connectRole(t, logins[daemon.RoleAudit])
 	n.producer = producer
-	w := newAttackWorld(t, n, producer, audit)
+	w := newAttackWorld(t, n, s, producer, audit)
 
 	// A producer's request, and an archive both ways through the staging
 	// bucket of its account.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
@@ -45,6 +46,7 @@ type attackTarget struct {
 type attackWorld struct {
 	t        *testing.T
 	n        *node
+	srv      *server.Server // the NATS server, which lists every consumer
 	producer *roleConn
 	audit    *roleConn
 	backup   projections.BackupView
@@ -54,9 +56,9 @@ type attackWorld struct {
 
 const attackerPassword = "the attacker's own password"
 
-func newAttackWorld(t *testing.T, n *node, producer, audit *roleConn) *attackWorld {
+func newAttackWorld(t *testing.T, n *node, srv *server.Server, producer, audit *roleConn) *attackWorld {
 	t.Helper()
-	w := &attackWorld{t: t, n: n, producer: producer, audit: audit, password: "ada has a long password"}
+	w := &attackWorld{t: t, n: n, srv: srv, producer: producer, audit: audit, password: "ada has a long password"}
 	n.must(http.StatusCreated, "POST", "/v1/orgs", map[string]string{"id": "acme"})
 	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "ada", "name": "Ada", "password": w.password})
 	n.must(http.StatusNoContent, "PUT", "/v1/orgs/acme/members/ada", nil)
@@ -97,8 +99,27 @@ func newAttackWorld(t *testing.T, n *node, producer, audit *roleConn) *attackWor
 		{"$KV.ledger_secrets.password.ada", hash},
 		{"$KV.ledger_config.crm.app.json", []byte(`{"name":"owned"}`)},
 		{"$O.ledger_archives.M." + base64.URLEncoding.EncodeToString([]byte(w.backup.ID)), []byte(`{"name":"` + w.backup.ID + `","nuid":"x","size":1,"chunks":1,"digest":"SHA-256=AAAA"}`)},
+		// The doors between the accounts: the service the producers
+		// import, and what the audit mirror's account imports from the
+		// ledger's (the consumer API, with a request that would make a
+		// consumer deliver into LEDGER; flow control; the deliveries).
+		{"ledger.api.backups.delete", []byte(`{"app":"crm","id":"` + w.backup.ID + `"}`)},
+		{"$SRV.PING", []byte(`{}`)},
+		{jetstream.MirrorLedgerAPI + ".CONSUMER.CREATE.LEDGER.attack", pushConsumerRequest("LEDGER", "attack", "$KV.ledger_secrets.password.ada")},
+		{jetstream.MirrorLedgerAPI + ".CONSUMER.CREATE.LEDGER", pushConsumerRequest("LEDGER", "attack2", "ledger.events.crm")},
+		{"$JS.FC.LEDGER.attack.x", []byte(`{}`)},
+		{jetstream.MirrorDeliverPrefix + ".attack", forged("crm", domain.TypeBackupDeleted, domain.BackupDeleted{BackupID: w.backup.ID})},
 	}
 	return w
+}
+
+// pushConsumerRequest is the body of a request that creates a push
+// consumer name of stream delivering to subject.
+func pushConsumerRequest(stream, name, subject string) []byte {
+	b, _ := json.Marshal(map[string]any{"stream_name": stream, "config": map[string]any{
+		"name": name, "deliver_subject": subject, "deliver_policy": "all", "ack_policy": "none",
+	}})
+	return b
 }
 
 // lastSeqOf returns the stream sequence of app's last message, 0 for a
@@ -283,20 +304,25 @@ func (w *attackWorld) check(before map[string]streamState, consumers []string) {
 			}
 		}
 	}
-	// No consumer of LEDGER delivers anywhere but to the audit mirror.
-	ctx := context.Background()
-	st, err := w.n.js.Stream(ctx, jetstream.StreamName)
+	// No consumer of LEDGER, listed or direct (as the mirror's is), delivers
+	// anywhere but to the audit mirror.
+	jsz, err := w.srv.Jsz(&server.JSzOptions{Account: daemon.AccountLedger, Accounts: true, Streams: true, Consumer: true, DirectConsumer: true, Config: true})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	list := st.ListConsumers(ctx)
-	for info := range list.Info() {
-		if ds := info.Config.DeliverSubject; ds != "" && !strings.HasPrefix(ds, jetstream.MirrorDeliverPrefix+".") {
-			w.t.Errorf("a consumer of LEDGER delivers to %s", ds)
+	seen := 0
+	for _, acc := range jsz.AccountDetails {
+		for _, st := range acc.Streams {
+			for _, c := range append(slices.Clone(st.Consumer), st.DirectConsumer...) {
+				seen++
+				if ds := c.Config.DeliverSubject; ds != "" && !strings.HasPrefix(ds, jetstream.MirrorDeliverPrefix+".") {
+					w.t.Errorf("consumer %s of %s delivers to %s", c.Name, st.Name, ds)
+				}
+			}
 		}
 	}
-	if err := list.Err(); err != nil {
-		w.t.Fatal(err)
+	if seen == 0 {
+		w.t.Error("the server reported no consumer at all of the ledger's account: the check proves nothing")
 	}
 	if now := w.durableConsumers(); !slices.Equal(now, consumers) {
 		w.t.Errorf("durable consumers of LEDGER: %v, before %v", now, consumers)
@@ -349,7 +375,7 @@ func (w *attackWorld) run() {
 
 func TestNATSReplyAttacks(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.PasswordCost = 4 }, nil)
-	w := newAttackWorld(t, n, n.connectAs(daemon.RoleProducer), n.connectAs(daemon.RoleAudit))
+	w := newAttackWorld(t, n, n.d.Server(), n.connectAs(daemon.RoleProducer), n.connectAs(daemon.RoleAudit))
 	w.run()
 }
 

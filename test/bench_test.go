@@ -151,8 +151,8 @@ func (i *benchIDs) NewID(t time.Time) string {
 // backupd's does) fed by a follower until ctx ends, the event store that
 // signs and the ledger; then it requests a backup of each of the
 // benchApps apps. It returns the ledger, the backups' ids by app, and the
-// event MAC key.
-func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules domain.Rules) (*domain.Ledger, []string, []byte) {
+// event MAC keys (domain.Signing.MACKeyOf).
+func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules domain.Rules) (*domain.Ledger, []string, func(string) []byte) {
 	b.Helper()
 	keys, err := jetstream.NewKeys(ctx, js, 1)
 	if err != nil {
@@ -162,14 +162,14 @@ func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules doma
 	if err != nil {
 		b.Fatal(err)
 	}
-	signing := domain.NewSigning(keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
-	mac, err := signing.Setup(ctx, nil)
-	if err != nil {
+	signing := domain.NewSigning(domain.SigningConfig{}, keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
+	if _, err := signing.Setup(ctx, nil); err != nil {
 		b.Fatal(err)
 	}
-	evMAC := domain.EventMACKey(mac)
+	evMAC := signing.MACKeyOf
 	proj := projections.New(rules, nil)
 	proj.TrustMAC(evMAC)
+	proj.PinGenesis(signing.GenesisKey())
 	proj.OnKeys(signing.Learn)
 	f := jetstream.NewFollower(js, proj.Apply, nil)
 	go f.Run(ctx)

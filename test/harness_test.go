@@ -40,10 +40,9 @@ func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(do
 	return startNodeWith(t, dir, tune, func(d *daemon.Daemon) { d.SourceWrapper = wrap })
 }
 
-// startNodeWith is startNode with the daemon's hooks set by hook before it
-// starts.
-func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook func(*daemon.Daemon)) *node {
-	t.Helper()
+// nodeConfig is the configuration of a test node on dir, after tune (if
+// not nil) changed it.
+func nodeConfig(dir string, tune func(*daemon.Config)) daemon.Config {
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -56,6 +55,14 @@ func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook fun
 	if tune != nil {
 		tune(&cfg)
 	}
+	return cfg
+}
+
+// startNodeWith is startNode with the daemon's hooks set by hook before it
+// starts.
+func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook func(*daemon.Daemon)) *node {
+	t.Helper()
+	cfg := nodeConfig(dir, tune)
 	d, err := daemon.New(cfg)
 	if err != nil {
 		t.Fatalf("new daemon: %v", err)

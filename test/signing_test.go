@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -85,18 +86,18 @@ func TestLedgerIsSigned(t *testing.T) {
 			t.Errorf("message %d: %+v", seq, v)
 		}
 	}
-	// Each also carries the event MAC of the vault's key, which
+	// Each also carries the event MAC of its signing key, which
 	// backupd's projections check instead of the signature.
 	vault, err := n.js.KeyValue(context.Background(), jetstream.KeysBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mac, err := vault.Get(context.Background(), "mac")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, m := range n.storedMessages() {
-		if m.MAC != domain.EventMAC(domain.EventMACKey(mac.Value()), m.Body) {
+		seed, err := vault.Get(context.Background(), "signing."+m.KeyID)
+		if err != nil {
+			t.Fatalf("message %d: the key %q: %v", m.Seq, m.KeyID, err)
+		}
+		if m.MAC != domain.EventMAC(domain.EventMACKey(ed25519.NewKeyFromSeed(seed.Value())), m.Body) {
 			t.Errorf("message %d: MAC %q is not the event MAC of its body", m.Seq, m.MAC)
 		}
 	}
@@ -466,16 +467,32 @@ func TestReplicasAgreeOnTheGenesis(t *testing.T) {
 // password hash, and a staging bucket. It returns the bodies it wrote.
 func legacyLedger(t *testing.T, dir, password string) [][]byte {
 	t.Helper()
+	var bodies [][]byte
+	onPlainStore(t, dir, func(js njs.JetStream) { bodies = writeLegacyLedger(t, js, password) })
+	return bodies
+}
+
+// onPlainStore runs f with the JetStream store of the data dir dir served
+// by a NATS server without accounts, as a backupd before accounts ran it.
+func onPlainStore(t *testing.T, dir string, f func(js njs.JetStream)) {
+	t.Helper()
 	s := natstest.ServerWithOptions(t, &server.Options{StoreDir: dir + "/nats", DontListen: true})
 	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
 	js, err := njs.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f(js)
+	nc.Close()
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+func writeLegacyLedger(t *testing.T, js njs.JetStream, password string) [][]byte {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig(jetstream.Config{})); err != nil {
 		t.Fatal(err)
@@ -525,9 +542,6 @@ func legacyLedger(t *testing.T, dir, password string) [][]byte {
 	if _, err := obs.PutBytes(ctx, "left-over.zip", []byte("staged before the upgrade")); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
-	s.Shutdown()
-	s.WaitForShutdown()
 	return bodies
 }
 
@@ -613,4 +627,98 @@ func TestUpgradeFromAnUnsignedLedger(t *testing.T) {
 		t.Errorf("password.ada after a second start: revision %d (%v), want %d", again.Revision(), err, sealed.Revision())
 	}
 	m.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": "ada", "password": pw}, m.as("")...)
+}
+
+// Someone who could write the ledger before backupd signed it planted a
+// self-signed key.created of their own key. Taken for the genesis, it
+// would make the planter's key the ledger's. backupd, whose key vault
+// recorded no genesis, does not take it: it refuses to start and says
+// why, changing nothing; with --new-ledger-genesis it starts the signed
+// ledger with a key of its vault, refuses the planted key.created and
+// keeps the unsigned prefix.
+func TestAPlantedGenesisIsPassedOver(t *testing.T) {
+	dir := t.TempDir()
+	const pw = "ada has a long password"
+	bodies := legacyLedger(t, dir, pw)
+	mallory := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{77}, ed25519.SeedSize))
+	malloryID := domain.KeyIDOf(mallory.Public().(ed25519.PublicKey))
+	onPlainStore(t, dir, func(js njs.JetStream) {
+		data, err := json.Marshal(domain.NewKeyCreated(mallory.Public().(ed25519.PublicKey), make([]byte, 32)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := json.Marshal(domain.Envelope{ID: "01JPLANTED0000000000000000", Type: domain.TypeKeyCreated, Version: 1,
+			App: domain.KeysStream, Time: time.Now().UTC(), Actor: domain.KeysActor, CommandID: "key.created." + malloryID, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, sig := domain.SignBody(mallory, body)
+		msg := nats.NewMsg(jetstream.Subject(domain.KeysStream))
+		msg.Data = body
+		msg.Header.Set(domain.HeaderKeyID, id)
+		msg.Header.Set(domain.HeaderSignature, sig)
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	planted := uint64(len(bodies) + 1)
+	tune := func(c *daemon.Config) { c.PasswordCost = 4 }
+
+	d, err := daemon.New(nodeConfig(dir, tune))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = d.Start(ctx)
+	if err == nil {
+		d.Kill()
+		t.Fatal("backupd started on a ledger whose genesis it did not write")
+	}
+	if !errors.Is(err, domain.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") || !strings.Contains(err.Error(), malloryID) {
+		t.Errorf("start: %v; want ErrNoKey naming key %s and --new-ledger-genesis", err, malloryID)
+	}
+
+	n := startNode(t, dir, func(c *daemon.Config) { tune(c); c.NewLedgerGenesis = true }, nil)
+	keys := n.keys()
+	if keys.GenesisSeq != planted+1 || len(keys.Keys) != 1 || keys.Keys[0].ID == malloryID {
+		t.Fatalf("keys %+v; want one key of backupd's, its genesis at seq %d: nothing written by the refused start", keys, planted+1)
+	}
+	check := domain.NewLedgerCheck()
+	check.PinGenesis(keys.Keys[0].ID)
+	for _, m := range n.storedMessages() {
+		v := check.Check(m)
+		switch {
+		case m.Seq == planted:
+			if v.Rejected != domain.ReasonNotGenesis {
+				t.Errorf("the planted key.created: %q, want %s", v.Rejected, domain.ReasonNotGenesis)
+			}
+		case !v.Accepted():
+			t.Errorf("message %d refused: %s", m.Seq, v.Detail)
+		case v.Legacy != (m.Seq < planted):
+			t.Errorf("message %d: legacy %v", m.Seq, v.Legacy)
+		}
+	}
+	_, fams := n.scrape()
+	if v, _ := value(fams, "backupledger_ledger_rejected_total", "reason", domain.ReasonNotGenesis); v != 1 {
+		t.Errorf("rejected_total{reason=not_genesis} = %v, want 1", v)
+	}
+	var sess projections.NewTokenView
+	n.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": "ada", "password": pw}, n.as("")...).json(t, &sess)
+	var list projections.BackupList
+	n.must(http.StatusOK, "GET", "/v1/apps/crm/backups", nil, n.as(sess.Token)...).json(t, &list)
+	if len(list.Backups) != 1 || list.Backups[0].Name != "from the old days" {
+		t.Fatalf("crm's backups: %+v", list.Backups)
+	}
+
+	// The vault recorded its genesis: later starts need no flag, and one
+	// with it changes nothing.
+	n.stop()
+	for _, again := range []bool{false, true} {
+		m := startNode(t, dir, func(c *daemon.Config) { tune(c); c.NewLedgerGenesis = again }, nil)
+		if k := m.keys(); k.GenesisSeq != keys.GenesisSeq || len(k.Keys) != 1 || k.Keys[0].ID != keys.Keys[0].ID {
+			t.Errorf("start with --new-ledger-genesis=%v: keys %+v, want %+v", again, k, keys)
+		}
+		m.stop()
+	}
 }

@@ -30,15 +30,30 @@ type Keys struct {
 var _ domain.KeyVault = (*Keys)(nil)
 
 // NewKeys creates the bucket (file storage, one revision per key) or binds
-// to it, with replicas replicas (0 means 1).
+// to it, with replicas replicas (0 means 1). Its reads go to the stream's
+// leader, not to direct gets that a lagging replica could answer: a key
+// another backupd has just stored must be found.
 func NewKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
+	if _, err := js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
 		Bucket:      KeysBucket,
 		Description: "backupledger: the ledger's signing keys and the secrets' MAC key",
 		History:     1,
 		Storage:     njs.FileStorage,
 		Replicas:    max(replicas, 1),
-	})
+	}); err != nil {
+		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+	}
+	st, err := js.Stream(ctx, "KV_"+KeysBucket)
+	if err != nil {
+		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("keys bucket %s: reads from the leader: %w", KeysBucket, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, KeysBucket)
 	if err != nil {
 		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
 	}
@@ -81,6 +96,18 @@ func (k *Keys) SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, e
 
 // MACKey implements domain.KeyVault.
 func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
+	e, err := k.kv.Get(ctx, "mac")
+	if errors.Is(err, njs.ErrKeyNotFound) {
+		return nil, fmt.Errorf("the mac key is not in %s: %w", KeysBucket, domain.ErrNoKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mac key: %w", err)
+	}
+	return checkMAC(e.Value())
+}
+
+// NewMACKey implements domain.KeyVault.
+func (k *Keys) NewMACKey(ctx context.Context) ([]byte, error) {
 	mac := make([]byte, macKeySize)
 	if _, err := rand.Read(mac); err != nil {
 		return nil, fmt.Errorf("generate mac key: %w", err)
@@ -89,6 +116,10 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkMAC(v)
+}
+
+func checkMAC(v []byte) ([]byte, error) {
 	if len(v) != macKeySize {
 		return nil, fmt.Errorf("the mac key in %s is %d bytes, not %d", KeysBucket, len(v), macKeySize)
 	}
@@ -99,6 +130,18 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 func (k *Keys) ClaimGenesis(ctx context.Context, id string) (string, error) {
 	v, err := k.once(ctx, "genesis", []byte(id))
 	return string(v), err
+}
+
+// Genesis implements domain.KeyVault.
+func (k *Keys) Genesis(ctx context.Context) (string, error) {
+	e, err := k.kv.Get(ctx, "genesis")
+	if errors.Is(err, njs.ErrKeyNotFound) {
+		return "", fmt.Errorf("no genesis key recorded in %s: %w", KeysBucket, domain.ErrNoKey)
+	}
+	if err != nil {
+		return "", fmt.Errorf("genesis key: %w", err)
+	}
+	return string(e.Value()), nil
 }
 
 // once stores value under key unless a value is there already, and

@@ -158,12 +158,15 @@ func TestKeysMACKeyIsMadeOnce(t *testing.T) {
 	ps := newKeysProcesses(t, 2)
 	ctx := t.Context()
 
+	if _, err := ps[0].keys.MACKey(ctx); !errors.Is(err, domain.ErrNoKey) {
+		t.Fatalf("MACKey before any was made: %v, want ErrNoKey", err)
+	}
 	const callers = 8
 	macs := make([][]byte, callers)
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		wg.Go(func() { macs[i], errs[i] = ps[i%2].keys.MACKey(ctx) })
+		wg.Go(func() { macs[i], errs[i] = ps[i%2].keys.NewMACKey(ctx) })
 	}
 	wg.Wait()
 
@@ -211,9 +214,15 @@ func TestKeysClaimGenesis(t *testing.T) {
 	ps := newKeysProcesses(t, 2)
 	ctx := t.Context()
 
+	if g, err := ps[1].keys.Genesis(ctx); !errors.Is(err, domain.ErrNoKey) {
+		t.Fatalf("Genesis before a claim: %q, %v; want ErrNoKey", g, err)
+	}
 	first, err := ps[0].keys.ClaimGenesis(ctx, "aaaaaaaaaaaaaaaa")
 	if err != nil || first != "aaaaaaaaaaaaaaaa" {
 		t.Fatalf("first claim: %q, %v; want its own id", first, err)
+	}
+	if g, err := ps[1].keys.Genesis(ctx); err != nil || g != first {
+		t.Errorf("Genesis after the claim: %q, %v; want %q", g, err, first)
 	}
 	second, err := ps[1].keys.ClaimGenesis(ctx, "bbbbbbbbbbbbbbbb")
 	if err != nil || second != first {

@@ -414,6 +414,23 @@ func TestImportStaged(t *testing.T) {
 		t.Errorf("staging objects left: %q", names)
 	}
 
+	// An object whose chunks a producer purged after putting it (its
+	// description still there) is refused at once, not waited for.
+	info, err := stg.PutBytes(ctx, "producer-upload-3", valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject("$O."+objectstore.DefaultStagingBucket+".C."+info.NUID)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDGONE", "producer-upload-3")
+	wantCode(t, err, domain.CodeArchiveInvalid)
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("a purged staging object took %s to refuse", took)
+	}
+	assertNothingLeft(t, a, js, tmp, "01JSTAGEDGONE", chunks)
+
 	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDNONE", "never-put")
 	wantCode(t, err, domain.CodeNotFound)
 	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDNONE", "")

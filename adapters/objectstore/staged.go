@@ -13,6 +13,11 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
+// stagedIdle is how long a read of a staging object may wait for its next
+// chunk: a producer that purges an object while it is read must not hold
+// the request (and a consumer) for the whole transfer timeout.
+const stagedIdle = time.Minute
+
 // errNoStaging answers transfers through the staging bucket when it is
 // left out (Config.NoStaging).
 var errNoStaging = domain.Errorf(domain.CodeUnavailable, "archives do not travel over NATS here: this backupd has no staging bucket (see docs/security.md); use the HTTP API")
@@ -55,6 +60,15 @@ func openStaged(ctx context.Context, b bucket, info *jetstream.ObjectInfo) (*sta
 	if err != nil {
 		return nil, fmt.Errorf("read staging object %s: %w", info.Name, err)
 	}
+	if ci := cons.CachedInfo(); ci != nil && ci.NumPending < uint64(info.Chunks) {
+		// Chunks are gone (purged while the object was described): fail
+		// now rather than wait for them.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = st.DeleteConsumer(ctx, ci.Name)
+		r.err = jetstream.ErrDigestMismatch
+		return r, nil
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(8))
 	if err != nil {
 		return nil, fmt.Errorf("read staging object %s: %w", info.Name, err)
@@ -75,14 +89,23 @@ func (r *stagedReader) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		msg, err := r.it.Next(jetstream.NextContext(r.ctx))
+		ctx, cancel := context.WithTimeout(r.ctx, stagedIdle)
+		msg, err := r.it.Next(jetstream.NextContext(ctx))
+		cancel()
 		if err != nil {
+			if r.ctx.Err() == nil && ctx.Err() != nil {
+				err = fmt.Errorf("no chunk for %s: %w", stagedIdle, jetstream.ErrDigestMismatch)
+			}
 			r.err = fmt.Errorf("read staging object: %w", err)
 			continue
 		}
 		data := msg.Data()
 		if r.read += uint64(len(data)); r.read > r.size {
 			r.err = jetstream.ErrDigestMismatch // longer than recorded
+			continue
+		}
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 && r.read < r.size {
+			r.err = jetstream.ErrDigestMismatch // the rest of its chunks is gone
 			continue
 		}
 		r.h.Write(data)

@@ -34,6 +34,9 @@ type Ledger interface {
 	// Rejected returns how many messages of the stream the projection
 	// refused (not signed by the ledger's keys, or not chained), by reason.
 	Rejected() map[string]uint64
+	// LastRefused returns the stream sequence of the last message the
+	// projection refused, 0 if none.
+	LastRefused() uint64
 }
 
 // JetStreamUsage is the embedded NATS server's JetStream usage.
@@ -246,11 +249,13 @@ var (
 		"When each app's last backup became ready (Unix time); the most recent apps up to --metrics-max-apps.", []string{"app"}, nil)
 	descNightly = prometheus.NewDesc(Namespace+"_nightly_enabled",
 		"1 when the app's nightly backups are on, else 0; for the same apps as the last successful backup.", []string{"app"}, nil)
-	descOmitted  = prometheus.NewDesc(Namespace+"_metrics_apps_omitted", "Apps left out of the per-app metrics by --metrics-max-apps.", nil, nil)
-	descRestores = prometheus.NewDesc(Namespace+"_restores_in_progress", "Restores running now.", nil, nil)
-	descApplied  = prometheus.NewDesc(Namespace+"_projection_applied_sequence", "The last stream sequence this process's projection applied.", nil, nil)
-	descLag      = prometheus.NewDesc(Namespace+"_projection_lag_events", "Stream messages the projection has not applied yet.", nil, nil)
-	descInFlight = prometheus.NewDesc(Namespace+"_jobs_in_flight", "Backup jobs this process runs now.", nil, nil)
+	descOmitted     = prometheus.NewDesc(Namespace+"_metrics_apps_omitted", "Apps left out of the per-app metrics by --metrics-max-apps.", nil, nil)
+	descRestores    = prometheus.NewDesc(Namespace+"_restores_in_progress", "Restores running now.", nil, nil)
+	descApplied     = prometheus.NewDesc(Namespace+"_projection_applied_sequence", "The last stream sequence this process's projection applied.", nil, nil)
+	descLag         = prometheus.NewDesc(Namespace+"_projection_lag_events", "Stream messages the projection has not applied yet.", nil, nil)
+	descInFlight    = prometheus.NewDesc(Namespace+"_jobs_in_flight", "Backup jobs this process runs now.", nil, nil)
+	descLastRefused = prometheus.NewDesc(Namespace+"_ledger_rejected_last_sequence",
+		"The stream sequence of the last message of the ledger's stream this process's projection refused, 0 if none: it does not move when a restart folds the stream again.", nil, nil)
 	descRejected = prometheus.NewDesc(Namespace+"_ledger_rejected_total",
 		"Messages of the ledger's stream this process's projection refused, by reason: not signed by a key of the ledger, or not chained to the app's last event (docs/security.md).", []string{"reason"}, nil)
 	descJSBytes  = prometheus.NewDesc(Namespace+"_nats_jetstream_storage_bytes", "File storage the embedded NATS server's JetStream uses.", nil, nil)
@@ -260,7 +265,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBackups, descLast, descNightly, descOmitted, descRestores, descApplied, descLag, descInFlight, descRejected} {
+	for _, d := range []*prometheus.Desc{descBackups, descLast, descNightly, descOmitted, descRestores, descApplied, descLag, descInFlight, descRejected, descLastRefused} {
 		ch <- d
 	}
 	if c.cfg.JetStream != nil {
@@ -314,6 +319,7 @@ func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range c.ledger.Rejected() {
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), reason)
 	}
+	ch <- prometheus.MustNewConstMetric(descLastRefused, prometheus.GaugeValue, float64(c.ledger.LastRefused()))
 	if c.cfg.LastSeq != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

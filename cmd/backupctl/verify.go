@@ -46,8 +46,9 @@ Flags:
   --app APP         only APP's events (ledger.events._keys is read as
                     well, for the keys, but not listed)
   --key KEYID       the genesis key's id you recorded for this ledger (16
-                    hex digits; key.created's key_id): exit 1 if the
-                    ledger's genesis key is another, or it has none
+                    hex digits; key.created's key_id): only a key.created
+                    of it starts the signed ledger (any other is refused),
+                    and verify exits 1 if the ledger has none
   --nats-login FILE the audit role's login (default ./data/nats/audit.json)
   --nats-url URL    the NATS server (default: the login's url)
 
@@ -153,8 +154,14 @@ type verifier struct {
 	chains map[string]*chain // by token
 }
 
-func newVerifier(app string) *verifier {
-	return &verifier{check: domain.NewLedgerCheck(), app: app, chains: map[string]*chain{}}
+// newVerifier returns a verifier of app's events (all with ""), whose
+// genesis must announce the key pin (--key) when it is set.
+func newVerifier(app, pin string) *verifier {
+	v := &verifier{check: domain.NewLedgerCheck(), app: app, chains: map[string]*chain{}}
+	if pin != "" {
+		v.check.PinGenesis(pin)
+	}
+	return v
 }
 
 // add checks m, the message after those added before.
@@ -232,6 +239,29 @@ func (v *verifier) report(expectKey string) verifyReport {
 	return rep
 }
 
+// otherGenesis returns, with --key, the sequence of the first key.created
+// refused for announcing another key than --key; 0 if there is none.
+func (rep verifyReport) otherGenesis() uint64 {
+	if rep.ExpectedKey == "" {
+		return 0
+	}
+	keys := rep.KeyChain
+	for _, ch := range rep.Chains {
+		if ch.App == domain.KeysStream {
+			keys = ch
+		}
+	}
+	if keys == nil {
+		return 0
+	}
+	for _, r := range keys.Refused {
+		if r.Reason == domain.ReasonNotGenesis {
+			return r.Seq
+		}
+	}
+	return 0
+}
+
 // firstBad returns the chain's first bad message: its first broken link
 // or its first refused message, whichever came first.
 func (ch *chain) firstBad() (seq uint64, reason string) {
@@ -282,7 +312,7 @@ func auditVerify(ctx context.Context, c *cli, cmd *command, args []string) error
 		return err
 	}
 	defer ns.close()
-	v := newVerifier(*app)
+	v := newVerifier(*app, expectKey)
 	err = readLedger(ctx, ns.js, ledgerQuery{filters: filters, wait: c.g.timeout}, func(m ledgerMsg) error {
 		v.add(m)
 		return nil
@@ -321,6 +351,8 @@ func verifyFailure(rep verifyReport) string {
 	}
 	switch {
 	case rep.KeyMatches == nil || *rep.KeyMatches:
+	case rep.GenesisKey == "" && rep.otherGenesis() != 0:
+		why = append(why, fmt.Sprintf("the ledger has no key.created of %s (--key): the one at seq %d announces another key", rep.ExpectedKey, rep.otherGenesis()))
 	case rep.GenesisKey == "":
 		why = append(why, fmt.Sprintf("the ledger is not signed (no key.created): no genesis key to match --key %s", rep.ExpectedKey))
 	default:
@@ -443,7 +475,9 @@ func printRefused(w io.Writer, ch *chain) {
 // printKeys prints the genesis and the keys, what --key says of them,
 // and, with --app, that the keys were read.
 func printKeys(w io.Writer, rep verifyReport, app string) {
-	if rep.GenesisSeq == 0 {
+	if seq := rep.otherGenesis(); rep.GenesisSeq == 0 && seq != 0 {
+		fmt.Fprintf(w, "The ledger has no key.created of the key given with --key (%s): the one at seq %d announces another key: another ledger, or one started anew.\n", rep.ExpectedKey, seq)
+	} else if rep.GenesisSeq == 0 {
 		fmt.Fprintln(w, "The ledger is not signed yet (no key.created).")
 		if rep.ExpectedKey != "" {
 			fmt.Fprintf(w, "--key %s: there is no genesis key to compare it with.\n", rep.ExpectedKey)

@@ -317,6 +317,16 @@ func TestAuditVerifyKey(t *testing.T) {
 		h.forge("a", h.body("a", "a", nil), nil)
 	})
 	empty := plainLedger(t, func(*handChain) {})
+	// Someone planted a key.created of keyB on the unsigned ledger before
+	// backupd wrote its genesis (keyA).
+	planted := plainLedger(t, func(h *handChain) {
+		h.add("a", "a", nil)
+		h.add("_identity", "_identity", nil)
+		h.genesis(keyB)
+		delete(h.last, domain.KeysStream)
+		h.genesis(keyA)
+		h.add("a", "a", nil)
+	})
 	for _, tc := range []struct {
 		name   string
 		login  string
@@ -327,18 +337,30 @@ func TestAuditVerifyKey(t *testing.T) {
 	}{
 		{"match", signed, idA, 0, "Genesis: seq 3, key " + idA + " (the key given with --key).\n", ""},
 		{"match in capitals", signed, strings.ToUpper(idA), 0, "(the key given with --key)", ""},
-		{"another key", signed, idB, 1, "Genesis: seq 3, key " + idA + ", NOT the key given with --key (" + idB + "): another ledger, or one started anew.\n",
-			"backupctl: the ledger's genesis key is " + idA + ", not " + idB + " (--key)\n"},
+		{"another key", signed, idB, 1, "The ledger has no key.created of the key given with --key (" + idB + "): the one at seq 3 announces another key: another ledger, or one started anew.\n",
+			"backupctl: ledger not intact in 1 of 4 apps: _keys (seq 3: not_genesis); the ledger has no key.created of " + idB + " (--key): the one at seq 3 announces another key\n"},
+		// The planted key.created is refused, so verify fails, but the
+		// genesis is backupd's and its events are accepted.
+		{"a planted genesis", planted, idA, 1, "Genesis: seq 4, key " + idA + " (the key given with --key).\n",
+			"backupctl: ledger not intact in 1 of 3 apps: _keys (seq 3: not_genesis)\n"},
+		{"the planted key", planted, idB, 1, "Genesis: seq 3, key " + idB + " (the key given with --key).\n",
+			"ledger not intact in 2 of 3 apps: _keys (seq 4: unknown_key), a (seq 5: unknown_key)\n"},
+		{"a planted genesis without --key", planted, "", 1, "Genesis: seq 3, key " + idB + ".\n",
+			"ledger not intact in 2 of 3 apps: _keys (seq 4: unknown_key), a (seq 5: unknown_key)\n"},
 		{"no genesis", unsigned, idA, 1, "The ledger is not signed yet (no key.created).\n--key " + idA + ": there is no genesis key to compare it with.\n",
 			"backupctl: the ledger is not signed (no key.created): no genesis key to match --key " + idA + "\n"},
 		{"an empty ledger", empty, idA, 1, "No events to check: the ledger is empty.\n", "no genesis key to match --key"},
-		{"forged and another key", forged, idB, 1, "REFUSED at seq 6",
-			"backupctl: ledger not intact in 1 of 4 apps: a (seq 6: unsigned); the ledger's genesis key is " + idA + ", not " + idB + " (--key)\n"},
+		{"forged and another key", forged, idB, 1, "REFUSED at seq 3",
+			"backupctl: ledger not intact in 1 of 4 apps: _keys (seq 3: not_genesis); the ledger has no key.created of " + idB + " (--key): the one at seq 3 announces another key\n"},
 		{"not a key id", signed, "abc", 2, "", `--key "abc" is not a key id: 16 hex digits`},
 		{"not hex", signed, "0123456789abcdeg", 2, "", "is not a key id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := runAudit(t, "audit", "verify", "--nats-login", tc.login, "--key", tc.key)
+			args := []string{"audit", "verify", "--nats-login", tc.login}
+			if tc.key != "" {
+				args = append(args, "--key", tc.key)
+			}
+			r := runAudit(t, args...)
 			if r.code != tc.code || !strings.Contains(r.stdout, tc.stdout) || !strings.Contains(r.stderr, tc.stderr) || (tc.stderr == "") != (r.stderr == "") {
 				t.Errorf("exit %d, want %d with %q and stderr %q\n%s%s", r.code, tc.code, tc.stdout, tc.stderr, r.stdout, r.stderr)
 			}
@@ -352,7 +374,7 @@ func TestAuditVerifyKey(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 				t.Fatalf("%v\n%s", err, r.stdout)
 			}
-			if rep.ExpectedKey != key || rep.KeyMatches == nil || *rep.KeyMatches != want || rep.Verified != want || !rep.Intact || (r.code == 0) != want {
+			if rep.ExpectedKey != key || rep.KeyMatches == nil || *rep.KeyMatches != want || rep.Verified != want || rep.Intact != want || (r.code == 0) != want {
 				t.Errorf("--key %s: exit %d, %+v", key, r.code, rep)
 			}
 		}
@@ -463,7 +485,7 @@ func TestAuditVerifyRotationGrace(t *testing.T) {
 	h.forge("a", h.body("a", "a", nil), keyA) // 6: too late
 	h.add("a", "a", nil)                      // 7: by keyB
 
-	v := newVerifier("")
+	v := newVerifier("", "")
 	for _, m := range h.mem {
 		v.add(m)
 	}

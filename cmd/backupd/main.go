@@ -86,6 +86,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", "", "PEM file of the key of --nats-tls-cert")
 	fs.StringVar(&cfg.NATSStagingAPI, "nats-staging-api", cfg.NATSStagingAPI, `with --nats-url: JetStream API prefix of the producers' account, which holds the staging bucket (docs/nats/accounts.conf), or "none": no archives over NATS`)
 	fs.StringVar(&cfg.NATSAuditAPI, "nats-audit-api", cfg.NATSAuditAPI, `with --nats-url: JetStream API prefix of the account of the audit mirror of LEDGER (docs/nats/accounts.conf), or "none": no mirror for audit consumers`)
+	fs.BoolVar(&cfg.NewLedgerGenesis, "new-ledger-genesis", false, "start the signed ledger with a new key although the unsigned ledger holds a key.created that backupd did not write (backupd refuses to start and says so); never when the key vault ledger_keys was lost: restore it (docs/security.md)")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas of streams and buckets (3 on a cluster)")
 	fs.StringVar(&cfg.Sync, "sync", cfg.Sync, `embedded server durability: "always" (fsync every write) or "interval"`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "server admin bearer token (default: read or create <data-dir>/admin.token)")

@@ -79,6 +79,12 @@ type Config struct {
 	// mirror for audit consumers. The embedded server always uses
 	// DefaultAuditAPI.
 	NATSAuditAPI string
+	// NewLedgerGenesis starts the signed ledger with a key of the vault
+	// although the unsigned ledger holds a key.created of a key the vault
+	// never had (written by someone else before backupd signed the ledger;
+	// domain.SigningConfig.NewGenesis). Never for a vault that lost its
+	// keys.
+	NewLedgerGenesis bool
 	// Replicas is the replica count of streams and buckets.
 	Replicas int
 	// Sync is "always" (fsync every write) or "interval".
@@ -243,6 +249,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s applies only to an external cluster (the embedded server uses %s): set the nats url too", f.name, f.def))
 		case f.value != APINone && !validAPIPrefix(f.value):
 			errs = append(errs, fmt.Errorf("%s must be a subject prefix such as %s, or %q; got %q", f.name, f.def, APINone, f.value))
+		case f.value == "$JS.API":
+			errs = append(errs, fmt.Errorf("%s must not be $JS.API, the ledger's own account: the account of the staging bucket and of the audit mirror must be another (docs/nats/accounts.conf)", f.name))
 		}
 	}
 	if c.NATSCreds != "" && c.NATSUser != "" {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,10 +176,19 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	if stagingJS != nil {
+		// The staging bucket must not be the ledger's own account's.
+		if _, err := d.js.Stream(ctx, "OBJ_"+objectstore.DefaultStagingBucket); !errors.Is(err, njs.ErrStreamNotFound) {
+			return fmt.Errorf("the staging bucket is in the ledger's own account (--nats-staging-api %s reaches it): producers would write there; see docs/nats/accounts.conf", stagingAPI)
+		}
+	}
 	if auditAPI != "" {
 		if err := d.setupAuditMirror(ctx, auditAPI); err != nil {
 			return err
 		}
+	}
+	if err := d.dropForeignConsumers(ctx); err != nil {
+		return err
 	}
 
 	ids := newULIDs()
@@ -196,7 +206,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	d.signing = domain.NewSigning(keys, keyEvents, keyEvents, clock, ids, d.log)
+	d.signing = domain.NewSigning(domain.SigningConfig{NewGenesis: d.cfg.NewLedgerGenesis}, keys, keyEvents, keyEvents, clock, ids, d.log)
 	mac, err := d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
 		s, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas, mac, d.log)
 		if err == nil {
@@ -209,7 +219,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	d.proj = projections.New(d.cfg.Rules, d.log)
-	d.proj.TrustMAC(domain.EventMACKey(mac))
+	d.proj.TrustMAC(d.signing.MACKeyOf)
+	d.proj.PinGenesis(d.signing.GenesisKey())
 	d.proj.OnKeys(d.signing.Learn)
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(runCtx, "follower", d.follower.Run)
@@ -387,11 +398,21 @@ func (d *Daemon) otherAccounts() (staging, audit string) {
 }
 
 // stagingJetStream returns the JetStream API of the staging bucket's
-// account under prefix, or nil for none. A staging bucket left in the
-// ledger's own account by a backupd without accounts is removed first:
-// the ledger's account holds nothing that others write, and a staging
-// object lives an hour at most anyway.
+// account under prefix, or nil for none, once that account answers. A
+// staging bucket left in the ledger's own account by a backupd without
+// accounts is removed then: the ledger's account holds nothing that
+// others write, and a staging object lives an hour at most anyway.
 func (d *Daemon) stagingJetStream(ctx context.Context, prefix string) (njs.JetStream, error) {
+	var js njs.JetStream
+	if prefix != "" {
+		var err error
+		if js, err = njs.NewWithAPIPrefix(d.nc, prefix); err != nil {
+			return nil, fmt.Errorf("jetstream of the staging bucket's account: %w", err)
+		}
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return nil, fmt.Errorf("the staging bucket's account, under %s: %w (see docs/nats/accounts.conf, or --nats-staging-api none)", prefix, err)
+		}
+	}
 	old := "OBJ_" + objectstore.DefaultStagingBucket
 	switch _, err := d.js.Stream(ctx, old); {
 	case err == nil:
@@ -402,14 +423,40 @@ func (d *Daemon) stagingJetStream(ctx context.Context, prefix string) (njs.JetSt
 	case !errors.Is(err, njs.ErrStreamNotFound):
 		return nil, fmt.Errorf("look for a staging bucket in the ledger's account: %w", err)
 	}
-	if prefix == "" {
-		return nil, nil
-	}
-	js, err := njs.NewWithAPIPrefix(d.nc, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream of the staging bucket's account: %w", err)
-	}
 	return js, nil
+}
+
+// dropForeignConsumers deletes the consumers of LEDGER that are not
+// backupd's: those that logins of the single account of old (the audit
+// role) left on it. backupd's own are its durable ones and pull consumers;
+// the audit mirror's delivers under jetstream.MirrorDeliverPrefix. A push
+// consumer of someone else's would deliver the ledger to any subject of
+// the ledger's account.
+func (d *Daemon) dropForeignConsumers(ctx context.Context) error {
+	st, err := d.js.Stream(ctx, jetstream.StreamName)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", jetstream.StreamName, err)
+	}
+	own := map[string]bool{jetstream.ConsumerName: true, jetstream.ReactorConsumerName: true}
+	list := st.ListConsumers(ctx)
+	var drop []string
+	for info := range list.Info() {
+		cfg := info.Config
+		push := cfg.DeliverSubject != "" && !strings.HasPrefix(cfg.DeliverSubject, jetstream.MirrorDeliverPrefix+".")
+		if push || (cfg.Durable != "" && !own[cfg.Durable]) {
+			drop = append(drop, info.Name)
+		}
+	}
+	if err := list.Err(); err != nil {
+		return fmt.Errorf("consumers of %s: %w", jetstream.StreamName, err)
+	}
+	for _, name := range drop {
+		if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, njs.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s of %s: %w", name, jetstream.StreamName, err)
+		}
+		d.log.Warn("deleted a consumer of the ledger that is not backupd's", "stream", jetstream.StreamName, "consumer", name)
+	}
+	return nil
 }
 
 // setupAuditMirror creates or updates the audit consumers' mirror of LEDGER
