@@ -32,6 +32,25 @@ func TestBcrypt(t *testing.T) {
 	if h.PasswordMatches([]byte("not a hash"), "x") {
 		t.Error("a malformed hash matches")
 	}
+	if h.NeedsRehash(hash) {
+		t.Error("a hash of the hasher's cost needs a rehash")
+	}
+	if other, _ := password.NewBcrypt(bcrypt.MinCost + 1); !other.NeedsRehash(hash) {
+		t.Error("a hash of another cost needs no rehash")
+	}
+
+	// bcrypt ignores bytes past 72: the 73rd must not let a password in.
+	longest := strings.Repeat("7", 72)
+	hash, err = h.HashPassword(longest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.PasswordMatches(hash, longest) || h.PasswordMatches(hash, longest+"anything") {
+		t.Error("72 bytes do not match, or 72 bytes + anything match")
+	}
+	if _, err := h.HashPassword(longest + "7"); err == nil {
+		t.Error("a 73-byte password hashed")
+	}
 	if _, err := password.NewBcrypt(99); err == nil {
 		t.Error("cost 99 accepted")
 	}
