@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -103,11 +104,30 @@ type Config struct {
 	// Client makes the webhook requests; nil means a default client. It
 	// never follows redirects, also when it is given here (this package
 	// uses a copy with its own CheckRedirect), and every request is bounded
-	// by Timeout.
+	// by Timeout. Unless AllowPrivateTargets, its Transport must be nil or
+	// an *http.Transport, of which a copy is used with this package's own
+	// dialer and without a proxy.
 	Client *http.Client
+	// AllowPrivateTargets lets webhook requests connect to loopback,
+	// private, link-local and other non-public addresses
+	// (domain.NonPublicAddr), and through the proxy of the environment or
+	// of Client. Off (the default), every address a request connects to is
+	// checked after DNS resolution, so that a name resolving (or
+	// rebinding) to such an address is refused as well as the address
+	// itself; requests go directly, never through a proxy (which would
+	// resolve the name itself); and a refused attempt is recorded as
+	// "target address not allowed" and given up at once. The identity
+	// service's IdentityConfig.AllowPrivateWebhookTargets is the same
+	// setting at registration.
+	AllowPrivateTargets bool
 	// UserAgent is the User-Agent of the webhook requests, default
 	// "backupledger".
 	UserAgent string
+
+	// resolver resolves the host names of the webhook requests when
+	// private targets are not allowed; nil means the default resolver.
+	// Only the tests set it, to have a name resolve to a loopback address.
+	resolver *net.Resolver
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -189,6 +209,11 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.UserAgent, "\r\n") {
 		errs = append(errs, errors.New("user agent must not contain line breaks"))
+	}
+	if !c.AllowPrivateTargets && c.Client != nil && c.Client.Transport != nil {
+		if t, ok := c.Client.Transport.(*http.Transport); !ok || t == nil {
+			errs = append(errs, fmt.Errorf("client transport %T cannot check the addresses webhooks connect to: use an *http.Transport, or allow private targets", c.Client.Transport))
+		}
 	}
 	errs = append(errs, c.SMTP.validate()...)
 	return errors.Join(errs...)

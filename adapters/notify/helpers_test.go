@@ -22,14 +22,17 @@ import (
 // wait is how long a test waits for an eventual result.
 const wait = 15 * time.Second
 
-// testConfig is a configuration with tiny delays.
+// testConfig is a configuration with tiny delays that allows private
+// targets: the receivers are httptest servers on 127.0.0.1 (guard_test.go
+// tests the refusal of private targets).
 func testConfig() notify.Config {
 	return notify.Config{
-		Workers:    4,
-		Timeout:    5 * time.Second,
-		Backoff:    20 * time.Millisecond,
-		MaxBackoff: 100 * time.Millisecond,
-		RetryFor:   time.Minute,
+		Workers:             4,
+		Timeout:             5 * time.Second,
+		Backoff:             20 * time.Millisecond,
+		MaxBackoff:          100 * time.Millisecond,
+		RetryFor:            time.Minute,
+		AllowPrivateTargets: true,
 	}
 }
 

@@ -83,12 +83,7 @@ func New(js jetstream.JetStream, cfg Config, hooks Webhooks, log *slog.Logger) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client := &http.Client{}
-	if cfg.Client != nil {
-		c := *cfg.Client
-		client = &c
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client := webhookClient(cfg)
 	hello, err := os.Hostname()
 	if err != nil || !validHello(hello) {
 		hello = "localhost"

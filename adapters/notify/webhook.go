@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -122,6 +123,11 @@ func (n *Notifier) post(ctx context.Context, t WebhookTarget, j *WebhookJob, att
 	req.Header.Set(HeaderDelivery, j.DeliveryID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	resp, err := n.client.Do(req)
+	if errors.Is(err, errTargetNotAllowed) {
+		// Not how the address failed (no connection was tried), so that
+		// webhooks cannot scan the internal network.
+		return postResult{err: errTargetNotAllowed.Error(), permanent: true}
+	}
 	if err != nil {
 		return postResult{err: requestError(err, n.cfg.Timeout)}
 	}
@@ -145,10 +151,15 @@ func (n *Notifier) post(ctx context.Context, t WebhookTarget, j *WebhookJob, att
 }
 
 // requestError returns a short description of a failed request, without
-// its URL (which may hold credentials).
+// its URL (which may hold credentials) and without the resolver's address
+// of a failed DNS lookup.
 func requestError(err error, timeout time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("no answer within %s", timeout)
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return "host name not resolved"
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
