@@ -61,6 +61,12 @@ type CommandRecord struct {
 	Type      string
 	BackupID  string
 	RestoreID string
+	// Hash is the event's CommandHash: the request's fingerprint, "" when
+	// the command id was not the client's (or before it was recorded).
+	Hash string
+	// App is the app of the event, set where records of several apps
+	// meet (RestoreKeys).
+	App string
 }
 
 // App is the aggregate: the state of one app folded from its events. Its
@@ -218,7 +224,7 @@ func (a *App) Apply(seq uint64, hash string, env *Envelope, ev Event) {
 	a.seq = seq
 	a.lastHash = hash
 	a.events++
-	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev), RestoreID: RestoreID(ev)})
+	a.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, BackupID: BackupID(ev), RestoreID: RestoreID(ev), Hash: env.CommandHash})
 	defer a.evolveRestore(env, ev)
 	if a.events == 1 {
 		a.firstAt = env.Time

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // IdentityStream is the token of the ledger subject that carries identity
@@ -37,20 +38,25 @@ const (
 const (
 	CodePermissionDenied  = "permission_denied"
 	CodePasswordIncorrect = "password_incorrect"
-	CodePasswordLocked    = "password_locked"
-	CodeAlreadyExists     = "already_exists"
+	// CodePasswordLocked was the answer of a locked user, until wrong
+	// passwords were throttled instead (CodeTooManyAttempts); no longer
+	// answered.
+	CodePasswordLocked = "password_locked"
+	CodeAlreadyExists  = "already_exists"
 )
 
-// Password lockout (issue 4): LockoutFailures wrong passwords within
-// LockoutWindow lock the user for LockoutDuration.
+// Password lengths, in bytes.
 const (
-	LockoutFailures = 5
-	LockoutWindow   = 15 * time.Minute
-	LockoutDuration = 15 * time.Minute
 	// MinPasswordLen is the shortest password accepted.
 	MinPasswordLen = 12
-	// MaxPasswordLen is bcrypt's limit.
-	MaxPasswordLen = 72
+	// MaxPasswordLen is the longest: the hash (Argon2id) reads every byte.
+	MaxPasswordLen = 1024
+)
+
+// Who changed a password (PasswordChanged.By).
+const (
+	ChangedByUser  = "user"
+	ChangedByAdmin = "administrator"
 )
 
 // DefaultOrg is the organisation shown for an app that no one
@@ -103,14 +109,22 @@ type UserEnabled struct {
 // PasswordChanged records a new password (not its hash).
 type PasswordChanged struct {
 	User string `json:"user"`
+	// By is who changed it: ChangedByUser (with the current password) or
+	// ChangedByAdmin; empty in events from before it was recorded.
+	By string `json:"by,omitempty"`
+	// RevokedSessions are the user's session tokens the change ended:
+	// every one but the session that made it.
+	RevokedSessions []string `json:"revoked_sessions,omitempty"`
 }
 
-// PasswordFailed records a wrong password, and the lockout it caused.
+// PasswordFailed records a wrong password of a user.
 type PasswordFailed struct {
 	User string `json:"user"`
-	// Purpose is what the password was for: "login" or "restore".
+	// Purpose is what the password was for: "login", "restore" or
+	// "password_change".
 	Purpose string `json:"purpose"`
-	// LockedUntil is set when this failure locked the user.
+	// LockedUntil was set when a failure locked the user, before wrong
+	// passwords were throttled instead; new events leave it out.
 	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
@@ -217,14 +231,6 @@ type User struct {
 	Email     string
 	Disabled  bool
 	CreatedAt time.Time
-	// failures are the times of recent wrong passwords, oldest first.
-	failures    []time.Time
-	lockedUntil time.Time
-}
-
-// LockedUntil returns when the user's lockout ends, if it is locked at now.
-func (u *User) LockedUntil(now time.Time) (time.Time, bool) {
-	return u.lockedUntil, now.Before(u.lockedUntil)
 }
 
 // AppAccess says which organisation an app belongs to and who administers
@@ -408,7 +414,7 @@ func (d *Directory) ApplyDecoded(seq uint64, hash string, env *Envelope, ev Even
 	if env == nil || ev == nil {
 		return
 	}
-	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type})
+	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, Hash: env.CommandHash})
 	d.evolve(ev, env.Time)
 	d.evolveWebhook(ev, seq, env.Time, env.Actor)
 }
@@ -437,6 +443,13 @@ func (d *Directory) evolve(ev Event, at time.Time) {
 		if o, ok := d.orgs[e.Org]; ok {
 			delete(o.Members, e.User)
 		}
+		// The user's admin grants on the organisation's apps end with
+		// the membership: rejoining does not bring them back.
+		for _, a := range d.apps {
+			if a.Org == e.Org {
+				delete(a.Admins, e.User)
+			}
+		}
 	case *UserCreated:
 		if _, ok := d.users[e.User]; !ok {
 			d.users[e.User] = &User{ID: e.User, Name: e.Name, Email: e.Email, CreatedAt: at}
@@ -450,14 +463,9 @@ func (d *Directory) evolve(ev Event, at time.Time) {
 			u.Disabled = false
 		}
 	case *PasswordChanged:
-		if u, ok := d.users[e.User]; ok {
-			u.failures, u.lockedUntil = nil, time.Time{}
-		}
-	case *PasswordFailed:
-		if u, ok := d.users[e.User]; ok {
-			u.failures = append(recentFailures(u.failures, at), at)
-			if !e.LockedUntil.IsZero() {
-				u.lockedUntil, u.failures = e.LockedUntil, nil
+		for _, id := range e.RevokedSessions {
+			if t, ok := d.tokens[id]; ok && t.User == e.User {
+				t.Revoked = true
 			}
 		}
 	case *AppRegistered:
@@ -485,25 +493,6 @@ func (d *Directory) evolve(ev Event, at time.Time) {
 			t.Revoked = true
 		}
 	}
-}
-
-// recentFailures drops the failures older than the lockout window at now.
-func recentFailures(f []time.Time, now time.Time) []time.Time {
-	i := 0
-	for i < len(f) && !f[i].After(now.Add(-LockoutWindow)) {
-		i++
-	}
-	return f[i:]
-}
-
-// passwordFailure is the event of a wrong password of user at now: it
-// locks the user when it is the LockoutFailures-th within the window.
-func (d *Directory) passwordFailure(user, purpose string, now time.Time) *PasswordFailed {
-	ev := &PasswordFailed{User: user, Purpose: purpose}
-	if u, ok := d.users[user]; ok && len(recentFailures(u.failures, now))+1 >= LockoutFailures {
-		ev.LockedUntil = now.Add(LockoutDuration)
-	}
-	return ev
 }
 
 // IdentityCommand is a command on the directory: Decide returns the event
@@ -546,7 +535,7 @@ func (c CreateOrg) Decide(d *Directory, p Principal, _ time.Time) (Event, error)
 // and hashed by the Identity service, never recorded.
 type CreateUser struct {
 	ID, Name, Email string
-	Password        string
+	Password        string `json:"-"`
 }
 
 // Decide implements IdentityCommand.
@@ -563,7 +552,7 @@ func (c CreateUser) Decide(d *Directory, p Principal, _ time.Time) (Event, error
 	if err := checkText("user name", c.Name, MaxNameLen); err != nil {
 		return nil, err
 	}
-	if c.Email != "" && (!strings.Contains(c.Email, "@") || len(c.Email) > 254 || strings.ContainsAny(c.Email, " \t\r\n")) {
+	if c.Email != "" && (!strings.Contains(c.Email, "@") || len(c.Email) > 254 || !utf8.ValidString(c.Email) || strings.ContainsAny(c.Email, " \t\r\n")) {
 		return nil, Errorf(CodeInvalidArgument, "email %q is not an address", c.Email)
 	}
 	if err := CheckPassword(c.Password); err != nil {
@@ -604,14 +593,19 @@ func (c SetUserDisabled) Decide(d *Directory, p Principal, _ time.Time) (Event, 
 }
 
 // ChangePassword records a user's new password: the server admin for any
-// user, a user for itself. The hash is stored by the Identity service.
+// user, a user for itself with its current password (Identity checks it
+// and stores the new hash). It ends every session of the user but the
+// caller's own; API tokens stay.
 type ChangePassword struct {
 	User     string
-	Password string
+	Password string `json:"-"`
+	// Current is the user's current password, required when the user
+	// changes its own.
+	Current string `json:"-"`
 }
 
 // Decide implements IdentityCommand.
-func (c ChangePassword) Decide(d *Directory, p Principal, _ time.Time) (Event, error) {
+func (c ChangePassword) Decide(d *Directory, p Principal, now time.Time) (Event, error) {
 	if !p.Admin && p.ID != c.User {
 		return nil, Errorf(CodePermissionDenied, "only the server administrator may change another user's password")
 	}
@@ -621,7 +615,19 @@ func (c ChangePassword) Decide(d *Directory, p Principal, _ time.Time) (Event, e
 	if err := CheckPassword(c.Password); err != nil {
 		return nil, err
 	}
-	return &PasswordChanged{User: c.User}, nil
+	ev := &PasswordChanged{User: c.User, By: ChangedByAdmin}
+	if !p.Admin {
+		if c.Current == "" {
+			return nil, Errorf(CodeInvalidArgument, "field \"current_password\" is required to change one's own password")
+		}
+		ev.By = ChangedByUser
+	}
+	for _, t := range d.Tokens(c.User, TokenSession) {
+		if t.Active(now) && t.ID != p.TokenID {
+			ev.RevokedSessions = append(ev.RevokedSessions, t.ID)
+		}
+	}
+	return ev, nil
 }
 
 // SetMember adds a user to or removes it from an organisation (server
@@ -668,13 +674,13 @@ func (c RegisterApp) Decide(d *Directory, p Principal, _ time.Time) (Event, erro
 		return nil, Errorf(CodeNotFound, "organisation %s not found", c.Org)
 	}
 	if a, ok := d.apps[c.App]; ok {
+		if !p.Admin && !d.Administers(p.ID, c.App) {
+			return nil, errAppUnavailable(c.App)
+		}
 		if a.Org == c.Org {
 			return nil, nil
 		}
-		if p.Admin || d.Administers(p.ID, c.App) {
-			return nil, Errorf(CodeAlreadyExists, "app %s belongs to organisation %s", c.App, a.Org)
-		}
-		return nil, Errorf(CodeAlreadyExists, "app %s exists", c.App)
+		return nil, Errorf(CodeAlreadyExists, "app %s belongs to organisation %s", c.App, a.Org)
 	}
 	ev := &AppRegistered{App: c.App, Org: c.Org}
 	if !p.Admin {
@@ -717,7 +723,7 @@ func (c SetAdmin) Decide(d *Directory, p Principal, _ time.Time) (Event, error) 
 // CreateToken records a new token of the caller (the Identity service
 // makes its id and secret).
 type CreateToken struct {
-	ID        string
+	ID        string `json:"-"` // made by the service, not part of the request
 	Name      string
 	Kind      string
 	User      string
@@ -768,8 +774,8 @@ func ValidateName(what, id string) error {
 }
 
 func checkText(what, s string, max int) error {
-	if s == "" || len(s) > max || strings.ContainsAny(s, "\x00\r\n") {
-		return Errorf(CodeInvalidArgument, "%s must be 1 to %d bytes on one line", what, max)
+	if s == "" || len(s) > max || !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\r\n") {
+		return Errorf(CodeInvalidArgument, "%s must be 1 to %d bytes of UTF-8 on one line", what, max)
 	}
 	return nil
 }

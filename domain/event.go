@@ -12,17 +12,21 @@ import (
 // Envelope is the JSON body of one event on the stream, as documented in
 // docs/events.md. It is never changed incompatibly.
 type Envelope struct {
-	ID            string          `json:"id"`
-	Type          string          `json:"type"`
-	Version       int             `json:"version"`
-	App           string          `json:"app"`
-	Time          time.Time       `json:"time"`
-	Actor         string          `json:"actor"`
-	CommandID     string          `json:"command_id"`
-	CorrelationID string          `json:"correlation_id,omitempty"`
-	CausationID   string          `json:"causation_id,omitempty"`
-	PrevHash      string          `json:"prev_hash"`
-	Data          json.RawMessage `json:"data"`
+	ID            string    `json:"id"`
+	Type          string    `json:"type"`
+	Version       int       `json:"version"`
+	App           string    `json:"app"`
+	Time          time.Time `json:"time"`
+	Actor         string    `json:"actor"`
+	CommandID     string    `json:"command_id"`
+	CorrelationID string    `json:"correlation_id,omitempty"`
+	CausationID   string    `json:"causation_id,omitempty"`
+	// CommandHash is the fingerprint of the request (RequestHash) of a
+	// command whose id is the client's idempotency key, so that the same
+	// key with another request is told from a retry; absent otherwise.
+	CommandHash string          `json:"command_hash,omitempty"`
+	PrevHash    string          `json:"prev_hash"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // Event is the data of one event type.

@@ -57,7 +57,7 @@ var goldenEvents = []domain.Event{
 	&domain.UserCreated{User: "alice", Name: "Alice Liddell", Email: "alice@example.com"},
 	&domain.UserDisabled{User: "alice"},
 	&domain.UserEnabled{User: "alice"},
-	&domain.PasswordChanged{User: "alice"},
+	&domain.PasswordChanged{User: "alice", By: domain.ChangedByUser, RevokedSessions: []string{"01JDAX3N3Z8Q1V0G5Y9F6K2M4D"}},
 	&domain.PasswordFailed{User: "alice", Purpose: "login", LockedUntil: time.Date(2026, 11, 22, 10, 30, 0, 0, time.UTC)},
 	&domain.AppRegistered{App: "crm", Org: "acme", Admin: "alice"},
 	&domain.AdminGranted{App: "crm", User: "alice"},
@@ -102,6 +102,9 @@ var goldenVariants = []struct {
 		BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", BackupSHA256: sha64, BackupSchema: 1, BackupSource: "kv"}},
 	// A wrong password that did not lock, and a token without expiry.
 	{"user.password_failed.v1-not-locked", &domain.PasswordFailed{User: "alice", Purpose: "restore"}},
+	// A password change from before who made it and the sessions it
+	// ended were recorded.
+	{"user.password_changed.v1-before-by", &domain.PasswordChanged{User: "alice"}},
 	{"token.created.v1-no-expiry", &domain.TokenCreated{Token: "01JDAX3N3Z8Q1V0G5Y9F6K2M4D", User: "alice", Name: "laptop", Kind: domain.TokenSession}},
 	// A nightly backup names its night and try.
 	{"backup.requested.v1-nightly", &domain.BackupRequested{BackupID: "01JDAX3N3Z8Q1V0G5Y9F6K2M4B", Name: "November 22 Sunday 02:00",

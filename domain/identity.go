@@ -27,12 +27,16 @@ type SecretStore interface {
 var ErrNoSecret = errors.New("no such secret")
 
 // PasswordHasher hashes passwords and checks them against a hash
-// (bcrypt at the edge; the comparison's time does not depend on where the
-// password differs).
+// (Argon2id at the edge; the comparison's time does not depend on where
+// the password differs).
 type PasswordHasher interface {
 	HashPassword(password string) ([]byte, error)
 	// PasswordMatches reports whether password is the one hash was made of.
 	PasswordMatches(hash []byte, password string) bool
+	// NeedsRehash reports whether hash should be made again from the
+	// password at its next successful check (an older algorithm or
+	// parameters).
+	NeedsRehash(hash []byte) bool
 }
 
 // DirectoryView is the fold of the identity events that this process keeps
@@ -50,6 +54,56 @@ type DirectoryView interface {
 type IdentityConfig struct {
 	// SessionTTL is how long a login's session token lasts; default 12h.
 	SessionTTL time.Duration
+	// AllowPrivateWebhookTargets lets webhooks target loopback, private and
+	// other non-public addresses and local names (see CheckWebhookTarget).
+	AllowPrivateWebhookTargets bool
+	// Apps says whether an app id is in use outside the directory. nil:
+	// only registered apps exist, and every unregistered id is unused.
+	Apps AppUsage
+}
+
+// AppUsage says whether an app id is in use outside the directory: what
+// decides whether an unregistered app exists (it has events, from before
+// apps were registered) and whether a member may register it (never
+// used).
+type AppUsage interface {
+	// HasEvents reports whether the app has events in the ledger.
+	HasEvents(app string) bool
+	// HasConfig reports whether the app's configuration source holds
+	// anything.
+	HasConfig(ctx context.Context, app string) (bool, error)
+}
+
+// LedgerAppUsage is the AppUsage of this process's fold of the ledger and
+// the configuration source.
+type LedgerAppUsage struct {
+	States  States
+	Sources Sources
+}
+
+// HasEvents implements AppUsage.
+func (u LedgerAppUsage) HasEvents(app string) bool {
+	var n int
+	u.States.ReadApp(app, func(a *App) { n = a.Events() })
+	return n > 0
+}
+
+// errFound stops an export at its first item.
+var errFound = errors.New("found")
+
+// HasConfig implements AppUsage: an export that yields an item.
+func (u LedgerAppUsage) HasConfig(ctx context.Context, app string) (bool, error) {
+	if u.Sources == nil {
+		return false, nil
+	}
+	err := u.Sources.For(app).Export(ctx, app, func(Item) error { return errFound })
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the configuration of %s: %w", app, err)
+	}
+	return false, nil
 }
 
 // Identity is the application service of identity and access: it decides
@@ -66,6 +120,10 @@ type Identity struct {
 	log     *slog.Logger
 
 	mu sync.Mutex // identity commands of this process go one at a time
+
+	throttle *Throttle
+	// pending counts the wrong passwords being recorded in the background.
+	pending sync.WaitGroup
 
 	hmu    sync.Mutex
 	hashes map[string][]byte // token id → SHA-256 of its secret
@@ -87,7 +145,7 @@ func NewIdentity(store EventStore, view DirectoryView, secrets SecretStore, hash
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	return &Identity{store: store, view: view, secrets: secrets, hasher: hasher, clock: clock, ids: ids, cfg: cfg, log: log,
-		hashes: map[string][]byte{}, dummy: dummy}, nil
+		hashes: map[string][]byte{}, dummy: dummy, throttle: NewThrottle(clock)}, nil
 }
 
 // IdentityResult is the outcome of an identity command.
@@ -97,6 +155,9 @@ type IdentityResult struct {
 	Seq       uint64
 	EventType string
 	Duplicate bool
+	// Event is the event appended; nil when the command changed nothing
+	// or was a retry.
+	Event Event
 }
 
 // Execute decides cmd for p against the directory and appends its event,
@@ -114,6 +175,9 @@ func (s *Identity) Execute(ctx context.Context, p Principal, cmd IdentityCommand
 	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.CommandID
+	}
+	if m.ClientKey {
+		m.commandHash = RequestHash(fmt.Sprintf("%T", cmd), cmd)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,6 +207,9 @@ func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand
 			ev, derr = cmd.Decide(d, p, now)
 		})
 		if seen {
+			if err := checkReuse(rec, m.commandHash); err != nil {
+				return IdentityResult{}, err
+			}
 			return IdentityResult{Seq: rec.Seq, EventType: rec.Type, Duplicate: true}, nil
 		}
 		if derr != nil {
@@ -174,13 +241,23 @@ func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand
 		if err := s.view.WaitApplied(ctx, res.Seq); err != nil {
 			return IdentityResult{}, err
 		}
+		if res.Duplicate {
+			s.view.ReadDirectory(func(d *Directory) { rec, seen = d.Command(key) })
+			if err := checkReuse(rec, m.commandHash); seen && err != nil {
+				return IdentityResult{}, err
+			}
+		}
 		if !res.Duplicate {
 			if err := refused(s.view, res.Seq, ev.EventType()); err != nil {
 				s.log.Error("own event refused", "app", IdentityStream, "seq", res.Seq, "type", ev.EventType(), "err", err)
 				return IdentityResult{}, err
 			}
 		}
-		return IdentityResult{Seq: res.Seq, EventType: ev.EventType(), Duplicate: res.Duplicate}, nil
+		out := IdentityResult{Seq: res.Seq, EventType: ev.EventType(), Duplicate: res.Duplicate}
+		if !res.Duplicate {
+			out.Event = ev
+		}
+		return out, nil
 	}
 }
 
@@ -191,6 +268,12 @@ func tokenKey(id string) string      { return "token." + id }
 // password's hash goes to the secret store before the event, so that the
 // user never exists without it.
 func (s *Identity) CreateUser(ctx context.Context, p Principal, c CreateUser, m Meta) (IdentityResult, error) {
+	if seen, err := s.seen(p, c, m); err != nil || seen {
+		if err != nil {
+			return IdentityResult{}, err
+		}
+		return s.Execute(ctx, p, c, m) // a retry: the first result
+	}
 	if err := s.precheck(p, c); err != nil {
 		return IdentityResult{}, err
 	}
@@ -200,16 +283,62 @@ func (s *Identity) CreateUser(ctx context.Context, p Principal, c CreateUser, m 
 	return s.Execute(ctx, p, c, m)
 }
 
-// ChangePassword sets a user's password: the server admin for anyone, a
-// user for itself. It also ends the user's lockout.
-func (s *Identity) ChangePassword(ctx context.Context, p Principal, c ChangePassword, m Meta) (IdentityResult, error) {
-	if err := s.precheck(p, c); err != nil {
-		return IdentityResult{}, err
+// PasswordChange is the outcome of ChangePassword.
+type PasswordChange struct {
+	IdentityResult
+	// RevokedSessions are the sessions the change ended (none for a
+	// retried command).
+	RevokedSessions []string
+	// APITokens are the user's API tokens, which still work: a user who
+	// changed its password because one leaked revokes them itself.
+	APITokens []Token
+}
+
+// ChangePassword sets a user's password: the server admin for anyone
+// (which also clears the throttle of wrong passwords for the name in this
+// process), a user for itself with its current password (a wrong one
+// counts as a wrong password, and is throttled). Every session of the
+// user but the caller's ends.
+func (s *Identity) ChangePassword(ctx context.Context, p Principal, c ChangePassword, m Meta) (PasswordChange, error) {
+	// A retry (the same key and request) answers the first result and
+	// checks nothing again: the current password is the new one by then.
+	seen, err := s.seen(p, c, m)
+	if err != nil {
+		return PasswordChange{}, err
 	}
-	if err := s.storePassword(ctx, c.User, c.Password); err != nil {
-		return IdentityResult{}, err
+	if !seen {
+		if err := s.precheck(p, c); err != nil {
+			return PasswordChange{}, err
+		}
+		if !p.Admin {
+			if err := s.checkPassword(ctx, p.ID, c.Current, "password_change"); err != nil {
+				return PasswordChange{}, err
+			}
+		}
+		if err := s.storePassword(ctx, c.User, c.Password); err != nil {
+			return PasswordChange{}, err
+		}
 	}
-	return s.Execute(ctx, p, c, m)
+	res, err := s.Execute(ctx, p, c, m)
+	if err != nil {
+		return PasswordChange{}, err
+	}
+	if p.Admin {
+		s.throttle.Forget(c.User)
+	}
+	out := PasswordChange{IdentityResult: res, APITokens: []Token{}}
+	now := s.clock.Now()
+	s.view.ReadDirectory(func(d *Directory) {
+		for _, t := range d.Tokens(c.User, TokenAPI) {
+			if t.Active(now) {
+				out.APITokens = append(out.APITokens, *t)
+			}
+		}
+	})
+	if ev, ok := res.Event.(*PasswordChanged); ok {
+		out.RevokedSessions = ev.RevokedSessions
+	}
+	return out, nil
 }
 
 // precheck decides cmd without appending, so that a refused command
@@ -223,13 +352,20 @@ func (s *Identity) precheck(p Principal, cmd IdentityCommand) error {
 
 // seen reports whether the directory already recorded p's command m: a
 // retried command that makes a secret must not store another one.
-func (s *Identity) seen(p Principal, m Meta) bool {
+// A key the caller used for another request is CodeIdempotencyKeyReused.
+func (s *Identity) seen(p Principal, cmd IdentityCommand, m Meta) (bool, error) {
 	if m.CommandID == "" {
-		return false
+		return false, nil
 	}
-	var ok bool
-	s.view.ReadDirectory(func(d *Directory) { _, ok = d.Command(CommandKey(p.ID, m.CommandID)) })
-	return ok
+	var (
+		rec CommandRecord
+		ok  bool
+	)
+	s.view.ReadDirectory(func(d *Directory) { rec, ok = d.Command(CommandKey(p.ID, m.CommandID)) })
+	if ok && m.ClientKey {
+		return true, checkReuse(rec, RequestHash(fmt.Sprintf("%T", cmd), cmd))
+	}
+	return ok, nil
 }
 
 func (s *Identity) storePassword(ctx context.Context, user, password string) error {
@@ -265,7 +401,9 @@ func (s *Identity) createToken(ctx context.Context, p Principal, c CreateToken, 
 	if err := s.precheck(p, c); err != nil {
 		return NewToken{}, err
 	}
-	if s.seen(p, m) {
+	if seen, err := s.seen(p, c, m); err != nil {
+		return NewToken{}, err
+	} else if seen {
 		return NewToken{}, Errorf(CodeAlreadyExists, "this command already made a token; its secret was shown then")
 	}
 	secret := make([]byte, 32)
@@ -287,9 +425,10 @@ func (s *Identity) createToken(ctx context.Context, p Principal, c CreateToken, 
 
 // Login checks a user's password and makes a session token that expires
 // after IdentityConfig.SessionTTL. An unknown or disabled user and a
-// wrong password are ErrUnauthenticated alike (a wrong password is
-// recorded, and locks the user after LockoutFailures); a locked user is
-// CodePasswordLocked.
+// wrong password are ErrUnauthenticated alike (a user's wrong password is
+// recorded); too many wrong passwords for the name or from the client
+// (ClientOf) are CodeTooManyAttempts, whether a user has the name or not
+// (Throttle).
 func (s *Identity) Login(ctx context.Context, user, password string, m Meta) (NewToken, error) {
 	if err := s.checkPassword(ctx, user, password, "login"); err != nil {
 		if Code(err) == CodePasswordIncorrect {
@@ -303,9 +442,9 @@ func (s *Identity) Login(ctx context.Context, user, password string, m Meta) (Ne
 }
 
 // VerifyPassword checks the password of the caller p again, for a
-// restore: CodePasswordIncorrect (recorded; LockoutFailures of them within
-// LockoutWindow lock the user for LockoutDuration) or CodePasswordLocked
-// with when the lockout ends. The server administrator has no password.
+// restore: CodePasswordIncorrect (recorded and throttled as a login's) or
+// CodeTooManyAttempts with when to try again. The server administrator
+// has no password.
 func (s *Identity) VerifyPassword(ctx context.Context, p Principal, password, purpose string) error {
 	if p.Admin {
 		return nil // the admin token is the server administrator's only secret
@@ -314,22 +453,16 @@ func (s *Identity) VerifyPassword(ctx context.Context, p Principal, password, pu
 }
 
 func (s *Identity) checkPassword(ctx context.Context, user, password, purpose string) error {
-	var (
-		known, enabled bool
-		lockedUntil    time.Time
-		locked         bool
-		now            = s.clock.Now().UTC()
-	)
+	name, client := throttleName(user), ClientOf(ctx)
+	if ok, retry := s.throttle.Allow(name, client); !ok {
+		return errThrottled(retry)
+	}
+	var known, enabled bool
 	s.view.ReadDirectory(func(d *Directory) {
 		if u, ok := d.User(user); ok {
 			known, enabled = true, !u.Disabled
-			lockedUntil, locked = u.LockedUntil(now)
 		}
 	})
-	if locked {
-		return &Error{Code: CodePasswordLocked, Message: fmt.Sprintf("too many wrong passwords: locked until %s", lockedUntil.Format(time.RFC3339)),
-			RetryAfter: lockedUntil.Sub(now)}
-	}
 	hash := s.dummy
 	if known {
 		h, err := s.secrets.Secret(ctx, passwordKey(user))
@@ -342,34 +475,58 @@ func (s *Identity) checkPassword(ctx context.Context, user, password, purpose st
 	}
 	ok := s.hasher.PasswordMatches(hash, password)
 	if known && enabled && ok && subtle.ConstantTimeCompare(hash, s.dummy) == 0 {
+		if s.hasher.NeedsRehash(hash) {
+			s.rehash(ctx, user, password)
+		}
 		return nil
 	}
+	s.throttle.Failed(name, client)
 	if !known || !enabled {
 		return &Error{Code: CodeUnauthenticated, Message: "user or password incorrect"}
 	}
-	// Record the failure (an audit event), decided against the directory
-	// as it is when appended, so that failures seen by several replicas
-	// count together; the last straw locks.
-	if _, err := s.Execute(ctx, Principal{ID: user}, recordFailure{user: user, purpose: purpose}, Meta{}); err != nil {
-		s.log.Warn("record wrong password", "user", user, "err", err)
-	}
-	s.view.ReadDirectory(func(d *Directory) {
-		if u, ok := d.User(user); ok {
-			lockedUntil, locked = u.LockedUntil(now)
+	// The failure is an audit event, recorded in the background so that
+	// the answer takes as long for a name no user has.
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := s.Execute(ctx, Principal{ID: user}, recordFailure{user: user, purpose: purpose}, Meta{}); err != nil {
+			s.log.Warn("record wrong password", "user", user, "err", err)
 		}
-	})
-	if locked {
-		return &Error{Code: CodePasswordLocked, Message: fmt.Sprintf("too many wrong passwords: locked until %s", lockedUntil.Format(time.RFC3339)),
-			RetryAfter: lockedUntil.Sub(now)}
-	}
+	}()
 	return Errorf(CodePasswordIncorrect, "password incorrect")
+}
+
+// WaitRecorded waits until the wrong passwords seen so far are recorded
+// (tests, and a graceful stop).
+func (s *Identity) WaitRecorded() { s.pending.Wait() }
+
+// throttleName is the key of a name in the Throttle: at most 128 bytes,
+// since an unknown name can be anything.
+func throttleName(user string) string {
+	if len(user) > 128 {
+		return user[:128]
+	}
+	return user
+}
+
+// rehash stores a new hash of user's password, made with the hasher's
+// current algorithm and parameters; a failure is only logged (the old
+// hash still works).
+func (s *Identity) rehash(ctx context.Context, user, password string) {
+	if err := s.storePassword(ctx, user, password); err != nil {
+		s.log.Warn("rehash password", "user", user, "err", err)
+		return
+	}
+	s.log.Info("password rehashed", "user", user)
 }
 
 // recordFailure records a wrong password of user.
 type recordFailure struct{ user, purpose string }
 
-func (r recordFailure) Decide(d *Directory, _ Principal, now time.Time) (Event, error) {
-	return d.passwordFailure(r.user, r.purpose, now), nil
+func (r recordFailure) Decide(*Directory, Principal, time.Time) (Event, error) {
+	return &PasswordFailed{User: r.user, Purpose: r.purpose}, nil
 }
 
 // Authenticate turns a token the Identity service made into its user's
@@ -440,14 +597,72 @@ func (s *Identity) tokenHash(ctx context.Context, id string) ([]byte, error) {
 }
 
 // Visible reports whether p may see and act on app: the server
-// administrator on every app, a user on the apps it administers.
+// administrator on every app that exists, a user on the apps it
+// administers. No command creates an app: an id that is not registered
+// (RegisterApp) is not found, for the administrator too, unless it has
+// events from before apps were registered (an app of DefaultOrg).
 func (s *Identity) Visible(p Principal, app string) bool {
-	if p.Admin {
-		return true
+	if !p.Admin {
+		var ok bool
+		s.view.ReadDirectory(func(d *Directory) { ok = d.Administers(p.ID, app) })
+		return ok
 	}
-	var ok bool
-	s.view.ReadDirectory(func(d *Directory) { ok = d.Administers(p.ID, app) })
-	return ok
+	return s.Exists(app)
+}
+
+// Exists reports whether app exists: registered in an organisation, or
+// with events in the ledger from before apps were registered.
+func (s *Identity) Exists(app string) bool {
+	var registered bool
+	s.view.ReadDirectory(func(d *Directory) { _, registered = d.App(app) })
+	return registered || s.cfg.Apps != nil && s.cfg.Apps.HasEvents(app)
+}
+
+// unused reports whether app was never used: not registered, no events,
+// nothing in its configuration source.
+func (s *Identity) unused(ctx context.Context, app string) (bool, error) {
+	if s.Exists(app) {
+		return false, nil
+	}
+	if s.cfg.Apps == nil {
+		return true, nil
+	}
+	used, err := s.cfg.Apps.HasConfig(ctx, app)
+	return !used, err
+}
+
+// RegisterApp puts an app into an organisation (RegisterApp's rules). A
+// member registers only an id that was never used: not registered, no
+// events, nothing in its configuration source; anything else is not
+// found for it, so that no one takes over an app and its data. The
+// server administrator registers any unregistered id, which is how an
+// app from before registration (in DefaultOrg) moves into an
+// organisation.
+func (s *Identity) RegisterApp(ctx context.Context, p Principal, c RegisterApp, m Meta) (IdentityResult, error) {
+	if p.ID == "" {
+		return IdentityResult{}, ErrUnauthenticated
+	}
+	if err := s.precheck(p, c); err != nil {
+		return IdentityResult{}, err
+	}
+	var registered bool
+	s.view.ReadDirectory(func(d *Directory) { _, registered = d.App(c.App) })
+	if !registered && !p.Admin {
+		free, err := s.unused(ctx, c.App)
+		if err != nil {
+			return IdentityResult{}, err
+		}
+		if !free {
+			return IdentityResult{}, errAppUnavailable(c.App)
+		}
+	}
+	return s.Execute(ctx, p, c, m)
+}
+
+// errAppUnavailable answers a member who may not register or restore into
+// app: not found, as for every app it may not see.
+func errAppUnavailable(app string) error {
+	return Errorf(CodeNotFound, "app %s not found: the id is in use and not yours", app)
 }
 
 // Read calls fn with the directory, for queries.

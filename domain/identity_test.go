@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,12 +67,32 @@ func (s *fakeSecrets) Secret(_ context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
-// fakeHasher "hashes" by prefixing; the real one is bcrypt.
+// fakeHasher "hashes" by prefixing; the real one is Argon2id. An "old:"
+// hash (an older algorithm) matches too, and needs a rehash.
 type fakeHasher struct{}
 
 func (fakeHasher) HashPassword(pw string) ([]byte, error) { return []byte("hash:" + pw), nil }
 func (fakeHasher) PasswordMatches(h []byte, pw string) bool {
-	return string(h) == "hash:"+pw
+	return string(h) == "hash:"+pw || string(h) == "old:"+pw
+}
+func (fakeHasher) NeedsRehash(h []byte) bool { return !bytes.HasPrefix(h, []byte("hash:")) }
+
+// fakeUsage says which app ids have events or configuration.
+type fakeUsage struct {
+	mu             sync.Mutex
+	events, config map[string]bool
+}
+
+func (u *fakeUsage) HasEvents(app string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.events[app]
+}
+
+func (u *fakeUsage) HasConfig(_ context.Context, app string) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.config[app], nil
 }
 
 type identityRig struct {
@@ -79,6 +100,7 @@ type identityRig struct {
 	stream  *fakeStream
 	secrets *fakeSecrets
 	clock   *fakeClock
+	usage   *fakeUsage
 	admin   domain.Principal
 }
 
@@ -86,9 +108,10 @@ func newIdentityRig(t *testing.T) *identityRig {
 	t.Helper()
 	s := newFakeStream()
 	r := &identityRig{stream: s, secrets: &fakeSecrets{m: map[string][]byte{}}, clock: newClock(t0),
+		usage: &fakeUsage{events: map[string]bool{}, config: map[string]bool{}},
 		admin: domain.Principal{ID: "admin", Admin: true}}
 	var err error
-	r.id, err = domain.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{}, nil)
+	r.id, err = domain.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{Apps: r.usage}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +177,31 @@ func TestIdentityAdministers(t *testing.T) {
 	_, err = r.id.Execute(ctx, bob, domain.SetAdmin{App: "crm", User: "bob", Admin: true}, domain.Meta{})
 	wantIdentityCode(t, err, domain.CodeNotFound)
 	_, err = r.id.Execute(ctx, carol, domain.RegisterApp{App: "crm", Org: "other"}, domain.Meta{})
-	wantIdentityCode(t, err, domain.CodeAlreadyExists)
+	wantIdentityCode(t, err, domain.CodeNotFound)
+	// A member of the app's organisation who does not administer it
+	// learns nothing of it either (not its admins).
+	_, err = r.id.Execute(ctx, bob, domain.RegisterApp{App: "crm", Org: "acme"}, domain.Meta{})
+	wantIdentityCode(t, err, domain.CodeNotFound)
+	if res := r.must(t, alice, domain.RegisterApp{App: "crm", Org: "acme"}); res.Seq != 0 {
+		t.Errorf("registering crm again by its admin appended seq %d", res.Seq)
+	}
 	_, err = r.id.Execute(ctx, carol, domain.RegisterApp{App: "erp", Org: "acme"}, domain.Meta{})
 	wantIdentityCode(t, err, domain.CodeNotFound) // not a member: the org is not shown
 	r.must(t, alice, domain.SetAdmin{App: "crm", User: "bob", Admin: true})
 	check(bob, true)
 
-	// Leaving the organisation, or being disabled, ends the rights.
+	// Leaving the organisation, or being disabled, ends the rights; and
+	// rejoining does not bring the grants back.
 	r.must(t, r.admin, domain.SetMember{Org: "acme", User: "bob", Member: false})
 	check(bob, false)
+	r.must(t, r.admin, domain.SetMember{Org: "acme", User: "bob", Member: true})
+	check(bob, false)
+	r.id.Read(func(d *domain.Directory) {
+		if a, _ := d.App("crm"); a.Admins["bob"] {
+			t.Error("bob is still among crm's admins after leaving acme and rejoining")
+		}
+	})
+	r.must(t, r.admin, domain.SetMember{Org: "acme", User: "bob", Member: false})
 	r.must(t, r.admin, domain.SetUserDisabled{User: "alice", Disabled: true})
 	check(alice, false)
 	r.must(t, r.admin, domain.SetUserDisabled{User: "alice", Disabled: false})
@@ -306,9 +345,14 @@ func TestIdentityTokens(t *testing.T) {
 	assertNoSecretsInStream(t, r, tok.Secret, tok2.Secret, tok3.Secret)
 }
 
-func TestIdentityLoginAndLockout(t *testing.T) {
+// clientCtx is a request's context from client address addr.
+func clientCtx(t *testing.T, addr string) context.Context {
+	return domain.WithClient(t.Context(), addr)
+}
+
+func TestIdentityLoginAndThrottle(t *testing.T) {
 	r := newIdentityRig(t)
-	ctx := t.Context()
+	ctx := clientCtx(t, "192.0.2.1")
 	r.user(t, "alice")
 	const good = "alice-correct-horse"
 	sess, err := r.id.Login(ctx, "alice", good, domain.Meta{})
@@ -321,60 +365,166 @@ func TestIdentityLoginAndLockout(t *testing.T) {
 	if p, err := r.id.Authenticate(ctx, sess.Secret); err != nil || p.ID != "alice" {
 		t.Fatalf("session token: %+v, %v", p, err)
 	}
-	// Unknown users and wrong passwords look alike; only the latter are
-	// recorded.
+	// Unknown users and wrong passwords look alike, throttled alike;
+	// only a user's wrong passwords are recorded.
 	before := r.stream.len()
-	if _, err := r.id.Login(ctx, "nobody", good, domain.Meta{}); domain.Code(err) != domain.CodeUnauthenticated {
-		t.Fatalf("unknown user: %v", err)
-	}
-	if r.stream.len() != before {
-		t.Error("a login of an unknown user was recorded")
-	}
-	alice := domain.Principal{ID: "alice"}
-	for i := 1; i < domain.LockoutFailures; i++ {
-		r.clock.Advance(time.Minute)
-		if i%2 == 0 {
-			_, err = r.id.Login(ctx, "alice", "wrong password!", domain.Meta{})
-			wantIdentityCode(t, err, domain.CodeUnauthenticated)
-		} else {
-			wantIdentityCode(t, r.id.VerifyPassword(ctx, alice, "wrong password!", "restore"), domain.CodePasswordIncorrect)
+	attacker := clientCtx(t, "198.51.100.7")
+	answers := map[string][]string{}
+	for _, name := range []string{"nobody", "alice"} {
+		for range domain.PairFailures + 1 {
+			_, err := r.id.Login(attacker, name, "wrong password!", domain.Meta{})
+			answers[name] = append(answers[name], domain.Code(err))
 		}
 	}
-	r.clock.Advance(time.Minute)
-	err = r.id.VerifyPassword(ctx, alice, "wrong password!", "restore")
-	wantIdentityCode(t, err, domain.CodePasswordLocked)
-	until := t0.Add(time.Duration(domain.LockoutFailures)*time.Minute + domain.LockoutDuration)
-	if !strings.Contains(err.Error(), until.Format(time.RFC3339)) {
-		t.Errorf("lockout error %q does not say when it ends (%s)", err, until)
+	want := []string{domain.CodeUnauthenticated, domain.CodeUnauthenticated, domain.CodeUnauthenticated, domain.CodeTooManyAttempts}
+	for name, got := range answers {
+		if !slices.Equal(got, want) {
+			t.Errorf("logins as %s: %v, want %v", name, got, want)
+		}
 	}
-	// Locked: even the right password is refused, until the end.
-	if _, err := r.id.Login(ctx, "alice", good, domain.Meta{}); domain.Code(err) != domain.CodePasswordLocked {
-		t.Errorf("login while locked: %v", err)
+	r.id.WaitRecorded()
+	if got := r.stream.len() - before; got != domain.PairFailures {
+		t.Errorf("%d events recorded, want %d: alice's wrong passwords alone", got, domain.PairFailures)
 	}
-	r.clock.Set(until)
-	if err := r.id.VerifyPassword(ctx, alice, good, "restore"); err != nil {
-		t.Errorf("after the lockout: %v", err)
+	if got := r.stream.types(domain.IdentityStream); got[len(got)-1] != domain.TypePasswordFailed {
+		t.Errorf("last identity event %s", got[len(got)-1])
 	}
-	if got := r.stream.types(domain.IdentityStream); strings.Count(strings.Join(got, " "), domain.TypePasswordFailed) != domain.LockoutFailures {
-		t.Errorf("events %v, want %d password failures", got, domain.LockoutFailures)
+	// The attacker's throttle is not alice's: her correct password from
+	// her own address works at once, as does a wrong restore password.
+	if _, err := r.id.Login(ctx, "alice", good, domain.Meta{}); err != nil {
+		t.Errorf("alice's own login while an attacker is throttled: %v", err)
 	}
-	// Failures older than the window do not count.
-	for range domain.LockoutFailures - 1 {
-		wantIdentityCode(t, r.id.VerifyPassword(ctx, alice, "wrong password!", "restore"), domain.CodePasswordIncorrect)
-	}
-	r.clock.Advance(domain.LockoutWindow + time.Second)
+	alice := domain.Principal{ID: "alice"}
 	wantIdentityCode(t, r.id.VerifyPassword(ctx, alice, "wrong password!", "restore"), domain.CodePasswordIncorrect)
-	// A new password ends a lockout.
-	if _, err := r.id.ChangePassword(ctx, alice, domain.ChangePassword{User: "alice", Password: "a brand new password"}, domain.Meta{}); err != nil {
+	// The attacker waits, doubling, then may try again.
+	_, err = r.id.Login(attacker, "alice", good, domain.Meta{})
+	wantIdentityCode(t, err, domain.CodeTooManyAttempts)
+	if e, ok := err.(*domain.Error); !ok || e.RetryAfter != domain.PairBaseDelay {
+		t.Errorf("retry after %v, want %v", err, domain.PairBaseDelay)
+	}
+	r.clock.Advance(domain.PairBaseDelay)
+	if _, err := r.id.Login(attacker, "alice", good, domain.Meta{}); err != nil {
+		t.Errorf("after the delay: %v", err)
+	}
+	wantIdentityCode(t, r.id.VerifyPassword(attacker, alice, "wrong password!", "restore"), domain.CodePasswordIncorrect)
+	wantIdentityCode(t, r.id.VerifyPassword(attacker, alice, good, "restore"), domain.CodeTooManyAttempts)
+	r.id.WaitRecorded()
+	assertNoSecretsInStream(t, r, good, sess.Secret)
+}
+
+// A stolen session does not become the account: changing one's password
+// needs the current one (a wrong one is throttled like a login's), ends
+// every other session, keeps API tokens, and does not end a throttle;
+// the server administrator's reset does.
+func TestIdentityChangePassword(t *testing.T) {
+	r := newIdentityRig(t)
+	ctx := clientCtx(t, "192.0.2.1")
+	r.user(t, "alice")
+	const good = "alice-correct-horse"
+	s1, err := r.id.Login(ctx, "alice", good, domain.Meta{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	s2, err := r.id.Login(ctx, "alice", good, domain.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := domain.Principal{ID: "alice", TokenID: s1.ID}
+	api, err := r.id.CreateToken(ctx, alice, "ci", time.Time{}, domain.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	before := r.stream.len()
+	for _, c := range []domain.ChangePassword{
+		{User: "alice", Password: "a brand new password"},                             // no current password
+		{User: "alice", Password: "a brand new password", Current: "wrong password!"}, // a wrong one
+		{User: "alice", Password: "short", Current: good},                             // too short
+		{User: "alice", Password: strings.Repeat("x", domain.MaxPasswordLen+1), Current: good},
+	} {
+		if _, err := r.id.ChangePassword(ctx, alice, c, domain.Meta{}); err == nil {
+			t.Errorf("change %+v accepted", c)
+		}
+	}
+	r.id.WaitRecorded()
+	if got := r.stream.types(domain.IdentityStream)[before:]; !slices.Equal(got, []string{domain.TypePasswordFailed}) {
+		t.Errorf("refused changes appended %v, want the one wrong password", got)
+	}
+	if err := r.id.VerifyPassword(ctx, alice, good, "restore"); err != nil {
+		t.Fatalf("the old password after refused changes: %v", err)
+	}
+
+	res, err := r.id.ChangePassword(ctx, alice, domain.ChangePassword{User: "alice", Password: "a brand new password", Current: good}, domain.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.RevokedSessions, []string{s2.ID}) || len(res.APITokens) != 1 || res.APITokens[0].ID != api.ID {
+		t.Errorf("change: revoked %v, api tokens %+v; want %s revoked, %s kept", res.RevokedSessions, res.APITokens, s2.ID, api.ID)
+	}
+	for tok, want := range map[string]bool{s1.Secret: true, s2.Secret: false, api.Secret: true} {
+		if _, err := r.id.Authenticate(ctx, tok); (err == nil) != want {
+			t.Errorf("token %.12s… after the change: %v, want working %v", tok, err, want)
+		}
 	}
 	if err := r.id.VerifyPassword(ctx, alice, "a brand new password", "restore"); err != nil {
 		t.Errorf("new password: %v", err)
 	}
-	if _, err := r.id.ChangePassword(ctx, domain.Principal{ID: "bob"}, domain.ChangePassword{User: "alice", Password: "another long password"}, domain.Meta{}); domain.Code(err) != domain.CodePermissionDenied {
+	if _, err := r.id.ChangePassword(ctx, domain.Principal{ID: "bob"}, domain.ChangePassword{User: "alice", Password: "another long password", Current: "x"}, domain.Meta{}); domain.Code(err) != domain.CodePermissionDenied {
 		t.Errorf("bob changed alice's password: %v", err)
 	}
-	assertNoSecretsInStream(t, r, good, "a brand new password", sess.Secret)
+
+	// Throttled from an address: the user's own change does not end it,
+	// the administrator's reset does.
+	thief := clientCtx(t, "198.51.100.7")
+	for range domain.PairFailures {
+		_, _ = r.id.Login(thief, "alice", "wrong password!", domain.Meta{})
+	}
+	if _, err := r.id.Login(thief, "alice", "a brand new password", domain.Meta{}); domain.Code(err) != domain.CodeTooManyAttempts {
+		t.Fatalf("throttled login: %v", err)
+	}
+	if _, err := r.id.ChangePassword(ctx, alice, domain.ChangePassword{User: "alice", Password: "a third long password", Current: "a brand new password"}, domain.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.id.Login(thief, "alice", "a third long password", domain.Meta{}); domain.Code(err) != domain.CodeTooManyAttempts {
+		t.Errorf("the user's own change ended the throttle: %v", err)
+	}
+	res, err = r.id.ChangePassword(ctx, r.admin, domain.ChangePassword{User: "alice", Password: "the admin's reset pw"}, domain.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.RevokedSessions, []string{s1.ID}) {
+		t.Errorf("the administrator's reset revoked %v, want every session (%s)", res.RevokedSessions, s1.ID)
+	}
+	if _, err := r.id.Login(thief, "alice", "the admin's reset pw", domain.Meta{}); err != nil {
+		t.Errorf("after the administrator's reset: %v", err)
+	}
+	r.id.WaitRecorded()
+	assertNoSecretsInStream(t, r, good, "a brand new password", "a third long password", s1.Secret, s2.Secret, api.Secret)
+}
+
+// A hash of an older algorithm is made again at the next successful
+// password check.
+func TestIdentityRehashesAtLogin(t *testing.T) {
+	r := newIdentityRig(t)
+	ctx := clientCtx(t, "192.0.2.1")
+	r.user(t, "alice")
+	r.secrets.m["password.alice"] = []byte("old:legacy long password")
+	if _, err := r.id.Login(ctx, "alice", "wrong password!", domain.Meta{}); domain.Code(err) != domain.CodeUnauthenticated {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if got := string(r.secrets.m["password.alice"]); got != "old:legacy long password" {
+		t.Errorf("a wrong password rehashed: %q", got)
+	}
+	if _, err := r.id.Login(ctx, "alice", "legacy long password", domain.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(r.secrets.m["password.alice"]); got != "hash:legacy long password" {
+		t.Errorf("hash after login %q, want it made again", got)
+	}
+	if _, err := r.id.Login(ctx, "alice", "legacy long password", domain.Meta{}); err != nil {
+		t.Errorf("login with the rehashed password: %v", err)
+	}
+	r.id.WaitRecorded()
 }
 
 // assertNoSecretsInStream checks that no secret, and no stored hash, is in
@@ -395,4 +545,102 @@ func assertNoSecretsInStream(t *testing.T, r *identityRig, secrets ...string) {
 			t.Errorf("event %d (%s) holds a password hash", m.seq, m.typ)
 		}
 	}
+}
+
+// An app exists only once registered: no one, the server administrator
+// neither, acts on an unregistered id; a member registers only an id that
+// was never used, so that no one takes over an app and its data; the
+// server administrator moves an app from before registration into an
+// organisation.
+func TestIdentityRegistersOnlyUnusedApps(t *testing.T) {
+	r := newIdentityRig(t)
+	ctx := t.Context()
+	r.must(t, r.admin, domain.CreateOrg{ID: "acme"})
+	r.user(t, "alice")
+	r.must(t, r.admin, domain.SetMember{Org: "acme", User: "alice", Member: true})
+	alice := domain.Principal{ID: "alice"}
+	r.usage.events["legacy"] = true     // backups from before registration
+	r.usage.config["configured"] = true // configuration, no events
+
+	for app, want := range map[string]bool{"legacy": true, "configured": false, "nosuchapp": false} {
+		if got := r.id.Visible(r.admin, app); got != want {
+			t.Errorf("Visible(admin, %s) = %v, want %v", app, got, want)
+		}
+		if r.id.Visible(alice, app) {
+			t.Errorf("alice sees %s", app)
+		}
+	}
+	before := r.stream.len()
+	for _, app := range []string{"legacy", "configured"} {
+		_, err := r.id.RegisterApp(ctx, alice, domain.RegisterApp{App: app, Org: "acme"}, domain.Meta{})
+		wantIdentityCode(t, err, domain.CodeNotFound)
+	}
+	if r.stream.len() != before {
+		t.Fatalf("refused registrations appended %d events", r.stream.len()-before)
+	}
+
+	// A never-used id: alice registers it and administers it.
+	if _, err := r.id.RegisterApp(ctx, alice, domain.RegisterApp{App: "fresh", Org: "acme"}, domain.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.id.Visible(alice, "fresh") || !r.id.Visible(r.admin, "fresh") {
+		t.Error("fresh is not visible to its registrar and the administrator")
+	}
+	// The server administrator moves the old app into acme, and may
+	// register an id that has configuration.
+	for _, app := range []string{"legacy", "configured"} {
+		if _, err := r.id.RegisterApp(ctx, r.admin, domain.RegisterApp{App: app, Org: "acme"}, domain.Meta{}); err != nil {
+			t.Fatalf("admin registers %s: %v", app, err)
+		}
+	}
+	r.id.Read(func(d *domain.Directory) {
+		if a, ok := d.App("legacy"); !ok || a.Org != "acme" || len(a.Admins) != 0 {
+			t.Errorf("legacy after the move: %+v", a)
+		}
+	})
+	if !r.id.Visible(r.admin, "configured") {
+		t.Error("configured is not visible once registered")
+	}
+	// Registered apps stay where they are.
+	_, err := r.id.RegisterApp(ctx, r.admin, domain.RegisterApp{App: "fresh", Org: "acme"}, domain.Meta{})
+	if err != nil {
+		t.Errorf("registering fresh again: %v", err)
+	}
+}
+
+// An idempotency key is bound to its request: a retry answers the first
+// result; the key with another request is refused and stores nothing.
+func TestIdentityKeyBoundToRequest(t *testing.T) {
+	r := newIdentityRig(t)
+	ctx := t.Context()
+	key := domain.Meta{CommandID: "k-1", ClientKey: true}
+	if _, err := r.id.CreateUser(ctx, r.admin, domain.CreateUser{ID: "alice", Name: "A", Password: "alice-correct-horse"}, key); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.id.CreateUser(ctx, r.admin, domain.CreateUser{ID: "alice", Name: "A", Password: "alice-correct-horse"}, key)
+	if err != nil || !res.Duplicate {
+		t.Errorf("retry: %+v, %v", res, err)
+	}
+	before := r.stream.len()
+	_, err = r.id.CreateUser(ctx, r.admin, domain.CreateUser{ID: "zed", Name: "Z", Password: "zed-correct-horse"}, key)
+	wantIdentityCode(t, err, domain.CodeIdempotencyKeyReused)
+	if _, ok := r.secrets.m["password.zed"]; ok || r.stream.len() != before {
+		t.Error("a reused key stored a password or an event")
+	}
+	_, err = r.id.Execute(ctx, r.admin, domain.CreateOrg{ID: "acme"}, key)
+	wantIdentityCode(t, err, domain.CodeIdempotencyKeyReused)
+
+	r.must(t, r.admin, domain.CreateOrg{ID: "acme"})
+	alice := domain.Principal{ID: "alice"}
+	r.must(t, r.admin, domain.SetMember{Org: "acme", User: "alice", Member: true})
+	if _, err := r.id.CreateToken(ctx, alice, "ci", time.Time{}, key); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.id.CreateToken(ctx, alice, "ci", time.Time{}, key)
+	wantIdentityCode(t, err, domain.CodeAlreadyExists) // its secret was shown once
+	_, err = r.id.CreateToken(ctx, alice, "deploy", time.Time{}, key)
+	wantIdentityCode(t, err, domain.CodeIdempotencyKeyReused)
+	// (alice's k-1 was hers: the administrator's did not stop it.)
+	_, err = r.id.RegisterApp(ctx, alice, domain.RegisterApp{App: "blog", Org: "acme"}, key)
+	wantIdentityCode(t, err, domain.CodeIdempotencyKeyReused)
 }

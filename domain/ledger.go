@@ -107,9 +107,17 @@ type Meta struct {
 	// Actor is the authenticated caller; it is recorded in the event.
 	Actor string
 	// CommandID is the client's idempotency key or a generated id.
-	CommandID     string
+	CommandID string
+	// ClientKey says that CommandID is the client's idempotency key: the
+	// event then records the request's fingerprint (Envelope.CommandHash),
+	// and the key reused for another request is
+	// CodeIdempotencyKeyReused.
+	ClientKey     bool
 	CorrelationID string
 	CausationID   string
+	// commandHash is the request's fingerprint, set by Execute when
+	// ClientKey.
+	commandHash string
 }
 
 // Result is the outcome of an accepted command.
@@ -200,6 +208,9 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, 
 	m.CorrelationID = strings.ToValidUTF8(m.CorrelationID, "\uFFFD")
 	m.CausationID = strings.ToValidUTF8(m.CausationID, "\uFFFD")
 	key := CommandKey(m.Actor, m.CommandID)
+	if m.ClientKey {
+		m.commandHash = RequestHash(cmd.CommandName(), cmd)
+	}
 
 	// Commands of one app in this process go one after another, so that they
 	// do not conflict with each other; other processes are kept apart by the
@@ -250,6 +261,9 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			ev, derr = Decide(a, cmd, now, l.cfg.Rules, func() string { return l.ids.NewID(now) })
 		})
 		if seen {
+			if err := checkReuse(rec, m.commandHash); err != nil {
+				return Result{}, err
+			}
 			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
 		}
 		if derr != nil {
@@ -317,6 +331,9 @@ func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (
 			if !seen {
 				return Result{}, fmt.Errorf("duplicate of command %s at seq %d is not in app %s", m.CommandID, ar.Seq, app)
 			}
+			if err := checkReuse(rec, m.commandHash); err != nil {
+				return Result{}, err
+			}
 			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
 		}
 		return Result{Seq: ar.Seq, EventType: ev.EventType(), BackupID: BackupID(ev), RestoreID: RestoreID(ev)}, nil
@@ -332,7 +349,7 @@ func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Enve
 	env := &Envelope{
 		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
 		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
-		CausationID: m.CausationID, PrevHash: prev, Data: data,
+		CausationID: m.CausationID, CommandHash: m.commandHash, PrevHash: prev, Data: data,
 	}
 	body, err := json.Marshal(env)
 	if err != nil {

@@ -402,6 +402,10 @@ func NextRestoreAction(a *App, r *Restore) RestoreAction {
 		return RestoreAction{Kind: ActNone, Step: StepDone}
 	}
 	switch {
+	case !r.ArchiveVerified:
+		// First, before the app goes into maintenance: a backup whose
+		// archive cannot be read fails the restore with the app as it was.
+		return RestoreAction{Kind: ActVerifyArchive, Step: StepVerifyArchive}
 	case !r.MaintenanceStarted:
 		return RestoreAction{Kind: ActStartMaintenance, Step: StepMaintenance}
 	case r.PreRestoreBackup && !r.PreBackupReady:
@@ -418,8 +422,6 @@ func NextRestoreAction(a *App, r *Restore) RestoreAction {
 			return RestoreAction{Kind: ActFail, Step: StepPreBackup, Reason: "the pre-restore backup failed: " + b.Error}
 		}
 		return RestoreAction{Kind: ActWaitPreBackup, Step: StepPreBackup}
-	case !r.ArchiveVerified:
-		return RestoreAction{Kind: ActVerifyArchive, Step: StepVerifyArchive}
 	case !r.Imported:
 		return RestoreAction{Kind: ActImport, Step: StepImport}
 	default:

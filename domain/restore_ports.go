@@ -42,6 +42,14 @@ type ArchiveContents struct {
 }
 
 // ArchiveReader opens stored archives for restores.
+// ArchiveChecker is implemented by an ArchiveReader that can check a
+// stored archive's record without reading its bytes: present, readable,
+// of the ledger's size and SHA-256 (else an error wrapping
+// ErrArchiveCorrupt). A restore request checks it before it is recorded.
+type ArchiveChecker interface {
+	CheckArchive(ctx context.Context, backupID string, size int64, sha256 string) error
+}
+
 type ArchiveReader interface {
 	// ReadArchive checks the stored archive of backupID against size and
 	// sha256 (a mismatch is an error wrapping ErrArchiveCorrupt) and the

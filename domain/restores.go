@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -73,7 +74,7 @@ type RestoreRequest struct {
 
 // Request checks a restore request and records it; the runner does the
 // rest. The caller's visibility of App is checked by the transport; here:
-// the password (CodePasswordIncorrect, CodePasswordLocked), the backup
+// the password (CodePasswordIncorrect, CodeTooManyAttempts), the backup
 // (not_found, backup_not_ready, backup_corrupt, backup_newer_than_server),
 // the target (not_found when the caller does not administer it; a new
 // app is created in App's organisation with the caller as its admin), and
@@ -107,6 +108,17 @@ func (s *Restores) Request(ctx context.Context, p Principal, req RestoreRequest,
 	case !b.CorruptAt.IsZero():
 		return Restore{}, Errorf(CodeBackupCorrupt, "backup %s is corrupt (%s) and cannot be restored", b.ID, b.CorruptReason)
 	}
+	if err := s.checkKey(p, req, target, m); err != nil {
+		return Restore{}, err
+	}
+	// The target first: nothing of an app the caller may not take is told.
+	var newOrg string
+	if target != req.App {
+		var err error
+		if newOrg, err = s.checkTarget(ctx, p, req.App, target); err != nil {
+			return Restore{}, err
+		}
+	}
 	src := s.sources.For(target)
 	kind := b.Source
 	if kind == "" {
@@ -115,10 +127,29 @@ func (s *Restores) Request(ctx context.Context, p Principal, req RestoreRequest,
 	if kind != src.Kind() {
 		return Restore{}, Errorf(CodeInvalidArgument, "backup %s is of a %s source; app %s uses a %s source", b.ID, kind, target, src.Kind())
 	}
-	newApp := false
-	if target != req.App {
-		var err error
-		if newApp, err = s.prepareTarget(ctx, p, req.App, target); err != nil {
+	// Everything that can be checked before the restore starts is: the
+	// saga then checks the whole archive before maintenance, too.
+	if _, err := s.migrations.Plan(kind, b.SchemaVersion, src.SchemaVersion()); err != nil {
+		if Code(err) == CodeInvalidArgument {
+			return Restore{}, Errorf(CodeArchiveVersion, "backup %s has version %d of the %s schema, which this server (version %d) cannot migrate: %s",
+				b.ID, b.SchemaVersion, kind, src.SchemaVersion(), Public(err))
+		}
+		return Restore{}, err
+	}
+	if ac, ok := s.archives.(ArchiveChecker); ok {
+		if err := ac.CheckArchive(ctx, b.ID, b.SizeBytes, b.SHA256); errors.Is(err, ErrArchiveCorrupt) {
+			s.log.Error("stored archive does not match the ledger", "app", req.App, "backup_id", b.ID, "err", err)
+			if _, merr := s.ledger.markCorrupt(ctx, req.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
+				s.log.Error("mark backup corrupt", "app", req.App, "backup_id", b.ID, "err", merr)
+			}
+			return Restore{}, Errorf(CodeBackupCorrupt, "backup %s is corrupt (%s) and cannot be restored", b.ID, corruptReason(err))
+		} else if err != nil {
+			return Restore{}, err
+		}
+	}
+	newApp := newOrg != ""
+	if newApp && s.identity != nil {
+		if _, err := s.identity.Execute(ctx, p, RegisterApp{App: target, Org: newOrg}, Meta{}); err != nil {
 			return Restore{}, err
 		}
 	}
@@ -142,35 +173,59 @@ func (s *Restores) Request(ctx context.Context, p Principal, req RestoreRequest,
 	return r, nil
 }
 
-// prepareTarget checks the caller's rights on another target app and
-// creates it when it is new: in the organisation of the source app, with
-// the caller as its admin. It reports whether the app is new.
-func (s *Restores) prepareTarget(ctx context.Context, p Principal, source, target string) (bool, error) {
-	var events int
-	s.states.ReadApp(target, func(a *App) { events = a.Events() })
-	org, registered := "", false
-	if s.identity != nil {
-		s.identity.Read(func(d *Directory) {
-			_, registered = d.App(target)
-			if a, ok := d.App(source); ok {
-				org = a.Org
-			}
-		})
+// checkKey refuses a client's key that already requested a restore from
+// req.App of another request (another target, backup or option), before
+// anything is done: the key is scoped by the app the request was sent to,
+// while the restore's own record is the target's.
+func (s *Restores) checkKey(p Principal, req RestoreRequest, target string, m Meta) error {
+	rk, ok := s.states.(RestoreKeys)
+	if !ok || !m.ClientKey {
+		return nil
 	}
-	if events > 0 || registered {
-		if !p.Admin && (s.identity == nil || !s.identity.Visible(p, target)) {
-			return false, Errorf(CodeNotFound, "app %s not found", target)
+	rec, found := rk.RestoreByKey(req.App, strings.ToValidUTF8(p.ID, "\uFFFD"), m.CommandID)
+	if !found {
+		return nil
+	}
+	hash := RequestHash(RequestRestore{}.CommandName(), RequestRestore{App: target, SourceApp: req.App, BackupID: req.BackupID,
+		PreRestoreBackup: req.PreRestoreBackup, AutoEndMaintenance: req.AutoEndMaintenance})
+	return checkReuse(rec, hash)
+}
+
+// checkTarget checks the caller's rights on another target app: an app
+// the caller may act on is restored into as it is (""); otherwise only a
+// never-used id (not registered, no events, nothing in its configuration
+// source) is, as a new app of the source app's organisation, which it
+// returns (Request registers it, with the caller, a member, as its
+// admin). Anything else is not found.
+func (s *Restores) checkTarget(ctx context.Context, p Principal, source, target string) (string, error) {
+	if s.identity == nil { // the server administrator alone
+		var events int
+		s.states.ReadApp(target, func(a *App) { events = a.Events() })
+		if events == 0 {
+			return DefaultOrg, nil
 		}
-		return false, nil
+		return "", nil
 	}
-	if org != "" && s.identity != nil {
-		if _, err := s.identity.Execute(ctx, p, RegisterApp{App: target, Org: org}, Meta{}); err != nil {
-			return false, err
+	if s.identity.Visible(p, target) {
+		return "", nil
+	}
+	free, err := s.identity.unused(ctx, target)
+	if err != nil {
+		return "", err
+	}
+	if !free {
+		return "", errAppUnavailable(target)
+	}
+	var org string
+	s.identity.Read(func(d *Directory) {
+		if a, ok := d.App(source); ok {
+			org = a.Org
 		}
-	} else if !p.Admin {
-		return false, Errorf(CodeNotFound, "app %s not found", target)
+	})
+	if org == "" {
+		return "", Errorf(CodeInvalidArgument, "app %s is in no organisation, so a new app %s would be in none: register %s first (PUT /v1/apps/%s)", source, target, target, target)
 	}
-	return true, nil
+	return org, nil
 }
 
 // StartMaintenance puts an app into maintenance by hand.

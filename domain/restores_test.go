@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -93,7 +94,20 @@ type memArchiveReader struct {
 	archives map[string]map[string]string
 	schema   map[string]int
 	corrupt  map[string]bool
-	reads    int
+	// lost are the archives whose record the store cannot read
+	// (CheckArchive finds them corrupt without reading them).
+	lost  map[string]bool
+	reads int
+}
+
+// CheckArchive implements domain.ArchiveChecker.
+func (r *memArchiveReader) CheckArchive(_ context.Context, backupID string, _ int64, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.archives[backupID]; !ok || r.lost[backupID] {
+		return fmt.Errorf("the object store's record of the archive is unreadable: %w", domain.ErrArchiveCorrupt)
+	}
+	return nil
 }
 
 func (r *memArchiveReader) ReadArchive(_ context.Context, backupID string, _ int64, _ string, fn func(domain.ArchiveContents) error) error {
@@ -154,7 +168,7 @@ func newRestoreRig(t *testing.T, migrations domain.Migrations) *restoreRig {
 		t.Fatal(err)
 	}
 	src := newMemSource()
-	ar := &memArchiveReader{archives: map[string]map[string]string{}, schema: map[string]int{}, corrupt: map[string]bool{}}
+	ar := &memArchiveReader{archives: map[string]map[string]string{}, schema: map[string]int{}, corrupt: map[string]bool{}, lost: map[string]bool{}}
 	svc := domain.NewRestores(domain.RestoreConfig{Poll: time.Millisecond}, l, f, nil, domain.SourceSet{Default: src}, ar, migrations, clock, nil)
 	return &restoreRig{stream: s, fold: f, ledger: l, src: src, archives: ar, svc: svc, admin: domain.Principal{ID: "admin", Admin: true}, clock: clock}
 }
@@ -336,8 +350,8 @@ func TestRestoreCorruptArchive(t *testing.T) {
 		m domain.Maintenance
 	)
 	r.fold.ReadApp("crm", func(a *domain.App) { b, _ = a.Backup(b1); m = a.Maintenance() })
-	if b.CorruptAt.IsZero() || !m.On {
-		t.Errorf("backup %+v, maintenance %+v: want corrupt, and the app left in maintenance", b, m)
+	if b.CorruptAt.IsZero() || m.On {
+		t.Errorf("backup %+v, maintenance %+v: want corrupt, and the app never put into maintenance", b, m)
 	}
 }
 
@@ -382,6 +396,46 @@ func TestRestoreRequestChecks(t *testing.T) {
 	}
 }
 
+// What a restore can check before it starts is checked at the request,
+// which then records nothing, and the app does not go into maintenance:
+// an archive whose record is unreadable (the backup is marked corrupt),
+// and a schema version this server cannot migrate.
+func TestRestoreRequestChecksTheArchiveFirst(t *testing.T) {
+	r := newRestoreRig(t, nil)
+	lost := r.readyBackup(t, "crm", map[string]string{"a": "1"})
+	old := r.readyBackup(t, "crm", map[string]string{"a": "0"})
+	r.archives.lost[lost] = true
+	r.src.schema = 2 // the backups are of version 1, and no migration exists
+
+	before := r.stream.len()
+	_, err := r.svc.Request(t.Context(), r.admin, domain.RestoreRequest{App: "crm", BackupID: old}, domain.Meta{})
+	if domain.Code(err) != domain.CodeArchiveVersion || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("a backup of a schema without migration: %v", err)
+	}
+	if n := r.stream.len(); n != before {
+		t.Errorf("the refused request appended %d events", n-before)
+	}
+	r.src.schema = 1
+	_, err = r.svc.Request(t.Context(), r.admin, domain.RestoreRequest{App: "crm", BackupID: lost}, domain.Meta{})
+	if domain.Code(err) != domain.CodeBackupCorrupt {
+		t.Fatalf("a backup whose archive record is unreadable: %v", err)
+	}
+	var (
+		b domain.Backup
+		m domain.Maintenance
+	)
+	r.fold.ReadApp("crm", func(a *domain.App) { b, _ = a.Backup(lost); m = a.Maintenance() })
+	if b.CorruptAt.IsZero() || !strings.Contains(b.CorruptReason, "unreadable") || m.On {
+		t.Errorf("backup %+v, maintenance %+v: want marked corrupt, no maintenance", b, m)
+	}
+	if got := r.stream.types("crm")[r.stream.len()-1:]; got[0] != domain.TypeBackupCorrupted {
+		t.Errorf("last event %v, want the backup marked corrupt", got)
+	}
+	if r.archives.reads != 0 {
+		t.Errorf("%d archives read; the request checks without reading", r.archives.reads)
+	}
+}
+
 // An older backup is migrated on the way in; the restore records the
 // steps, and verifies the migrated content.
 func TestRestoreMigrates(t *testing.T) {
@@ -411,20 +465,24 @@ func TestRestoreMigrates(t *testing.T) {
 	if st.Status != domain.RestoreStatusCompleted || len(st.Migrations) != 1 || st.ImportedSchema != 2 {
 		t.Fatalf("restore = %+v", st)
 	}
-	// Without a migration step the import fails, before changing anything.
+	// Without a migration step the request is refused, and nothing
+	// changes (TestRestoreRequestChecksTheArchiveFirst); an archive whose
+	// own manifest says so fails the restore before maintenance.
 	r2 := newRestoreRig(t, nil)
 	b2 := r2.readyBackup(t, "crm", map[string]string{"a": "one"})
 	r2.src.set("crm", map[string]string{"keep": "me"})
-	r2.src.schema = 2
 	rs2, err := r2.svc.Request(t.Context(), r2.admin, domain.RestoreRequest{App: "crm", BackupID: b2}, domain.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r2.src.schema = 2 // the server's version moved after the request
 	if err := r2.svc.Run(t.Context(), "crm", rs2.RestoreID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if st := r2.restore(t, "crm", rs2.RestoreID); st.Status != domain.RestoreStatusFailed || !strings.Contains(st.Error, "no migration") {
-		t.Fatalf("restore = %+v", st)
+	var m domain.Maintenance
+	r2.fold.ReadApp("crm", func(a *domain.App) { m = a.Maintenance() })
+	if st := r2.restore(t, "crm", rs2.RestoreID); st.Status != domain.RestoreStatusFailed || !strings.Contains(st.Error, "no migration") || m.On {
+		t.Fatalf("restore = %+v, maintenance %+v", st, m)
 	}
 	if got := r2.src.get("crm"); !maps.Equal(got, map[string]string{"keep": "me"}) {
 		t.Errorf("content changed: %v", got)

@@ -146,6 +146,12 @@ func (t *Transfers) Upload(ctx context.Context, m Meta, up Upload) (Result, erro
 		quota = a.Quota()
 	})
 	if seen {
+		if m.ClientKey {
+			cmd := RecordUpload{App: up.App, Name: up.Name, Description: up.Description}
+			if err := checkReuse(rec, RequestHash(cmd.CommandName(), cmd)); err != nil {
+				return Result{}, err
+			}
+		}
 		return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, Duplicate: true}, nil
 	}
 	if max := t.ledger.Rules().MaxBackups; quota >= max {
@@ -242,14 +248,20 @@ func (t *Transfers) checkCorrupt(ctx context.Context, b Backup, err error) {
 	if !errors.Is(err, ErrArchiveCorrupt) {
 		return
 	}
+	t.log.Error("stored archive does not match the ledger", "app", b.App, "backup_id", b.ID, "err", err)
+	if _, merr := t.ledger.markCorrupt(ctx, b.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
+		t.log.Error("mark backup corrupt", "app", b.App, "backup_id", b.ID, "err", merr)
+	}
+}
+
+// corruptReason is the text of err, an error wrapping ErrArchiveCorrupt,
+// without it: what is wrong with the archive.
+func corruptReason(err error) string {
 	reason := err.Error()
 	if i := strings.Index(reason, ErrArchiveCorrupt.Error()); i > 0 {
 		reason = strings.TrimSuffix(strings.TrimSpace(reason[:i]), ":")
 	}
-	t.log.Error("stored archive does not match the ledger", "app", b.App, "backup_id", b.ID, "err", err)
-	if _, merr := t.ledger.markCorrupt(ctx, b.App, b.ID, "archive does not match the ledger: "+reason, IntegrityActor); merr != nil {
-		t.log.Error("mark backup corrupt", "app", b.App, "backup_id", b.ID, "err", merr)
-	}
+	return reason
 }
 
 // watchedReader calls onErr once with the first read error other than EOF.

@@ -139,13 +139,19 @@ func (d *Directory) evolveWebhook(ev Event, seq uint64, at time.Time, actor stri
 
 // RegisterWebhook registers a webhook of an organisation (the server
 // administrator) or of an app (its admins). Events empty means every
-// notifiable type.
+// notifiable type. Its URL may not target a non-public address or a local
+// name (CheckWebhookTarget) unless the server allows private targets.
 type RegisterWebhook struct {
-	ID     string
+	ID     string `json:"-"` // made by the service, not part of the request
 	Org    string
 	App    string
 	URL    string
 	Events []string
+
+	// allowPrivate is the server's IdentityConfig.AllowPrivateWebhookTargets,
+	// set by Identity.RegisterWebhook: no transport can set it, and a
+	// command decided without it refuses private targets.
+	allowPrivate bool
 }
 
 // Decide implements IdentityCommand.
@@ -156,6 +162,11 @@ func (c RegisterWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, 
 	u, err := CheckWebhookURL(c.URL)
 	if err != nil {
 		return nil, err
+	}
+	if !c.allowPrivate {
+		if err := CheckWebhookTarget(u); err != nil {
+			return nil, err
+		}
 	}
 	events := c.Events
 	if len(events) == 0 {
@@ -267,14 +278,20 @@ func WebhookSecretKey(id string) string { return "webhook." + id }
 // RegisterWebhook registers a webhook; an empty secret means a generated
 // one (whsec_ and 256 random bits). The secret is stored before the event
 // (a refused command stores none), as the raw bytes the signatures are
-// made with: HMAC needs the secret itself, not a hash of it.
+// made with: HMAC needs the secret itself, not a hash of it. A URL whose
+// host is a non-public IP address or a local name is invalid_argument
+// unless IdentityConfig.AllowPrivateWebhookTargets is set (see
+// CheckWebhookTarget).
 func (s *Identity) RegisterWebhook(ctx context.Context, p Principal, c RegisterWebhook, secret string, m Meta) (NewWebhook, error) {
 	now := s.clock.Now().UTC()
 	c.ID = s.ids.NewID(now)
+	c.allowPrivate = s.cfg.AllowPrivateWebhookTargets
 	if err := s.precheck(p, c); err != nil {
 		return NewWebhook{}, err
 	}
-	if s.seen(p, m) {
+	if seen, err := s.seen(p, c, m); err != nil {
+		return NewWebhook{}, err
+	} else if seen {
 		return NewWebhook{}, Errorf(CodeAlreadyExists, "this command already registered a webhook; its secret was shown then")
 	}
 	if secret == "" {

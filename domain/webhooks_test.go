@@ -34,7 +34,7 @@ func TestWebhooks(t *testing.T) {
 	}
 	// The server administrator registers one for the organisation, with
 	// its own secret and every event type.
-	ow, err := r.id.RegisterWebhook(ctx, r.admin, domain.RegisterWebhook{Org: "acme", URL: "http://127.0.0.1:9/acme"}, "a-secret-of-16-bytes", domain.Meta{})
+	ow, err := r.id.RegisterWebhook(ctx, r.admin, domain.RegisterWebhook{Org: "acme", URL: "http://hooks.example.net:9/acme"}, "a-secret-of-16-bytes", domain.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

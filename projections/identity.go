@@ -44,6 +44,27 @@ type TokenView struct {
 	Revoked   bool       `json:"revoked"`
 }
 
+// PasswordChangeView answers a password change: the sessions it ended
+// and the API tokens that still work (revoke them if one leaked).
+type PasswordChangeView struct {
+	User            string      `json:"user"`
+	Changed         bool        `json:"changed"`
+	RevokedSessions []string    `json:"revoked_sessions"`
+	APITokens       []TokenView `json:"api_tokens"`
+}
+
+// PasswordChangeViewOf converts the outcome of a password change.
+func PasswordChangeViewOf(user string, c domain.PasswordChange) PasswordChangeView {
+	v := PasswordChangeView{User: user, Changed: true, RevokedSessions: c.RevokedSessions, APITokens: []TokenView{}}
+	if v.RevokedSessions == nil {
+		v.RevokedSessions = []string{}
+	}
+	for i := range c.APITokens {
+		v.APITokens = append(v.APITokens, TokenViewOf(&c.APITokens[i]))
+	}
+	return v
+}
+
 // NewTokenView is a token just made, with its secret: shown once.
 type NewTokenView struct {
 	TokenView

@@ -38,6 +38,9 @@ type Store struct {
 	refused     map[uint64]string   // the last maxRefused refused sequences' reasons
 	lastRefused uint64
 	onKey       func(domain.KeyInfo)
+	// restoreKeys are the restore requests made with a client's key, by
+	// source app, actor and key (domain.RestoreKeys).
+	restoreKeys map[string]domain.CommandRecord
 
 	wmu     sync.Mutex
 	waiters []waiter
@@ -63,6 +66,7 @@ var (
 	_ domain.States          = (*Store)(nil)
 	_ domain.Expecter        = (*Store)(nil)
 	_ domain.RefusalReporter = (*Store)(nil)
+	_ domain.RestoreKeys     = (*Store)(nil)
 )
 
 // New returns an empty Store for the given rules.
@@ -76,7 +80,7 @@ func New(rules domain.Rules, log *slog.Logger) *Store {
 	}
 	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
 		expected: map[string]decoded{}, check: domain.NewLedgerCheck(), rejected: rejected, refused: map[uint64]string{},
-		onKey: func(domain.KeyInfo) {}}
+		onKey: func(domain.KeyInfo) {}, restoreKeys: map[string]domain.CommandRecord{}}
 }
 
 // RejectReasons are the reasons a message of the ledger's stream is
@@ -297,6 +301,10 @@ func (s *Store) apply(seq uint64, hash string, d decoded) {
 	env, ev := d.env, d.ev
 	m := s.model(env.App)
 	m.state.Apply(seq, hash, env, ev)
+	if r, ok := ev.(*domain.RestoreRequested); ok && env.CommandHash != "" {
+		s.restoreKeys[restoreKey(r.SourceApp, env.Actor, env.CommandID)] = domain.CommandRecord{
+			Seq: seq, Type: env.Type, RestoreID: r.RestoreID, Hash: env.CommandHash, App: env.App}
+	}
 	m.entries = append(m.entries, logged{seq: seq, time: env.Time.UTC(), actor: env.Actor, typ: env.Type, ev: ev})
 	if id := domain.BackupID(ev); id != "" {
 		m.backupLogs[id] = append(m.backupLogs[id], len(m.entries)-1)
@@ -440,6 +448,18 @@ func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 		s.wmu.Unlock()
 		return fmt.Errorf("wait for projection to apply seq %d: %w", seq, ctx.Err())
 	}
+}
+
+func restoreKey(source, actor, commandID string) string {
+	return source + "\x00" + domain.CommandKey(actor, commandID)
+}
+
+// RestoreByKey implements domain.RestoreKeys.
+func (s *Store) RestoreByKey(sourceApp, actor, commandID string) (domain.CommandRecord, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.restoreKeys[restoreKey(sourceApp, actor, commandID)]
+	return r, ok
 }
 
 // ReadApp implements domain.States.

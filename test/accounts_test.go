@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/docs"
 	"github.com/backupledger/backupledger/domain"
@@ -101,7 +102,7 @@ func TestExternalNATSWithTheDocumentedAccounts(t *testing.T) {
 	s, logins := docsCluster(t, true)
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		onCluster(s, logins)(c)
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 	}, nil)
 	producer := connectRole(t, logins[daemon.RoleProducer])
 	audit := connectRole(t, logins[daemon.RoleAudit])

@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -92,6 +95,45 @@ func (n *node) corruptArchive(id string) {
 	}
 }
 
+// damageArchive changes a byte in the middle of the archive of id, and
+// makes the object store's record show the ledger's size and digest
+// again: a damaged chunk that only reading the bytes tells.
+func (n *node) damageArchive(id string) {
+	n.t.Helper()
+	ctx := context.Background()
+	store, err := n.js.ObjectStore(ctx, "ledger_archives")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	intact, err := store.GetInfo(ctx, id)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.corruptArchive(id)
+	damaged, err := store.GetInfo(ctx, id)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	damaged.Digest, damaged.ModTime = intact.Digest, time.Time{}
+	rec, err := json.Marshal(damaged)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.putArchiveRecord(id, rec)
+}
+
+// putArchiveRecord replaces the object store's record (meta message) of
+// the archive of id by rec.
+func (n *node) putArchiveRecord(id string, rec []byte) {
+	n.t.Helper()
+	m := nats.NewMsg("$O.ledger_archives.M." + base64.URLEncoding.EncodeToString([]byte(id)))
+	m.Header.Set(njs.MsgRollup, njs.MsgRollupSubject)
+	m.Data = rec
+	if _, err := n.js.PublishMsg(context.Background(), m); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // objects lists the objects of an object store bucket.
 func (n *node) objects(bucket string) []string {
 	n.t.Helper()
@@ -161,6 +203,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 	}
 
 	// Upload into another app: a new ready entry, not restored.
+	n.ensureApp("crm-copy")
 	seqBefore := n.lastSeq()
 	var up projections.BackupView
 	n.must(http.StatusCreated, "POST", "/v1/apps/crm-copy/backups/upload", raw, "Content-Type", "application/zip").json(t, &up)
@@ -271,6 +314,7 @@ func TestUploadOfASystemZip(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, t.TempDir(), nil, nil)
+	n.ensureApp("crm")
 	var up projections.BackupView
 	n.must(http.StatusCreated, "POST", "/v1/apps/crm/backups/upload?filename=hand-made.zip", raw, "Content-Type", "application/zip").json(t, &up)
 	if up.Status != "ready" || up.ItemCount != 2 || up.Name != "hand-made" {
@@ -438,6 +482,7 @@ func TestNATSUploadAndDownload(t *testing.T) {
 	if _, err := store.PutBytes(context.Background(), "from-producer.zip", raw); err != nil {
 		t.Fatal(err)
 	}
+	n.ensureApp("other")
 	resp = n.request("ledger.api.backups.upload", map[string]any{"app": "other", "object": "from-producer.zip", "name": "via nats"}, token)
 	if code := resp.Header.Get("Nats-Service-Error-Code"); code != "" {
 		t.Fatalf("upload: %s %s", code, resp.Data)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -374,7 +375,7 @@ func (w *attackWorld) run() {
 }
 
 func TestNATSReplyAttacks(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.PasswordCost = 4 }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.PasswordParams = password.TestParams() }, nil)
 	w := newAttackWorld(t, n, n.d.Server(), n.connectAs(daemon.RoleProducer), n.connectAs(daemon.RoleAudit))
 	w.run()
 }

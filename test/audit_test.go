@@ -154,10 +154,20 @@ func TestAuditFeedResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pending := int(cons.CachedInfo().NumPending)
-	if pending < 3 {
-		t.Fatalf("%d events pending, want a backup's", pending)
-	}
+	// The mirror the audit login reads may trail LEDGER: wait until it
+	// holds the backup's events.
+	var pending int
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		pending = int(info.NumPending)
+		if want := n.lastSeq() - info.AckFloor.Stream; uint64(pending) != want || pending < 3 {
+			return fmt.Errorf("%d events pending, want a backup's (%d)", pending, want)
+		}
+		return nil
+	})
 	batch, err := cons.Fetch(pending, njs.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)

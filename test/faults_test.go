@@ -153,6 +153,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
 	first := n.createBackup("paced", map[string]any{})
 	n.waitStatus("paced", first.ID, 20*time.Second, domain.StatusReady)
+	n.ensureApp("crm")
 
 	long := strings.Repeat("n", 101)
 	cases := []struct {
@@ -179,6 +180,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad token", "POST", "/v1/apps/crm/backups", `{}`, []string{"Authorization", "Bearer nope"}, 401, "unauthenticated"},
 		{"bad token on read", "GET", "/v1/apps/crm/backups", nil, []string{"Authorization", "Bearer nope"}, 401, "unauthenticated"},
 		{"too soon", "POST", "/v1/apps/paced/backups", `{}`, nil, 409, "backup_too_soon"},
+		// No command creates an app, the administrator's neither.
+		{"unregistered app", "POST", "/v1/apps/nosuchapp/backups", `{}`, nil, 404, "not_found"},
+		{"config of an unregistered app", "PUT", "/v1/apps/nosuchapp/config/app.json", `{}`, nil, 404, "not_found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

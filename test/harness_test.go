@@ -21,6 +21,9 @@ import (
 
 const token = "e2e-admin-token"
 
+// metricsToken is the scrape token of test nodes' metrics listener.
+const metricsToken = "e2e-metrics-token"
+
 // node is one backupd started in-process on random ports.
 type node struct {
 	t    testing.TB
@@ -47,6 +50,8 @@ func nodeConfig(dir string, tune func(*daemon.Config)) daemon.Config {
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg.MetricsToken = metricsToken
 	cfg.AdminToken = token
 	cfg.Sync = daemon.SyncInterval
 	cfg.JobAckWait = 2 * time.Second
@@ -195,8 +200,25 @@ func (n *node) must(want int, method, path string, body any, headers ...string) 
 	return r
 }
 
+// ensureApp makes app exist, as the server administrator: if it is not
+// registered (and has no events from before registration), it registers
+// it in the organisation "test", made if need be. No command creates an
+// app; the helpers createBackup and putConfig call this first, so that a
+// test need not. A test of registration itself uses n.do.
+func (n *node) ensureApp(app string) {
+	n.t.Helper()
+	if r := n.do("GET", "/v1/apps/"+app+"/admins", nil); r.status == http.StatusOK {
+		return
+	}
+	if r := n.do("POST", "/v1/orgs", map[string]string{"id": "test"}); r.status != http.StatusCreated && r.status != http.StatusConflict {
+		n.t.Fatalf("create organisation test: status %d: %s", r.status, r.body)
+	}
+	n.must(http.StatusOK, "PUT", "/v1/apps/"+app, map[string]string{"org": "test"})
+}
+
 func (n *node) createBackup(app string, body any) projections.BackupView {
 	n.t.Helper()
+	n.ensureApp(app)
 	var b projections.BackupView
 	n.must(http.StatusAccepted, "POST", "/v1/apps/"+app+"/backups", body).json(n.t, &b)
 	return b
@@ -251,6 +273,7 @@ func (n *node) lastSeq() uint64 {
 // putConfig stores a document in the app's built-in configuration store.
 func (n *node) putConfig(app, key, value string) {
 	n.t.Helper()
+	n.ensureApp(app)
 	r := n.do("PUT", "/v1/apps/"+app+"/config/"+key, value, "Content-Type", "application/octet-stream")
 	if r.status != http.StatusCreated && r.status != http.StatusOK {
 		n.t.Fatalf("put config %s/%s: status %d: %s", app, key, r.status, r.body)

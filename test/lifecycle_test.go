@@ -229,10 +229,11 @@ func TestExternalNATS(t *testing.T) {
 	if got := n.waitStatus("crm", b.ID, 20*time.Second, domain.StatusReady, domain.StatusFailed); got.Status != "ready" {
 		t.Fatalf("backup on an external server: %+v", got)
 	}
-	// The ledger lives on the external server: the genesis key.created
-	// and the backup's three events.
-	if n.lastSeq() != 4 {
-		t.Errorf("LEDGER on the external server has last seq %d, want 4", n.lastSeq())
+	// The ledger lives on the external server: the genesis key.created,
+	// the registration of crm (its organisation and the app) and the
+	// backup's three events.
+	if n.lastSeq() != 6 {
+		t.Errorf("LEDGER on the external server has last seq %d, want 6", n.lastSeq())
 	}
 	// Without a staging bucket (--nats-staging-api none) archives do not
 	// travel over NATS: a download says so.

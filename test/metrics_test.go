@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -17,19 +18,46 @@ import (
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
-// scrape fetches /metrics and parses it.
+// scrape fetches /metrics from the metrics listener, with the scrape
+// token, as Prometheus does, and parses it.
 func (n *node) scrape() ([]byte, map[string]*dto.MetricFamily) {
 	n.t.Helper()
-	r := n.do("GET", "/metrics", nil, "Authorization", "")
-	if r.status != http.StatusOK {
-		n.t.Fatalf("GET /metrics: %d %s", r.status, r.body)
+	status, body := n.getMetrics("Bearer " + metricsToken)
+	if status != http.StatusOK {
+		n.t.Fatalf("GET %s: %d %s", n.d.MetricsURL(), status, body)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(r.body))
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		n.t.Fatalf("parse /metrics: %v", err)
 	}
-	return r.body, fams
+	return body, fams
+}
+
+// getMetrics sends GET /metrics to the metrics listener with the
+// Authorization header auth (none when empty).
+func (n *node) getMetrics(auth string) (int, []byte) {
+	n.t.Helper()
+	if n.d.MetricsURL() == "" {
+		n.t.Fatal("the node serves no metrics")
+	}
+	req, err := http.NewRequest("GET", n.d.MetricsURL(), nil)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", n.d.MetricsURL(), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }
 
 // value returns the value of the sample of family name whose labels

@@ -44,6 +44,7 @@ func (n *node) request(subject string, body any, tok string) *nats.Msg {
 
 func TestNATSAPI(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
+	n.ensureApp("crm")
 
 	resp := n.request("ledger.api.backups.create", map[string]any{"app": "crm", "name": "from a producer", "idempotency_key": "producer-1"}, token)
 	if code := resp.Header.Get("Nats-Service-Error-Code"); code != "" {

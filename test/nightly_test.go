@@ -171,6 +171,7 @@ func TestNightlyBackupRetriedTwice(t *testing.T) {
 		d.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"flaky": true}} }
 	})
 	at := time.Now().UTC().Add(time.Hour).Truncate(time.Minute)
+	n.ensureApp("flaky")
 	n.must(http.StatusOK, "PUT", "/v1/apps/flaky/schedule", map[string]any{"enabled": true, "time": at.Format("15:04")})
 	clock.set(time.Until(at) + time.Minute)
 	for try := 1; try <= domain.NightlyTries+1; try++ {

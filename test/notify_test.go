@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -107,6 +108,8 @@ func (n *node) registerWebhook(scope, url string, events []string, headers ...st
 	path := "/v1/apps/" + scope + "/webhooks"
 	if org, ok := strings.CutPrefix(scope, "org:"); ok {
 		path = "/v1/orgs/" + org + "/webhooks"
+	} else {
+		n.ensureApp(scope)
 	}
 	var w projections.NewWebhookView
 	n.must(http.StatusCreated, "POST", path, map[string]any{"url": url, "events": events}, headers...).json(n.t, &w)
@@ -130,6 +133,7 @@ func (n *node) deliveries(path string, want int) []projections.DeliveryView {
 func fastWebhooks(c *daemon.Config) {
 	c.Rules.MinInterval = 0
 	c.WebhookBackoff = 50 * time.Millisecond
+	c.WebhookAllowPrivate = true // the receivers listen on 127.0.0.1
 }
 
 // A webhook whose receiver fails twice gets the delivery on the third
@@ -262,7 +266,7 @@ func TestCorruptionNotifiesByMailAndWebhook(t *testing.T) {
 	relay := smtptest.Start(t, &smtptest.Server{})
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		fastWebhooks(c)
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 		c.SMTP = daemon.SMTPConfig{Host: "127.0.0.1", Port: relay.Port(), StartTLS: "auto", From: "Backups <backups@example.com>"}
 		c.PublicURL = "https://backups.example.com"
 	}, nil)

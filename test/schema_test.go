@@ -13,6 +13,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -27,7 +28,7 @@ const schemaDir = "../docs/schemas"
 func TestWrittenEventsMatchSchemas(t *testing.T) {
 	clock := &movableClock{}
 	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 		c.Rules.MinInterval = 0
 		c.Rules.MaxBackups = 6
 		c.NightlyInterval = time.Hour // the test sweeps
@@ -62,7 +63,10 @@ func TestWrittenEventsMatchSchemas(t *testing.T) {
 	n.must(http.StatusNoContent, "DELETE", "/v1/tokens/"+tok.ID, nil, carol...)
 	n.must(http.StatusOK, "PATCH", "/v1/users/dave", map[string]bool{"disabled": true})
 	n.must(http.StatusOK, "PATCH", "/v1/users/dave", map[string]bool{"disabled": false})
-	n.must(http.StatusNoContent, "PUT", "/v1/users/dave/password", map[string]string{"password": "dave has a new long password"})
+	n.must(http.StatusOK, "PUT", "/v1/users/dave/password", map[string]string{"password": "dave has a new long password"})
+	// carol changes her own, which ends her other session.
+	n.must(http.StatusCreated, "POST", "/v1/sessions", map[string]string{"user": "carol", "password": pw}, n.as("")...)
+	n.must(http.StatusOK, "PUT", "/v1/users/carol/password", map[string]string{"password": "carol has a new long password", "current_password": pw}, carol...)
 	n.must(http.StatusNoContent, "DELETE", "/v1/orgs/acme/members/dave", nil)
 	hook := n.registerWebhook("crm", "https://hooks.example.com/crm", []string{domain.TypeBackupExpired})
 	n.must(http.StatusNoContent, "DELETE", "/v1/apps/crm/webhooks/"+hook.ID, nil)
@@ -79,6 +83,7 @@ func TestWrittenEventsMatchSchemas(t *testing.T) {
 	n.putConfig("broken", "app.json", `{"v":1}`)
 	at := time.Now().UTC().Add(2 * time.Hour).Truncate(time.Minute)
 	for _, app := range []string{"crm", "full"} {
+		n.ensureApp(app)
 		n.must(http.StatusOK, "PUT", "/v1/apps/"+app+"/schedule", map[string]any{"enabled": true, "time": at.Format("15:04"), "time_zone": "UTC"})
 	}
 	// full holds as many backups as the quota allows: its nightly backup

@@ -21,6 +21,7 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -73,7 +74,7 @@ func (n *node) keys() projections.KeyList {
 // genesis, every later event verifies, and the keys are public.
 func TestLedgerIsSigned(t *testing.T) {
 	dir := t.TempDir()
-	n := startNode(t, dir, func(c *daemon.Config) { c.PasswordCost = 4; c.Rules.MinInterval = 0 }, nil)
+	n := startNode(t, dir, func(c *daemon.Config) { c.PasswordParams = password.TestParams(); c.Rules.MinInterval = 0 }, nil)
 	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "ada", "name": "Ada", "password": "ada has a long password"})
 	n.readyBackup("crm")
 
@@ -210,7 +211,7 @@ func TestForgedEventsAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	logs := &lockedBuffer{}
 	tune := func(c *daemon.Config) {
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
 	n := startNode(t, dir, tune, nil)
@@ -358,7 +359,7 @@ func (n *node) appliedSeq() uint64 {
 func TestSecretsAreAuthenticated(t *testing.T) {
 	logs := &lockedBuffer{}
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}, nil)
 	const adaPW, malloryPW = "ada has a long password", "mallory has a long password"
@@ -414,7 +415,7 @@ func TestSecretsAreAuthenticated(t *testing.T) {
 		t.Error("the log shows the refused value")
 	}
 	// The administrator sets a new password: it works again.
-	n.must(http.StatusNoContent, "PUT", "/v1/users/ada/password", map[string]string{"password": "ada has a new long password"})
+	n.must(http.StatusOK, "PUT", "/v1/users/ada/password", map[string]string{"password": "ada has a new long password"})
 	if got := login("ada", "ada has a new long password"); got != http.StatusCreated {
 		t.Errorf("login after a new password: %d", got)
 	}
@@ -555,7 +556,7 @@ func TestUpgradeFromAnUnsignedLedger(t *testing.T) {
 	bodies := legacyLedger(t, dir, pw)
 	logs := &lockedBuffer{}
 	tune := func(c *daemon.Config) {
-		c.PasswordCost = 4
+		c.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
 	n := startNode(t, dir, tune, nil)
@@ -662,7 +663,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 		}
 	})
 	planted := uint64(len(bodies) + 1)
-	tune := func(c *daemon.Config) { c.PasswordCost = 4 }
+	tune := func(c *daemon.Config) { c.PasswordParams = password.TestParams() }
 
 	d, err := daemon.New(nodeConfig(dir, tune))
 	if err != nil {

@@ -84,7 +84,10 @@ func TestTimeTravel(t *testing.T) {
 	if err := json.Unmarshal(resp.Data, &appNATS); err != nil || appNATS.BackupCount != 1 {
 		t.Errorf("apps.get as of hour 3 over NATS: %s", resp.Data)
 	}
-	// An app without events had no backups at any time.
+	// A registered app without events had no backups at any time; an
+	// unregistered one does not exist.
+	n.must(http.StatusNotFound, "GET", "/v1/apps/never-used/backups?as_of="+url.QueryEscape(at(5).Format(time.RFC3339)), nil)
+	n.ensureApp("never-used")
 	var l projections.BackupList
 	n.must(http.StatusOK, "GET", "/v1/apps/never-used/backups?as_of="+url.QueryEscape(at(5).Format(time.RFC3339)), nil).json(t, &l)
 	if len(l.Backups) != 0 {

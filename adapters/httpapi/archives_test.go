@@ -564,10 +564,10 @@ func TestUploadIdempotent(t *testing.T) {
 		t.Errorf("stored archives: %d, want 2", objects)
 	}
 
-	// A key used for another command is a conflict.
+	// A key used for another command is refused (not a replay).
 	a.do("POST", "/v1/apps/crm/backups", "{}", "Idempotency-Key", "create-1").want(t, http.StatusAccepted)
-	p := a.upload("crm", "", bytes.NewReader(zipBody("2")), "Idempotency-Key", "create-1").want(t, http.StatusConflict).problem(t)
-	if p.Code != "conflict" || !strings.Contains(p.Detail, "create-1") {
+	p := a.upload("crm", "", bytes.NewReader(zipBody("2")), "Idempotency-Key", "create-1").want(t, http.StatusUnprocessableEntity).problem(t)
+	if p.Code != domain.CodeIdempotencyKeyReused || !strings.Contains(p.Detail, "another request") {
 		t.Errorf("reused key: %+v", p)
 	}
 }

@@ -38,11 +38,13 @@ func info(r *http.Request) *requestInfo {
 // requireAuth is the one place where a /v1 request is authenticated: the
 // bearer token goes to Deps.Auth, and the principal it returns is the actor
 // of every command of the request. A missing or bad token is 401 with
-// WWW-Authenticate.
+// WWW-Authenticate, answered without reading the request's body (the
+// connection closes after the answer: closeUnread).
 func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok {
+			closeUnread(w, r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="backupledger"`)
 			s.problem(w, r, domain.ErrUnauthenticated)
 			return
@@ -52,6 +54,7 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 			err = domain.ErrUnauthenticated
 		}
 		if err != nil {
+			closeUnread(w, r)
 			if domain.Code(err) == domain.CodeUnauthenticated {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="backupledger", error="invalid_token"`)
 			}
@@ -80,10 +83,10 @@ func bearerToken(h string) (string, bool) {
 // check of the API: the server administrator on every app, a user on the
 // apps it administers (Deps.Identity).
 func (s *Server) visible(p domain.Principal, app string) bool {
-	if p.Admin {
-		return true
+	if s.deps.Identity == nil {
+		return p.Admin // the server administrator alone
 	}
-	return s.deps.Identity != nil && s.deps.Identity.Visible(p, app)
+	return s.deps.Identity.Visible(p, app)
 }
 
 // call is what an authenticated /v1 handler knows about its request.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
 )
@@ -141,10 +142,10 @@ func events(l projections.LogList) string {
 
 func TestEmptyAppAnswersEmpty(t *testing.T) {
 	a := newAPI(t, nil)
-	if got := string(a.do("GET", "/v1/apps/fresh/backups", "").want(t, http.StatusOK).body); got != "{\"backups\":[]}\n" {
+	if got := string(a.do("GET", "/v1/apps/empty/backups", "").want(t, http.StatusOK).body); got != "{\"backups\":[]}\n" {
 		t.Errorf("list: %q", got)
 	}
-	if got := string(a.do("GET", "/v1/apps/fresh/logs", "").want(t, http.StatusOK).body); got != "{\"entries\":[]}\n" {
+	if got := string(a.do("GET", "/v1/apps/empty/logs", "").want(t, http.StatusOK).body); got != "{\"entries\":[]}\n" {
 		t.Errorf("logs: %q", got)
 	}
 	if got := string(a.do("GET", "/v1/backups", "").want(t, http.StatusOK).body); got != "{\"backups\":[]}\n" {
@@ -204,10 +205,21 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Errorf("appends after retry: got %d, want 1", got)
 	}
 
-	// The same key reused for another command is a conflict, not a replay.
-	p := a.do("DELETE", "/v1/apps/crm/backups/"+first.backup(t).ID, "", "Idempotency-Key", "k-1").want(t, http.StatusConflict).problem(t)
-	if p.Code != "conflict" {
-		t.Errorf("reused key: code %q", p.Code)
+	// The same key reused for another request is refused, not a replay:
+	// another command, or the same one with other values.
+	for _, r := range []struct{ method, path, body string }{
+		{"DELETE", "/v1/apps/crm/backups/" + first.backup(t).ID, ""},
+		{"POST", "/v1/apps/crm/backups", `{"name":"twice"}`},
+		{"POST", "/v1/apps/crm/backups", `{"name":"once","description":"more"}`},
+		{"PATCH", "/v1/apps/crm/backups/" + first.backup(t).ID, `{"name":"renamed"}`},
+	} {
+		p := a.do(r.method, r.path, r.body, "Idempotency-Key", "k-1").want(t, http.StatusUnprocessableEntity).problem(t)
+		if p.Code != domain.CodeIdempotencyKeyReused {
+			t.Errorf("%s %s with a reused key: %+v", r.method, r.path, p)
+		}
+	}
+	if got := a.st.Store.Appends(); got != 1 {
+		t.Errorf("appends after reused keys: got %d, want 1", got)
 	}
 
 	// Keys are scoped by caller: bob's k-1 is a new command.

@@ -147,7 +147,7 @@ func TestCommandMeta(t *testing.T) {
 		t.Errorf("meta: %+v", got)
 	}
 	a.do("DELETE", "/v1/apps/crm/backups/x", "", "Idempotency-Key", "mine", "Authorization", "Bearer bob-token").want(t, http.StatusNotFound)
-	if got != (domain.Meta{Actor: "bob", CommandID: "mine"}) {
+	if got != (domain.Meta{Actor: "bob", CommandID: "mine", ClientKey: true}) {
 		t.Errorf("meta: %+v", got)
 	}
 }

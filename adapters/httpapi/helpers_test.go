@@ -54,7 +54,20 @@ func newAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
 // the http.Server (before it starts), edit the deps.
 func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
 	t.Helper()
-	st := apitest.NewStack(t)
+	return serve(t, apitest.NewStack(t), cfg, server, edit)
+}
+
+// newBareAPI serves a Server over a stack where no app exists, for the
+// tests of registration.
+func newBareAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
+	t.Helper()
+	return serve(t, apitest.NewStackWith(t), httpapi.Config{MaxDocBytes: 1024}, nil, edit)
+}
+
+// serve serves a Server with cfg over st; server adjusts the http.Server
+// (before it starts), edit the deps.
+func serve(t *testing.T, st *apitest.Stack, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
+	t.Helper()
 	logs := &syncBuffer{}
 	deps := httpapi.Deps{
 		Commands:  st.Ledger,

@@ -14,10 +14,11 @@ import (
 type Identity interface {
 	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
 	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
-	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.IdentityResult, error)
+	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.PasswordChange, error)
 	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
 	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
 	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
+	RegisterApp(ctx context.Context, p domain.Principal, c domain.RegisterApp, m domain.Meta) (domain.IdentityResult, error)
 	Visible(p domain.Principal, app string) bool
 	Read(fn func(d *domain.Directory))
 }
@@ -86,6 +87,12 @@ func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, sta
 	}
 	writeJSON(w, status, v)
 	return nil
+}
+
+// withClient returns ctx carrying the address r came from, which the
+// throttle of wrong passwords counts (domain.Throttle).
+func withClient(ctx context.Context, r *http.Request) context.Context {
+	return domain.WithClient(ctx, domain.ClientAddr(r.RemoteAddr))
 }
 
 // replayedOther is the answer to a retried command id whose first command
@@ -246,6 +253,8 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, c call) error
 
 type passwordRequest struct {
 	Password string `json:"password"`
+	// CurrentPassword is required when users change their own.
+	CurrentPassword string `json:"current_password"`
 }
 
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, c call) error {
@@ -253,14 +262,16 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, c call) err
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	cmd := domain.ChangePassword{User: r.PathValue("user"), Password: req.Password}
+	cmd := domain.ChangePassword{User: r.PathValue("user"), Password: req.Password, Current: req.CurrentPassword}
 	if !c.p.Admin && c.p.ID != cmd.User {
 		return domain.Errorf(domain.CodeNotFound, "user %s not found", cmd.User)
 	}
-	return s.runIdentity(w, r, c, http.StatusNoContent, func(ctx context.Context, id Identity, m domain.Meta) error {
-		_, err := id.ChangePassword(ctx, c.p, cmd, m)
+	var changed domain.PasswordChange
+	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id Identity, m domain.Meta) error {
+		var err error
+		changed, err = id.ChangePassword(withClient(ctx, r), c.p, cmd, m)
 		return err
-	}, nil)
+	}, func(*domain.Directory) (any, error) { return projections.PasswordChangeViewOf(cmd.User, changed), nil })
 }
 
 type registerAppRequest struct {
@@ -277,7 +288,11 @@ func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) err
 	if req.Org == "" {
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
-	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.RegisterApp{App: c.app, Org: req.Org}),
+	reg := domain.RegisterApp{App: c.app, Org: req.Org}
+	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id Identity, m domain.Meta) error {
+		_, err := id.RegisterApp(ctx, c.p, reg, m)
+		return err
+	},
 		func(d *domain.Directory) (any, error) {
 			a, ok := d.App(c.app)
 			if !ok {
@@ -408,7 +423,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	made, err := id.Login(ctx, req.User, req.Password, domain.Meta{CommandID: s.deps.NewID()})
+	made, err := id.Login(withClient(ctx, r), req.User, req.Password, domain.Meta{CommandID: s.deps.NewID()})
 	if err != nil {
 		s.problem(w, r, err)
 		return

@@ -43,7 +43,7 @@ func seedIdentity(a *api) {
 }
 
 func TestIdentityRoutes(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 
 	// Users are answered without any secret.
@@ -72,7 +72,11 @@ func TestIdentityRoutes(t *testing.T) {
 	if b.CreatedBy != "carol" {
 		t.Errorf("created_by = %q, want the authenticated user", b.CreatedBy)
 	}
-	a.create("erp", "the admin's app") // alice, the server administrator
+	// No command creates an app, the server administrator's neither: it
+	// registers it first.
+	a.do("POST", "/v1/apps/erp/backups", `{}`).want(t, http.StatusNotFound) // alice, the server administrator
+	a.do("PUT", "/v1/apps/erp", `{"org":"other"}`).want(t, http.StatusOK)
+	a.create("erp", "the admin's app")
 
 	// Others see nothing of crm: 404, not 403.
 	for _, tok := range []string{dave, erin} {
@@ -96,7 +100,19 @@ func TestIdentityRoutes(t *testing.T) {
 	a.as(dave, "PUT", "/v1/apps/crm/admins/dave", "").want(t, http.StatusNotFound)
 	a.as(carol, "PUT", "/v1/apps/crm/admins/dave", "").want(t, http.StatusNoContent)
 	a.as(dave, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusOK)
-	a.as(erin, "PUT", "/v1/apps/crm", `{"org":"other"}`).want(t, http.StatusConflict)
+	// Registering an app one may not see answers as every route does:
+	// 404, without its admins; for a member of its organisation too.
+	for _, tc := range []struct{ tok, org string }{{erin, "other"}, {erin, "acme"}, {dave, "acme"}} {
+		r := a.as(tc.tok, "PUT", "/v1/apps/crm", `{"org":"`+tc.org+`"}`)
+		if tc.tok == dave {
+			r.want(t, http.StatusOK) // dave administers crm now
+			continue
+		}
+		if p := r.want(t, http.StatusNotFound).problem(t); p.Code != domain.CodeNotFound || bytes.Contains(r.body, []byte("carol")) {
+			t.Errorf("PUT /v1/apps/crm by erin into %s: %s", tc.org, r.body)
+		}
+	}
+	a.do("PUT", "/v1/apps/crm", `{"org":"other"}`).want(t, http.StatusConflict) // the administrator: it is in acme
 
 	// Only the server administrator manages organisations and users.
 	for _, req := range [][2]string{
@@ -159,34 +175,79 @@ func TestIdentityRoutes(t *testing.T) {
 	}
 }
 
-func TestLoginLockout(t *testing.T) {
+// Wrong passwords are throttled, for a name no user has exactly as for
+// a user's: the same answers, then 429 with Retry-After.
+func TestLoginThrottle(t *testing.T) {
 	a := newAPI(t, nil)
 	seedIdentity(a)
-	wrong := `{"user":"carol","password":"not the password"}`
-	for range domain.LockoutFailures - 1 {
-		if p := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusUnauthorized).problem(t); p.Code != domain.CodeUnauthenticated {
-			t.Fatalf("wrong password: %+v", p)
+	for _, user := range []string{"carol", "nobody"} {
+		wrong := `{"user":"` + user + `","password":"not the password"}`
+		for range domain.PairFailures {
+			if p := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusUnauthorized).problem(t); p.Code != domain.CodeUnauthenticated {
+				t.Fatalf("wrong password for %s: %+v", user, p)
+			}
+		}
+		r := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusTooManyRequests)
+		if p := r.problem(t); p.Code != domain.CodeTooManyAttempts || p.RetryAfterSeconds != int64(domain.PairBaseDelay/time.Second) {
+			t.Fatalf("throttled %s: %+v", user, p)
+		}
+		if r.header.Get("Retry-After") != "1" {
+			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 		}
 	}
-	r := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusForbidden)
-	if p := r.problem(t); p.Code != domain.CodePasswordLocked || p.RetryAfterSeconds != int64(domain.LockoutDuration/time.Second) {
-		t.Fatalf("locking password: %+v", p)
-	}
-	if r.header.Get("Retry-After") == "" {
-		t.Error("no Retry-After on a lockout")
-	}
-	a.do("POST", "/v1/sessions", `{"user":"carol","password":"`+carolPW+`"}`, "Authorization", "").want(t, http.StatusForbidden)
-	a.st.Clock.Advance(domain.LockoutDuration)
+	// The right password waits as well (it is not looked at), then works.
+	a.do("POST", "/v1/sessions", `{"user":"carol","password":"`+carolPW+`"}`, "Authorization", "").want(t, http.StatusTooManyRequests)
+	a.st.Clock.Advance(domain.PairBaseDelay)
 	a.login("carol", carolPW)
-	// Unknown users look like wrong passwords; bad bodies are 400.
-	a.do("POST", "/v1/sessions", `{"user":"nobody","password":"whatever it is"}`, "Authorization", "").want(t, http.StatusUnauthorized)
+	// Bad bodies are 400.
 	a.do("POST", "/v1/sessions", `{"user":"carol"}`, "Authorization", "").want(t, http.StatusBadRequest)
 	a.do("POST", "/v1/sessions", `{"user":"carol","password":"x","extra":1}`, "Authorization", "").want(t, http.StatusBadRequest)
 }
 
+// A user changes its own password only with the current one; the change
+// ends its other sessions and lists the API tokens that still work; the
+// server administrator resets without it.
+func TestPasswordChangeRoute(t *testing.T) {
+	a := newAPI(t, nil)
+	seedIdentity(a)
+	other := a.login("carol", carolPW)
+	sess := a.login("carol", carolPW)
+	var api projections.NewTokenView
+	decode(t, a.as(sess.Token, "POST", "/v1/tokens", `{"name":"ci"}`).want(t, http.StatusCreated).body, &api)
+	before := a.st.Store.Appends()
+	const newPW = "carol's new long password"
+	for _, body := range []string{
+		`{"password":"` + newPW + `"}`,
+		`{"password":"short","current_password":"` + carolPW + `"}`,
+	} {
+		a.as(sess.Token, "PUT", "/v1/users/carol/password", body).want(t, http.StatusBadRequest)
+	}
+	a.as(sess.Token, "PUT", "/v1/users/carol/password", `{"password":"`+newPW+`","current_password":"wrong password!"}`).want(t, http.StatusForbidden)
+	a.st.Identity.WaitRecorded()
+	if got := a.st.Store.Appends() - before; got != 1 {
+		t.Errorf("refused changes appended %d events, want 1 (the wrong password)", got)
+	}
+	var v projections.PasswordChangeView
+	decode(t, a.as(sess.Token, "PUT", "/v1/users/carol/password", `{"password":"`+newPW+`","current_password":"`+carolPW+`"}`).want(t, http.StatusOK).body, &v)
+	if !v.Changed || !slices.Equal(v.RevokedSessions, []string{other.ID}) || len(v.APITokens) != 1 || v.APITokens[0].ID != api.ID {
+		t.Errorf("answer %+v: want %s revoked, %s listed", v, other.ID, api.ID)
+	}
+	a.as(other.Token, "GET", "/v1/me", "").want(t, http.StatusUnauthorized)
+	a.as(sess.Token, "GET", "/v1/me", "").want(t, http.StatusOK)
+	a.as(api.Token, "GET", "/v1/me", "").want(t, http.StatusOK)
+	a.login("carol", newPW)
+	// The administrator (alice) resets without the current password.
+	decode(t, a.do("PUT", "/v1/users/carol/password", `{"password":"the admin's new password"}`).want(t, http.StatusOK).body, &v)
+	if len(v.RevokedSessions) != 2 {
+		t.Errorf("the administrator's reset revoked %v, want carol's two sessions", v.RevokedSessions)
+	}
+	a.as(sess.Token, "GET", "/v1/me", "").want(t, http.StatusUnauthorized)
+	a.login("carol", "the admin's new password")
+}
+
 // Refused identity commands change nothing.
 func TestIdentityBadInput(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 	before := a.st.Store.Appends()
 	for _, c := range []struct {
@@ -204,6 +265,7 @@ func TestIdentityBadInput(t *testing.T) {
 		{"PUT", "/v1/apps/crm/admins/carol", "", http.StatusNotFound},
 		{"PATCH", "/v1/users/carol", `{}`, http.StatusBadRequest},
 		{"PUT", "/v1/users/carol/password", `{"password":"short"}`, http.StatusBadRequest},
+		{"PUT", "/v1/users/carol/password", `{"password":"` + strings.Repeat("x", domain.MaxPasswordLen+1) + `"}`, http.StatusBadRequest},
 		{"POST", "/v1/tokens", `{"name":"x"}`, http.StatusForbidden}, // the server admin has admin.token
 	} {
 		if got := a.do(c.method, c.path, c.body).status; got != c.status {
@@ -235,4 +297,38 @@ func TestRetentionRoute(t *testing.T) {
 	}
 	a.do("GET", "/v1/apps/crm/retention", "", "Authorization", "Bearer eve-token").want(t, http.StatusNotFound)
 	a.do("GET", "/v1/apps/crm/retention", "", "Authorization", "").want(t, http.StatusUnauthorized)
+}
+
+// Passwords are hashed whole (Argon2id): bcrypt's 72-byte limit let the
+// first 72 bytes and anything after log in. Up to 1,024 bytes are taken.
+func TestLongPasswords(t *testing.T) {
+	a := newBareAPI(t, nil)
+	a.do("POST", "/v1/orgs", `{"id":"acme"}`).want(t, http.StatusCreated)
+	long := strings.Repeat("correct horse battery staple ", 4) // 116 bytes
+	a.do("POST", "/v1/users", `{"id":"carol","name":"C","password":"`+long+`"}`).want(t, http.StatusCreated)
+	a.login("carol", long)
+	a.do("POST", "/v1/sessions", `{"user":"carol","password":"`+long[:72]+`something else entirely"}`, "Authorization", "").want(t, http.StatusUnauthorized)
+	a.do("POST", "/v1/users", `{"id":"dave","name":"D","password":"`+strings.Repeat("x", domain.MaxPasswordLen)+`"}`).want(t, http.StatusCreated)
+	a.login("dave", strings.Repeat("x", domain.MaxPasswordLen))
+	a.do("POST", "/v1/users", `{"id":"erin","name":"E","password":"`+strings.Repeat("x", domain.MaxPasswordLen+1)+`"}`).want(t, http.StatusBadRequest)
+}
+
+// Leaving an organisation ends one's admin grants on its apps: rejoining
+// does not bring them back.
+func TestMemberRemovalRevokesGrants(t *testing.T) {
+	a := newBareAPI(t, nil)
+	seedIdentity(a)
+	carol := a.login("carol", carolPW).Token
+	a.as(carol, "PUT", "/v1/apps/crm", `{"org":"acme"}`).want(t, http.StatusOK)
+	a.as(carol, "PUT", "/v1/apps/crm/admins/dave", "").want(t, http.StatusNoContent)
+	dave := a.login("dave", "dave's long password").Token
+	a.as(dave, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusOK)
+	a.do("DELETE", "/v1/orgs/acme/members/dave", "").want(t, http.StatusNoContent)
+	a.do("PUT", "/v1/orgs/acme/members/dave", "").want(t, http.StatusNoContent)
+	a.as(dave, "GET", "/v1/apps/crm/backups", "").want(t, http.StatusNotFound)
+	var acc projections.AppAccessView
+	decode(t, a.as(carol, "GET", "/v1/apps/crm/admins", "").want(t, http.StatusOK).body, &acc)
+	if !slices.Equal(acc.Admins, []string{"carol"}) {
+		t.Errorf("admins after dave left and rejoined: %v", acc.Admins)
+	}
 }

@@ -20,13 +20,17 @@ const (
 
 // problemRouter serves mux, but answers a request that matches no route
 // with a problem body: 405 (with Allow) when the path exists for other
-// methods, else 404.
+// methods, else 404. Without a token, the answer does not wait for the
+// request's body.
 func (s *Server) problemRouter(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
+		}
+		if !info(r).authed {
+			closeUnread(w, r)
 		}
 		// The mux's own fallback knows whether other methods match; let it
 		// answer into a recorder and translate.
@@ -55,10 +59,12 @@ func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 
 func (h *headerRecorder) WriteHeader(status int) { h.status = status }
 
-// requireReady answers 503 until the projections have caught up at start.
+// requireReady answers 503 until the projections have caught up at start,
+// without reading the request's body.
 func (s *Server) requireReady(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.deps.Ready() {
+			closeUnread(w, r)
 			w.Header().Set("Retry-After", "1")
 			s.problem(w, r, domain.Errorf(domain.CodeUnavailable, "the service is starting: its projections are catching up"))
 			return

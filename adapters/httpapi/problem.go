@@ -13,32 +13,34 @@ import (
 
 // statusByCode is the one table from a stable error code to its HTTP status.
 var statusByCode = map[string]int{
-	domain.CodeInvalidArgument:     http.StatusBadRequest,
-	domain.CodeUnauthenticated:     http.StatusUnauthorized,
-	domain.CodeNotFound:            http.StatusNotFound,
-	domain.CodeQuotaExceeded:       http.StatusConflict,
-	domain.CodeTooSoon:             http.StatusConflict,
-	domain.CodeBackupStateConflict: http.StatusConflict,
-	domain.CodeConflict:            http.StatusConflict,
-	domain.CodeBackupNotReady:      http.StatusConflict,
-	domain.CodeBackupCorrupt:       http.StatusConflict,
-	domain.CodeArchiveInvalid:      http.StatusUnprocessableEntity,
-	domain.CodeArchiveVersion:      http.StatusUnprocessableEntity,
-	domain.CodeArchiveTooLarge:     http.StatusRequestEntityTooLarge,
-	domain.CodeUnavailable:         http.StatusServiceUnavailable,
-	domain.CodeInternal:            http.StatusInternalServerError,
-	domain.CodePermissionDenied:    http.StatusForbidden,
-	domain.CodePasswordIncorrect:   http.StatusForbidden,
-	domain.CodePasswordLocked:      http.StatusForbidden,
-	domain.CodeAlreadyExists:       http.StatusConflict,
-	domain.CodeRestoreInProgress:   http.StatusConflict,
-	domain.CodeAppInMaintenance:    http.StatusConflict,
-	domain.CodeBackupNewer:         http.StatusConflict,
-	domain.CodeNotInMaintenance:    http.StatusConflict,
-	domain.CodeAlreadyMaintenance:  http.StatusConflict,
-	codeMethodNotAllowed:           http.StatusMethodNotAllowed,
-	codePayloadTooLarge:            http.StatusRequestEntityTooLarge,
-	codeUnsupportedMediaType:       http.StatusUnsupportedMediaType,
+	domain.CodeInvalidArgument:      http.StatusBadRequest,
+	domain.CodeUnauthenticated:      http.StatusUnauthorized,
+	domain.CodeNotFound:             http.StatusNotFound,
+	domain.CodeQuotaExceeded:        http.StatusConflict,
+	domain.CodeTooSoon:              http.StatusConflict,
+	domain.CodeBackupStateConflict:  http.StatusConflict,
+	domain.CodeConflict:             http.StatusConflict,
+	domain.CodeBackupNotReady:       http.StatusConflict,
+	domain.CodeBackupCorrupt:        http.StatusConflict,
+	domain.CodeArchiveInvalid:       http.StatusUnprocessableEntity,
+	domain.CodeArchiveVersion:       http.StatusUnprocessableEntity,
+	domain.CodeArchiveTooLarge:      http.StatusRequestEntityTooLarge,
+	domain.CodeUnavailable:          http.StatusServiceUnavailable,
+	domain.CodeInternal:             http.StatusInternalServerError,
+	domain.CodePermissionDenied:     http.StatusForbidden,
+	domain.CodePasswordIncorrect:    http.StatusForbidden,
+	domain.CodePasswordLocked:       http.StatusForbidden,
+	domain.CodeTooManyAttempts:      http.StatusTooManyRequests,
+	domain.CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
+	domain.CodeAlreadyExists:        http.StatusConflict,
+	domain.CodeRestoreInProgress:    http.StatusConflict,
+	domain.CodeAppInMaintenance:     http.StatusConflict,
+	domain.CodeBackupNewer:          http.StatusConflict,
+	domain.CodeNotInMaintenance:     http.StatusConflict,
+	domain.CodeAlreadyMaintenance:   http.StatusConflict,
+	codeMethodNotAllowed:            http.StatusMethodNotAllowed,
+	codePayloadTooLarge:             http.StatusRequestEntityTooLarge,
+	codeUnsupportedMediaType:        http.StatusUnsupportedMediaType,
 }
 
 // statusOf returns the status of code. A code missing from the table is a
@@ -108,7 +110,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	if s.cfg.ProblemBaseURL != "" {
 		p.Type = s.cfg.ProblemBaseURL + "#" + code
 	}
-	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked {
+	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked || code == domain.CodeTooManyAttempts {
 		p.RetryAfterSeconds = ceilSeconds(domain.RetryAfter(err))
 		w.Header().Set("Retry-After", strconv.FormatInt(p.RetryAfterSeconds, 10))
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +12,13 @@ import (
 	"strings"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
 )
 
 // decodeJSON reads r's body into dst: one JSON object, at most
-// MaxJSONBytes, no unknown fields, nothing after it. An empty body leaves
-// dst unchanged. Errors are *domain.Error with a detail naming the problem.
+// MaxJSONBytes, valid UTF-8 (RFC 8259) without unpaired surrogate escapes,
+// no unknown fields, nothing after it. An empty body leaves dst unchanged.
+// Errors are *domain.Error with a detail naming the problem.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -24,8 +27,16 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) err
 				Message: fmt.Sprintf("request body must be JSON (Content-Type: application/json), got %q", ct)}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes)
-	dec := json.NewDecoder(body)
+	// The whole body is read first: encoding/json replaces invalid UTF-8
+	// and unpaired surrogates by U+FFFD instead of refusing them.
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+	if err != nil {
+		return jsonError(err, s.cfg.MaxJSONBytes)
+	}
+	if err := projections.CheckJSONText(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -34,10 +45,6 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) err
 		return jsonError(err, s.cfg.MaxJSONBytes)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return jsonError(err, s.cfg.MaxJSONBytes)
-		}
 		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
 	}
 	return nil
@@ -87,7 +94,7 @@ func (s *Server) commandMeta(w http.ResponseWriter, r *http.Request, c call) (do
 			return m, domain.Errorf(domain.CodeInvalidArgument,
 				"Idempotency-Key must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
 		}
-		m.CommandID = key
+		m.CommandID, m.ClientKey = key, true
 	} else {
 		m.CommandID = s.deps.NewID()
 	}

@@ -129,7 +129,7 @@ func (s *Server) createRestore(w http.ResponseWriter, r *http.Request, c call) e
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	rs, err := svc.Request(ctx, c.p, domain.RestoreRequest{
+	rs, err := svc.Request(withClient(ctx, r), c.p, domain.RestoreRequest{
 		App: c.app, BackupID: req.BackupID, TargetApp: req.TargetApp,
 		PreRestoreBackup: *req.PreRestoreBackup, AutoEndMaintenance: *req.AutoEndMaintenance, Password: req.Password,
 	}, m)

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,7 +119,7 @@ func TestMaintenance(t *testing.T) {
 		t.Errorf("replay: %v %s", r.header, r.body)
 	}
 	a.unchanged("replay", n)
-	a.do("DELETE", "/v1/apps/crm/maintenance", "", "Idempotency-Key", "m-1").refused(t, http.StatusConflict, domain.CodeConflict)
+	a.do("DELETE", "/v1/apps/crm/maintenance", "", "Idempotency-Key", "m-1").refused(t, http.StatusUnprocessableEntity, domain.CodeIdempotencyKeyReused)
 	a.do("DELETE", "/v1/apps/crm/maintenance", "").want(t, http.StatusOK)
 }
 
@@ -203,13 +204,14 @@ func TestRestoreRequest(t *testing.T) {
 }
 
 func TestRestoreRefusals(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 	carol := a.login("carol", carolPW).Token
 	dave := a.login("dave", "dave's long password").Token
 	a.as(carol, "PUT", "/v1/apps/crm", `{"org":"acme"}`).want(t, http.StatusOK)
 	ready := a.uploaded("ready one", "content")
 	queued := a.create("crm", "queued one")
+	a.do("PUT", "/v1/apps/erp", `{"org":"other"}`).want(t, http.StatusOK)
 	a.create("erp", "the admin's app")
 
 	body := func(id, target, pw string) string {
@@ -279,4 +281,31 @@ func TestRestoresUnavailable(t *testing.T) {
 		a.do(req[0], req[1], req[2]).refused(t, http.StatusServiceUnavailable, domain.CodeUnavailable)
 	}
 	a.do("GET", "/v1/apps/crm/restores", "").want(t, http.StatusOK)
+}
+
+// A restore request's Idempotency-Key is bound to the request, over every
+// target: a retry answers the first restore; the key with another target,
+// backup or option is refused before anything happens (no second restore,
+// no new app registered).
+func TestRestoreKeyBoundToRequest(t *testing.T) {
+	a := newAPI(t, nil)
+	b := a.uploaded("v1", "the content")
+	body := func(target string, pre bool) string {
+		return fmt.Sprintf(`{"backup_id":%q,"target_app":%q,"pre_restore_backup":%v,"auto_end_maintenance":false}`, b.ID, target, pre)
+	}
+	first := a.do("POST", "/v1/apps/crm/restores", body("fresh-copy", false), "Idempotency-Key", "rs-1").want(t, http.StatusAccepted).restore(t)
+	n := a.st.Store.Appends()
+	again := a.do("POST", "/v1/apps/crm/restores", body("fresh-copy", false), "Idempotency-Key", "rs-1").want(t, http.StatusAccepted)
+	if again.restore(t).ID != first.ID {
+		t.Errorf("retry: %s, want restore %s", again.body, first.ID)
+	}
+	for _, other := range []string{body("other-copy", false), body("fresh-copy", true), body("crm", false)} {
+		a.do("POST", "/v1/apps/crm/restores", other, "Idempotency-Key", "rs-1").refused(t, http.StatusUnprocessableEntity, domain.CodeIdempotencyKeyReused)
+	}
+	a.unchanged("reused keys", n)
+	a.st.Identity.Read(func(d *domain.Directory) {
+		if _, ok := d.App("other-copy"); ok {
+			t.Error("a refused request registered its target")
+		}
+	})
 }

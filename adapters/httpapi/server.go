@@ -1,11 +1,15 @@
 // Package httpapi is the HTTP JSON API of backupledger (DESIGN §7): backups,
 // their archives (download and upload), restores and maintenance, app
-// state, logs and the built-in config store under /v1, and the operational endpoints /healthz, /readyz
-// and /metrics.
+// state, logs and the built-in config store under /v1, and the operational
+// endpoints /healthz and /readyz. /metrics has a handler of its own
+// (MetricsHandler), served on another listener.
 //
 // Every /v1 request is authenticated in one place (requireAuth) with a bearer
 // token; errors are application/problem+json bodies with a stable code,
-// mapped to a status in one table (problem.go).
+// mapped to a status in one table (problem.go). A request without a valid
+// token is answered without reading its body, and the routes without a
+// token take small bodies only, read within UnauthenticatedReadTimeout
+// (strangers.go).
 package httpapi
 
 import (
@@ -81,6 +85,12 @@ const (
 	DefaultRequestTimeout      = 30 * time.Second
 	DefaultMaxUploadBytes      = 2 << 30
 	DefaultTransferIdleTimeout = time.Minute
+	// DefaultMaxUnauthenticatedBodyBytes bounds the body of a request
+	// without a token (a login): ample for a user name and a password of
+	// 1,024 bytes.
+	DefaultMaxUnauthenticatedBodyBytes = 8 << 10
+	// DefaultUnauthenticatedReadTimeout bounds the arrival of such a body.
+	DefaultUnauthenticatedReadTimeout = 10 * time.Second
 )
 
 // Config configures a Server. The zero value is usable: Validate fills in
@@ -112,6 +122,19 @@ type Config struct {
 	// Location is the time zone of the creation time in a download's file
 	// name; nil is UTC.
 	Location *time.Location
+	// MaxUnauthenticatedBodyBytes bounds the body of a request to a route
+	// that takes no token (POST /v1/sessions; default 8 KiB): a larger
+	// declared body is refused unread with 413 payload_too_large.
+	MaxUnauthenticatedBodyBytes int64
+	// UnauthenticatedReadTimeout is how long the body of a request to a
+	// route that takes no token may take to arrive after its headers
+	// (default 10s); past it the request is refused and its connection
+	// closed. The http.Server's ReadTimeout bounds every other body.
+	UnauthenticatedReadTimeout time.Duration
+	// MetricsToken, when set, is the bearer token MetricsHandler requires
+	// (Prometheus' authorization setting); empty serves /metrics to anyone
+	// who reaches its listener.
+	MetricsToken string
 }
 
 // Validate fills in defaults and reports every invalid field at once.
@@ -135,6 +158,12 @@ func (c *Config) Validate() error {
 	if c.Location == nil {
 		c.Location = time.UTC
 	}
+	if c.MaxUnauthenticatedBodyBytes == 0 {
+		c.MaxUnauthenticatedBodyBytes = DefaultMaxUnauthenticatedBodyBytes
+	}
+	if c.UnauthenticatedReadTimeout == 0 {
+		c.UnauthenticatedReadTimeout = DefaultUnauthenticatedReadTimeout
+	}
 	if c.MaxJSONBytes < 0 {
 		errs = append(errs, fmt.Errorf("max JSON bytes must be positive, got %d", c.MaxJSONBytes))
 	}
@@ -149,6 +178,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TransferIdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("transfer idle timeout must be positive, got %s", c.TransferIdleTimeout))
+	}
+	if c.MaxUnauthenticatedBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max unauthenticated body bytes must be positive, got %d", c.MaxUnauthenticatedBodyBytes))
+	}
+	if c.UnauthenticatedReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("unauthenticated read timeout must be positive, got %s", c.UnauthenticatedReadTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -187,7 +222,8 @@ type Deps struct {
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
 	Ready func() bool
-	// Metrics serves GET /metrics; nil answers 404.
+	// Metrics serves GET /metrics of MetricsHandler (not of Handler); nil
+	// answers 404 there.
 	Metrics http.Handler
 	// OpenAPI is the OpenAPI document of this API (docs.OpenAPI), served
 	// without a token at GET /v1/openapi.yaml; nil answers 404.
@@ -233,6 +269,8 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	handler http.Handler
+	// metricsHandler serves GET /metrics, for a listener of its own.
+	metricsHandler http.Handler
 	// bufs holds the copy buffers of downloads.
 	bufs sync.Pool
 	// patterns are the patterns of the routes registered, for Routes.
@@ -251,10 +289,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
 	s.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
 	s.handler = s.logRequests(s.routes())
+	s.metricsHandler = s.logRequests(s.metricsRoutes())
 	return s, nil
 }
 
-// Handler returns the handler of every route.
+// Handler returns the handler of every route of the API. It does not serve
+// /metrics: MetricsHandler does.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Routes returns the pattern of every route the server answers, as
@@ -270,14 +310,16 @@ func (s *Server) record(pattern string) {
 	s.patterns = append(s.patterns, pattern)
 }
 
-// handle registers an unauthenticated route on the root mux.
+// handle registers an unauthenticated route on the root mux: its body is
+// bounded in size and in time (strangers.go).
 func (s *Server) handle(root *http.ServeMux, pattern string, h http.Handler) {
 	s.record(pattern)
-	root.Handle(pattern, h)
+	root.Handle(pattern, s.boundStrangerBody(h))
 }
 
 // routes builds the route table: operations at the root, the API under /v1
-// behind the readiness gate and authentication.
+// behind the readiness gate and authentication. /metrics is not among them
+// (metricsRoutes).
 func (s *Server) routes() http.Handler {
 	api := http.NewServeMux()
 	s.v1(api, "POST /v1/apps/{app}/backups", s.createBackup)
@@ -310,7 +352,6 @@ func (s *Server) routes() http.Handler {
 	s.keyRoutes(api, root)
 	s.handle(root, "GET /healthz", http.HandlerFunc(s.healthz))
 	s.handle(root, "GET /readyz", http.HandlerFunc(s.readyz))
-	s.handle(root, "GET /metrics", http.HandlerFunc(s.metrics))
 	s.handle(root, "GET /v1/openapi.yaml", http.HandlerFunc(s.openAPI))
 	root.Handle("/v1/", s.requireReady(s.requireAuth(s.problemRouter(api))))
 	return s.problemRouter(root)

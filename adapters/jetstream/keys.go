@@ -34,21 +34,37 @@ var _ domain.KeyVault = (*Keys)(nil)
 // leader, not to direct gets that a lagging replica could answer: a key
 // another backupd has just stored must be found.
 func NewKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error) {
-	if _, err := js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
-		Bucket:      KeysBucket,
-		Description: "backupledger: the ledger's signing keys and the secrets' MAC key",
-		History:     1,
-		Storage:     njs.FileStorage,
-		Replicas:    max(replicas, 1),
-	}); err != nil {
-		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+	// Made once, never updated as a bucket: an update would turn direct
+	// gets back on for a moment. Replicas starting together race to make
+	// it; the losers find it made.
+	for attempt := 0; ; attempt++ {
+		_, err := js.Stream(ctx, "KV_"+KeysBucket)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, njs.ErrStreamNotFound) {
+			return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+		}
+		_, err = js.CreateKeyValue(ctx, njs.KeyValueConfig{
+			Bucket:      KeysBucket,
+			Description: "backupledger: the ledger's signing keys and the secrets' MAC key",
+			History:     1,
+			Storage:     njs.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+		if err == nil {
+			break
+		}
+		if attempt >= 5 || !errors.Is(err, njs.ErrBucketExists) && !errors.Is(err, njs.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
+		}
 	}
 	st, err := js.Stream(ctx, "KV_"+KeysBucket)
 	if err != nil {
 		return nil, fmt.Errorf("keys bucket %s: %w", KeysBucket, err)
 	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.Replicas != max(replicas, 1) {
+		cfg.AllowDirect, cfg.Replicas = false, max(replicas, 1)
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("keys bucket %s: reads from the leader: %w", KeysBucket, err)
 		}

@@ -42,13 +42,19 @@ func TestUploadStaged(t *testing.T) {
 
 	// A retry answers the first backup and stores nothing.
 	var again projections.BackupView
-	r = a.request(natsapi.SubjectBackupsUpload, natsapi.UploadRequest{App: "crm", Object: "exports/crm nightly.zip",
+	r = a.request(natsapi.SubjectBackupsUpload, natsapi.UploadRequest{App: "crm", Object: "exports/crm nightly.zip", Description: "from prod",
 		CommandFields: natsapi.CommandFields{IdempotencyKey: "up-1"}}).ok(t, &again)
 	if again.ID != b.ID || r.msg.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("retry: %+v, headers %v", again, r.msg.Header)
 	}
 	if got := a.st.Store.Appends(); got != appends {
 		t.Errorf("a retry appended %d events", got-appends)
+	}
+	// The key with another request is refused, before anything is read.
+	a.request(natsapi.SubjectBackupsUpload, natsapi.UploadRequest{App: "crm", Object: "exports/crm nightly.zip", Description: "from staging",
+		CommandFields: natsapi.CommandFields{IdempotencyKey: "up-1"}}).problem(t, 422, domain.CodeIdempotencyKeyReused)
+	if got := a.st.Store.Appends(); got != appends {
+		t.Errorf("a reused key appended %d events", got-appends)
 	}
 
 	// A name given wins; none derivable gives the default name.
@@ -157,10 +163,10 @@ func TestArchiveErrors(t *testing.T) {
 	a.st.Archives.Stage("f.zip", zipBody("f"))
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"f.zip"}`).problem(t, 409, "backup_quota_exceeded")
 
-	// A key used for another command is a conflict.
+	// A key used for another command is refused (not a replay).
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"shop","idempotency_key":"k"}`).ok(t, nil)
 	a.st.Archives.Stage("g.zip", zipBody("g"))
-	a.request(natsapi.SubjectBackupsUpload, `{"app":"shop","object":"g.zip","idempotency_key":"k"}`).problem(t, 409, "conflict")
+	a.request(natsapi.SubjectBackupsUpload, `{"app":"shop","object":"g.zip","idempotency_key":"k"}`).problem(t, 422, domain.CodeIdempotencyKeyReused)
 }
 
 func TestDownloadCorrupt(t *testing.T) {

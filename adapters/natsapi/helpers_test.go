@@ -55,10 +55,22 @@ func newAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
 // its deps.
 func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api {
 	t.Helper()
+	return serve(t, apitest.NewStack(t), cfg, edit)
+}
+
+// newBareAPI starts a Service over a stack where no app exists, for the
+// tests of registration.
+func newBareAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
+	t.Helper()
+	return serve(t, apitest.NewStackWith(t), natsapi.Config{}, edit)
+}
+
+// serve starts a Service with cfg over st; edit adjusts its deps.
+func serve(t *testing.T, st *apitest.Stack, cfg natsapi.Config, edit func(*natsapi.Deps)) *api {
+	t.Helper()
 	srv := natstest.Server(t, "")
 	svcNC, _ := natstest.Connect(t, srv)
 	client, _ := natstest.Connect(t, srv)
-	st := apitest.NewStack(t)
 	logs := &syncBuffer{}
 	deps := natsapi.Deps{
 		Commands:  st.Ledger,

@@ -60,6 +60,8 @@ type DisableUserRequest struct {
 type PasswordRequest struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
+	// CurrentPassword is required when users change their own.
+	CurrentPassword string `json:"current_password"`
 	CommandFields
 }
 
@@ -130,12 +132,6 @@ type AdminChange struct {
 	Admin bool   `json:"admin"`
 }
 
-// PasswordSet is the answer of users.password.
-type PasswordSet struct {
-	User    string `json:"user"`
-	Changed bool   `json:"changed"`
-}
-
 // TokenRevoked is the answer of tokens.revoke and sessions.end.
 type TokenRevoked struct {
 	ID      string `json:"id"`
@@ -186,6 +182,13 @@ func execCmd(p domain.Principal, cmd domain.IdentityCommand) identityCmd {
 	return func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
 		return id.Execute(ctx, p, cmd, m)
 	}
+}
+
+// withClient returns ctx carrying the client of a NATS request for the
+// throttle of wrong passwords (domain.Throttle): a request does not say
+// which connection sent it, so every NATS client counts as one, "nats".
+func withClient(ctx context.Context) context.Context {
+	return domain.WithClient(ctx, "nats")
 }
 
 // answer is a view that answers v whatever the directory holds.
@@ -353,10 +356,13 @@ func (s *Service) setPassword(ctx context.Context, c *call) (any, error) {
 	if !c.p.Admin && c.p.ID != req.User {
 		return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User)
 	}
-	cmd := domain.ChangePassword{User: req.User, Password: req.Password}
+	cmd := domain.ChangePassword{User: req.User, Password: req.Password, Current: req.CurrentPassword}
+	var changed domain.PasswordChange
 	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
-		return id.ChangePassword(ctx, c.p, cmd, m)
-	}, answer(PasswordSet{User: req.User, Changed: true}))
+		var err error
+		changed, err = id.ChangePassword(withClient(ctx), c.p, cmd, m)
+		return changed.IdentityResult, err
+	}, func(*domain.Directory) (any, error) { return projections.PasswordChangeViewOf(req.User, changed), nil })
 }
 
 // registerApp puts an app into an organisation and answers who
@@ -374,7 +380,10 @@ func (s *Service) registerApp(ctx context.Context, c *call) (any, error) {
 	if req.Org == "" {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
-	return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, domain.RegisterApp{App: req.App, Org: req.Org}),
+	reg := domain.RegisterApp{App: req.App, Org: req.Org}
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+		return id.RegisterApp(ctx, c.p, reg, m)
+	},
 		func(d *domain.Directory) (any, error) {
 			a, ok := d.App(req.App)
 			if !ok {
@@ -534,7 +543,7 @@ func (s *Service) login(ctx context.Context, c *call) (any, error) {
 	}
 	m := domain.Meta{CommandID: s.deps.NewID()}
 	c.commandID = m.CommandID
-	made, err := id.Login(ctx, req.User, req.Password, m)
+	made, err := id.Login(withClient(ctx), req.User, req.Password, m)
 	if err != nil {
 		return nil, err
 	}

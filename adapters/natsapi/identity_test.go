@@ -50,7 +50,7 @@ func seedIdentity(a *api) {
 }
 
 func TestIdentityEndpoints(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 
 	// Organisations: alice sees all, a member its own, others not_found.
@@ -100,11 +100,15 @@ func TestIdentityEndpoints(t *testing.T) {
 	if b.CreatedBy != "carol" {
 		t.Errorf("created_by = %q, want the authenticated user", b.CreatedBy)
 	}
-	a.request(natsapi.SubjectBackupsCreate, `{"app":"erp","name":"the admin's app"}`).ok(t, nil) // alice
-	a.request(natsapi.SubjectAppsAdminsGet, `{"app":"erp"}`).ok(t, &acc)
-	if acc.App != "erp" || acc.Org != "default" || len(acc.Admins) != 0 {
-		t.Errorf("unregistered app access = %+v", acc)
+	// No command creates an app, the server administrator's neither: it
+	// registers it first.
+	a.request(natsapi.SubjectBackupsCreate, `{"app":"erp","name":"the admin's app"}`).problem(t, 404, domain.CodeNotFound) // alice
+	a.request(natsapi.SubjectAppsAdminsGet, `{"app":"erp"}`).problem(t, 404, domain.CodeNotFound)
+	a.request(natsapi.SubjectAppsRegister, natsapi.RegisterAppRequest{App: "erp", Org: "other"}).ok(t, &acc)
+	if acc.App != "erp" || acc.Org != "other" || len(acc.Admins) != 0 {
+		t.Errorf("the administrator's app access = %+v", acc)
 	}
+	a.request(natsapi.SubjectBackupsCreate, `{"app":"erp","name":"the admin's app"}`).ok(t, nil)
 
 	// Others see nothing of crm: not_found, not permission_denied.
 	for _, tok := range []string{dave, erin} {
@@ -136,7 +140,8 @@ func TestIdentityEndpoints(t *testing.T) {
 	if !slices.Equal(acc.Admins, []string{"carol", "dave"}) {
 		t.Errorf("admins = %v", acc.Admins)
 	}
-	a.as(erin, natsapi.SubjectAppsRegister, `{"app":"crm","org":"other"}`).problem(t, 409, domain.CodeAlreadyExists)
+	a.as(erin, natsapi.SubjectAppsRegister, `{"app":"crm","org":"other"}`).problem(t, 404, domain.CodeNotFound)
+	a.request(natsapi.SubjectAppsRegister, `{"app":"crm","org":"other"}`).problem(t, 409, domain.CodeAlreadyExists) // the administrator
 	a.as(carol, natsapi.SubjectAppsAdminsRevoke, `{"app":"crm","user":"dave"}`).ok(t, &ch)
 	if ch.Admin {
 		t.Errorf("revoke answered %+v", ch)
@@ -198,15 +203,23 @@ func TestIdentityEndpoints(t *testing.T) {
 	}
 	a.as(carol, natsapi.SubjectMe, "").problem(t, 401, domain.CodeUnauthenticated)
 
-	// A user changes its own password; the old one stops working.
-	carol = a.login("carol", carolPW).Token
+	// A user changes its own password with the current one; the old one
+	// stops working, and so do its other sessions.
+	other := a.login("carol", carolPW)
+	carolSession = a.login("carol", carolPW)
+	carol = carolSession.Token
 	const newPW = "carol's new long password"
-	var set natsapi.PasswordSet
-	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "carol", Password: newPW}).ok(t, &set)
-	if set != (natsapi.PasswordSet{User: "carol", Changed: true}) {
-		t.Errorf("password answered %+v", set)
+	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "carol", Password: newPW}).problem(t, 400, domain.CodeInvalidArgument)
+	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "carol", Password: newPW, CurrentPassword: "not carol's password"}).
+		problem(t, 403, domain.CodePasswordIncorrect)
+	var set projections.PasswordChangeView
+	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "carol", Password: newPW, CurrentPassword: carolPW}).ok(t, &set)
+	if set.User != "carol" || !set.Changed || !slices.Equal(set.RevokedSessions, []string{other.ID}) || len(set.APITokens) != 0 {
+		t.Errorf("password answered %+v, want %s revoked", set, other.ID)
 	}
-	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "dave", Password: newPW}).problem(t, 404, domain.CodeNotFound)
+	a.as(other.Token, natsapi.SubjectMe, "").problem(t, 401, domain.CodeUnauthenticated)
+	a.as(carol, natsapi.SubjectMe, "").ok(t, nil)
+	a.as(carol, natsapi.SubjectUsersPassword, natsapi.PasswordRequest{User: "dave", Password: newPW, CurrentPassword: newPW}).problem(t, 404, domain.CodeNotFound)
 	a.request(natsapi.SubjectSessionsCreate, natsapi.LoginRequest{User: "carol", Password: carolPW}, "Authorization", "").
 		problem(t, 401, domain.CodeUnauthenticated)
 	a.login("carol", newPW)
@@ -253,23 +266,27 @@ func TestIdentityIdempotencyKey(t *testing.T) {
 	}
 }
 
-func TestLoginLockout(t *testing.T) {
+// Wrong passwords are throttled, for a name no user has exactly as for
+// a user's; every NATS client counts as one client.
+func TestLoginThrottle(t *testing.T) {
 	a := newAPI(t, nil)
 	seedIdentity(a)
-	wrong := `{"user":"carol","password":"not the password"}`
-	for range domain.LockoutFailures - 1 {
-		a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "").problem(t, 401, domain.CodeUnauthenticated)
-	}
-	r := a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "")
-	if p := r.problem(t, 403, domain.CodePasswordLocked); p.RetryAfterSeconds != int64(domain.LockoutDuration/time.Second) {
-		t.Fatalf("locking password: %+v", p)
-	}
-	if got := r.msg.Header.Get("Retry-After"); got != strconv.FormatInt(int64(domain.LockoutDuration/time.Second), 10) {
-		t.Errorf("Retry-After %q on a lockout", got)
+	for _, user := range []string{"carol", "nobody"} {
+		wrong := `{"user":"` + user + `","password":"not the password"}`
+		for range domain.PairFailures {
+			a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "").problem(t, 401, domain.CodeUnauthenticated)
+		}
+		r := a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "")
+		if p := r.problem(t, 429, domain.CodeTooManyAttempts); p.RetryAfterSeconds != int64(domain.PairBaseDelay/time.Second) {
+			t.Fatalf("throttled %s: %+v", user, p)
+		}
+		if got := r.msg.Header.Get("Retry-After"); got != strconv.FormatInt(int64(domain.PairBaseDelay/time.Second), 10) {
+			t.Errorf("Retry-After %q", got)
+		}
 	}
 	good := natsapi.LoginRequest{User: "carol", Password: carolPW}
-	a.request(natsapi.SubjectSessionsCreate, good, "Authorization", "").problem(t, 403, domain.CodePasswordLocked)
-	a.st.Clock.Advance(domain.LockoutDuration)
+	a.request(natsapi.SubjectSessionsCreate, good, "Authorization", "").problem(t, 429, domain.CodeTooManyAttempts)
+	a.st.Clock.Advance(domain.PairBaseDelay)
 	a.login("carol", carolPW)
 	// The login ignores an Authorization header, even a bad one.
 	a.request(natsapi.SubjectSessionsCreate, good, "Authorization", "Bearer nope").ok(t, nil)
@@ -294,7 +311,7 @@ func TestLoginLockout(t *testing.T) {
 
 // Refused identity commands change nothing.
 func TestIdentityBadInput(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 	before := a.st.Store.Appends()
 	tests := []struct {
@@ -356,4 +373,27 @@ func TestIdentityEndpointsWithoutIdentity(t *testing.T) {
 	if me.ID != "alice" || !me.Admin {
 		t.Errorf("me = %+v", me)
 	}
+}
+
+// Leaving an organisation ends one's admin grants on its apps; passwords
+// are hashed whole, up to 1,024 bytes.
+func TestMemberRemovalAndLongPasswords(t *testing.T) {
+	a := newBareAPI(t, nil)
+	seedIdentity(a)
+	carol := a.login("carol", carolPW).Token
+	a.as(carol, natsapi.SubjectAppsRegister, `{"app":"crm","org":"acme"}`).ok(t, nil)
+	a.as(carol, natsapi.SubjectAppsAdminsGrant, `{"app":"crm","user":"dave"}`).ok(t, nil)
+	dave := a.login("dave", "dave's long password").Token
+	a.as(dave, natsapi.SubjectBackupsList, `{"app":"crm"}`).ok(t, nil)
+	a.request(natsapi.SubjectOrgsMembersRemove, `{"org":"acme","user":"dave"}`).ok(t, nil)
+	a.request(natsapi.SubjectOrgsMembersAdd, `{"org":"acme","user":"dave"}`).ok(t, nil)
+	a.as(dave, natsapi.SubjectBackupsList, `{"app":"crm"}`).problem(t, 404, domain.CodeNotFound)
+
+	long := strings.Repeat("correct horse battery staple ", 4) // 116 bytes
+	a.request(natsapi.SubjectUsersCreate, natsapi.CreateUserRequest{ID: "zoe", Name: "Z", Password: long}).ok(t, nil)
+	a.login("zoe", long)
+	a.request(natsapi.SubjectSessionsCreate, natsapi.LoginRequest{User: "zoe", Password: long[:72] + "something else"}, "Authorization", "").
+		problem(t, 401, domain.CodeUnauthenticated)
+	a.request(natsapi.SubjectUsersCreate, natsapi.CreateUserRequest{ID: "yan", Name: "Y", Password: strings.Repeat("x", domain.MaxPasswordLen+1)}).
+		problem(t, 400, domain.CodeInvalidArgument)
 }

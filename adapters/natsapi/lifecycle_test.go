@@ -93,7 +93,7 @@ func TestSchedule(t *testing.T) {
 	if n := a.st.Store.Appends(); n != before {
 		t.Errorf("the retry appended %d events", n-before)
 	}
-	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm","idempotency_key":"sched-1"}`).problem(t, 409, domain.CodeConflict)
+	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm","idempotency_key":"sched-1"}`).problem(t, 422, domain.CodeIdempotencyKeyReused)
 
 	// Off keeps the time and zone that are left out.
 	off := false
@@ -192,7 +192,7 @@ func TestLifecycleUnavailable(t *testing.T) {
 
 func TestWebhooks(t *testing.T) {
 	fd := &fakeDeliveries{}
-	a := newAPI(t, func(d *natsapi.Deps) { d.Deliveries = fd })
+	a := newBareAPI(t, func(d *natsapi.Deps) { d.Deliveries = fd })
 	seedIdentity(a)
 	carol := a.login("carol", carolPW).Token
 	dave := a.login("dave", "dave's long password").Token
@@ -210,13 +210,24 @@ func TestWebhooks(t *testing.T) {
 	}
 	const carolSecret = "carol's shared secret, long enough"
 	var carols projections.NewWebhookView
-	a.as(carol, natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: "http://10.0.0.1:8080/in",
+	a.as(carol, natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: "http://hooks.example.net:8080/in",
 		Secret: carolSecret, CommandFields: natsapi.CommandFields{IdempotencyKey: "hook-1"}}).ok(t, &carols)
 	if carols.Secret != carolSecret || carols.CreatedBy != "carol" || !slices.Equal(carols.Events, domain.NotifiableTypes()) {
 		t.Fatalf("carol's webhook = %+v", carols)
 	}
+	// Webhooks may not target the server's own network: loopback,
+	// private, link-local (cloud metadata) addresses are refused, for the
+	// server administrator too, and nothing is recorded.
+	before := a.st.Store.Appends()
+	for _, url := range []string{"http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1:8080/in", "http://localhost:6060/"} {
+		a.as(carol, natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: url}).problem(t, 400, domain.CodeInvalidArgument)
+		a.request(natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: url}).problem(t, 400, domain.CodeInvalidArgument)
+	}
+	if n := a.st.Store.Appends(); n != before {
+		t.Errorf("refused webhooks appended %d events", n-before)
+	}
 	// The same command again does not show the secret again.
-	a.as(carol, natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: "http://10.0.0.1:8080/in",
+	a.as(carol, natsapi.SubjectWebhooksCreate, natsapi.CreateWebhookRequest{App: "crm", URL: "http://hooks.example.net:8080/in",
 		Secret: carolSecret, CommandFields: natsapi.CommandFields{IdempotencyKey: "hook-1"}}).problem(t, 409, domain.CodeAlreadyExists)
 
 	// The list shows both, without a secret.

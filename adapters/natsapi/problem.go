@@ -16,29 +16,31 @@ import (
 // statusByCode is the one table from a stable error code to the HTTP-like
 // status in Nats-Service-Error-Code; it matches the HTTP API's.
 var statusByCode = map[string]int{
-	domain.CodeInvalidArgument:     http.StatusBadRequest,
-	domain.CodeUnauthenticated:     http.StatusUnauthorized,
-	domain.CodeNotFound:            http.StatusNotFound,
-	domain.CodeQuotaExceeded:       http.StatusConflict,
-	domain.CodeTooSoon:             http.StatusConflict,
-	domain.CodePermissionDenied:    http.StatusForbidden,
-	domain.CodePasswordIncorrect:   http.StatusForbidden,
-	domain.CodePasswordLocked:      http.StatusForbidden,
-	domain.CodeAlreadyExists:       http.StatusConflict,
-	domain.CodeRestoreInProgress:   http.StatusConflict,
-	domain.CodeAppInMaintenance:    http.StatusConflict,
-	domain.CodeBackupNewer:         http.StatusConflict,
-	domain.CodeNotInMaintenance:    http.StatusConflict,
-	domain.CodeAlreadyMaintenance:  http.StatusConflict,
-	domain.CodeBackupStateConflict: http.StatusConflict,
-	domain.CodeConflict:            http.StatusConflict,
-	domain.CodeBackupNotReady:      http.StatusConflict,
-	domain.CodeBackupCorrupt:       http.StatusConflict,
-	domain.CodeArchiveInvalid:      http.StatusUnprocessableEntity,
-	domain.CodeArchiveVersion:      http.StatusUnprocessableEntity,
-	domain.CodeArchiveTooLarge:     http.StatusRequestEntityTooLarge,
-	domain.CodeUnavailable:         http.StatusServiceUnavailable,
-	domain.CodeInternal:            http.StatusInternalServerError,
+	domain.CodeInvalidArgument:      http.StatusBadRequest,
+	domain.CodeUnauthenticated:      http.StatusUnauthorized,
+	domain.CodeNotFound:             http.StatusNotFound,
+	domain.CodeQuotaExceeded:        http.StatusConflict,
+	domain.CodeTooSoon:              http.StatusConflict,
+	domain.CodePermissionDenied:     http.StatusForbidden,
+	domain.CodePasswordIncorrect:    http.StatusForbidden,
+	domain.CodePasswordLocked:       http.StatusForbidden,
+	domain.CodeTooManyAttempts:      http.StatusTooManyRequests,
+	domain.CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
+	domain.CodeAlreadyExists:        http.StatusConflict,
+	domain.CodeRestoreInProgress:    http.StatusConflict,
+	domain.CodeAppInMaintenance:     http.StatusConflict,
+	domain.CodeBackupNewer:          http.StatusConflict,
+	domain.CodeNotInMaintenance:     http.StatusConflict,
+	domain.CodeAlreadyMaintenance:   http.StatusConflict,
+	domain.CodeBackupStateConflict:  http.StatusConflict,
+	domain.CodeConflict:             http.StatusConflict,
+	domain.CodeBackupNotReady:       http.StatusConflict,
+	domain.CodeBackupCorrupt:        http.StatusConflict,
+	domain.CodeArchiveInvalid:       http.StatusUnprocessableEntity,
+	domain.CodeArchiveVersion:       http.StatusUnprocessableEntity,
+	domain.CodeArchiveTooLarge:      http.StatusRequestEntityTooLarge,
+	domain.CodeUnavailable:          http.StatusServiceUnavailable,
+	domain.CodeInternal:             http.StatusInternalServerError,
 }
 
 // statusOf returns the status of code. A code missing from the table is a
@@ -110,7 +112,7 @@ func (s *Service) respondError(c *call, err error) {
 	if s.cfg.ProblemBaseURL != "" {
 		p.Type = s.cfg.ProblemBaseURL + "#" + code
 	}
-	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked {
+	if code == domain.CodeTooSoon || code == domain.CodePasswordLocked || code == domain.CodeTooManyAttempts {
 		p.RetryAfterSeconds = ceilSeconds(domain.RetryAfter(err))
 		c.hdr.Set("Retry-After", strconv.FormatInt(p.RetryAfterSeconds, 10))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
 )
 
 // call is one request being handled.
@@ -131,10 +132,10 @@ func header(h micro.Headers, name string) string {
 // check of the API: the server administrator on every app, a user on the
 // apps it administers (Deps.Identity).
 func (s *Service) visible(p domain.Principal, app string) bool {
-	if p.Admin {
-		return true
+	if s.deps.Identity == nil {
+		return p.Admin // the server administrator alone
 	}
-	return s.deps.Identity != nil && s.deps.Identity.Visible(p, app)
+	return s.deps.Identity.Visible(p, app)
 }
 
 // checkApp validates an app id from a request (400) and the caller's
@@ -150,11 +151,17 @@ func (s *Service) checkApp(c *call, app string) error {
 	return nil
 }
 
-// decode reads a request body into dst: one JSON object, no unknown
-// fields, nothing after it. An empty body leaves dst unchanged.
+// decode reads a request body into dst: one JSON object, valid UTF-8
+// (RFC 8259) without unpaired surrogate escapes, no unknown fields, nothing
+// after it. An empty body leaves dst unchanged.
 func decode(data []byte, dst any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
+	}
+	// encoding/json replaces invalid UTF-8 and unpaired surrogates by
+	// U+FFFD instead of refusing them.
+	if err := projections.CheckJSONText(data); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -215,7 +222,7 @@ func (s *Service) meta(c *call, f CommandFields) (domain.Meta, error) {
 			return m, domain.Errorf(domain.CodeInvalidArgument,
 				"idempotency_key must be 1 to %d characters of [A-Za-z0-9_.-]", domain.MaxKeyLen)
 		}
-		m.CommandID = key
+		m.CommandID, m.ClientKey = key, true
 	} else {
 		m.CommandID = s.deps.NewID()
 	}

@@ -140,7 +140,7 @@ func (s *Service) createRestore(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := svc.Request(ctx, c.p, domain.RestoreRequest{
+	r, err := svc.Request(withClient(ctx), c.p, domain.RestoreRequest{
 		App: req.App, BackupID: req.BackupID, TargetApp: req.TargetApp,
 		PreRestoreBackup: *req.PreRestoreBackup, AutoEndMaintenance: *req.AutoEndMaintenance, Password: req.Password,
 	}, m)

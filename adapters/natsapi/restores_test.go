@@ -90,7 +90,7 @@ func TestMaintenanceEndpoints(t *testing.T) {
 		t.Errorf("replay headers: %v", r.msg.Header)
 	}
 	a.unchanged("replay", n)
-	a.request(natsapi.SubjectMaintenanceEnd, natsapi.MaintenanceRequest{App: "crm", CommandFields: key}).problem(t, 409, domain.CodeConflict)
+	a.request(natsapi.SubjectMaintenanceEnd, natsapi.MaintenanceRequest{App: "crm", CommandFields: key}).problem(t, 422, domain.CodeIdempotencyKeyReused)
 }
 
 func TestRestoreEndpoints(t *testing.T) {
@@ -155,7 +155,7 @@ func TestRestoreEndpoints(t *testing.T) {
 }
 
 func TestRestoreRefusalsForUsers(t *testing.T) {
-	a := newAPI(t, nil)
+	a := newBareAPI(t, nil)
 	seedIdentity(a)
 	carol := a.login("carol", carolPW).Token
 	dave := a.login("dave", "dave's long password").Token
@@ -163,6 +163,7 @@ func TestRestoreRefusalsForUsers(t *testing.T) {
 	ready := a.uploaded("ready.zip", "content")
 	var queued projections.BackupView
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"crm","name":"queued one"}`).ok(t, &queued)
+	a.request(natsapi.SubjectAppsRegister, natsapi.RegisterAppRequest{App: "erp", Org: "other"}).ok(t, nil)
 	a.request(natsapi.SubjectBackupsCreate, `{"app":"erp"}`).ok(t, nil)
 
 	req := func(id, target, pw string) natsapi.CreateRestoreRequest {
@@ -226,4 +227,30 @@ func TestRestoreEndpointsWithoutRestores(t *testing.T) {
 		a.request(subject, `{"app":"crm","reason":"x"}`).problem(t, 503, domain.CodeUnavailable)
 	}
 	a.request(natsapi.SubjectRestoresList, `{"app":"crm"}`).ok(t, nil)
+}
+
+// A restore request's idempotency key is bound to the request, over every
+// target: the key with another target is refused before anything happens.
+func TestRestoreKeyBoundToRequest(t *testing.T) {
+	a := newAPI(t, nil)
+	b := a.uploaded("v1.zip", "the content")
+	no := false
+	req := func(target string) natsapi.CreateRestoreRequest {
+		return natsapi.CreateRestoreRequest{App: "crm", BackupID: b.ID, TargetApp: target, PreRestoreBackup: &no, AutoEndMaintenance: &no,
+			CommandFields: natsapi.CommandFields{IdempotencyKey: "rs-1"}}
+	}
+	var first, again projections.RestoreView
+	a.request(natsapi.SubjectRestoresCreate, req("fresh-copy")).ok(t, &first)
+	n := a.st.Store.Appends()
+	a.request(natsapi.SubjectRestoresCreate, req("fresh-copy")).ok(t, &again)
+	if again.ID != first.ID {
+		t.Errorf("retry: restore %s, want %s", again.ID, first.ID)
+	}
+	a.request(natsapi.SubjectRestoresCreate, req("other-copy")).problem(t, 422, domain.CodeIdempotencyKeyReused)
+	a.unchanged("reused key", n)
+	a.st.Identity.Read(func(d *domain.Directory) {
+		if _, ok := d.App("other-copy"); ok {
+			t.Error("a refused request registered its target")
+		}
+	})
 }

@@ -350,9 +350,10 @@ type Verifier interface {
 type Identity interface {
 	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
 	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
-	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.IdentityResult, error)
+	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.PasswordChange, error)
 	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
 	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
+	RegisterApp(ctx context.Context, p domain.Principal, c domain.RegisterApp, m domain.Meta) (domain.IdentityResult, error)
 	Visible(p domain.Principal, app string) bool
 	Read(fn func(d *domain.Directory))
 	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)

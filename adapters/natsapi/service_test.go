@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/adapters/natsapi"
+	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
 )
@@ -178,5 +179,8 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Errorf("appends %d, want 1", got)
 	}
 	a.request(natsapi.SubjectBackupsDelete, natsapi.DeleteRequest{App: "crm", ID: first.ID,
-		CommandFields: natsapi.CommandFields{IdempotencyKey: "k-1"}}).problem(t, 409, "conflict")
+		CommandFields: natsapi.CommandFields{IdempotencyKey: "k-1"}}).problem(t, 422, domain.CodeIdempotencyKeyReused)
+	another := "another"
+	a.request(natsapi.SubjectBackupsCreate, natsapi.CreateRequest{App: "crm", Name: &another,
+		CommandFields: natsapi.CommandFields{IdempotencyKey: "k-1"}}).problem(t, 422, domain.CodeIdempotencyKeyReused)
 }

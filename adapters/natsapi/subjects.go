@@ -46,7 +46,7 @@ const (
 	SubjectUsersList         = SubjectPrefix + ".users.list"          // {} → UserList
 	SubjectUsersGet          = SubjectPrefix + ".users.get"           // UserRequest → user
 	SubjectUsersDisable      = SubjectPrefix + ".users.disable"       // DisableUserRequest → user
-	SubjectUsersPassword     = SubjectPrefix + ".users.password"      // PasswordRequest → PasswordSet
+	SubjectUsersPassword     = SubjectPrefix + ".users.password"      // PasswordRequest → projections.PasswordChangeView
 	SubjectAppsRegister      = SubjectPrefix + ".apps.register"       // RegisterAppRequest → app access
 	SubjectAppsAdminsGet     = SubjectPrefix + ".apps.admins.get"     // AppRequest → app access
 	SubjectAppsAdminsGrant   = SubjectPrefix + ".apps.admins.grant"   // AdminRequest → AdminChange

@@ -65,6 +65,29 @@ func (a *Archives) OpenArchive(ctx context.Context, backupID string, size int64,
 	return a.openComponent(ctx, backupID, rc, component)
 }
 
+var _ domain.ArchiveChecker = (*Archives)(nil)
+
+// CheckArchive implements domain.ArchiveChecker: the object store's
+// record of backupID's archive is there, decodes, and records the
+// ledger's size and SHA-256 (the bytes are not read).
+func (a *Archives) CheckArchive(ctx context.Context, backupID string, size int64, sha256Hex string) error {
+	oi, err := a.obs.GetInfo(ctx, backupID)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return corrupt("archive missing")
+	case errors.Is(err, jetstream.ErrBadObjectMeta):
+		return corrupt("the object store's record of the archive is unreadable")
+	case err != nil:
+		return fmt.Errorf("check archive %s: %w", backupID, err)
+	case int64(oi.Size) != size:
+		return corrupt("archive is %d bytes, ledger has %d", oi.Size, size)
+	}
+	if sum, err := hexDigest(oi.Digest); err != nil || sum != sha256Hex {
+		return corrupt("object store records sha256 %s, ledger has %s", sum, sha256Hex)
+	}
+	return nil
+}
+
 // openVerified opens the object of backupID for reading through a
 // verifyingReader.
 func (a *Archives) openVerified(ctx context.Context, backupID string, size int64, sha256Hex string) (io.ReadCloser, error) {
@@ -73,6 +96,12 @@ func (a *Archives) openVerified(ctx context.Context, backupID string, size int64
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		cancel()
 		return nil, corrupt("archive missing")
+	}
+	if errors.Is(err, jetstream.ErrBadObjectMeta) {
+		// The object store's record of the archive does not decode: it
+		// will not heal by trying again.
+		cancel()
+		return nil, corrupt("the object store's record of the archive is unreadable")
 	}
 	if err != nil {
 		cancel()

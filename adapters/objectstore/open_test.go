@@ -178,6 +178,39 @@ func TestOpenArchiveCorrupt(t *testing.T) {
 		wantCorrupt(t, err, "archive missing")
 		_, err = a.OpenArchive(ctx, "01JNEVERWRITTEN", info.SizeBytes, info.SHA256, "config")
 		wantCorrupt(t, err, "archive missing")
+		wantCorrupt(t, a.CheckArchive(ctx, "01JNEVERWRITTEN", info.SizeBytes, info.SHA256), "archive missing")
+	})
+
+	t.Run("check: size and digest", func(t *testing.T) {
+		obs, _ := js.ObjectStore(ctx, objectstore.DefaultBucket)
+		if _, err := obs.PutBytes(ctx, "01JCORRUPT", raw); err != nil {
+			t.Fatal(err)
+		}
+		wantCorrupt(t, a.CheckArchive(ctx, "01JCORRUPT", info.SizeBytes+1, info.SHA256), "ledger has")
+		wantCorrupt(t, a.CheckArchive(ctx, "01JCORRUPT", info.SizeBytes, strings.Repeat("0", 64)), "ledger has")
+	})
+
+	// The object store's record of the archive no longer decodes: corrupt
+	// (for good), not an internal error to retry.
+	t.Run("record unreadable", func(t *testing.T) {
+		obs, _ := js.ObjectStore(ctx, objectstore.DefaultBucket)
+		if _, err := obs.PutBytes(ctx, "01JCORRUPT", raw); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CheckArchive(ctx, "01JCORRUPT", info.SizeBytes, info.SHA256); err != nil {
+			t.Fatalf("CheckArchive of the intact archive: %v", err)
+		}
+		m := nats.NewMsg("$O." + objectstore.DefaultBucket + ".M." + base64.URLEncoding.EncodeToString([]byte("01JCORRUPT")))
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		m.Data = []byte(`{"name": "01JCORRUPT", "size": "not a number`)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		for _, component := range []string{"", "config"} {
+			_, err := a.OpenArchive(ctx, "01JCORRUPT", info.SizeBytes, info.SHA256, component)
+			wantCorrupt(t, err, "record of the archive is unreadable")
+		}
+		wantCorrupt(t, a.CheckArchive(ctx, "01JCORRUPT", info.SizeBytes, info.SHA256), "record of the archive is unreadable")
 	})
 }
 

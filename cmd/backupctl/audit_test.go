@@ -19,6 +19,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	ledgerjs "github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/test/natstest"
@@ -44,10 +45,11 @@ func startAuditBackupd(t *testing.T) *auditEnv {
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
+	cfg.MetricsAddr = daemon.ListenNone // no fixed port: scripts run in parallel
 	cfg.AdminToken = testToken
 	cfg.Sync = daemon.SyncInterval
 	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.PasswordCost = 4
+	cfg.PasswordParams = password.TestParams()
 	cfg.Rules.MinInterval = 0
 	d, err := daemon.New(cfg)
 	if err != nil {
@@ -66,6 +68,12 @@ func startAuditBackupd(t *testing.T) *auditEnv {
 	if err := d.WaitReady(ctx); err != nil {
 		t.Fatalf("backupd not ready: %v", err)
 	}
+	// The apps the tests use exist: registered, like every app.
+	e := &auditEnv{t: t, dir: dir, d: d}
+	e.must("org", "create", "test")
+	for _, app := range []string{"crm", "hr"} {
+		e.must("app", "register", app, "--org", "test")
+	}
 	opts, err := d.NATSConnectOptions()
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +87,8 @@ func startAuditBackupd(t *testing.T) *auditEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &auditEnv{t: t, dir: dir, d: d, login: daemon.NATSCredentialsPath(cfg.DataDir, daemon.RoleAudit), js: js, nc: nc}
+	e.login, e.js, e.nc = daemon.NATSCredentialsPath(cfg.DataDir, daemon.RoleAudit), js, nc
+	return e
 }
 
 // syncBuffer is a bytes.Buffer that a running command writes to while the

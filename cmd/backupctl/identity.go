@@ -15,7 +15,7 @@ import (
 
 const helpUserCreate = `
 Creates a user (server administrator only). ID is 1 to 63 of a-z, 0-9, _
-and - (starting with a letter or digit). The password (12 to 72 bytes) is
+and - (starting with a letter or digit). The password (12 to 1024 bytes) is
 asked twice on the terminal, without echo; when stdin is not a terminal it
 is the first line of stdin.
 
@@ -47,11 +47,17 @@ prints the server's JSON of the user.
 
 const helpUserPasswd = `
 Changes a password: with ID, that user's (the server administrator may
-change anyone's, a user only its own); without ID, your own. The new
-password (12 to 72 bytes) is asked twice on the terminal, without echo;
-when stdin is not a terminal it is the first line of stdin. A new password
-ends a lockout after too many wrong ones. With --json, prints {"user",
-"changed": true}.
+change anyone's, a user only its own); without ID, your own. A user gives
+its current password first (a wrong one counts as a wrong password); the
+server administrator sets one without it. The passwords are asked on the
+terminal, without echo, the new one (12 to 1024 bytes) twice; when stdin
+is not a terminal they are its lines: the current password (a user only),
+then the new one.
+
+The change ends every other session of the user (logins elsewhere); API
+tokens keep working, and are listed so that you can revoke one that
+leaked (backupctl token revoke). With --json, prints the server's JSON:
+{"user", "changed": true, "revoked_sessions": [ids], "api_tokens": [...]}.
 `
 
 const helpOrgCreate = `
@@ -83,11 +89,13 @@ rights on the organisation's apps end with it. With --json, prints {"org",
 `
 
 const helpAppRegister = `
-Registers APP in the organisation ORG, for good. The server administrator
-may register any app; a member of ORG registers it and becomes its first
-admin. An app used before anyone registered it belongs to the organisation
-"default" and can be registered once. App ids are global: an id taken by
-another organisation is already_exists.
+Registers APP in the organisation ORG, for good: an app exists only once
+registered, and every other command on an unregistered app is not_found,
+also for the server administrator. A member of ORG registers only an id
+never used (not registered, no events, nothing in its configuration) and
+becomes its first admin; any other id is not_found. The server
+administrator registers any unregistered id: an app used before
+registration existed (in the organisation "default") moves into ORG so.
 
 Flags:
   --org ORG  the organisation (required)
@@ -236,32 +244,47 @@ func userPasswd(ctx context.Context, c *cli, cmd *command, args []string) error 
 	if err != nil {
 		return err
 	}
-	var user string
+	var me projections.MeView
+	if _, err := cl.getJSON(ctx, apiPath("v1/me"), &me); err != nil {
+		return err
+	}
+	user := me.ID
 	if len(pos) == 1 {
 		user = pos[0]
-	} else {
-		var me projections.MeView
-		if _, err := cl.getJSON(ctx, apiPath("v1/me"), &me); err != nil {
+	} else if me.Admin {
+		return &usageError{msg: "the server administrator has no password (its token is admin.token): name the user", cmd: cmd}
+	}
+	body := map[string]string{}
+	if !me.Admin {
+		if body["current_password"], err = c.readSecret(ctx, cmd, fmt.Sprintf("Current password of %s: ", user)); err != nil {
 			return err
 		}
-		if me.Admin {
-			return &usageError{msg: "the server administrator has no password (its token is admin.token): name the user", cmd: cmd}
-		}
-		user = me.ID
 	}
-	pw, err := c.newPassword(ctx, cmd, user)
+	if body["password"], err = c.newPassword(ctx, cmd, user); err != nil {
+		return err
+	}
+	a, err := cl.do(ctx, request{method: http.MethodPut, path: apiPath("v1/users", user, "password"), command: true, json: body})
 	if err != nil {
 		return err
 	}
-	if _, err := cl.do(ctx, request{method: http.MethodPut, path: apiPath("v1/users", user, "password"), command: true,
-		json: map[string]string{"password": pw}}); err != nil {
+	if c.g.json {
+		return writeJSON(c.stdout, a.body)
+	}
+	var v projections.PasswordChangeView
+	if err := decode(a.body, &v); err != nil {
 		return err
 	}
-	if c.g.json {
-		return printJSON(c.stdout, map[string]any{"user": user, "changed": true})
+	fmt.Fprintf(c.stdout, "Changed the password of %s.\n", user)
+	if n := len(v.RevokedSessions); n > 0 {
+		fmt.Fprintf(c.stdout, "Ended %s of %s elsewhere.\n", plural(n, "other session", "other sessions"), user)
 	}
-	_, err = fmt.Fprintf(c.stdout, "Changed the password of %s.\n", user)
-	return err
+	if len(v.APITokens) > 0 {
+		fmt.Fprintf(c.stdout, "API tokens of %s still work (revoke one that leaked with backupctl token revoke ID):\n", user)
+		for _, t := range v.APITokens {
+			fmt.Fprintf(c.stdout, "  %s  %s\n", t.ID, clean(t.Name))
+		}
+	}
+	return nil
 }
 
 func orgCreate(ctx context.Context, c *cli, cmd *command, args []string) error {

@@ -35,8 +35,9 @@ use the session when neither --token nor $BACKUPCTL_TOKEN is given, it is
 for the same --server, and it has not expired; then ./data/admin.token.
 
 A wrong password or an unknown user is refused with unauthenticated
-(exit 1); after 5 wrong passwords within 15 minutes the user is locked out
-for 15 minutes (password_locked). With --json, prints {"server", "user",
+(exit 1); after a few wrong passwords the server asks to wait before the
+next try (too_many_attempts, with how long: docs/security.md, "Wrong
+passwords"), the same for every name. With --json, prints {"server", "user",
 "token_id", "expires_at", "session_file"} (never the token).
 `
 
@@ -304,7 +305,7 @@ func (c *cli) readSecret(ctx context.Context, cmd *command, prompt string) (stri
 // catch a typo (a mismatch is a failure, and nothing is changed); once from
 // stdin otherwise.
 func (c *cli) newPassword(ctx context.Context, cmd *command, user string) (string, error) {
-	pw, err := c.readSecret(ctx, cmd, fmt.Sprintf("New password for %s (12 to 72 bytes): ", user))
+	pw, err := c.readSecret(ctx, cmd, fmt.Sprintf("New password for %s (12 to 1024 bytes): ", user))
 	if err != nil {
 		return "", err
 	}

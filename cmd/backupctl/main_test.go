@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 )
@@ -44,6 +47,7 @@ func TestScripts(t *testing.T) {
 			"zipcheck": cmdZipCheck,
 			"sha256of": cmdSHA256Of,
 			"perm":     cmdPerm,
+			"apps":     cmdApps,
 		},
 	})
 }
@@ -61,10 +65,11 @@ func startBackupd(env *testscript.Env) error {
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSListen = daemon.ListenNone
+	cfg.MetricsAddr = daemon.ListenNone // no fixed port: scripts run in parallel
 	cfg.AdminToken = testToken
 	cfg.Sync = daemon.SyncInterval
 	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.PasswordCost = 4 // bcrypt's minimum: logins in tests are quick
+	cfg.PasswordParams = password.TestParams()
 	d, err := daemon.New(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -100,6 +105,33 @@ func (s brokenApp) Export(ctx context.Context, app string, emit func(domain.Item
 		return errors.New("app broken cannot be exported")
 	}
 	return s.Source.Export(ctx, app, emit)
+}
+
+// cmdApps registers apps as the server administrator, in the organisation
+// "test" (made if need be): an app exists only once registered.
+//
+//	apps crm billing
+func cmdApps(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: apps APP...")
+	}
+	do := func(method, path, body string, ok ...int) {
+		req, err := http.NewRequest(method, ts.Getenv(envServer)+path, strings.NewReader(body))
+		ts.Check(err)
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("ADMIN_TOKEN"))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !slices.Contains(ok, resp.StatusCode) {
+			ts.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+	}
+	do("POST", "/v1/orgs", `{"id":"test"}`, http.StatusCreated, http.StatusConflict)
+	for _, app := range args {
+		do("PUT", "/v1/apps/"+app, `{"org":"test"}`, http.StatusOK)
+	}
 }
 
 // cmdExits runs a program and checks its exit code:

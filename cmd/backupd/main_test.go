@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,7 +184,7 @@ func TestParseFlagsFlagWinsOverEnvironment(t *testing.T) {
 func TestParseFlagsLifecycle(t *testing.T) {
 	args := []string{"--nightly", "--nightly-time=03:30", "--nightly-time-zone=Asia/Tokyo", "--nightly-interval=30s",
 		"--orphan-interval=10m", "--orphan-grace=2h", "--webhook-timeout=3s", "--webhook-backoff=1s", "--webhook-retry-for=1h",
-		"--smtp-host=mail.example.com", "--smtp-port=25", "--smtp-starttls=always", "--smtp-user=backups",
+		"--webhook-allow-private", "--smtp-host=mail.example.com", "--smtp-port=25", "--smtp-starttls=always", "--smtp-user=backups",
 		"--smtp-from=Backups <backups@example.com>", "--public-url=https://backups.example.com"}
 	cfg := parse(t, args, map[string]string{"BACKUPD_SMTP_PASSWORD": "from-env"})
 	want := daemon.DefaultConfig()
@@ -191,6 +193,7 @@ func TestParseFlagsLifecycle(t *testing.T) {
 	want.OrphanInterval = 10 * time.Minute
 	want.OrphanGrace = 2 * time.Hour
 	want.WebhookTimeout, want.WebhookBackoff, want.WebhookRetryFor = 3*time.Second, time.Second, time.Hour
+	want.WebhookAllowPrivate = true
 	want.SMTP = daemon.SMTPConfig{Host: "mail.example.com", Port: 25, StartTLS: "always", User: "backups", Password: "from-env",
 		From: "Backups <backups@example.com>"}
 	want.PublicURL = "https://backups.example.com"
@@ -391,12 +394,18 @@ func TestComposeFile(t *testing.T) {
 			Command     []string          `yaml:"command"`
 			Environment map[string]string `yaml:"environment"`
 			Volumes     []string          `yaml:"volumes"`
+			Secrets     []string          `yaml:"secrets"`
+			Ports       []string          `yaml:"ports"`
 		} `yaml:"services"`
+		Secrets map[string]struct {
+			Environment string `yaml:"environment"`
+		} `yaml:"secrets"`
 	}
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	backupds, nodes := 0, 0
+	var metricsTargets []string // host:port of each backupd's metrics
 	for name, svc := range compose.Services {
 		for _, v := range svc.Volumes {
 			if src, _, ok := strings.Cut(v, ":"); ok && strings.HasPrefix(src, "./") {
@@ -433,7 +442,22 @@ func TestComposeFile(t *testing.T) {
 		if cfg.NATSUser != daemon.RoleBackupd || cfg.NATSPassword == "" || cfg.NATSStagingAPI != daemon.DefaultStagingAPI || cfg.NATSAuditAPI != daemon.DefaultAuditAPI {
 			t.Errorf("%s: nats login %q, staging %q, audit %q", name, cfg.NATSUser, cfg.NATSStagingAPI, cfg.NATSAuditAPI)
 		}
+		// Metrics: for the compose network (Prometheus is another
+		// container), behind the token of the secret Prometheus reads,
+		// and not published on the host.
+		host, port, err := net.SplitHostPort(cfg.MetricsAddr)
+		if err != nil || host != "0.0.0.0" || cfg.MetricsToken == "" ||
+			svc.Environment["BACKUPD_METRICS_TOKEN"] != "${"+compose.Secrets["metrics_token"].Environment+":?set "+compose.Secrets["metrics_token"].Environment+"}" {
+			t.Errorf("%s: metrics on %q (%v), token from %q", name, cfg.MetricsAddr, err, svc.Environment["BACKUPD_METRICS_TOKEN"])
+		}
+		for _, p := range svc.Ports {
+			if strings.HasSuffix(p, ":"+port) {
+				t.Errorf("%s publishes its metrics port: %s", name, p)
+			}
+		}
+		metricsTargets = append(metricsTargets, net.JoinHostPort(name, port))
 	}
+	checkComposePrometheus(t, compose.Services["prometheus"].Secrets, compose.Secrets["metrics_token"].Environment, metricsTargets)
 	if backupds < 2 {
 		t.Errorf("%d backupd services, want replicas", backupds)
 	}
@@ -472,5 +496,96 @@ func checkNATSNode(t *testing.T, name string, command []string, env map[string]s
 	want := map[string]string{daemon.RoleBackupd: daemon.AccountLedger, daemon.RoleProducer: daemon.AccountProducers, daemon.RoleAudit: daemon.AccountAudit}
 	if !maps.Equal(users, want) {
 		t.Errorf("%s: users %v, want %v", name, users, want)
+	}
+}
+
+// checkComposePrometheus checks that docker-compose.yml's Prometheus
+// (docs/prometheus/prometheus.yml) scrapes every backupd's metrics port
+// with the scrape token, read from the secret the service mounts.
+func checkComposePrometheus(t *testing.T, secrets []string, secretEnv string, targets []string) {
+	t.Helper()
+	if !slices.Contains(secrets, "metrics_token") || secretEnv != "BACKUPLEDGER_METRICS_TOKEN" {
+		t.Errorf("prometheus mounts the secrets %q; the secret metrics_token comes from %q", secrets, secretEnv)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "prometheus", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			Authorization struct {
+				Type            string `yaml:"type"`
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(raw, &prom); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	for _, sc := range prom.ScrapeConfigs {
+		if sc.JobName != "backupd" {
+			continue
+		}
+		if sc.Authorization.Type != "Bearer" || sc.Authorization.CredentialsFile != "/run/secrets/metrics_token" {
+			t.Errorf("backupd scrapes with authorization %+v, want the bearer token of /run/secrets/metrics_token", sc.Authorization)
+		}
+		var got []string
+		for _, c := range sc.StaticConfigs {
+			got = append(got, c.Targets...)
+		}
+		slices.Sort(got)
+		slices.Sort(targets)
+		if !slices.Equal(got, targets) {
+			t.Errorf("Prometheus scrapes %q, want every backupd's metrics address %q", got, targets)
+		}
+		return
+	}
+	t.Error("prometheus.yml has no job backupd")
+}
+
+// The HTTP listeners' bounds and the metrics listener, from flags and the
+// environment; bad values are refused naming the setting.
+func TestParseFlagsHTTPAndMetrics(t *testing.T) {
+	d := parse(t, nil, nil)
+	if d.HTTPReadHeaderTimeout != 10*time.Second || d.HTTPReadTimeout != time.Minute || d.HTTPIdleTimeout != time.Minute ||
+		d.HTTPMaxConns != 1024 || d.MetricsAddr != "127.0.0.1:9464" || d.MetricsToken != "" || d.MetricsTokenFile != "" {
+		t.Errorf("defaults: header %s read %s idle %s conns %d metrics %q token %q file %q", d.HTTPReadHeaderTimeout, d.HTTPReadTimeout,
+			d.HTTPIdleTimeout, d.HTTPMaxConns, d.MetricsAddr, d.MetricsToken, d.MetricsTokenFile)
+	}
+
+	cfg := parse(t, []string{"--http-read-header-timeout=2s", "--http-read-timeout=30s", "--http-idle-timeout=5m", "--http-max-conns=64",
+		"--metrics-addr=0.0.0.0:9100"}, map[string]string{"BACKUPD_METRICS_TOKEN": "scrape-secret"})
+	want := daemon.DefaultConfig()
+	want.HTTPReadHeaderTimeout, want.HTTPReadTimeout, want.HTTPIdleTimeout = 2*time.Second, 30*time.Second, 5*time.Minute
+	want.HTTPMaxConns = 64
+	want.MetricsAddr, want.MetricsToken = "0.0.0.0:9100", "scrape-secret"
+	assertConfig(t, cfg, want)
+
+	if c := parse(t, []string{"--metrics-addr=none"}, nil); c.MetricsAddr != daemon.ListenNone {
+		t.Errorf("--metrics-addr=none: %q", c.MetricsAddr)
+	}
+	if c := parse(t, []string{"--metrics-token-file=/run/secrets/t"}, nil); c.MetricsTokenFile != "/run/secrets/t" {
+		t.Errorf("--metrics-token-file: %q", c.MetricsTokenFile)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http-read-timeout=0"}, "http read header, read and idle timeouts must be positive"},
+		{[]string{"--http-idle-timeout=-1s"}, "http read header, read and idle timeouts must be positive"},
+		{[]string{"--http-read-header-timeout=2m"}, "must not exceed the http read timeout"},
+		{[]string{"--http-max-conns=0"}, "http max conns must be at least 1"},
+		{[]string{"--metrics-addr="}, "metrics address must be set"},
+		{[]string{"--metrics-addr=none", "--metrics-token=x"}, "metrics token applies only to a metrics address"},
+		{[]string{"--metrics-token=x", "--metrics-token-file=f"}, "set one"},
+	} {
+		if _, err := parseFlags(tc.args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags(%q) = %v, want an error with %q", tc.args, err, tc.want)
+		}
 	}
 }

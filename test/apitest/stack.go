@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -62,7 +60,8 @@ func (s *MemStore) LastSeq(_ context.Context, app string) (uint64, error) {
 	return s.last[app], nil
 }
 
-// Appends returns how many events were stored.
+// Appends returns how many events were stored since the stack was made
+// (its registrations of Apps not counted).
 func (s *MemStore) Appends() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,7 +188,7 @@ type Stack struct {
 	Archives  *MemArchives
 	Transfers *domain.Transfers
 	// Identity is the real identity service over the same store, with
-	// secrets in memory and bcrypt at its lowest cost.
+	// secrets in memory and Argon2id with the cheap parameters of tests.
 	Identity *domain.Identity
 	Secrets  *MemSecrets
 	// Restores is the real restore service over the same ledger, the
@@ -239,7 +238,16 @@ func (s *MemSecrets) Values() [][]byte {
 // Start is the fake clock's first reading: a Monday.
 var Start = time.Date(2026, 8, 31, 12, 2, 0, 0, time.UTC)
 
-func NewStack(t testing.TB) *Stack {
+// Apps are the apps NewStack registers, in the organisation "test".
+var Apps = []string{"crm", "erp", "shop", "fast", "slow", "empty"}
+
+// NewStack returns a stack on which Apps exist.
+func NewStack(t testing.TB) *Stack { return NewStackWith(t, Apps...) }
+
+// NewStackWith returns a stack on which apps exist (registered in the
+// organisation "test" by the server administrator), and no other: with
+// none, there is no organisation either.
+func NewStackWith(t testing.TB, apps ...string) *Stack {
 	t.Helper()
 	rules := domain.DefaultRules()
 	proj := projections.New(rules, nil)
@@ -252,17 +260,34 @@ func NewStack(t testing.TB) *Stack {
 	}
 	archives := NewMemArchives(clock)
 	secrets := &MemSecrets{m: map[string][]byte{}}
-	hasher, err := password.NewBcrypt(bcrypt.MinCost)
+	hasher, err := password.NewArgon2id(password.TestParams())
 	if err != nil {
 		t.Fatal(err)
 	}
-	identity, err := domain.NewIdentity(store, proj, secrets, hasher, clock, ids, domain.IdentityConfig{}, nil)
+	config := &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}}
+	sources := domain.SourceSet{Default: &MemSource{config: config}}
+	identity, err := domain.NewIdentity(store, proj, secrets, hasher, clock, ids,
+		domain.IdentityConfig{Apps: domain.LedgerAppUsage{States: proj, Sources: sources}}, nil)
 	if err != nil {
 		t.Fatalf("new identity: %v", err)
 	}
-	config := &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}}
-	restores := domain.NewRestores(domain.RestoreConfig{}, ledger, proj, identity,
-		domain.SourceSet{Default: &MemSource{config: config}}, NoArchives{}, nil, clock, nil)
+	restores := domain.NewRestores(domain.RestoreConfig{}, ledger, proj, identity, sources, NoArchives{}, nil, clock, nil)
+	// The apps the tests use exist: registered in the organisation
+	// "test" by the server administrator.
+	admin := domain.Principal{ID: "admin", Admin: true}
+	if len(apps) > 0 {
+		if _, err := identity.Execute(t.Context(), admin, domain.CreateOrg{ID: "test"}, domain.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, app := range apps {
+		if _, err := identity.RegisterApp(t.Context(), admin, domain.RegisterApp{App: app, Org: "test"}, domain.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.mu.Lock()
+	store.appends = 0
+	store.mu.Unlock()
 	return &Stack{
 		Identity: identity, Secrets: secrets, Restores: restores,
 		Store: store, Proj: proj, Ledger: ledger, Clock: clock,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -27,8 +28,20 @@ const (
 	SourceDir = "dir"
 )
 
-// ListenNone keeps the embedded NATS server in-process only.
+// ListenNone keeps the embedded NATS server in-process only, and serves
+// no metrics as MetricsAddr.
 const ListenNone = "none"
+
+// Defaults of the HTTP listeners (docs/security.md, "Bounded resources").
+const (
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = time.Minute
+	DefaultHTTPIdleTimeout       = time.Minute
+	DefaultHTTPMaxConns          = 1024
+	// DefaultMetricsAddr is loopback: the metrics name every
+	// organisation's apps.
+	DefaultMetricsAddr = "127.0.0.1:9464"
+)
 
 // The JetStream API prefixes under which backupd reaches the accounts of
 // the staging bucket and of the audit mirror (docs/nats/accounts.conf),
@@ -46,6 +59,26 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the HTTP API listens; port 0 picks a free port.
 	HTTPAddr string
+	// HTTPReadHeaderTimeout bounds the arrival of a request's headers,
+	// HTTPReadTimeout of its headers and body (archive uploads instead
+	// must move bytes at least every minute), HTTPIdleTimeout how long a
+	// kept-alive connection waits for its next request. They apply to the
+	// metrics listener too.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	// HTTPMaxConns bounds the HTTP API's open connections; once they are
+	// all open, new ones wait in the kernel's listen queue until one
+	// closes.
+	HTTPMaxConns int
+	// MetricsAddr is where GET /metrics is served (not on HTTPAddr), or
+	// "none"; port 0 picks a free port. With TLSCert it serves HTTPS.
+	MetricsAddr string
+	// MetricsToken, when set, is the bearer token a scrape must bring;
+	// MetricsTokenFile names a file holding it instead (read at start).
+	// At most one of them.
+	MetricsToken     string
+	MetricsTokenFile string
 	// NATSURL, when set, connects to an existing NATS cluster instead of
 	// starting the embedded server.
 	NATSURL string
@@ -152,6 +185,11 @@ type Config struct {
 	WebhookTimeout  time.Duration
 	WebhookBackoff  time.Duration
 	WebhookRetryFor time.Duration
+	// WebhookAllowPrivate lets webhooks target loopback, private,
+	// link-local and other non-public addresses and local names, refused
+	// by default at registration and at every connection
+	// (docs/notifications.md).
+	WebhookAllowPrivate bool
 	// SMTP is the relay e-mail notifications go through; an empty host
 	// turns e-mail off.
 	SMTP SMTPConfig
@@ -165,9 +203,10 @@ type Config struct {
 	PreRestoreBackupTimeout time.Duration
 	// SessionTTL is how long a login's session token lasts.
 	SessionTTL time.Duration
-	// PasswordCost is bcrypt's cost for password hashes; 0 means its
-	// default (10). Tests lower it.
-	PasswordCost int
+	// PasswordParams are the Argon2id parameters of new password hashes
+	// (docs/passwords.md); zero means password.DefaultParams. Tests use
+	// password.TestParams, which protects nothing.
+	PasswordParams password.Params
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -189,6 +228,7 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
+		MetricsAddr:     DefaultMetricsAddr,
 		NATSListen:      "127.0.0.1:4222",
 		NATSStagingAPI:  DefaultStagingAPI,
 		NATSAuditAPI:    DefaultAuditAPI,
@@ -216,6 +256,10 @@ func DefaultConfig() Config {
 		WebhookBackoff:          5 * time.Second,
 		WebhookRetryFor:         24 * time.Hour,
 		SMTP:                    SMTPConfig{Port: 587, StartTLS: "auto"},
+		HTTPReadHeaderTimeout:   DefaultHTTPReadHeaderTimeout,
+		HTTPReadTimeout:         DefaultHTTPReadTimeout,
+		HTTPIdleTimeout:         DefaultHTTPIdleTimeout,
+		HTTPMaxConns:            DefaultHTTPMaxConns,
 	}
 }
 
@@ -227,6 +271,26 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("http address must be set"))
+	}
+	if c.HTTPReadHeaderTimeout <= 0 || c.HTTPReadTimeout <= 0 || c.HTTPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("http read header, read and idle timeouts must be positive, got %s, %s, %s",
+			c.HTTPReadHeaderTimeout, c.HTTPReadTimeout, c.HTTPIdleTimeout))
+	}
+	if c.HTTPReadHeaderTimeout > c.HTTPReadTimeout {
+		errs = append(errs, fmt.Errorf("http read header timeout (%s) must not exceed the http read timeout (%s), which includes the headers",
+			c.HTTPReadHeaderTimeout, c.HTTPReadTimeout))
+	}
+	if c.HTTPMaxConns < 1 {
+		errs = append(errs, fmt.Errorf("http max conns must be at least 1, got %d", c.HTTPMaxConns))
+	}
+	switch {
+	case c.MetricsAddr == "":
+		errs = append(errs, fmt.Errorf("metrics address must be set (or %q)", ListenNone))
+	case c.MetricsAddr == ListenNone && (c.MetricsToken != "" || c.MetricsTokenFile != ""):
+		errs = append(errs, fmt.Errorf("a metrics token applies only to a metrics address: set one, or no token with metrics address %q", ListenNone))
+	}
+	if c.MetricsToken != "" && c.MetricsTokenFile != "" {
+		errs = append(errs, errors.New("metrics token and metrics token file are two ways to give the scrape token: set one"))
 	}
 	if c.NATSURL == "" && c.NATSListen == "" {
 		errs = append(errs, errors.New("nats listen address must be set (or \"none\")"))

@@ -88,6 +88,11 @@ type Daemon struct {
 	api      *natsapi.Service
 	http     *http.Server
 	httpLn   net.Listener
+	// metricsSrv serves /metrics on MetricsAddr (nil with "none").
+	metricsSrv *http.Server
+	metricsLn  net.Listener
+	// lock is the data dir's lock, held from Start to the end of stop.
+	lock *dirLock
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -112,7 +117,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
-	d.log.Info("backupd serving", "http", d.HTTPURL(), "nats", redactURLs(d.NATSURL()), "data_dir", d.cfg.DataDir)
+	d.log.Info("backupd serving", "http", d.HTTPURL(), "metrics", d.MetricsURL(), "nats", redactURLs(d.NATSURL()), "data_dir", d.cfg.DataDir)
 	<-ctx.Done()
 	d.log.Info("backupd stopping")
 	err := d.Close()
@@ -121,7 +126,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // Start starts every part and returns once the HTTP API listens. Streams,
-// buckets and consumers are created or updated at every start.
+// buckets and consumers are created or updated at every start. It first
+// takes the data dir's lock: while another process holds it, Start fails
+// with ErrDataDirInUse.
 func (d *Daemon) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -130,6 +137,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if d.lock, err = lockDataDir(d.cfg.DataDir); err != nil {
+		return err
+	}
+	metricsToken, err := d.cfg.metricsToken()
+	if err != nil {
+		return err
 	}
 	token, err := adminToken(d.cfg.AdminToken, d.cfg.DataDir, d.log)
 	if err != nil {
@@ -271,11 +285,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	hasher, err := password.NewBcrypt(d.cfg.PasswordCost)
+	hasher, err := password.NewArgon2id(d.cfg.PasswordParams)
 	if err != nil {
 		return err
 	}
-	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, clock, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL}, d.log)
+	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, clock, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL, AllowPrivateWebhookTargets: d.cfg.WebhookAllowPrivate,
+		Apps: domain.LedgerAppUsage{States: d.proj, Sources: sources}}, d.log)
 	if err != nil {
 		return err
 	}
@@ -345,7 +360,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location}, httpapi.Deps{
+	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location, MetricsToken: metricsToken,
+		UnauthenticatedReadTimeout: min(httpapi.DefaultUnauthenticatedReadTimeout, d.cfg.HTTPReadTimeout)}, httpapi.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
 		Schedules: sched, Deliveries: dlog, OpenAPI: docs.OpenAPI, Keys: lkeys,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
@@ -361,21 +377,14 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("http listen: %w", err)
+	if err := d.serveMetrics(h.MetricsHandler(), tlsConfig, metricsToken); err != nil {
+		return err
 	}
-	if tlsConfig != nil {
-		d.httpLn = tls.NewListener(d.httpLn, tlsConfig)
+	if d.httpLn, err = d.listen("http", d.cfg.HTTPAddr, d.cfg.HTTPMaxConns, tlsConfig); err != nil {
+		return err
 	}
-	d.http = &http.Server{Handler: metrics.InstrumentHTTP(h.Handler()), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
-	ln := d.httpLn
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("http server", "err", err)
-		}
-	}()
+	d.http = d.httpServer(metrics.InstrumentHTTP(h.Handler()), tlsConfig)
+	d.serve("http", d.http, d.httpLn)
 	return nil
 }
 
@@ -565,6 +574,27 @@ func (d *Daemon) HTTPAddr() string {
 	return d.httpLn.Addr().String()
 }
 
+// MetricsAddr returns the address /metrics is served on, "" for none.
+func (d *Daemon) MetricsAddr() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	return d.metricsLn.Addr().String()
+}
+
+// MetricsURL returns the URL of /metrics (https with --tls-cert), "" when
+// it is not served.
+func (d *Daemon) MetricsURL() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	scheme := "http://"
+	if d.cfg.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + d.MetricsAddr() + "/metrics"
+}
+
 // NATSURL returns the URL of the NATS server clients can use: the embedded
 // server's listen address (without a login: see NATSCredentials and
 // NATSConnectOptions), or the configured cluster.
@@ -601,13 +631,18 @@ func (d *Daemon) stop(graceful bool) error {
 	if !graceful && d.nc != nil {
 		d.nc.Close() // no ack, nak or reply leaves this process any more
 	}
-	if d.http != nil {
-		if graceful {
-			if err := d.http.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	for _, srv := range []struct {
+		what string
+		srv  *http.Server
+	}{{"http", d.http}, {"metrics", d.metricsSrv}} {
+		switch {
+		case srv.srv == nil:
+		case graceful:
+			if err := srv.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s shutdown: %w", srv.what, err))
 			}
-		} else {
-			d.http.Close()
+		default:
+			srv.srv.Close()
 		}
 	}
 	if d.api != nil {
@@ -637,6 +672,10 @@ func (d *Daemon) stop(graceful bool) error {
 	if d.srv != nil {
 		d.srv.Shutdown()
 		d.srv.WaitForShutdown()
+	}
+	// Last: the next backupd on this data dir may start now.
+	if err := d.lock.release(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -158,7 +158,7 @@ func (d *Daemon) notifyConfig() notify.Config {
 	c := d.cfg
 	return notify.Config{
 		Replicas: c.Replicas, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff, RetryFor: c.WebhookRetryFor,
-		Client: d.WebhookClient,
+		Client: d.WebhookClient, AllowPrivateTargets: c.WebhookAllowPrivate,
 		SMTP: notify.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS, User: c.SMTP.User,
 			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: d.SMTPTLS},
 	}

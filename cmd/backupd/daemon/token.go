@@ -13,8 +13,10 @@ import (
 )
 
 // adminToken returns the configured admin token, or the one stored in
-// <dataDir>/admin.token, creating it (mode 0600) on the first start. The
-// token itself is never logged, only the file's path.
+// <dataDir>/admin.token, creating it (mode 0600) on the first start. A
+// stored file that others may read is made private again, with a warning
+// (as the NATS login files are). The token itself is never logged, only
+// the file's path.
 func adminToken(configured, dataDir string, log *slog.Logger) (string, error) {
 	if configured != "" {
 		return configured, nil
@@ -25,6 +27,9 @@ func adminToken(configured, dataDir string, log *slog.Logger) (string, error) {
 		tok := strings.TrimSpace(string(b))
 		if tok == "" {
 			return "", fmt.Errorf("admin token file %s is empty", path)
+		}
+		if err := tightenTokenMode(path, log); err != nil {
+			return "", err
 		}
 		return tok, nil
 	}
@@ -67,4 +72,23 @@ func adminToken(configured, dataDir string, log *slog.Logger) (string, error) {
 	}
 	log.Info("created admin token; use it as the bearer token of the API", "path", path)
 	return tok, nil
+}
+
+// tightenTokenMode makes an admin token file that others may read private
+// again (0600) and warns: whoever could read it may hold the token.
+func tightenTokenMode(path string, log *slog.Logger) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	was := fi.Mode().Perm()
+	if was&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("admin token file %s is readable by others (%s) and could not be made private: %w", path, was, err)
+	}
+	log.Warn("admin token file was readable by others; made private. Whoever read it holds the server administrator's token: "+
+		"to replace it, stop backupd, delete the file and start again", "path", path, "was", was.String())
+	return nil
 }

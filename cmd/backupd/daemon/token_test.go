@@ -176,3 +176,47 @@ func TestAdminTokenConcurrentFirstStartsAgree(t *testing.T) {
 		t.Errorf("data dir holds %v, want only admin.token (no temp files left)", entries)
 	}
 }
+
+// An admin.token that others may read is made private again, with a
+// warning naming the file (never the token), as the NATS login files are.
+func TestAdminTokenLooseModeIsRepaired(t *testing.T) {
+	for _, loose := range []os.FileMode{0o644, 0o640, 0o604, 0o666} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "admin.token")
+		if err := os.WriteFile(path, []byte("loose-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, loose); err != nil {
+			t.Fatal(err)
+		}
+		log, buf := captureLog()
+		tok, err := adminToken("", dir, log)
+		if err != nil || tok != "loose-secret" {
+			t.Fatalf("%v: adminToken = %q, %v", loose, tok, err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%v: mode after start %v, want -rw-------", loose, fi.Mode().Perm())
+		}
+		out := buf.String()
+		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "readable by others") || !strings.Contains(out, path) ||
+			!strings.Contains(out, loose.String()) {
+			t.Errorf("%v: no warning naming the file and its mode:\n%s", loose, out)
+		}
+		if strings.Contains(out, "loose-secret") {
+			t.Errorf("%v: the warning contains the token:\n%s", loose, out)
+		}
+
+		// Private now: the next start says nothing.
+		buf.Reset()
+		if _, err := adminToken("", dir, log); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() != 0 {
+			t.Errorf("%v: second start logged:\n%s", loose, buf.String())
+		}
+	}
+}
