@@ -12,9 +12,33 @@ import (
 )
 
 // captureLog returns a logger that writes text into the returned buffer.
-func captureLog() (*slog.Logger, *bytes.Buffer) {
-	var buf bytes.Buffer
+func captureLog() (*slog.Logger, *logBuffer) {
+	var buf logBuffer
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
+}
+
+// logBuffer is a log's output, safe to read while another goroutine logs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestAdminTokenConfiguredWins(t *testing.T) {
@@ -215,7 +239,7 @@ func TestAdminTokenLooseModeIsRepaired(t *testing.T) {
 		if _, err := adminToken("", dir, log); err != nil {
 			t.Fatal(err)
 		}
-		if buf.Len() != 0 {
+		if buf.String() != "" {
 			t.Errorf("%v: second start logged:\n%s", loose, buf.String())
 		}
 	}
