@@ -34,17 +34,6 @@ const (
 	TypeTokenRevoked    = "token.revoked"
 )
 
-// Identity error codes.
-const (
-	CodePermissionDenied  = "permission_denied"
-	CodePasswordIncorrect = "password_incorrect"
-	// CodePasswordLocked was the answer of a locked user, until wrong
-	// passwords were throttled instead (CodeTooManyAttempts); no longer
-	// answered.
-	CodePasswordLocked = "password_locked"
-	CodeAlreadyExists  = "already_exists"
-)
-
 // Password lengths, in bytes.
 const (
 	// MinPasswordLen is the shortest password accepted.

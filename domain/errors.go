@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Stable error codes. Transports map each to a status in one table; the code
-// itself is part of the API contract and never changes.
+// Stable error codes: every code of the API is here, and the application
+// (package usecase) maps each to a status in one table. The code itself is
+// part of the API contract and never changes.
 const (
 	CodeInvalidArgument     = "invalid_argument"
 	CodeNotFound            = "not_found"
@@ -23,6 +24,30 @@ const (
 	CodeArchiveTooLarge     = "archive_too_large"
 	CodeArchiveVersion      = "unsupported_archive_version"
 	CodeInternal            = "internal"
+
+	// Identity.
+	CodePermissionDenied  = "permission_denied"
+	CodePasswordIncorrect = "password_incorrect"
+	// CodePasswordLocked was the answer of a locked user, until wrong
+	// passwords were throttled instead (CodeTooManyAttempts); no longer
+	// answered.
+	CodePasswordLocked = "password_locked"
+	CodeAlreadyExists  = "already_exists"
+	// CodeTooManyAttempts answers a password check refused by the
+	// Throttle, before the password is looked at: the same for every name,
+	// known or not.
+	CodeTooManyAttempts = "too_many_attempts"
+	// CodeIdempotencyKeyReused answers a command whose idempotency key the
+	// caller already used for another request (the IETF Idempotency-Key
+	// draft): a retry must send the same request.
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+
+	// Restores and maintenance.
+	CodeRestoreInProgress  = "restore_in_progress"
+	CodeAppInMaintenance   = "app_in_maintenance"
+	CodeBackupNewer        = "backup_newer_than_server"
+	CodeNotInMaintenance   = "not_in_maintenance"
+	CodeAlreadyMaintenance = "already_in_maintenance"
 )
 
 // Error is an error with a stable code that is safe to show to a client.

@@ -6,11 +6,6 @@ import (
 	"encoding/json"
 )
 
-// CodeIdempotencyKeyReused answers a command whose idempotency key the
-// caller already used for another request (the IETF Idempotency-Key
-// draft): a retry must send the same request.
-const CodeIdempotencyKeyReused = "idempotency_key_reused"
-
 // Requester is implemented by a command that holds more than what the
 // client asked for (ids it made, facts it looked up): Request returns
 // what the client asked for, which RequestHash fingerprints.

@@ -19,15 +19,6 @@ const (
 	TypeRestoreFailed          = "restore.failed"
 )
 
-// Restore error codes.
-const (
-	CodeRestoreInProgress  = "restore_in_progress"
-	CodeAppInMaintenance   = "app_in_maintenance"
-	CodeBackupNewer        = "backup_newer_than_server"
-	CodeNotInMaintenance   = "not_in_maintenance"
-	CodeAlreadyMaintenance = "already_in_maintenance"
-)
-
 // Restore steps, in order. A restore.failed names the step that failed.
 const (
 	StepRequested     = "requested"

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// CodeTooManyAttempts answers a password check refused by the Throttle,
-// before the password is looked at: the same for every name, known or not.
-const CodeTooManyAttempts = "too_many_attempts"
-
 // Throttle settings (docs/security.md, "Wrong passwords"). Wrong
 // passwords are counted in memory, per backupd process, for a name
 // whether or not a user has it, and per client address; the answers never

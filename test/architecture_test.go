@@ -173,8 +173,8 @@ func TestGraphViolations(t *testing.T) {
 
 // TestDependenciesPointOneWay checks STYLE rule 1 with go list -deps:
 // domain imports only the standard library; projections imports the
-// standard library and domain; no adapter imports another; only cmd/ and
-// test/ import cmd/. A failure names the offending import and the chain of
+// standard library and domain; usecase imports those two and no adapter;
+// no adapter imports another; only cmd/ and test/ import cmd/. A failure names the offending import and the chain of
 // imports that leads to it.
 func TestDependenciesPointOneWay(t *testing.T) {
 	gobin, err := exec.LookPath("go")
@@ -215,11 +215,13 @@ func TestDependenciesPointOneWay(t *testing.T) {
 			seen["domain"] = true
 		case r == "projections":
 			seen["projections"] = true
+		case l.under(p, "usecase"):
+			seen["usecase"] = true
 		case l.adapter(p) != "":
 			seen["adapters"] = true
 		}
 	}
-	for _, part := range []string{"domain", "projections", "adapters"} {
+	for _, part := range []string{"domain", "projections", "usecase", "adapters"} {
 		if !seen[part] {
 			t.Errorf("no package of %s/ in %v: the check would pass vacuously", part, pkgs)
 		}
@@ -242,6 +244,12 @@ func TestDependenciesPointOneWay(t *testing.T) {
 		applies: func(p string) bool { r, _ := l.rel(p); return r == "projections" },
 		allowed: func(_, d string) bool { return l.isStd(d) || l.under(d, "domain") },
 		what:    "projections may import only the standard library and domain",
+	}, {
+		applies: func(p string) bool { return l.under(p, "usecase") },
+		allowed: func(_, d string) bool {
+			return l.isStd(d) || l.under(d, "domain") || l.under(d, "projections") || l.under(d, "usecase")
+		},
+		what: "usecase may import only the standard library, domain and projections",
 	}, {
 		applies: func(p string) bool { return l.adapter(p) != "" },
 		allowed: func(p, d string) bool { return l.adapter(d) == "" || l.adapter(d) == l.adapter(p) },

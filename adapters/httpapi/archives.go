@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 const (
@@ -333,7 +334,7 @@ func rawArchiveType(mt string) bool {
 }
 
 func unsupportedUpload(ct string) error {
-	return &domain.Error{Code: codeUnsupportedMediaType, Message: fmt.Sprintf(
+	return &domain.Error{Code: usecase.CodeUnsupportedMediaType, Message: fmt.Sprintf(
 		"an upload is a zip sent as the raw body (Content-Type: application/zip or application/octet-stream) or as the \"file\" part of multipart/form-data, got %q", ct)}
 }
 

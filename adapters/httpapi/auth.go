@@ -79,14 +79,10 @@ func bearerToken(h string) (string, bool) {
 	return token, token != ""
 }
 
-// visible reports whether p may see and act on app. It is the single access
-// check of the API: the server administrator on every app, a user on the
-// apps it administers (Deps.Identity).
+// visible reports whether p may see and act on app: the application's one
+// access check.
 func (s *Server) visible(p domain.Principal, app string) bool {
-	if s.deps.Identity == nil {
-		return p.Admin // the server administrator alone
-	}
-	return s.deps.Identity.Visible(p, app)
+	return s.app.Visible(p, app)
 }
 
 // call is what an authenticated /v1 handler knows about its request.

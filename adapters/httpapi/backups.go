@@ -5,6 +5,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // createRequest is the body of POST /v1/apps/{app}/backups. A null or
@@ -26,49 +27,48 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c call) er
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	cmd := domain.RequestBackup{App: c.app, Name: req.Name, Description: req.Description, Origin: domain.OriginManual}
-	res, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupRequested, "")
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	b, err := s.app.CreateBackup(ctx, uc, usecase.CreateBackup{App: c.app, Name: req.Name, Description: req.Description})
 	if err != nil {
 		return err
 	}
-	b, err := s.deps.Queries.Backup(c.app, res.BackupID)
-	if err != nil {
-		// Only a replay can get here: the backup it created was deleted
-		// since.
-		return err
-	}
+	replayed(w, uc)
 	w.Header().Set("Location", "/v1/apps/"+c.app+"/backups/"+b.ID)
-	writeJSON(w, http.StatusAccepted, projections.AsRequested(b))
+	writeJSON(w, http.StatusAccepted, b)
 	return nil
 }
 
 // listBackups answers the app's live backups, oldest first; with
 // ?as_of=, those that were live then.
 func (s *Server) listBackups(w http.ResponseWriter, r *http.Request, c call) error {
-	if t, ok, err := asOf(r); err != nil || ok {
-		if err != nil {
-			return err
-		}
-		return s.backupsAsOf(w, r, c, t)
+	t, err := asOf(r)
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, projections.BackupList{Backups: s.deps.Queries.Backups(c.app)})
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	l, err := s.app.ListBackups(ctx, c.query(), usecase.ListBackups{App: c.app, AsOf: t})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, l)
 	return nil
 }
 
 // allBackups answers the live backups of every app the caller may see.
-func (s *Server) allBackups(w http.ResponseWriter, _ *http.Request, c call) error {
-	list := s.deps.Queries.AllBackups(func(app string) bool { return s.visible(c.p, app) })
-	writeJSON(w, http.StatusOK, projections.BackupList{Backups: list})
+func (s *Server) allBackups(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, s.app.AllBackups(r.Context(), c.query()))
 	return nil
 }
 
 // getBackup answers one live backup.
 func (s *Server) getBackup(w http.ResponseWriter, r *http.Request, c call) error {
-	b, err := s.deps.Queries.Backup(c.app, r.PathValue("id"))
+	b, err := s.app.GetBackup(r.Context(), c.query(), usecase.BackupRef{App: c.app, ID: r.PathValue("id")})
 	if err != nil {
 		return err
 	}
@@ -85,19 +85,17 @@ func (s *Server) renameBackup(w http.ResponseWriter, r *http.Request, c call) er
 	if req.Name == nil {
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
 	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	cmd := domain.RenameBackup{App: c.app, BackupID: id, Name: *req.Name}
-	if _, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupRenamed, id); err != nil {
-		return err
-	}
-	b, err := s.deps.Queries.Backup(c.app, id)
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	b, err := s.app.RenameBackup(ctx, uc, usecase.RenameBackup{App: c.app, ID: r.PathValue("id"), Name: req.Name})
 	if err != nil {
 		return err
 	}
+	replayed(w, uc)
 	writeJSON(w, http.StatusOK, b)
 	return nil
 }
@@ -105,29 +103,34 @@ func (s *Server) renameBackup(w http.ResponseWriter, r *http.Request, c call) er
 // deleteBackup deletes a backup and its archive: 204. A retry with the same
 // Idempotency-Key answers 204 again.
 func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c call) error {
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	cmd := domain.DeleteBackup{App: c.app, BackupID: id}
-	if _, err := s.execute(r.Context(), w, cmd, m, domain.TypeBackupDeleted, id); err != nil {
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	if err := s.app.DeleteBackup(ctx, uc, usecase.BackupRef{App: c.app, ID: r.PathValue("id")}); err != nil {
 		return err
 	}
+	replayed(w, uc)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// getApp answers the app's state; an app without events is empty. With
-// ?as_of=, the state as it was then.
+// getApp answers the app's state; a registered app without events is
+// empty. With ?as_of=, the state as it was then.
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request, c call) error {
-	if t, ok, err := asOf(r); err != nil || ok {
-		if err != nil {
-			return err
-		}
-		return s.appAsOf(w, r, c, t)
+	t, err := asOf(r)
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	v, err := s.app.GetApp(ctx, c.query(), usecase.GetApp{App: c.app, AsOf: t})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // DocView is the JSON of a config document without its value.
@@ -56,13 +57,13 @@ func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
 		return err
 	}
 	if r.ContentLength > s.cfg.MaxDocBytes {
-		return &domain.Error{Code: codePayloadTooLarge, Message: fmt.Sprintf("config document is larger than %d bytes", s.cfg.MaxDocBytes)}
+		return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("config document is larger than %d bytes", s.cfg.MaxDocBytes)}
 	}
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxDocBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &domain.Error{Code: codePayloadTooLarge, Message: fmt.Sprintf("config document is larger than %d bytes", s.cfg.MaxDocBytes)}
+			return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("config document is larger than %d bytes", s.cfg.MaxDocBytes)}
 		}
 		return domain.Errorf(domain.CodeInvalidArgument, "read request body: %v", err)
 	}

@@ -94,7 +94,7 @@ func TestNotVisibleListsNothing(t *testing.T) {
 	}
 }
 
-// commandsFunc adapts a function to httpapi.Commands.
+// commandsFunc adapts a function to usecase.Commands.
 type commandsFunc func(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
 
 func (f commandsFunc) Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // api is a running httpapi.Server over a stack.
@@ -159,12 +160,12 @@ func (r response) backup(t *testing.T) projections.BackupView {
 }
 
 // problem decodes r's body as a problem and checks its media type.
-func (r response) problem(t *testing.T) httpapi.Problem {
+func (r response) problem(t *testing.T) usecase.Problem {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("content type: got %q, want application/problem+json; body %s", ct, r.body)
 	}
-	var p httpapi.Problem
+	var p usecase.Problem
 	decode(t, r.body, &p)
 	return p
 }

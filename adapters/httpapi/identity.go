@@ -5,23 +5,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
-
-// Identity is what the identity routes and the access check need;
-// *domain.Identity.
-type Identity interface {
-	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
-	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
-	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.PasswordChange, error)
-	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
-	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
-	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
-	RegisterApp(ctx context.Context, p domain.Principal, c domain.RegisterApp, m domain.Meta) (domain.IdentityResult, error)
-	Visible(p domain.Principal, app string) bool
-	Read(fn func(d *domain.Directory))
-}
 
 // identityRoutes registers the identity routes on api (authenticated)
 // and the login on root.
@@ -50,7 +38,7 @@ func (s *Server) identityRoutes(api, root *http.ServeMux) {
 
 // identity returns the identity service, or unavailable when the server
 // runs without one (the server administrator alone).
-func (s *Server) identity() (Identity, error) {
+func (s *Server) identity() (usecase.Identity, error) {
 	if s.deps.Identity == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
 	}
@@ -59,7 +47,7 @@ func (s *Server) identity() (Identity, error) {
 
 // runIdentity runs cmd under the request timeout and answers status with
 // view() read after it.
-func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, status int, cmd func(ctx context.Context, id Identity, m domain.Meta) error, view func(d *domain.Directory) (any, error)) error {
+func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, status int, cmd func(ctx context.Context, id usecase.Identity, m domain.Meta) error, view func(d *domain.Directory) (any, error)) error {
 	id, err := s.identity()
 	if err != nil {
 		return err
@@ -101,8 +89,8 @@ func replayedOther() error {
 	return domain.Errorf(domain.CodeConflict, "this Idempotency-Key was used for another command")
 }
 
-func execCmd(p domain.Principal, cmd domain.IdentityCommand) func(ctx context.Context, id Identity, m domain.Meta) error {
-	return func(ctx context.Context, id Identity, m domain.Meta) error {
+func execCmd(p domain.Principal, cmd domain.IdentityCommand) func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
+	return func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		_, err := id.Execute(ctx, p, cmd, m)
 		return err
 	}
@@ -178,7 +166,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c call) erro
 		return err
 	}
 	cmd := domain.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password}
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		_, err := id.CreateUser(ctx, c.p, cmd, m)
 		return err
 	}, func(d *domain.Directory) (any, error) {
@@ -267,7 +255,7 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, c call) err
 		return domain.Errorf(domain.CodeNotFound, "user %s not found", cmd.User)
 	}
 	var changed domain.PasswordChange
-	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id Identity, m domain.Meta) error {
+	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		var err error
 		changed, err = id.ChangePassword(withClient(ctx, r), c.p, cmd, m)
 		return err
@@ -289,7 +277,7 @@ func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) err
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
 	reg := domain.RegisterApp{App: c.app, Org: req.Org}
-	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id Identity, m domain.Meta) error {
+	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		_, err := id.RegisterApp(ctx, c.p, reg, m)
 		return err
 	},
@@ -349,7 +337,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c call) err
 		exp = *req.ExpiresAt
 	}
 	var made domain.NewToken
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		var err error
 		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
 		return err

@@ -4,19 +4,10 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
-)
+	"github.com/backupledger/backupledger/usecase"
 
-// LedgerKeys are the ledger's signing keys: the projection lists them,
-// domain.Signing rotates them (the daemon joins the two).
-type LedgerKeys interface {
-	// Keys returns the keys this process has folded.
-	Keys() projections.KeyList
-	// Rotate makes a new signing key with m's command id and answers the
-	// keys once this process has folded its key.rotated.
-	Rotate(ctx context.Context, m domain.Meta) (projections.KeyList, error)
-}
+	"github.com/backupledger/backupledger/domain"
+)
 
 // keyRoutes registers the signing keys' routes: the list is public, for
 // auditors; rotating is the server administrator's.
@@ -25,7 +16,7 @@ func (s *Server) keyRoutes(api, root *http.ServeMux) {
 	s.v1(api, "POST /v1/ledger/keys/rotate", s.rotateKey)
 }
 
-func (s *Server) ledgerKeys() (LedgerKeys, error) {
+func (s *Server) ledgerKeys() (usecase.LedgerKeys, error) {
 	if s.deps.Keys == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "the ledger's signing keys are not configured on this server")
 	}

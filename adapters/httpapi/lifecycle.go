@@ -5,20 +5,11 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
-
-// Schedules reads nightly schedules as they stand, with the server's
-// default for apps that set none.
-type Schedules interface {
-	Schedule(app string) projections.ScheduleView
-}
-
-// Deliveries reads the delivery log of a webhook, oldest first.
-type Deliveries interface {
-	Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error)
-}
 
 // Delivery log limits of GET .../deliveries.
 const (
@@ -40,7 +31,7 @@ func (s *Server) lifecycleRoutes(api *http.ServeMux) {
 	s.v1(api, "GET /v1/orgs/{org}/webhooks/{id}/deliveries", s.webhookDeliveries)
 }
 
-func (s *Server) schedules() (Schedules, error) {
+func (s *Server) schedules() (usecase.Schedules, error) {
 	if s.deps.Schedules == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "nightly schedules are not configured on this server")
 	}
@@ -138,7 +129,7 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) e
 	}
 	org, app := scope(r, c)
 	var made domain.NewWebhook
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id Identity, m domain.Meta) error {
+	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
 		var err error
 		made, err = id.RegisterWebhook(ctx, c.p, domain.RegisterWebhook{Org: org, App: app, URL: req.URL, Events: req.Events}, req.Secret, m)
 		return err

@@ -8,14 +8,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
-)
-
-// Codes of errors that only HTTP has; they join the domain's codes in the
-// status table.
-const (
-	codeMethodNotAllowed     = "method_not_allowed"
-	codePayloadTooLarge      = "payload_too_large"
-	codeUnsupportedMediaType = "unsupported_media_type"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // problemRouter serves mux, but answers a request that matches no route
@@ -38,7 +31,7 @@ func (s *Server) problemRouter(mux *http.ServeMux) http.Handler {
 		h.ServeHTTP(rec, r)
 		if rec.status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", rec.header.Get("Allow"))
-			s.problem(w, r, &domain.Error{Code: codeMethodNotAllowed,
+			s.problem(w, r, &domain.Error{Code: usecase.CodeMethodNotAllowed,
 				Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 			return
 		}

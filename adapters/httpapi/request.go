@@ -13,6 +13,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // decodeJSON reads r's body into dst: one JSON object, at most
@@ -23,7 +24,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) err
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
-			return &domain.Error{Code: codeUnsupportedMediaType,
+			return &domain.Error{Code: usecase.CodeUnsupportedMediaType,
 				Message: fmt.Sprintf("request body must be JSON (Content-Type: application/json), got %q", ct)}
 		}
 	}
@@ -60,7 +61,7 @@ func jsonError(err error, limit int64) error {
 	)
 	switch {
 	case errors.As(err, &size):
-		return &domain.Error{Code: codePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
+		return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
 	case errors.As(err, &syn):
 		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -112,6 +113,32 @@ func (s *Server) commandMeta(w http.ResponseWriter, r *http.Request, c call) (do
 	return m, nil
 }
 
+// command returns the use-case call of a command of c: its metadata from
+// the request's headers (commandMeta).
+func (s *Server) command(w http.ResponseWriter, r *http.Request, c call) (*usecase.Call, error) {
+	m, err := s.commandMeta(w, r, c)
+	if err != nil {
+		return nil, err
+	}
+	return &usecase.Call{Principal: c.p, Meta: m}, nil
+}
+
+// query returns the use-case call of a query of c.
+func (c call) query() *usecase.Call { return &usecase.Call{Principal: c.p} }
+
+// timeout returns r's context bounded by the request timeout.
+func (s *Server) timeout(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+}
+
+// replayed marks an answer to a retried command, answered from the first
+// command's record.
+func replayed(w http.ResponseWriter, uc *usecase.Call) {
+	if uc.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+}
+
 // headerValue returns a header that is present, even if empty (which the
 // validation then refuses).
 func headerValue(r *http.Request, name string) (string, bool) {
@@ -122,37 +149,14 @@ func headerValue(r *http.Request, name string) (string, bool) {
 	return strings.TrimSpace(v[0]), true
 }
 
-// execute runs one command under the request timeout. A retried command
-// (same key) must be the same kind of command on the same backup; a key
-// reused for something else is a conflict. It marks replays in the
+// execute runs one command of c under the request timeout
+// (usecase.Application.Execute) and marks a replay in the
 // Idempotent-Replayed header.
 func (s *Server) execute(ctx context.Context, w http.ResponseWriter, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	res, err := s.deps.Commands.Execute(ctx, cmd, m)
-	if err != nil {
-		return res, err
-	}
-	replay, err := checkReplay(res, m, wantType, backupID)
-	if replay {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
+	uc := &usecase.Call{Meta: m}
+	res, err := s.app.Execute(ctx, uc, cmd, wantType, backupID)
+	replayed(w, uc)
 	return res, err
-}
-
-// checkReplay checks a command's result: a replay (same key) must be the
-// command asked for (event type want, on backupID if set); a key reused
-// for another command is a conflict. It reports whether res is a replay.
-func checkReplay(res domain.Result, m domain.Meta, want, backupID string) (bool, error) {
-	if !res.Duplicate {
-		return false, nil
-	}
-	if res.EventType == want && (backupID == "" || res.BackupID == backupID) {
-		return true, nil
-	}
-	what := res.EventType
-	if res.BackupID != "" {
-		what += " of backup " + res.BackupID
-	}
-	return false, domain.Errorf(domain.CodeConflict, "idempotency key %s was already used for another command (%s)", m.CommandID, what)
 }

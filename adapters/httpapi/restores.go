@@ -4,27 +4,11 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
-
-// Restores checks and records restore requests and maintenance;
-// *domain.Restores implements it. Its runner, which drives a requested
-// restore to its end, is not the API's concern.
-type Restores interface {
-	// Request checks a restore of a backup of req.App into req.TargetApp
-	// (req.App when empty) and records it: password_incorrect,
-	// password_locked, not_found (backup, or a target the caller may not
-	// see), backup_not_ready, backup_corrupt, backup_newer_than_server,
-	// restore_in_progress, invalid_argument.
-	Request(ctx context.Context, p domain.Principal, req domain.RestoreRequest, m domain.Meta) (domain.Restore, error)
-	// StartMaintenance puts an app into maintenance:
-	// already_in_maintenance, invalid_argument (no reason).
-	StartMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
-	// EndMaintenance ends an app's maintenance: not_in_maintenance,
-	// restore_in_progress.
-	EndMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
-}
 
 // maintenanceRequest is the body of POST and DELETE
 // /v1/apps/{app}/maintenance.
@@ -46,7 +30,7 @@ type restoreRequest struct {
 
 // restores returns the restore service, or unavailable when the server
 // runs without one.
-func (s *Server) restores() (Restores, error) {
+func (s *Server) restores() (usecase.Restores, error) {
 	if s.deps.Restores == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "this server does not run restores")
 	}
@@ -64,36 +48,25 @@ func (s *Server) endMaintenance(w http.ResponseWriter, r *http.Request, c call) 
 }
 
 func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, start bool) error {
-	svc, err := s.restores()
-	if err != nil {
+	if _, err := s.restores(); err != nil {
 		return err
 	}
 	var req maintenanceRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	run, want := svc.EndMaintenance, domain.TypeMaintenanceEnded
-	if start {
-		run, want = svc.StartMaintenance, domain.TypeMaintenanceStarted
-	}
-	res, err := run(ctx, c.p, c.app, req.Reason, m)
+	v, err := s.app.SetMaintenance(ctx, uc, usecase.Maintenance{App: c.app, Reason: req.Reason, Start: start})
 	if err != nil {
 		return err
 	}
-	replay, err := checkReplay(res, m, want, "")
-	if err != nil {
-		return err
-	}
-	if replay {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, http.StatusOK, s.deps.Queries.App(c.app))
+	replayed(w, uc)
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -10,10 +10,11 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // *domain.Restores is what backupd passes as Deps.Restores.
-var _ httpapi.Restores = (*domain.Restores)(nil)
+var _ usecase.Restores = (*domain.Restores)(nil)
 
 // appState decodes r's body as an app state.
 func (r response) appState(t *testing.T) projections.AppView {
@@ -32,7 +33,7 @@ func (r response) restore(t *testing.T) projections.RestoreView {
 }
 
 // refused checks that r is a problem with status and code.
-func (r response) refused(t *testing.T, status int, code string) httpapi.Problem {
+func (r response) refused(t *testing.T, status int, code string) usecase.Problem {
 	t.Helper()
 	p := r.want(t, status).problem(t)
 	if p.Code != code {

@@ -13,7 +13,6 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -24,59 +23,8 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
-
-// Commands executes ledger commands; *domain.Ledger implements it. Execute
-// answers only once this process's projection has applied the command's
-// event, so Queries read the command's effect right after.
-type Commands interface {
-	Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
-	// Retention explains an app's retention (a dry run).
-	Retention(app string) (domain.Retention, error)
-}
-
-// Queries reads the projections; *projections.Store implements it.
-type Queries interface {
-	Backups(app string) []projections.BackupView
-	AllBackups(visible func(app string) bool) []projections.BackupView
-	Backup(app, id string) (projections.BackupView, error)
-	App(app string) projections.AppView
-	// Maintenance returns an app's maintenance.
-	Maintenance(app string) projections.MaintenanceView
-	AppLog(app string) []projections.LogEntry
-	BackupLog(app, id string) ([]projections.LogEntry, error)
-	// Apps returns the apps with at least one event, sorted.
-	Apps() []string
-	// Restore returns one restore into app, or not_found.
-	Restore(app, id string) (projections.RestoreView, error)
-	// Restores returns the restores into app, oldest first.
-	Restores(app string) []projections.RestoreView
-}
-
-// Quoter estimates a backup before it is made; *domain.Quoter.
-type Quoter interface {
-	Quote(ctx context.Context, app string) (domain.Quote, error)
-}
-
-// Verifier checks a backup's stored archive; *domain.Verifier.
-type Verifier interface {
-	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
-}
-
-// Transfers moves archives in and out; *domain.Transfers implements it.
-type Transfers interface {
-	// Upload validates and stores the archive of up and records it as a
-	// new ready backup. A refused archive is an *domain.Error with
-	// archive_invalid, archive_too_large, unsupported_archive_version or
-	// backup_quota_exceeded; a retried command answers the first result.
-	Upload(ctx context.Context, m domain.Meta, up domain.Upload) (domain.Result, error)
-	// Download opens a ready backup's archive, or one component of it.
-	// not_found, backup_not_ready, backup_corrupt and invalid_argument (an
-	// unknown component) come before the stream; a read of bytes that do
-	// not match the ledger fails.
-	Download(ctx context.Context, app, id, component string) (domain.Backup, domain.ArchiveStream, error)
-}
 
 // Defaults of Config.
 const (
@@ -190,34 +138,34 @@ func (c *Config) Validate() error {
 
 // Deps are the parts a Server talks to.
 type Deps struct {
-	Commands Commands           // required; *domain.Ledger
-	Queries  Queries            // required; *projections.Store
+	Commands usecase.Commands   // required; *domain.Ledger
+	Queries  usecase.Queries    // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
 	// Identity decides who may act on which app and serves the identity
 	// routes (organisations, users, tokens, sessions); nil means the
 	// server administrator alone, on every app.
-	Identity Identity
+	Identity usecase.Identity
 	// Quoter estimates backups (POST .../backups/quote); nil answers 503.
 	// *domain.Quoter.
-	Quoter Quoter
+	Quoter usecase.Quoter
 	// Verifier checks stored archives (POST .../verify); nil answers 503.
 	// *domain.Verifier.
-	Verifier Verifier
+	Verifier usecase.Verifier
 	// Transfers serves the archive routes (download and upload); nil
 	// answers them 503 unavailable. *domain.Transfers.
-	Transfers Transfers
+	Transfers usecase.Transfers
 	// Restores serves the restore requests and maintenance routes; nil
 	// answers them 503 unavailable. *domain.Restores.
-	Restores Restores
+	Restores usecase.Restores
 	// Schedules reads nightly schedules (GET/PUT .../schedule); nil answers
 	// 503.
-	Schedules Schedules
+	Schedules usecase.Schedules
 	// Deliveries reads webhook delivery logs; nil answers 503.
-	Deliveries Deliveries
+	Deliveries usecase.Deliveries
 	// Keys lists (GET /v1/ledger/keys, without a token) and rotates the
 	// ledger's signing keys; nil answers 503.
-	Keys LedgerKeys
+	Keys usecase.LedgerKeys
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -265,9 +213,11 @@ func (d *Deps) validate() error {
 // Server is the HTTP API. It holds no listener; Handler is served by an
 // http.Server that the caller owns.
 type Server struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	// app holds the use cases that this server answers.
+	app     *usecase.Application
 	handler http.Handler
 	// metricsHandler serves GET /metrics, for a listener of its own.
 	metricsHandler http.Handler
@@ -286,7 +236,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("httpapi deps: %w", err)
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Identity: deps.Identity, Restores: deps.Restores})
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, app: app}
 	s.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
 	s.handler = s.logRequests(s.routes())
 	s.metricsHandler = s.logRequests(s.metricsRoutes())

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // unreadGrace is how long the connection of a request refused unread may
@@ -42,7 +43,7 @@ func (s *Server) boundStrangerBody(next http.Handler) http.Handler {
 			return
 		}
 		limit := s.cfg.MaxUnauthenticatedBodyBytes
-		tooLarge := &domain.Error{Code: codePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
+		tooLarge := &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
 		if r.ContentLength > limit {
 			closeUnread(w, r)
 			s.problem(w, r, tooLarge)

@@ -9,10 +9,11 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // *domain.Transfers is what backupd passes as Deps.Transfers.
-var _ natsapi.Transfers = (*domain.Transfers)(nil)
+var _ usecase.Transfers = (*domain.Transfers)(nil)
 
 // zipBody is an archive that the fake archive store accepts.
 func zipBody(content string) []byte { return []byte(apitest.ZipMagic + content) }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -63,23 +65,16 @@ func (s *Service) createBackup(ctx context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	cmd := domain.RequestBackup{App: req.App, Name: req.Name, Description: req.Description, Origin: domain.OriginManual}
-	res, err := s.execute(ctx, c, cmd, m, domain.TypeBackupRequested, "")
-	if err != nil {
-		return nil, err
-	}
-	b, err := s.deps.Queries.Backup(req.App, res.BackupID)
-	if err != nil {
-		return nil, err
-	}
-	return projections.AsRequested(b), nil
+	b, err := s.app.CreateBackup(ctx, uc, usecase.CreateBackup{App: req.App, Name: req.Name, Description: req.Description})
+	return commandAnswer(c, uc, b, err)
 }
 
-// listBackups answers the app's live backups, oldest first.
+// listBackups answers the app's live backups, oldest first; with as_of,
+// those that were live then.
 func (s *Service) listBackups(ctx context.Context, c *call) (any, error) {
 	var req AsOfRequest
 	if err := decode(c.req.Data(), &req); err != nil {
@@ -88,18 +83,7 @@ func (s *Service) listBackups(ctx context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	if req.AsOf != nil {
-		h, err := s.history()
-		if err != nil {
-			return nil, err
-		}
-		l, err := h.BackupsAsOf(ctx, req.App, *req.AsOf)
-		if err != nil {
-			return nil, err
-		}
-		return projections.BackupList{Backups: l}, nil
-	}
-	return projections.BackupList{Backups: s.deps.Queries.Backups(req.App)}, nil
+	return s.app.ListBackups(ctx, c.query(), usecase.ListBackups{App: req.App, AsOf: req.AsOf})
 }
 
 // AsOfRequest names an app and, optionally, a past time: the body of
@@ -111,33 +95,17 @@ type AsOfRequest struct {
 	AsOf *time.Time `json:"as_of,omitempty"`
 }
 
-// History answers an app's list and state as they were at a time.
-// Queries may implement it (*projections.Store does).
-type History interface {
-	AppAsOf(ctx context.Context, app string, t time.Time) (projections.AppView, error)
-	BackupsAsOf(ctx context.Context, app string, t time.Time) ([]projections.BackupView, error)
-}
-
-func (s *Service) history() (History, error) {
-	h, ok := s.deps.Queries.(History)
-	if !ok {
-		return nil, domain.Errorf(domain.CodeUnavailable, "time travel (as_of) is not available on this server")
-	}
-	return h, nil
-}
-
 // allBackups answers the live backups of every app the caller may see.
-func (s *Service) allBackups(_ context.Context, c *call) (any, error) {
+func (s *Service) allBackups(ctx context.Context, c *call) (any, error) {
 	var req struct{}
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	list := s.deps.Queries.AllBackups(func(app string) bool { return s.visible(c.p, app) })
-	return projections.BackupList{Backups: list}, nil
+	return s.app.AllBackups(ctx, c.query()), nil
 }
 
 // getBackup answers one live backup.
-func (s *Service) getBackup(_ context.Context, c *call) (any, error) {
+func (s *Service) getBackup(ctx context.Context, c *call) (any, error) {
 	var req BackupRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
@@ -145,7 +113,7 @@ func (s *Service) getBackup(_ context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	return s.deps.Queries.Backup(req.App, req.ID)
+	return s.app.GetBackup(ctx, c.query(), usecase.BackupRef{App: req.App, ID: req.ID})
 }
 
 // renameBackup renames a backup and answers it.
@@ -160,15 +128,12 @@ func (s *Service) renameBackup(ctx context.Context, c *call) (any, error) {
 	if req.Name == nil {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
 	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	cmd := domain.RenameBackup{App: req.App, BackupID: req.ID, Name: *req.Name}
-	if _, err := s.execute(ctx, c, cmd, m, domain.TypeBackupRenamed, req.ID); err != nil {
-		return nil, err
-	}
-	return s.deps.Queries.Backup(req.App, req.ID)
+	b, err := s.app.RenameBackup(ctx, uc, usecase.RenameBackup{App: req.App, ID: req.ID, Name: req.Name})
+	return commandAnswer(c, uc, b, err)
 }
 
 // deleteBackup deletes a backup and its archive. A retry with the same
@@ -181,15 +146,12 @@ func (s *Service) deleteBackup(ctx context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	cmd := domain.DeleteBackup{App: req.App, BackupID: req.ID}
-	if _, err := s.execute(ctx, c, cmd, m, domain.TypeBackupDeleted, req.ID); err != nil {
-		return nil, err
-	}
-	return Deleted{App: req.App, ID: req.ID, Deleted: true}, nil
+	err = s.app.DeleteBackup(ctx, uc, usecase.BackupRef{App: req.App, ID: req.ID})
+	return commandAnswer(c, uc, Deleted{App: req.App, ID: req.ID, Deleted: true}, err)
 }
 
 // verifyBackup reads a ready backup's archive and checks it; the answer is
@@ -215,7 +177,7 @@ func (s *Service) verifyBackup(ctx context.Context, c *call) (any, error) {
 	return s.deps.Queries.Backup(req.App, req.ID)
 }
 
-// getApp answers the app's state; an app without events is empty.
+// getApp answers the app's state; with as_of, as it was then.
 func (s *Service) getApp(ctx context.Context, c *call) (any, error) {
 	var req AsOfRequest
 	if err := decode(c.req.Data(), &req); err != nil {
@@ -224,14 +186,7 @@ func (s *Service) getApp(ctx context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	if req.AsOf != nil {
-		h, err := s.history()
-		if err != nil {
-			return nil, err
-		}
-		return h.AppAsOf(ctx, req.App, *req.AsOf)
-	}
-	return s.deps.Queries.App(req.App), nil
+	return s.app.GetApp(ctx, c.query(), usecase.GetApp{App: req.App, AsOf: req.AsOf})
 }
 
 // quote estimates a backup of the app made now; it changes nothing.

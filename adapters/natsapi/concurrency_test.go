@@ -12,11 +12,12 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/natstest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // gate holds the commands of app "slow" until released.
 type gate struct {
-	inner   natsapi.Commands
+	inner   usecase.Commands
 	entered chan struct{}
 	release chan struct{}
 }

@@ -84,7 +84,7 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// commandsFunc adapts a function to natsapi.Commands.
+// commandsFunc adapts a function to usecase.Commands.
 type commandsFunc func(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
 
 func (f commandsFunc) Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/test/natstest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // api is a natsapi.Service over a stack on a real embedded NATS server, and
@@ -151,7 +152,7 @@ func (r reply) ok(t *testing.T, v any) reply {
 
 // problem checks that r is an error with status and code and returns its
 // body.
-func (r reply) problem(t *testing.T, status int, code string) natsapi.Problem {
+func (r reply) problem(t *testing.T, status int, code string) usecase.Problem {
 	t.Helper()
 	if got := r.msg.Header.Get(micro.ErrorCodeHeader); got != strconv.Itoa(status) {
 		t.Fatalf("Nats-Service-Error-Code: got %q, want %d; body %s", got, status, r.msg.Data)
@@ -162,7 +163,7 @@ func (r reply) problem(t *testing.T, status int, code string) natsapi.Problem {
 	if got := r.msg.Header.Get("Content-Type"); got != "application/problem+json" {
 		t.Errorf("Content-Type: got %q", got)
 	}
-	var p natsapi.Problem
+	var p usecase.Problem
 	decode(t, r.msg.Data, &p)
 	if p.Status != status || p.Code != code || p.Type != "about:blank" || p.Title == "" || p.Detail == "" {
 		t.Errorf("problem: %+v", p)

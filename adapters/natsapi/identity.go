@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -140,7 +142,7 @@ type TokenRevoked struct {
 
 // identity returns the identity service, or unavailable when the server
 // runs without one (the server administrator alone).
-func (s *Service) identity() (Identity, error) {
+func (s *Service) identity() (usecase.Identity, error) {
 	if s.deps.Identity == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
 	}
@@ -148,7 +150,7 @@ func (s *Service) identity() (Identity, error) {
 }
 
 // identityCmd runs one identity command with m.
-type identityCmd func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error)
+type identityCmd func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error)
 
 // runIdentity runs cmd and answers what view reads of the directory after
 // it. A retried command (same idempotency key) is marked by the
@@ -179,7 +181,7 @@ func (s *Service) runIdentity(ctx context.Context, c *call, f CommandFields, cmd
 
 // execCmd runs cmd through Identity.Execute as p.
 func execCmd(p domain.Principal, cmd domain.IdentityCommand) identityCmd {
-	return func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		return id.Execute(ctx, p, cmd, m)
 	}
 }
@@ -272,7 +274,7 @@ func (s *Service) createUser(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	cmd := domain.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password}
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		return id.CreateUser(ctx, c.p, cmd, m)
 	}, userView(req.ID))
 }
@@ -358,7 +360,7 @@ func (s *Service) setPassword(ctx context.Context, c *call) (any, error) {
 	}
 	cmd := domain.ChangePassword{User: req.User, Password: req.Password, Current: req.CurrentPassword}
 	var changed domain.PasswordChange
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		var err error
 		changed, err = id.ChangePassword(withClient(ctx), c.p, cmd, m)
 		return changed.IdentityResult, err
@@ -381,7 +383,7 @@ func (s *Service) registerApp(ctx context.Context, c *call) (any, error) {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
 	reg := domain.RegisterApp{App: req.App, Org: req.Org}
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		return id.RegisterApp(ctx, c.p, reg, m)
 	},
 		func(d *domain.Directory) (any, error) {
@@ -450,7 +452,7 @@ func (s *Service) createToken(ctx context.Context, c *call) (any, error) {
 		exp = *req.ExpiresAt
 	}
 	var made domain.NewToken
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		var err error
 		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
 		return domain.IdentityResult{}, err

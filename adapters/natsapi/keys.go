@@ -3,21 +3,12 @@ package natsapi
 import (
 	"context"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
-// LedgerKeys are the ledger's signing keys: the projection lists them,
-// domain.Signing rotates them (the daemon joins the two).
-type LedgerKeys interface {
-	// Keys returns the keys this process has folded.
-	Keys() projections.KeyList
-	// Rotate makes a new signing key with m's command id and answers the
-	// keys once this process has folded its key.rotated.
-	Rotate(ctx context.Context, m domain.Meta) (projections.KeyList, error)
-}
-
-func (s *Service) ledgerKeys() (LedgerKeys, error) {
+func (s *Service) ledgerKeys() (usecase.LedgerKeys, error) {
 	if s.deps.Keys == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "the ledger's signing keys are not configured on this server")
 	}

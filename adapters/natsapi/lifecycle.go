@@ -3,6 +3,8 @@ package natsapi
 import (
 	"context"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
@@ -12,17 +14,6 @@ import (
 // HTTP API's /v1/apps/{app}/schedule and .../webhooks routes do, with the
 // same codes and bodies; what HTTP has in the path is a field here. A
 // webhook's secret is answered once, by webhooks.create.
-
-// Schedules reads nightly schedules as they stand, with the server's
-// default for apps that set none.
-type Schedules interface {
-	Schedule(app string) projections.ScheduleView
-}
-
-// Deliveries reads the delivery log of a webhook, oldest first.
-type Deliveries interface {
-	Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error)
-}
 
 // Limits of DeliveriesRequest.Limit.
 const (
@@ -90,7 +81,7 @@ type WebhookDeleted struct {
 
 // schedules returns the schedule reader, or unavailable when the server
 // runs without one.
-func (s *Service) schedules() (Schedules, error) {
+func (s *Service) schedules() (usecase.Schedules, error) {
 	if s.deps.Schedules == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "nightly schedules are not configured on this server")
 	}
@@ -195,7 +186,7 @@ func (s *Service) createWebhook(ctx context.Context, c *call) (any, error) {
 	}
 	cmd := domain.RegisterWebhook{Org: req.Org, App: req.App, URL: req.URL, Events: req.Events}
 	var made domain.NewWebhook
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id Identity, m domain.Meta) (domain.IdentityResult, error) {
+	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
 		var err error
 		made, err = id.RegisterWebhook(ctx, c.p, cmd, req.Secret, m)
 		return domain.IdentityResult{}, err

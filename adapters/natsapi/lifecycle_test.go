@@ -15,6 +15,7 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // stackSchedules reads schedules from the stack's projection, with the
@@ -160,10 +161,10 @@ func newScheduleAPI(t *testing.T) *api {
 // reads, after the Service's deps were set.
 type lateSchedules struct {
 	mu sync.Mutex
-	s  natsapi.Schedules
+	s  usecase.Schedules
 }
 
-func (l *lateSchedules) set(s natsapi.Schedules) {
+func (l *lateSchedules) set(s usecase.Schedules) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.s = s

@@ -16,6 +16,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // call is one request being handled.
@@ -128,27 +129,17 @@ func header(h micro.Headers, name string) string {
 	return ""
 }
 
-// visible reports whether p may see and act on app. It is the single access
-// check of the API: the server administrator on every app, a user on the
-// apps it administers (Deps.Identity).
+// visible reports whether p may see and act on app: the application's one
+// access check.
 func (s *Service) visible(p domain.Principal, app string) bool {
-	if s.deps.Identity == nil {
-		return p.Admin // the server administrator alone
-	}
-	return s.deps.Identity.Visible(p, app)
+	return s.app.Visible(p, app)
 }
 
 // checkApp validates an app id from a request (400) and the caller's
 // access to it (404, so that callers cannot probe for apps).
 func (s *Service) checkApp(c *call, app string) error {
 	c.app = app
-	if err := domain.ValidateAppID(app); err != nil {
-		return err
-	}
-	if !s.visible(c.p, app) {
-		return domain.Errorf(domain.CodeNotFound, "app %s not found", app)
-	}
-	return nil
+	return s.app.CheckApp(c.p, app)
 }
 
 // decode reads a request body into dst: one JSON object, valid UTF-8
@@ -255,34 +246,38 @@ func field(body string, h micro.Headers, fieldName, headerName string) (string, 
 	return v, nil
 }
 
-// execute runs one command. A retried command (same key) must be the same
-// kind of command on the same backup; a key reused for something else is a
-// conflict. A replay is marked by the Idempotent-Replayed response header.
-func (s *Service) execute(ctx context.Context, c *call, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
-	res, err := s.deps.Commands.Execute(ctx, cmd, m)
+// command returns the use-case call of a command of c, with the metadata
+// of meta.
+func (s *Service) command(c *call, f CommandFields) (*usecase.Call, error) {
+	m, err := s.meta(c, f)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	replay, err := checkReplay(res, m, wantType, backupID)
-	if replay {
+	return &usecase.Call{Principal: c.p, Meta: m}, nil
+}
+
+// query returns the use-case call of a query of c.
+func (c *call) query() *usecase.Call { return &usecase.Call{Principal: c.p} }
+
+// commandAnswer passes a command's answer through, marked Idempotent-Replayed
+// when uc answered a retried command.
+func commandAnswer(c *call, uc *usecase.Call, v any, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	if uc.Replayed {
+		c.hdr.Set("Idempotent-Replayed", "true")
+	}
+	return v, nil
+}
+
+// execute runs one command of c (usecase.Application.Execute) and marks a
+// replay by the Idempotent-Replayed response header.
+func (s *Service) execute(ctx context.Context, c *call, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
+	uc := &usecase.Call{Principal: c.p, Meta: m}
+	res, err := s.app.Execute(ctx, uc, cmd, wantType, backupID)
+	if uc.Replayed {
 		c.hdr.Set("Idempotent-Replayed", "true")
 	}
 	return res, err
-}
-
-// checkReplay checks a command's result: a replay (same key) must be the
-// command asked for (event type want, on backupID if set); a key reused
-// for another command is a conflict. It reports whether res is a replay.
-func checkReplay(res domain.Result, m domain.Meta, want, backupID string) (bool, error) {
-	if !res.Duplicate {
-		return false, nil
-	}
-	if res.EventType == want && (backupID == "" || res.BackupID == backupID) {
-		return true, nil
-	}
-	what := res.EventType
-	if res.BackupID != "" {
-		what += " of backup " + res.BackupID
-	}
-	return false, domain.Errorf(domain.CodeConflict, "idempotency key %s was already used for another command (%s)", m.CommandID, what)
 }

@@ -3,27 +3,11 @@ package natsapi
 import (
 	"context"
 
+	"github.com/backupledger/backupledger/usecase"
+
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 )
-
-// Restores checks and records restore requests and maintenance;
-// *domain.Restores implements it. Its runner, which drives a requested
-// restore to its end, is not the API's concern.
-type Restores interface {
-	// Request checks a restore of a backup of req.App into req.TargetApp
-	// (req.App when empty) and records it: password_incorrect,
-	// password_locked, not_found (backup, or a target the caller may not
-	// see), backup_not_ready, backup_corrupt, backup_newer_than_server,
-	// restore_in_progress, invalid_argument.
-	Request(ctx context.Context, p domain.Principal, req domain.RestoreRequest, m domain.Meta) (domain.Restore, error)
-	// StartMaintenance puts an app into maintenance:
-	// already_in_maintenance, invalid_argument (no reason).
-	StartMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
-	// EndMaintenance ends an app's maintenance: not_in_maintenance,
-	// restore_in_progress.
-	EndMaintenance(ctx context.Context, p domain.Principal, app, reason string, m domain.Meta) (domain.Result, error)
-}
 
 // MaintenanceRequest is the body of maintenance.start (Reason required)
 // and maintenance.end (Reason optional).
@@ -57,7 +41,7 @@ type RestoreRequest struct {
 
 // restores returns the restore service, or unavailable when the service
 // runs without one.
-func (s *Service) restores() (Restores, error) {
+func (s *Service) restores() (usecase.Restores, error) {
 	if s.deps.Restores == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "this server does not run restores")
 	}
@@ -75,8 +59,7 @@ func (s *Service) endMaintenance(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, error) {
-	svc, err := s.restores()
-	if err != nil {
+	if _, err := s.restores(); err != nil {
 		return nil, err
 	}
 	var req MaintenanceRequest
@@ -86,26 +69,12 @@ func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, er
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	run, want := svc.EndMaintenance, domain.TypeMaintenanceEnded
-	if start {
-		run, want = svc.StartMaintenance, domain.TypeMaintenanceStarted
-	}
-	res, err := run(ctx, c.p, req.App, req.Reason, m)
-	if err != nil {
-		return nil, err
-	}
-	replay, err := checkReplay(res, m, want, "")
-	if err != nil {
-		return nil, err
-	}
-	if replay {
-		c.hdr.Set("Idempotent-Replayed", "true")
-	}
-	return s.deps.Queries.App(req.App), nil
+	v, err := s.app.SetMaintenance(ctx, uc, usecase.Maintenance{App: req.App, Reason: req.Reason, Start: start})
+	return commandAnswer(c, uc, v, err)
 }
 
 // createRestore requests a restore and answers it; it lives on the

@@ -8,10 +8,11 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // *domain.Restores is what backupd passes as Deps.Restores.
-var _ natsapi.Restores = (*domain.Restores)(nil)
+var _ usecase.Restores = (*domain.Restores)(nil)
 
 func boolp(b bool) *bool { return &b }
 

@@ -29,54 +29,11 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // ServiceName is the micro service's name.
 const ServiceName = "backup-ledger"
-
-// Commands executes ledger commands; *domain.Ledger implements it. Execute
-// answers only once this process's projection has applied the command's
-// event, so Queries read the command's effect right after.
-type Commands interface {
-	Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (domain.Result, error)
-	// Retention explains an app's retention (a dry run).
-	Retention(app string) (domain.Retention, error)
-}
-
-// Queries reads the projections; *projections.Store implements it.
-type Queries interface {
-	Backups(app string) []projections.BackupView
-	AllBackups(visible func(app string) bool) []projections.BackupView
-	Backup(app, id string) (projections.BackupView, error)
-	App(app string) projections.AppView
-	// Maintenance returns an app's maintenance.
-	Maintenance(app string) projections.MaintenanceView
-	AppLog(app string) []projections.LogEntry
-	BackupLog(app, id string) ([]projections.LogEntry, error)
-	// Apps returns the apps with at least one event, sorted.
-	Apps() []string
-	// Restore returns one restore into app, or not_found.
-	Restore(app, id string) (projections.RestoreView, error)
-	// Restores returns the restores into app, oldest first.
-	Restores(app string) []projections.RestoreView
-}
-
-// Transfers moves archives in and out through the staging bucket;
-// *domain.Transfers implements it.
-type Transfers interface {
-	// Upload validates and stores the archive of up (its StagedObject in
-	// the staging bucket, which is removed) and records it as a new ready
-	// backup. A refused archive is an *domain.Error with archive_invalid,
-	// archive_too_large, unsupported_archive_version or
-	// backup_quota_exceeded; a missing object is not_found; a retried
-	// command answers the first result.
-	Upload(ctx context.Context, m domain.Meta, up domain.Upload) (domain.Result, error)
-	// StageDownload copies a ready backup's archive, or one component of
-	// it, into the staging bucket: not_found, backup_not_ready,
-	// backup_corrupt, invalid_argument (an unknown component).
-	StageDownload(ctx context.Context, app, id, component string) (domain.Backup, domain.StagedArchive, error)
-}
 
 // Defaults of Config.
 const (
@@ -144,31 +101,31 @@ func (c *Config) Validate() error {
 
 // Deps are the parts a Service talks to.
 type Deps struct {
-	Commands Commands           // required; *domain.Ledger
-	Queries  Queries            // required; *projections.Store
+	Commands usecase.Commands   // required; *domain.Ledger
+	Queries  usecase.Queries    // required; *projections.Store
 	Config   domain.ConfigStore // required; the built-in kv source
 	Auth     domain.Authenticator
 	// Identity decides who may act on which app and serves the identity
 	// endpoints; nil means the server administrator alone, on every app.
 	// *domain.Identity.
-	Identity Identity
+	Identity usecase.Identity
 	// Quoter serves backups.quote; nil answers it 503. *domain.Quoter.
-	Quoter Quoter
+	Quoter usecase.Quoter
 	// Verifier serves backups.verify; nil answers it 503. *domain.Verifier.
-	Verifier Verifier
+	Verifier usecase.Verifier
 	// Transfers serves backups.upload and backups.download; nil answers
 	// them 503 unavailable. *domain.Transfers.
-	Transfers Transfers
+	Transfers usecase.Transfers
 	// Restores serves the restore and maintenance endpoints; nil answers
 	// them 503 unavailable. *domain.Restores.
-	Restores Restores
+	Restores usecase.Restores
 	// Schedules reads nightly schedules; nil answers unavailable.
-	Schedules Schedules
+	Schedules usecase.Schedules
 	// Deliveries reads webhook delivery logs; nil answers unavailable.
-	Deliveries Deliveries
+	Deliveries usecase.Deliveries
 	// Keys lists (keys.list, without a token) and rotates the ledger's
 	// signing keys; nil answers unavailable.
-	Keys LedgerKeys
+	Keys usecase.LedgerKeys
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.
@@ -212,9 +169,11 @@ type Service struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
-	nc   *nats.Conn
-	svc  micro.Service
-	sem  chan struct{}
+	// app holds the use cases that this service answers.
+	app *usecase.Application
+	nc  *nats.Conn
+	svc micro.Service
+	sem chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -238,7 +197,11 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("natsapi deps: %w", err)
 	}
-	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, nc: nc, sem: make(chan struct{}, cfg.MaxConcurrent)}
+	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Identity: deps.Identity, Restores: deps.Restores})
+	if err != nil {
+		return nil, fmt.Errorf("natsapi: %w", err)
+	}
+	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, app: app, nc: nc, sem: make(chan struct{}, cfg.MaxConcurrent)}
 	s.idle = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -333,28 +296,4 @@ func (s *Service) dispatch(e endpoint) micro.HandlerFunc {
 func (s *Service) serveClosed(req micro.Request) {
 	c := &call{req: req, hdr: nats.Header{}}
 	s.respondError(c, domain.Errorf(domain.CodeUnavailable, "the service is stopping; retry"))
-}
-
-// Quoter estimates a backup before it is made; *domain.Quoter.
-type Quoter interface {
-	Quote(ctx context.Context, app string) (domain.Quote, error)
-}
-
-// Verifier checks a backup's stored archive; *domain.Verifier.
-type Verifier interface {
-	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
-}
-
-// Identity is what the access check and the identity endpoints need;
-// *domain.Identity.
-type Identity interface {
-	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
-	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
-	ChangePassword(ctx context.Context, p domain.Principal, c domain.ChangePassword, m domain.Meta) (domain.PasswordChange, error)
-	CreateToken(ctx context.Context, p domain.Principal, name string, expiresAt time.Time, m domain.Meta) (domain.NewToken, error)
-	Login(ctx context.Context, user, password string, m domain.Meta) (domain.NewToken, error)
-	RegisterApp(ctx context.Context, p domain.Principal, c domain.RegisterApp, m domain.Meta) (domain.IdentityResult, error)
-	Visible(p domain.Principal, app string) bool
-	Read(fn func(d *domain.Directory))
-	RegisterWebhook(ctx context.Context, p domain.Principal, c domain.RegisterWebhook, secret string, m domain.Meta) (domain.NewWebhook, error)
 }

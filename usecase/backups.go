@@ -1,0 +1,141 @@
+package usecase
+
+import (
+	"context"
+	"time"
+
+	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/projections"
+)
+
+// CreateBackup asks for a backup of App. A nil Name means the default
+// name.
+type CreateBackup struct {
+	App         string
+	Name        *string
+	Description string
+}
+
+// CreateBackup requests a backup and answers it, queued. A retry with the
+// same idempotency key answers the same backup, in its state now. Errors:
+// not_found (the app), the rules' backup_quota_exceeded, backup_too_soon,
+// app_in_maintenance, invalid_argument.
+func (a *Application) CreateBackup(ctx context.Context, c *Call, req CreateBackup) (projections.BackupView, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.BackupView{}, err
+	}
+	cmd := domain.RequestBackup{App: req.App, Name: req.Name, Description: req.Description, Origin: domain.OriginManual}
+	res, err := a.Execute(ctx, c, cmd, domain.TypeBackupRequested, "")
+	if err != nil {
+		return projections.BackupView{}, err
+	}
+	// Only a replay can fail here: the backup it created was deleted since.
+	b, err := a.deps.Queries.Backup(req.App, res.BackupID)
+	if err != nil {
+		return projections.BackupView{}, err
+	}
+	return projections.AsRequested(b), nil
+}
+
+// ListBackups asks for an app's live backups, or those live at AsOf.
+type ListBackups struct {
+	App  string
+	AsOf *time.Time
+}
+
+// ListBackups answers the app's live backups, oldest first; with AsOf,
+// those that were live then (unavailable without history).
+func (a *Application) ListBackups(ctx context.Context, c *Call, req ListBackups) (projections.BackupList, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.BackupList{}, err
+	}
+	if req.AsOf == nil {
+		return projections.BackupList{Backups: a.deps.Queries.Backups(req.App)}, nil
+	}
+	h, err := a.history()
+	if err != nil {
+		return projections.BackupList{}, err
+	}
+	l, err := h.BackupsAsOf(ctx, req.App, *req.AsOf)
+	if err != nil {
+		return projections.BackupList{}, err
+	}
+	return projections.BackupList{Backups: l}, nil
+}
+
+// AllBackups answers the live backups of every app the caller may see.
+func (a *Application) AllBackups(_ context.Context, c *Call) projections.BackupList {
+	return projections.BackupList{Backups: a.deps.Queries.AllBackups(func(app string) bool { return a.Visible(c.Principal, app) })}
+}
+
+// BackupRef names one backup of an app.
+type BackupRef struct {
+	App string
+	ID  string
+}
+
+// GetBackup answers one live backup: not_found.
+func (a *Application) GetBackup(_ context.Context, c *Call, req BackupRef) (projections.BackupView, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.BackupView{}, err
+	}
+	return a.deps.Queries.Backup(req.App, req.ID)
+}
+
+// RenameBackup gives a backup a new name; Name is required.
+type RenameBackup struct {
+	App  string
+	ID   string
+	Name *string
+}
+
+// RenameBackup renames a backup and answers it: invalid_argument (no name,
+// a bad one), not_found, backup_state_conflict.
+func (a *Application) RenameBackup(ctx context.Context, c *Call, req RenameBackup) (projections.BackupView, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.BackupView{}, err
+	}
+	if req.Name == nil {
+		return projections.BackupView{}, domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
+	}
+	cmd := domain.RenameBackup{App: req.App, BackupID: req.ID, Name: *req.Name}
+	if _, err := a.Execute(ctx, c, cmd, domain.TypeBackupRenamed, req.ID); err != nil {
+		return projections.BackupView{}, err
+	}
+	return a.deps.Queries.Backup(req.App, req.ID)
+}
+
+// DeleteBackup deletes a backup and its archive: not_found,
+// backup_state_conflict. A retry with the same idempotency key succeeds
+// again.
+func (a *Application) DeleteBackup(ctx context.Context, c *Call, req BackupRef) error {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return err
+	}
+	cmd := domain.DeleteBackup{App: req.App, BackupID: req.ID}
+	_, err := a.Execute(ctx, c, cmd, domain.TypeBackupDeleted, req.ID)
+	return err
+}
+
+// GetApp asks for an app's state, now or as it was at AsOf.
+type GetApp struct {
+	App  string
+	AsOf *time.Time
+}
+
+// GetApp answers the app's state; a registered app without events is
+// empty. With AsOf, the state as it was then (unavailable without
+// history).
+func (a *Application) GetApp(ctx context.Context, c *Call, req GetApp) (projections.AppView, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.AppView{}, err
+	}
+	if req.AsOf == nil {
+		return a.deps.Queries.App(req.App), nil
+	}
+	h, err := a.history()
+	if err != nil {
+		return projections.AppView{}, err
+	}
+	return h.AppAsOf(ctx, req.App, *req.AsOf)
+}
