@@ -27,6 +27,14 @@ type Deps struct {
 	// Restores records restore requests and maintenance; nil answers
 	// those use cases unavailable.
 	Restores Restores
+	// Quoter estimates backups; nil answers Quote unavailable.
+	Quoter Quoter
+	// Verifier checks stored archives; nil answers VerifyBackup
+	// unavailable.
+	Verifier Verifier
+	// Schedules reads nightly schedules; nil answers the schedule use
+	// cases unavailable.
+	Schedules Schedules
 }
 
 // Validate reports the missing required parts.

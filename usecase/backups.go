@@ -139,3 +139,71 @@ func (a *Application) GetApp(ctx context.Context, c *Call, req GetApp) (projecti
 	}
 	return h.AppAsOf(ctx, req.App, *req.AsOf)
 }
+
+// VerifyBackup reads a ready backup's archive and checks it, and answers
+// the backup, verified (verified_at) or found corrupt (corrupt_at):
+// not_found, backup_not_ready, unavailable (no checks on this server). It
+// takes as long as the archive takes to read.
+func (a *Application) VerifyBackup(ctx context.Context, c *Call, req BackupRef) (projections.BackupView, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.BackupView{}, err
+	}
+	if a.deps.Verifier == nil {
+		return projections.BackupView{}, domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	}
+	if _, err := a.deps.Verifier.Verify(ctx, req.App, req.ID, c.Meta); err != nil {
+		return projections.BackupView{}, err
+	}
+	return a.deps.Queries.Backup(req.App, req.ID)
+}
+
+// Quote estimates a backup of the app made now: its archive's size and
+// what keeping it costs a month. It changes nothing: unavailable (no
+// quotes on this server).
+func (a *Application) Quote(ctx context.Context, c *Call, app string) (projections.QuoteView, error) {
+	if err := a.CheckApp(c.Principal, app); err != nil {
+		return projections.QuoteView{}, err
+	}
+	if a.deps.Quoter == nil {
+		return projections.QuoteView{}, domain.Errorf(domain.CodeUnavailable, "quotes are not configured on this server")
+	}
+	q, err := a.deps.Quoter.Quote(ctx, app)
+	if err != nil {
+		return projections.QuoteView{}, err
+	}
+	return projections.QuoteViewOf(q), nil
+}
+
+// Retention answers when each backup of the app expires and why, and
+// which rule would refuse the next backup: a dry run.
+func (a *Application) Retention(_ context.Context, c *Call, app string) (projections.RetentionView, error) {
+	if err := a.CheckApp(c.Principal, app); err != nil {
+		return projections.RetentionView{}, err
+	}
+	r, err := a.deps.Commands.Retention(app)
+	if err != nil {
+		return projections.RetentionView{}, err
+	}
+	return projections.RetentionViewOf(r), nil
+}
+
+// AppLog answers the app's log, oldest first.
+func (a *Application) AppLog(_ context.Context, c *Call, app string) (projections.LogList, error) {
+	if err := a.CheckApp(c.Principal, app); err != nil {
+		return projections.LogList{}, err
+	}
+	return projections.LogList{Entries: a.deps.Queries.AppLog(app)}, nil
+}
+
+// BackupLog answers one backup's log, also after the backup was deleted:
+// not_found for a backup the app never had.
+func (a *Application) BackupLog(_ context.Context, c *Call, req BackupRef) (projections.LogList, error) {
+	if err := a.CheckApp(c.Principal, req.App); err != nil {
+		return projections.LogList{}, err
+	}
+	entries, err := a.deps.Queries.BackupLog(req.App, req.ID)
+	if err != nil {
+		return projections.LogList{}, err
+	}
+	return projections.LogList{Entries: entries}, nil
+}

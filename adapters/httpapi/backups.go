@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/usecase"
 )
 
@@ -140,15 +139,12 @@ func (s *Server) verifyBackup(w http.ResponseWriter, r *http.Request, c call) er
 	if s.deps.Verifier == nil {
 		return domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
 	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
 	// As long as the archive takes to read: the client waits for it.
-	if _, err := s.deps.Verifier.Verify(r.Context(), c.app, r.PathValue("id"), m); err != nil {
-		return err
-	}
-	b, err := s.deps.Queries.Backup(c.app, r.PathValue("id"))
+	b, err := s.app.VerifyBackup(r.Context(), uc, usecase.BackupRef{App: c.app, ID: r.PathValue("id")})
 	if err != nil {
 		return err
 	}
@@ -159,40 +155,25 @@ func (s *Server) verifyBackup(w http.ResponseWriter, r *http.Request, c call) er
 // quote estimates a backup of the app made now: its archive's size and
 // what keeping it costs a month. It changes nothing.
 func (s *Server) quote(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.deps.Quoter == nil {
-		return domain.Errorf(domain.CodeUnavailable, "quotes are not configured on this server")
-	}
-	q, err := s.deps.Quoter.Quote(r.Context(), c.app)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, projections.QuoteViewOf(q))
-	return nil
+	v, err := s.app.Quote(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 // retention answers when each backup of the app expires and why, and
 // which rule would refuse the next backup: a dry run.
-func (s *Server) retention(w http.ResponseWriter, _ *http.Request, c call) error {
-	r, err := s.deps.Commands.Retention(c.app)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, projections.RetentionViewOf(r))
-	return nil
+func (s *Server) retention(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.app.Retention(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 // appLog answers the app's log, oldest first.
-func (s *Server) appLog(w http.ResponseWriter, _ *http.Request, c call) error {
-	writeJSON(w, http.StatusOK, projections.LogList{Entries: s.deps.Queries.AppLog(c.app)})
-	return nil
+func (s *Server) appLog(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.app.AppLog(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 // backupLog answers one backup's log, also after the backup was deleted.
 func (s *Server) backupLog(w http.ResponseWriter, r *http.Request, c call) error {
-	entries, err := s.deps.Queries.BackupLog(c.app, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, projections.LogList{Entries: entries})
-	return nil
+	v, err := s.app.BackupLog(r.Context(), c.query(), usecase.BackupRef{App: c.app, ID: r.PathValue("id")})
+	return respond(w, http.StatusOK, v, err)
 }

@@ -31,20 +31,10 @@ func (s *Server) lifecycleRoutes(api *http.ServeMux) {
 	s.v1(api, "GET /v1/orgs/{org}/webhooks/{id}/deliveries", s.webhookDeliveries)
 }
 
-func (s *Server) schedules() (usecase.Schedules, error) {
-	if s.deps.Schedules == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "nightly schedules are not configured on this server")
-	}
-	return s.deps.Schedules, nil
-}
-
-func (s *Server) getSchedule(w http.ResponseWriter, _ *http.Request, c call) error {
-	sch, err := s.schedules()
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, sch.Schedule(c.app))
-	return nil
+// getSchedule answers the app's nightly schedule.
+func (s *Server) getSchedule(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.app.GetSchedule(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 type scheduleRequest struct {
@@ -56,34 +46,21 @@ type scheduleRequest struct {
 // putSchedule sets the app's schedule; a field left out keeps its current
 // (or default) value, except enabled, which must be given.
 func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request, c call) error {
-	sch, err := s.schedules()
-	if err != nil {
-		return err
-	}
 	var req scheduleRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Enabled == nil {
-		return domain.Errorf(domain.CodeInvalidArgument, "field \"enabled\" is required")
-	}
-	cur := sch.Schedule(c.app)
-	next := domain.Schedule{Enabled: *req.Enabled, Time: cur.Time, TimeZone: cur.TimeZone}
-	if req.Time != nil {
-		next.Time = *req.Time
-	}
-	if req.TimeZone != nil {
-		next.TimeZone = *req.TimeZone
-	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	if _, err := s.execute(r.Context(), w, domain.SetSchedule{App: c.app, Schedule: next}, m, domain.TypeScheduleSet, ""); err != nil {
-		return err
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	v, err := s.app.SetSchedule(ctx, uc, usecase.SetSchedule{App: c.app, Enabled: req.Enabled, Time: req.Time, TimeZone: req.TimeZone})
+	if err == nil {
+		replayed(w, uc)
 	}
-	writeJSON(w, http.StatusOK, sch.Schedule(c.app))
-	return nil
+	return respond(w, http.StatusOK, v, err)
 }
 
 // scope returns the organisation or app of a webhook route ("" for the

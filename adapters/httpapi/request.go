@@ -131,6 +131,15 @@ func (s *Server) timeout(r *http.Request) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 }
 
+// respond writes v, a use case's answer, with status, or returns err.
+func respond(w http.ResponseWriter, status int, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
 // replayed marks an answer to a retried command, answered from the first
 // command's record.
 func replayed(w http.ResponseWriter, uc *usecase.Call) {

@@ -1,13 +1,11 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
 // maintenanceRequest is the body of POST and DELETE
@@ -74,42 +72,26 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, sta
 // ({app} when absent): 202 with the restore, which lives on the target,
 // and its Location.
 func (s *Server) createRestore(w http.ResponseWriter, r *http.Request, c call) error {
-	svc, err := s.restores()
-	if err != nil {
+	if _, err := s.restores(); err != nil {
 		return err
 	}
 	var req restoreRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	switch {
-	case req.BackupID == "":
-		return domain.Errorf(domain.CodeInvalidArgument, "field \"backup_id\" is required")
-	case req.PreRestoreBackup == nil:
-		return domain.Errorf(domain.CodeInvalidArgument,
-			"field \"pre_restore_backup\" is required: true to back up the target's current state first, false not to")
-	case req.AutoEndMaintenance == nil:
-		return domain.Errorf(domain.CodeInvalidArgument,
-			"field \"auto_end_maintenance\" is required: true to end the maintenance when the restore completes, false to end it by hand")
-	case req.Password == "" && !c.p.Admin:
-		// Refused before it is checked, so that it does not count as a
-		// wrong password.
-		return domain.Errorf(domain.CodeInvalidArgument, "field \"password\" is required: a restore asks for your password again")
-	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	rs, err := svc.Request(withClient(ctx, r), c.p, domain.RestoreRequest{
+	v, err := s.app.CreateRestore(withClient(ctx, r), uc, usecase.CreateRestore{
 		App: c.app, BackupID: req.BackupID, TargetApp: req.TargetApp,
-		PreRestoreBackup: *req.PreRestoreBackup, AutoEndMaintenance: *req.AutoEndMaintenance, Password: req.Password,
-	}, m)
+		PreRestoreBackup: req.PreRestoreBackup, AutoEndMaintenance: req.AutoEndMaintenance, Password: req.Password,
+	})
 	if err != nil {
 		return err
 	}
-	v := projections.NewRestoreView(rs)
 	w.Header().Set("Location", "/v1/apps/"+v.App+"/restores/"+v.ID)
 	writeJSON(w, http.StatusAccepted, v)
 	return nil
@@ -117,18 +99,14 @@ func (s *Server) createRestore(w http.ResponseWriter, r *http.Request, c call) e
 
 // getRestore answers one restore into the app.
 func (s *Server) getRestore(w http.ResponseWriter, r *http.Request, c call) error {
-	v, err := s.deps.Queries.Restore(c.app, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	v, err := s.app.GetRestore(r.Context(), c.query(), usecase.RestoreRef{App: c.app, ID: r.PathValue("id")})
+	return respond(w, http.StatusOK, v, err)
 }
 
 // listRestores answers the restores into the app, oldest first.
-func (s *Server) listRestores(w http.ResponseWriter, _ *http.Request, c call) error {
-	writeJSON(w, http.StatusOK, projections.RestoreList{Restores: s.deps.Queries.Restores(c.app)})
-	return nil
+func (s *Server) listRestores(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.app.ListRestores(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 // refuseInMaintenance answers app_in_maintenance while the app is in

@@ -7,7 +7,6 @@ import (
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
 // AppRequest names an app: the body of logs.app, config.list and the
@@ -167,14 +166,11 @@ func (s *Service) verifyBackup(ctx context.Context, c *call) (any, error) {
 	if s.deps.Verifier == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
 	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.deps.Verifier.Verify(ctx, req.App, req.ID, m); err != nil {
-		return nil, err
-	}
-	return s.deps.Queries.Backup(req.App, req.ID)
+	return s.app.VerifyBackup(ctx, uc, usecase.BackupRef{App: req.App, ID: req.ID})
 }
 
 // getApp answers the app's state; with as_of, as it was then.
@@ -192,62 +188,35 @@ func (s *Service) getApp(ctx context.Context, c *call) (any, error) {
 // quote estimates a backup of the app made now; it changes nothing.
 func (s *Service) quote(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	if s.deps.Quoter == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "quotes are not configured on this server")
-	}
-	q, err := s.deps.Quoter.Quote(ctx, req.App)
-	if err != nil {
-		return nil, err
-	}
-	return projections.QuoteViewOf(q), nil
+	return s.app.Quote(ctx, c.query(), req.App)
 }
 
 // retention answers the app's retention: a dry run.
-func (s *Service) retention(_ context.Context, c *call) (any, error) {
+func (s *Service) retention(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	r, err := s.deps.Commands.Retention(req.App)
-	if err != nil {
-		return nil, err
-	}
-	return projections.RetentionViewOf(r), nil
+	return s.app.Retention(ctx, c.query(), req.App)
 }
 
 // appLog answers the app's log, oldest first.
-func (s *Service) appLog(_ context.Context, c *call) (any, error) {
+func (s *Service) appLog(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	return projections.LogList{Entries: s.deps.Queries.AppLog(req.App)}, nil
+	return s.app.AppLog(ctx, c.query(), req.App)
 }
 
 // backupLog answers one backup's log, also after the backup was deleted.
-func (s *Service) backupLog(_ context.Context, c *call) (any, error) {
+func (s *Service) backupLog(ctx context.Context, c *call) (any, error) {
 	var req BackupRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	entries, err := s.deps.Queries.BackupLog(req.App, req.ID)
-	if err != nil {
-		return nil, err
-	}
-	return projections.LogList{Entries: entries}, nil
+	return s.app.BackupLog(ctx, c.query(), usecase.BackupRef{App: req.App, ID: req.ID})
 }

@@ -79,64 +79,28 @@ type WebhookDeleted struct {
 	Deleted bool   `json:"deleted"`
 }
 
-// schedules returns the schedule reader, or unavailable when the server
-// runs without one.
-func (s *Service) schedules() (usecase.Schedules, error) {
-	if s.deps.Schedules == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "nightly schedules are not configured on this server")
-	}
-	return s.deps.Schedules, nil
-}
-
 // getSchedule answers the app's nightly schedule.
-func (s *Service) getSchedule(_ context.Context, c *call) (any, error) {
+func (s *Service) getSchedule(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	sch, err := s.schedules()
-	if err != nil {
-		return nil, err
-	}
-	return sch.Schedule(req.App), nil
+	return s.app.GetSchedule(ctx, c.query(), req.App)
 }
 
 // setSchedule sets the app's nightly schedule and answers it. A retry with
 // the same idempotency key answers the schedule as it stands.
 func (s *Service) setSchedule(ctx context.Context, c *call) (any, error) {
 	var req SetScheduleRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	sch, err := s.schedules()
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	if req.Enabled == nil {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"enabled\" is required")
-	}
-	cur := sch.Schedule(req.App)
-	next := domain.Schedule{Enabled: *req.Enabled, Time: cur.Time, TimeZone: cur.TimeZone}
-	if req.Time != nil {
-		next.Time = *req.Time
-	}
-	if req.TimeZone != nil {
-		next.TimeZone = *req.TimeZone
-	}
-	m, err := s.meta(c, req.CommandFields)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.execute(ctx, c, domain.SetSchedule{App: req.App, Schedule: next}, m, domain.TypeScheduleSet, ""); err != nil {
-		return nil, err
-	}
-	return sch.Schedule(req.App), nil
+	v, err := s.app.SetSchedule(ctx, uc, usecase.SetSchedule{App: req.App, Enabled: req.Enabled, Time: req.Time, TimeZone: req.TimeZone})
+	return commandAnswer(c, uc, v, err)
 }
 
 // webhookScope checks the scope of a webhook request: exactly one of org

@@ -246,6 +246,15 @@ func field(body string, h micro.Headers, fieldName, headerName string) (string, 
 	return v, nil
 }
 
+// decodeApp decodes c's request into dst and checks the app it names
+// (*app, filled by the decoding): invalid_argument, not_found.
+func (s *Service) decodeApp(c *call, dst any, app *string) error {
+	if err := decode(c.req.Data(), dst); err != nil {
+		return err
+	}
+	return s.checkApp(c, *app)
+}
+
 // command returns the use-case call of a command of c, with the metadata
 // of meta.
 func (s *Service) command(c *call, f CommandFields) (*usecase.Call, error) {

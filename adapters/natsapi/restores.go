@@ -6,7 +6,6 @@ import (
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
 // MaintenanceRequest is the body of maintenance.start (Reason required)
@@ -80,67 +79,39 @@ func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, er
 // createRestore requests a restore and answers it; it lives on the
 // target app.
 func (s *Service) createRestore(ctx context.Context, c *call) (any, error) {
-	svc, err := s.restores()
-	if err != nil {
+	if _, err := s.restores(); err != nil {
 		return nil, err
 	}
 	var req CreateRestoreRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	switch {
-	case req.BackupID == "":
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"backup_id\" is required")
-	case req.PreRestoreBackup == nil:
-		return nil, domain.Errorf(domain.CodeInvalidArgument,
-			"field \"pre_restore_backup\" is required: true to back up the target's current state first, false not to")
-	case req.AutoEndMaintenance == nil:
-		return nil, domain.Errorf(domain.CodeInvalidArgument,
-			"field \"auto_end_maintenance\" is required: true to end the maintenance when the restore completes, false to end it by hand")
-	case req.Password == "" && !c.p.Admin:
-		// Refused before it is checked, so that it does not count as a
-		// wrong password.
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"password\" is required: a restore asks for your password again")
-	}
-	m, err := s.meta(c, req.CommandFields)
+	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
 		return nil, err
 	}
-	r, err := svc.Request(withClient(ctx), c.p, domain.RestoreRequest{
+	return s.app.CreateRestore(withClient(ctx), uc, usecase.CreateRestore{
 		App: req.App, BackupID: req.BackupID, TargetApp: req.TargetApp,
-		PreRestoreBackup: *req.PreRestoreBackup, AutoEndMaintenance: *req.AutoEndMaintenance, Password: req.Password,
-	}, m)
-	if err != nil {
-		return nil, err
-	}
-	return projections.NewRestoreView(r), nil
+		PreRestoreBackup: req.PreRestoreBackup, AutoEndMaintenance: req.AutoEndMaintenance, Password: req.Password,
+	})
 }
 
 // getRestore answers one restore into an app.
-func (s *Service) getRestore(_ context.Context, c *call) (any, error) {
+func (s *Service) getRestore(ctx context.Context, c *call) (any, error) {
 	var req RestoreRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	return s.deps.Queries.Restore(req.App, req.ID)
+	return s.app.GetRestore(ctx, c.query(), usecase.RestoreRef{App: req.App, ID: req.ID})
 }
 
 // listRestores answers the restores into an app, oldest first.
-func (s *Service) listRestores(_ context.Context, c *call) (any, error) {
+func (s *Service) listRestores(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
-		return nil, err
-	}
-	return projections.RestoreList{Restores: s.deps.Queries.Restores(req.App)}, nil
+	return s.app.ListRestores(ctx, c.query(), req.App)
 }
 
 // refuseInMaintenance answers app_in_maintenance while the app is in
