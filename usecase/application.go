@@ -21,6 +21,9 @@ import (
 type Deps struct {
 	Commands Commands // *domain.Ledger
 	Queries  Queries  // *projections.Store
+	// Config is the built-in configuration store (the kv source); nil
+	// answers the config document use cases unavailable.
+	Config domain.ConfigStore
 	// Identity decides who may act on which app and serves the identity
 	// use cases; nil means the server administrator alone, on every app.
 	Identity Identity

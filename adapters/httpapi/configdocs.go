@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,28 +8,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/usecase"
 )
-
-// DocView is the JSON of a config document without its value.
-type DocView struct {
-	Key       string    `json:"key"`
-	SizeBytes int64     `json:"size_bytes"`
-	Revision  uint64    `json:"revision"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// DocList is the JSON of GET /v1/apps/{app}/config.
-type DocList struct {
-	Documents []DocView `json:"documents"`
-}
-
-func newDocView(d domain.ConfigDoc) DocView {
-	return DocView{Key: d.Key, SizeBytes: d.Size, Revision: d.Revision, UpdatedAt: d.Updated.UTC()}
-}
 
 // docKey returns the {key...} path value, which must not be empty.
 func docKey(r *http.Request) (string, error) {
@@ -41,11 +22,6 @@ func docKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// withTimeout bounds one config store call.
-func (s *Server) withTimeout(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-}
-
 // putDoc stores the raw body as a document: 201 when it is new, 200 when it
 // replaced one; app_in_maintenance while the app is in maintenance.
 func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
@@ -54,7 +30,7 @@ func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
 		return err
 	}
 	if err := s.refuseInMaintenance(c.app); err != nil {
-		return err
+		return err // before the body is read
 	}
 	if r.ContentLength > s.cfg.MaxDocBytes {
 		return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("config document is larger than %d bytes", s.cfg.MaxDocBytes)}
@@ -67,23 +43,19 @@ func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
 		}
 		return domain.Errorf(domain.CodeInvalidArgument, "read request body: %v", err)
 	}
-	ctx, cancel := s.withTimeout(r)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	// Whether the document is new only chooses between 201 and 200; a
-	// concurrent writer may make it wrong, never the document.
-	status := http.StatusOK
-	if _, err := s.deps.Config.GetDoc(ctx, c.app, key); domain.Code(err) == domain.CodeNotFound {
-		status = http.StatusCreated
-	}
-	doc, err := s.deps.Config.PutDoc(ctx, c.app, key, value)
+	doc, created, err := s.app.PutDoc(ctx, c.query(), usecase.PutDoc{App: c.app, Key: key, Value: value})
 	if err != nil {
 		return err
 	}
-	if status == http.StatusCreated {
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
 		w.Header().Set("Location", (&url.URL{Path: "/v1/apps/" + c.app + "/config/" + key}).EscapedPath())
 	}
 	w.Header().Set("ETag", etag(doc.Revision))
-	writeJSON(w, status, newDocView(doc))
+	writeJSON(w, status, doc)
 	return nil
 }
 
@@ -94,9 +66,9 @@ func (s *Server) getDoc(w http.ResponseWriter, r *http.Request, c call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.withTimeout(r)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	doc, err := s.deps.Config.GetDoc(ctx, c.app, key)
+	doc, err := s.app.GetDoc(ctx, c.query(), usecase.DocRef{App: c.app, Key: key})
 	if err != nil {
 		return err
 	}
@@ -123,12 +95,9 @@ func (s *Server) deleteDoc(w http.ResponseWriter, r *http.Request, c call) error
 	if err != nil {
 		return err
 	}
-	if err := s.refuseInMaintenance(c.app); err != nil {
-		return err
-	}
-	ctx, cancel := s.withTimeout(r)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	if err := s.deps.Config.DeleteDoc(ctx, c.app, key); err != nil {
+	if err := s.app.DeleteDoc(ctx, c.query(), usecase.DocRef{App: c.app, Key: key}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -137,18 +106,10 @@ func (s *Server) deleteDoc(w http.ResponseWriter, r *http.Request, c call) error
 
 // listDocs answers the app's documents sorted by key, without values.
 func (s *Server) listDocs(w http.ResponseWriter, r *http.Request, c call) error {
-	ctx, cancel := s.withTimeout(r)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	docs, err := s.deps.Config.ListDocs(ctx, c.app)
-	if err != nil {
-		return err
-	}
-	out := DocList{Documents: make([]DocView, 0, len(docs))}
-	for _, d := range docs {
-		out.Documents = append(out.Documents, newDocView(d))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	v, err := s.app.ListDocs(ctx, c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }

@@ -9,12 +9,13 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 func TestConfigDocs(t *testing.T) {
 	a := newAPI(t, nil)
 	put := a.do("PUT", "/v1/apps/crm/config/settings/theme", "dark", "Content-Type", "text/plain").want(t, http.StatusCreated)
-	var doc httpapi.DocView
+	var doc usecase.DocView
 	decode(t, put.body, &doc)
 	if doc.Key != "settings/theme" || doc.SizeBytes != 4 || doc.Revision == 0 || !doc.UpdatedAt.Equal(apitest.Start) {
 		t.Errorf("put: %+v", doc)
@@ -43,7 +44,7 @@ func TestConfigDocs(t *testing.T) {
 	}
 	a.do("GET", "/v1/apps/crm/config/settings/theme", "", "If-None-Match", tag).want(t, http.StatusNotModified)
 
-	var list httpapi.DocList
+	var list usecase.DocList
 	decode(t, a.do("GET", "/v1/apps/crm/config", "").want(t, http.StatusOK).body, &list)
 	if len(list.Documents) != 2 || list.Documents[0].Key != "a.json" || list.Documents[1].Key != "settings/theme" {
 		t.Errorf("list: %+v", list)

@@ -96,7 +96,7 @@ func TestMaintenance(t *testing.T) {
 		t.Errorf("document during maintenance: %q", got)
 	}
 	a.do("GET", "/v1/apps/crm/config/new", "").want(t, http.StatusNotFound)
-	var docs httpapi.DocList
+	var docs usecase.DocList
 	decode(t, a.do("GET", "/v1/apps/crm/config", "").want(t, http.StatusOK).body, &docs)
 	if len(docs.Documents) != 1 {
 		t.Errorf("documents during maintenance: %+v", docs)

@@ -113,10 +113,3 @@ func (s *Service) listRestores(ctx context.Context, c *call) (any, error) {
 	}
 	return s.app.ListRestores(ctx, c.query(), req.App)
 }
-
-// refuseInMaintenance answers app_in_maintenance while the app is in
-// maintenance: its configuration documents are not to change then (a
-// restore may be replacing them). Reads stay allowed.
-func (s *Service) refuseInMaintenance(app string) error {
-	return s.deps.Queries.Maintenance(app).RefuseConfigChange(app)
-}

@@ -67,7 +67,7 @@ func TestMaintenanceEndpoints(t *testing.T) {
 
 	// Reads stay allowed and the document is unchanged; backups may
 	// still be taken.
-	var val natsapi.DocValue
+	var val usecase.DocValue
 	a.request(natsapi.SubjectConfigGet, natsapi.DocRequest{App: "crm", Key: "theme"}).ok(t, &val)
 	if string(val.Value) != "dark" {
 		t.Errorf("document during maintenance: %q", val.Value)

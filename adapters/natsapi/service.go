@@ -197,7 +197,7 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("natsapi deps: %w", err)
 	}
-	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Identity: deps.Identity, Restores: deps.Restores,
+	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
 		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules})
 	if err != nil {
 		return nil, fmt.Errorf("natsapi: %w", err)

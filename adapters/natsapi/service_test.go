@@ -10,6 +10,7 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 func TestServiceInfo(t *testing.T) {
@@ -131,7 +132,7 @@ func TestRenameDeleteLogs(t *testing.T) {
 
 func TestConfigDocs(t *testing.T) {
 	a := newAPI(t, nil)
-	var doc natsapi.DocView
+	var doc usecase.DocView
 	a.request(natsapi.SubjectConfigPut, natsapi.PutDocRequest{App: "crm", Key: "settings/theme", Value: []byte("dark\x00")}).ok(t, &doc)
 	if doc.Key != "settings/theme" || doc.SizeBytes != 5 || doc.Revision == 0 {
 		t.Errorf("put: %+v", doc)
@@ -139,7 +140,7 @@ func TestConfigDocs(t *testing.T) {
 	// The value travels as base64.
 	a.request(natsapi.SubjectConfigPut, `{"app":"crm","key":"a.json","value":"eyJ4IjoxfQ=="}`).ok(t, nil)
 
-	var val natsapi.DocValue
+	var val usecase.DocValue
 	a.request(natsapi.SubjectConfigGet, natsapi.DocRequest{App: "crm", Key: "settings/theme"}).ok(t, &val)
 	if string(val.Value) != "dark\x00" || val.Revision != doc.Revision {
 		t.Errorf("get: %+v", val)
@@ -149,7 +150,7 @@ func TestConfigDocs(t *testing.T) {
 		t.Errorf("get a.json: %q", val.Value)
 	}
 
-	var list natsapi.DocList
+	var list usecase.DocList
 	a.request(natsapi.SubjectConfigList, natsapi.AppRequest{App: "crm"}).ok(t, &list)
 	if len(list.Documents) != 2 || list.Documents[0].Key != "a.json" {
 		t.Errorf("list: %+v", list)
