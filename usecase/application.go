@@ -38,6 +38,9 @@ type Deps struct {
 	// Schedules reads nightly schedules; nil answers the schedule use
 	// cases unavailable.
 	Schedules Schedules
+	// Deliveries reads webhook delivery logs; nil answers
+	// WebhookDeliveries unavailable.
+	Deliveries Deliveries
 }
 
 // Validate reports the missing required parts.

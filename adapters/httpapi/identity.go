@@ -8,7 +8,6 @@ import (
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
 // identityRoutes registers the identity routes on api (authenticated)
@@ -36,64 +35,45 @@ func (s *Server) identityRoutes(api, root *http.ServeMux) {
 	s.handle(root, "POST /v1/sessions", s.requireReady(http.HandlerFunc(s.login)))
 }
 
-// identity returns the identity service, or unavailable when the server
-// runs without one (the server administrator alone).
-func (s *Server) identity() (usecase.Identity, error) {
-	if s.deps.Identity == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
-	}
-	return s.deps.Identity, nil
-}
-
-// runIdentity runs cmd under the request timeout and answers status with
-// view() read after it.
-func (s *Server) runIdentity(w http.ResponseWriter, r *http.Request, c call, status int, cmd func(ctx context.Context, id usecase.Identity, m domain.Meta) error, view func(d *domain.Directory) (any, error)) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	m, err := s.commandMeta(w, r, c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	if err := cmd(ctx, id, m); err != nil {
-		return err
-	}
-	if view == nil {
-		w.WriteHeader(status)
-		return nil
-	}
-	var (
-		v    any
-		verr error
-	)
-	id.Read(func(d *domain.Directory) { v, verr = view(d) })
-	if verr != nil {
-		return verr
-	}
-	writeJSON(w, status, v)
-	return nil
-}
-
 // withClient returns ctx carrying the address r came from, which the
 // throttle of wrong passwords counts (domain.Throttle).
 func withClient(ctx context.Context, r *http.Request) context.Context {
 	return domain.WithClient(ctx, domain.ClientAddr(r.RemoteAddr))
 }
 
-// replayedOther is the answer to a retried command id whose first command
-// made something else than this one asks for.
-func replayedOther() error {
-	return domain.Errorf(domain.CodeConflict, "this Idempotency-Key was used for another command")
-}
-
-func execCmd(p domain.Principal, cmd domain.IdentityCommand) func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-	return func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		_, err := id.Execute(ctx, p, cmd, m)
+// identityCommand runs an identity command of c under the request timeout
+// with its metadata from r, and answers status with the view it returns
+// (none for 204).
+func (s *Server) identityCommand(w http.ResponseWriter, r *http.Request, c call, status int, run func(ctx context.Context, uc *usecase.Call) (any, error)) error {
+	if _, err := s.identity(); err != nil {
 		return err
 	}
+	uc, err := s.command(w, r, c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	v, err := run(withClient(ctx, r), uc)
+	if err != nil {
+		return err
+	}
+	replayed(w, uc)
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return nil
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+// identity answers unavailable when the server runs without users, before
+// a request's metadata is read.
+func (s *Server) identity() (usecase.Identity, error) {
+	if s.deps.Identity == nil {
+		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
+	}
+	return s.deps.Identity, nil
 }
 
 type createOrgRequest struct {
@@ -106,50 +86,28 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c call) error
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	return s.runIdentity(w, r, c, http.StatusCreated, execCmd(c.p, domain.CreateOrg{ID: req.ID, Name: req.Name}),
-		func(d *domain.Directory) (any, error) {
-			o, ok := d.Org(req.ID)
-			if !ok {
-				return nil, replayedOther()
-			}
-			return projections.OrgViewOf(o), nil
-		})
+	return s.identityCommand(w, r, c, http.StatusCreated, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateOrg(ctx, uc, usecase.CreateOrg{ID: req.ID, Name: req.Name})
+	})
 }
 
 // listOrgs answers every organisation to the server administrator, the
 // caller's own to a user.
-func (s *Server) listOrgs(w http.ResponseWriter, _ *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	var out []projections.OrgView
-	id.Read(func(d *domain.Directory) { out = projections.OrgsFor(d, c.p) })
-	writeJSON(w, http.StatusOK, map[string]any{"orgs": out})
-	return nil
+func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request, c call) error {
+	l, err := s.app.ListOrgs(r.Context(), c.query())
+	return respond(w, http.StatusOK, map[string]any{"orgs": l}, err)
 }
 
 func (s *Server) getOrg(w http.ResponseWriter, r *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	var (
-		v  projections.OrgView
-		ok bool
-	)
-	id.Read(func(d *domain.Directory) { v, ok = projections.OrgFor(d, c.p, r.PathValue("org")) })
-	if !ok {
-		return domain.Errorf(domain.CodeNotFound, "organisation %s not found", r.PathValue("org"))
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	v, err := s.app.GetOrg(r.Context(), c.query(), r.PathValue("org"))
+	return respond(w, http.StatusOK, v, err)
 }
 
 func (s *Server) setMember(member bool) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
-		cmd := domain.SetMember{Org: r.PathValue("org"), User: r.PathValue("user"), Member: member}
-		return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, cmd), nil)
+		return s.identityCommand(w, r, c, http.StatusNoContent, func(ctx context.Context, uc *usecase.Call) (any, error) {
+			return nil, s.app.SetMember(ctx, uc, usecase.SetMember{Org: r.PathValue("org"), User: r.PathValue("user"), Member: member})
+		})
 	}
 }
 
@@ -165,55 +123,21 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c call) erro
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	cmd := domain.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password}
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		_, err := id.CreateUser(ctx, c.p, cmd, m)
-		return err
-	}, func(d *domain.Directory) (any, error) {
-		u, ok := d.User(req.ID)
-		if !ok {
-			return nil, replayedOther()
-		}
-		return projections.UserViewOf(d, u), nil
+	return s.identityCommand(w, r, c, http.StatusCreated, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateUser(ctx, uc, usecase.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password})
 	})
 }
 
 // listUsers answers every user (server administrator only).
-func (s *Server) listUsers(w http.ResponseWriter, _ *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	if !c.p.Admin {
-		return domain.Errorf(domain.CodePermissionDenied, "only the server administrator lists users")
-	}
-	out := []projections.UserView{}
-	id.Read(func(d *domain.Directory) {
-		for _, u := range d.Users() {
-			out = append(out, projections.UserViewOf(d, u))
-		}
-	})
-	writeJSON(w, http.StatusOK, map[string]any{"users": out})
-	return nil
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, c call) error {
+	l, err := s.app.ListUsers(r.Context(), c.query())
+	return respond(w, http.StatusOK, map[string]any{"users": l}, err)
 }
 
 // getUser answers a user to the server administrator and to itself.
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	user := r.PathValue("user")
-	var (
-		v  projections.UserView
-		ok bool
-	)
-	id.Read(func(d *domain.Directory) { v, ok = projections.UserFor(d, c.p, user) })
-	if !ok {
-		return domain.Errorf(domain.CodeNotFound, "user %s not found", user)
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	v, err := s.app.GetUser(r.Context(), c.query(), r.PathValue("user"))
+	return respond(w, http.StatusOK, v, err)
 }
 
 type patchUserRequest struct {
@@ -228,15 +152,9 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, c call) error
 	if req.Disabled == nil {
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"disabled\" is required")
 	}
-	user := r.PathValue("user")
-	return s.runIdentity(w, r, c, http.StatusOK, execCmd(c.p, domain.SetUserDisabled{User: user, Disabled: *req.Disabled}),
-		func(d *domain.Directory) (any, error) {
-			u, ok := d.User(user)
-			if !ok {
-				return nil, replayedOther()
-			}
-			return projections.UserViewOf(d, u), nil
-		})
+	return s.identityCommand(w, r, c, http.StatusOK, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.DisableUser(ctx, uc, usecase.DisableUser{User: r.PathValue("user"), Disabled: req.Disabled})
+	})
 }
 
 type passwordRequest struct {
@@ -250,16 +168,13 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request, c call) err
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	cmd := domain.ChangePassword{User: r.PathValue("user"), Password: req.Password, Current: req.CurrentPassword}
-	if !c.p.Admin && c.p.ID != cmd.User {
-		return domain.Errorf(domain.CodeNotFound, "user %s not found", cmd.User)
+	user := r.PathValue("user")
+	if !c.p.Admin && c.p.ID != user {
+		return domain.Errorf(domain.CodeNotFound, "user %s not found", user) // before the metadata
 	}
-	var changed domain.PasswordChange
-	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		var err error
-		changed, err = id.ChangePassword(withClient(ctx, r), c.p, cmd, m)
-		return err
-	}, func(*domain.Directory) (any, error) { return projections.PasswordChangeViewOf(cmd.User, changed), nil })
+	return s.identityCommand(w, r, c, http.StatusOK, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.ChangePassword(ctx, uc, usecase.ChangePassword{User: user, Password: req.Password, Current: req.CurrentPassword})
+	})
 }
 
 type registerAppRequest struct {
@@ -276,46 +191,21 @@ func (s *Server) registerApp(w http.ResponseWriter, r *http.Request, c call) err
 	if req.Org == "" {
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
-	reg := domain.RegisterApp{App: c.app, Org: req.Org}
-	return s.runIdentity(w, r, c, http.StatusOK, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		_, err := id.RegisterApp(ctx, c.p, reg, m)
-		return err
-	},
-		func(d *domain.Directory) (any, error) {
-			a, ok := d.App(c.app)
-			if !ok {
-				return nil, replayedOther()
-			}
-			return projections.AppAccessViewOf(a), nil
-		})
+	return s.identityCommand(w, r, c, http.StatusOK, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.RegisterApp(ctx, uc, usecase.RegisterApp{App: c.app, Org: req.Org})
+	})
 }
 
-func (s *Server) getAppAccess(w http.ResponseWriter, _ *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	var (
-		v  projections.AppAccessView
-		ok bool
-	)
-	id.Read(func(d *domain.Directory) {
-		var a *domain.AppAccess
-		if a, ok = d.App(c.app); ok {
-			v = projections.AppAccessViewOf(a)
-		}
-	})
-	if !ok {
-		v = projections.AppAccessView{App: c.app, Org: domain.DefaultOrg, Admins: []string{}}
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+func (s *Server) getAppAccess(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.app.GetAppAccess(r.Context(), c.query(), c.app)
+	return respond(w, http.StatusOK, v, err)
 }
 
 func (s *Server) setAdmin(admin bool) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
-		cmd := domain.SetAdmin{App: c.app, User: r.PathValue("user"), Admin: admin}
-		return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, cmd), nil)
+		return s.identityCommand(w, r, c, http.StatusNoContent, func(ctx context.Context, uc *usecase.Call) (any, error) {
+			return nil, s.app.SetAdmin(ctx, uc, usecase.SetAdmin{App: c.app, User: r.PathValue("user"), Admin: admin})
+		})
 	}
 }
 
@@ -332,38 +222,21 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c call) err
 	if c.p.Admin {
 		return domain.Errorf(domain.CodePermissionDenied, "the server administrator has its token (admin.token); tokens are for users")
 	}
-	var exp time.Time
-	if req.ExpiresAt != nil {
-		exp = *req.ExpiresAt
-	}
-	var made domain.NewToken
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		var err error
-		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
-		return err
-	}, func(*domain.Directory) (any, error) {
-		return projections.NewTokenView{TokenView: projections.TokenViewOf(&made.Token), Token: made.Secret}, nil
+	return s.identityCommand(w, r, c, http.StatusCreated, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateToken(ctx, uc, usecase.CreateToken{Name: req.Name, ExpiresAt: req.ExpiresAt})
 	})
 }
 
 // listTokens answers the caller's API tokens.
-func (s *Server) listTokens(w http.ResponseWriter, _ *http.Request, c call) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	out := []projections.TokenView{}
-	id.Read(func(d *domain.Directory) {
-		for _, t := range d.Tokens(c.p.ID, domain.TokenAPI) {
-			out = append(out, projections.TokenViewOf(t))
-		}
-	})
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
-	return nil
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, c call) error {
+	l, err := s.app.ListTokens(r.Context(), c.query())
+	return respond(w, http.StatusOK, map[string]any{"tokens": l}, err)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RevokeToken{ID: r.PathValue("id")}), nil)
+	return s.identityCommand(w, r, c, http.StatusNoContent, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return nil, s.app.RevokeToken(ctx, uc, r.PathValue("id"))
+	})
 }
 
 // logout revokes the session token of the request.
@@ -371,19 +244,14 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c call) error {
 	if c.p.TokenID == "" {
 		return domain.Errorf(domain.CodeInvalidArgument, "this request was not made with a session or API token")
 	}
-	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RevokeToken{ID: c.p.TokenID}), nil)
+	return s.identityCommand(w, r, c, http.StatusNoContent, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		_, err := s.app.Logout(ctx, uc)
+		return nil, err
+	})
 }
 
-func (s *Server) me(w http.ResponseWriter, _ *http.Request, c call) error {
-	var apps []string
-	if c.p.Admin {
-		apps = s.deps.Queries.Apps()
-	}
-	v := projections.MeOf(nil, c.p, apps)
-	if id := s.deps.Identity; id != nil {
-		id.Read(func(d *domain.Directory) { v = projections.MeOf(d, c.p, apps) })
-	}
-	writeJSON(w, http.StatusOK, v)
+func (s *Server) me(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, s.app.Me(r.Context(), c.query()))
 	return nil
 }
 
@@ -400,22 +268,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	id, err := s.identity()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	if req.User == "" || req.Password == "" {
-		s.problem(w, r, domain.Errorf(domain.CodeInvalidArgument, "fields \"user\" and \"password\" are required"))
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	made, err := id.Login(withClient(ctx, r), req.User, req.Password, domain.Meta{CommandID: s.deps.NewID()})
+	v, err := s.app.Login(withClient(ctx, r), domain.Meta{CommandID: s.deps.NewID()}, usecase.Login{User: req.User, Password: req.Password})
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, projections.NewTokenView{TokenView: projections.TokenViewOf(&made.Token), Token: made.Secret})
+	writeJSON(w, http.StatusCreated, v)
 }

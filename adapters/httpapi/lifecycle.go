@@ -8,13 +8,6 @@ import (
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
-)
-
-// Delivery log limits of GET .../deliveries.
-const (
-	defaultDeliveryLimit = 100
-	maxDeliveryLimit     = 1000
 )
 
 // lifecycleRoutes registers the nightly schedule and webhook routes.
@@ -63,30 +56,12 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request, c call) err
 	return respond(w, http.StatusOK, v, err)
 }
 
-// scope returns the organisation or app of a webhook route ("" for the
-// other).
-func scope(r *http.Request, c call) (org, app string) {
+// scope returns the organisation or app of a webhook route.
+func scope(r *http.Request, c call) usecase.WebhookScope {
 	if c.app != "" {
-		return "", c.app
+		return usecase.WebhookScope{App: c.app}
 	}
-	return r.PathValue("org"), ""
-}
-
-// checkWebhooks answers whether c may manage the webhooks of the route's
-// scope, and the webhook {id} if the route names one and it is there;
-// then, if it may, calls then with the directory in the same read.
-func (s *Server) checkWebhooks(r *http.Request, c call, then func(d *domain.Directory)) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	org, app := scope(r, c)
-	id.Read(func(d *domain.Directory) {
-		if err = domain.CheckWebhook(d, c.p, org, app, r.PathValue("id")); err == nil && then != nil {
-			then(d)
-		}
-	})
-	return err
+	return usecase.WebhookScope{Org: r.PathValue("org")}
 }
 
 type createWebhookRequest struct {
@@ -104,58 +79,36 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) e
 	if req.URL == "" {
 		return domain.Errorf(domain.CodeInvalidArgument, "field \"url\" is required")
 	}
-	org, app := scope(r, c)
-	var made domain.NewWebhook
-	return s.runIdentity(w, r, c, http.StatusCreated, func(ctx context.Context, id usecase.Identity, m domain.Meta) error {
-		var err error
-		made, err = id.RegisterWebhook(ctx, c.p, domain.RegisterWebhook{Org: org, App: app, URL: req.URL, Events: req.Events}, req.Secret, m)
-		return err
-	}, func(*domain.Directory) (any, error) {
-		return projections.NewWebhookView{WebhookView: projections.WebhookViewOf(&made.Webhook), Secret: made.Secret}, nil
+	return s.identityCommand(w, r, c, http.StatusCreated, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateWebhook(ctx, uc, usecase.CreateWebhook{WebhookScope: scope(r, c), URL: req.URL, Events: req.Events, Secret: req.Secret})
 	})
 }
 
 func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, c call) error {
-	org, app := scope(r, c)
-	var l projections.WebhookList
-	if err := s.checkWebhooks(r, c, func(d *domain.Directory) { l = projections.WebhooksOf(d, org, app) }); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, l)
-	return nil
+	l, err := s.app.ListWebhooks(r.Context(), c.query(), scope(r, c))
+	return respond(w, http.StatusOK, l, err)
 }
 
 func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, c call) error {
-	org, app := scope(r, c)
-	return s.runIdentity(w, r, c, http.StatusNoContent, execCmd(c.p, domain.RemoveWebhook{ID: r.PathValue("id"), Org: org, App: app}), nil)
+	return s.identityCommand(w, r, c, http.StatusNoContent, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return nil, s.app.DeleteWebhook(ctx, uc, usecase.WebhookRef{WebhookScope: scope(r, c), ID: r.PathValue("id")})
+	})
 }
 
 // webhookDeliveries answers the newest ?limit= (default 100, at most
 // 1000) attempts of a webhook's deliveries, oldest first.
 func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.deps.Deliveries == nil {
-		return domain.Errorf(domain.CodeUnavailable, "webhook deliveries are not configured on this server")
-	}
-	limit := defaultDeliveryLimit
+	var limit *int
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxDeliveryLimit {
-			return domain.Errorf(domain.CodeInvalidArgument, "limit must be 1 to %d", maxDeliveryLimit)
+		if err != nil {
+			return domain.Errorf(domain.CodeInvalidArgument, "limit must be 1 to %d", usecase.MaxDeliveryLimit)
 		}
-		limit = n
+		limit = &n
 	}
-	if err := s.checkWebhooks(r, c, nil); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	l, err := s.deps.Deliveries.Deliveries(ctx, r.PathValue("id"), limit)
-	if err != nil {
-		return err
-	}
-	if l == nil {
-		l = []projections.DeliveryView{}
-	}
-	writeJSON(w, http.StatusOK, projections.DeliveryList{Deliveries: l})
-	return nil
+	l, err := s.app.WebhookDeliveries(ctx, c.query(), usecase.WebhookDeliveries{
+		WebhookRef: usecase.WebhookRef{WebhookScope: scope(r, c), ID: r.PathValue("id")}, Limit: limit})
+	return respond(w, http.StatusOK, l, err)
 }

@@ -237,7 +237,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("httpapi deps: %w", err)
 	}
 	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules})
+		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries})
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}

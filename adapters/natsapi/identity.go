@@ -140,50 +140,27 @@ type TokenRevoked struct {
 	Revoked bool   `json:"revoked"`
 }
 
-// identity returns the identity service, or unavailable when the server
-// runs without one (the server administrator alone).
-func (s *Service) identity() (usecase.Identity, error) {
+// identity answers unavailable when the server runs without users, before
+// a request's metadata is read.
+func (s *Service) identity() error {
 	if s.deps.Identity == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
+		return domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
 	}
-	return s.deps.Identity, nil
+	return nil
 }
 
-// identityCmd runs one identity command with m.
-type identityCmd func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error)
-
-// runIdentity runs cmd and answers what view reads of the directory after
-// it. A retried command (same idempotency key) is marked by the
-// Idempotent-Replayed response header.
-func (s *Service) runIdentity(ctx context.Context, c *call, f CommandFields, cmd identityCmd, view func(d *domain.Directory) (any, error)) (any, error) {
-	id, err := s.identity()
+// identityCommand runs an identity command of c with the metadata of f and
+// answers what it returns, marked Idempotent-Replayed for a retry.
+func (s *Service) identityCommand(ctx context.Context, c *call, f CommandFields, run func(ctx context.Context, uc *usecase.Call) (any, error)) (any, error) {
+	if err := s.identity(); err != nil {
+		return nil, err
+	}
+	uc, err := s.command(c, f)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.meta(c, f)
-	if err != nil {
-		return nil, err
-	}
-	res, err := cmd(ctx, id, m)
-	if err != nil {
-		return nil, err
-	}
-	if res.Duplicate {
-		c.hdr.Set("Idempotent-Replayed", "true")
-	}
-	var (
-		v    any
-		verr error
-	)
-	id.Read(func(d *domain.Directory) { v, verr = view(d) })
-	return v, verr
-}
-
-// execCmd runs cmd through Identity.Execute as p.
-func execCmd(p domain.Principal, cmd domain.IdentityCommand) identityCmd {
-	return func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		return id.Execute(ctx, p, cmd, m)
-	}
+	v, err := run(withClient(ctx), uc)
+	return commandAnswer(c, uc, v, err)
 }
 
 // withClient returns ctx carrying the client of a NATS request for the
@@ -193,63 +170,36 @@ func withClient(ctx context.Context) context.Context {
 	return domain.WithClient(ctx, "nats")
 }
 
-// answer is a view that answers v whatever the directory holds.
-func answer(v any) func(*domain.Directory) (any, error) {
-	return func(*domain.Directory) (any, error) { return v, nil }
-}
-
 // createOrg creates an organisation (server administrator) and answers it.
 func (s *Service) createOrg(ctx context.Context, c *call) (any, error) {
 	var req CreateOrgRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, domain.CreateOrg{ID: req.ID, Name: req.Name}),
-		func(d *domain.Directory) (any, error) {
-			o, ok := d.Org(req.ID)
-			if !ok {
-				return nil, domain.Errorf(domain.CodeNotFound, "organisation %s not found", req.ID)
-			}
-			return projections.OrgViewOf(o), nil
-		})
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateOrg(ctx, uc, usecase.CreateOrg{ID: req.ID, Name: req.Name})
+	})
 }
 
 // listOrgs answers every organisation to the server administrator, the
 // caller's own to a user.
-func (s *Service) listOrgs(_ context.Context, c *call) (any, error) {
+func (s *Service) listOrgs(ctx context.Context, c *call) (any, error) {
 	var req struct{}
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	var out OrgList
-	id.Read(func(d *domain.Directory) { out.Orgs = projections.OrgsFor(d, c.p) })
-	return out, nil
+	l, err := s.app.ListOrgs(ctx, c.query())
+	return OrgList{Orgs: l}, err
 }
 
 // getOrg answers an organisation to the server administrator and to its
 // members; to others it is not_found.
-func (s *Service) getOrg(_ context.Context, c *call) (any, error) {
+func (s *Service) getOrg(ctx context.Context, c *call) (any, error) {
 	var req OrgRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	var (
-		v  projections.OrgView
-		ok bool
-	)
-	id.Read(func(d *domain.Directory) { v, ok = projections.OrgFor(d, c.p, req.Org) })
-	if !ok {
-		return nil, domain.Errorf(domain.CodeNotFound, "organisation %s not found", req.Org)
-	}
-	return v, nil
+	return s.app.GetOrg(ctx, c.query(), req.Org)
 }
 
 // setMember returns the handler that adds a user to an organisation
@@ -260,9 +210,10 @@ func (s *Service) setMember(member bool) handler {
 		if err := decode(c.req.Data(), &req); err != nil {
 			return nil, err
 		}
-		cmd := domain.SetMember{Org: req.Org, User: req.User, Member: member}
-		return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, cmd),
-			answer(Membership{Org: req.Org, User: req.User, Member: member}))
+		return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+			err := s.app.SetMember(ctx, uc, usecase.SetMember{Org: req.Org, User: req.User, Member: member})
+			return Membership{Org: req.Org, User: req.User, Member: member}, err
+		})
 	}
 }
 
@@ -273,65 +224,29 @@ func (s *Service) createUser(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	cmd := domain.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password}
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		return id.CreateUser(ctx, c.p, cmd, m)
-	}, userView(req.ID))
-}
-
-// userView reads a user's view after a command on it.
-func userView(user string) func(d *domain.Directory) (any, error) {
-	return func(d *domain.Directory) (any, error) {
-		u, ok := d.User(user)
-		if !ok {
-			return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", user)
-		}
-		return projections.UserViewOf(d, u), nil
-	}
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateUser(ctx, uc, usecase.CreateUser{ID: req.ID, Name: req.Name, Email: req.Email, Password: req.Password})
+	})
 }
 
 // listUsers answers every user (server administrator only).
-func (s *Service) listUsers(_ context.Context, c *call) (any, error) {
+func (s *Service) listUsers(ctx context.Context, c *call) (any, error) {
 	var req struct{}
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	if !c.p.Admin {
-		return nil, domain.Errorf(domain.CodePermissionDenied, "only the server administrator lists users")
-	}
-	out := UserList{Users: []projections.UserView{}}
-	id.Read(func(d *domain.Directory) {
-		for _, u := range d.Users() {
-			out.Users = append(out.Users, projections.UserViewOf(d, u))
-		}
-	})
-	return out, nil
+	l, err := s.app.ListUsers(ctx, c.query())
+	return UserList{Users: l}, err
 }
 
 // getUser answers a user to the server administrator and to itself; to
 // others it is not_found.
-func (s *Service) getUser(_ context.Context, c *call) (any, error) {
+func (s *Service) getUser(ctx context.Context, c *call) (any, error) {
 	var req UserRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	var (
-		v  projections.UserView
-		ok bool
-	)
-	id.Read(func(d *domain.Directory) { v, ok = projections.UserFor(d, c.p, req.User) })
-	if !ok {
-		return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User)
-	}
-	return v, nil
+	return s.app.GetUser(ctx, c.query(), req.User)
 }
 
 // disableUser disables or enables a user (server administrator) and
@@ -344,8 +259,9 @@ func (s *Service) disableUser(ctx context.Context, c *call) (any, error) {
 	if req.Disabled == nil {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"disabled\" is required")
 	}
-	cmd := domain.SetUserDisabled{User: req.User, Disabled: *req.Disabled}
-	return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, cmd), userView(req.User))
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.DisableUser(ctx, uc, usecase.DisableUser{User: req.User, Disabled: req.Disabled})
+	})
 }
 
 // setPassword sets a user's password: the server administrator for
@@ -356,15 +272,11 @@ func (s *Service) setPassword(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	if !c.p.Admin && c.p.ID != req.User {
-		return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User)
+		return nil, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User) // before the metadata
 	}
-	cmd := domain.ChangePassword{User: req.User, Password: req.Password, Current: req.CurrentPassword}
-	var changed domain.PasswordChange
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		var err error
-		changed, err = id.ChangePassword(withClient(ctx), c.p, cmd, m)
-		return changed.IdentityResult, err
-	}, func(*domain.Directory) (any, error) { return projections.PasswordChangeViewOf(req.User, changed), nil })
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.ChangePassword(ctx, uc, usecase.ChangePassword{User: req.User, Password: req.Password, Current: req.CurrentPassword})
+	})
 }
 
 // registerApp puts an app into an organisation and answers who
@@ -382,40 +294,22 @@ func (s *Service) registerApp(ctx context.Context, c *call) (any, error) {
 	if req.Org == "" {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"org\" is required")
 	}
-	reg := domain.RegisterApp{App: req.App, Org: req.Org}
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		return id.RegisterApp(ctx, c.p, reg, m)
-	},
-		func(d *domain.Directory) (any, error) {
-			a, ok := d.App(req.App)
-			if !ok {
-				return nil, domain.Errorf(domain.CodeNotFound, "app %s not found", req.App)
-			}
-			return projections.AppAccessViewOf(a), nil
-		})
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.RegisterApp(ctx, uc, usecase.RegisterApp{App: req.App, Org: req.Org})
+	})
 }
 
 // getAppAccess answers an app's organisation and admins; an app that no
 // one registered is in the default organisation, without admins.
-func (s *Service) getAppAccess(_ context.Context, c *call) (any, error) {
+func (s *Service) getAppAccess(ctx context.Context, c *call) (any, error) {
 	var req AppRequest
-	if err := decode(c.req.Data(), &req); err != nil {
+	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.checkApp(c, req.App); err != nil {
+	if err := s.identity(); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	v := projections.AppAccessView{App: req.App, Org: domain.DefaultOrg, Admins: []string{}}
-	id.Read(func(d *domain.Directory) {
-		if a, ok := d.App(req.App); ok {
-			v = projections.AppAccessViewOf(a)
-		}
-	})
-	return v, nil
+	return s.app.GetAppAccess(ctx, c.query(), req.App)
 }
 
 // setAdmin returns the handler that grants (admin true) or revokes a
@@ -424,15 +318,13 @@ func (s *Service) getAppAccess(_ context.Context, c *call) (any, error) {
 func (s *Service) setAdmin(admin bool) handler {
 	return func(ctx context.Context, c *call) (any, error) {
 		var req AdminRequest
-		if err := decode(c.req.Data(), &req); err != nil {
+		if err := s.decodeApp(c, &req, &req.App); err != nil {
 			return nil, err
 		}
-		if err := s.checkApp(c, req.App); err != nil {
-			return nil, err
-		}
-		cmd := domain.SetAdmin{App: req.App, User: req.User, Admin: admin}
-		return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, cmd),
-			answer(AdminChange{App: req.App, User: req.User, Admin: admin}))
+		return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+			err := s.app.SetAdmin(ctx, uc, usecase.SetAdmin{App: req.App, User: req.User, Admin: admin})
+			return AdminChange{App: req.App, User: req.User, Admin: admin}, err
+		})
 	}
 }
 
@@ -447,42 +339,19 @@ func (s *Service) createToken(ctx context.Context, c *call) (any, error) {
 	if c.p.Admin {
 		return nil, domain.Errorf(domain.CodePermissionDenied, "the server administrator has its token (admin.token); tokens are for users")
 	}
-	var exp time.Time
-	if req.ExpiresAt != nil {
-		exp = *req.ExpiresAt
-	}
-	var made domain.NewToken
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		var err error
-		made, err = id.CreateToken(ctx, c.p, req.Name, exp, m)
-		return domain.IdentityResult{}, err
-	}, func(*domain.Directory) (any, error) {
-		return newTokenView(made), nil
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateToken(ctx, uc, usecase.CreateToken{Name: req.Name, ExpiresAt: req.ExpiresAt})
 	})
 }
 
-// newTokenView is the answer of a token just made, with its secret.
-func newTokenView(t domain.NewToken) projections.NewTokenView {
-	return projections.NewTokenView{TokenView: projections.TokenViewOf(&t.Token), Token: t.Secret}
-}
-
 // listTokens answers the caller's API tokens, without their secrets.
-func (s *Service) listTokens(_ context.Context, c *call) (any, error) {
+func (s *Service) listTokens(ctx context.Context, c *call) (any, error) {
 	var req struct{}
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	out := TokenList{Tokens: []projections.TokenView{}}
-	id.Read(func(d *domain.Directory) {
-		for _, t := range d.Tokens(c.p.ID, domain.TokenAPI) {
-			out.Tokens = append(out.Tokens, projections.TokenViewOf(t))
-		}
-	})
-	return out, nil
+	l, err := s.app.ListTokens(ctx, c.query())
+	return TokenList{Tokens: l}, err
 }
 
 // revokeToken revokes a token of the caller (any token for the server
@@ -492,8 +361,9 @@ func (s *Service) revokeToken(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, domain.RevokeToken{ID: req.ID}),
-		answer(TokenRevoked{ID: req.ID, Revoked: true}))
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return TokenRevoked{ID: req.ID, Revoked: true}, s.app.RevokeToken(ctx, uc, req.ID)
+	})
 }
 
 // endSession revokes the token the request was made with (a logout).
@@ -505,49 +375,32 @@ func (s *Service) endSession(ctx context.Context, c *call) (any, error) {
 	if c.p.TokenID == "" {
 		return nil, domain.Errorf(domain.CodeInvalidArgument, "this request was not made with a session or API token")
 	}
-	return s.runIdentity(ctx, c, req, execCmd(c.p, domain.RevokeToken{ID: c.p.TokenID}),
-		answer(TokenRevoked{ID: c.p.TokenID, Revoked: true}))
+	return s.identityCommand(ctx, c, req, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		id, err := s.app.Logout(ctx, uc)
+		return TokenRevoked{ID: id, Revoked: true}, err
+	})
 }
 
 // me answers who the caller is, its organisations and the apps it
 // administers (every app with events for the server administrator).
-func (s *Service) me(_ context.Context, c *call) (any, error) {
+func (s *Service) me(ctx context.Context, c *call) (any, error) {
 	var req struct{}
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	var apps []string
-	if c.p.Admin {
-		apps = s.deps.Queries.Apps()
-	}
-	v := projections.MeOf(nil, c.p, apps)
-	if id := s.deps.Identity; id != nil {
-		id.Read(func(d *domain.Directory) { v = projections.MeOf(d, c.p, apps) })
-	}
-	return v, nil
+	return s.app.Me(ctx, c.query()), nil
 }
 
 // login checks a user's password and answers a session token with its
 // secret. It is the one endpoint without an Authorization header. An
 // unknown or disabled user and a wrong password are unauthenticated alike;
-// too many wrong passwords are password_locked with retry_after_seconds.
+// too many wrong passwords are too_many_attempts with retry_after_seconds.
 func (s *Service) login(ctx context.Context, c *call) (any, error) {
 	var req LoginRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	id, err := s.identity()
-	if err != nil {
-		return nil, err
-	}
-	if req.User == "" || req.Password == "" {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "fields \"user\" and \"password\" are required")
-	}
 	m := domain.Meta{CommandID: s.deps.NewID()}
 	c.commandID = m.CommandID
-	made, err := id.Login(withClient(ctx), req.User, req.Password, m)
-	if err != nil {
-		return nil, err
-	}
-	return newTokenView(made), nil
+	return s.app.Login(withClient(ctx), m, usecase.Login{User: req.User, Password: req.Password})
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 
 	"github.com/backupledger/backupledger/usecase"
-
-	"github.com/backupledger/backupledger/domain"
-	"github.com/backupledger/backupledger/projections"
 )
 
 // The lifecycle endpoints: an app's nightly schedule, and the webhooks of
@@ -103,37 +100,6 @@ func (s *Service) setSchedule(ctx context.Context, c *call) (any, error) {
 	return commandAnswer(c, uc, v, err)
 }
 
-// webhookScope checks the scope of a webhook request: exactly one of org
-// and app, and for an app the same validation and access check as every
-// app endpoint (not_found for an app the caller cannot see). Whether the
-// caller may manage the scope's webhooks is domain.CheckWebhook's.
-func (s *Service) webhookScope(c *call, org, app string) error {
-	switch {
-	case org != "" && app != "", org == "" && app == "":
-		return domain.Errorf(domain.CodeInvalidArgument, "exactly one of the fields \"app\" and \"org\" is required")
-	case app != "":
-		return s.checkApp(c, app)
-	}
-	return nil
-}
-
-// checkWebhooks checks that the caller may manage the webhooks of the
-// scope (already checked by webhookScope) and, if hook is not empty, that
-// the webhook is one of them (not_found otherwise); then, if it may, calls
-// then with the directory in the same read.
-func (s *Service) checkWebhooks(c *call, org, app, hook string, then func(d *domain.Directory)) error {
-	id, err := s.identity()
-	if err != nil {
-		return err
-	}
-	id.Read(func(d *domain.Directory) {
-		if err = domain.CheckWebhook(d, c.p, org, app, hook); err == nil && then != nil {
-			then(d)
-		}
-	})
-	return err
-}
-
 // createWebhook registers a webhook and answers it with its secret, shown
 // this once. A retry with the same idempotency key is already_exists: the
 // secret is not shown again.
@@ -142,38 +108,22 @@ func (s *Service) createWebhook(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := s.webhookScope(c, req.Org, req.App); err != nil {
-		return nil, err
-	}
-	if req.URL == "" {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"url\" is required")
-	}
-	cmd := domain.RegisterWebhook{Org: req.Org, App: req.App, URL: req.URL, Events: req.Events}
-	var made domain.NewWebhook
-	return s.runIdentity(ctx, c, req.CommandFields, func(ctx context.Context, id usecase.Identity, m domain.Meta) (domain.IdentityResult, error) {
-		var err error
-		made, err = id.RegisterWebhook(ctx, c.p, cmd, req.Secret, m)
-		return domain.IdentityResult{}, err
-	}, func(*domain.Directory) (any, error) {
-		return projections.NewWebhookView{WebhookView: projections.WebhookViewOf(&made.Webhook), Secret: made.Secret}, nil
+	c.app = req.App
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		return s.app.CreateWebhook(ctx, uc, usecase.CreateWebhook{WebhookScope: usecase.WebhookScope{Org: req.Org, App: req.App},
+			URL: req.URL, Events: req.Events, Secret: req.Secret})
 	})
 }
 
 // listWebhooks answers the webhooks of an app or an organisation, without
 // their secrets.
-func (s *Service) listWebhooks(_ context.Context, c *call) (any, error) {
+func (s *Service) listWebhooks(ctx context.Context, c *call) (any, error) {
 	var req WebhooksRequest
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := s.webhookScope(c, req.Org, req.App); err != nil {
-		return nil, err
-	}
-	var l projections.WebhookList
-	if err := s.checkWebhooks(c, req.Org, req.App, "", func(d *domain.Directory) { l = projections.WebhooksOf(d, req.Org, req.App) }); err != nil {
-		return nil, err
-	}
-	return l, nil
+	c.app = req.App
+	return s.app.ListWebhooks(ctx, c.query(), usecase.WebhookScope{Org: req.Org, App: req.App})
 }
 
 // deleteWebhook removes a webhook of an app or an organisation; no
@@ -183,15 +133,11 @@ func (s *Service) deleteWebhook(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := s.webhookScope(c, req.Org, req.App); err != nil {
-		return nil, err
-	}
-	if req.ID == "" {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"id\" is required")
-	}
-	cmd := domain.RemoveWebhook{ID: req.ID, Org: req.Org, App: req.App}
-	return s.runIdentity(ctx, c, req.CommandFields, execCmd(c.p, cmd),
-		answer(WebhookDeleted{ID: req.ID, App: req.App, Org: req.Org, Deleted: true}))
+	c.app = req.App
+	return s.identityCommand(ctx, c, req.CommandFields, func(ctx context.Context, uc *usecase.Call) (any, error) {
+		err := s.app.DeleteWebhook(ctx, uc, usecase.WebhookRef{WebhookScope: usecase.WebhookScope{Org: req.Org, App: req.App}, ID: req.ID})
+		return WebhookDeleted{ID: req.ID, App: req.App, Org: req.Org, Deleted: true}, err
+	})
 }
 
 // webhookDeliveries answers the latest attempts of a webhook's deliveries,
@@ -201,31 +147,7 @@ func (s *Service) webhookDeliveries(ctx context.Context, c *call) (any, error) {
 	if err := decode(c.req.Data(), &req); err != nil {
 		return nil, err
 	}
-	if err := s.webhookScope(c, req.Org, req.App); err != nil {
-		return nil, err
-	}
-	if s.deps.Deliveries == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "webhook deliveries are not configured on this server")
-	}
-	if req.ID == "" {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"id\" is required")
-	}
-	limit := defaultDeliveryLimit
-	if req.Limit != nil {
-		if *req.Limit < 1 || *req.Limit > maxDeliveryLimit {
-			return nil, domain.Errorf(domain.CodeInvalidArgument, "limit must be 1 to %d", maxDeliveryLimit)
-		}
-		limit = *req.Limit
-	}
-	if err := s.checkWebhooks(c, req.Org, req.App, req.ID, nil); err != nil {
-		return nil, err
-	}
-	l, err := s.deps.Deliveries.Deliveries(ctx, req.ID, limit)
-	if err != nil {
-		return nil, err
-	}
-	if l == nil {
-		l = []projections.DeliveryView{}
-	}
-	return projections.DeliveryList{Deliveries: l}, nil
+	c.app = req.App
+	return s.app.WebhookDeliveries(ctx, c.query(), usecase.WebhookDeliveries{
+		WebhookRef: usecase.WebhookRef{WebhookScope: usecase.WebhookScope{Org: req.Org, App: req.App}, ID: req.ID}, Limit: req.Limit})
 }

@@ -198,7 +198,7 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("natsapi deps: %w", err)
 	}
 	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules})
+		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries})
 	if err != nil {
 		return nil, fmt.Errorf("natsapi: %w", err)
 	}
