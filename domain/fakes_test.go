@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/test/memstore"
 )
 
 // This file holds in-memory fakes of the ports the domain declares, for pure
@@ -30,21 +31,18 @@ type storedMsg struct {
 	body  []byte
 }
 
-// fakeStream is an EventStore over one in-memory stream shared by all apps:
-// stream sequences are global, the expected sequence is per app (subject),
-// MsgIDs are deduplicated with the first sequence.
+// fakeStream is the module's one in-memory event store (memstore.Store,
+// which keeps the contract of a single JetStream server: see
+// test/storetest) with the knobs of these tests: it records every Append
+// call, runs hooks before them and can fail them, and can fail LastSeq.
 type fakeStream struct {
-	mu      sync.Mutex
-	msgs    []storedMsg
-	last    map[string]uint64
-	byMsgID map[string]uint64
-	appends []domain.PendingEvent // every Append call, accepted or not
+	*memstore.Store
 
-	// seqFirst checks the expected sequence before deduplication, as an R1
-	// stream does (DESIGN §10); false deduplicates first, as R3 does.
-	seqFirst bool
-	// beforeAppend, if set, runs at the start of every Append, without the
-	// stream's lock: a test appends concurrent events from it.
+	mu      sync.Mutex
+	appends []domain.PendingEvent // every Append call, accepted or not
+	// beforeAppend, if set, runs at the start of every Append, while the
+	// append is in flight: a test appends concurrent events from it, and
+	// a context it cancels no longer stops the append.
 	beforeAppend func(ev domain.PendingEvent)
 	// failAppend, if set, may refuse an append with an error.
 	failAppend  func(ev domain.PendingEvent) error
@@ -55,15 +53,18 @@ type fakeStream struct {
 var _ domain.EventStore = (*fakeStream)(nil)
 
 func newFakeStream() *fakeStream {
-	return &fakeStream{last: map[string]uint64{}, byMsgID: map[string]uint64{}}
+	return &fakeStream{Store: memstore.New(memstore.Config{})}
 }
 
-func (s *fakeStream) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
+func (s *fakeStream) Append(ctx context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
 	s.mu.Lock()
 	s.appends = append(s.appends, ev)
 	hook, fail := s.beforeAppend, s.failAppend
 	s.mu.Unlock()
 	if hook != nil {
+		if ctx.Err() == nil {
+			ctx = context.WithoutCancel(ctx) // sent already
+		}
 		hook(ev)
 	}
 	if fail != nil {
@@ -71,41 +72,18 @@ func (s *fakeStream) Append(_ context.Context, ev domain.PendingEvent) (domain.A
 			return domain.AppendResult{}, err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.seqFirst {
-		if seq, ok := s.byMsgID[ev.MsgID]; ok {
-			return domain.AppendResult{Seq: seq, Duplicate: true}, nil
-		}
-	}
-	if last := s.last[ev.App]; last != ev.ExpectedSeq {
-		return domain.AppendResult{}, fmt.Errorf("append to ledger.events.%s: expected %d, last %d: %w", ev.App, ev.ExpectedSeq, last, domain.ErrConflict)
-	}
-	if seq, ok := s.byMsgID[ev.MsgID]; ok {
-		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
-	}
-	seq := s.storeLocked(ev.App, ev.Type, ev.MsgID, ev.Body)
-	return domain.AppendResult{Seq: seq}, nil
+	return s.Store.Append(ctx, ev)
 }
 
-func (s *fakeStream) storeLocked(app, typ, msgID string, body []byte) uint64 {
-	seq := uint64(len(s.msgs) + 1)
-	s.msgs = append(s.msgs, storedMsg{seq: seq, app: app, typ: typ, msgID: msgID, body: slices.Clone(body)})
-	s.last[app] = seq
-	if msgID != "" {
-		s.byMsgID[msgID] = seq
-	}
-	return seq
-}
-
-func (s *fakeStream) LastSeq(_ context.Context, app string) (uint64, error) {
+func (s *fakeStream) LastSeq(ctx context.Context, app string) (uint64, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.lastSeqCall++
-	if s.lastSeqErr != nil {
-		return 0, s.lastSeqErr
+	err := s.lastSeqErr
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
 	}
-	return s.last[app], nil
+	return s.Store.LastSeq(ctx, app)
 }
 
 // publishRaw appends an event of app without any check, as another writer
@@ -113,30 +91,27 @@ func (s *fakeStream) LastSeq(_ context.Context, app string) (uint64, error) {
 func (s *fakeStream) publishRaw(t testing.TB, app, actor, commandID string, ev domain.Event) uint64 {
 	t.Helper()
 	env, _ := envelope(t, app, t0, actor, commandID, ev)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := len(s.msgs); n > 0 {
-		env.PrevHash = domain.HashEvent(s.msgs[n-1].body)
+	if msgs := s.Messages(); len(msgs) > 0 {
+		env.PrevHash = domain.HashEvent(msgs[len(msgs)-1].Body)
 	}
 	body, err := json.Marshal(env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.storeLocked(app, env.Type, app+"|"+commandID+"|"+actor, body)
+	return s.Publish(memstore.Message{StoredMessage: domain.StoredMessage{Token: app, Body: body},
+		MsgID: app + "|" + commandID + "|" + actor, Type: env.Type})
 }
 
 // snapshot returns a copy of the stored messages.
 func (s *fakeStream) snapshot() []storedMsg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.msgs)
+	var out []storedMsg
+	for _, m := range s.Messages() {
+		out = append(out, storedMsg{seq: m.Seq, app: m.Token, typ: m.Type, msgID: m.MsgID, body: m.Body})
+	}
+	return out
 }
 
-func (s *fakeStream) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
-}
+func (s *fakeStream) len() int { return s.Len() }
 
 func (s *fakeStream) appendCalls() []domain.PendingEvent {
 	s.mu.Lock()
@@ -191,6 +166,13 @@ type fakeFold struct {
 }
 
 var _ domain.States = (*fakeFold)(nil)
+
+// Expect implements domain.States: the fake fold takes no hint, it
+// decodes every message (expectingFold records them).
+func (f *fakeFold) Expect(string, *domain.Envelope, domain.Event) {}
+
+// Unexpect implements domain.States.
+func (f *fakeFold) Unexpect(string) {}
 
 func newFakeFold(s *fakeStream, memory int) *fakeFold {
 	return &fakeFold{stream: s, memory: memory, apps: map[string]*domain.App{}}

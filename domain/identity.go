@@ -110,7 +110,6 @@ func (u LedgerAppUsage) HasConfig(ctx context.Context, app string) (bool, error)
 // and appends identity commands, keeps the secrets, authenticates tokens
 // and answers who may act on which app.
 type Identity struct {
-	store   EventStore
 	view    DirectoryView
 	secrets SecretStore
 	hasher  PasswordHasher
@@ -119,7 +118,8 @@ type Identity struct {
 	cfg     IdentityConfig
 	log     *slog.Logger
 
-	mu sync.Mutex // identity commands of this process go one at a time
+	mu   sync.Mutex // identity commands of this process go one at a time
+	loop *commandLoop[*Directory]
 
 	throttle *Throttle
 	// pending counts the wrong passwords being recorded in the background.
@@ -144,8 +144,10 @@ func NewIdentity(store EventStore, view DirectoryView, secrets SecretStore, hash
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	return &Identity{store: store, view: view, secrets: secrets, hasher: hasher, clock: clock, ids: ids, cfg: cfg, log: log,
-		hashes: map[string][]byte{}, dummy: dummy, throttle: NewThrottle(clock)}, nil
+	return &Identity{view: view, secrets: secrets, hasher: hasher, clock: clock, ids: ids, cfg: cfg, log: log,
+		hashes: map[string][]byte{}, dummy: dummy, throttle: NewThrottle(clock),
+		loop: &commandLoop[*Directory]{store: store, fold: directoryFold{view}, clock: clock, ids: ids, log: log,
+			obs: nopObserver{}, maxAttempts: maxIdentityAttempts}}, nil
 }
 
 // IdentityResult is the outcome of an identity command.
@@ -161,105 +163,32 @@ type IdentityResult struct {
 }
 
 // Execute decides cmd for p against the directory and appends its event,
-// with m's command id (a retry answers the first result). It returns an
-// *Error for a refused command.
+// with m's command id: a command id accepted before is answered with the
+// first command's result, Duplicate set. It returns an *Error for a
+// refused command (CodeIdempotencyKeyReused for a client's key sent with
+// another request), an error wrapping ErrConflict when the directory kept
+// changing concurrently, and the store's errors.
 func (s *Identity) Execute(ctx context.Context, p Principal, cmd IdentityCommand, m Meta) (IdentityResult, error) {
 	if p.ID == "" {
 		return IdentityResult{}, ErrUnauthenticated
 	}
 	m.Actor = p.ID
-	if m.CommandID == "" {
-		m.CommandID = s.ids.NewID(s.clock.Now())
-	} else if err := ValidateCommandKey(m.CommandID); err != nil {
+	m, err := prepareMeta(m, s.clock, s.ids, fmt.Sprintf("%T", cmd), cmd)
+	if err != nil {
 		return IdentityResult{}, err
-	}
-	if m.CorrelationID == "" {
-		m.CorrelationID = m.CommandID
-	}
-	if m.ClientKey {
-		m.commandHash = RequestHash(fmt.Sprintf("%T", cmd), cmd)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.execute(ctx, p, cmd, m)
+	out, err := s.loop.run(ctx, loopCommand[*Directory]{token: IdentityStream, name: fmt.Sprintf("%T", cmd), meta: m,
+		decide: func(d *Directory, now time.Time) (Event, error) { return cmd.Decide(d, p, now) }})
+	if err != nil {
+		return IdentityResult{}, err
+	}
+	return IdentityResult{Seq: out.Seq, EventType: out.Type, Duplicate: out.duplicate, Event: out.event}, nil
 }
 
 // maxIdentityAttempts bounds the decide-append rounds of one command.
 const maxIdentityAttempts = 20
-
-func (s *Identity) execute(ctx context.Context, p Principal, cmd IdentityCommand, m Meta) (IdentityResult, error) {
-	key := CommandKey(m.Actor, m.CommandID)
-	for attempt := 1; ; attempt++ {
-		var (
-			ev       Event
-			derr     error
-			rec      CommandRecord
-			seen     bool
-			expected uint64
-			prev     string
-			now      = s.clock.Now().UTC().Truncate(time.Millisecond)
-		)
-		s.view.ReadDirectory(func(d *Directory) {
-			if rec, seen = d.Command(key); seen {
-				return
-			}
-			expected, prev = d.Seq(), d.LastHash()
-			ev, derr = cmd.Decide(d, p, now)
-		})
-		if seen {
-			if err := checkReuse(rec, m.commandHash); err != nil {
-				return IdentityResult{}, err
-			}
-			return IdentityResult{Seq: rec.Seq, EventType: rec.Type, Duplicate: true}, nil
-		}
-		if derr != nil {
-			return IdentityResult{}, derr
-		}
-		if ev == nil {
-			return IdentityResult{}, nil
-		}
-		_, body, err := encode(IdentityStream, now, ev, m, prev, s.ids.NewID(now))
-		if err != nil {
-			return IdentityResult{}, err
-		}
-		res, err := s.store.Append(ctx, PendingEvent{App: IdentityStream, Type: ev.EventType(),
-			MsgID: IdentityStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: expected, Body: body})
-		if errors.Is(err, ErrConflict) && attempt < maxIdentityAttempts {
-			// Another process appended: catch up with it and decide again.
-			last, lerr := s.store.LastSeq(ctx, IdentityStream)
-			if lerr != nil {
-				return IdentityResult{}, lerr
-			}
-			if werr := s.view.WaitApplied(ctx, last); werr != nil {
-				return IdentityResult{}, werr
-			}
-			continue
-		}
-		if err != nil {
-			return IdentityResult{}, err
-		}
-		if err := s.view.WaitApplied(ctx, res.Seq); err != nil {
-			return IdentityResult{}, err
-		}
-		if res.Duplicate {
-			s.view.ReadDirectory(func(d *Directory) { rec, seen = d.Command(key) })
-			if err := checkReuse(rec, m.commandHash); seen && err != nil {
-				return IdentityResult{}, err
-			}
-		}
-		if !res.Duplicate {
-			if err := refused(s.view, res.Seq, ev.EventType()); err != nil {
-				s.log.Error("own event refused", "app", IdentityStream, "seq", res.Seq, "type", ev.EventType(), "err", err)
-				return IdentityResult{}, err
-			}
-		}
-		out := IdentityResult{Seq: res.Seq, EventType: ev.EventType(), Duplicate: res.Duplicate}
-		if !res.Duplicate {
-			out.Event = ev
-		}
-		return out, nil
-	}
-}
 
 func passwordKey(user string) string { return "password." + user }
 func tokenKey(id string) string      { return "token." + id }

@@ -2,12 +2,10 @@ package domain
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -58,16 +56,21 @@ type States interface {
 	// WaitApplied returns once the fold has applied stream sequence seq, or
 	// with ctx's error.
 	WaitApplied(ctx context.Context, seq uint64) error
+	// Expecter is the read-your-writes hint: the ledger announces each
+	// event it is about to append, already decoded. A fold that takes no
+	// hint implements it with methods that do nothing.
+	Expecter
 }
 
-// Expecter is implemented by a States that can take an event this process
-// is about to append already decoded, so that folding it back from the
-// stream need not decode it again. Expect is a hint: a States must still
-// decode a body it was not told about.
+// Expecter takes an event this process is about to append already
+// decoded, so that folding it back from the stream need not decode it
+// again. Expect is a hint: a fold must still decode a body it was not
+// told about.
 type Expecter interface {
 	// Expect announces body, decoded as env and ev, with its HashEvent.
 	Expect(hash string, env *Envelope, ev Event)
-	// Unexpect withdraws an announcement whose append failed.
+	// Unexpect withdraws an announcement whose append failed, or whose
+	// command the store held already.
 	Unexpect(hash string)
 }
 
@@ -82,19 +85,6 @@ type RefusalReporter interface {
 // event this process appended (e.g. signed with a key retired long
 // enough ago): the command did not happen.
 var ErrRefused = errors.New("the ledger refused this process's event")
-
-// refused returns an error wrapping ErrRefused if states refused the
-// message at seq.
-func refused(states any, seq uint64, what string) error {
-	rr, ok := states.(RefusalReporter)
-	if !ok {
-		return nil
-	}
-	if reason, no := rr.Refused(seq); no {
-		return fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", what, seq, reason), ErrRefused)
-	}
-	return nil
-}
 
 // ArchiveDeleter removes a backup's archive. Deleting a missing archive is
 // not an error.
@@ -142,10 +132,9 @@ type LedgerConfig struct {
 
 // Ledger is the application layer: decide a command against the app's state
 // in memory, append its event with the expected sequence, and answer once
-// this process's projection has applied it.
+// this process's projection has applied it (commandLoop).
 type Ledger struct {
 	cfg      LedgerConfig
-	store    EventStore
 	states   States
 	clock    Clock
 	ids      IDs
@@ -153,6 +142,7 @@ type Ledger struct {
 	log      *slog.Logger
 	locks    [256]sync.Mutex
 	obs      Observer
+	loop     *commandLoop[*App]
 }
 
 // NewLedger returns a Ledger. archives may be nil; then deleting a backup
@@ -167,7 +157,9 @@ func NewLedger(cfg LedgerConfig, store EventStore, states States, clock Clock, i
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Ledger{cfg: cfg, store: store, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: nopObserver{}}, nil
+	l := &Ledger{cfg: cfg, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: nopObserver{}}
+	l.loop = &commandLoop[*App]{store: store, fold: appsFold{states}, clock: clock, ids: ids, log: log, obs: l.obs, maxAttempts: cfg.MaxAttempts}
+	return l, nil
 }
 
 // Observe sets who is told what the ledger does (metrics); call it before
@@ -177,14 +169,19 @@ func (l *Ledger) Observe(o Observer) {
 		o = nopObserver{}
 	}
 	l.obs = o
+	l.loop.obs = o
 }
 
 // Rules returns the rules the ledger decides with.
 func (l *Ledger) Rules() Rules { return l.cfg.Rules }
 
-// Execute decides and appends one command. It returns an *Error for a
-// refused command, an error wrapping ErrConflict when the app kept changing
-// concurrently, and other errors for failures of the store.
+// Execute decides and appends one command. A command id accepted before
+// is answered with the first command's result, Duplicate set. It returns
+// an *Error for a refused command (CodeIdempotencyKeyReused for a client's
+// key sent with another request), an error wrapping ErrConflict when the
+// app kept changing concurrently, one wrapping ErrRefused when the
+// ledger's own check refused the event, and other errors for failures of
+// the store.
 func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, err error) {
 	start := l.clock.Now()
 	defer func() { l.obs.Executed(cmd.CommandName(), Outcome(res, err), l.clock.Now().Sub(start)) }()
@@ -195,22 +192,13 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, 
 	if m.Actor == "" {
 		return Result{}, ErrUnauthenticated
 	}
-	if m.CommandID == "" {
-		m.CommandID = l.ids.NewID(l.clock.Now())
-	} else if err := ValidateCommandKey(m.CommandID); err != nil {
+	if m, err = prepareMeta(m, l.clock, l.ids, cmd.CommandName(), cmd); err != nil {
 		return Result{}, err
-	}
-	if m.CorrelationID == "" {
-		m.CorrelationID = m.CommandID
 	}
 	// The event must decode to exactly what was decided (see Expecter).
 	m.Actor = strings.ToValidUTF8(m.Actor, "\uFFFD")
 	m.CorrelationID = strings.ToValidUTF8(m.CorrelationID, "\uFFFD")
 	m.CausationID = strings.ToValidUTF8(m.CausationID, "\uFFFD")
-	key := CommandKey(m.Actor, m.CommandID)
-	if m.ClientKey {
-		m.commandHash = RequestHash(cmd.CommandName(), cmd)
-	}
 
 	// Commands of one app in this process go one after another, so that they
 	// do not conflict with each other; other processes are kept apart by the
@@ -219,8 +207,15 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, 
 	mu.Lock()
 	defer mu.Unlock()
 
-	res, err = l.execute(ctx, cmd, m, key)
-	if err == nil && l.archives != nil && (res.EventType == TypeBackupDeleted || res.EventType == TypeBackupExpired) {
+	out, err := l.loop.run(ctx, loopCommand[*App]{token: app, name: cmd.CommandName(), meta: m,
+		decide: func(a *App, now time.Time) (Event, error) {
+			return Decide(a, cmd, now, l.cfg.Rules, func() string { return l.ids.NewID(now) })
+		}})
+	if err != nil {
+		return Result{}, err
+	}
+	res = Result{Seq: out.Seq, EventType: out.Type, BackupID: out.BackupID, RestoreID: out.RestoreID, Duplicate: out.duplicate}
+	if l.archives != nil && (res.EventType == TypeBackupDeleted || res.EventType == TypeBackupExpired) {
 		// Only when this command's event ended this backup: a key reused
 		// for a delete answers an earlier, different command.
 		var id string
@@ -238,139 +233,10 @@ func (l *Ledger) Execute(ctx context.Context, cmd Command, m Meta) (res Result, 
 			}
 		}
 	}
-	return res, err
+	return res, nil
 }
 
-func (l *Ledger) execute(ctx context.Context, cmd Command, m Meta, key string) (Result, error) {
-	app := cmd.AppID()
-	for attempt := 1; ; attempt++ {
-		var (
-			ev       Event
-			derr     error
-			rec      CommandRecord
-			seen     bool
-			expected uint64
-			prev     string
-			now      = l.clock.Now().UTC().Truncate(time.Millisecond)
-		)
-		l.states.ReadApp(app, func(a *App) {
-			if rec, seen = a.Command(key); seen {
-				return
-			}
-			expected, prev = a.Seq(), a.LastHash()
-			ev, derr = Decide(a, cmd, now, l.cfg.Rules, func() string { return l.ids.NewID(now) })
-		})
-		if seen {
-			if err := checkReuse(rec, m.commandHash); err != nil {
-				return Result{}, err
-			}
-			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
-		}
-		if derr != nil {
-			return Result{}, derr
-		}
-		env, body, err := encode(app, now, ev, m, prev, l.ids.NewID(now))
-		if err != nil {
-			return Result{}, err
-		}
-		exp, _ := l.states.(Expecter)
-		var hash string
-		if exp != nil {
-			hash = HashEvent(body)
-			exp.Expect(hash, env, ev)
-		}
-		ar, err := l.store.Append(ctx, PendingEvent{
-			App: app, Type: ev.EventType(), MsgID: app + "|" + m.CommandID + "|" + m.Actor,
-			ExpectedSeq: expected, Body: body,
-		})
-		if err != nil && exp != nil {
-			exp.Unexpect(hash)
-		}
-		if errors.Is(err, ErrConflict) {
-			l.obs.Conflict(attempt < l.cfg.MaxAttempts)
-			if attempt >= l.cfg.MaxAttempts {
-				return Result{}, fmt.Errorf("%s on app %s after %d attempts: %w", cmd.CommandName(), app, attempt, err)
-			}
-			// Catch the state up with the stream, then decide again: the
-			// command may have been stored already (a retry), or a rule may
-			// now refuse it.
-			last, lerr := l.store.LastSeq(ctx, app)
-			if lerr != nil {
-				return Result{}, lerr
-			}
-			if werr := l.states.WaitApplied(ctx, last); werr != nil {
-				return Result{}, werr
-			}
-			// A short random pause keeps two processes that write the same
-			// app from starving each other.
-			if err := backoff(ctx, attempt); err != nil {
-				return Result{}, err
-			}
-			continue
-		}
-		if err != nil {
-			return Result{}, err
-		}
-		if ar.Duplicate && exp != nil {
-			exp.Unexpect(hash) // the stored copy is the first one, not this body
-		}
-		if !ar.Duplicate {
-			l.obs.Appended(app, ev)
-		}
-		if err := l.states.WaitApplied(ctx, ar.Seq); err != nil {
-			return Result{}, err
-		}
-		if !ar.Duplicate {
-			if err := refused(l.states, ar.Seq, ev.EventType()); err != nil {
-				l.log.Error("own event refused", "app", app, "seq", ar.Seq, "type", ev.EventType(), "err", err)
-				return Result{}, err
-			}
-		}
-		if ar.Duplicate {
-			l.states.ReadApp(app, func(a *App) { rec, seen = a.Command(key) })
-			if !seen {
-				return Result{}, fmt.Errorf("duplicate of command %s at seq %d is not in app %s", m.CommandID, ar.Seq, app)
-			}
-			if err := checkReuse(rec, m.commandHash); err != nil {
-				return Result{}, err
-			}
-			return Result{Seq: rec.Seq, EventType: rec.Type, BackupID: rec.BackupID, RestoreID: rec.RestoreID, Duplicate: true}, nil
-		}
-		return Result{Seq: ar.Seq, EventType: ev.EventType(), BackupID: BackupID(ev), RestoreID: RestoreID(ev)}, nil
-	}
-}
-
-// encode builds the envelope of ev and returns it with its JSON.
-func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Envelope, []byte, error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
-	}
-	env := &Envelope{
-		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
-		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
-		CausationID: m.CausationID, CommandHash: m.commandHash, PrevHash: prev, Data: data,
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode envelope of %s: %w", ev.EventType(), err)
-	}
-	return env, body, nil
-}
-
-// backoff waits a random time that grows with the attempt, at most 5 ms.
-func backoff(ctx context.Context, attempt int) error {
-	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
-	t := time.NewTimer(rand.N(limit))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
+// stripe returns the lock of app among Ledger.locks.
 func stripe(app string) int {
 	h := fnv.New32a()
 	h.Write([]byte(app))

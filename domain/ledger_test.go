@@ -277,7 +277,7 @@ func TestExecuteRetryOnAnotherProcessWithStaleState(t *testing.T) {
 		name := map[bool]string{false: "dedup before sequence check (R3)", true: "sequence check before dedup (R1)"}[seqFirst]
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, domain.LedgerConfig{})
-			r.stream.seqFirst = seqFirst
+			r.stream.SetDedupFirst(!seqFirst)
 			p2 := r.newProc() // has not applied anything yet
 			first := r.must(t, manual(), alice("key-1"))
 

@@ -134,15 +134,17 @@ func (s *Store) Applied() uint64 {
 	return s.applied
 }
 
-// Expect implements domain.Expecter: the ledger of this process announces
-// an event it is about to append, so that Apply need not decode it again.
+// Expect implements domain.States (its domain.Expecter): the ledger of
+// this process announces an event it is about to append, so that Apply
+// need not decode it again.
 func (s *Store) Expect(hash string, env *domain.Envelope, ev domain.Event) {
 	s.emu.Lock()
 	s.expected[hash] = decoded{env: env, ev: ev}
 	s.emu.Unlock()
 }
 
-// Unexpect implements domain.Expecter.
+// Unexpect implements domain.States (its domain.Expecter): the announced
+// event was not stored.
 func (s *Store) Unexpect(hash string) {
 	s.emu.Lock()
 	delete(s.expected, hash)

@@ -16,57 +16,13 @@ import (
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/test/memstore"
 )
 
 // This file builds the real domain.Ledger and projections.Store over an
 // in-memory event store that appends synchronously to the projection. It
 // stands in for adapters/jetstream only in these transport tests; the
 // end-to-end tests in test/ run the real store on NATS.
-
-// MemStore is a domain.EventStore in memory: one global sequence, the
-// expected last sequence checked per app, MsgIDs deduplicated.
-type MemStore struct {
-	proj *projections.Store
-
-	mu      sync.Mutex
-	seq     uint64
-	last    map[string]uint64
-	msgIDs  map[string]uint64
-	appends int
-}
-
-var _ domain.EventStore = (*MemStore)(nil)
-
-func (s *MemStore) Append(_ context.Context, ev domain.PendingEvent) (domain.AppendResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq, ok := s.msgIDs[ev.MsgID]; ok {
-		return domain.AppendResult{Seq: seq, Duplicate: true}, nil
-	}
-	if s.last[ev.App] != ev.ExpectedSeq {
-		return domain.AppendResult{}, fmt.Errorf("append to %s: %w", ev.App, domain.ErrConflict)
-	}
-	s.seq++
-	s.last[ev.App] = s.seq
-	s.msgIDs[ev.MsgID] = s.seq
-	s.appends++
-	s.proj.Apply(domain.StoredMessage{Seq: s.seq, Token: ev.App, Body: ev.Body, KeyID: ev.Seal.KeyID, Signature: ev.Seal.Signature, MAC: ev.Seal.MAC, Stored: time.Now()})
-	return domain.AppendResult{Seq: s.seq}, nil
-}
-
-func (s *MemStore) LastSeq(_ context.Context, app string) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last[app], nil
-}
-
-// Appends returns how many events were stored since the stack was made
-// (its registrations of Apps not counted).
-func (s *MemStore) Appends() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appends
-}
 
 // FakeClock is a domain.Clock that moves only when told.
 type FakeClock struct {
@@ -179,7 +135,7 @@ func (t Tokens) Authenticate(_ context.Context, token string) (domain.Principal,
 // Stack is the real ledger and projection over the in-test store, and the
 // real domain.Transfers over an in-memory archive store.
 type Stack struct {
-	Store     *MemStore
+	Store     *memstore.Store
 	Proj      *projections.Store
 	Ledger    *domain.Ledger
 	Clock     *FakeClock
@@ -251,7 +207,7 @@ func NewStackWith(t testing.TB, apps ...string) *Stack {
 	t.Helper()
 	rules := domain.DefaultRules()
 	proj := projections.New(rules, nil)
-	store := &MemStore{proj: proj, last: map[string]uint64{}, msgIDs: map[string]uint64{}}
+	store := memstore.New(memstore.Config{Apply: proj})
 	clock := &FakeClock{now: Start}
 	ids := &SeqIDs{}
 	ledger, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, clock, ids, nil, nil)
@@ -285,9 +241,7 @@ func NewStackWith(t testing.TB, apps ...string) *Stack {
 			t.Fatal(err)
 		}
 	}
-	store.mu.Lock()
-	store.appends = 0
-	store.mu.Unlock()
+	store.ResetAppends()
 	return &Stack{
 		Identity: identity, Secrets: secrets, Restores: restores,
 		Store: store, Proj: proj, Ledger: ledger, Clock: clock,

@@ -1,0 +1,295 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// This file holds the one decide→append→retry loop of the application
+// layer. The ledger (one App per subject) and the identity service (one
+// Directory on IdentityStream) both run their commands through it, so
+// that a command id, a conflict and a duplicate mean the same thing for
+// both.
+//
+// The one duplicate rule: a command whose id (scoped by subject and
+// caller) was accepted before is answered from the first command's record
+// in the fold (CommandRecord: its sequence, event type and ids), marked
+// Duplicate, and nothing is appended. It does not matter how the
+// duplicate is noticed: found in the fold before deciding, answered
+// Duplicate by the store, or found in the fold after a conflict (a single
+// server checks the expected sequence before the message id). The same
+// key with another request is CodeIdempotencyKeyReused; a duplicate the
+// fold does not know once it has applied the first copy is an error.
+
+// aggregate is the state of one aggregate as the loop reads it: where its
+// subject stands and which commands it recorded. *App and *Directory are
+// aggregates.
+type aggregate interface {
+	// Seq is the stream sequence of the subject's last message, the
+	// expected sequence of the next append.
+	Seq() uint64
+	// LastHash is the hash of the last event: the next prev_hash.
+	LastHash() string
+	// Command returns the record of the command with key (CommandKey).
+	Command(key string) (CommandRecord, bool)
+}
+
+// aggregateFold is the loop's port to this process's fold of one kind of
+// aggregate (States for apps, DirectoryView for the directory).
+type aggregateFold[S aggregate] interface {
+	// read calls fn with the state of the aggregate of subject token while
+	// no event is applied to it.
+	read(token string, fn func(S))
+	// WaitApplied returns once the fold has applied stream sequence seq,
+	// or with ctx's error.
+	WaitApplied(ctx context.Context, seq uint64) error
+	// Expecter is the read-your-writes hint: the event about to be
+	// appended, already decoded.
+	Expecter
+	// refusal says whether the fold's check refused the message at seq.
+	refusal(seq uint64) (reason string, refused bool)
+}
+
+// commandLoop decides commands against the state of aggregates of type S
+// held in memory, appends each command's one event with the expected
+// sequence of its subject, and answers once the fold has applied it. When
+// another writer came first, it catches the fold up and decides again, at
+// most maxAttempts times.
+type commandLoop[S aggregate] struct {
+	store       EventStore
+	fold        aggregateFold[S]
+	clock       Clock
+	ids         IDs
+	log         *slog.Logger
+	obs         Observer
+	maxAttempts int
+}
+
+// loopCommand is one command as the loop runs it.
+type loopCommand[S aggregate] struct {
+	// token is the subject of the aggregate: an app id or IdentityStream.
+	token string
+	// name names the command in errors.
+	name string
+	// meta is complete (prepareMeta).
+	meta Meta
+	// decide returns the command's event, or nil when the command changes
+	// nothing, or an error when it is refused.
+	decide func(s S, now time.Time) (Event, error)
+}
+
+// executed is the loop's answer to a command.
+type executed struct {
+	// CommandRecord is the record of the command's event: of the first
+	// command for a duplicate; zero when nothing changed.
+	CommandRecord
+	// event is the event appended; nil for a duplicate or when nothing
+	// changed.
+	event Event
+	// duplicate says that the command had been accepted before.
+	duplicate bool
+}
+
+// prepareMeta completes m for a command: a generated command id when the
+// client sent none (a client's key is validated: CodeInvalidArgument), the
+// correlation id, and, when the id is the client's key, the request's
+// fingerprint, made of name and cmd.
+func prepareMeta(m Meta, clock Clock, ids IDs, name string, cmd any) (Meta, error) {
+	if m.CommandID == "" {
+		m.CommandID = ids.NewID(clock.Now())
+	} else if err := ValidateCommandKey(m.CommandID); err != nil {
+		return Meta{}, err
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = m.CommandID
+	}
+	if m.ClientKey {
+		m.commandHash = RequestHash(name, cmd)
+	}
+	return m, nil
+}
+
+// msgID is the deduplication id (Nats-Msg-Id) of m's event on subject
+// token: the command id scoped by subject and caller.
+func msgID(token string, m Meta) string { return token + "|" + m.CommandID + "|" + m.Actor }
+
+// run decides c and appends its event. It returns the command's refusal
+// (an *Error), an error wrapping ErrConflict when the subject kept
+// changing, ErrRefused (wrapped) when the fold's check refused the event,
+// and the store's and the fold's errors.
+func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, error) {
+	key := CommandKey(c.meta.Actor, c.meta.CommandID)
+	for attempt := 1; ; attempt++ {
+		var (
+			ev       Event
+			derr     error
+			rec      CommandRecord
+			seen     bool
+			expected uint64
+			prev     string
+			now      = l.clock.Now().UTC().Truncate(time.Millisecond)
+		)
+		l.fold.read(c.token, func(s S) {
+			if rec, seen = s.Command(key); seen {
+				return
+			}
+			expected, prev = s.Seq(), s.LastHash()
+			ev, derr = c.decide(s, now)
+		})
+		if seen {
+			return duplicateOf(rec, c.meta)
+		}
+		if derr != nil {
+			return executed{}, derr
+		}
+		if ev == nil {
+			return executed{}, nil
+		}
+		env, body, err := encode(c.token, now, ev, c.meta, prev, l.ids.NewID(now))
+		if err != nil {
+			return executed{}, err
+		}
+		hash := HashEvent(body)
+		l.fold.Expect(hash, env, ev)
+		ar, err := l.store.Append(ctx, PendingEvent{
+			App: c.token, Type: ev.EventType(), MsgID: msgID(c.token, c.meta),
+			ExpectedSeq: expected, Body: body,
+		})
+		if err != nil || ar.Duplicate {
+			// Not stored, or stored before with the first command's body.
+			l.fold.Unexpect(hash)
+		}
+		if errors.Is(err, ErrConflict) {
+			l.obs.Conflict(attempt < l.maxAttempts)
+			if attempt >= l.maxAttempts {
+				return executed{}, fmt.Errorf("%s on %s after %d attempts: %w", c.name, c.token, attempt, err)
+			}
+			// Catch the fold up with the stream, then decide again: the
+			// command may have been stored already (a retry), or a rule
+			// may now refuse it.
+			if err := l.catchUp(ctx, c.token); err != nil {
+				return executed{}, err
+			}
+			// A short random pause keeps two processes that write the
+			// same subject from starving each other.
+			if err := backoff(ctx, attempt); err != nil {
+				return executed{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return executed{}, err
+		}
+		if ar.Duplicate {
+			// The store holds this command already (its first copy is at
+			// ar.Seq): answer from its record once the fold has it.
+			if err := l.fold.WaitApplied(ctx, ar.Seq); err != nil {
+				return executed{}, err
+			}
+			l.fold.read(c.token, func(s S) { rec, seen = s.Command(key) })
+			if !seen {
+				return executed{}, fmt.Errorf("duplicate of command %s at seq %d is not in the state of %s", c.meta.CommandID, ar.Seq, c.token)
+			}
+			return duplicateOf(rec, c.meta)
+		}
+		l.obs.Appended(c.token, ev)
+		if err := l.fold.WaitApplied(ctx, ar.Seq); err != nil {
+			return executed{}, err
+		}
+		if reason, no := l.fold.refusal(ar.Seq); no {
+			err := fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", ev.EventType(), ar.Seq, reason), ErrRefused)
+			l.log.Error("own event refused", "app", c.token, "seq", ar.Seq, "type", ev.EventType(), "err", err)
+			return executed{}, err
+		}
+		return executed{
+			CommandRecord: CommandRecord{Seq: ar.Seq, Type: ev.EventType(), BackupID: BackupID(ev), RestoreID: RestoreID(ev)},
+			event:         ev,
+		}, nil
+	}
+}
+
+// catchUp waits until the fold has applied the subject's last message.
+func (l *commandLoop[S]) catchUp(ctx context.Context, token string) error {
+	last, err := l.store.LastSeq(ctx, token)
+	if err != nil {
+		return err
+	}
+	return l.fold.WaitApplied(ctx, last)
+}
+
+// duplicateOf answers a command from rec, the record of the first command
+// with its key: CodeIdempotencyKeyReused when that was another request.
+func duplicateOf(rec CommandRecord, m Meta) (executed, error) {
+	if err := checkReuse(rec, m.commandHash); err != nil {
+		return executed{}, err
+	}
+	return executed{CommandRecord: rec, duplicate: true}, nil
+}
+
+// appsFold is the loop's port to the fold of the apps (States).
+type appsFold struct{ States }
+
+func (f appsFold) read(app string, fn func(*App)) { f.ReadApp(app, fn) }
+
+func (f appsFold) refusal(seq uint64) (string, bool) { return refusalOf(f.States, seq) }
+
+// directoryFold is the loop's port to the fold of the directory
+// (DirectoryView). It announces nothing, as before the one loop: identity
+// events are few, and unlike the ledger's they are not made sure to be
+// decided in exactly the form their JSON decodes to (valid UTF-8, times
+// as stored), so the directory folds them from their stored bodies, as
+// every other process does.
+type directoryFold struct{ DirectoryView }
+
+func (f directoryFold) read(_ string, fn func(*Directory)) { f.ReadDirectory(fn) }
+
+func (directoryFold) Expect(string, *Envelope, Event) {}
+
+func (directoryFold) Unexpect(string) {}
+
+func (f directoryFold) refusal(seq uint64) (string, bool) { return refusalOf(f.DirectoryView, seq) }
+
+// refusalOf asks fold, if it checks what it folds (RefusalReporter),
+// whether it refused the message at seq.
+func refusalOf(fold any, seq uint64) (string, bool) {
+	if rr, ok := fold.(RefusalReporter); ok {
+		return rr.Refused(seq)
+	}
+	return "", false
+}
+
+// encode builds the envelope of ev and returns it with its JSON.
+func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Envelope, []byte, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
+	}
+	env := &Envelope{
+		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
+		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
+		CausationID: m.CausationID, CommandHash: m.commandHash, PrevHash: prev, Data: data,
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode envelope of %s: %w", ev.EventType(), err)
+	}
+	return env, body, nil
+}
+
+// backoff waits a random time that grows with the attempt, at most 5 ms.
+func backoff(ctx context.Context, attempt int) error {
+	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
