@@ -12,6 +12,7 @@ package usecase
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -41,6 +42,19 @@ type Deps struct {
 	// Deliveries reads webhook delivery logs; nil answers
 	// WebhookDeliveries unavailable.
 	Deliveries Deliveries
+	// Keys lists and rotates the ledger's signing keys; nil answers
+	// ListKeys and RotateKey unavailable.
+	Keys LedgerKeys
+	// Transfers moves archives in and out; nil answers the archive use
+	// cases unavailable.
+	Transfers Transfers
+}
+
+// Config configures an Application. The zero value is usable.
+type Config struct {
+	// Location is the time zone of the creation time in a download's file
+	// name; nil is UTC.
+	Location *time.Location
 }
 
 // Validate reports the missing required parts.
@@ -57,15 +71,19 @@ func (d Deps) Validate() error {
 
 // Application holds the use cases. It is safe for concurrent use.
 type Application struct {
+	cfg  Config
 	deps Deps
 }
 
 // New returns the application of deps.
-func New(deps Deps) (*Application, error) {
+func New(cfg Config, deps Deps) (*Application, error) {
 	if err := deps.Validate(); err != nil {
 		return nil, err
 	}
-	return &Application{deps: deps}, nil
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	return &Application{cfg: cfg, deps: deps}, nil
 }
 
 // Call is one request to a use case: who asks and, for a command, its

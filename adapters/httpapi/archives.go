@@ -10,12 +10,10 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/usecase"
@@ -29,12 +27,7 @@ const (
 	multipartSlack = 64 << 10
 	// maxFormField bounds a multipart form field other than the file.
 	maxFormField = 16 << 10
-	// maxComponentLen bounds a ?component= value.
-	maxComponentLen = 64
 )
-
-// errNoTransfers answers the archive routes of a server without Transfers.
-var errNoTransfers = domain.Errorf(domain.CodeUnavailable, "archive transfers are not configured on this server")
 
 // downloadArchive streams a ready backup's archive, or with ?component=
 // a zip of one component, as an attachment: 200 with Content-Length,
@@ -43,14 +36,10 @@ var errNoTransfers = domain.Errorf(domain.CodeUnavailable, "archive transfers ar
 // ledger, which the domain records) aborts the response, so that the
 // client sees a truncated transfer and never a short 200.
 func (s *Server) downloadArchive(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.deps.Transfers == nil {
-		return errNoTransfers
+	if err := s.app.CheckTransfers(); err != nil {
+		return err
 	}
 	component := r.URL.Query().Get("component")
-	if component != "" && !validComponent(component) {
-		return domain.Errorf(domain.CodeInvalidArgument,
-			"component must be 1 to %d characters of [A-Za-z0-9_-], got %q", maxComponentLen, component)
-	}
 	// Opening a component verifies the whole stored archive first, and a
 	// download may take longer than the server's WriteTimeout: lift the
 	// write deadline, then push it ahead while bytes go out. (net/http
@@ -58,7 +47,7 @@ func (s *Server) downloadArchive(w http.ResponseWriter, r *http.Request, c call)
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{})
 	wd := &progress{set: rc.SetWriteDeadline, idle: s.cfg.TransferIdleTimeout}
-	b, st, err := s.deps.Transfers.Download(r.Context(), c.app, r.PathValue("id"), component)
+	b, st, fileName, err := s.app.OpenDownload(r.Context(), c.query(), usecase.Download{App: c.app, ID: r.PathValue("id"), Component: component})
 	wd.touch()
 	if err != nil {
 		return err
@@ -71,7 +60,7 @@ func (s *Server) downloadArchive(w http.ResponseWriter, r *http.Request, c call)
 	h := w.Header()
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Length", strconv.FormatInt(st.Size, 10))
-	h.Set("Content-Disposition", contentDisposition(archiveFileName(b, component, s.cfg.Location)))
+	h.Set("Content-Disposition", contentDisposition(fileName))
 	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(digest)+":")
 	h.Set("ETag", `"`+st.SHA256+`"`)
 	h.Set("Cache-Control", "no-store")
@@ -126,31 +115,6 @@ func (s *Server) copyArchive(w io.Writer, st domain.ArchiveStream, wd *progress)
 	}
 }
 
-// validComponent reports whether c can name an archive component.
-func validComponent(c string) bool {
-	if len(c) > maxComponentLen {
-		return false
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
-			return false
-		}
-	}
-	return c != ""
-}
-
-// archiveFileName is the file name a download is offered under:
-// domain.DownloadFileName, with "_<component>" before ".zip" for a
-// component.
-func archiveFileName(b domain.Backup, component string, loc *time.Location) string {
-	name := domain.DownloadFileName(b, loc)
-	if component == "" {
-		return name
-	}
-	return strings.TrimSuffix(name, ".zip") + "_" + component + ".zip"
-}
-
 // contentDisposition is an attachment header for name (RFC 6266): an ASCII
 // filename for old clients, where every other character is "_", and the
 // exact name as filename* in UTF-8 (RFC 8187).
@@ -194,10 +158,10 @@ func isAttrChar(b byte) bool {
 // the uploaded file's name without its extension, else the default name.
 // A retry with the same Idempotency-Key answers 201 with the first backup.
 func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.deps.Transfers == nil {
-		return errNoTransfers
+	if err := s.app.CheckTransfers(); err != nil {
+		return err
 	}
-	m, err := s.commandMeta(w, r, c)
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
@@ -226,39 +190,22 @@ func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request, c call) e
 	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, limit), rd: &progress{set: rc.SetReadDeadline, idle: s.cfg.TransferIdleTimeout}}
 	r.Body = body
 	q := r.URL.Query()
-	up := domain.Upload{App: c.app, Name: nonEmpty(q.Get("name")), Description: q.Get("description")}
-	var fileName string
+	up := usecase.UploadBackup{Upload: domain.Upload{App: c.app, Name: nonEmpty(q.Get("name")), Description: q.Get("description")}}
 	if multi {
-		f, err := s.formFile(r, &up, q.Has("description"))
+		f, err := s.formFile(r, &up.Upload, q.Has("description"))
 		if err != nil {
 			return s.uploadFailure(body, err)
 		}
-		up.Body, fileName = f, f.FileName()
+		up.Body, up.FileName = f, f.FileName()
 	} else {
-		up.Body, fileName = body, rawFileName(r)
+		up.Body, up.FileName = body, rawFileName(r)
 	}
-	if up.Name == nil {
-		up.Name = nameFromFile(fileName)
-	}
-
-	res, err := s.deps.Transfers.Upload(r.Context(), m, up)
+	b, err := s.app.UploadBackup(r.Context(), uc, up)
 	wd.touch()
 	if err != nil {
 		return s.uploadFailure(body, err)
 	}
-	if res.Duplicate {
-		if res.EventType != domain.TypeBackupUploaded {
-			return domain.Errorf(domain.CodeConflict,
-				"idempotency key %s was already used for another command (%s of backup %s)", m.CommandID, res.EventType, res.BackupID)
-		}
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	b, err := s.deps.Queries.Backup(c.app, res.BackupID)
-	if err != nil {
-		// Only a replay can get here: the backup it created was deleted
-		// since.
-		return err
-	}
+	replayed(w, uc)
 	w.Header().Set("Location", "/v1/apps/"+c.app+"/backups/"+b.ID)
 	writeJSON(w, http.StatusCreated, b)
 	return nil
@@ -347,24 +294,6 @@ func rawFileName(r *http.Request) string {
 		}
 	}
 	return r.URL.Query().Get("filename")
-}
-
-// nameFromFile is the backup name an uploaded file's name suggests: its
-// last path element without the extension, cut to the longest name
-// allowed; nil when that is not a valid name.
-func nameFromFile(fn string) *string {
-	if i := strings.LastIndexAny(fn, `/\`); i >= 0 {
-		fn = fn[i+1:]
-	}
-	fn = strings.TrimSpace(strings.TrimSuffix(fn, path.Ext(fn)))
-	if utf8.RuneCountInString(fn) > domain.MaxNameLen {
-		fn = string([]rune(fn)[:domain.MaxNameLen])
-	}
-	n, err := domain.NormalizeName(fn)
-	if err != nil {
-		return nil
-	}
-	return &n
 }
 
 // nonEmpty returns &v, or nil when v is blank.

@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
-
-	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -16,21 +13,14 @@ func (s *Server) keyRoutes(api, root *http.ServeMux) {
 	s.v1(api, "POST /v1/ledger/keys/rotate", s.rotateKey)
 }
 
-func (s *Server) ledgerKeys() (usecase.LedgerKeys, error) {
-	if s.deps.Keys == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "the ledger's signing keys are not configured on this server")
-	}
-	return s.deps.Keys, nil
-}
-
 // listKeys answers the ledger's public keys, without a token.
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.ledgerKeys()
+	keys, err := s.app.ListKeys(r.Context())
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, keys.Keys())
+	writeJSON(w, http.StatusOK, keys)
 }
 
 // rotateKey makes a new signing key (server administrator only).
@@ -38,20 +28,12 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, c call) error
 	if !c.p.Admin {
 		return domain.Errorf(domain.CodePermissionDenied, "only the server administrator rotates the ledger's signing key")
 	}
-	keys, err := s.ledgerKeys()
+	uc, err := s.command(w, r, c)
 	if err != nil {
 		return err
 	}
-	m, err := s.commandMeta(w, r, c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := s.timeout(r)
 	defer cancel()
-	list, err := keys.Rotate(ctx, m)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, list)
-	return nil
+	list, err := s.app.RotateKey(ctx, uc)
+	return respond(w, http.StatusCreated, list, err)
 }

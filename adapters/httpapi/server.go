@@ -236,8 +236,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("httpapi deps: %w", err)
 	}
-	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries})
+	app, err := usecase.New(usecase.Config{Location: cfg.Location}, usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
+		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries, Keys: deps.Keys, Transfers: deps.Transfers})
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}

@@ -81,9 +81,9 @@ func TestDownloadStaged(t *testing.T) {
 	var b projections.BackupView
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"x.zip","name":"Bilan é/1"}`).ok(t, &b)
 
-	var got natsapi.StagedDownload
+	var got usecase.StagedDownload
 	r := a.request(natsapi.SubjectBackupsDownload, natsapi.DownloadRequest{App: "crm", ID: b.ID}).ok(t, &got)
-	want := natsapi.StagedDownload{
+	want := usecase.StagedDownload{
 		StagedArchive: domain.StagedArchive{Bucket: "ledger_staging", Object: "download/" + b.ID, Size: int64(len(body)),
 			SHA256: apitest.HexSHA(body), ExpiresAt: apitest.Start.Add(time.Hour)},
 		FileName: "Bilan é_1_2026-08-31_14-02.zip",

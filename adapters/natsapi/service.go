@@ -197,8 +197,8 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("natsapi deps: %w", err)
 	}
-	app, err := usecase.New(usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries})
+	app, err := usecase.New(usecase.Config{Location: cfg.Location}, usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
+		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries, Keys: deps.Keys, Transfers: deps.Transfers})
 	if err != nil {
 		return nil, fmt.Errorf("natsapi: %w", err)
 	}

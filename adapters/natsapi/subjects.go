@@ -15,7 +15,7 @@ const (
 	SubjectBackupsVerify   = SubjectPrefix + ".backups.verify"   // DeleteRequest ({app, id}) → backup
 	SubjectBackupsQuote    = SubjectPrefix + ".backups.quote"    // AppRequest → quote
 	SubjectBackupsUpload   = SubjectPrefix + ".backups.upload"   // UploadRequest → backup
-	SubjectBackupsDownload = SubjectPrefix + ".backups.download" // DownloadRequest → StagedDownload
+	SubjectBackupsDownload = SubjectPrefix + ".backups.download" // DownloadRequest → usecase.StagedDownload
 	SubjectAppsGet         = SubjectPrefix + ".apps.get"         // AppRequest → app state
 	SubjectRetentionGet    = SubjectPrefix + ".retention.get"    // AppRequest → retention (a dry run)
 	SubjectLogsApp         = SubjectPrefix + ".logs.app"         // AppRequest → {"entries":[...]}
