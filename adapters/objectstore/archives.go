@@ -3,20 +3,22 @@
 //
 // An archive is a zip written as a stream straight into the object store:
 // one entry per exported item under "<component>/", then manifest.json
-// with the size and SHA-256 of every entry (docs/archive.md specifies the
-// format). It is never held whole in memory: items are compressed on all
-// cores a few at a time (zip.go), and a zip writer goroutine feeds an
-// io.Pipe that is stored chunk by chunk, with a bounded number of chunks
-// awaiting the server's acknowledgement (see put). The archive's size and
-// SHA-256 are computed once, while storing, and recorded as the object's
-// digest exactly as jetstream.ObjectStore.Put does, so any object store
-// client (nats CLI, nats.go) reads and verifies the archives.
+// with the size and SHA-256 of every entry. The format is package archive
+// (docs/archive.md specifies it); this package keeps the bytes. An archive
+// is never held whole in memory: archive.Write feeds an io.Pipe that is
+// stored chunk by chunk, with a bounded number of chunks awaiting the
+// server's acknowledgement (put.go). The archive's size and SHA-256 are
+// computed once, while storing, and recorded as the object's digest
+// exactly as jetstream.ObjectStore.Put does, so any object store client
+// (nats CLI, nats.go) reads and verifies the archives.
 //
-// Uploads (import.go) are spooled to a temporary file, validated there by
-// ValidateArchive (validate.go) and only then stored; downloads
-// (open.go) are verified against the ledger's size and SHA-256 as they
-// stream. NATS clients hand in and fetch archives through a second,
-// staging bucket whose objects expire.
+// Uploads (import.go) are checked as they arrive by archive.StreamCheck
+// while their chunks are stored, or else by archive.Validate reading the
+// chunks back (chunks.go), and become an object only once they pass;
+// downloads (open.go) are verified against the ledger's size and SHA-256
+// as they stream, and restores (read.go) read a spooled copy. NATS
+// clients hand in and fetch archives through a second, staging bucket
+// whose objects expire (staged.go).
 package objectstore
 
 import (
@@ -32,6 +34,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -166,7 +169,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 // that clean-up. A bad backup id or app id returns an *domain.Error with
 // CodeInvalidArgument.
 func (a *Archives) WriteArchive(ctx context.Context, h domain.ArchiveHeader, export func(emit func(domain.Item) error) error) (info domain.ArchiveInfo, err error) {
-	if err := checkBackupID(h.BackupID); err != nil {
+	if err := archive.CheckBackupID(h.BackupID); err != nil {
 		return domain.ArchiveInfo{}, err
 	}
 	if err := domain.ValidateAppID(h.App); err != nil {
@@ -227,7 +230,7 @@ func (a *Archives) write(ctx context.Context, h domain.ArchiveHeader, export fun
 			}
 			done <- res
 		}()
-		res.manifest, res.err = writeZip(pw, h, export)
+		res.manifest, res.err = archive.Write(pw, h, export)
 		pw.CloseWithError(res.err) // nil: the reader sees EOF
 	}()
 
@@ -264,7 +267,7 @@ func (a *Archives) write(ctx context.Context, h domain.ArchiveHeader, export fun
 // is not an error. A bad backup id returns an *domain.Error with
 // CodeInvalidArgument; other errors are the object store's.
 func (a *Archives) DeleteArchive(ctx context.Context, backupID string) error {
-	if err := checkBackupID(backupID); err != nil {
+	if err := archive.CheckBackupID(backupID); err != nil {
 		return err
 	}
 	// Look first, so that deleting a missing archive writes nothing (every
@@ -284,7 +287,7 @@ func (a *Archives) DeleteArchive(ctx context.Context, backupID string) error {
 // *domain.Error with CodeNotFound, a bad backup id one with
 // CodeInvalidArgument; other errors are the object store's.
 func (a *Archives) Stat(ctx context.Context, backupID string) (Info, error) {
-	if err := checkBackupID(backupID); err != nil {
+	if err := archive.CheckBackupID(backupID); err != nil {
 		return Info{}, err
 	}
 	oi, err := a.obs.GetInfo(ctx, backupID)
@@ -302,7 +305,7 @@ func (a *Archives) Stat(ctx context.Context, backupID string) (Info, error) {
 // with CodeNotFound, a bad backup id one with CodeInvalidArgument; other
 // errors are the object store's.
 func (a *Archives) Open(ctx context.Context, backupID string) (io.ReadCloser, Info, error) {
-	if err := checkBackupID(backupID); err != nil {
+	if err := archive.CheckBackupID(backupID); err != nil {
 		return nil, Info{}, err
 	}
 	cancel := context.CancelFunc(func() {})
@@ -379,7 +382,7 @@ func (a *Archives) ListArchives(ctx context.Context) ([]domain.ArchiveObject, er
 // HasArchive reports whether the archive of backupID is stored. Errors are
 // the object store's.
 func (a *Archives) HasArchive(ctx context.Context, backupID string) (bool, error) {
-	if err := checkBackupID(backupID); err != nil {
+	if err := archive.CheckBackupID(backupID); err != nil {
 		return false, err
 	}
 	_, err := a.obs.GetInfo(ctx, backupID)
@@ -420,19 +423,4 @@ func hexDigest(d string) (string, error) {
 		return "", fmt.Errorf("object digest %q: malformed", d)
 	}
 	return hex.EncodeToString(sum), nil
-}
-
-// checkBackupID accepts 1 to 128 characters of [A-Za-z0-9_.-] (a ULID, or
-// a test's name).
-func checkBackupID(id string) error {
-	if id == "" || len(id) > 128 {
-		return domain.Errorf(domain.CodeInvalidArgument, "backup id must be 1 to 128 characters of [A-Za-z0-9_.-]")
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return domain.Errorf(domain.CodeInvalidArgument, "backup id %q must be 1 to 128 characters of [A-Za-z0-9_.-]", id)
-		}
-	}
-	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive/archivetest"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/test/natstest"
 )
@@ -61,17 +60,9 @@ func emitAll(docs []doc) func(func(domain.Item) error) error {
 	}
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	b := make([]byte, n)
-	r := rand.NewChaCha8([32]byte{byte(seed)})
-	_, _ = r.Read(b)
-	return b
-}
+func randomBytes(seed uint64, n int) []byte { return archivetest.RandomBytes(seed, n) }
 
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+func sha(b []byte) string { return archivetest.SHA256(b) }
 
 // readAll reads an archive back through Open.
 func readAll(t *testing.T, a *objectstore.Archives, id string) ([]byte, objectstore.Info) {

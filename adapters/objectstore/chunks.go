@@ -2,6 +2,7 @@ package objectstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -18,6 +19,9 @@ type storedChunks struct {
 	seqs    []uint64
 	size    int64
 }
+
+// errNegativeOffset fails a read before the start of the chunks.
+var errNegativeOffset = errors.New("an offset points before the start of the archive")
 
 // chunkCache is how many chunks a chunkReader keeps: the zip reader reads
 // each entry front to back, a few entries at once.

@@ -7,20 +7,32 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 )
 
 // Defaults of Config.
 const (
-	DefaultBucket               = "ledger_archives"
-	DefaultStagingBucket        = "ledger_staging"
-	DefaultStagingTTL           = time.Hour
-	DefaultReplicas             = 1
-	DefaultMaxUploadBytes       = 2 << 30
-	DefaultMaxEntries           = 100_000
-	DefaultMaxUncompressedBytes = 8 << 30
-	DefaultMaxRatio             = 200
+	// DefaultBucket is the archives' bucket.
+	DefaultBucket = "ledger_archives"
+	// DefaultStagingBucket is the bucket of archives over NATS.
+	DefaultStagingBucket = "ledger_staging"
+	// DefaultStagingTTL is how long a staging object lives.
+	DefaultStagingTTL = time.Hour
+	// DefaultReplicas is the buckets' number of replicas.
+	DefaultReplicas = 1
+	// DefaultMaxUploadBytes bounds an uploaded zip file.
+	DefaultMaxUploadBytes = archive.DefaultMaxArchiveBytes
+	// DefaultMaxEntries bounds the entries of an uploaded archive.
+	DefaultMaxEntries = archive.DefaultMaxEntries
+	// DefaultMaxUncompressedBytes bounds the total size of an uploaded
+	// archive's entries.
+	DefaultMaxUncompressedBytes = archive.DefaultMaxUncompressedBytes
+	// DefaultMaxRatio bounds the compression ratio of an uploaded
+	// archive's entries larger than 1 MiB.
+	DefaultMaxRatio = archive.DefaultMaxRatio
 	// DefaultMaxManifestBytes bounds manifest.json.
-	DefaultMaxManifestBytes = 64 << 20
+	DefaultMaxManifestBytes = archive.DefaultMaxManifestBytes
 )
 
 // Config configures the object store buckets and the limits on uploads.

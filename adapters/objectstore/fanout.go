@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 )
 
 const (
@@ -79,7 +81,7 @@ func (f *fanout) fill(r io.Reader, limit int64) (size int64, err error) {
 		n, rerr := io.ReadFull(r, b.data[:cap(b.data)])
 		if n > 0 {
 			if size += int64(n); size > limit {
-				return 0, tooLarge(size, limit)
+				return 0, archive.TooLarge(size, limit)
 			}
 			b.data = b.data[:n]
 			b.refs.Store(int32(len(f.outs)))

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive/archivetest"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/test/natstest"
 )
@@ -69,14 +70,14 @@ func assertNoTempFiles(t *testing.T, tmp string) {
 
 func TestImportArchiveRejectsCrafted(t *testing.T) {
 	a, js, tmp := setupTemp(t, objectstore.Config{})
-	for i, c := range craftedArchives() {
-		if c.code == "" {
+	for i, c := range archivetest.CraftedArchives() {
+		if c.Code == "" {
 			continue
 		}
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			id := fmt.Sprintf("01JREFUSED%02d", i)
-			_, err := a.ImportArchive(t.Context(), "crm", id, bytes.NewReader(c.build(t)))
-			checkVerdict(t, c, err)
+			_, err := a.ImportArchive(t.Context(), "crm", id, bytes.NewReader(c.Build(t)))
+			archivetest.CheckVerdict(t, c, err)
 			assertNothingLeft(t, a, js, tmp, id, 0)
 		})
 	}
@@ -92,7 +93,9 @@ func (r *endlessReader) Read(p []byte) (int, error) {
 }
 
 func TestImportArchiveLimits(t *testing.T) {
-	valid := func(t testing.TB) []byte { return makeZip(t, withManifest(t, nil, validEntries()...)...) }
+	valid := func(t testing.TB) []byte {
+		return archivetest.MakeZip(t, archivetest.WithManifest(t, nil, archivetest.ValidEntries()...)...)
+	}
 	docs := jsonLike(rand.New(rand.NewPCG(5, 6)), 2<<20)
 	cases := []struct {
 		name   string
@@ -110,7 +113,7 @@ func TestImportArchiveLimits(t *testing.T) {
 		{"uncompressed size", objectstore.Config{MaxUncompressedBytes: 5000}, func(t testing.TB) io.Reader { return bytes.NewReader(valid(t)) },
 			domain.CodeArchiveInvalid, "uncompressed"},
 		{"ratio", objectstore.Config{MaxRatio: 2}, func(t testing.TB) io.Reader {
-			return bytes.NewReader(makeZip(t, withManifest(t, nil, zent{name: "config/docs.json", body: docs})...))
+			return bytes.NewReader(archivetest.MakeZip(t, archivetest.WithManifest(t, nil, archivetest.Entry{Name: "config/docs.json", Body: docs})...))
 		}, domain.CodeArchiveInvalid, "more than 2 times"},
 	}
 	for _, tc := range cases {
@@ -317,10 +320,10 @@ func writeBigZip(t testing.TB, path string, items, itemSize int) {
 	}
 	defer f.Close()
 	zw := zip.NewWriter(f)
-	m := manifestOf()
+	m := archivetest.ManifestOf()
 	for i := range items {
 		name := fmt.Sprintf("files/%03d.bin", i)
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: craftTime})
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: archivetest.Time})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,12 +334,12 @@ func writeBigZip(t testing.TB, path string, items, itemSize int) {
 		m.Entries = append(m.Entries, objectstore.ManifestEntry{Path: name, Size: int64(itemSize), SHA256: hex.EncodeToString(h.Sum(nil))})
 	}
 	m.ItemCount = len(m.Entries)
-	me := manifestEntry(t, m)
-	w, err := zw.Create(me.name)
+	me := archivetest.ManifestFile(t, m)
+	w, err := zw.Create(me.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(me.body); err != nil {
+	if _, err := w.Write(me.Body); err != nil {
 		t.Fatal(err)
 	}
 	if err := zw.Close(); err != nil {
@@ -383,7 +386,7 @@ func TestImportStaged(t *testing.T) {
 		t.Errorf("staging bucket max age %s, want 1h", got)
 	}
 
-	valid := makeZip(t, withManifest(t, nil, validEntries()...)...)
+	valid := archivetest.MakeZip(t, archivetest.WithManifest(t, nil, archivetest.ValidEntries()...)...)
 	if _, err := stg.PutBytes(ctx, "producer-upload-1", valid); err != nil {
 		t.Fatal(err)
 	}
@@ -403,12 +406,12 @@ func TestImportStaged(t *testing.T) {
 
 	// A refused one is removed all the same, and leaves nothing.
 	chunks := chunkMessages(t, js)
-	bad := craftedArchives()[2] // zip slip
-	if _, err := stg.PutBytes(ctx, "producer-upload-2", bad.build(t)); err != nil {
+	bad := archivetest.CraftedArchives()[2] // zip slip
+	if _, err := stg.PutBytes(ctx, "producer-upload-2", bad.Build(t)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = a.ImportStaged(ctx, "crm", "01JSTAGEDBAD", "producer-upload-2")
-	checkVerdict(t, bad, err)
+	archivetest.CheckVerdict(t, bad, err)
 	assertNothingLeft(t, a, js, tmp, "01JSTAGEDBAD", chunks)
 	if names := stagingNames(t, stg); len(names) != 0 {
 		t.Errorf("staging objects left: %q", names)
@@ -444,9 +447,9 @@ func TestImportStaged(t *testing.T) {
 // also invalid is refused and leaves nothing.
 func TestImportArchiveUndecidedReadsBack(t *testing.T) {
 	a, js, tmp := setupTemp(t, objectstore.Config{})
-	ents := withManifest(t, nil, append(validEntries(), zent{name: "files/big.bin", body: randomBytes(5, 1<<20), method: zip.Store})...)
-	prefixed := append([]byte("#!/bin/sh\nexit 0\n"), makeZip(t, ents...)...)
-	if streamedAgrees(t, prefixed, objectstore.Limits{}) {
+	ents := archivetest.WithManifest(t, nil, append(archivetest.ValidEntries(), archivetest.Entry{Name: "files/big.bin", Body: randomBytes(5, 1<<20), Method: zip.Store})...)
+	prefixed := append([]byte("#!/bin/sh\nexit 0\n"), archivetest.MakeZip(t, ents...)...)
+	if archivetest.StreamedAgrees(t, prefixed, objectstore.Limits{}) {
 		t.Fatal("the streamed pass decided: this test needs an archive it cannot follow")
 	}
 	imp, err := a.ImportArchive(t.Context(), "crm", "01JPREFIXED", bytes.NewReader(prefixed))
@@ -461,7 +464,7 @@ func TestImportArchiveUndecidedReadsBack(t *testing.T) {
 	}
 
 	chunks := chunkMessages(t, js)
-	bad := append([]byte("#!/bin/sh\n"), makeZip(t, withManifest(t, func(m *objectstore.Manifest) { m.Entries[0].SHA256 = sha(nil) }, validEntries()...)...)...)
+	bad := append([]byte("#!/bin/sh\n"), archivetest.MakeZip(t, archivetest.WithManifest(t, func(m *objectstore.Manifest) { m.Entries[0].SHA256 = sha(nil) }, archivetest.ValidEntries()...)...)...)
 	_, err = a.ImportArchive(t.Context(), "crm", "01JPREFIXEDBAD", bytes.NewReader(bad))
 	wantCode(t, err, domain.CodeArchiveInvalid)
 	if !strings.Contains(domain.Public(err), "sha256") {

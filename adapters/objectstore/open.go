@@ -1,8 +1,6 @@
 package objectstore
 
 import (
-	"archive/zip"
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,17 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/flate"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
 )
-
-// corrupt returns an error wrapping domain.ErrArchiveCorrupt whose text
-// before the sentinel's says what does not match.
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf(format+": %w", append(args, domain.ErrArchiveCorrupt)...)
-}
 
 // OpenArchive reads the stored archive of backupID, whose ledger entry
 // says size and sha256 (lower-case hex). The stream must be closed.
@@ -48,10 +40,10 @@ func corrupt(format string, args ...any) error {
 // *domain.Error with CodeInvalidArgument, as is a bad backup id. Errors
 // of the object store and of the temporary files are returned wrapped.
 func (a *Archives) OpenArchive(ctx context.Context, backupID string, size int64, sha256Hex, component string) (domain.ArchiveStream, error) {
-	if err := checkBackupID(backupID); err != nil {
+	if err := archive.CheckBackupID(backupID); err != nil {
 		return domain.ArchiveStream{}, err
 	}
-	if component != "" && !isName(component) {
+	if component != "" && !archive.IsName(component) {
 		return domain.ArchiveStream{}, domain.Errorf(domain.CodeInvalidArgument, "component %q must be 1 to %d characters of [a-z0-9_-]", component, MaxComponentLen)
 	}
 	rc, err := a.openVerified(ctx, backupID, size, sha256Hex)
@@ -74,16 +66,16 @@ func (a *Archives) CheckArchive(ctx context.Context, backupID string, size int64
 	oi, err := a.obs.GetInfo(ctx, backupID)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
-		return corrupt("archive missing")
+		return archive.Corrupt("archive missing")
 	case errors.Is(err, jetstream.ErrBadObjectMeta):
-		return corrupt("the object store's record of the archive is unreadable")
+		return archive.Corrupt("the object store's record of the archive is unreadable")
 	case err != nil:
 		return fmt.Errorf("check archive %s: %w", backupID, err)
 	case int64(oi.Size) != size:
-		return corrupt("archive is %d bytes, ledger has %d", oi.Size, size)
+		return archive.Corrupt("archive is %d bytes, ledger has %d", oi.Size, size)
 	}
 	if sum, err := hexDigest(oi.Digest); err != nil || sum != sha256Hex {
-		return corrupt("object store records sha256 %s, ledger has %s", sum, sha256Hex)
+		return archive.Corrupt("object store records sha256 %s, ledger has %s", sum, sha256Hex)
 	}
 	return nil
 }
@@ -95,13 +87,13 @@ func (a *Archives) openVerified(ctx context.Context, backupID string, size int64
 	res, err := a.obs.Get(rctx, backupID)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		cancel()
-		return nil, corrupt("archive missing")
+		return nil, archive.Corrupt("archive missing")
 	}
 	if errors.Is(err, jetstream.ErrBadObjectMeta) {
 		// The object store's record of the archive does not decode: it
 		// will not heal by trying again.
 		cancel()
-		return nil, corrupt("the object store's record of the archive is unreadable")
+		return nil, archive.Corrupt("the object store's record of the archive is unreadable")
 	}
 	if err != nil {
 		cancel()
@@ -117,10 +109,10 @@ func (a *Archives) openVerified(ctx context.Context, backupID string, size int64
 		return fail(fmt.Errorf("open archive %s: %w", backupID, err))
 	}
 	if int64(oi.Size) != size {
-		return fail(corrupt("archive is %d bytes, ledger has %d", oi.Size, size))
+		return fail(archive.Corrupt("archive is %d bytes, ledger has %d", oi.Size, size))
 	}
 	if sum, err := hexDigest(oi.Digest); err != nil || sum != sha256Hex {
-		return fail(corrupt("object store records sha256 %s, ledger has %s", sum, sha256Hex))
+		return fail(archive.Corrupt("object store records sha256 %s, ledger has %s", sum, sha256Hex))
 	}
 	// The object store's reader checks the bytes against the object's
 	// digest, which is the ledger's: hashing them again would only cost.
@@ -159,7 +151,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 			v.read += int64(n)
 			switch {
 			case err == io.EOF || errors.Is(err, jetstream.ErrDigestMismatch):
-				v.err = corrupt("archive has %d bytes, ledger has %d", v.read, v.size)
+				v.err = archive.Corrupt("archive has %d bytes, ledger has %d", v.read, v.size)
 			case err != nil:
 				v.err = err
 			}
@@ -190,11 +182,11 @@ func (v *verifyingReader) readTail() error {
 	mismatch := errors.Is(err, jetstream.ErrDigestMismatch)
 	switch {
 	case err == nil:
-		return corrupt("archive has more than the %d bytes the ledger has", v.size)
+		return archive.Corrupt("archive has more than the %d bytes the ledger has", v.size)
 	case v.read != v.size && (err == io.EOF || err == io.ErrUnexpectedEOF || mismatch):
-		return corrupt("archive has %d bytes, ledger has %d", v.read, v.size)
+		return archive.Corrupt("archive has %d bytes, ledger has %d", v.read, v.size)
 	case mismatch:
-		return corrupt("its bytes do not have the sha256 %s the ledger has", v.want)
+		return archive.Corrupt("its bytes do not have the sha256 %s the ledger has", v.want)
 	case err != io.EOF && err != io.ErrUnexpectedEOF:
 		return err
 	}
@@ -205,37 +197,20 @@ func (v *verifyingReader) readTail() error {
 func (v *verifyingReader) Close() error { return v.close() }
 
 // openComponent builds the zip of one component of the verified archive
-// that r yields.
+// that r yields (archive.Stored.WriteComponent) in a temporary file.
 func (a *Archives) openComponent(ctx context.Context, backupID string, r io.Reader, component string) (_ domain.ArchiveStream, err error) {
 	src, err := a.spool(ctx, r, "download")
 	if err != nil {
 		return domain.ArchiveStream{}, err
 	}
 	defer src.remove()
-	zr, err := zip.NewReader(src.f, src.size)
-	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
-		return domain.ArchiveStream{}, fmt.Errorf("archive %s: %w", backupID, err)
-	}
-	var mf *zip.File
-	for _, f := range zr.File {
-		if f.Name == ManifestPath {
-			mf = f
-		}
-	}
-	if mf == nil {
-		return domain.ArchiveStream{}, fmt.Errorf("archive %s has no %s", backupID, ManifestPath)
-	}
-	raw, err := readManifest(mf, DefaultMaxManifestBytes)
-	if err != nil {
-		return domain.ArchiveStream{}, fmt.Errorf("archive %s: %w", backupID, err)
-	}
 	// The archive was validated when it was stored, and matches the
-	// ledger: only what is needed here is read from its manifest.
-	m, err := decodeManifest(raw)
+	// ledger.
+	st, err := archive.OpenStored(src.f, src.size, backupID)
 	if err != nil {
-		return domain.ArchiveStream{}, fmt.Errorf("archive %s: %w", backupID, err)
+		return domain.ArchiveStream{}, err
 	}
-	if !slices.Contains(m.Components, component) {
+	if m := st.Manifest; !slices.Contains(m.Components, component) {
 		return domain.ArchiveStream{}, domain.Errorf(domain.CodeInvalidArgument, "backup %s has no component %q; it has %s", backupID, component, strings.Join(m.Components, ", "))
 	}
 
@@ -250,41 +225,17 @@ func (a *Archives) openComponent(ctx context.Context, backupID string, r io.Read
 		}
 	}()
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(out, h), chunkSize)
-	zw := zip.NewWriter(bw)
-	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) { return flate.NewWriter(w, flate.BestSpeed) })
-	prefix := component + "/"
-	for _, f := range zr.File {
-		if !strings.HasPrefix(f.Name, prefix) {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return domain.ArchiveStream{}, context.Cause(ctx)
-		}
-		if err := zw.Copy(f); err != nil {
-			return domain.ArchiveStream{}, fmt.Errorf("component zip: copy %s: %w", f.Name, err)
-		}
+	if err := st.WriteComponent(ctx, io.MultiWriter(out, h), component); err != nil {
+		return domain.ArchiveStream{}, err
 	}
-	cm := m
-	cm.Components = []string{component}
-	cm.Entries = []ManifestEntry{}
-	for _, e := range m.Entries {
-		if strings.HasPrefix(e.Path, prefix) {
-			cm.Entries = append(cm.Entries, e)
-		}
-	}
-	cm.ItemCount = len(cm.Entries)
-	if err := writeManifestAndClose(zw, bw, cm, m.CreatedAt.UTC()); err != nil {
-		return domain.ArchiveStream{}, fmt.Errorf("component zip: %w", err)
-	}
-	st, err := out.Stat()
+	fi, err := out.Stat()
 	if err == nil {
 		_, err = out.Seek(0, io.SeekStart)
 	}
 	if err != nil {
 		return domain.ArchiveStream{}, fmt.Errorf("component zip: %w", err)
 	}
-	return domain.ArchiveStream{ReadCloser: &tempFile{sp: tmp}, Size: st.Size(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return domain.ArchiveStream{ReadCloser: &tempFile{sp: tmp}, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // tempFile reads a temporary file and removes it on Close.

@@ -8,12 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// chunkSize is the object store chunk size of archives, and the size of
+// the writes into the store (archive.Write writes as much at a time).
+const chunkSize = 128 << 10
 
 // window is how many chunks of one archive may await their acknowledgement
 // at once (4 MiB): enough to keep the stream busy, few enough that the
@@ -66,106 +71,155 @@ func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta,
 	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("get info: %w", err)
 	}
-	nuid := rand.Text()
-	chunkSubj := fmt.Sprintf("$O.%s.C.%s", b.name, nuid)
+	p := &chunkPut{a: a, b: b, nuid: rand.Text(), h: sha256.New(), known: known}
+	if err := p.copy(r); err != nil {
+		return nil, p.fail(ctx, err)
+	}
+	digest, err := p.digest(&meta, commit)
+	if err != nil {
+		return nil, p.fail(ctx, err)
+	}
+	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: b.name, NUID: p.nuid, Size: p.size, Chunks: p.chunks, Digest: digest}
+	if err := a.publishMeta(ctx, b, info); err != nil {
+		// The meta may have been stored all the same; WriteArchive deletes it.
+		return nil, p.fail(ctx, err)
+	}
+	if old != nil && !old.Deleted && old.NUID != "" {
+		// The replaced object's chunks; if this fails they stay orphaned
+		// but the new object is complete.
+		_ = a.purge(ctx, b, chunkSubject(b.name, old.NUID))
+	}
+	return info, nil
+}
+
+// chunkSubject is the subject of the chunks of the object nuid of bucket.
+func chunkSubject(bucket, nuid string) string { return fmt.Sprintf("$O.%s.C.%s", bucket, nuid) }
+
+// chunkPut is the chunks of one put: published asynchronously, at most
+// window of them awaiting their acknowledgement.
+type chunkPut struct {
+	a     *Archives
+	b     bucket
+	nuid  string
+	h     hash.Hash // of the bytes, unless known
+	known bool      // the commit gives the digest
+	queue []inflight
+	free  [][]byte // chunk buffers whose publish was acknowledged
+	size  uint64
+	// chunks counts the chunks published; seqs are the stream sequences
+	// of those acknowledged, in order.
+	chunks uint32
+	seqs   []uint64
+}
+
+// copy publishes the bytes of r as chunks until r ends, and waits for
+// every acknowledgement. It returns r's error as it is.
+func (p *chunkPut) copy(r io.Reader) error {
+	subject := chunkSubject(p.b.name, p.nuid)
 	// No retries: a chunk sent again after later ones would be out of order.
 	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
-
-	var (
-		h      = sha256.New()
-		queue  []inflight
-		free   [][]byte
-		size   uint64
-		chunks uint32
-		seqs   []uint64
-	)
-	next := func() error {
-		f := queue[0]
-		queue = queue[1:]
-		select {
-		case ack := <-f.ack.Ok():
-			free = append(free, f.buf)
-			seqs = append(seqs, ack.Sequence)
-			return nil
-		case err := <-f.ack.Err():
-			return fmt.Errorf("chunk: %w", err)
-		}
-	}
-	fail := func(err error) (*jetstream.ObjectInfo, error) {
-		for len(queue) > 0 {
-			_ = next()
-		}
-		if perr := a.purge(ctx, b, chunkSubj); perr != nil {
-			err = errors.Join(err, perr)
-		}
-		return nil, err
-	}
 	for {
 		var buf []byte
-		if n := len(free); n > 0 {
-			buf, free = free[n-1], free[:n-1]
+		if n := len(p.free); n > 0 {
+			buf, p.free = p.free[n-1], p.free[:n-1]
 		} else {
 			buf = make([]byte, chunkSize)
 		}
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			if !known {
-				h.Write(buf[:n])
+			if !p.known {
+				p.h.Write(buf[:n])
 			}
-			ack, err := a.pub.PublishMsgAsync(&nats.Msg{Subject: chunkSubj, Data: buf[:n]}, opts...)
+			ack, err := p.a.pub.PublishMsgAsync(&nats.Msg{Subject: subject, Data: buf[:n]}, opts...)
 			if err != nil {
-				return fail(fmt.Errorf("publish chunk: %w", err))
+				return fmt.Errorf("publish chunk: %w", err)
 			}
-			queue = append(queue, inflight{ack, buf})
-			size += uint64(n)
-			chunks++
+			p.queue = append(p.queue, inflight{ack, buf})
+			p.size += uint64(n)
+			p.chunks++
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
+			return p.await(0)
 		}
 		if rerr != nil {
-			return fail(rerr)
+			return rerr
 		}
-		for len(queue) >= window {
-			if err := next(); err != nil {
-				return fail(err)
-			}
+		if err := p.await(window - 1); err != nil {
+			return err
 		}
 	}
-	for len(queue) > 0 {
-		if err := next(); err != nil {
-			return fail(err)
-		}
-	}
+}
 
-	digest := jetstream.GetObjectDigestValue(h)
-	if commit != nil {
-		sum, err := commit(&meta, &storedChunks{a: a, b: b, subject: chunkSubj, seqs: seqs, size: int64(size)})
-		if err != nil {
-			return fail(err)
-		}
-		if sum != nil {
-			digest = "SHA-256=" + base64.URLEncoding.EncodeToString(sum)
-		} else if known {
-			return fail(errors.New("commit gave no digest"))
+// await waits for acknowledgements, oldest first, until at most n chunks
+// await theirs.
+func (p *chunkPut) await(n int) error {
+	for len(p.queue) > n {
+		if err := p.next(); err != nil {
+			return err
 		}
 	}
-	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: b.name, NUID: nuid, Size: size, Chunks: chunks, Digest: digest}
-	m := nats.NewMsg(fmt.Sprintf("$O.%s.M.%s", b.name, base64.URLEncoding.EncodeToString([]byte(meta.Name))))
+	return nil
+}
+
+// next waits for the acknowledgement of the oldest chunk in flight.
+func (p *chunkPut) next() error {
+	f := p.queue[0]
+	p.queue = p.queue[1:]
+	select {
+	case ack := <-f.ack.Ok():
+		p.free = append(p.free, f.buf)
+		p.seqs = append(p.seqs, ack.Sequence)
+		return nil
+	case err := <-f.ack.Err():
+		return fmt.Errorf("chunk: %w", err)
+	}
+}
+
+// digest returns the object's digest: what commit gives, if anything,
+// else p's own. commit's error is returned as it is.
+func (p *chunkPut) digest(meta *jetstream.ObjectMeta, commit commitFunc) (string, error) {
+	digest := jetstream.GetObjectDigestValue(p.h)
+	if commit == nil {
+		return digest, nil
+	}
+	sum, err := commit(meta, &storedChunks{a: p.a, b: p.b, subject: chunkSubject(p.b.name, p.nuid), seqs: p.seqs, size: int64(p.size)})
+	switch {
+	case err != nil:
+		return "", err
+	case sum != nil:
+		return "SHA-256=" + base64.URLEncoding.EncodeToString(sum), nil
+	case p.known:
+		return "", errors.New("commit gave no digest")
+	}
+	return digest, nil
+}
+
+// fail waits for the chunks in flight, purges every chunk of p and
+// returns err, joined with the purge's error.
+func (p *chunkPut) fail(ctx context.Context, err error) error {
+	for len(p.queue) > 0 {
+		_ = p.next()
+	}
+	if perr := p.a.purge(ctx, p.b, chunkSubject(p.b.name, p.nuid)); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	return err
+}
+
+// publishMeta publishes info as the object's meta record, replacing the
+// previous one: from then on the object exists.
+func (a *Archives) publishMeta(ctx context.Context, b bucket, info *jetstream.ObjectInfo) error {
+	m := nats.NewMsg(fmt.Sprintf("$O.%s.M.%s", b.name, base64.URLEncoding.EncodeToString([]byte(info.Name))))
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	if m.Data, err = json.Marshal(info); err != nil {
-		return fail(err)
+	data, err := json.Marshal(info)
+	if err != nil {
+		return err
 	}
+	m.Data = data
 	if _, err := a.pub.PublishMsg(ctx, m, jetstream.WithExpectStream(b.stream)); err != nil {
-		// The meta may have been stored all the same; WriteArchive deletes it.
-		return fail(fmt.Errorf("publish meta: %w", err))
+		return fmt.Errorf("publish meta: %w", err)
 	}
-	if old != nil && !old.Deleted && old.NUID != "" {
-		// The replaced object's chunks; if this fails they stay orphaned
-		// but the new object is complete.
-		_ = a.purge(ctx, b, fmt.Sprintf("$O.%s.C.%s", b.name, old.NUID))
-	}
-	return info, nil
+	return nil
 }
 
 func (a *Archives) purge(ctx context.Context, b bucket, subject string) error {

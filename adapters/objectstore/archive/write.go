@@ -1,4 +1,4 @@
-package objectstore
+package archive
 
 import (
 	"archive/zip"
@@ -21,9 +21,9 @@ import (
 )
 
 const (
-	// chunkSize is the object store chunk size, and the size of the writes
-	// into it.
-	chunkSize = 128 << 10
+	// writeSize is the size of the writes into an archive's writer: the
+	// object store's chunk size, so that each write fills one chunk.
+	writeSize = 128 << 10
 	// blockSize is the largest item that is read whole and compressed on
 	// its own goroutine, and the size of the blocks in which larger items
 	// are streamed.
@@ -115,9 +115,51 @@ type zipWriter struct {
 	manifest Manifest
 }
 
-// writeZip writes the archive of h with the items that export emits to w,
+// Write writes the archive of h with the items that export emits to w,
 // and returns its manifest. It does not close w.
-func writeZip(w io.Writer, h domain.ArchiveHeader, export func(emit func(domain.Item) error) error) (Manifest, error) {
+//
+// export is called once, on the caller's goroutine; each item it emits
+// becomes the entry "<component>/<path>" (the header's first component
+// when the item names none), and emit returns an error, which export
+// should return, once the archive is broken. Items are compressed a few at
+// a time on all cores while one goroutine writes the zip, so memory does
+// not grow with the size of the archive. The header must pass the
+// manifest's rules, so that what is written can be uploaded again. It
+// returns export's error, an error for an item that breaks the layout
+// (bad path, a component that is no name, an item emitted twice, a size
+// other than announced), and w's errors, wrapped.
+func Write(w io.Writer, h domain.ArchiveHeader, export func(emit func(domain.Item) error) error) (Manifest, error) {
+	z, err := newZipWriter(w, h)
+	if err != nil {
+		return Manifest{}, err
+	}
+	go z.run()
+	finished := false
+	defer func() {
+		if !finished { // an error, or a panic of export on its way up
+			close(z.quit)
+			<-z.wdone
+		}
+	}()
+	err = export(z.add)
+	if err == nil {
+		err = z.failed
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	close(z.jobs)
+	<-z.wdone
+	finished = true
+	if z.werr != nil {
+		return Manifest{}, z.werr
+	}
+	return z.manifest, nil
+}
+
+// newZipWriter returns the writer of the archive of h into w, once h has
+// passed the manifest's rules.
+func newZipWriter(w io.Writer, h domain.ArchiveHeader) (*zipWriter, error) {
 	z := &zipWriter{
 		h:        h,
 		modified: h.CreatedAt.UTC(),
@@ -133,17 +175,17 @@ func writeZip(w io.Writer, h domain.ArchiveHeader, export func(emit func(domain.
 		z.components = []string{ComponentConfig}
 	}
 	for _, c := range z.components {
-		if !isName(c) {
-			return Manifest{}, fmt.Errorf("component %q: must be 1 to %d characters of [a-z0-9_-]", c, MaxComponentLen)
+		if !IsName(c) {
+			return nil, fmt.Errorf("component %q: must be 1 to %d characters of [a-z0-9_-]", c, MaxComponentLen)
 		}
 	}
 	z.defaultCmp = z.components[0]
 	// What is written must pass the upload's checks, so that a download
 	// can be uploaded again.
 	if err := checkHeader(z.manifestOf(nil)); err != nil {
-		return Manifest{}, fmt.Errorf("archive header: %s", domain.Public(err))
+		return nil, fmt.Errorf("archive header: %s", domain.Public(err))
 	}
-	z.bw = bufio.NewWriterSize(w, chunkSize)
+	z.bw = bufio.NewWriterSize(w, writeSize)
 	z.zw = zip.NewWriter(z.bw)
 	// Large entries are written one after another, so one compressor
 	// serves all: zip closes an entry's compressor before it asks for the
@@ -155,28 +197,7 @@ func writeZip(w io.Writer, h domain.ArchiveHeader, export func(emit func(domain.
 		z.fw.Reset(out)
 		return z.fw, nil
 	})
-	go z.run()
-	finished := false
-	defer func() {
-		if !finished { // an error, or a panic of export on its way up
-			close(z.quit)
-			<-z.wdone
-		}
-	}()
-	err := export(z.add)
-	if err == nil {
-		err = z.failed
-	}
-	if err != nil {
-		return Manifest{}, err
-	}
-	close(z.jobs)
-	<-z.wdone
-	finished = true
-	if z.werr != nil {
-		return Manifest{}, z.werr
-	}
-	return z.manifest, nil
+	return z, nil
 }
 
 // add reads one item and hands it to the writer as the entry
@@ -198,7 +219,7 @@ func (z *zipWriter) addItem(it domain.Item) error {
 	if comp == "" {
 		comp = z.defaultCmp
 	}
-	if !isName(comp) {
+	if !IsName(comp) {
 		return fmt.Errorf("item %q: component %q must be 1 to %d characters of [a-z0-9_-]", it.Path, comp, MaxComponentLen)
 	}
 	name := comp + "/" + it.Path

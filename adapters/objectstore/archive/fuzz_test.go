@@ -1,4 +1,4 @@
-package objectstore_test
+package archive_test
 
 import (
 	"archive/zip"
@@ -12,16 +12,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive/archivetest"
 	"github.com/backupledger/backupledger/domain"
 )
 
-// FuzzValidateArchive feeds ValidateArchive arbitrary bytes, starting from
+// FuzzValidateArchive feeds Validate arbitrary bytes, starting from
 // the crafted archives of testdata/archives. It must never panic, refuse
 // only with the archive codes, and accept only archives whose every entry
 // is listed with its size and SHA-256 and has a safe path. The streamed
-// pass of uploads, fed the same bytes, must accept only what
-// ValidateArchive accepts, with the same manifest.
+// pass of uploads, fed the same bytes, must accept only what Validate
+// accepts, with the same manifest.
 func FuzzValidateArchive(f *testing.F) {
 	seeds, err := filepath.Glob(filepath.Join("testdata", "archives", "*.zip"))
 	if err != nil || len(seeds) == 0 {
@@ -34,10 +35,10 @@ func FuzzValidateArchive(f *testing.F) {
 		}
 		f.Add(raw)
 	}
-	lim := objectstore.Limits{MaxEntries: 1000, MaxUncompressedBytes: 64 << 20, MaxManifestBytes: 1 << 20}
+	lim := archive.Limits{MaxEntries: 1000, MaxUncompressedBytes: 64 << 20, MaxManifestBytes: 1 << 20}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		streamedAgrees(t, raw, lim)
-		m, err := objectstore.ValidateArchive(context.Background(), bytes.NewReader(raw), int64(len(raw)), lim)
+		archivetest.StreamedAgrees(t, raw, lim)
+		m, err := archive.Validate(context.Background(), bytes.NewReader(raw), int64(len(raw)), lim)
 		if err != nil {
 			switch domain.Code(err) {
 			case domain.CodeArchiveInvalid, domain.CodeArchiveVersion, domain.CodeArchiveTooLarge:
@@ -50,13 +51,13 @@ func FuzzValidateArchive(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted, but archive/zip cannot read it: %v", err)
 		}
-		listed := map[string]objectstore.ManifestEntry{}
+		listed := map[string]archive.ManifestEntry{}
 		for _, e := range m.Entries {
 			listed[e.Path] = e
 		}
 		files := 0
 		for _, f := range zr.File {
-			if f.Name == objectstore.ManifestPath || strings.HasSuffix(f.Name, "/") && f.UncompressedSize64 == 0 {
+			if f.Name == archive.ManifestPath || strings.HasSuffix(f.Name, "/") && f.UncompressedSize64 == 0 {
 				continue
 			}
 			files++

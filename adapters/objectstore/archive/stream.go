@@ -1,4 +1,4 @@
-package objectstore
+package archive
 
 import (
 	"archive/zip"
@@ -28,11 +28,13 @@ import (
 // between entries, a stored entry of unknown size, a data descriptor
 // without its signature), whatever validate would have to read that the
 // pass did not keep, and every verdict but "valid" leave the decision to
-// ValidateArchive reading the stored bytes back. So it accepts exactly
-// what ValidateArchive accepts, and refusals keep ValidateArchive's words.
+// Validate reading the stored bytes back. So it accepts exactly
+// what Validate accepts, and refusals keep Validate's words.
 
-// errUndecided says that the streamed pass cannot decide.
-var errUndecided = errors.New("the streamed pass cannot decide")
+// ErrUndecided is wrapped by every answer of StreamCheck.Verdict but a
+// manifest: the streamed pass cannot decide, and leaves the decision to
+// Validate.
+var ErrUndecided = errors.New("the streamed pass cannot decide")
 
 const (
 	sigLocalHeader = 0x04034b50
@@ -41,7 +43,7 @@ const (
 	// suffixLen is how many of the archive's last bytes are kept whatever
 	// they are: the zip reader looks for the end of the central directory
 	// in the last KiB, then (if it has a long comment) in the last 65. Few
-	// archives have a long comment, and those are left to ValidateArchive
+	// archives have a long comment, and those are left to Validate
 	// rather than copying 65 KiB of every read.
 	suffixLen = 4 << 10
 	// maxTailBytes bounds the bytes after the last entry kept in memory.
@@ -66,8 +68,9 @@ type streamRecord struct {
 	content []byte // for an entry named ManifestPath, its first limit+1 bytes
 }
 
-// streamCheck is the streamed pass over one archive.
-type streamCheck struct {
+// StreamCheck is the streamed pass over one archive: Run reads it, then
+// Verdict says whether it is valid or leaves the decision to Validate.
+type StreamCheck struct {
 	lim       Limits
 	feed      *suffixReader
 	br        *bufio.Reader
@@ -81,9 +84,11 @@ type streamCheck struct {
 	hasher    *hashPipe
 }
 
-func newStreamCheck(r io.Reader, lim Limits) *streamCheck {
+// NewStreamCheck returns the streamed pass over the archive that r yields,
+// with the limits of Validate.
+func NewStreamCheck(r io.Reader, lim Limits) *StreamCheck {
 	feed := &suffixReader{r: r, ring: make([]byte, suffixLen)}
-	return &streamCheck{
+	return &StreamCheck{
 		lim:       lim.withDefaults(),
 		feed:      feed,
 		br:        bufio.NewReaderSize(feed, streamBufSize),
@@ -94,9 +99,10 @@ func newStreamCheck(r io.Reader, lim Limits) *streamCheck {
 	}
 }
 
-// run walks the archive, then reads the rest of it: the caller's feed is
-// always consumed to its end (or its error).
-func (s *streamCheck) run() {
+// Run walks the archive, then reads the rest of it: r is always read to
+// its end (or its error). It holds a few hundred KiB of the archive at a
+// time, its local headers and its central directory.
+func (s *StreamCheck) Run() {
 	defer s.hasher.close()
 	s.err = s.walk()
 	if s.fr != nil {
@@ -108,9 +114,9 @@ func (s *streamCheck) run() {
 }
 
 // pos is the offset in the archive of the next byte the pass reads.
-func (s *streamCheck) pos() int64 { return s.feed.n - int64(s.br.Buffered()) }
+func (s *StreamCheck) pos() int64 { return s.feed.n - int64(s.br.Buffered()) }
 
-func (s *streamCheck) walk() error {
+func (s *StreamCheck) walk() error {
 	for {
 		off := s.pos()
 		b, err := s.br.Peek(4)
@@ -133,7 +139,7 @@ func (s *streamCheck) walk() error {
 	}
 }
 
-func (s *streamCheck) readTail(off int64) error {
+func (s *StreamCheck) readTail(off int64) error {
 	var tail bytes.Buffer
 	n, err := io.Copy(&tail, io.LimitReader(s.br, maxTailBytes+1))
 	if err != nil {
@@ -146,7 +152,7 @@ func (s *streamCheck) readTail(off int64) error {
 	return nil
 }
 
-func (s *streamCheck) entry(off int64) error {
+func (s *StreamCheck) entry(off int64) error {
 	hdr, err := s.br.Peek(localHeaderLen)
 	if err != nil {
 		return err
@@ -211,7 +217,7 @@ func (s *streamCheck) entry(off int64) error {
 
 // entryHash takes in an entry's content.
 type entryHash struct {
-	s   *streamCheck
+	s   *StreamCheck
 	crc uint32
 	rec *streamRecord
 }
@@ -243,7 +249,7 @@ func (e *entryHash) account(b []byte) error {
 }
 
 // stored hashes the next n bytes.
-func (s *streamCheck) stored(n int64, e *entryHash) error {
+func (s *StreamCheck) stored(n int64, e *entryHash) error {
 	for n > 0 {
 		b, err := s.br.Peek(int(min(n, int64(s.br.Size()))))
 		if len(b) == 0 {
@@ -267,7 +273,7 @@ func (s *streamCheck) stored(n int64, e *entryHash) error {
 // its data descriptor tells: up to the first descriptor signature
 // followed by the CRC-32 and sizes of the bytes before it and by the next
 // record's signature.
-func (s *streamCheck) storedUntilDescriptor(e *entryHash) error {
+func (s *StreamCheck) storedUntilDescriptor(e *entryHash) error {
 	for {
 		if s.br.Buffered() < 32 {
 			_, _ = s.br.Peek(32) // fills the buffer; short at the end
@@ -297,7 +303,7 @@ func (s *streamCheck) storedUntilDescriptor(e *entryHash) error {
 
 // inflate inflates an entry's data: csize bytes, or with desc up to the
 // end of its deflate stream.
-func (s *streamCheck) inflate(dataOff, csize int64, desc bool, e *entryHash) error {
+func (s *StreamCheck) inflate(dataOff, csize int64, desc bool, e *entryHash) error {
 	if s.fr == nil {
 		s.fr = flate.NewReader(s.br)
 	} else if err := s.fr.(flate.Resetter).Reset(s.br, nil); err != nil {
@@ -333,7 +339,7 @@ func (s *streamCheck) inflate(dataOff, csize int64, desc bool, e *entryHash) err
 
 // descriptor returns the length of the data descriptor that follows,
 // signature included, if it says crc, csize and usize.
-func (s *streamCheck) descriptor(crc uint32, csize, usize int64) (int, error) {
+func (s *StreamCheck) descriptor(crc uint32, csize, usize int64) (int, error) {
 	b, _ := s.br.Peek(32)
 	skip := 0
 	if len(b) >= 4 && le.Uint32(b) == sigDataDesc {
@@ -400,14 +406,18 @@ func zip64Sizes(extra []byte, csize, usize int64) (int64, int64, error) {
 	return 0, 0, errors.New("zip64 sizes missing")
 }
 
-// verdict is the pass's verdict on the archive of size bytes: its
-// manifest if it is valid, else an error wrapping errUndecided.
-func (s *streamCheck) verdict(ctx context.Context, size int64) (Manifest, error) {
+// Verdict is the pass's verdict, once Run has returned, on the archive of
+// size bytes: its manifest if it is valid, else an error wrapping
+// ErrUndecided (whatever it could not follow, and every refusal: Validate
+// then decides, reading the archive again, so a refusal always has
+// Validate's words). It accepts only what Validate accepts, with the same
+// manifest.
+func (s *StreamCheck) Verdict(ctx context.Context, size int64) (Manifest, error) {
 	if s.err != nil {
-		return Manifest{}, fmt.Errorf("%w: %v", errUndecided, s.err)
+		return Manifest{}, fmt.Errorf("%w: %v", ErrUndecided, s.err)
 	}
 	if s.feed.n != size {
-		return Manifest{}, fmt.Errorf("%w: read %d bytes of %d", errUndecided, s.feed.n, size)
+		return Manifest{}, fmt.Errorf("%w: read %d bytes of %d", ErrUndecided, s.feed.n, size)
 	}
 	suffix := s.feed.suffix()
 	start := size - int64(len(suffix))
@@ -418,9 +428,9 @@ func (s *streamCheck) verdict(ctx context.Context, size int64) (Manifest, error)
 	m, err := validate(ctx, r, size, s.lim, streamedContents{s})
 	switch {
 	case r.missed:
-		return Manifest{}, fmt.Errorf("%w: needs bytes it did not keep", errUndecided)
+		return Manifest{}, fmt.Errorf("%w: needs bytes it did not keep", ErrUndecided)
 	case err != nil:
-		return Manifest{}, fmt.Errorf("%w: %v", errUndecided, err)
+		return Manifest{}, fmt.Errorf("%w: %v", ErrUndecided, err)
 	}
 	return m, nil
 }
@@ -452,11 +462,11 @@ func (r *keptReader) ReadAt(p []byte, off int64) (int, error) {
 		return copy(p, h), nil
 	}
 	r.missed = true
-	return 0, errUndecided
+	return 0, ErrUndecided
 }
 
 // streamedContents are the entries' contents as the pass recorded them.
-type streamedContents struct{ s *streamCheck }
+type streamedContents struct{ s *StreamCheck }
 
 func (c streamedContents) record(f *zip.File) (*streamRecord, error) {
 	off, err := f.DataOffset()
@@ -466,7 +476,7 @@ func (c streamedContents) record(f *zip.File) (*streamRecord, error) {
 	rec := c.s.records[off]
 	if rec == nil || rec.name != f.Name || rec.method != f.Method || rec.csize != int64(f.CompressedSize64) ||
 		rec.usize != int64(f.UncompressedSize64) || rec.crc != f.CRC32 {
-		return nil, fmt.Errorf("%w: entry %q differs from its local record", errUndecided, f.Name)
+		return nil, fmt.Errorf("%w: entry %q differs from its local record", ErrUndecided, f.Name)
 	}
 	return rec, nil
 }
@@ -477,7 +487,7 @@ func (c streamedContents) manifest(f *zip.File, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(rec.content)) != min(rec.usize, limit+1) {
-		return nil, fmt.Errorf("%w: %s not kept", errUndecided, ManifestPath)
+		return nil, fmt.Errorf("%w: %s not kept", ErrUndecided, ManifestPath)
 	}
 	return rec.content, nil
 }
@@ -489,7 +499,7 @@ func (c streamedContents) verify(_ context.Context, jobs []verifyJob) error {
 			return err
 		}
 		if rec.usize != j.want.Size || hex.EncodeToString(rec.sum[:]) != j.want.SHA256 {
-			return fmt.Errorf("%w: entry %q differs from %s", errUndecided, j.f.Name, ManifestPath)
+			return fmt.Errorf("%w: entry %q differs from %s", ErrUndecided, j.f.Name, ManifestPath)
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package objectstore_test
+package archive_test
 
 import (
 	"archive/zip"
@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/backupledger/backupledger/adapters/objectstore"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive"
+	"github.com/backupledger/backupledger/adapters/objectstore/archive/archivetest"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -18,30 +19,30 @@ func TestValidateArchiveZip64Directory(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	m := manifestOf()
+	m := archivetest.ManifestOf()
 	for i := range 70000 {
 		name := fmt.Sprintf("config/k%05d", i)
 		body := []byte{byte(i)}
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: craftTime})
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: archivetest.Time})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, _ = w.Write(body)
-		m.Entries = append(m.Entries, objectstore.ManifestEntry{Path: name, Size: 1, SHA256: sha(body)})
+		m.Entries = append(m.Entries, archive.ManifestEntry{Path: name, Size: 1, SHA256: archivetest.SHA256(body)})
 	}
 	m.ItemCount = len(m.Entries)
-	me := manifestEntry(t, m)
-	w, _ := zw.Create(me.name)
-	_, _ = w.Write(me.body)
+	me := archivetest.ManifestFile(t, m)
+	w, _ := zw.Create(me.Name)
+	_, _ = w.Write(me.Body)
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	raw := buf.Bytes()
-	got, err := objectstore.ValidateArchive(t.Context(), bytes.NewReader(raw), int64(len(raw)), objectstore.Limits{})
+	got, err := archive.Validate(t.Context(), bytes.NewReader(raw), int64(len(raw)), archive.Limits{})
 	if err != nil || got.ItemCount != 70000 {
-		t.Fatalf("ValidateArchive: %d items, %v", got.ItemCount, err)
+		t.Fatalf("Validate: %d items, %v", got.ItemCount, err)
 	}
-	_, err = objectstore.ValidateArchive(t.Context(), bytes.NewReader(raw), int64(len(raw)), objectstore.Limits{MaxEntries: 70000})
+	_, err = archive.Validate(t.Context(), bytes.NewReader(raw), int64(len(raw)), archive.Limits{MaxEntries: 70000})
 	if domain.Code(err) != domain.CodeArchiveInvalid {
 		t.Fatalf("70001 entries with a limit of 70000: %v", err)
 	}

@@ -1,4 +1,4 @@
-package objectstore
+package archive
 
 import (
 	"bytes"
@@ -68,16 +68,15 @@ type ManifestEntry struct {
 	SHA256 string `json:"sha256"`
 }
 
-// invalid returns the *domain.Error of an archive that breaks a rule.
-func invalid(format string, args ...any) error {
-	return domain.Errorf(domain.CodeArchiveInvalid, format, args...)
-}
-
-// parseManifest decodes and checks the content of manifest.json: valid
+// ParseManifest decodes and checks the content of manifest.json: valid
 // JSON of the known field types (unknown fields are ignored), a supported
 // format_version (else CodeArchiveVersion), and the header fields and
 // entries as docs/archive.md says. It does not look at the zip.
-func parseManifest(raw []byte) (Manifest, error) {
+//
+// A refused manifest returns an *domain.Error: CodeArchiveVersion for a
+// format version this package does not read, CodeArchiveInvalid with a
+// message that says what is wrong for anything else.
+func ParseManifest(raw []byte) (Manifest, error) {
 	if !utf8.Valid(raw) {
 		return Manifest{}, invalid("manifest.json is not valid UTF-8")
 	}
@@ -100,7 +99,7 @@ func parseManifest(raw []byte) (Manifest, error) {
 		return Manifest{}, domain.Errorf(domain.CodeArchiveVersion, "archive format_version %d is not supported; this server reads version %s", version, joinInts(supportedVersions))
 	}
 
-	m, err := decodeManifest(raw)
+	m, err := DecodeManifest(raw)
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -110,9 +109,10 @@ func parseManifest(raw []byte) (Manifest, error) {
 	return m, checkEntries(m)
 }
 
-// decodeManifest decodes manifest.json of a supported version without
-// checking its fields.
-func decodeManifest(raw []byte) (Manifest, error) {
+// DecodeManifest decodes manifest.json of a supported version without
+// checking its fields, for an archive that was checked before. Malformed
+// JSON returns an *domain.Error with CodeArchiveInvalid.
+func DecodeManifest(raw []byte) (Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
@@ -124,11 +124,12 @@ func decodeManifest(raw []byte) (Manifest, error) {
 	return m, nil
 }
 
+// checkHeader checks the manifest's fields but its entries.
 func checkHeader(m Manifest) error {
 	if err := domain.ValidateAppID(m.App); err != nil {
 		return invalid("manifest.json: app %q is not an app id ([a-z0-9][a-z0-9_-]{0,62})", truncate(m.App, 80))
 	}
-	if checkBackupID(m.BackupID) != nil {
+	if CheckBackupID(m.BackupID) != nil {
 		return invalid("manifest.json: backup_id %q must be 1 to 128 characters of [A-Za-z0-9_.-]", truncate(m.BackupID, 80))
 	}
 	if _, err := domain.NormalizeName(m.Name); err != nil {
@@ -149,14 +150,14 @@ func checkHeader(m Manifest) error {
 	if m.SchemaVersion < 0 {
 		return invalid("manifest.json: schema_version %d is negative", m.SchemaVersion)
 	}
-	if !isName(m.Source) {
+	if !IsName(m.Source) {
 		return invalid("manifest.json: source %q must be 1 to %d characters of [a-z0-9_-]", truncate(m.Source, 80), MaxComponentLen)
 	}
 	if len(m.Components) == 0 {
 		return invalid("manifest.json lists no components")
 	}
 	for i, c := range m.Components {
-		if !isName(c) {
+		if !IsName(c) {
 			return invalid("manifest.json: component %q must be 1 to %d characters of [a-z0-9_-], starting with a letter or digit", truncate(c, 80), MaxComponentLen)
 		}
 		if slices.Contains(m.Components[:i], c) {
@@ -166,6 +167,9 @@ func checkHeader(m Manifest) error {
 	return nil
 }
 
+// checkEntries checks the manifest's entries: as many as item_count,
+// each once, with a safe path under a listed component, a size and a
+// SHA-256.
 func checkEntries(m Manifest) error {
 	if m.Entries == nil {
 		return invalid("manifest.json has no entries list")
@@ -223,15 +227,15 @@ func checkEntryName(name string) error {
 	if !ok || p == "" {
 		return errors.New("not inside a component folder")
 	}
-	if !isName(c) {
+	if !IsName(c) {
 		return fmt.Errorf("component %q must be 1 to %d characters of [a-z0-9_-], starting with a letter or digit", c, MaxComponentLen)
 	}
 	return nil
 }
 
-// isName reports whether s is a component or source name:
+// IsName reports whether s is a component or source name:
 // [a-z0-9][a-z0-9_-]{0,63}.
-func isName(s string) bool {
+func IsName(s string) bool {
 	if s == "" || len(s) > MaxComponentLen {
 		return false
 	}
@@ -242,6 +246,23 @@ func isName(s string) bool {
 		}
 	}
 	return true
+}
+
+// CheckBackupID accepts a backup id, 1 to 128 characters of
+// [A-Za-z0-9_.-] (a ULID, or a test's name): the manifest's backup_id,
+// and the name of an archive's object. Any other returns an
+// *domain.Error with CodeInvalidArgument.
+func CheckBackupID(id string) error {
+	if id == "" || len(id) > 128 {
+		return domain.Errorf(domain.CodeInvalidArgument, "backup id must be 1 to 128 characters of [A-Za-z0-9_.-]")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return domain.Errorf(domain.CodeInvalidArgument, "backup id %q must be 1 to 128 characters of [A-Za-z0-9_.-]", id)
+		}
+	}
+	return nil
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
