@@ -159,3 +159,33 @@ func (a *Application) history() (History, error) {
 	}
 	return h, nil
 }
+
+// The checks a transport makes before it reads a request's body, so that
+// a server without a part answers unavailable at once; the use cases make
+// them again.
+
+// CheckIdentity answers unavailable on a server without users.
+func (a *Application) CheckIdentity() error {
+	_, err := a.identity()
+	return err
+}
+
+// CheckRestores answers unavailable on a server that runs no restores.
+func (a *Application) CheckRestores() error {
+	_, err := a.restores()
+	return err
+}
+
+// CheckVerifier answers unavailable on a server without archive checks.
+func (a *Application) CheckVerifier() error {
+	if a.deps.Verifier == nil {
+		return errNoVerifier
+	}
+	return nil
+}
+
+// RefuseConfigChange answers app_in_maintenance while app is in
+// maintenance: its configuration documents are not to change then.
+func (a *Application) RefuseConfigChange(app string) error {
+	return a.refuseInMaintenance(app)
+}

@@ -148,8 +148,8 @@ func (a *Application) VerifyBackup(ctx context.Context, c *Call, req BackupRef) 
 	if err := a.CheckApp(c.Principal, req.App); err != nil {
 		return projections.BackupView{}, err
 	}
-	if a.deps.Verifier == nil {
-		return projections.BackupView{}, domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	if err := a.CheckVerifier(); err != nil {
+		return projections.BackupView{}, err
 	}
 	if _, err := a.deps.Verifier.Verify(ctx, req.App, req.ID, c.Meta); err != nil {
 		return projections.BackupView{}, err
@@ -207,3 +207,6 @@ func (a *Application) BackupLog(_ context.Context, c *Call, req BackupRef) (proj
 	}
 	return projections.LogList{Entries: entries}, nil
 }
+
+// errNoVerifier answers VerifyBackup on a server without archive checks.
+var errNoVerifier = domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")

@@ -151,7 +151,7 @@ func TestDownloadHeaders(t *testing.T) {
 }
 
 func TestDownloadFileName(t *testing.T) {
-	a := newAPIWith(t, httpapi.Config{Location: time.FixedZone("CEST", 2*3600)}, nil, nil)
+	a := newAPIWith(t, httpapi.Config{}, nil, func(d *deps) { d.location = time.FixedZone("CEST", 2*3600) })
 	tests := []struct {
 		name, query, disposition string
 	}{
@@ -574,7 +574,7 @@ func TestUploadIdempotent(t *testing.T) {
 }
 
 func TestArchiveRoutesWithoutTransfers(t *testing.T) {
-	a := newAPI(t, func(d *httpapi.Deps) { d.Transfers = nil })
+	a := newAPI(t, func(d *deps) { d.Transfers = nil })
 	b := a.create("crm", "x")
 	p := a.do("GET", "/v1/apps/crm/backups/"+b.ID+"/archive", "").want(t, http.StatusServiceUnavailable).problem(t)
 	if p.Code != "unavailable" {

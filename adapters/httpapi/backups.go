@@ -136,8 +136,8 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request, c call) error {
 // verifyBackup reads a ready backup's archive and checks it: 200 with the
 // backup, verified (verified_at) or found corrupt (corrupt_at).
 func (s *Server) verifyBackup(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.deps.Verifier == nil {
-		return domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	if err := s.app.CheckVerifier(); err != nil {
+		return err
 	}
 	uc, err := s.command(w, r, c)
 	if err != nil {

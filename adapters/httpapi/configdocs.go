@@ -29,7 +29,7 @@ func (s *Server) putDoc(w http.ResponseWriter, r *http.Request, c call) error {
 	if err != nil {
 		return err
 	}
-	if err := s.refuseInMaintenance(c.app); err != nil {
+	if err := s.app.RefuseConfigChange(c.app); err != nil {
 		return err // before the body is read
 	}
 	if r.ContentLength > s.cfg.MaxDocBytes {

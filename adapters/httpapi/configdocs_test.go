@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/usecase"
 )
@@ -78,7 +77,7 @@ func TestConfigDocErrors(t *testing.T) {
 
 func TestOperations(t *testing.T) {
 	var ready atomic.Bool
-	a := newAPI(t, func(d *httpapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.Ready = ready.Load
 		d.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ledger_up 1\n")) })
 	})

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -106,7 +105,7 @@ func (f commandsFunc) Retention(string) (domain.Retention, error) {
 }
 
 func TestInternalErrorIsHidden(t *testing.T) {
-	a := newAPI(t, func(d *httpapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.Commands = commandsFunc(func(context.Context, domain.Command, domain.Meta) (domain.Result, error) {
 			return domain.Result{}, errors.New("disk on fire at /secret/path")
 		})
@@ -122,7 +121,7 @@ func TestInternalErrorIsHidden(t *testing.T) {
 }
 
 func TestTimeoutIsUnavailable(t *testing.T) {
-	a := newAPI(t, func(d *httpapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.Commands = commandsFunc(func(ctx context.Context, _ domain.Command, _ domain.Meta) (domain.Result, error) {
 			return domain.Result{}, context.DeadlineExceeded
 		})
@@ -135,7 +134,7 @@ func TestTimeoutIsUnavailable(t *testing.T) {
 
 func TestCommandMeta(t *testing.T) {
 	var got domain.Meta
-	a := newAPI(t, func(d *httpapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.Commands = commandsFunc(func(_ context.Context, _ domain.Command, m domain.Meta) (domain.Result, error) {
 			got = m
 			return domain.Result{}, domain.Errorf(domain.CodeNotFound, "stop here")

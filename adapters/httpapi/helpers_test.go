@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/projections"
@@ -46,43 +47,48 @@ func (s *syncBuffer) String() string {
 }
 
 // newAPI serves a Server over a fresh stack; edit adjusts its deps.
-func newAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
+func newAPI(t *testing.T, edit func(*deps)) *api {
 	t.Helper()
 	return newAPIWith(t, httpapi.Config{MaxDocBytes: 1024}, nil, edit)
 }
 
 // newAPIWith serves a Server with cfg over a fresh stack; server adjusts
 // the http.Server (before it starts), edit the deps.
-func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
+func newAPIWith(t *testing.T, cfg httpapi.Config, server func(*http.Server), edit func(*deps)) *api {
 	t.Helper()
 	return serve(t, apitest.NewStack(t), cfg, server, edit)
 }
 
 // newBareAPI serves a Server over a stack where no app exists, for the
 // tests of registration.
-func newBareAPI(t *testing.T, edit func(*httpapi.Deps)) *api {
+func newBareAPI(t *testing.T, edit func(*deps)) *api {
 	t.Helper()
 	return serve(t, apitest.NewStackWith(t), httpapi.Config{MaxDocBytes: 1024}, nil, edit)
 }
 
 // serve serves a Server with cfg over st; server adjusts the http.Server
 // (before it starts), edit the deps.
-func serve(t *testing.T, st *apitest.Stack, cfg httpapi.Config, server func(*http.Server), edit func(*httpapi.Deps)) *api {
+func serve(t *testing.T, st *apitest.Stack, cfg httpapi.Config, server func(*http.Server), edit func(*deps)) *api {
 	t.Helper()
 	logs := &syncBuffer{}
-	deps := httpapi.Deps{
-		Commands:  st.Ledger,
-		Queries:   st.Proj,
-		Config:    st.Config,
-		Auth:      st.AuthChain(),
-		Identity:  st.Identity,
-		Transfers: st.Transfers,
-		Restores:  st.Restores,
-		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+	d := deps{
+		appDeps: appDeps{
+			Commands:  st.Ledger,
+			Queries:   st.Proj,
+			Config:    st.Config,
+			Identity:  st.Identity,
+			Transfers: st.Transfers,
+			Restores:  st.Restores,
+		},
+		transportDeps: transportDeps{
+			Auth:   st.AuthChain(),
+			Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		},
 	}
 	if edit != nil {
-		edit(&deps)
+		edit(&d)
 	}
+	deps := d.build(t)
 	srv, err := httpapi.New(cfg, deps)
 	if err != nil {
 		t.Fatalf("new server: %v", err)
@@ -192,4 +198,32 @@ func (a *api) create(app, name string) projections.BackupView {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// appDeps and transportDeps are the two halves of a test server's parts.
+type (
+	appDeps       = usecase.Deps
+	transportDeps = httpapi.Deps
+)
+
+// deps are what a test server is made of: the application's parts and the
+// transport's own, which a test may edit before the server starts.
+type deps struct {
+	appDeps
+	transportDeps
+	// location is the time zone of download names; nil is UTC.
+	location *time.Location
+}
+
+// build makes the application of d and returns the transport's deps with
+// it.
+func (d *deps) build(t *testing.T) httpapi.Deps {
+	t.Helper()
+	app, err := usecase.New(usecase.Config{Location: d.location}, d.appDeps)
+	if err != nil {
+		t.Fatalf("new application: %v", err)
+	}
+	out := d.transportDeps
+	out.App = app
+	return out
 }

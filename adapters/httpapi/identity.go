@@ -45,7 +45,7 @@ func withClient(ctx context.Context, r *http.Request) context.Context {
 // with its metadata from r, and answers status with the view it returns
 // (none for 204).
 func (s *Server) identityCommand(w http.ResponseWriter, r *http.Request, c call, status int, run func(ctx context.Context, uc *usecase.Call) (any, error)) error {
-	if _, err := s.identity(); err != nil {
+	if err := s.app.CheckIdentity(); err != nil {
 		return err
 	}
 	uc, err := s.command(w, r, c)
@@ -65,15 +65,6 @@ func (s *Server) identityCommand(w http.ResponseWriter, r *http.Request, c call,
 	}
 	writeJSON(w, status, v)
 	return nil
-}
-
-// identity answers unavailable when the server runs without users, before
-// a request's metadata is read.
-func (s *Server) identity() (usecase.Identity, error) {
-	if s.deps.Identity == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
-	}
-	return s.deps.Identity, nil
 }
 
 type createOrgRequest struct {

@@ -40,7 +40,8 @@ func TestRequestLogLevels(t *testing.T) {
 func newMetricsServer(t *testing.T, cfg httpapi.Config, metrics http.Handler) (metricsURL, apiURL string) {
 	t.Helper()
 	st := apitest.NewStack(t)
-	srv, err := httpapi.New(cfg, httpapi.Deps{Commands: st.Ledger, Queries: st.Proj, Config: st.Config, Auth: st.AuthChain(), Metrics: metrics})
+	d := deps{appDeps: appDeps{Commands: st.Ledger, Queries: st.Proj, Config: st.Config}, transportDeps: transportDeps{Auth: st.AuthChain(), Metrics: metrics}}
+	srv, err := httpapi.New(cfg, d.build(t))
 	if err != nil {
 		t.Fatal(err)
 	}

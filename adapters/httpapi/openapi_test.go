@@ -100,15 +100,15 @@ func operations(t *testing.T, doc map[string]any) []operation {
 }
 
 // newServer is a Server over a fresh stack.
-func newServer(t *testing.T, edit func(*httpapi.Deps)) *httpapi.Server {
+func newServer(t *testing.T, edit func(*deps)) *httpapi.Server {
 	t.Helper()
 	st := apitest.NewStack(t)
-	deps := httpapi.Deps{Commands: st.Ledger, Queries: st.Proj, Config: st.Config, Auth: st.AuthChain(),
-		Identity: st.Identity, Transfers: st.Transfers, Restores: st.Restores}
+	d := deps{appDeps: appDeps{Commands: st.Ledger, Queries: st.Proj, Config: st.Config,
+		Identity: st.Identity, Transfers: st.Transfers, Restores: st.Restores}, transportDeps: transportDeps{Auth: st.AuthChain()}}
 	if edit != nil {
-		edit(&deps)
+		edit(&d)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, deps)
+	srv, err := httpapi.New(httpapi.Config{}, d.build(t))
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
@@ -304,7 +304,7 @@ func walkRefs(v any, at string, fn func(at, ref string)) {
 func TestOpenAPIServed(t *testing.T) {
 	doc := []byte("openapi: 3.1.0\ninfo: {title: test, version: '1'}\n")
 	// Documentation needs no token, and is there while the server starts.
-	a := newAPI(t, func(d *httpapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.OpenAPI = doc
 		d.Ready = func() bool { return false }
 	})

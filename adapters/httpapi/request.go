@@ -157,15 +157,3 @@ func headerValue(r *http.Request, name string) (string, bool) {
 	}
 	return strings.TrimSpace(v[0]), true
 }
-
-// execute runs one command of c under the request timeout
-// (usecase.Application.Execute) and marks a replay in the
-// Idempotent-Replayed header.
-func (s *Server) execute(ctx context.Context, w http.ResponseWriter, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	uc := &usecase.Call{Meta: m}
-	res, err := s.app.Execute(ctx, uc, cmd, wantType, backupID)
-	replayed(w, uc)
-	return res, err
-}

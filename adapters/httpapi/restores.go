@@ -4,8 +4,6 @@ import (
 	"net/http"
 
 	"github.com/backupledger/backupledger/usecase"
-
-	"github.com/backupledger/backupledger/domain"
 )
 
 // maintenanceRequest is the body of POST and DELETE
@@ -26,15 +24,6 @@ type restoreRequest struct {
 	Password string `json:"password"`
 }
 
-// restores returns the restore service, or unavailable when the server
-// runs without one.
-func (s *Server) restores() (usecase.Restores, error) {
-	if s.deps.Restores == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "this server does not run restores")
-	}
-	return s.deps.Restores, nil
-}
-
 // startMaintenance puts the app into maintenance: 200 with the app state.
 func (s *Server) startMaintenance(w http.ResponseWriter, r *http.Request, c call) error {
 	return s.maintenance(w, r, c, true)
@@ -46,7 +35,7 @@ func (s *Server) endMaintenance(w http.ResponseWriter, r *http.Request, c call) 
 }
 
 func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, start bool) error {
-	if _, err := s.restores(); err != nil {
+	if err := s.app.CheckRestores(); err != nil {
 		return err
 	}
 	var req maintenanceRequest
@@ -72,7 +61,7 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request, c call, sta
 // ({app} when absent): 202 with the restore, which lives on the target,
 // and its Location.
 func (s *Server) createRestore(w http.ResponseWriter, r *http.Request, c call) error {
-	if _, err := s.restores(); err != nil {
+	if err := s.app.CheckRestores(); err != nil {
 		return err
 	}
 	var req restoreRequest
@@ -107,11 +96,4 @@ func (s *Server) getRestore(w http.ResponseWriter, r *http.Request, c call) erro
 func (s *Server) listRestores(w http.ResponseWriter, r *http.Request, c call) error {
 	v, err := s.app.ListRestores(r.Context(), c.query(), c.app)
 	return respond(w, http.StatusOK, v, err)
-}
-
-// refuseInMaintenance answers app_in_maintenance while the app is in
-// maintenance: its configuration documents are not to change then (a
-// restore may be replacing them). Reads stay allowed.
-func (s *Server) refuseInMaintenance(app string) error {
-	return s.deps.Queries.Maintenance(app).RefuseConfigChange(app)
 }

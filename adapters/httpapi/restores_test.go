@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/test/apitest"
@@ -276,7 +275,7 @@ func TestRestoreRefusals(t *testing.T) {
 }
 
 func TestRestoresUnavailable(t *testing.T) {
-	a := newAPI(t, func(d *httpapi.Deps) { d.Restores = nil })
+	a := newAPI(t, func(d *deps) { d.Restores = nil })
 	for _, req := range [][3]string{
 		{"POST", "/v1/apps/crm/maintenance", `{"reason":"x"}`},
 		{"DELETE", "/v1/apps/crm/maintenance", ""},

@@ -67,9 +67,6 @@ type Config struct {
 	// push the connection's deadlines ahead, overriding the http.Server's
 	// ReadTimeout and WriteTimeout, and RequestTimeout does not apply.
 	TransferIdleTimeout time.Duration
-	// Location is the time zone of the creation time in a download's file
-	// name; nil is UTC.
-	Location *time.Location
 	// MaxUnauthenticatedBodyBytes bounds the body of a request to a route
 	// that takes no token (POST /v1/sessions; default 8 KiB): a larger
 	// declared body is refused unread with 413 payload_too_large.
@@ -103,9 +100,6 @@ func (c *Config) Validate() error {
 	if c.TransferIdleTimeout == 0 {
 		c.TransferIdleTimeout = DefaultTransferIdleTimeout
 	}
-	if c.Location == nil {
-		c.Location = time.UTC
-	}
 	if c.MaxUnauthenticatedBodyBytes == 0 {
 		c.MaxUnauthenticatedBodyBytes = DefaultMaxUnauthenticatedBodyBytes
 	}
@@ -138,34 +132,9 @@ func (c *Config) Validate() error {
 
 // Deps are the parts a Server talks to.
 type Deps struct {
-	Commands usecase.Commands   // required; *domain.Ledger
-	Queries  usecase.Queries    // required; *projections.Store
-	Config   domain.ConfigStore // required; the built-in kv source
-	Auth     domain.Authenticator
-	// Identity decides who may act on which app and serves the identity
-	// routes (organisations, users, tokens, sessions); nil means the
-	// server administrator alone, on every app.
-	Identity usecase.Identity
-	// Quoter estimates backups (POST .../backups/quote); nil answers 503.
-	// *domain.Quoter.
-	Quoter usecase.Quoter
-	// Verifier checks stored archives (POST .../verify); nil answers 503.
-	// *domain.Verifier.
-	Verifier usecase.Verifier
-	// Transfers serves the archive routes (download and upload); nil
-	// answers them 503 unavailable. *domain.Transfers.
-	Transfers usecase.Transfers
-	// Restores serves the restore requests and maintenance routes; nil
-	// answers them 503 unavailable. *domain.Restores.
-	Restores usecase.Restores
-	// Schedules reads nightly schedules (GET/PUT .../schedule); nil answers
-	// 503.
-	Schedules usecase.Schedules
-	// Deliveries reads webhook delivery logs; nil answers 503.
-	Deliveries usecase.Deliveries
-	// Keys lists (GET /v1/ledger/keys, without a token) and rotates the
-	// ledger's signing keys; nil answers 503.
-	Keys usecase.LedgerKeys
+	// App is the application: every use case of the API. Required.
+	App  *usecase.Application
+	Auth domain.Authenticator // required
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
@@ -186,14 +155,8 @@ type Deps struct {
 
 func (d *Deps) validate() error {
 	var errs []error
-	if d.Commands == nil {
-		errs = append(errs, errors.New("commands are required"))
-	}
-	if d.Queries == nil {
-		errs = append(errs, errors.New("queries are required"))
-	}
-	if d.Config == nil {
-		errs = append(errs, errors.New("config store is required"))
+	if d.App == nil {
+		errs = append(errs, errors.New("the application is required"))
 	}
 	if d.Auth == nil {
 		errs = append(errs, errors.New("authenticator is required"))
@@ -236,12 +199,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("httpapi deps: %w", err)
 	}
-	app, err := usecase.New(usecase.Config{Location: cfg.Location}, usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries, Keys: deps.Keys, Transfers: deps.Transfers})
-	if err != nil {
-		return nil, fmt.Errorf("httpapi: %w", err)
-	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, app: app}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, app: deps.App}
 	s.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
 	s.handler = s.logRequests(s.routes())
 	s.metricsHandler = s.logRequests(s.metricsRoutes())

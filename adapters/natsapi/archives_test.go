@@ -75,7 +75,7 @@ func TestUploadStaged(t *testing.T) {
 }
 
 func TestDownloadStaged(t *testing.T) {
-	a := newAPIWith(t, natsapi.Config{Location: time.FixedZone("CEST", 2*3600)}, nil)
+	a := newAPIWith(t, natsapi.Config{}, func(d *deps) { d.location = time.FixedZone("CEST", 2*3600) })
 	body := zipBody("content")
 	a.st.Archives.Stage("x.zip", body)
 	var b projections.BackupView
@@ -190,7 +190,7 @@ func TestDownloadCorrupt(t *testing.T) {
 }
 
 func TestArchiveEndpointsWithoutTransfers(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) { d.Transfers = nil })
+	a := newAPI(t, func(d *deps) { d.Transfers = nil })
 	a.request(natsapi.SubjectBackupsUpload, `{"app":"crm","object":"x.zip"}`).problem(t, 503, "unavailable")
 	a.request(natsapi.SubjectBackupsDownload, `{"app":"crm","id":"x"}`).problem(t, 503, "unavailable")
 }

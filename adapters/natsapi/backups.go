@@ -163,8 +163,8 @@ func (s *Service) verifyBackup(ctx context.Context, c *call) (any, error) {
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
 	}
-	if s.deps.Verifier == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "archive checks are not configured on this server")
+	if err := s.app.CheckVerifier(); err != nil {
+		return nil, err
 	}
 	uc, err := s.command(c, req.CommandFields)
 	if err != nil {

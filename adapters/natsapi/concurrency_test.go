@@ -34,7 +34,7 @@ func (g *gate) Execute(ctx context.Context, cmd domain.Command, m domain.Meta) (
 
 func newGatedAPI(t *testing.T) (*api, *gate) {
 	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	a := newAPI(t, func(d *natsapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		g.inner = d.Commands
 		d.Commands = g
 	})

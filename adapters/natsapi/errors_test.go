@@ -96,7 +96,7 @@ func (f commandsFunc) Retention(string) (domain.Retention, error) {
 }
 
 func TestInternalErrorIsHidden(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		d.Commands = commandsFunc(func(context.Context, domain.Command, domain.Meta) (domain.Result, error) {
 			return domain.Result{}, errors.New("disk on fire at /secret/path")
 		})
@@ -111,6 +111,6 @@ func TestInternalErrorIsHidden(t *testing.T) {
 }
 
 func TestNotReady(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) { d.Ready = func() bool { return false } })
+	a := newAPI(t, func(d *deps) { d.Ready = func() bool { return false } })
 	a.request(natsapi.SubjectBackupsAll, "").problem(t, 503, "unavailable")
 }

@@ -47,45 +47,50 @@ func (s *syncBuffer) String() string {
 }
 
 // newAPI starts a Service over a fresh stack; edit adjusts its deps.
-func newAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
+func newAPI(t *testing.T, edit func(*deps)) *api {
 	t.Helper()
 	return newAPIWith(t, natsapi.Config{}, edit)
 }
 
 // newAPIWith starts a Service with cfg over a fresh stack; edit adjusts
 // its deps.
-func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*natsapi.Deps)) *api {
+func newAPIWith(t *testing.T, cfg natsapi.Config, edit func(*deps)) *api {
 	t.Helper()
 	return serve(t, apitest.NewStack(t), cfg, edit)
 }
 
 // newBareAPI starts a Service over a stack where no app exists, for the
 // tests of registration.
-func newBareAPI(t *testing.T, edit func(*natsapi.Deps)) *api {
+func newBareAPI(t *testing.T, edit func(*deps)) *api {
 	t.Helper()
 	return serve(t, apitest.NewStackWith(t), natsapi.Config{}, edit)
 }
 
 // serve starts a Service with cfg over st; edit adjusts its deps.
-func serve(t *testing.T, st *apitest.Stack, cfg natsapi.Config, edit func(*natsapi.Deps)) *api {
+func serve(t *testing.T, st *apitest.Stack, cfg natsapi.Config, edit func(*deps)) *api {
 	t.Helper()
 	srv := natstest.Server(t, "")
 	svcNC, _ := natstest.Connect(t, srv)
 	client, _ := natstest.Connect(t, srv)
 	logs := &syncBuffer{}
-	deps := natsapi.Deps{
-		Commands:  st.Ledger,
-		Queries:   st.Proj,
-		Config:    st.Config,
-		Auth:      st.AuthChain(),
-		Identity:  st.Identity,
-		Transfers: st.Transfers,
-		Restores:  st.Restores,
-		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+	d := deps{
+		appDeps: appDeps{
+			Commands:  st.Ledger,
+			Queries:   st.Proj,
+			Config:    st.Config,
+			Identity:  st.Identity,
+			Transfers: st.Transfers,
+			Restores:  st.Restores,
+		},
+		transportDeps: transportDeps{
+			Auth:   st.AuthChain(),
+			Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		},
 	}
 	if edit != nil {
-		edit(&deps)
+		edit(&d)
 	}
+	deps := d.build(t)
 	svc, err := natsapi.New(svcNC, cfg, deps)
 	if err != nil {
 		t.Fatalf("new service: %v", err)
@@ -178,4 +183,32 @@ func decode(t *testing.T, b []byte, v any) {
 	if err := dec.Decode(v); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
 	}
+}
+
+// appDeps and transportDeps are the two halves of a test server's parts.
+type (
+	appDeps       = usecase.Deps
+	transportDeps = natsapi.Deps
+)
+
+// deps are what a test server is made of: the application's parts and the
+// transport's own, which a test may edit before the server starts.
+type deps struct {
+	appDeps
+	transportDeps
+	// location is the time zone of download names; nil is UTC.
+	location *time.Location
+}
+
+// build makes the application of d and returns the transport's deps with
+// it.
+func (d *deps) build(t *testing.T) natsapi.Deps {
+	t.Helper()
+	app, err := usecase.New(usecase.Config{Location: d.location}, d.appDeps)
+	if err != nil {
+		t.Fatalf("new application: %v", err)
+	}
+	out := d.transportDeps
+	out.App = app
+	return out
 }

@@ -140,19 +140,10 @@ type TokenRevoked struct {
 	Revoked bool   `json:"revoked"`
 }
 
-// identity answers unavailable when the server runs without users, before
-// a request's metadata is read.
-func (s *Service) identity() error {
-	if s.deps.Identity == nil {
-		return domain.Errorf(domain.CodeUnavailable, "this server has no users: only the server administrator's token works")
-	}
-	return nil
-}
-
 // identityCommand runs an identity command of c with the metadata of f and
 // answers what it returns, marked Idempotent-Replayed for a retry.
 func (s *Service) identityCommand(ctx context.Context, c *call, f CommandFields, run func(ctx context.Context, uc *usecase.Call) (any, error)) (any, error) {
-	if err := s.identity(); err != nil {
+	if err := s.app.CheckIdentity(); err != nil {
 		return nil, err
 	}
 	uc, err := s.command(c, f)
@@ -306,7 +297,7 @@ func (s *Service) getAppAccess(ctx context.Context, c *call) (any, error) {
 	if err := s.decodeApp(c, &req, &req.App); err != nil {
 		return nil, err
 	}
-	if err := s.identity(); err != nil {
+	if err := s.app.CheckIdentity(); err != nil {
 		return nil, err
 	}
 	return s.app.GetAppAccess(ctx, c.query(), req.App)

@@ -365,7 +365,7 @@ func TestIdentityBadInput(t *testing.T) {
 // Without an Identity, the server administrator alone works: the identity
 // endpoints answer unavailable, me still answers.
 func TestIdentityEndpointsWithoutIdentity(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) { d.Identity = nil })
+	a := newAPI(t, func(d *deps) { d.Identity = nil })
 	a.request(natsapi.SubjectOrgsCreate, `{"id":"acme"}`).problem(t, 503, domain.CodeUnavailable)
 	a.request(natsapi.SubjectSessionsCreate, `{"user":"carol","password":"x"}`, "Authorization", "").problem(t, 503, domain.CodeUnavailable)
 	var me projections.MeView

@@ -149,7 +149,7 @@ func TestSchedule(t *testing.T) {
 func newScheduleAPI(t *testing.T) *api {
 	t.Helper()
 	var sch *lateSchedules
-	a := newAPI(t, func(d *natsapi.Deps) {
+	a := newAPI(t, func(d *deps) {
 		sch = &lateSchedules{}
 		d.Schedules = sch
 	})
@@ -186,14 +186,14 @@ func TestLifecycleUnavailable(t *testing.T) {
 	// not_found, whatever the server lacks.
 	a.request(natsapi.SubjectScheduleGet, `{"app":"crm"}`, "Authorization", "Bearer eve-token").problem(t, 404, domain.CodeNotFound)
 
-	b := newAPI(t, func(d *natsapi.Deps) { d.Identity = nil })
+	b := newAPI(t, func(d *deps) { d.Identity = nil })
 	b.request(natsapi.SubjectWebhooksCreate, `{"app":"crm","url":"https://example.com/h"}`).problem(t, 503, domain.CodeUnavailable)
 	b.request(natsapi.SubjectWebhooksList, `{"org":"acme"}`).problem(t, 503, domain.CodeUnavailable)
 }
 
 func TestWebhooks(t *testing.T) {
 	fd := &fakeDeliveries{}
-	a := newBareAPI(t, func(d *natsapi.Deps) { d.Deliveries = fd })
+	a := newBareAPI(t, func(d *deps) { d.Deliveries = fd })
 	seedIdentity(a)
 	carol := a.login("carol", carolPW).Token
 	dave := a.login("dave", "dave's long password").Token
@@ -317,7 +317,7 @@ func TestWebhooks(t *testing.T) {
 
 // Refused webhook requests change nothing.
 func TestWebhooksBadInput(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) { d.Deliveries = &fakeDeliveries{} })
+	a := newAPI(t, func(d *deps) { d.Deliveries = &fakeDeliveries{} })
 	seedIdentity(a)
 	var hook projections.NewWebhookView
 	a.request(natsapi.SubjectWebhooksCreate, `{"app":"crm","url":"https://hooks.example.com/crm"}`).ok(t, &hook)

@@ -279,14 +279,3 @@ func commandAnswer(c *call, uc *usecase.Call, v any, err error) (any, error) {
 	}
 	return v, nil
 }
-
-// execute runs one command of c (usecase.Application.Execute) and marks a
-// replay by the Idempotent-Replayed response header.
-func (s *Service) execute(ctx context.Context, c *call, cmd domain.Command, m domain.Meta, wantType, backupID string) (domain.Result, error) {
-	uc := &usecase.Call{Principal: c.p, Meta: m}
-	res, err := s.app.Execute(ctx, uc, cmd, wantType, backupID)
-	if uc.Replayed {
-		c.hdr.Set("Idempotent-Replayed", "true")
-	}
-	return res, err
-}

@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/backupledger/backupledger/usecase"
-
-	"github.com/backupledger/backupledger/domain"
 )
 
 // MaintenanceRequest is the body of maintenance.start (Reason required)
@@ -38,15 +36,6 @@ type RestoreRequest struct {
 	ID  string `json:"id"`
 }
 
-// restores returns the restore service, or unavailable when the service
-// runs without one.
-func (s *Service) restores() (usecase.Restores, error) {
-	if s.deps.Restores == nil {
-		return nil, domain.Errorf(domain.CodeUnavailable, "this server does not run restores")
-	}
-	return s.deps.Restores, nil
-}
-
 // startMaintenance puts an app into maintenance and answers its state.
 func (s *Service) startMaintenance(ctx context.Context, c *call) (any, error) {
 	return s.maintenance(ctx, c, true)
@@ -58,7 +47,7 @@ func (s *Service) endMaintenance(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, error) {
-	if _, err := s.restores(); err != nil {
+	if err := s.app.CheckRestores(); err != nil {
 		return nil, err
 	}
 	var req MaintenanceRequest
@@ -79,7 +68,7 @@ func (s *Service) maintenance(ctx context.Context, c *call, start bool) (any, er
 // createRestore requests a restore and answers it; it lives on the
 // target app.
 func (s *Service) createRestore(ctx context.Context, c *call) (any, error) {
-	if _, err := s.restores(); err != nil {
+	if err := s.app.CheckRestores(); err != nil {
 		return nil, err
 	}
 	var req CreateRestoreRequest

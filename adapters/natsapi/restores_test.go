@@ -226,7 +226,7 @@ func TestRestoreRefusalsForUsers(t *testing.T) {
 }
 
 func TestRestoreEndpointsWithoutRestores(t *testing.T) {
-	a := newAPI(t, func(d *natsapi.Deps) { d.Restores = nil })
+	a := newAPI(t, func(d *deps) { d.Restores = nil })
 	for _, subject := range []string{natsapi.SubjectMaintenanceStart, natsapi.SubjectMaintenanceEnd, natsapi.SubjectRestoresCreate} {
 		a.request(subject, `{"app":"crm","reason":"x"}`).problem(t, 503, domain.CodeUnavailable)
 	}

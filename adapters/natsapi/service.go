@@ -64,9 +64,6 @@ type Config struct {
 	// TransferTimeout bounds an upload or download request instead of
 	// RequestTimeout (default 10 min): it copies a whole archive.
 	TransferTimeout time.Duration
-	// Location is the time zone of the creation time in a download's file
-	// name; nil is UTC.
-	Location *time.Location
 }
 
 // Validate fills in defaults and reports every invalid field at once.
@@ -84,9 +81,6 @@ func (c *Config) Validate() error {
 	if c.TransferTimeout == 0 {
 		c.TransferTimeout = DefaultTransferTimeout
 	}
-	if c.Location == nil {
-		c.Location = time.UTC
-	}
 	if c.MaxConcurrent < 0 {
 		errs = append(errs, fmt.Errorf("max concurrent requests must be positive, got %d", c.MaxConcurrent))
 	}
@@ -101,31 +95,9 @@ func (c *Config) Validate() error {
 
 // Deps are the parts a Service talks to.
 type Deps struct {
-	Commands usecase.Commands   // required; *domain.Ledger
-	Queries  usecase.Queries    // required; *projections.Store
-	Config   domain.ConfigStore // required; the built-in kv source
-	Auth     domain.Authenticator
-	// Identity decides who may act on which app and serves the identity
-	// endpoints; nil means the server administrator alone, on every app.
-	// *domain.Identity.
-	Identity usecase.Identity
-	// Quoter serves backups.quote; nil answers it 503. *domain.Quoter.
-	Quoter usecase.Quoter
-	// Verifier serves backups.verify; nil answers it 503. *domain.Verifier.
-	Verifier usecase.Verifier
-	// Transfers serves backups.upload and backups.download; nil answers
-	// them 503 unavailable. *domain.Transfers.
-	Transfers usecase.Transfers
-	// Restores serves the restore and maintenance endpoints; nil answers
-	// them 503 unavailable. *domain.Restores.
-	Restores usecase.Restores
-	// Schedules reads nightly schedules; nil answers unavailable.
-	Schedules usecase.Schedules
-	// Deliveries reads webhook delivery logs; nil answers unavailable.
-	Deliveries usecase.Deliveries
-	// Keys lists (keys.list, without a token) and rotates the ledger's
-	// signing keys; nil answers unavailable.
-	Keys usecase.LedgerKeys
+	// App is the application: every use case of the API. Required.
+	App  *usecase.Application
+	Auth domain.Authenticator // required
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.
@@ -140,14 +112,8 @@ type Deps struct {
 
 func (d *Deps) validate() error {
 	var errs []error
-	if d.Commands == nil {
-		errs = append(errs, errors.New("commands are required"))
-	}
-	if d.Queries == nil {
-		errs = append(errs, errors.New("queries are required"))
-	}
-	if d.Config == nil {
-		errs = append(errs, errors.New("config store is required"))
+	if d.App == nil {
+		errs = append(errs, errors.New("the application is required"))
 	}
 	if d.Auth == nil {
 		errs = append(errs, errors.New("authenticator is required"))
@@ -197,12 +163,7 @@ func New(nc *nats.Conn, cfg Config, deps Deps) (*Service, error) {
 	if err := deps.validate(); err != nil {
 		return nil, fmt.Errorf("natsapi deps: %w", err)
 	}
-	app, err := usecase.New(usecase.Config{Location: cfg.Location}, usecase.Deps{Commands: deps.Commands, Queries: deps.Queries, Config: deps.Config, Identity: deps.Identity, Restores: deps.Restores,
-		Quoter: deps.Quoter, Verifier: deps.Verifier, Schedules: deps.Schedules, Deliveries: deps.Deliveries, Keys: deps.Keys, Transfers: deps.Transfers})
-	if err != nil {
-		return nil, fmt.Errorf("natsapi: %w", err)
-	}
-	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, app: app, nc: nc, sem: make(chan struct{}, cfg.MaxConcurrent)}
+	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, app: deps.App, nc: nc, sem: make(chan struct{}, cfg.MaxConcurrent)}
 	s.idle = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

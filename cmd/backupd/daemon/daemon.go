@@ -33,6 +33,7 @@ import (
 	"github.com/backupledger/backupledger/docs"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // drainTimeout bounds the drain of the NATS connection at a graceful stop.
@@ -353,18 +354,22 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	lkeys := ledgerKeys{proj: d.proj, signing: d.signing}
 	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
-	d.api, err = natsapi.New(d.nc, natsapi.Config{Location: d.cfg.Rules.Location}, natsapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready, NewID: newID, Logger: d.log,
-		Schedules: sched, Deliveries: dlog, Keys: lkeys,
+	// One application: both transports call the same use cases.
+	app, err := usecase.New(usecase.Config{Location: d.cfg.Rules.Location}, usecase.Deps{
+		Commands: d.ledger, Queries: d.proj, Config: d.config, Identity: identity, Restores: restores,
+		Quoter: quoter, Verifier: d.verifier, Schedules: sched, Deliveries: dlog, Keys: lkeys, Transfers: transfers,
 	})
 	if err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, Location: d.cfg.Rules.Location, MetricsToken: metricsToken,
+	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{App: app, Auth: auth, Ready: ready, NewID: newID, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, MetricsToken: metricsToken,
 		UnauthenticatedReadTimeout: min(httpapi.DefaultUnauthenticatedReadTimeout, d.cfg.HTTPReadTimeout)}, httpapi.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Transfers: transfers, Auth: auth, Identity: identity, Restores: restores, Verifier: d.verifier, Quoter: quoter, Ready: ready,
-		Schedules: sched, Deliveries: dlog, OpenAPI: docs.OpenAPI, Keys: lkeys,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), NewID: newID, Logger: d.log,
+		App: app, Auth: auth, Ready: ready, OpenAPI: docs.OpenAPI, NewID: newID, Logger: d.log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 	})
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ type schedules struct {
 	clock domain.Clock
 }
 
-// Schedule implements httpapi.Schedules and natsapi.Schedules.
+// Schedule implements usecase.Schedules.
 func (s schedules) Schedule(app string) projections.ScheduleView {
 	var v projections.ScheduleView
 	s.proj.ReadApp(app, func(a *domain.App) { v = projections.ScheduleViewOf(a, s.def, s.clock.Now()) })
@@ -35,7 +35,7 @@ func (s schedules) Schedule(app string) projections.ScheduleView {
 // deliveries reads the webhook delivery logs.
 type deliveries struct{ n *notify.Notifier }
 
-// Deliveries implements httpapi.Deliveries and natsapi.Deliveries.
+// Deliveries implements usecase.Deliveries.
 func (d deliveries) Deliveries(ctx context.Context, webhookID string, limit int) ([]projections.DeliveryView, error) {
 	as, err := d.n.Deliveries(ctx, webhookID, limit)
 	if err != nil {
