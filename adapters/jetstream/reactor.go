@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
@@ -72,69 +71,58 @@ func (r *Reactor) Setup(ctx context.Context) error {
 	return nil
 }
 
-// Run hands events to the handler until ctx ends, then returns nil. It
-// returns an error when the consumer does not exist (see Setup) or the
-// connection is closed.
+// reactorBatch is the most events one pull request of a reactor asks for.
+const reactorBatch = 64
+
+// Run hands events to the handler, one after another, until ctx ends,
+// then returns nil. It returns an error when the consumer does not exist
+// (see Setup) or the connection is closed.
 func (r *Reactor) Run(ctx context.Context) error {
-	cons, err := r.js.Consumer(ctx, StreamName, r.durable)
+	q, err := NewWorkQueue(r.js, WorkQueueConfig{
+		Stream:  StreamName,
+		Durable: r.durable,
+		Batch:   reactorBatch,
+		Backoff: ConstantBackoff(r.retry),
+		Words: Wording{
+			Fetch:        "fetch events",
+			FetchError:   "fetch " + r.durable,
+			NoMetadata:   "event without metadata",
+			SettleFailed: eventSettleFailed,
+		},
+	}, r.log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consumer %s: %w", r.durable, err)
+		return err
 	}
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(64, njs.FetchMaxWait(fetchWait))
-		if err != nil {
-			if r.js.Conn().IsClosed() {
-				return fmt.Errorf("fetch %s: %w", r.durable, err)
-			}
-			r.log.Warn("fetch events", "err", err)
-			pause(ctx)
-			continue
-		}
-		for msg := range batch.Messages() {
-			r.one(ctx, msg)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			if r.js.Conn().IsClosed() {
-				return fmt.Errorf("fetch %s: %w", r.durable, err)
-			}
-			r.log.Warn("fetch events", "err", err)
-			pause(ctx)
-		}
-	}
-	return nil
+	return q.Run(ctx, r.one)
 }
 
-// one handles one message and settles it.
-func (r *Reactor) one(ctx context.Context, msg njs.Msg) {
-	md, err := msg.Metadata()
+// one hands one event to the handler.
+func (r *Reactor) one(ctx context.Context, m *Msg) Outcome {
+	env, err := decodeEnvelope(m.Data())
 	if err != nil {
-		r.log.Error("event without metadata", "subject", msg.Subject(), "err", err)
-		return
-	}
-	log := r.log.With("seq", md.Sequence.Stream)
-	env, err := decodeEnvelope(msg.Data())
-	if err != nil {
-		log.Warn("event not decodable; skipped", "err", err)
-		if err := msg.Term(); err != nil {
-			log.Warn("terminate event", "err", err)
-		}
-		return
+		m.Log.Warn("event not decodable; skipped", "err", err)
+		return Term("")
 	}
 	if ctx.Err() != nil {
-		_ = msg.Nak() // another process takes it at once
-		return
+		return HandBack(0) // another process takes it at once
 	}
-	if err := r.handle(ctx, md.Sequence.Stream, env, msg.Data()); err != nil {
-		log.Warn("event not handled; delivered again later", "type", env.Type, "app", env.App, "err", err, "retry_in", r.retry)
-		if err := msg.NakWithDelay(r.retry); err != nil {
-			log.Warn("nak event", "err", err)
-		}
-		return
+	if err := r.handle(ctx, m.Seq, env, m.Data()); err != nil {
+		delay := m.Backoff()
+		m.Log.Warn("event not handled; delivered again later", "type", env.Type, "app", env.App, "err", err, "retry_in", delay)
+		return Retry(delay)
 	}
-	if err := msg.Ack(); err != nil {
+	return Ack()
+}
+
+// eventSettleFailed logs a failed settle step of an event. A failed
+// hand-back is not logged: the ack wait delivers the event again.
+func eventSettleFailed(log *slog.Logger, _ *Msg, s Settle, err error) {
+	switch s {
+	case SettleAck:
 		log.Warn("ack event", "err", err)
+	case SettleNak:
+		log.Warn("nak event", "err", err)
+	case SettleTerm:
+		log.Warn("terminate event", "err", err)
 	}
 }

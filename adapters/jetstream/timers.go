@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
@@ -156,44 +155,46 @@ func (t *Timers) current(ctx context.Context, app string) (string, error) {
 	return strings.TrimSpace(msg.Header.Get(njs.ScheduleHeader) + " " + msg.Header.Get(njs.ScheduleTimeZoneHeader)), nil
 }
 
+// Tick handling: the most ticks one pull request asks for, and how long a
+// tick whose handling failed waits before it is delivered again.
+const (
+	tickBatch = 16
+	tickRetry = 10 * time.Second
+)
+
 // Run hands each tick to fire (with the app it is for) until ctx ends:
 // a tick whose fire fails is delivered again.
 func (t *Timers) Run(ctx context.Context, fire func(ctx context.Context, app string) error) error {
-	cons, err := t.js.Consumer(ctx, TimerStreamName, TimerConsumerName)
+	q, err := NewWorkQueue(t.js, WorkQueueConfig{
+		Stream:  TimerStreamName,
+		Durable: TimerConsumerName,
+		Batch:   tickBatch,
+		Backoff: ConstantBackoff(tickRetry),
+		Words: Wording{
+			Fetch:        "fetch ticks",
+			NoMetadata:   "tick without metadata",
+			SettleFailed: tickSettleFailed,
+		},
+	}, t.log)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consumer %s: %w", TimerConsumerName, err)
+		return err
 	}
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(16, njs.FetchMaxWait(fetchWait))
-		if err != nil {
-			if t.js.Conn().IsClosed() {
-				return fmt.Errorf("fetch ticks: %w", err)
-			}
-			t.log.Warn("fetch ticks", "err", err)
-			pause(ctx)
-			continue
+	return q.Run(ctx, func(ctx context.Context, m *Msg) Outcome {
+		app := strings.TrimPrefix(m.Subject(), TimerTickSubject+".")
+		m.Log = t.log.With("app", app)
+		if err := fire(ctx, app); err != nil {
+			m.Log.Warn("nightly tick not handled; delivered again", "err", err)
+			return Retry(m.Backoff())
 		}
-		for msg := range batch.Messages() {
-			app := strings.TrimPrefix(msg.Subject(), TimerTickSubject+".")
-			if err := fire(ctx, app); err != nil {
-				t.log.Warn("nightly tick not handled; delivered again", "app", app, "err", err)
-				_ = msg.NakWithDelay(10 * time.Second)
-				continue
-			}
-			if err := msg.Ack(); err != nil {
-				t.log.Warn("ack tick", "app", app, "err", err)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			if t.js.Conn().IsClosed() {
-				return fmt.Errorf("fetch ticks: %w", err)
-			}
-			t.log.Warn("fetch ticks", "err", err)
-			pause(ctx)
-		}
+		return Ack()
+	})
+}
+
+// tickSettleFailed logs a failed acknowledgement of a tick. A failed
+// negative acknowledgement is not logged: the ack wait delivers the tick
+// again.
+func tickSettleFailed(log *slog.Logger, _ *Msg, s Settle, err error) {
+	if s == SettleAck {
+		log.Warn("ack tick", "err", err)
 	}
-	return nil
 }

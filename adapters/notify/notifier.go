@@ -122,6 +122,13 @@ func validHello(host string) bool {
 // returns nil. A hand-back counts as a delivery, so it raises the attempt
 // number of the job's next attempt. It returns an error, wrapped,
 // when the consumer does not exist (see Setup) or the connection is closed.
+//
+// The steps are those of the ledger's work queues (jetstream.WorkQueue of
+// the ledger's adapter, which this package may not import): fetch as many
+// jobs as there are free workers (Run), decode or terminate and hand back
+// while stopping (dispatch), deliver on a worker with heartbeats
+// (deliverWebhook, deliverEmail), and settle (delivery's ack, retry,
+// handBack and term).
 func (n *Notifier) Run(ctx context.Context) error {
 	cons, err := n.js.Consumer(ctx, StreamName, ConsumerName)
 	if err != nil {
@@ -139,23 +146,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	// expiring request again.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() {
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		t := time.NewTimer(shutdownGrace)
-		select {
-		case <-done:
-		case <-t.C:
-		}
-		t.Stop()
-		cancelWork()
-		<-done
-		// Make sure the last acknowledgements reach the server before the
-		// caller closes the connection.
-		if err := n.js.Conn().FlushTimeout(time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			n.log.Warn("flush notification acknowledgements", "err", err)
-		}
-	}()
+	defer n.stop(&wg, cancelWork)
 	for ctx.Err() == nil {
 		free := n.cfg.Workers - int(n.inFlight.Load())
 		if free <= 0 {
@@ -166,21 +157,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 			continue
 		}
 		batch, err := cons.Fetch(free, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			if n.js.Conn().IsClosed() {
-				return fmt.Errorf("fetch notifications: %w", err)
+		if err == nil {
+			// Drain the whole batch, also when ctx ends meanwhile: the pull
+			// request stays open on the server until it expires, and
+			// whatever it delivers is handed back.
+			for msg := range batch.Messages() {
+				n.dispatch(ctx, workCtx, msg, ackWait, &wg)
 			}
-			n.log.Warn("fetch notifications", "err", err)
-			n.pause(ctx)
-			continue
+			err = batch.Error()
 		}
-		// Drain the whole batch, also when ctx ends meanwhile: the pull
-		// request stays open on the server until it expires, and whatever it
-		// delivers is handed back.
-		for msg := range batch.Messages() {
-			n.handle(ctx, workCtx, msg, ackWait, &wg)
-		}
-		if err := batch.Error(); err != nil {
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
 			if n.js.Conn().IsClosed() {
 				return fmt.Errorf("fetch notifications: %w", err)
 			}
@@ -201,9 +187,32 @@ func (n *Notifier) pause(ctx context.Context) {
 	}
 }
 
-// handle decodes one message and starts its delivery. ctx is Run's,
-// workCtx the one that deliveries get.
-func (n *Notifier) handle(ctx, workCtx context.Context, msg jetstream.Msg, ackWait time.Duration, wg *sync.WaitGroup) {
+// stop lets running deliveries finish within shutdownGrace, cancels the
+// rest, waits for them (they hand their jobs back), and flushes the last
+// acknowledgements.
+func (n *Notifier) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(shutdownGrace)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	cancelWork()
+	<-done
+	// Make sure the last acknowledgements reach the server before the
+	// caller closes the connection.
+	if err := n.js.Conn().FlushTimeout(time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		n.log.Warn("flush notification acknowledgements", "err", err)
+	}
+}
+
+// dispatch decodes one message and starts its delivery on a worker: the
+// poison step terminates a job that does not decode, and a job fetched
+// while stopping is handed back. ctx is Run's, workCtx the one that
+// deliveries get.
+func (n *Notifier) dispatch(ctx, workCtx context.Context, msg jetstream.Msg, ackWait time.Duration, wg *sync.WaitGroup) {
 	md, err := msg.Metadata()
 	if err != nil {
 		n.log.Error("notification message without metadata", "subject", msg.Subject(), "err", err)
@@ -239,7 +248,8 @@ func (n *Notifier) handle(ctx, workCtx context.Context, msg jetstream.Msg, ackWa
 	}()
 }
 
-// delivery is one delivery of a job's message.
+// delivery is one delivery of a job's message. Its methods are the settle
+// steps; each stops the heartbeat first.
 type delivery struct {
 	msg      jetstream.Msg
 	attempt  int       // the delivery count
