@@ -1,7 +1,12 @@
 package projections
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -72,4 +77,50 @@ func escapedRune(data []byte, i int) (rune, bool) {
 	}
 	v, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
 	return rune(v), err == nil
+}
+
+// DecodeRequest decodes the JSON request body data into dst, the way both
+// transports take a request: one JSON object, valid UTF-8 without unpaired
+// surrogate escapes (CheckJSONText), no unknown fields, nothing after it.
+// An empty body leaves dst unchanged. Errors are invalid_argument with a
+// detail that says what is wrong.
+func DecodeRequest(data []byte, dst any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := CheckJSONText(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return JSONError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
+	}
+	return nil
+}
+
+// JSONError turns an error of encoding/json into invalid_argument with a
+// detail that says what is wrong.
+func JSONError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON: unexpected end of the body")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return domain.Errorf(domain.CodeInvalidArgument, "request body must be a JSON object, got a JSON %s", typ.Value)
+		}
+		return domain.Errorf(domain.CodeInvalidArgument, "field %q must be a %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return domain.Errorf(domain.CodeInvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return domain.Errorf(domain.CodeInvalidArgument, "invalid JSON body: %v", err)
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,49 +31,13 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, dst any) err
 	// and unpaired surrogates by U+FFFD instead of refusing them.
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
 	if err != nil {
-		return jsonError(err, s.cfg.MaxJSONBytes)
-	}
-	if err := projections.CheckJSONText(data); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil
+		var size *http.MaxBytesError
+		if errors.As(err, &size) {
+			return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxJSONBytes)}
 		}
-		return jsonError(err, s.cfg.MaxJSONBytes)
+		return projections.JSONError(err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
-	}
-	return nil
-}
-
-// jsonError turns a decoding error into a client error that says what is
-// wrong.
-func jsonError(err error, limit int64) error {
-	var (
-		syn  *json.SyntaxError
-		typ  *json.UnmarshalTypeError
-		size *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &size):
-		return &domain.Error{Code: usecase.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
-	case errors.As(err, &syn):
-		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON: unexpected end of the body")
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return domain.Errorf(domain.CodeInvalidArgument, "request body must be a JSON object, got a JSON %s", typ.Value)
-		}
-		return domain.Errorf(domain.CodeInvalidArgument, "field %q must be a %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return domain.Errorf(domain.CodeInvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return domain.Errorf(domain.CodeInvalidArgument, "invalid JSON body: %v", err)
+	return projections.DecodeRequest(data, dst)
 }
 
 // writeJSON answers status with v as JSON.

@@ -1,12 +1,10 @@
 package natsapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -146,46 +144,7 @@ func (s *Service) checkApp(c *call, app string) error {
 // (RFC 8259) without unpaired surrogate escapes, no unknown fields, nothing
 // after it. An empty body leaves dst unchanged.
 func decode(data []byte, dst any) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	// encoding/json replaces invalid UTF-8 and unpaired surrogates by
-	// U+FFFD instead of refusing them.
-	if err := projections.CheckJSONText(data); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return domain.Errorf(domain.CodeInvalidArgument, "request body must hold a single JSON object and nothing after it")
-	}
-	return nil
-}
-
-// jsonError turns a decoding error into a client error that says what is
-// wrong.
-func jsonError(err error) error {
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.As(err, &syn):
-		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return domain.Errorf(domain.CodeInvalidArgument, "malformed JSON: unexpected end of the body")
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return domain.Errorf(domain.CodeInvalidArgument, "request body must be a JSON object, got a JSON %s", typ.Value)
-		}
-		return domain.Errorf(domain.CodeInvalidArgument, "field %q must be a %s, got a JSON %s", typ.Field, typ.Type, typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return domain.Errorf(domain.CodeInvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return domain.Errorf(domain.CodeInvalidArgument, "invalid JSON body: %v", err)
+	return projections.DecodeRequest(data, dst)
 }
 
 // CommandFields are the fields that every command request may carry.
