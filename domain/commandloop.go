@@ -270,7 +270,7 @@ func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Enve
 		return nil, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
 	}
 	env := &Envelope{
-		ID: id, Type: ev.EventType(), Version: eventVersion, App: app, Time: now,
+		ID: id, Type: ev.EventType(), Version: registry.version(ev.EventType()), App: app, Time: now,
 		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
 		CausationID: m.CausationID, CommandHash: m.commandHash, PrevHash: prev, Data: data,
 	}

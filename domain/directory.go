@@ -191,20 +191,6 @@ func (*TokenCreated) EventType() string { return TypeTokenCreated }
 // EventType implements Event.
 func (*TokenRevoked) EventType() string { return TypeTokenRevoked }
 
-func init() {
-	for _, mk := range []func() Event{
-		func() Event { return new(OrgCreated) }, func() Event { return new(MemberAdded) },
-		func() Event { return new(MemberRemoved) }, func() Event { return new(UserCreated) },
-		func() Event { return new(UserDisabled) }, func() Event { return new(UserEnabled) },
-		func() Event { return new(PasswordChanged) }, func() Event { return new(PasswordFailed) },
-		func() Event { return new(AppRegistered) }, func() Event { return new(AdminGranted) },
-		func() Event { return new(AdminRevoked) }, func() Event { return new(TokenCreated) },
-		func() Event { return new(TokenRevoked) },
-	} {
-		registry[mk().EventType()] = mk
-	}
-}
-
 // Org is an organisation.
 type Org struct {
 	ID        string
@@ -394,95 +380,6 @@ func (d *Directory) Apply(seq uint64, raw []byte) {
 // subject is not part of the ledger: only the subject's last sequence, which
 // appends expect, moves.
 func (d *Directory) Refuse(seq uint64) { d.seq = seq }
-
-// ApplyDecoded is Apply of an event already decoded as env and ev, with
-// hash its HashEvent; env or ev nil (not decodable) moves the sequence and
-// the hash chain on and changes nothing else.
-func (d *Directory) ApplyDecoded(seq uint64, hash string, env *Envelope, ev Event) {
-	d.seq, d.lastHash = seq, hash
-	if env == nil || ev == nil {
-		return
-	}
-	d.remember(CommandKey(env.Actor, env.CommandID), CommandRecord{Seq: seq, Type: env.Type, Hash: env.CommandHash})
-	d.evolve(ev, env.Time)
-	d.evolveWebhook(ev, seq, env.Time, env.Actor)
-}
-
-func (d *Directory) init() {
-	if d.orgs == nil {
-		d.orgs = map[string]*Org{}
-		d.users = map[string]*User{}
-		d.apps = map[string]*AppAccess{}
-		d.tokens = map[string]*Token{}
-	}
-}
-
-func (d *Directory) evolve(ev Event, at time.Time) {
-	d.init()
-	switch e := ev.(type) {
-	case *OrgCreated:
-		if _, ok := d.orgs[e.Org]; !ok {
-			d.orgs[e.Org] = &Org{ID: e.Org, Name: e.Name, CreatedAt: at, Members: map[string]bool{}}
-		}
-	case *MemberAdded:
-		if o, ok := d.orgs[e.Org]; ok {
-			o.Members[e.User] = true
-		}
-	case *MemberRemoved:
-		if o, ok := d.orgs[e.Org]; ok {
-			delete(o.Members, e.User)
-		}
-		// The user's admin grants on the organisation's apps end with
-		// the membership: rejoining does not bring them back.
-		for _, a := range d.apps {
-			if a.Org == e.Org {
-				delete(a.Admins, e.User)
-			}
-		}
-	case *UserCreated:
-		if _, ok := d.users[e.User]; !ok {
-			d.users[e.User] = &User{ID: e.User, Name: e.Name, Email: e.Email, CreatedAt: at}
-		}
-	case *UserDisabled:
-		if u, ok := d.users[e.User]; ok {
-			u.Disabled = true
-		}
-	case *UserEnabled:
-		if u, ok := d.users[e.User]; ok {
-			u.Disabled = false
-		}
-	case *PasswordChanged:
-		for _, id := range e.RevokedSessions {
-			if t, ok := d.tokens[id]; ok && t.User == e.User {
-				t.Revoked = true
-			}
-		}
-	case *AppRegistered:
-		if _, ok := d.apps[e.App]; !ok {
-			a := &AppAccess{App: e.App, Org: e.Org, Admins: map[string]bool{}}
-			if e.Admin != "" {
-				a.Admins[e.Admin] = true
-			}
-			d.apps[e.App] = a
-		}
-	case *AdminGranted:
-		if a, ok := d.apps[e.App]; ok {
-			a.Admins[e.User] = true
-		}
-	case *AdminRevoked:
-		if a, ok := d.apps[e.App]; ok {
-			delete(a.Admins, e.User)
-		}
-	case *TokenCreated:
-		if _, ok := d.tokens[e.Token]; !ok {
-			d.tokens[e.Token] = &Token{ID: e.Token, User: e.User, Name: e.Name, Kind: e.Kind, CreatedAt: at, ExpiresAt: e.ExpiresAt}
-		}
-	case *TokenRevoked:
-		if t, ok := d.tokens[e.Token]; ok {
-			t.Revoked = true
-		}
-	}
-}
 
 // IdentityCommand is a command on the directory: Decide returns the event
 // it causes, or an *Error, given the directory and the caller.

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"slices"
 	"time"
 )
 
@@ -46,52 +44,6 @@ const (
 	TypeBackupUploaded  = "backup.uploaded"
 	TypeBackupCorrupted = "backup.corrupted"
 )
-
-// eventVersion is the current version of every event type's data.
-const eventVersion = 1
-
-// registry maps a type name to a constructor of its data.
-var registry = map[string]func() Event{
-	TypeBackupRequested: func() Event { return new(BackupRequested) },
-	TypeBackupStarted:   func() Event { return new(BackupStarted) },
-	TypeBackupCompleted: func() Event { return new(BackupCompleted) },
-	TypeBackupFailed:    func() Event { return new(BackupFailed) },
-	TypeBackupRenamed:   func() Event { return new(BackupRenamed) },
-	TypeBackupDeleted:   func() Event { return new(BackupDeleted) },
-	TypeBackupUploaded:  func() Event { return new(BackupUploaded) },
-	TypeBackupCorrupted: func() Event { return new(BackupCorrupted) },
-	// Signing keys (keys.go), on KeysStream.
-	TypeKeyCreated: func() Event { return new(KeyCreated) },
-	TypeKeyRotated: func() Event { return new(KeyRotated) },
-}
-
-// EventTypes returns the registered event type names, sorted.
-func EventTypes() []string {
-	out := make([]string, 0, len(registry))
-	for t := range registry {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// DecodeEvent decodes the data of an envelope into its registered type. An
-// unknown type returns an error; callers that fold events skip such events
-// so that an older process survives a newer event type.
-func DecodeEvent(env *Envelope) (Event, error) {
-	mk, ok := registry[env.Type]
-	if !ok {
-		return nil, fmt.Errorf("unknown event type %q", env.Type)
-	}
-	if env.Version > eventVersion {
-		return nil, fmt.Errorf("%s version %d is not known to this server (it knows %d)", env.Type, env.Version, eventVersion)
-	}
-	ev := mk()
-	if err := json.Unmarshal(env.Data, ev); err != nil {
-		return nil, fmt.Errorf("decode %s data: %w", env.Type, err)
-	}
-	return ev, nil
-}
 
 // HashEvent returns the hex SHA-256 of an event's raw message body: the
 // prev_hash the next event of the same app carries.

@@ -243,6 +243,46 @@ func TestGoldensCoverEveryRegisteredType(t *testing.T) {
 	}
 }
 
+// The registry holds exactly one entry per event type, the one of its
+// golden event, at the version the goldens are written with; its
+// constructor makes data of that very type.
+func TestEventRegistryHasOneEntryPerType(t *testing.T) {
+	defs := domain.EventDefs()
+	entries := map[string]int{}
+	for _, d := range defs {
+		entries[d.Type]++
+	}
+	for _, ev := range goldenEvents {
+		typ := ev.EventType()
+		t.Run(typ, func(t *testing.T) {
+			if n := entries[typ]; n != 1 {
+				t.Fatalf("%d registry entries, want exactly one", n)
+			}
+			i := slices.IndexFunc(defs, func(d domain.EventDef) bool { return d.Type == typ })
+			def := defs[i]
+			if def.Version != goldenEnvelope(t, ev).Version {
+				t.Fatalf("registered version %d, golden envelope version %d", def.Version, goldenEnvelope(t, ev).Version)
+			}
+			if def.Version == 1 && def.Upcasts {
+				t.Fatalf("version 1 has no older version to upcast")
+			}
+			got, err := domain.DecodeEvent(&domain.Envelope{Type: typ, Version: def.Version, Data: json.RawMessage(`{}`)})
+			if err != nil {
+				t.Fatalf("DecodeEvent of empty data: %v", err)
+			}
+			if got.EventType() != typ || reflect.TypeOf(got) != reflect.TypeOf(ev) {
+				t.Fatalf("constructor makes %T (%s), want %T", got, got.EventType(), ev)
+			}
+		})
+	}
+	if len(defs) != len(goldenEvents) {
+		t.Fatalf("%d registry entries, %d golden events (one per type)", len(defs), len(goldenEvents))
+	}
+	if !slices.IsSortedFunc(defs, func(a, b domain.EventDef) int { return strings.Compare(a.Type, b.Type) }) {
+		t.Fatalf("EventDefs not sorted by type: %v", defs)
+	}
+}
+
 func TestEventTypes(t *testing.T) {
 	want := []string{
 		domain.TypeBackupCompleted, domain.TypeBackupCorrupted, domain.TypeBackupDeleted, domain.TypeBackupFailed,

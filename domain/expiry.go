@@ -24,8 +24,6 @@ type BackupExpired struct {
 // EventType implements Event.
 func (*BackupExpired) EventType() string { return TypeBackupExpired }
 
-func init() { registry[TypeBackupExpired] = func() Event { return new(BackupExpired) } }
-
 // ExpireBackup ends a backup whose expiry has passed.
 type ExpireBackup struct {
 	App      string
@@ -52,6 +50,19 @@ func (c ExpireBackup) decide(a *App, d *decision) (Event, error) {
 		}
 	}
 	return &BackupExpired{BackupID: b.ID, ExpiresAt: b.ExpiresAt.UTC()}, nil
+}
+
+// DueExpiries is the expiry policy: the commands that expire the backups
+// of a whose expiry has passed at now, in the order of a.Backups(). It is a
+// pure function of the folded state; the Sweeper executes what it returns.
+func DueExpiries(a *App, now time.Time) []ExpireBackup {
+	var out []ExpireBackup
+	for _, b := range a.Backups() {
+		if !b.ExpiresAt.IsZero() && !now.Before(b.ExpiresAt) {
+			out = append(out, ExpireBackup{App: a.id, BackupID: b.ID})
+		}
+	}
+	return out
 }
 
 // AppLister lists the apps the fold knows.
@@ -87,19 +98,14 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		first error
 	)
 	for _, app := range s.apps.Apps() {
-		var due []string
-		s.states.ReadApp(app, func(a *App) {
-			for _, b := range a.Backups() {
-				if !b.ExpiresAt.IsZero() && !now.Before(b.ExpiresAt) {
-					due = append(due, b.ID)
-				}
-			}
-		})
-		for _, id := range due {
+		var due []ExpireBackup
+		s.states.ReadApp(app, func(a *App) { due = DueExpiries(a, now) })
+		for _, cmd := range due {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			res, err := s.ledger.Execute(ctx, ExpireBackup{App: app, BackupID: id}, Meta{Actor: ExpiryActor, CommandID: id + ".expire"})
+			id := cmd.BackupID
+			res, err := s.ledger.Execute(ctx, cmd, Meta{Actor: ExpiryActor, CommandID: id + ".expire"})
 			switch {
 			case err == nil && !res.Duplicate:
 				n++

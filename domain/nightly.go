@@ -155,11 +155,6 @@ func (*ScheduleSet) EventType() string { return TypeScheduleSet }
 // EventType implements Event.
 func (*NightlySkipped) EventType() string { return TypeNightlySkipped }
 
-func init() {
-	registry[TypeScheduleSet] = func() Event { return new(ScheduleSet) }
-	registry[TypeNightlySkipped] = func() Event { return new(NightlySkipped) }
-}
-
 // NightState is what an app knows of its nightly backups.
 type NightState struct {
 	// Schedule is the app's own schedule; nil means the default.
@@ -192,21 +187,6 @@ func (a *App) EffectiveSchedule(def Schedule) Schedule {
 		return *a.night.Schedule
 	}
 	return def
-}
-
-// evolveNightly folds the nightly events and the nightly backups' requests.
-func (a *App) evolveNightly(env *Envelope, ev Event) {
-	switch e := ev.(type) {
-	case *ScheduleSet:
-		a.night.Schedule = &Schedule{Enabled: e.Enabled, Time: e.Time, TimeZone: e.TimeZone}
-		a.night.ScheduledAt = env.Time
-	case *NightlySkipped:
-		a.night.Night, a.night.Try, a.night.BackupID, a.night.Skipped = e.Night, e.Try, "", e.Reason
-	case *BackupRequested:
-		if e.Night != "" {
-			a.night.Night, a.night.Try, a.night.BackupID, a.night.Skipped = e.Night, e.Try, e.BackupID, ""
-		}
-	}
 }
 
 // SetSchedule sets an app's nightly schedule.
@@ -301,6 +281,39 @@ func NightlyCommandID(night string, try int) string {
 	return fmt.Sprintf("nightly.%s.try%d", night, try)
 }
 
+// DueNightly is the nightly policy: given the app's state, the default
+// schedule def (for an app that set none) and now, the nightly try that is
+// due, if any (at most one). A failed try of the latest night is retried
+// up to NightlyTries; otherwise the first try of the latest night whose
+// slot has passed is due, when the schedule (or, without one, the app)
+// existed before that slot. After a downtime only the latest night is
+// made. It is a pure function of the folded state; Nightly executes what it
+// returns.
+func DueNightly(a *App, def Schedule, now time.Time) []RequestNightly {
+	st := a.night
+	if st.BackupID != "" && st.Try < NightlyTries {
+		if b, ok := a.backups[st.BackupID]; ok && b.Status == StatusFailed {
+			return []RequestNightly{{App: a.id, Night: st.Night, Try: st.Try + 1}}
+		}
+	}
+	sched := a.EffectiveSchedule(def)
+	if !sched.Enabled {
+		return nil
+	}
+	night, slot, err := sched.LastNight(now)
+	if err != nil || st.Night >= night {
+		return nil
+	}
+	since := st.ScheduledAt
+	if since.IsZero() {
+		since = a.firstAt
+	}
+	if slot.Before(since) {
+		return nil
+	}
+	return []RequestNightly{{App: a.id, Night: night, Try: 1}}
+}
+
 // Nightly makes the nightly backups: Sweep, run every minute or so by each
 // backupd, requests every night that is due and retries every failed try.
 // It keeps no state: what was done is in the ledger, so a restart neither
@@ -356,38 +369,12 @@ func (s *Nightly) Sweep(ctx context.Context) (int, error) {
 func (s *Nightly) SweepApp(ctx context.Context, app string) (bool, error) {
 	now := s.clock.Now()
 	def := s.ledger.Rules().Nightly
-	var (
-		cmd RequestNightly
-		due bool
-	)
-	s.states.ReadApp(app, func(a *App) {
-		st := a.night
-		if st.BackupID != "" && st.Try < NightlyTries {
-			if b, ok := a.backups[st.BackupID]; ok && b.Status == StatusFailed {
-				cmd, due = RequestNightly{App: app, Night: st.Night, Try: st.Try + 1}, true
-				return
-			}
-		}
-		sched := a.EffectiveSchedule(def)
-		if !sched.Enabled {
-			return
-		}
-		night, slot, err := sched.LastNight(now)
-		if err != nil || st.Night >= night {
-			return
-		}
-		since := st.ScheduledAt
-		if since.IsZero() {
-			since = a.firstAt
-		}
-		if slot.Before(since) {
-			return
-		}
-		cmd, due = RequestNightly{App: app, Night: night, Try: 1}, true
-	})
-	if !due {
+	var due []RequestNightly
+	s.states.ReadApp(app, func(a *App) { due = DueNightly(a, def, now) })
+	if len(due) == 0 {
 		return false, nil
 	}
+	cmd := due[0]
 	res, err := s.ledger.Execute(ctx, cmd, Meta{Actor: NightlyActor, CommandID: NightlyCommandID(cmd.Night, cmd.Try)})
 	switch {
 	case err == nil && !res.Duplicate:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,10 +28,6 @@ type ArchiveOrphanRemoved struct {
 
 // EventType implements Event.
 func (*ArchiveOrphanRemoved) EventType() string { return TypeArchiveOrphanRemoved }
-
-func init() {
-	registry[TypeArchiveOrphanRemoved] = func() Event { return new(ArchiveOrphanRemoved) }
-}
 
 // RemoveOrphan records that the archive object BackupID of App has no live
 // backup. It is refused while a queued, running or ready backup has that id.
@@ -120,44 +118,65 @@ type owner struct {
 	corrupt     bool
 }
 
-// Sweep lists the archives, then the ledger, and reconciles them. The
-// objects are listed first: a backup that completes meanwhile is live by
-// the time the ledger is read. A missing archive is confirmed by a second
-// look before its backup is marked corrupt. Errors of one object are
-// logged and the sweep goes on; the first is returned.
-func (o *Orphans) Sweep(ctx context.Context) (OrphanReport, error) {
-	var rep OrphanReport
-	listed := o.clock.Now()
-	objects, err := o.archives.ListArchives(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("list archives: %w", err)
+// ArchiveOwners is what the ledger knows of the backup ids an archive
+// object may belong to: the live backups and the deleted or expired ones of
+// the apps added. The zero value is empty and ready to use.
+type ArchiveOwners struct {
+	byID map[string]owner
+}
+
+// Add records the backups of a, live and gone.
+func (o *ArchiveOwners) Add(a *App) {
+	if o.byID == nil {
+		o.byID = map[string]owner{}
 	}
-	owners := map[string]owner{}
-	for _, app := range o.apps.Apps() {
-		o.states.ReadApp(app, func(a *App) {
-			for id := range a.deleted {
-				owners[id] = owner{app: app}
-			}
-			for _, b := range a.backups {
-				owners[b.ID] = owner{app: app, status: b.Status, completedAt: b.CompletedAt, corrupt: !b.CorruptAt.IsZero()}
-			}
-		})
+	for id := range a.deleted {
+		o.byID[id] = owner{app: a.id}
 	}
-	var first error
-	note := func(err error) {
-		if first == nil {
-			first = err
-		}
+	for _, b := range a.backups {
+		o.byID[b.ID] = owner{app: a.id, status: b.Status, completedAt: b.CompletedAt, corrupt: !b.CorruptAt.IsZero()}
 	}
+}
+
+// MissingArchive names a ready backup whose archive object was not listed.
+type MissingArchive struct {
+	App      string
+	BackupID string
+}
+
+// OrphanPlan is what the orphan policy decides of one listing.
+type OrphanPlan struct {
+	// Remove are the orphans to record, whose objects are then deleted,
+	// in the order of the listing.
+	Remove []RemoveOrphan
+	// Young counts the orphans left for a later sweep because they are
+	// younger than the grace period.
+	Young int
+	// NoApp are orphans that name no valid app; they are left in place.
+	NoApp []ArchiveObject
+	// Missing are the ready backups, not marked corrupt and completed
+	// before the listing, whose object was not listed, sorted by backup
+	// id: the sweep looks again before it marks one corrupt.
+	Missing []MissingArchive
+}
+
+// PlanOrphans is the orphan policy: given what the ledger knows of the
+// backups (owners), the objects listed at listed, and the grace period,
+// which objects are orphans to remove, which are too young, and which
+// ready backups seem to have lost their archive. An object is an orphan
+// when no queued, running or ready backup owns it. It is a pure function;
+// Orphans.Sweep lists, executes and deletes.
+func PlanOrphans(owners *ArchiveOwners, objects []ArchiveObject, listed time.Time, grace time.Duration) OrphanPlan {
+	var plan OrphanPlan
 	stored := make(map[string]bool, len(objects))
 	for _, obj := range objects {
 		stored[obj.BackupID] = true
-		own, known := owners[obj.BackupID]
+		own, known := owners.byID[obj.BackupID]
 		if known && own.status != "" && own.status != StatusFailed {
 			continue
 		}
-		if listed.Sub(obj.StoredAt) < o.Grace {
-			rep.Young++
+		if listed.Sub(obj.StoredAt) < grace {
+			plan.Young++
 			continue
 		}
 		app, reason := own.app, "no backup of this id is in the ledger"
@@ -170,42 +189,80 @@ func (o *Orphans) Sweep(ctx context.Context) (OrphanReport, error) {
 			reason = "its backup was deleted or expired"
 		}
 		if ValidateAppID(app) != nil {
-			o.log.Warn("orphaned archive names no app; left in place", "backup_id", obj.BackupID, "app", app)
+			obj.App = app
+			plan.NoApp = append(plan.NoApp, obj)
 			continue
 		}
-		removed, err := o.remove(ctx, app, obj, reason)
+		plan.Remove = append(plan.Remove, RemoveOrphan{App: app, BackupID: obj.BackupID, SizeBytes: obj.SizeBytes, StoredAt: obj.StoredAt, Reason: reason})
+	}
+	for id, own := range owners.byID {
+		if own.status != StatusReady || own.corrupt || stored[id] || !own.completedAt.Before(listed) {
+			continue
+		}
+		plan.Missing = append(plan.Missing, MissingArchive{App: own.app, BackupID: id})
+	}
+	slices.SortFunc(plan.Missing, func(a, b MissingArchive) int { return strings.Compare(a.BackupID, b.BackupID) })
+	return plan
+}
+
+// Sweep lists the archives, then the ledger, and reconciles them
+// (PlanOrphans). The objects are listed first: a backup that completes
+// meanwhile is live by the time the ledger is read. A missing archive is
+// confirmed by a second look before its backup is marked corrupt. Errors
+// of one object are logged and the sweep goes on; the first is returned.
+func (o *Orphans) Sweep(ctx context.Context) (OrphanReport, error) {
+	var rep OrphanReport
+	listed := o.clock.Now()
+	objects, err := o.archives.ListArchives(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list archives: %w", err)
+	}
+	var owners ArchiveOwners
+	for _, app := range o.apps.Apps() {
+		o.states.ReadApp(app, owners.Add)
+	}
+	plan := PlanOrphans(&owners, objects, listed, o.Grace)
+	rep.Young = plan.Young
+	var first error
+	note := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	for _, obj := range plan.NoApp {
+		o.log.Warn("orphaned archive names no app; left in place", "backup_id", obj.BackupID, "app", obj.App)
+	}
+	for _, cmd := range plan.Remove {
+		removed, err := o.remove(ctx, cmd)
 		if err != nil {
-			o.log.Warn("remove orphaned archive", "app", app, "backup_id", obj.BackupID, "err", err)
-			note(fmt.Errorf("remove orphaned archive %s of app %s: %w", obj.BackupID, app, err))
+			o.log.Warn("remove orphaned archive", "app", cmd.App, "backup_id", cmd.BackupID, "err", err)
+			note(fmt.Errorf("remove orphaned archive %s of app %s: %w", cmd.BackupID, cmd.App, err))
 			continue
 		}
 		if removed {
 			rep.Removed++
 		}
 	}
-	for id, own := range owners {
-		if own.status != StatusReady || own.corrupt || stored[id] || !own.completedAt.Before(listed) {
-			continue
-		}
+	for _, m := range plan.Missing {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		ok, err := o.archives.HasArchive(ctx, id)
+		ok, err := o.archives.HasArchive(ctx, m.BackupID)
 		if err != nil {
-			note(fmt.Errorf("look for archive %s: %w", id, err))
+			note(fmt.Errorf("look for archive %s: %w", m.BackupID, err))
 			continue
 		}
 		if ok {
 			continue
 		}
-		o.log.Error("archive of a ready backup is missing", "app", own.app, "backup_id", id)
-		marked, err := o.ledger.markCorrupt(ctx, own.app, id, "archive missing from the object store", OrphanActor)
+		o.log.Error("archive of a ready backup is missing", "app", m.App, "backup_id", m.BackupID)
+		marked, err := o.ledger.markCorrupt(ctx, m.App, m.BackupID, "archive missing from the object store", OrphanActor)
 		switch {
 		case marked:
 			rep.Missing++
 		case err == nil, Code(err) == CodeNotFound:
 		default:
-			note(fmt.Errorf("mark backup %s of app %s corrupt: %w", id, own.app, err))
+			note(fmt.Errorf("mark backup %s of app %s corrupt: %w", m.BackupID, m.App, err))
 		}
 	}
 	return rep, first
@@ -214,17 +271,15 @@ func (o *Orphans) Sweep(ctx context.Context) (OrphanReport, error) {
 // remove records an orphan and deletes its object. The event comes first:
 // a crash in between leaves an object that the next sweep finds again and
 // deletes (its command id answers the first event).
-func (o *Orphans) remove(ctx context.Context, app string, obj ArchiveObject, reason string) (bool, error) {
+func (o *Orphans) remove(ctx context.Context, cmd RemoveOrphan) (bool, error) {
 	// A backup deleted just now has its archive deleted by the same
 	// command: look again, so that this is not recorded as an orphan.
-	if ok, err := o.archives.HasArchive(ctx, obj.BackupID); err != nil || !ok {
+	if ok, err := o.archives.HasArchive(ctx, cmd.BackupID); err != nil || !ok {
 		return false, err
 	}
-	_, err := o.ledger.Execute(ctx, RemoveOrphan{App: app, BackupID: obj.BackupID, SizeBytes: obj.SizeBytes, StoredAt: obj.StoredAt, Reason: reason},
-		Meta{Actor: OrphanActor, CommandID: obj.BackupID + ".orphan"})
-	if err != nil {
+	if _, err := o.ledger.Execute(ctx, cmd, Meta{Actor: OrphanActor, CommandID: cmd.BackupID + ".orphan"}); err != nil {
 		return false, err
 	}
-	o.log.Info("orphaned archive removed", "app", app, "backup_id", obj.BackupID, "size_bytes", obj.SizeBytes, "reason", reason)
-	return true, o.deleter.DeleteArchive(ctx, obj.BackupID)
+	o.log.Info("orphaned archive removed", "app", cmd.App, "backup_id", cmd.BackupID, "size_bytes", cmd.SizeBytes, "reason", cmd.Reason)
+	return true, o.deleter.DeleteArchive(ctx, cmd.BackupID)
 }

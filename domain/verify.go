@@ -24,8 +24,6 @@ type BackupVerified struct {
 // EventType implements Event.
 func (*BackupVerified) EventType() string { return TypeBackupVerified }
 
-func init() { registry[TypeBackupVerified] = func() Event { return new(BackupVerified) } }
-
 // RecordVerified records that a ready backup's archive passed its check.
 type RecordVerified struct {
 	App, BackupID string

@@ -61,11 +61,6 @@ func (*WebhookRegistered) EventType() string { return TypeWebhookRegistered }
 // EventType implements Event.
 func (*WebhookRemoved) EventType() string { return TypeWebhookRemoved }
 
-func init() {
-	registry[TypeWebhookRegistered] = func() Event { return new(WebhookRegistered) }
-	registry[TypeWebhookRemoved] = func() Event { return new(WebhookRemoved) }
-}
-
 // Webhook is a registered webhook, without its secret.
 type Webhook struct {
 	ID        string
@@ -116,25 +111,6 @@ func (d *Directory) WebhooksFor(app, typ string, seq uint64) []*Webhook {
 		}
 	}
 	return out
-}
-
-func (d *Directory) evolveWebhook(ev Event, seq uint64, at time.Time, actor string) {
-	switch e := ev.(type) {
-	case *WebhookRegistered:
-		if d.webhooks == nil {
-			d.webhooks = map[string]*Webhook{}
-		}
-		if _, ok := d.webhooks[e.Webhook]; !ok {
-			d.webhooks[e.Webhook] = &Webhook{ID: e.Webhook, Org: e.Org, App: e.App, URL: e.URL,
-				Events: slices.Clone(e.Events), CreatedBy: actor, CreatedAt: at, Seq: seq}
-		}
-	case *WebhookRemoved:
-		delete(d.webhooks, e.Webhook)
-		if d.removedHooks == nil {
-			d.removedHooks = map[string]bool{}
-		}
-		d.removedHooks[e.Webhook] = true
-	}
 }
 
 // RegisterWebhook registers a webhook of an organisation (the server
