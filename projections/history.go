@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -17,13 +16,6 @@ type HistoryReader interface {
 	Messages(ctx context.Context, tokens []string, fn func(domain.StoredMessage) bool) error
 }
 
-// history is the reader of SetHistory.
-type history struct{ r atomic.Value } // HistoryReader
-
-// SetHistory gives the store the reader that time travel (AppAsOf,
-// BackupsAsOf) folds past states from; without it they answer unavailable.
-func (s *Store) SetHistory(h HistoryReader) { s.hist.r.Store(&h) }
-
 // asOf folds app's events up to and including time t: the app as it was
 // then. It reads the app's messages with the keys' and checks them as
 // Apply does, so that a refused message changes the past no more than the
@@ -32,21 +24,18 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 	if err := domain.ValidateAppID(app); err != nil {
 		return nil, err
 	}
-	p, _ := s.hist.r.Load().(*HistoryReader)
-	if p == nil {
+	if s.hist == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "time travel is not configured on this server")
 	}
 	a := domain.NewApp(app, s.commandMemory)
 	check := domain.NewLedgerCheck()
-	s.mu.RLock()
 	if s.macKey != nil {
 		check.TrustMAC(s.macKey)
 	}
 	if s.pin != "" {
 		check.PinGenesis(s.pin)
 	}
-	s.mu.RUnlock()
-	err := (*p).Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
+	err := s.hist.Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
 		v := check.Check(m)
 		switch {
 		case m.Token != app:

@@ -47,8 +47,15 @@ type signedLedger struct {
 }
 
 func newSignedLedger(t *testing.T) *signedLedger {
+	return newSignedLedgerWith(t, projections.Options{})
+}
+
+// newSignedLedgerWith is newSignedLedger with the store's options opts
+// (their Logger replaced by the ledger's log).
+func newSignedLedgerWith(t *testing.T, opts projections.Options) *signedLedger {
 	var buf bytes.Buffer
-	s := projections.New(domain.DefaultRules(), slog.New(slog.NewTextHandler(&buf, nil)))
+	opts.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	s := projections.New(domain.DefaultRules(), opts)
 	return &signedLedger{t: t, s: s, now: t0, heads: map[string]string{}, log: &buf}
 }
 
@@ -511,11 +518,10 @@ type keyEvent struct {
 }
 
 func TestOnKeysAndKeys(t *testing.T) {
-	l := newSignedLedger(t)
 	var heard []keyEvent
-	l.s.OnKeys(func(k domain.KeyInfo) {
+	l := newSignedLedgerWith(t, projections.Options{OnKeys: func(k domain.KeyInfo) {
 		heard = append(heard, keyEvent{id: k.ID, seq: k.CreatedSeq, created: k.CreatedAt, mac: k.MACKeySHA256})
-	})
+	}})
 
 	none := l.s.Keys()
 	if none.GenesisSeq != 0 || none.Keys == nil || len(none.Keys) != 0 {
@@ -683,7 +689,8 @@ func (h *historyOf) Messages(ctx context.Context, tokens []string, fn func(domai
 }
 
 func TestTimeTravelSkipsRefusedMessages(t *testing.T) {
-	l := newSignedLedger(t)
+	h := &historyOf{} // filled with what the stream holds once fed
+	l := newSignedLedgerWith(t, projections.Options{History: h})
 	l.emit("crm", "alice", requested("old")) // the unsigned prefix
 	l.genesis(ledgerKey)
 	l.emit("crm", "alice", requested("b1"))
@@ -696,8 +703,7 @@ func TestTimeTravelSkipsRefusedMessages(t *testing.T) {
 	l.replay(forged, "crm")
 	l.emit("hr", "alice", requested("h1"))
 	end := l.now
-	h := &historyOf{msgs: slices.Clone(l.msgs)}
-	l.s.SetHistory(h)
+	h.msgs = slices.Clone(l.msgs)
 	ctx := context.Background()
 
 	for _, tc := range []struct {

@@ -32,8 +32,8 @@ type Store struct {
 	// check decides which messages are part of the ledger (signatures and
 	// hash chains).
 	check       *domain.LedgerCheck
-	macKey      func(string) []byte // of TrustMAC
-	pin         string              // of PinGenesis
+	macKey      func(string) []byte // of Options.MACKey
+	pin         string              // of Options.Genesis
 	rejected    map[string]uint64   // messages refused, by reason
 	refused     map[uint64]string   // the last maxRefused refused sequences' reasons
 	lastRefused uint64
@@ -48,7 +48,7 @@ type Store struct {
 	emu      sync.Mutex
 	expected map[string]decoded // by HashEvent of the body
 
-	hist history
+	hist HistoryReader // of Options.History; nil: no time travel
 }
 
 type appModel struct {
@@ -69,8 +69,34 @@ var (
 	_ domain.RestoreKeys     = (*Store)(nil)
 )
 
-// New returns an empty Store for the given rules.
-func New(rules domain.Rules, log *slog.Logger) *Store {
+// Options are what a Store takes beyond its rules; the zero value is a
+// store that logs nothing, trusts no MAC, pins no genesis and cannot time
+// travel.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// MACKey, when set, makes the store the check of the process that
+	// holds the ledger's keys (domain.LedgerCheck.TrustMAC): it returns the
+	// event MAC key of a signing key it holds (domain.Signing.MACKeyOf),
+	// nil for another, and must not block. Also in time travel.
+	MACKey func(keyID string) []byte
+	// Genesis, when set, is the only key a genesis may announce
+	// (domain.LedgerCheck.PinGenesis), also in time travel: the genesis key
+	// the vault recorded (domain.Signing.GenesisKey).
+	Genesis string
+	// OnKeys, when set, hears of the ledger's current key each time an
+	// accepted key event (key.created, key.rotated) changes it
+	// (domain.Signing.Learn). It is called from Apply, so it must not call
+	// back into the store.
+	OnKeys func(domain.KeyInfo)
+	// History is the reader that time travel (AppAsOf, BackupsAsOf) folds
+	// past states from; without it they answer unavailable.
+	History HistoryReader
+}
+
+// New returns an empty Store for the given rules and options.
+func New(rules domain.Rules, opts Options) *Store {
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -78,9 +104,21 @@ func New(rules domain.Rules, log *slog.Logger) *Store {
 	for _, r := range RejectReasons {
 		rejected[r] = 0
 	}
+	onKey := opts.OnKeys
+	if onKey == nil {
+		onKey = func(domain.KeyInfo) {}
+	}
+	check := domain.NewLedgerCheck()
+	if opts.MACKey != nil {
+		check.TrustMAC(opts.MACKey)
+	}
+	if opts.Genesis != "" {
+		check.PinGenesis(opts.Genesis)
+	}
 	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
-		expected: map[string]decoded{}, check: domain.NewLedgerCheck(), rejected: rejected, refused: map[uint64]string{},
-		onKey: func(domain.KeyInfo) {}, restoreKeys: map[string]domain.CommandRecord{}}
+		expected: map[string]decoded{}, check: check, rejected: rejected, refused: map[uint64]string{},
+		onKey: onKey, restoreKeys: map[string]domain.CommandRecord{}, macKey: opts.MACKey, pin: opts.Genesis,
+		hist: opts.History}
 }
 
 // RejectReasons are the reasons a message of the ledger's stream is
@@ -89,35 +127,6 @@ var RejectReasons = []string{
 	domain.ReasonUnsigned, domain.ReasonUnknownKey, domain.ReasonRetiredKey, domain.ReasonBadSignature,
 	domain.ReasonUndecodable, domain.ReasonWrongApp, domain.ReasonPrevHash, domain.ReasonBadKeyEvent, domain.ReasonBadSubject, domain.ReasonNotGenesis,
 }
-
-// TrustMAC makes the store the check of the process that holds the
-// ledger's keys (domain.LedgerCheck.TrustMAC): macKey returns the event
-// MAC key of a signing key it holds (domain.Signing.MACKeyOf), nil for
-// another, and must not block. Also in time travel. Call it before the
-// first Apply.
-func (s *Store) TrustMAC(macKey func(keyID string) []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.macKey = macKey
-	s.check.TrustMAC(macKey)
-}
-
-// PinGenesis makes keyID the only key a genesis may announce
-// (domain.LedgerCheck.PinGenesis), also in time travel: the genesis key the
-// vault recorded (domain.Signing.GenesisKey). Call it before the first
-// Apply.
-func (s *Store) PinGenesis(keyID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pin = keyID
-	s.check.PinGenesis(keyID)
-}
-
-// OnKeys makes fn hear of the ledger's current key each time an accepted
-// key event (key.created, key.rotated) changes it (domain.Signing.Learn).
-// Call it before the first Apply; fn is called from Apply, so it must not
-// call back into the store.
-func (s *Store) OnKeys(fn func(domain.KeyInfo)) { s.onKey = fn }
 
 // Rejected returns how many messages of the stream were refused, by
 // reason (every reason of RejectReasons, also at zero).

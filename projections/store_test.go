@@ -34,7 +34,7 @@ type ledger struct {
 
 func newLedger(t *testing.T, rules domain.Rules) *ledger {
 	t.Helper()
-	return &ledger{t: t, s: projections.New(rules, nil), last: map[string][]byte{}}
+	return &ledger{t: t, s: projections.New(rules, projections.Options{}), last: map[string][]byte{}}
 }
 
 // body encodes ev (or, when ev is nil, typ with data) as the next event of
@@ -359,7 +359,7 @@ func TestAppLogEntries(t *testing.T) {
 
 func TestUndecodableMessageIsFoldedAsOpaque(t *testing.T) {
 	var buf bytes.Buffer
-	s := projections.New(domain.DefaultRules(), slog.New(slog.NewTextHandler(&buf, nil)))
+	s := projections.New(domain.DefaultRules(), projections.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 
 	otherApp, err := json.Marshal(domain.Envelope{Type: domain.TypeBackupRequested, Version: 1, App: "billing", Time: t0, Data: json.RawMessage(`{"backup_id":"b1"}`)})
 	if err != nil {
@@ -572,7 +572,7 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 // and to one that decodes them, and compares what both show.
 func TestExpectedEventsFoldLikeDecodedOnes(t *testing.T) {
 	l := newLedger(t, domain.DefaultRules())
-	told := projections.New(domain.DefaultRules(), nil)
+	told := projections.New(domain.DefaultRules(), projections.Options{})
 	var _ domain.Expecter = told
 
 	cet := time.FixedZone("CET", 3600)

@@ -20,7 +20,7 @@ func bounded(t *testing.T) context.Context {
 }
 
 func TestWaitAppliedReturnsAtOnceForAppliedSeq(t *testing.T) {
-	s := projections.New(domain.DefaultRules(), nil)
+	s := projections.New(domain.DefaultRules(), projections.Options{})
 	if err := s.WaitApplied(bounded(t), 0); err != nil {
 		t.Errorf("WaitApplied(0) on an empty store = %v", err)
 	}
@@ -45,7 +45,7 @@ func TestWaitAppliedReturnsAtOnceForAppliedSeq(t *testing.T) {
 
 func TestWaitAppliedBlocksUntilApply(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
+		s := projections.New(domain.DefaultRules(), projections.Options{})
 		s.Apply(domain.StoredMessage{Seq: 1, Token: "crm", Body: []byte("x")})
 		done := make(chan error, 1)
 		go func() { done <- s.WaitApplied(t.Context(), 3) }()
@@ -78,7 +78,7 @@ func TestWaitAppliedBlocksUntilApply(t *testing.T) {
 
 func TestWaitAppliedReleasedByLaterSeq(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
+		s := projections.New(domain.DefaultRules(), projections.Options{})
 		done := make(chan error, 1)
 		go func() { done <- s.WaitApplied(t.Context(), 3) }()
 		synctest.Wait()
@@ -96,7 +96,7 @@ func TestWaitAppliedReleasedByLaterSeq(t *testing.T) {
 
 func TestWaitAppliedReturnsContextError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
+		s := projections.New(domain.DefaultRules(), projections.Options{})
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- s.WaitApplied(ctx, 5) }()
@@ -137,7 +137,7 @@ func TestWaitAppliedReturnsContextError(t *testing.T) {
 
 func TestWaitAppliedReleasesManyWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := projections.New(domain.DefaultRules(), nil)
+		s := projections.New(domain.DefaultRules(), projections.Options{})
 		const n = 200
 		early := make(chan error, n)
 		late := make(chan error, n)
@@ -178,7 +178,7 @@ func TestWaitAppliedReleasesManyWaiters(t *testing.T) {
 func TestWaitAppliedConcurrentWithApply(t *testing.T) {
 	// Without a bubble: real goroutines racing the registration against
 	// Apply, which WaitApplied re-checks after registering.
-	s := projections.New(domain.DefaultRules(), nil)
+	s := projections.New(domain.DefaultRules(), projections.Options{})
 	ctx := bounded(t)
 	const n = 500
 	errs := make(chan error, n)

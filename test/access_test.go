@@ -70,9 +70,9 @@ func TestNoOneClaimsAnAppInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, dir, func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Rules.MinInterval = 0
-		c.AppSources = map[string]string{"wiki": daemon.SourceDir}
+		c.Sources.ByApp = map[string]string{"wiki": daemon.SourceDir}
 	}, nil)
 
 	// mallory is a member of an organisation of her own.
@@ -161,7 +161,7 @@ func TestNoOneClaimsAnAppInUse(t *testing.T) {
 // own change ends the other sessions, the thief's among them.
 func TestStolenSessionIsNotTheAccount(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Rules.MinInterval = 0
 	}, nil)
 	const pw = "carol has a long password"
@@ -220,7 +220,7 @@ func TestStolenSessionIsNotTheAccount(t *testing.T) {
 // wrong password, and throttles both alike; the right password works
 // once the wait is over.
 func TestLoginAnswersTheSameForEveryName(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.PasswordParams = password.TestParams() }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams() }, nil)
 	const pw = "carol has a long password"
 	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "carol", "name": "C", "password": pw})
 	answers := map[string][]string{}

@@ -74,8 +74,8 @@ func docsCluster(t *testing.T, include bool) (*server.Server, map[string]daemon.
 // docsCluster as the backupd user, as docs/security.md says.
 func onCluster(s *server.Server, logins map[string]daemon.NATSCredentials) func(*daemon.Config) {
 	return func(c *daemon.Config) {
-		c.NATSURL = s.ClientURL()
-		c.NATSUser, c.NATSPassword = daemon.RoleBackupd, logins[daemon.RoleBackupd].Password
+		c.NATS.URL = s.ClientURL()
+		c.NATS.User, c.NATS.Password = daemon.RoleBackupd, logins[daemon.RoleBackupd].Password
 	}
 }
 
@@ -102,7 +102,7 @@ func TestExternalNATSWithTheDocumentedAccounts(t *testing.T) {
 	s, logins := docsCluster(t, true)
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		onCluster(s, logins)(c)
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 	}, nil)
 	producer := connectRole(t, logins[daemon.RoleProducer])
 	audit := connectRole(t, logins[daemon.RoleAudit])

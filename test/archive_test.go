@@ -427,8 +427,8 @@ func TestDirSourceBackup(t *testing.T) {
 		}
 	}
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.DirRoot = root
-		c.AppSources = map[string]string{"wiki": daemon.SourceDir}
+		c.Sources.DirRoot = root
+		c.Sources.ByApp = map[string]string{"wiki": daemon.SourceDir}
 	}, nil)
 	b := n.createBackup("wiki", map[string]any{})
 	b = n.waitStatus("wiki", b.ID, 20*time.Second, domain.StatusReady, domain.StatusFailed)

@@ -375,7 +375,7 @@ func (w *attackWorld) run() {
 }
 
 func TestNATSReplyAttacks(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.PasswordParams = password.TestParams() }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams() }, nil)
 	w := newAttackWorld(t, n, n.d.Server(), n.connectAs(daemon.RoleProducer), n.connectAs(daemon.RoleAudit))
 	w.run()
 }

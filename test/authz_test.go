@@ -73,7 +73,7 @@ func newAuthzWorld(t *testing.T) *authzWorld {
 	t.Helper()
 	logs := &lockedBuffer{}
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Rules.MinInterval = 0
 		c.Rules.MaxBackups = 1000
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -412,7 +412,7 @@ func (w *authzWorld) assertNoLeaks(t *testing.T) {
 // are folded again from the stream, and the secrets are in their bucket.
 func TestIdentitySurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	fast := func(c *daemon.Config) { c.PasswordParams = password.TestParams() }
+	fast := func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams() }
 	n := startNode(t, dir, fast, nil)
 	const pw = "carol has a long password"
 	n.must(http.StatusCreated, "POST", "/v1/orgs", map[string]string{"id": "acme"})

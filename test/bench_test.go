@@ -167,10 +167,7 @@ func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules doma
 		b.Fatal(err)
 	}
 	evMAC := signing.MACKeyOf
-	proj := projections.New(rules, nil)
-	proj.TrustMAC(evMAC)
-	proj.PinGenesis(signing.GenesisKey())
-	proj.OnKeys(signing.Learn)
+	proj := projections.New(rules, projections.Options{MACKey: evMAC, Genesis: signing.GenesisKey(), OnKeys: signing.Learn})
 	f := jetstream.NewFollower(js, proj.Apply, nil)
 	go f.Run(ctx)
 	store, err := jetstream.NewEventStore(ctx, js, signing)
@@ -250,10 +247,11 @@ func BenchmarkReplay(b *testing.B) {
 				rawTook += time.Since(start)
 
 				start = time.Now()
-				p := projections.New(rules, nil)
+				var popts projections.Options
 				if mode.trustMAC {
-					p.TrustMAC(evMAC)
+					popts.MACKey = evMAC
 				}
+				p := projections.New(rules, popts)
 				g := jetstream.NewFollower(js, p.Apply, nil)
 				fctx, stop := context.WithCancel(ctx)
 				go g.Run(fctx)

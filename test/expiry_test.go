@@ -32,7 +32,7 @@ func (c *movableClock) set(off time.Duration) {
 // archive goes, its log stays, the list no longer shows it.
 func TestBackupsExpireAfter60Days(t *testing.T) {
 	clock := &movableClock{}
-	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) { c.Rules.MinInterval = 0 }, func(d *daemon.Daemon) { d.Clock = clock })
+	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) { c.Rules.MinInterval = 0 }, func(h *daemon.TestHooks) { h.Clock = clock })
 	n.putConfig("crm", "app.json", "v1")
 	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
 	clock.set(time.Hour)

@@ -46,7 +46,7 @@ func backupOnExternal(t *testing.T, n *node) {
 // ledger's: no staging bucket, no audit mirror (the tests of logins and
 // TLS; docs/security.md).
 func withoutAccounts(c *daemon.Config) {
-	c.NATSStagingAPI, c.NATSAuditAPI = daemon.APINone, daemon.APINone
+	c.NATS.StagingAPI, c.NATS.AuditAPI = daemon.APINone, daemon.APINone
 }
 
 // startFails checks that a daemon with cfg's changes does not start.
@@ -54,7 +54,7 @@ func startFails(t *testing.T, tune func(*daemon.Config)) {
 	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.AdminToken = token
 	tune(&cfg)
 	d, err := daemon.New(cfg)
@@ -151,22 +151,22 @@ func TestExternalNATSWithTLSAndPassword(t *testing.T) {
 	})
 	external := func(c *daemon.Config) {
 		withoutAccounts(c)
-		c.NATSURL = s.ClientURL() // tls://127.0.0.1:<port>
-		c.NATSUser, c.NATSPassword = "ledger", "s3cret"
-		c.NATSTLSCA = p.caFile
-		c.NATSTLSCert, c.NATSTLSKey = p.clientCert, p.clientKey
+		c.NATS.URL = s.ClientURL() // tls://127.0.0.1:<port>
+		c.NATS.User, c.NATS.Password = "ledger", "s3cret"
+		c.NATS.TLSCA = p.caFile
+		c.NATS.TLSCert, c.NATS.TLSKey = p.clientCert, p.clientKey
 	}
 	n := startNode(t, t.TempDir(), external, nil)
 	backupOnExternal(t, n)
 
 	t.Run("without the client certificate", func(t *testing.T) {
-		startFails(t, func(c *daemon.Config) { external(c); c.NATSTLSCert, c.NATSTLSKey = "", "" })
+		startFails(t, func(c *daemon.Config) { external(c); c.NATS.TLSCert, c.NATS.TLSKey = "", "" })
 	})
 	t.Run("without the CA", func(t *testing.T) {
-		startFails(t, func(c *daemon.Config) { external(c); c.NATSTLSCA = "" })
+		startFails(t, func(c *daemon.Config) { external(c); c.NATS.TLSCA = "" })
 	})
 	t.Run("wrong password", func(t *testing.T) {
-		startFails(t, func(c *daemon.Config) { external(c); c.NATSPassword = "guess" })
+		startFails(t, func(c *daemon.Config) { external(c); c.NATS.Password = "guess" })
 	})
 }
 
@@ -235,16 +235,16 @@ func operatorServer(t *testing.T) (*server.Server, string) {
 
 func TestExternalNATSWithCredentialsFile(t *testing.T) {
 	s, creds := operatorServer(t)
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATSURL, c.NATSCreds = s.ClientURL(), creds }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATS.URL, c.NATS.Creds = s.ClientURL(), creds }, nil)
 	backupOnExternal(t, n)
 
 	t.Run("without credentials", func(t *testing.T) {
-		startFails(t, func(c *daemon.Config) { withoutAccounts(c); c.NATSURL = s.ClientURL() })
+		startFails(t, func(c *daemon.Config) { withoutAccounts(c); c.NATS.URL = s.ClientURL() })
 	})
 	t.Run("missing file", func(t *testing.T) {
 		startFails(t, func(c *daemon.Config) {
 			withoutAccounts(c)
-			c.NATSURL, c.NATSCreds = s.ClientURL(), filepath.Join(t.TempDir(), "none.creds")
+			c.NATS.URL, c.NATS.Creds = s.ClientURL(), filepath.Join(t.TempDir(), "none.creds")
 		})
 	})
 }

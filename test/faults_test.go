@@ -85,7 +85,7 @@ func TestWorkerKilledMidBackupIsRedelivered(t *testing.T) {
 
 func TestBackupFailsAfterLastDelivery(t *testing.T) {
 	dir := t.TempDir()
-	twice := func(c *daemon.Config) { c.JobMaxDeliver = 2 }
+	twice := func(c *daemon.Config) { c.Jobs.MaxDeliver = 2 }
 	g := newGate()
 	a := startNode(t, dir, twice, g.wrap)
 	b := a.createBackup("shop", map[string]any{})

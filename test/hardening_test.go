@@ -107,7 +107,7 @@ func (r *rawConn) closedWithin(since time.Time, d time.Duration) string {
 func TestHTTPTimeoutsCloseSlowConnections(t *testing.T) {
 	const header, read, idle = 500 * time.Millisecond, 2 * time.Second, time.Second
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.HTTPReadHeaderTimeout, c.HTTPReadTimeout, c.HTTPIdleTimeout = header, read, idle
+		c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout, c.HTTP.IdleTimeout = header, read, idle
 	}, nil)
 	n.ensureApp("crm")
 	addr := n.d.HTTPAddr()
@@ -174,7 +174,7 @@ func TestHTTPTimeoutsCloseSlowConnections(t *testing.T) {
 func TestHTTPMaxConns(t *testing.T) {
 	const max = 3
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.HTTPMaxConns, c.HTTPIdleTimeout = max, time.Minute
+		c.HTTP.MaxConns, c.HTTP.IdleTimeout = max, time.Minute
 	}, nil)
 	addr := n.d.HTTPAddr()
 	var held []*rawConn
@@ -200,7 +200,7 @@ func TestHTTPMaxConns(t *testing.T) {
 // than --http-read-timeout to arrive, but keeps arriving, is stored.
 func TestUploadOutlastsReadTimeout(t *testing.T) {
 	const read = time.Second
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.HTTPReadHeaderTimeout, c.HTTPReadTimeout = read/2, read }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout = read/2, read }, nil)
 	n.putConfig("crm", "app.json", `{"name":"CRM"}`)
 	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
 	_, raw := n.download("crm", b, "")
@@ -268,7 +268,7 @@ func TestMetricsListener(t *testing.T) {
 	if err := os.WriteFile(file, []byte("from-a-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := startNode(t, t.TempDir(), func(c *daemon.Config) { c.MetricsToken, c.MetricsTokenFile = "", file }, nil)
+	m := startNode(t, t.TempDir(), func(c *daemon.Config) { c.Metrics.Token, c.Metrics.TokenFile = "", file }, nil)
 	if status, _ := m.getMetrics("Bearer " + metricsToken); status != http.StatusUnauthorized {
 		t.Errorf("token file: another token answered %d", status)
 	}
@@ -276,7 +276,7 @@ func TestMetricsListener(t *testing.T) {
 		t.Errorf("token file: %d %.200s", status, body)
 	}
 
-	none := startNode(t, t.TempDir(), func(c *daemon.Config) { c.MetricsAddr, c.MetricsToken = daemon.ListenNone, "" }, nil)
+	none := startNode(t, t.TempDir(), func(c *daemon.Config) { c.Metrics.Addr, c.Metrics.Token = daemon.ListenNone, "" }, nil)
 	if none.d.MetricsURL() != "" || none.d.MetricsAddr() != "" {
 		t.Errorf("metrics addr none: served on %q", none.d.MetricsURL())
 	}
@@ -332,7 +332,7 @@ func TestDataDirLock(t *testing.T) {
 	// With an external cluster the data dir still holds admin.token: the
 	// lock is the same.
 	s := natstest.Server(t, "")
-	external := func(c *daemon.Config) { withoutAccounts(c); c.NATSURL = s.ClientURL() }
+	external := func(c *daemon.Config) { withoutAccounts(c); c.NATS.URL = s.ClientURL() }
 	edir := t.TempDir()
 	e := startNode(t, edir, external, nil)
 	if err := startErr(t, nodeConfig(edir, external)); !errors.Is(err, daemon.ErrDataDirInUse) || !strings.Contains(err.Error(), pid) {

@@ -40,7 +40,7 @@ type node struct {
 // nil, changes the config, and wrap, if not nil, wraps the workers' source.
 func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(domain.Source) domain.Source) *node {
 	t.Helper()
-	return startNodeWith(t, dir, tune, func(d *daemon.Daemon) { d.SourceWrapper = wrap })
+	return startNodeWith(t, dir, tune, func(h *daemon.TestHooks) { h.SourceWrapper = wrap })
 }
 
 // nodeConfig is the configuration of a test node on dir, after tune (if
@@ -48,14 +48,14 @@ func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(do
 func nodeConfig(dir string, tune func(*daemon.Config)) daemon.Config {
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = dir
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.MetricsToken = metricsToken
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.Metrics.Addr = "127.0.0.1:0"
+	cfg.Metrics.Token = metricsToken
 	cfg.AdminToken = token
-	cfg.Sync = daemon.SyncInterval
-	cfg.JobAckWait = 2 * time.Second
-	cfg.JobMaxDeliver = 3
+	cfg.NATS.Sync = daemon.SyncInterval
+	cfg.Jobs.AckWait = 2 * time.Second
+	cfg.Jobs.MaxDeliver = 3
 	cfg.ShutdownTimeout = 10 * time.Second
 	if tune != nil {
 		tune(&cfg)
@@ -63,17 +63,16 @@ func nodeConfig(dir string, tune func(*daemon.Config)) daemon.Config {
 	return cfg
 }
 
-// startNodeWith is startNode with the daemon's hooks set by hook before it
-// starts.
-func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook func(*daemon.Daemon)) *node {
+// startNodeWith is startNode with the config's test hooks set by hook.
+func startNodeWith(t testing.TB, dir string, tune func(*daemon.Config), hook func(*daemon.TestHooks)) *node {
 	t.Helper()
 	cfg := nodeConfig(dir, tune)
+	if hook != nil {
+		hook(&cfg.Hooks)
+	}
 	d, err := daemon.New(cfg)
 	if err != nil {
 		t.Fatalf("new daemon: %v", err)
-	}
-	if hook != nil {
-		hook(d)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -220,7 +220,7 @@ func TestRestartKeepsTheLedger(t *testing.T) {
 
 func TestExternalNATS(t *testing.T) {
 	s := natstest.Server(t, "")
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATSURL = s.ClientURL() }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { withoutAccounts(c); c.NATS.URL = s.ClientURL() }, nil)
 	if n.d.Server() != nil {
 		t.Fatal("with --nats-url the daemon must not start its own server")
 	}

@@ -430,7 +430,7 @@ func TestNATSLoginsSurviveRestart(t *testing.T) {
 
 	// The same data dir on the same port: the same files, and the old
 	// login still works.
-	m := startNode(t, dir, func(c *daemon.Config) { c.NATSListen = net.JoinHostPort("127.0.0.1", u.Port()) }, nil)
+	m := startNode(t, dir, func(c *daemon.Config) { c.NATS.Listen = net.JoinHostPort("127.0.0.1", u.Port()) }, nil)
 	for _, role := range daemon.NATSRoles() {
 		after, err := os.ReadFile(daemon.NATSCredentialsPath(dir, role))
 		if err != nil {

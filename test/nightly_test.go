@@ -52,9 +52,9 @@ func TestNightlyBackupsTwoReplicas(t *testing.T) {
 	tune := func(c *daemon.Config) {
 		cluster(c)
 		c.Rules.MaxBackups = 3
-		c.NightlyInterval = time.Hour // the test sweeps
+		c.Sweeps.NightlyInterval = time.Hour // the test sweeps
 	}
-	withClock := func(d *daemon.Daemon) { d.Clock = clock }
+	withClock := func(h *daemon.TestHooks) { h.Clock = clock }
 	a := startNodeWith(t, t.TempDir(), tune, withClock)
 	b := startNodeWith(t, t.TempDir(), tune, withClock)
 	a.putConfig("crm", "app.json", `{"v":1}`)
@@ -166,9 +166,9 @@ func TestNightlyBackupsTwoReplicas(t *testing.T) {
 // A failed nightly backup is tried twice more; then the night is over.
 func TestNightlyBackupRetriedTwice(t *testing.T) {
 	clock := &movableClock{}
-	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) { c.NightlyInterval = time.Hour }, func(d *daemon.Daemon) {
-		d.Clock = clock
-		d.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"flaky": true}} }
+	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) { c.Sweeps.NightlyInterval = time.Hour }, func(h *daemon.TestHooks) {
+		h.Clock = clock
+		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"flaky": true}} }
 	})
 	at := time.Now().UTC().Add(time.Hour).Truncate(time.Minute)
 	n.ensureApp("flaky")

@@ -132,8 +132,8 @@ func (n *node) deliveries(path string, want int) []projections.DeliveryView {
 
 func fastWebhooks(c *daemon.Config) {
 	c.Rules.MinInterval = 0
-	c.WebhookBackoff = 50 * time.Millisecond
-	c.WebhookAllowPrivate = true // the receivers listen on 127.0.0.1
+	c.Webhooks.Backoff = 50 * time.Millisecond
+	c.Webhooks.AllowPrivate = true // the receivers listen on 127.0.0.1
 }
 
 // A webhook whose receiver fails twice gets the delivery on the third
@@ -204,7 +204,7 @@ func TestWebhookDeliverySurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	slow := func(c *daemon.Config) {
 		fastWebhooks(c)
-		c.WebhookBackoff = 2 * time.Second
+		c.Webhooks.Backoff = 2 * time.Second
 	}
 	n := startNode(t, dir, slow, nil)
 	rcv := newReceiver(t, http.StatusServiceUnavailable)
@@ -266,9 +266,9 @@ func TestCorruptionNotifiesByMailAndWebhook(t *testing.T) {
 	relay := smtptest.Start(t, &smtptest.Server{})
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		fastWebhooks(c)
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.SMTP = daemon.SMTPConfig{Host: "127.0.0.1", Port: relay.Port(), StartTLS: "auto", From: "Backups <backups@example.com>"}
-		c.PublicURL = "https://backups.example.com"
+		c.HTTP.PublicURL = "https://backups.example.com"
 	}, nil)
 	n.must(http.StatusCreated, "POST", "/v1/orgs", map[string]string{"id": "acme"})
 	tokens := map[string]string{}

@@ -41,10 +41,10 @@ func TestOrphanedAndMissingArchives(t *testing.T) {
 	clock := &movableClock{}
 	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) {
 		c.Rules.MinInterval = 0
-		c.OrphanInterval = time.Hour // the test sweeps
-	}, func(d *daemon.Daemon) {
-		d.Clock = clock
-		d.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
+		c.Sweeps.OrphanInterval = time.Hour // the test sweeps
+	}, func(h *daemon.TestHooks) {
+		h.Clock = clock
+		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
 	})
 	n.putConfig("crm", "app.json", `{"v":1}`)
 	n.putConfig("broken", "app.json", `{"v":1}`)

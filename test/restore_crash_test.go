@@ -131,14 +131,14 @@ func TestRestoreSurvivesCrashes(t *testing.T) {
 			tune := func(c *daemon.Config) {
 				cluster(c)
 				c.Rules.MinInterval = 0
-				c.JobAckWait = 2 * time.Second
+				c.Jobs.AckWait = 2 * time.Second
 			}
-			a := startNodeWith(t, t.TempDir(), tune, func(d *daemon.Daemon) {
+			a := startNodeWith(t, t.TempDir(), tune, func(h *daemon.TestHooks) {
 				if p.kind == 0 {
-					d.RestoreSourceWrapper = func(src domain.Source) domain.Source { return halfReplacer{src, stop} }
+					h.RestoreSourceWrapper = func(src domain.Source) domain.Source { return halfReplacer{src, stop} }
 					return
 				}
-				d.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
+				h.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
 					if act.Kind == p.kind {
 						stop.stop(ctx)
 					}
@@ -196,9 +196,9 @@ func TestRestoreTwoProcesses(t *testing.T) {
 		mu   sync.Mutex
 		runs = map[domain.RestoreActionKind][]string{}
 	)
-	record := func(name string) func(*daemon.Daemon) {
-		return func(d *daemon.Daemon) {
-			d.RestoreHook = func(_ context.Context, _, _ string, act domain.RestoreAction) {
+	record := func(name string) func(*daemon.TestHooks) {
+		return func(h *daemon.TestHooks) {
+			h.RestoreHook = func(_ context.Context, _, _ string, act domain.RestoreAction) {
 				mu.Lock()
 				defer mu.Unlock()
 				runs[act.Kind] = append(runs[act.Kind], name)
@@ -242,8 +242,8 @@ func TestRestoreTwoProcesses(t *testing.T) {
 // under it.
 func TestRestoreWhileOneRuns(t *testing.T) {
 	stop := newStopper(t)
-	n := startNodeWith(t, t.TempDir(), noMinInterval, func(d *daemon.Daemon) {
-		d.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
+	n := startNodeWith(t, t.TempDir(), noMinInterval, func(h *daemon.TestHooks) {
+		h.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
 			if act.Kind == domain.ActImport {
 				stop.stop(ctx)
 			}

@@ -324,7 +324,7 @@ func TestRestoreCorruptArchiveChangesNothing(t *testing.T) {
 func TestRestoreRefusals(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		c.Rules.MinInterval = 0
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 	}, nil)
 	n.setDocs("crm", map[string]string{"a": "1"})
 	b := n.waitStatus("crm", n.createBackup("crm", map[string]any{}).ID, 20*time.Second, domain.StatusReady)
@@ -407,8 +407,8 @@ func TestRestoreMigratesOlderBackup(t *testing.T) {
 	root := t.TempDir()
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
 		c.Rules.MinInterval = 0
-		c.DirRoot = root
-		c.AppSources = map[string]string{"wiki": daemon.SourceDir}
+		c.Sources.DirRoot = root
+		c.Sources.ByApp = map[string]string{"wiki": daemon.SourceDir}
 	}, nil)
 	app := filepath.Join(root, "wiki")
 	if err := os.MkdirAll(filepath.Join(app, "docs"), 0o755); err != nil {

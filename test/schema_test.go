@@ -28,14 +28,14 @@ const schemaDir = "../docs/schemas"
 func TestWrittenEventsMatchSchemas(t *testing.T) {
 	clock := &movableClock{}
 	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Rules.MinInterval = 0
 		c.Rules.MaxBackups = 6
-		c.NightlyInterval = time.Hour // the test sweeps
-		c.OrphanInterval = time.Hour
-	}, func(d *daemon.Daemon) {
-		d.Clock = clock
-		d.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
+		c.Sweeps.NightlyInterval = time.Hour // the test sweeps
+		c.Sweeps.OrphanInterval = time.Hour
+	}, func(h *daemon.TestHooks) {
+		h.Clock = clock
+		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
 	})
 
 	// Identity: an organisation, two users, a session and a wrong

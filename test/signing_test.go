@@ -74,7 +74,7 @@ func (n *node) keys() projections.KeyList {
 // genesis, every later event verifies, and the keys are public.
 func TestLedgerIsSigned(t *testing.T) {
 	dir := t.TempDir()
-	n := startNode(t, dir, func(c *daemon.Config) { c.PasswordParams = password.TestParams(); c.Rules.MinInterval = 0 }, nil)
+	n := startNode(t, dir, func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams(); c.Rules.MinInterval = 0 }, nil)
 	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "ada", "name": "Ada", "password": "ada has a long password"})
 	n.readyBackup("crm")
 
@@ -211,7 +211,7 @@ func TestForgedEventsAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	logs := &lockedBuffer{}
 	tune := func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
 	n := startNode(t, dir, tune, nil)
@@ -359,7 +359,7 @@ func (n *node) appliedSeq() uint64 {
 func TestSecretsAreAuthenticated(t *testing.T) {
 	logs := &lockedBuffer{}
 	n := startNode(t, t.TempDir(), func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}, nil)
 	const adaPW, malloryPW = "ada has a long password", "mallory has a long password"
@@ -556,7 +556,7 @@ func TestUpgradeFromAnUnsignedLedger(t *testing.T) {
 	bodies := legacyLedger(t, dir, pw)
 	logs := &lockedBuffer{}
 	tune := func(c *daemon.Config) {
-		c.PasswordParams = password.TestParams()
+		c.Identity.PasswordParams = password.TestParams()
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
 	n := startNode(t, dir, tune, nil)
@@ -663,7 +663,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 		}
 	})
 	planted := uint64(len(bodies) + 1)
-	tune := func(c *daemon.Config) { c.PasswordParams = password.TestParams() }
+	tune := func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams() }
 
 	d, err := daemon.New(nodeConfig(dir, tune))
 	if err != nil {
@@ -680,7 +680,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 		t.Errorf("start: %v; want ErrNoKey naming key %s and --new-ledger-genesis", err, malloryID)
 	}
 
-	n := startNode(t, dir, func(c *daemon.Config) { tune(c); c.NewLedgerGenesis = true }, nil)
+	n := startNode(t, dir, func(c *daemon.Config) { tune(c); c.Ledger.NewGenesis = true }, nil)
 	keys := n.keys()
 	if keys.GenesisSeq != planted+1 || len(keys.Keys) != 1 || keys.Keys[0].ID == malloryID {
 		t.Fatalf("keys %+v; want one key of backupd's, its genesis at seq %d: nothing written by the refused start", keys, planted+1)
@@ -716,7 +716,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 	// with it changes nothing.
 	n.stop()
 	for _, again := range []bool{false, true} {
-		m := startNode(t, dir, func(c *daemon.Config) { tune(c); c.NewLedgerGenesis = again }, nil)
+		m := startNode(t, dir, func(c *daemon.Config) { tune(c); c.Ledger.NewGenesis = again }, nil)
 		if k := m.keys(); k.GenesisSeq != keys.GenesisSeq || len(k.Keys) != 1 || k.Keys[0].ID != keys.Keys[0].ID {
 			t.Errorf("start with --new-ledger-genesis=%v: keys %+v, want %+v", again, k, keys)
 		}

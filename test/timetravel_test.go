@@ -18,7 +18,7 @@ import (
 // a rename is undone.
 func TestTimeTravel(t *testing.T) {
 	clock := &movableClock{}
-	n := startNodeWith(t, t.TempDir(), noMinInterval, func(d *daemon.Daemon) { d.Clock = clock })
+	n := startNodeWith(t, t.TempDir(), noMinInterval, func(h *daemon.TestHooks) { h.Clock = clock })
 	n.putConfig("crm", "app.json", `{"v":1}`)
 	base := time.Now().UTC().Truncate(time.Second)
 	at := func(h int) time.Time { return base.Add(time.Duration(h) * time.Hour) }

@@ -37,7 +37,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // With --tls-cert and --tls-key the HTTP API speaks HTTPS only.
 func TestHTTPTLS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, nil)
+	n := startNode(t, t.TempDir(), func(c *daemon.Config) { c.HTTP.TLSCert, c.HTTP.TLSKey = certFile, keyFile }, nil)
 	url := n.d.HTTPURL()
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("HTTPURL = %s", url)
@@ -71,7 +71,7 @@ func TestHTTPTLS(t *testing.T) {
 	}
 	// Both files are needed.
 	cfg := daemon.DefaultConfig()
-	cfg.TLSCert = certFile
+	cfg.HTTP.TLSCert = certFile
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "tls cert and tls key go together") {
 		t.Errorf("Validate with a cert and no key: %v", err)
 	}

@@ -106,7 +106,7 @@ type stack struct {
 func newStack(t *testing.T, s *server.Server, ids domain.IDs) *stack {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
-	st := &stack{js: js, raw: newStore(t, js), proj: projections.New(testRules(), nil)}
+	st := &stack{js: js, raw: newStore(t, js), proj: projections.New(testRules(), projections.Options{})}
 	st.store = &countingStore{EventStore: st.raw}
 	st.follower = jetstream.NewFollower(js, st.proj.Apply, nil)
 	l, err := domain.NewLedger(domain.LedgerConfig{Rules: testRules()}, st.store, st.proj, realClock{}, ids, nil, nil)

@@ -24,11 +24,16 @@ type Jobs struct {
 	forget func(ctx context.Context, backupID string) error
 	log    *slog.Logger
 	queue  *WorkQueue
+	opts   JobsOptions
+}
 
+// JobsOptions are what Jobs take beyond their configuration; the zero
+// value runs no restores and tells no one about jobs.
+type JobsOptions struct {
 	// Restores runs the restores (restore.requested); nil hands them to
-	// another process. Set it before Run.
+	// another process.
 	Restores RestoreRunner
-	// Hooks are told about jobs (metrics); set them before Run.
+	// Hooks are told about jobs (metrics).
 	Hooks JobHooks
 }
 
@@ -69,10 +74,11 @@ const StepRunner = "runner"
 // one job: nil means it is settled and is acknowledged, an error means it is
 // delivered again (after cfg.RetryDelay, or at once to another process when
 // this one is stopping); run must return soon after its ctx is cancelled.
-// forget removes the archive of a deleted backup. log may be nil. It returns
+// forget removes the archive of a deleted backup; opts adds restores and
+// hooks. log may be nil. It returns
 // the joined errors of Config.Validate for an invalid cfg, and an error when
 // js, run or forget is nil.
-func NewJobs(js njs.JetStream, cfg Config, run func(ctx context.Context, j domain.Job) error, forget func(ctx context.Context, backupID string) error, log *slog.Logger) (*Jobs, error) {
+func NewJobs(js njs.JetStream, cfg Config, run func(ctx context.Context, j domain.Job) error, forget func(ctx context.Context, backupID string) error, opts JobsOptions, log *slog.Logger) (*Jobs, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("jetstream config: %w", err)
@@ -106,7 +112,7 @@ func NewJobs(js njs.JetStream, cfg Config, run func(ctx context.Context, j domai
 	if err != nil {
 		return nil, err
 	}
-	return &Jobs{cfg: cfg, run: run, forget: forget, log: log, queue: queue}, nil
+	return &Jobs{cfg: cfg, run: run, forget: forget, log: log, queue: queue, opts: opts}, nil
 }
 
 // InFlight returns how many jobs this process is running.
@@ -149,7 +155,7 @@ func (j *Jobs) handle(ctx context.Context, m *Msg) Outcome {
 		if ctx.Err() != nil {
 			return HandBack(0)
 		}
-		j.Hooks.redelivered(m.Delivery)
+		j.opts.Hooks.redelivered(m.Delivery)
 		m.Log = j.log.With("app", job.App, "backup_id", job.BackupID, "seq", job.Seq, "attempt", job.Attempt)
 		return Go(func(ctx context.Context) Outcome { return j.runJob(ctx, m, job) })
 	case domain.TypeRestoreRequested:
@@ -157,10 +163,10 @@ func (j *Jobs) handle(ctx context.Context, m *Msg) Outcome {
 		if err != nil {
 			return undecodable(m, err)
 		}
-		if ctx.Err() != nil || j.Restores == nil {
+		if ctx.Err() != nil || j.opts.Restores == nil {
 			return HandBack(j.cfg.RetryDelay)
 		}
-		j.Hooks.redelivered(m.Delivery)
+		j.opts.Hooks.redelivered(m.Delivery)
 		m.Log = j.log.With("app", app, "restore_id", rid, "delivery", m.Delivery)
 		// Restores do not take a worker: one may wait for its pre-restore
 		// backup, which needs one.
@@ -216,7 +222,7 @@ func (j *Jobs) runJob(ctx context.Context, m *Msg, job domain.Job) Outcome {
 		log.Info("job handed back", "err", err)
 		return HandBack(0)
 	case job.Final:
-		j.Hooks.failedFinal()
+		j.opts.Hooks.failedFinal()
 		log.Error("job failed on its final delivery; it is not delivered again", "err", err)
 		return Retry(0)
 	default:
@@ -293,18 +299,18 @@ func decodeRestore(env *domain.Envelope, body []byte) (string, string, error) {
 func (j *Jobs) runRestore(ctx context.Context, m *Msg, app, restoreID string) Outcome {
 	log := m.Log
 	log.Info("restore runner started")
-	err := j.Restores.Run(ctx, app, restoreID, nil)
+	err := j.opts.Restores.Run(ctx, app, restoreID, nil)
 	switch {
 	case err == nil:
 		log.Info("restore runner done")
 		return Ack()
 	case m.Final:
-		j.Hooks.failedFinal()
+		j.opts.Hooks.failedFinal()
 		log.Error("restore runner gave up on its final delivery", "err", err)
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), j.cfg.AckWait)
 		defer fcancel()
 		reason := fmt.Sprintf("the restore runner gave up after %d deliveries: %v", m.Delivery, err)
-		if ferr := j.Restores.Fail(fctx, app, restoreID, StepRunner, reason); ferr != nil {
+		if ferr := j.opts.Restores.Fail(fctx, app, restoreID, StepRunner, reason); ferr != nil {
 			log.Error("record the failed restore", "err", ferr)
 			return Retry(0)
 		}

@@ -55,7 +55,7 @@ func (e *jobsEnv) start(t *testing.T, run func(context.Context, domain.Job) erro
 		e.forgot <- id
 		return nil
 	}
-	j, err := jetstream.NewJobs(js, e.cfg, rec, forget, nil)
+	j, err := jetstream.NewJobs(js, e.cfg, rec, forget, jetstream.JobsOptions{}, nil)
 	if err != nil {
 		t.Fatalf("jobs: %v", err)
 	}
@@ -321,14 +321,14 @@ func TestNewJobsValidates(t *testing.T) {
 	s := natstest.Server(t, "")
 	_, js := natstest.Connect(t, s)
 	forget := func(context.Context, string) error { return nil }
-	if _, err := jetstream.NewJobs(js, jetstream.Config{MaxDeliver: 1}, noJob, forget, nil); err == nil || !containsFold(err.Error(), "max deliver") {
+	if _, err := jetstream.NewJobs(js, jetstream.Config{MaxDeliver: 1}, noJob, forget, jetstream.JobsOptions{}, nil); err == nil || !containsFold(err.Error(), "max deliver") {
 		t.Fatalf("max deliver 1: %v", err)
 	}
-	if _, err := jetstream.NewJobs(js, jetstream.Config{}, nil, forget, nil); err == nil {
+	if _, err := jetstream.NewJobs(js, jetstream.Config{}, nil, forget, jetstream.JobsOptions{}, nil); err == nil {
 		t.Fatal("nil run accepted")
 	}
 	// Without Setup, Run reports the missing consumer.
-	j, err := jetstream.NewJobs(js, jetstream.Config{}, noJob, forget, nil)
+	j, err := jetstream.NewJobs(js, jetstream.Config{}, noJob, forget, jetstream.JobsOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestJobsSurviveServerRestart(t *testing.T) {
 	j, err := jetstream.NewJobs(r.js, cfg, func(_ context.Context, j domain.Job) error {
 		got <- j
 		return nil
-	}, func(context.Context, string) error { return nil }, nil)
+	}, func(context.Context, string) error { return nil }, jetstream.JobsOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

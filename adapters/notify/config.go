@@ -120,6 +120,9 @@ type Config struct {
 	// service's IdentityConfig.AllowPrivateWebhookTargets is the same
 	// setting at registration.
 	AllowPrivateTargets bool
+	// OnAttempt, when set, is told the result of every webhook attempt
+	// (ResultDelivered, ...), for metrics.
+	OnAttempt func(result string)
 	// UserAgent is the User-Agent of the webhook requests, default
 	// "backupledger".
 	UserAgent string

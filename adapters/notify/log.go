@@ -47,8 +47,8 @@ type Attempt struct {
 // record appends a to the delivery log of its webhook. A failure is logged:
 // the log is a record for people, the delivery goes on.
 func (n *Notifier) record(log *slog.Logger, a Attempt) {
-	if n.OnAttempt != nil {
-		n.OnAttempt(a.Result)
+	if n.cfg.OnAttempt != nil {
+		n.cfg.OnAttempt(a.Result)
 	}
 	body, err := json.Marshal(a)
 	if err != nil {

@@ -62,10 +62,6 @@ type Notifier struct {
 
 	inFlight atomic.Int64
 	freed    chan struct{}
-
-	// OnAttempt, when set before Run, is told the result of every webhook
-	// attempt (ResultDelivered, ...), for metrics.
-	OnAttempt func(result string)
 }
 
 // New returns a Notifier with cfg (zero fields take their defaults) that

@@ -22,7 +22,7 @@ var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 // i-th made i hours after t0.
 func ledgerOf(t *testing.T, apps ...string) *projections.Store {
 	t.Helper()
-	store := projections.New(domain.DefaultRules(), nil)
+	store := projections.New(domain.DefaultRules(), projections.Options{})
 	seq := uint64(0)
 	for i, app := range apps {
 		at := t0.Add(time.Duration(i) * time.Hour)

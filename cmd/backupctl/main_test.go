@@ -63,19 +63,19 @@ func startBackupd(env *testscript.Env) error {
 	}
 	cfg := daemon.DefaultConfig()
 	cfg.DataDir = dir
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.NATSListen = daemon.ListenNone
-	cfg.MetricsAddr = daemon.ListenNone // no fixed port: scripts run in parallel
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.NATS.Listen = daemon.ListenNone
+	cfg.Metrics.Addr = daemon.ListenNone // no fixed port: scripts run in parallel
 	cfg.AdminToken = testToken
-	cfg.Sync = daemon.SyncInterval
+	cfg.NATS.Sync = daemon.SyncInterval
 	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.PasswordParams = password.TestParams()
+	cfg.Identity.PasswordParams = password.TestParams()
+	cfg.Hooks.SourceWrapper = func(s domain.Source) domain.Source { return brokenApp{s} }
 	d, err := daemon.New(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return err
 	}
-	d.SourceWrapper = func(s domain.Source) domain.Source { return brokenApp{s} }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	env.Defer(func() {

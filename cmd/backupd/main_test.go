@@ -67,10 +67,10 @@ func TestParseFlagsDefaults(t *testing.T) {
 	assertConfig(t, cfg, daemon.DefaultConfig())
 
 	// The defaults of DESIGN §8 and §9, spelled out.
-	if cfg.DataDir != "./data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.NATSListen != "127.0.0.1:4222" ||
-		cfg.NATSURL != "" || cfg.Replicas != 1 || cfg.Sync != daemon.SyncAlways || cfg.AdminToken != "" {
+	if cfg.DataDir != "./data" || cfg.HTTP.Addr != "127.0.0.1:8080" || cfg.NATS.Listen != "127.0.0.1:4222" ||
+		cfg.NATS.URL != "" || cfg.NATS.Replicas != 1 || cfg.NATS.Sync != daemon.SyncAlways || cfg.AdminToken != "" {
 		t.Errorf("defaults = data %q http %q nats-listen %q nats-url %q replicas %d sync %q token %q",
-			cfg.DataDir, cfg.HTTPAddr, cfg.NATSListen, cfg.NATSURL, cfg.Replicas, cfg.Sync, cfg.AdminToken)
+			cfg.DataDir, cfg.HTTP.Addr, cfg.NATS.Listen, cfg.NATS.URL, cfg.NATS.Replicas, cfg.NATS.Sync, cfg.AdminToken)
 	}
 	r := cfg.Rules
 	if r.MaxBackups != 10 || r.MinInterval != 5*time.Minute || r.Retention != 60*24*time.Hour || r.Location != time.UTC {
@@ -94,11 +94,11 @@ func TestParseFlagsOverride(t *testing.T) {
 
 	want := daemon.DefaultConfig()
 	want.DataDir = "/var/lib/backupd"
-	want.HTTPAddr = ":9090"
-	want.NATSURL = "nats://a:4222,nats://b:4222"
-	want.NATSListen = daemon.ListenNone
-	want.Replicas = 3
-	want.Sync = daemon.SyncInterval
+	want.HTTP.Addr = ":9090"
+	want.NATS.URL = "nats://a:4222,nats://b:4222"
+	want.NATS.Listen = daemon.ListenNone
+	want.NATS.Replicas = 3
+	want.NATS.Sync = daemon.SyncInterval
 	want.AdminToken = "s3cret"
 	want.Rules.MaxBackups = 3
 	want.Rules.MinInterval = time.Minute
@@ -106,10 +106,10 @@ func TestParseFlagsOverride(t *testing.T) {
 	want.Rules.Location = mustLoad(t, "Europe/Berlin")
 	want.Rules.CommandMemory = 50
 	want.Rules.Nightly.TimeZone = "Europe/Berlin" // --timezone's, by default
-	want.Workers = 8
-	want.JobAckWait = 10 * time.Second
-	want.JobMaxDeliver = 3
-	want.JobTimeout = 5 * time.Minute
+	want.Jobs.Workers = 8
+	want.Jobs.AckWait = 10 * time.Second
+	want.Jobs.MaxDeliver = 3
+	want.Jobs.Timeout = 5 * time.Minute
 	want.ShutdownTimeout = 2 * time.Second
 	assertConfig(t, cfg, want)
 
@@ -143,13 +143,13 @@ func TestParseFlagsEnvironment(t *testing.T) {
 	cfg := parse(t, nil, vars)
 
 	want := daemon.DefaultConfig()
-	want.HTTPAddr = "0.0.0.0:8081"
+	want.HTTP.Addr = "0.0.0.0:8081"
 	want.Rules.MinInterval = time.Minute
 	want.Rules.MaxBackups = 3
 	want.Rules.Location = mustLoad(t, "Europe/Berlin")
 	want.Rules.Nightly.TimeZone = "Europe/Berlin"
-	want.NATSListen = daemon.ListenNone
-	want.Sync = daemon.SyncInterval
+	want.NATS.Listen = daemon.ListenNone
+	want.NATS.Sync = daemon.SyncInterval
 	want.AdminToken = "from-env"
 	assertConfig(t, cfg, want)
 
@@ -172,11 +172,11 @@ func TestParseFlagsFlagWinsOverEnvironment(t *testing.T) {
 	cfg := parse(t, args, vars)
 
 	want := daemon.DefaultConfig()
-	want.HTTPAddr = "flag:2"
+	want.HTTP.Addr = "flag:2"
 	want.Rules.Location = mustLoad(t, "America/New_York")
 	want.Rules.Nightly.TimeZone = "America/New_York"
-	want.Replicas = 3
-	want.Workers = 5 // from the environment: no flag
+	want.NATS.Replicas = 3
+	want.Jobs.Workers = 5 // from the environment: no flag
 	assertConfig(t, cfg, want)
 }
 
@@ -189,14 +189,14 @@ func TestParseFlagsLifecycle(t *testing.T) {
 	cfg := parse(t, args, map[string]string{"BACKUPD_SMTP_PASSWORD": "from-env"})
 	want := daemon.DefaultConfig()
 	want.Rules.Nightly = domain.Schedule{Enabled: true, Time: "03:30", TimeZone: "Asia/Tokyo"}
-	want.NightlyInterval = 30 * time.Second
-	want.OrphanInterval = 10 * time.Minute
-	want.OrphanGrace = 2 * time.Hour
-	want.WebhookTimeout, want.WebhookBackoff, want.WebhookRetryFor = 3*time.Second, time.Second, time.Hour
-	want.WebhookAllowPrivate = true
+	want.Sweeps.NightlyInterval = 30 * time.Second
+	want.Sweeps.OrphanInterval = 10 * time.Minute
+	want.Sweeps.OrphanGrace = 2 * time.Hour
+	want.Webhooks.Timeout, want.Webhooks.Backoff, want.Webhooks.RetryFor = 3*time.Second, time.Second, time.Hour
+	want.Webhooks.AllowPrivate = true
 	want.SMTP = daemon.SMTPConfig{Host: "mail.example.com", Port: 25, StartTLS: "always", User: "backups", Password: "from-env",
 		From: "Backups <backups@example.com>"}
-	want.PublicURL = "https://backups.example.com"
+	want.HTTP.PublicURL = "https://backups.example.com"
 	assertConfig(t, cfg, want)
 
 	for _, bad := range [][]string{
@@ -289,24 +289,24 @@ func TestParseFlagsHelp(t *testing.T) {
 
 func TestParseFlagsSources(t *testing.T) {
 	cfg := parse(t, []string{"--source=dir", "--dir-root=/srv/apps"}, map[string]string{"BACKUPD_APP_SOURCE": "crm=kv, wiki=dir"})
-	if cfg.Source != "dir" || cfg.DirRoot != "/srv/apps" {
-		t.Errorf("source %q dir root %q", cfg.Source, cfg.DirRoot)
+	if cfg.Sources.Default != "dir" || cfg.Sources.DirRoot != "/srv/apps" {
+		t.Errorf("source %q dir root %q", cfg.Sources.Default, cfg.Sources.DirRoot)
 	}
-	if want := map[string]string{"crm": "kv", "wiki": "dir"}; !reflect.DeepEqual(cfg.AppSources, want) {
-		t.Errorf("app sources = %v, want %v", cfg.AppSources, want)
+	if want := map[string]string{"crm": "kv", "wiki": "dir"}; !reflect.DeepEqual(cfg.Sources.ByApp, want) {
+		t.Errorf("app sources = %v, want %v", cfg.Sources.ByApp, want)
 	}
-	if d := parse(t, nil, nil); d.Source != "kv" || d.AppSources != nil {
-		t.Errorf("default source %q, app sources %v", d.Source, d.AppSources)
+	if d := parse(t, nil, nil); d.Sources.Default != "kv" || d.Sources.ByApp != nil {
+		t.Errorf("default source %q, app sources %v", d.Sources.Default, d.Sources.ByApp)
 	}
 }
 
 func TestParseFlagsMemoryLimit(t *testing.T) {
 	for in, want := range map[string]int64{"96MiB": 96 << 20, "1GiB": 1 << 30, "4096": 4096, "512KiB": 512 << 10} {
-		if got := parse(t, []string{"--memory-limit=" + in}, nil).MemoryLimit; got != want {
+		if got := parse(t, []string{"--memory-limit=" + in}, nil).Process.MemoryLimit; got != want {
 			t.Errorf("--memory-limit=%s gives %d, want %d", in, got, want)
 		}
 	}
-	if got := parse(t, nil, map[string]string{"BACKUPD_MEMORY_LIMIT": "64MiB"}).MemoryLimit; got != 64<<20 {
+	if got := parse(t, nil, map[string]string{"BACKUPD_MEMORY_LIMIT": "64MiB"}).Process.MemoryLimit; got != 64<<20 {
 		t.Errorf("BACKUPD_MEMORY_LIMIT=64MiB gives %d", got)
 	}
 }
@@ -323,22 +323,22 @@ func TestParseFlagsNATSClient(t *testing.T) {
 			args: []string{"--nats-url=tls://a:4222", "--nats-creds=/etc/backupd/ledger.creds",
 				"--nats-tls-ca=/etc/ca.pem", "--nats-tls-cert=/etc/c.pem", "--nats-tls-key=/etc/k.pem"},
 			want: func(c *daemon.Config) {
-				c.NATSURL, c.NATSCreds = "tls://a:4222", "/etc/backupd/ledger.creds"
-				c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "/etc/ca.pem", "/etc/c.pem", "/etc/k.pem"
+				c.NATS.URL, c.NATS.Creds = "tls://a:4222", "/etc/backupd/ledger.creds"
+				c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = "/etc/ca.pem", "/etc/c.pem", "/etc/k.pem"
 			},
 		},
 		{
 			name: "user and password from the environment",
 			vars: map[string]string{"BACKUPD_NATS_URL": "nats://a:4222", "BACKUPD_NATS_USER": "ledger", "BACKUPD_NATS_PASSWORD": "s3cret"},
-			want: func(c *daemon.Config) { c.NATSURL, c.NATSUser, c.NATSPassword = "nats://a:4222", "ledger", "s3cret" },
+			want: func(c *daemon.Config) { c.NATS.URL, c.NATS.User, c.NATS.Password = "nats://a:4222", "ledger", "s3cret" },
 		},
 		{
 			name: "everything from the environment",
 			vars: map[string]string{"BACKUPD_NATS_URL": "tls://a:4222", "BACKUPD_NATS_CREDS": "x.creds",
 				"BACKUPD_NATS_TLS_CA": "ca.pem", "BACKUPD_NATS_TLS_CERT": "c.pem", "BACKUPD_NATS_TLS_KEY": "k.pem"},
 			want: func(c *daemon.Config) {
-				c.NATSURL, c.NATSCreds = "tls://a:4222", "x.creds"
-				c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "ca.pem", "c.pem", "k.pem"
+				c.NATS.URL, c.NATS.Creds = "tls://a:4222", "x.creds"
+				c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = "ca.pem", "c.pem", "k.pem"
 			},
 		},
 	}
@@ -375,8 +375,8 @@ func TestParseFlagsNATSClientInvalid(t *testing.T) {
 
 func TestParseFlagsUploadLimits(t *testing.T) {
 	cfg := parse(t, []string{"--max-upload-ratio=1000", "--max-upload-bytes=1048576"}, nil)
-	if cfg.MaxUploadRatio != 1000 || cfg.MaxUploadBytes != 1<<20 {
-		t.Errorf("ratio %d bytes %d", cfg.MaxUploadRatio, cfg.MaxUploadBytes)
+	if cfg.Archives.MaxUploadRatio != 1000 || cfg.Archives.MaxUploadBytes != 1<<20 {
+		t.Errorf("ratio %d bytes %d", cfg.Archives.MaxUploadRatio, cfg.Archives.MaxUploadBytes)
 	}
 }
 
@@ -435,20 +435,20 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		if !strings.Contains(cfg.NATSURL, "nats-3:4222") || cfg.Replicas != 3 || cfg.HTTPAddr != "0.0.0.0:8080" || cfg.AdminToken == "" {
+		if !strings.Contains(cfg.NATS.URL, "nats-3:4222") || cfg.NATS.Replicas != 3 || cfg.HTTP.Addr != "0.0.0.0:8080" || cfg.AdminToken == "" {
 			t.Errorf("%s: config %+v", name, cfg)
 		}
 		// backupd logs in to the cluster's accounts as backupd.
-		if cfg.NATSUser != daemon.RoleBackupd || cfg.NATSPassword == "" || cfg.NATSStagingAPI != daemon.DefaultStagingAPI || cfg.NATSAuditAPI != daemon.DefaultAuditAPI {
-			t.Errorf("%s: nats login %q, staging %q, audit %q", name, cfg.NATSUser, cfg.NATSStagingAPI, cfg.NATSAuditAPI)
+		if cfg.NATS.User != daemon.RoleBackupd || cfg.NATS.Password == "" || cfg.NATS.StagingAPI != daemon.DefaultStagingAPI || cfg.NATS.AuditAPI != daemon.DefaultAuditAPI {
+			t.Errorf("%s: nats login %q, staging %q, audit %q", name, cfg.NATS.User, cfg.NATS.StagingAPI, cfg.NATS.AuditAPI)
 		}
 		// Metrics: for the compose network (Prometheus is another
 		// container), behind the token of the secret Prometheus reads,
 		// and not published on the host.
-		host, port, err := net.SplitHostPort(cfg.MetricsAddr)
-		if err != nil || host != "0.0.0.0" || cfg.MetricsToken == "" ||
+		host, port, err := net.SplitHostPort(cfg.Metrics.Addr)
+		if err != nil || host != "0.0.0.0" || cfg.Metrics.Token == "" ||
 			svc.Environment["BACKUPD_METRICS_TOKEN"] != "${"+compose.Secrets["metrics_token"].Environment+":?set "+compose.Secrets["metrics_token"].Environment+"}" {
-			t.Errorf("%s: metrics on %q (%v), token from %q", name, cfg.MetricsAddr, err, svc.Environment["BACKUPD_METRICS_TOKEN"])
+			t.Errorf("%s: metrics on %q (%v), token from %q", name, cfg.Metrics.Addr, err, svc.Environment["BACKUPD_METRICS_TOKEN"])
 		}
 		for _, p := range svc.Ports {
 			if strings.HasSuffix(p, ":"+port) {
@@ -551,25 +551,25 @@ func checkComposePrometheus(t *testing.T, secrets []string, secretEnv string, ta
 // environment; bad values are refused naming the setting.
 func TestParseFlagsHTTPAndMetrics(t *testing.T) {
 	d := parse(t, nil, nil)
-	if d.HTTPReadHeaderTimeout != 10*time.Second || d.HTTPReadTimeout != time.Minute || d.HTTPIdleTimeout != time.Minute ||
-		d.HTTPMaxConns != 1024 || d.MetricsAddr != "127.0.0.1:9464" || d.MetricsToken != "" || d.MetricsTokenFile != "" {
-		t.Errorf("defaults: header %s read %s idle %s conns %d metrics %q token %q file %q", d.HTTPReadHeaderTimeout, d.HTTPReadTimeout,
-			d.HTTPIdleTimeout, d.HTTPMaxConns, d.MetricsAddr, d.MetricsToken, d.MetricsTokenFile)
+	if d.HTTP.ReadHeaderTimeout != 10*time.Second || d.HTTP.ReadTimeout != time.Minute || d.HTTP.IdleTimeout != time.Minute ||
+		d.HTTP.MaxConns != 1024 || d.Metrics.Addr != "127.0.0.1:9464" || d.Metrics.Token != "" || d.Metrics.TokenFile != "" {
+		t.Errorf("defaults: header %s read %s idle %s conns %d metrics %q token %q file %q", d.HTTP.ReadHeaderTimeout, d.HTTP.ReadTimeout,
+			d.HTTP.IdleTimeout, d.HTTP.MaxConns, d.Metrics.Addr, d.Metrics.Token, d.Metrics.TokenFile)
 	}
 
 	cfg := parse(t, []string{"--http-read-header-timeout=2s", "--http-read-timeout=30s", "--http-idle-timeout=5m", "--http-max-conns=64",
 		"--metrics-addr=0.0.0.0:9100"}, map[string]string{"BACKUPD_METRICS_TOKEN": "scrape-secret"})
 	want := daemon.DefaultConfig()
-	want.HTTPReadHeaderTimeout, want.HTTPReadTimeout, want.HTTPIdleTimeout = 2*time.Second, 30*time.Second, 5*time.Minute
-	want.HTTPMaxConns = 64
-	want.MetricsAddr, want.MetricsToken = "0.0.0.0:9100", "scrape-secret"
+	want.HTTP.ReadHeaderTimeout, want.HTTP.ReadTimeout, want.HTTP.IdleTimeout = 2*time.Second, 30*time.Second, 5*time.Minute
+	want.HTTP.MaxConns = 64
+	want.Metrics.Addr, want.Metrics.Token = "0.0.0.0:9100", "scrape-secret"
 	assertConfig(t, cfg, want)
 
-	if c := parse(t, []string{"--metrics-addr=none"}, nil); c.MetricsAddr != daemon.ListenNone {
-		t.Errorf("--metrics-addr=none: %q", c.MetricsAddr)
+	if c := parse(t, []string{"--metrics-addr=none"}, nil); c.Metrics.Addr != daemon.ListenNone {
+		t.Errorf("--metrics-addr=none: %q", c.Metrics.Addr)
 	}
-	if c := parse(t, []string{"--metrics-token-file=/run/secrets/t"}, nil); c.MetricsTokenFile != "/run/secrets/t" {
-		t.Errorf("--metrics-token-file: %q", c.MetricsTokenFile)
+	if c := parse(t, []string{"--metrics-token-file=/run/secrets/t"}, nil); c.Metrics.TokenFile != "/run/secrets/t" {
+		t.Errorf("--metrics-token-file: %q", c.Metrics.TokenFile)
 	}
 
 	for _, tc := range []struct {

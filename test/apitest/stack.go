@@ -206,7 +206,7 @@ func NewStack(t testing.TB) *Stack { return NewStackWith(t, Apps...) }
 func NewStackWith(t testing.TB, apps ...string) *Stack {
 	t.Helper()
 	rules := domain.DefaultRules()
-	proj := projections.New(rules, nil)
+	proj := projections.New(rules, projections.Options{})
 	store := memstore.New(memstore.Config{Apply: proj})
 	clock := &FakeClock{now: Start}
 	ids := &SeqIDs{}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,23 +16,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/adapters/notify"
 	"github.com/backupledger/backupledger/adapters/objectstore"
-	"github.com/backupledger/backupledger/adapters/password"
-	"github.com/backupledger/backupledger/adapters/prom"
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
-	"github.com/backupledger/backupledger/docs"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
-	"github.com/backupledger/backupledger/usecase"
 )
 
 // drainTimeout bounds the drain of the NATS connection at a graceful stop.
@@ -43,24 +34,6 @@ const drainTimeout = 10 * time.Second
 type Daemon struct {
 	cfg Config
 	log *slog.Logger
-
-	// SourceWrapper, when set before Start, wraps the configuration source
-	// the workers export from. Tests use it to stop a worker mid-backup.
-	SourceWrapper func(domain.Source) domain.Source
-	// RestoreSourceWrapper, when set before Start, wraps the sources that
-	// restores import into. Tests use it to stop a restore mid-import.
-	RestoreSourceWrapper func(domain.Source) domain.Source
-	// Clock, when set before Start, is the service's clock (tests move it);
-	// nil is the wall clock.
-	Clock domain.Clock
-	// RestoreHook, when set before Start, is called before each step of a
-	// restore this process runs (domain.Restores.BeforeAction).
-	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
-	// SMTPTLS, when set before Start, is the TLS configuration of
-	// STARTTLS with the SMTP relay (tests trust their own certificate).
-	SMTPTLS *tls.Config
-	// WebhookClient, when set before Start, makes the webhook requests.
-	WebhookClient *http.Client
 
 	sweeper  *domain.Sweeper
 	verifier *domain.Verifier
@@ -89,7 +62,7 @@ type Daemon struct {
 	api      *natsapi.Service
 	http     *http.Server
 	httpLn   net.Listener
-	// metricsSrv serves /metrics on MetricsAddr (nil with "none").
+	// metricsSrv serves /metrics on cfg.Metrics.Addr (nil with "none").
 	metricsSrv *http.Server
 	metricsLn  net.Listener
 	// lock is the data dir's lock, held from Start to the end of stop.
@@ -126,273 +99,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// Start starts every part and returns once the HTTP API listens. Streams,
-// buckets and consumers are created or updated at every start. It first
-// takes the data dir's lock: while another process holds it, Start fails
-// with ErrDataDirInUse.
-func (d *Daemon) Start(ctx context.Context) (err error) {
-	defer func() {
-		if err != nil {
-			d.Kill()
-		}
-	}()
-	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	if d.lock, err = lockDataDir(d.cfg.DataDir); err != nil {
-		return err
-	}
-	metricsToken, err := d.cfg.metricsToken()
-	if err != nil {
-		return err
-	}
-	token, err := adminToken(d.cfg.AdminToken, d.cfg.DataDir, d.log)
-	if err != nil {
-		return err
-	}
-	if d.cfg.NATSURL == "" {
-		if d.srv, d.login, err = startEmbedded(d.cfg, d.log); err != nil {
-			return err
-		}
-	}
-	if d.nc, d.closed, err = connect(d.srv, d.login, d.cfg); err != nil {
-		return err
-	}
-	if d.js, err = njs.New(d.nc); err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.cancel = cancel
-
-	jcfg := jetstream.Config{
-		Replicas:   d.cfg.Replicas,
-		AckWait:    d.cfg.JobAckWait,
-		MaxDeliver: d.cfg.JobMaxDeliver,
-		Workers:    d.cfg.Workers,
-		WorkerName: workerName(),
-		Grace:      d.cfg.ShutdownTimeout / 3,
-	}
-	if err := jetstream.Setup(ctx, d.js, jcfg); err != nil {
-		return err
-	}
-	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.Replicas}); err != nil {
-		return err
-	}
-	stagingAPI, auditAPI := d.otherAccounts()
-	stagingJS, err := d.stagingJetStream(ctx, stagingAPI)
-	if err != nil {
-		return err
-	}
-	if d.archives, err = objectstore.New(ctx, d.js, objectstore.Config{Replicas: d.cfg.Replicas, MaxUploadBytes: d.cfg.MaxUploadBytes, MaxRatio: d.cfg.MaxUploadRatio,
-		Staging: stagingJS, NoStaging: stagingJS == nil}); err != nil {
-		if stagingJS != nil {
-			err = fmt.Errorf("%w (the staging bucket lives in the producers' account, reached under %s: see docs/nats/accounts.conf, or --nats-staging-api none)", err, stagingAPI)
-		}
-		return err
-	}
-	if stagingJS != nil {
-		// The staging bucket must not be the ledger's own account's.
-		if _, err := d.js.Stream(ctx, "OBJ_"+objectstore.DefaultStagingBucket); !errors.Is(err, njs.ErrStreamNotFound) {
-			return fmt.Errorf("the staging bucket is in the ledger's own account (--nats-staging-api %s reaches it): producers would write there; see docs/nats/accounts.conf", stagingAPI)
-		}
-	}
-	if auditAPI != "" {
-		if err := d.setupAuditMirror(ctx, auditAPI); err != nil {
-			return err
-		}
-	}
-	if err := d.dropForeignConsumers(ctx); err != nil {
-		return err
-	}
-
-	ids := newULIDs()
-	var clock domain.Clock = realClock{}
-	if d.Clock != nil {
-		clock = d.Clock
-	}
-	// The ledger's keys: the signing key (made, with the genesis, on a
-	// ledger that has none) and the secrets' MAC key.
-	keys, err := jetstream.NewKeys(ctx, d.js, d.cfg.Replicas)
-	if err != nil {
-		return err
-	}
-	keyEvents, err := jetstream.NewEventStore(ctx, d.js, nil) // key events come signed
-	if err != nil {
-		return err
-	}
-	d.signing = domain.NewSigning(domain.SigningConfig{NewGenesis: d.cfg.NewLedgerGenesis}, keys, keyEvents, keyEvents, clock, ids, d.log)
-	mac, err := d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
-		s, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas, mac, d.log)
-		if err == nil {
-			_, err = s.AuthenticateLegacy(ctx)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("ledger keys: %w", err)
-	}
-
-	d.proj = projections.New(d.cfg.Rules, d.log)
-	d.proj.TrustMAC(d.signing.MACKeyOf)
-	d.proj.PinGenesis(d.signing.GenesisKey())
-	d.proj.OnKeys(d.signing.Learn)
-	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
-	d.goRun(runCtx, "follower", d.follower.Run)
-
-	store, err := jetstream.NewEventStore(ctx, d.js, d.signing)
-	if err != nil {
-		return err
-	}
-	d.proj.SetHistory(store)
-	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, store, d.proj, clock, ids, d.archives, d.log)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var jobsInFlight func() int // set once the jobs exist
-	metrics, err := prom.New(reg, d.proj, prom.Config{
-		MaxApps:      d.cfg.MetricsMaxApps,
-		Nightly:      d.cfg.Rules.Nightly,
-		LastSeq:      d.lastSeq,
-		JetStream:    d.jetStreamUsage(),
-		JobsInFlight: func() int { return jobsInFlight() },
-	})
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	d.ledger.Observe(metrics)
-	d.archives.CountBytes(metrics.ArchiveWritten, metrics.ArchiveRead)
-	sources, err := d.sources(d.SourceWrapper)
-	if err != nil {
-		return err
-	}
-	// Restores import through the sources themselves: SourceWrapper is a
-	// hook for backups (RestoreSourceWrapper for restores).
-	restoreSources, err := d.sources(d.RestoreSourceWrapper)
-	if err != nil {
-		return err
-	}
-	worker := domain.NewWorker(jcfg.WorkerName, d.ledger, d.proj, sources, d.archives, d.log)
-	worker.Timeout = d.cfg.JobTimeout
-	if d.jobs, err = jetstream.NewJobs(d.js, jcfg, worker.Run, worker.Forget, d.log); err != nil {
-		return err
-	}
-	d.jobs.Hooks = jetstream.JobHooks{Redelivered: metrics.JobRedelivered, FailedFinal: metrics.JobFailed}
-	jobsInFlight = d.jobs.InFlight
-
-	secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.Replicas, mac, d.log)
-	if err != nil {
-		return err
-	}
-	hasher, err := password.NewArgon2id(d.cfg.PasswordParams)
-	if err != nil {
-		return err
-	}
-	identity, err := domain.NewIdentity(store, d.proj, secrets, hasher, clock, ids, domain.IdentityConfig{SessionTTL: d.cfg.SessionTTL, AllowPrivateWebhookTargets: d.cfg.WebhookAllowPrivate,
-		Apps: domain.LedgerAppUsage{States: d.proj, Sources: sources}}, d.log)
-	if err != nil {
-		return err
-	}
-	auth := domain.ChainAuth{domain.NewAdminToken(token), identity}
-	newID := func() string { return ids.NewID(time.Now()) }
-	ready := d.follower.CaughtUp
-
-	restores := domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.PreRestoreBackupTimeout}, d.ledger, d.proj, identity,
-		restoreSources, d.archives, dir.Migrations(), clock, d.log)
-	restores.BeforeAction = d.RestoreHook
-	d.jobs.Restores = restores
-	d.goRun(runCtx, "jobs", d.jobs.Run)
-
-	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, clock, d.log)
-	d.goRun(runCtx, "expiry", d.every(d.cfg.ExpiryInterval, "expiry", d.sweeper.Sweep))
-	quoter := domain.NewQuoter(sources, d.proj, domain.QuoteConfig{PricePerGiBMonth: d.cfg.PricePerGiBMonth, Currency: d.cfg.Currency})
-	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, clock, d.cfg.VerifyInterval, d.log)
-	// Hourly: each check itself waits until the backup's VerifyInterval.
-	d.goRun(runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
-
-	d.nightly = domain.NewNightly(d.ledger, d.proj, d.proj, clock, d.log)
-	if err := jetstream.SetupTimers(ctx, d.js, d.cfg.Replicas); err != nil {
-		return err
-	}
-	if d.timers, err = jetstream.NewTimers(ctx, d.js, d.log); err != nil {
-		return err
-	}
-	d.goRun(runCtx, "nightly", d.every(d.cfg.NightlyInterval, "nightly", d.nightlySweep))
-	d.goRun(runCtx, "nightly-timer", func(ctx context.Context) error { return d.timers.Run(ctx, d.nightlyTick) })
-	d.orphans = domain.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, clock, d.cfg.OrphanGrace, d.log)
-	d.goRun(runCtx, "orphans", d.every(d.cfg.OrphanInterval, "orphans", func(ctx context.Context) (int, error) {
-		rep, err := d.orphans.Sweep(ctx)
-		return rep.Removed + rep.Missing, err
-	}))
-
-	ncfg := d.notifyConfig()
-	if err := notify.Setup(ctx, d.js, ncfg); err != nil {
-		return err
-	}
-	if d.notifier, err = notify.New(d.js, ncfg, webhooks{identity: identity}, d.log); err != nil {
-		return err
-	}
-	d.notifier.OnAttempt = metrics.WebhookAttempt
-	// Deliveries look webhooks up in the projection: deliver once it has
-	// caught up, so that a webhook is not taken for removed meanwhile.
-	d.goRun(runCtx, "notifier", func(ctx context.Context) error {
-		if err := d.follower.WaitCaughtUp(ctx); err != nil {
-			return nil // stopping
-		}
-		return d.notifier.Run(ctx)
-	})
-	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
-		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.PublicURL, scheduled: d.syncTimer, log: d.log}.handle, d.log)
-	if err := d.reactor.Setup(ctx); err != nil {
-		return err
-	}
-	d.goRun(runCtx, "dispatch", d.reactor.Run)
-	sched := schedules{proj: d.proj, def: d.cfg.Rules.Nightly, clock: clock}
-	dlog := deliveries{n: d.notifier}
-
-	lkeys := ledgerKeys{proj: d.proj, signing: d.signing}
-	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, ids, clock, d.log)
-	// One application: both transports call the same use cases.
-	app, err := usecase.New(usecase.Config{Location: d.cfg.Rules.Location}, usecase.Deps{
-		Commands: d.ledger, Queries: d.proj, Config: d.config, Identity: identity, Restores: restores,
-		Quoter: quoter, Verifier: d.verifier, Schedules: sched, Deliveries: dlog, Keys: lkeys, Transfers: transfers,
-	})
-	if err != nil {
-		return err
-	}
-	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{App: app, Auth: auth, Ready: ready, NewID: newID, Logger: d.log})
-	if err != nil {
-		return err
-	}
-	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.MaxUploadBytes, MetricsToken: metricsToken,
-		UnauthenticatedReadTimeout: min(httpapi.DefaultUnauthenticatedReadTimeout, d.cfg.HTTPReadTimeout)}, httpapi.Deps{
-		App: app, Auth: auth, Ready: ready, OpenAPI: docs.OpenAPI, NewID: newID, Logger: d.log,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-	})
-	if err != nil {
-		return err
-	}
-	var tlsConfig *tls.Config
-	if d.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(d.cfg.TLSCert, d.cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("http tls: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	if err := d.serveMetrics(h.MetricsHandler(), tlsConfig, metricsToken); err != nil {
-		return err
-	}
-	if d.httpLn, err = d.listen("http", d.cfg.HTTPAddr, d.cfg.HTTPMaxConns, tlsConfig); err != nil {
-		return err
-	}
-	d.http = d.httpServer(metrics.InstrumentHTTP(h.Handler()), tlsConfig)
-	d.serve("http", d.http, d.httpLn)
-	return nil
-}
-
 // otherAccounts returns the JetStream API prefixes under which backupd
 // reaches the account of the staging bucket and the account of the audit
 // mirror ("" for one that is left out): those of docs/nats/accounts.conf
@@ -401,7 +107,7 @@ func (d *Daemon) otherAccounts() (staging, audit string) {
 	if d.srv != nil {
 		return DefaultStagingAPI, DefaultAuditAPI
 	}
-	staging, audit = d.cfg.NATSStagingAPI, d.cfg.NATSAuditAPI
+	staging, audit = d.cfg.NATS.StagingAPI, d.cfg.NATS.AuditAPI
 	if staging == APINone {
 		staging = ""
 	}
@@ -480,16 +186,16 @@ func (d *Daemon) setupAuditMirror(ctx context.Context, prefix string) error {
 	if err != nil {
 		return fmt.Errorf("jetstream of the audit mirror's account: %w", err)
 	}
-	if err := jetstream.SetupAuditMirror(ctx, js, d.cfg.Replicas); err != nil {
+	if err := jetstream.SetupAuditMirror(ctx, js, d.cfg.NATS.Replicas); err != nil {
 		return fmt.Errorf("%w (the audit mirror lives in its own account, reached under %s: see docs/nats/accounts.conf, or --nats-audit-api none)", err, prefix)
 	}
 	return nil
 }
 
 // sources builds the sources of every app: the default, and the apps that
-// use another kind. SourceWrapper wraps each of them.
+// use another kind. wrap, when set, wraps each of them.
 func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceSet, error) {
-	root := d.cfg.DirRoot
+	root := d.cfg.Sources.DirRoot
 	if root == "" {
 		root = filepath.Join(d.cfg.DataDir, "files")
 	}
@@ -511,10 +217,10 @@ func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceS
 	}
 	set := domain.SourceSet{ByApp: map[string]domain.Source{}}
 	var err error
-	if set.Default, err = byKind(d.cfg.Source); err != nil {
+	if set.Default, err = byKind(d.cfg.Sources.Default); err != nil {
 		return set, err
 	}
-	for app, kind := range d.cfg.AppSources {
+	for app, kind := range d.cfg.Sources.ByApp {
 		if set.ByApp[app], err = byKind(kind); err != nil {
 			return set, err
 		}
@@ -565,7 +271,7 @@ func (d *Daemon) WaitReady(ctx context.Context) error { return d.follower.WaitCa
 
 // HTTPURL returns the base URL of the HTTP API: https with --tls-cert.
 func (d *Daemon) HTTPURL() string {
-	if d.cfg.TLSCert != "" {
+	if d.cfg.HTTP.TLSCert != "" {
 		return "https://" + d.HTTPAddr()
 	}
 	return "http://" + d.HTTPAddr()
@@ -594,7 +300,7 @@ func (d *Daemon) MetricsURL() string {
 		return ""
 	}
 	scheme := "http://"
-	if d.cfg.TLSCert != "" {
+	if d.cfg.HTTP.TLSCert != "" {
 		scheme = "https://"
 	}
 	return scheme + d.MetricsAddr() + "/metrics"
@@ -605,12 +311,12 @@ func (d *Daemon) MetricsURL() string {
 // NATSConnectOptions), or the configured cluster.
 func (d *Daemon) NATSURL() string {
 	if d.srv != nil {
-		if d.cfg.NATSListen == ListenNone {
+		if d.cfg.NATS.Listen == ListenNone {
 			return ""
 		}
 		return d.srv.ClientURL()
 	}
-	return d.cfg.NATSURL
+	return d.cfg.NATS.URL
 }
 
 // Server returns the embedded NATS server, or nil.

@@ -156,11 +156,11 @@ func (d dispatcher) handle(ctx context.Context, seq uint64, env *domain.Envelope
 // notifyConfig is the notifier's configuration from the daemon's.
 func (d *Daemon) notifyConfig() notify.Config {
 	c := d.cfg
+	smtp := c.SMTP.notify()
+	smtp.TLSConfig = c.Hooks.SMTPTLS
 	return notify.Config{
-		Replicas: c.Replicas, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff, RetryFor: c.WebhookRetryFor,
-		Client: d.WebhookClient, AllowPrivateTargets: c.WebhookAllowPrivate,
-		SMTP: notify.SMTPConfig{Host: c.SMTP.Host, Port: c.SMTP.Port, StartTLS: c.SMTP.StartTLS, User: c.SMTP.User,
-			Password: c.SMTP.Password, From: c.SMTP.From, TLSConfig: d.SMTPTLS},
+		Replicas: c.NATS.Replicas, Timeout: c.Webhooks.Timeout, Backoff: c.Webhooks.Backoff, RetryFor: c.Webhooks.RetryFor,
+		Client: c.Hooks.WebhookClient, AllowPrivateTargets: c.Webhooks.AllowPrivate, SMTP: smtp,
 	}
 }
 

@@ -58,7 +58,7 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		logins natsLogins
 		err    error
 	)
-	if cfg.NATSListen == ListenNone {
+	if cfg.NATS.Listen == ListenNone {
 		logins, err = memoryNATSLogins()
 	} else {
 		logins, err = loadNATSLogins(dir, log)
@@ -74,13 +74,13 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 	opts.JetStream = true
 	opts.StoreDir = dir
 	opts.NoSigs, opts.NoLog = true, true
-	opts.SyncAlways = cfg.Sync == SyncAlways
-	if cfg.NATSListen == ListenNone {
+	opts.SyncAlways = cfg.NATS.Sync == SyncAlways
+	if cfg.NATS.Listen == ListenNone {
 		opts.DontListen = true
 	} else {
-		host, port, err := net.SplitHostPort(cfg.NATSListen)
+		host, port, err := net.SplitHostPort(cfg.NATS.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nats listen address %q: %w", cfg.NATSListen, err)
+			return nil, nil, fmt.Errorf("nats listen address %q: %w", cfg.NATS.Listen, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil {
@@ -91,9 +91,9 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		} else {
 			// The embedded server only logs a port it cannot listen on
 			// (and logs nothing here): fail at once, and say why.
-			ln, err := net.Listen("tcp", cfg.NATSListen)
+			ln, err := net.Listen("tcp", cfg.NATS.Listen)
 			if err != nil {
-				return nil, nil, fmt.Errorf("nats listen address %s: %w (is another backupd or NATS server running? see --nats-listen)", cfg.NATSListen, err)
+				return nil, nil, fmt.Errorf("nats listen address %s: %w (is another backupd or NATS server running? see --nats-listen)", cfg.NATS.Listen, err)
 			}
 			ln.Close()
 		}
@@ -109,7 +109,7 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *NATSCredentia
 		return nil, nil, fmt.Errorf("embedded nats server not ready after 30s")
 	}
 	own := logins.byRole[RoleBackupd]
-	if cfg.NATSListen == ListenNone {
+	if cfg.NATS.Listen == ListenNone {
 		return s, &own, nil
 	}
 	hostPort, err := clientHostPort(opts.Host, s.Addr())
@@ -163,7 +163,7 @@ func syncDir(path string) error {
 }
 
 // connect connects to the embedded server in-process with login, or, when
-// s is nil, to cfg.NATSURL with the credentials and TLS
+// s is nil, to cfg.NATS.URL with the credentials and TLS
 // settings of cfg. The channel is closed once the connection is closed
 // (after a drain, say).
 func connect(s *server.Server, login *NATSCredentials, cfg Config) (*nats.Conn, <-chan struct{}, error) {
@@ -174,7 +174,7 @@ func connect(s *server.Server, login *NATSCredentials, cfg Config) (*nats.Conn, 
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 	}
-	serverURL := cfg.NATSURL
+	serverURL := cfg.NATS.URL
 	if s != nil {
 		opts = append(opts, nats.InProcessServer(s))
 		opts = append(opts, login.Options()...)

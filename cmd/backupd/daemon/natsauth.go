@@ -101,7 +101,7 @@ func ReadNATSCredentials(dataDir, role string) (NATSCredentials, error) {
 // stored in its data dir. It returns ErrNoNATSCredentials when the daemon
 // has no embedded server listening on a port.
 func (d *Daemon) NATSCredentials(role string) (NATSCredentials, error) {
-	if d.srv == nil || d.cfg.NATSListen == ListenNone {
+	if d.srv == nil || d.cfg.NATS.Listen == ListenNone {
 		return NATSCredentials{}, ErrNoNATSCredentials
 	}
 	return ReadNATSCredentials(d.cfg.DataDir, role)
@@ -116,7 +116,7 @@ func (d *Daemon) NATSConnectOptions() ([]nats.Option, error) {
 	if d.srv == nil {
 		return externalOptions(d.cfg), nil
 	}
-	if d.cfg.NATSListen == ListenNone {
+	if d.cfg.NATS.Listen == ListenNone {
 		// No port: only an in-process connection reaches the server.
 		return append(d.login.Options(), nats.InProcessServer(d.srv)), nil
 	}
@@ -132,17 +132,17 @@ func (d *Daemon) NATSConnectOptions() ([]nats.Option, error) {
 // --nats-password and --nats-tls-* settings.
 func externalOptions(cfg Config) []nats.Option {
 	var opts []nats.Option
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	if cfg.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
 	}
-	if cfg.NATSUser != "" {
-		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	if cfg.NATS.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
 	}
-	if cfg.NATSTLSCA != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	if cfg.NATS.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATS.TLSCA))
 	}
-	if cfg.NATSTLSCert != "" {
-		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	if cfg.NATS.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATS.TLSCert, cfg.NATS.TLSKey))
 	}
 	return opts
 }

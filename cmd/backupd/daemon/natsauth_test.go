@@ -29,8 +29,8 @@ import (
 func embeddedConfig(dir, listen string) Config {
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
-	cfg.NATSListen = listen
-	cfg.Sync = SyncInterval
+	cfg.NATS.Listen = listen
+	cfg.NATS.Sync = SyncInterval
 	return cfg
 }
 
@@ -465,32 +465,32 @@ func TestRedactURLs(t *testing.T) {
 }
 
 func TestConfigValidateNATSClientSettings(t *testing.T) {
-	external := func(c *Config) { c.NATSURL = "nats://a:4222" }
+	external := func(c *Config) { c.NATS.URL = "nats://a:4222" }
 	tests := []struct {
 		name string
 		set  func(*Config)
 		want string // "" means valid
 	}{
-		{"creds", func(c *Config) { external(c); c.NATSCreds = "u.creds" }, ""},
-		{"user and password", func(c *Config) { external(c); c.NATSUser, c.NATSPassword = "u", "p" }, ""},
+		{"creds", func(c *Config) { external(c); c.NATS.Creds = "u.creds" }, ""},
+		{"user and password", func(c *Config) { external(c); c.NATS.User, c.NATS.Password = "u", "p" }, ""},
 		{"tls", func(c *Config) {
 			external(c)
-			c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey = "ca.pem", "c.pem", "k.pem"
+			c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = "ca.pem", "c.pem", "k.pem"
 		}, ""},
-		{"creds without url", func(c *Config) { c.NATSCreds = "u.creds" }, "nats creds applies only"},
-		{"tls ca without url", func(c *Config) { c.NATSTLSCA = "ca.pem" }, "nats tls ca applies only"},
-		{"creds and user", func(c *Config) { external(c); c.NATSCreds, c.NATSUser, c.NATSPassword = "u.creds", "u", "p" }, "set one"},
-		{"user without password", func(c *Config) { external(c); c.NATSUser = "u" }, "nats user and nats password"},
-		{"password without user", func(c *Config) { external(c); c.NATSPassword = "p" }, "nats user and nats password"},
-		{"cert without key", func(c *Config) { external(c); c.NATSTLSCert = "c.pem" }, "nats tls cert and nats tls key"},
-		{"key without cert", func(c *Config) { external(c); c.NATSTLSKey = "k.pem" }, "nats tls cert and nats tls key"},
-		{"no staging, no mirror", func(c *Config) { external(c); c.NATSStagingAPI, c.NATSAuditAPI = APINone, APINone }, ""},
-		{"other prefixes", func(c *Config) { external(c); c.NATSStagingAPI, c.NATSAuditAPI = "$JS.p.API", "JS.audit-x.API" }, ""},
-		{"staging api without url", func(c *Config) { c.NATSStagingAPI = APINone }, "nats staging api applies only"},
-		{"audit api without url", func(c *Config) { c.NATSAuditAPI = "$JS.x.API" }, "nats audit api applies only"},
-		{"wildcard prefix", func(c *Config) { external(c); c.NATSStagingAPI = "$JS.*.API" }, "nats staging api must be a subject prefix"},
-		{"empty prefix", func(c *Config) { external(c); c.NATSAuditAPI = "" }, "nats audit api must be a subject prefix"},
-		{"prefix ending in a dot", func(c *Config) { external(c); c.NATSAuditAPI = "$JS.audit." }, "nats audit api must be a subject prefix"},
+		{"creds without url", func(c *Config) { c.NATS.Creds = "u.creds" }, "nats creds applies only"},
+		{"tls ca without url", func(c *Config) { c.NATS.TLSCA = "ca.pem" }, "nats tls ca applies only"},
+		{"creds and user", func(c *Config) { external(c); c.NATS.Creds, c.NATS.User, c.NATS.Password = "u.creds", "u", "p" }, "set one"},
+		{"user without password", func(c *Config) { external(c); c.NATS.User = "u" }, "nats user and nats password"},
+		{"password without user", func(c *Config) { external(c); c.NATS.Password = "p" }, "nats user and nats password"},
+		{"cert without key", func(c *Config) { external(c); c.NATS.TLSCert = "c.pem" }, "nats tls cert and nats tls key"},
+		{"key without cert", func(c *Config) { external(c); c.NATS.TLSKey = "k.pem" }, "nats tls cert and nats tls key"},
+		{"no staging, no mirror", func(c *Config) { external(c); c.NATS.StagingAPI, c.NATS.AuditAPI = APINone, APINone }, ""},
+		{"other prefixes", func(c *Config) { external(c); c.NATS.StagingAPI, c.NATS.AuditAPI = "$JS.p.API", "JS.audit-x.API" }, ""},
+		{"staging api without url", func(c *Config) { c.NATS.StagingAPI = APINone }, "nats staging api applies only"},
+		{"audit api without url", func(c *Config) { c.NATS.AuditAPI = "$JS.x.API" }, "nats audit api applies only"},
+		{"wildcard prefix", func(c *Config) { external(c); c.NATS.StagingAPI = "$JS.*.API" }, "nats staging api must be a subject prefix"},
+		{"empty prefix", func(c *Config) { external(c); c.NATS.AuditAPI = "" }, "nats audit api must be a subject prefix"},
+		{"prefix ending in a dot", func(c *Config) { external(c); c.NATS.AuditAPI = "$JS.audit." }, "nats audit api must be a subject prefix"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -560,8 +560,8 @@ func TestEmbeddedServerPortInUse(t *testing.T) {
 	defer ln.Close()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.NATSListen = ln.Addr().String()
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.NATS.Listen = ln.Addr().String()
 	cfg.AdminToken = "t"
 	d, err := New(cfg)
 	if err != nil {

@@ -28,9 +28,9 @@ const metricsWriteTimeout = 30 * time.Second
 func (d *Daemon) httpServer(handler http.Handler, tlsConfig *tls.Config) *http.Server {
 	return &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: d.cfg.HTTPReadHeaderTimeout,
-		ReadTimeout:       d.cfg.HTTPReadTimeout,
-		IdleTimeout:       d.cfg.HTTPIdleTimeout,
+		ReadHeaderTimeout: d.cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       d.cfg.HTTP.ReadTimeout,
+		IdleTimeout:       d.cfg.HTTP.IdleTimeout,
 		TLSConfig:         tlsConfig,
 	}
 }
@@ -60,40 +60,40 @@ func (d *Daemon) serve(what string, srv *http.Server, ln net.Listener) {
 	}()
 }
 
-// serveMetrics serves handler (GET /metrics) on MetricsAddr, unless it is
+// serveMetrics serves handler (GET /metrics) on Metrics.Addr, unless it is
 // "none".
 func (d *Daemon) serveMetrics(handler http.Handler, tlsConfig *tls.Config, token string) error {
-	if d.cfg.MetricsAddr == ListenNone {
+	if d.cfg.Metrics.Addr == ListenNone {
 		return nil
 	}
-	ln, err := d.listen("metrics", d.cfg.MetricsAddr, metricsMaxConns, tlsConfig)
+	ln, err := d.listen("metrics", d.cfg.Metrics.Addr, metricsMaxConns, tlsConfig)
 	if err != nil {
 		return err
 	}
 	d.metricsLn = ln
 	d.metricsSrv = d.httpServer(handler, tlsConfig)
 	d.metricsSrv.WriteTimeout = metricsWriteTimeout
-	if token == "" && !loopback(d.cfg.MetricsAddr) {
+	if token == "" && !loopback(d.cfg.Metrics.Addr) {
 		d.log.Warn("metrics are served without a token beyond this machine: they name every organisation's apps; set --metrics-token",
-			"metrics_addr", d.cfg.MetricsAddr)
+			"metrics_addr", d.cfg.Metrics.Addr)
 	}
 	d.serve("metrics", d.metricsSrv, ln)
 	return nil
 }
 
-// metricsToken returns the scrape token: MetricsToken, or the content of
-// MetricsTokenFile (spaces trimmed), or "" for none.
-func (c Config) metricsToken() (string, error) {
-	if c.MetricsTokenFile == "" {
-		return c.MetricsToken, nil
+// token returns the scrape token: Token, or the content of
+// TokenFile (spaces trimmed), or "" for none.
+func (c MetricsConfig) token() (string, error) {
+	if c.TokenFile == "" {
+		return c.Token, nil
 	}
-	b, err := os.ReadFile(c.MetricsTokenFile)
+	b, err := os.ReadFile(c.TokenFile)
 	if err != nil {
 		return "", fmt.Errorf("metrics token: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("metrics token file %s is empty", c.MetricsTokenFile)
+		return "", fmt.Errorf("metrics token file %s is empty", c.TokenFile)
 	}
 	return tok, nil
 }

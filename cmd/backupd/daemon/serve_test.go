@@ -119,20 +119,20 @@ func TestLoopback(t *testing.T) {
 func TestMetricsTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "token")
-	c := Config{MetricsToken: "inline"}
-	if tok, err := c.metricsToken(); err != nil || tok != "inline" {
+	c := MetricsConfig{Token: "inline"}
+	if tok, err := c.token(); err != nil || tok != "inline" {
 		t.Errorf("inline token: %q %v", tok, err)
 	}
-	c = Config{MetricsTokenFile: path}
-	if _, err := c.metricsToken(); err == nil || !strings.Contains(err.Error(), path) {
+	c = MetricsConfig{TokenFile: path}
+	if _, err := c.token(); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("missing file: %v", err)
 	}
 	writeFile(t, path, " \n")
-	if _, err := c.metricsToken(); err == nil || !strings.Contains(err.Error(), "empty") {
+	if _, err := c.token(); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty file: %v", err)
 	}
 	writeFile(t, path, "from-file\n")
-	if tok, err := c.metricsToken(); err != nil || tok != "from-file" {
+	if tok, err := c.token(); err != nil || tok != "from-file" {
 		t.Errorf("file token: %q %v", tok, err)
 	}
 }
