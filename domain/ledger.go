@@ -128,6 +128,8 @@ type LedgerConfig struct {
 	// MaxAttempts bounds how often a command is decided again after a
 	// concurrent change of its app.
 	MaxAttempts int
+	// Observer is told what the ledger does (metrics); nil tells no one.
+	Observer Observer
 }
 
 // Ledger is the application layer: decide a command against the app's state
@@ -157,19 +159,13 @@ func NewLedger(cfg LedgerConfig, store EventStore, states States, clock Clock, i
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Ledger{cfg: cfg, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: nopObserver{}}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	l := &Ledger{cfg: cfg, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: obs}
 	l.loop = &commandLoop[*App]{store: store, fold: appsFold{states}, clock: clock, ids: ids, log: log, obs: l.obs, maxAttempts: cfg.MaxAttempts}
 	return l, nil
-}
-
-// Observe sets who is told what the ledger does (metrics); call it before
-// the ledger is used.
-func (l *Ledger) Observe(o Observer) {
-	if o == nil {
-		o = nopObserver{}
-	}
-	l.obs = o
-	l.loop.obs = o
 }
 
 // Rules returns the rules the ledger decides with.

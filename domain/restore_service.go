@@ -24,16 +24,15 @@ type RestoreConfig struct {
 	// Poll is how often the runner looks at a pre-restore backup it waits
 	// for; default 200ms.
 	Poll time.Duration
+	// BeforeAction, if set, is called before each action of Run: a test
+	// hook to stop a runner between two steps.
+	BeforeAction func(ctx context.Context, app, restoreID string, act RestoreAction)
 }
 
 // Restores is the application service of restores: it checks and records
 // restore requests and maintenance, and runs the saga of a restore
 // (Run), step by step, each step a command with the id restore id + step.
 type Restores struct {
-	// BeforeAction, if set, is called before each action of Run: a test
-	// hook to stop a runner between two steps.
-	BeforeAction func(ctx context.Context, app, restoreID string, act RestoreAction)
-
 	cfg        RestoreConfig
 	ledger     *Ledger
 	states     States
@@ -282,8 +281,8 @@ func (s *Restores) Run(ctx context.Context, app, restoreID string, heartbeat fun
 		if act.Kind == ActNone {
 			return nil
 		}
-		if s.BeforeAction != nil {
-			s.BeforeAction(ctx, app, restoreID, act)
+		if s.cfg.BeforeAction != nil {
+			s.cfg.BeforeAction(ctx, app, restoreID, act)
 		}
 		err := s.do(ctx, log, app, &r, act)
 		var de *Error

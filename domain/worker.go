@@ -112,13 +112,19 @@ func (s SourceSet) For(app string) Source {
 	return s.Default
 }
 
-// Worker turns requested backups into archives.
-type Worker struct {
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Name identifies the worker in backup.started events.
+	Name string
 	// Timeout bounds one attempt at writing an archive; 0 means no bound.
 	// An attempt that runs out of time fails the backup, so that a hung
 	// export cannot keep a backup running forever while it heartbeats.
 	Timeout time.Duration
+}
 
+// Worker turns requested backups into archives.
+type Worker struct {
+	timeout  time.Duration
 	name     string
 	ledger   *Ledger
 	states   States
@@ -127,12 +133,12 @@ type Worker struct {
 	log      *slog.Logger
 }
 
-// NewWorker returns a Worker; name identifies it in backup.started events.
-func NewWorker(name string, ledger *Ledger, states States, sources Sources, archives ArchiveStore, log *slog.Logger) *Worker {
+// NewWorker returns a Worker.
+func NewWorker(cfg WorkerConfig, ledger *Ledger, states States, sources Sources, archives ArchiveStore, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{name: name, ledger: ledger, states: states, sources: sources, archives: archives, log: log}
+	return &Worker{timeout: cfg.Timeout, name: cfg.Name, ledger: ledger, states: states, sources: sources, archives: archives, log: log}
 }
 
 // Run does one job. A nil error means the job is settled (done, failed on
@@ -172,9 +178,9 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 		return err
 	}
 	wctx := ctx
-	if w.Timeout > 0 {
+	if w.timeout > 0 {
 		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, w.Timeout)
+		wctx, cancel = context.WithTimeout(ctx, w.timeout)
 		defer cancel()
 	}
 	source := w.sources.For(j.App)
@@ -191,7 +197,7 @@ func (w *Worker) Run(ctx context.Context, j Job) error {
 			return err // handed back: the next delivery restarts it
 		}
 		if wctx.Err() != nil {
-			err = fmt.Errorf("timed out after %s: %w", w.Timeout, err)
+			err = fmt.Errorf("timed out after %s: %w", w.timeout, err)
 		}
 		log.Warn("backup failed", "err", err)
 		if derr := w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID); derr != nil {

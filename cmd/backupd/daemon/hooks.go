@@ -21,7 +21,7 @@ type TestHooks struct {
 	// wall clock.
 	Clock domain.Clock
 	// RestoreHook, when set, is called before each step of a restore this
-	// process runs (domain.Restores.BeforeAction).
+	// process runs (domain.RestoreConfig.BeforeAction).
 	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
 	// SMTPTLS, when set, is the TLS configuration of STARTTLS with the
 	// SMTP relay (tests trust their own certificate).

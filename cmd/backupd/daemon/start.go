@@ -190,12 +190,11 @@ func (d *Daemon) startLedger(ctx context.Context, s *startup) (err error) {
 		Genesis: d.signing.GenesisKey(), OnKeys: d.signing.Learn, History: s.store})
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(s.runCtx, "follower", d.follower.Run)
-	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
-	return err
+	return nil
 }
 
-// startMetrics makes the metrics, counted by the ledger and the archive
-// store.
+// startMetrics makes the metrics, and the ledger, which counts its
+// commands there, as the archive store counts its bytes.
 func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 	s.registry = prometheus.NewRegistry()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -209,9 +208,9 @@ func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	d.ledger.Observe(s.metrics)
 	d.archives.CountBytes(s.metrics.ArchiveWritten, s.metrics.ArchiveRead)
-	return nil
+	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
+	return err
 }
 
 // startIdentity makes the sources and the identity service with its
@@ -242,9 +241,8 @@ func (d *Daemon) startIdentity(ctx context.Context, s *startup) (err error) {
 // startLoops starts the jobs with the restores, and the periodic sweeps:
 // expiry, integrity, nightly (with its timers) and orphans.
 func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
-	s.restores = domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.Ledger.PreRestoreBackupTimeout}, d.ledger, d.proj, s.identity,
-		s.restoreFrom, d.archives, dir.Migrations(), s.clock, d.log)
-	s.restores.BeforeAction = d.cfg.Hooks.RestoreHook
+	s.restores = domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.Ledger.PreRestoreBackupTimeout, BeforeAction: d.cfg.Hooks.RestoreHook},
+		d.ledger, d.proj, s.identity, s.restoreFrom, d.archives, dir.Migrations(), s.clock, d.log)
 	if err := d.startJobs(s); err != nil {
 		return err
 	}
@@ -275,8 +273,7 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 
 // startJobs makes the backup jobs, with the restores, and runs them.
 func (d *Daemon) startJobs(s *startup) (err error) {
-	worker := domain.NewWorker(s.jobs.WorkerName, d.ledger, d.proj, s.sources, d.archives, d.log)
-	worker.Timeout = d.cfg.Jobs.Timeout
+	worker := domain.NewWorker(domain.WorkerConfig{Name: s.jobs.WorkerName, Timeout: d.cfg.Jobs.Timeout}, d.ledger, d.proj, s.sources, d.archives, d.log)
 	d.jobs, err = jetstream.NewJobs(d.js, s.jobs, worker.Run, worker.Forget, jetstream.JobsOptions{Restores: s.restores,
 		Hooks: jetstream.JobHooks{Redelivered: s.metrics.JobRedelivered, FailedFinal: s.metrics.JobFailed}}, d.log)
 	if err != nil {
