@@ -15,14 +15,7 @@ import (
 func newApp(t *testing.T) (*usecase.Application, *apitest.Stack) {
 	t.Helper()
 	st := apitest.NewStack(t)
-	app, err := usecase.New(usecase.Config{}, usecase.Deps{
-		Commands: st.Ledger, Queries: st.Proj, Config: st.Config, Identity: st.Identity,
-		Restores: st.Restores, Transfers: st.Transfers,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return app, st
+	return apitest.NewApp(t, nil, st.AppDeps()), st
 }
 
 var (

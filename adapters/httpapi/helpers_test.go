@@ -72,14 +72,7 @@ func serve(t *testing.T, st *apitest.Stack, cfg httpapi.Config, server func(*htt
 	t.Helper()
 	logs := &syncBuffer{}
 	d := deps{
-		appDeps: appDeps{
-			Commands:  st.Ledger,
-			Queries:   st.Proj,
-			Config:    st.Config,
-			Identity:  st.Identity,
-			Transfers: st.Transfers,
-			Restores:  st.Restores,
-		},
+		appDeps: st.AppDeps(),
 		transportDeps: transportDeps{
 			Auth:   st.AuthChain(),
 			Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -219,11 +212,7 @@ type deps struct {
 // it.
 func (d *deps) build(t *testing.T) httpapi.Deps {
 	t.Helper()
-	app, err := usecase.New(usecase.Config{Location: d.location}, d.appDeps)
-	if err != nil {
-		t.Fatalf("new application: %v", err)
-	}
 	out := d.transportDeps
-	out.App = app
+	out.App = apitest.NewApp(t, d.location, d.appDeps)
 	return out
 }

@@ -103,8 +103,7 @@ func operations(t *testing.T, doc map[string]any) []operation {
 func newServer(t *testing.T, edit func(*deps)) *httpapi.Server {
 	t.Helper()
 	st := apitest.NewStack(t)
-	d := deps{appDeps: appDeps{Commands: st.Ledger, Queries: st.Proj, Config: st.Config,
-		Identity: st.Identity, Transfers: st.Transfers, Restores: st.Restores}, transportDeps: transportDeps{Auth: st.AuthChain()}}
+	d := deps{appDeps: st.AppDeps(), transportDeps: transportDeps{Auth: st.AuthChain()}}
 	if edit != nil {
 		edit(&d)
 	}

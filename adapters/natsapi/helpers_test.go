@@ -74,14 +74,7 @@ func serve(t *testing.T, st *apitest.Stack, cfg natsapi.Config, edit func(*deps)
 	client, _ := natstest.Connect(t, srv)
 	logs := &syncBuffer{}
 	d := deps{
-		appDeps: appDeps{
-			Commands:  st.Ledger,
-			Queries:   st.Proj,
-			Config:    st.Config,
-			Identity:  st.Identity,
-			Transfers: st.Transfers,
-			Restores:  st.Restores,
-		},
+		appDeps: st.AppDeps(),
 		transportDeps: transportDeps{
 			Auth:   st.AuthChain(),
 			Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -204,11 +197,7 @@ type deps struct {
 // it.
 func (d *deps) build(t *testing.T) natsapi.Deps {
 	t.Helper()
-	app, err := usecase.New(usecase.Config{Location: d.location}, d.appDeps)
-	if err != nil {
-		t.Fatalf("new application: %v", err)
-	}
 	out := d.transportDeps
-	out.App = app
+	out.App = apitest.NewApp(t, d.location, d.appDeps)
 	return out
 }
