@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 type appList []string
@@ -39,8 +40,8 @@ func TestSweeperThrough61Days(t *testing.T) {
 		ids = append(ids, res.BackupID)
 		archives.objects[res.BackupID] = []byte("zip")
 	}
-	a := domain.NewSweeper(l, f, appList{"crm"}, clock, nil)
-	b := domain.NewSweeper(l, f, appList{"crm"}, clock, nil)
+	a := service.NewSweeper(l, f, appList{"crm"}, clock, nil)
+	b := service.NewSweeper(l, f, appList{"crm"}, clock, nil)
 	for day := 1; day <= 61; day++ {
 		clock.Set(t0.Add(time.Duration(day)*24*time.Hour - time.Millisecond))
 		if n, err := a.Sweep(ctx); err != nil || (day < 60 && n != 0) {

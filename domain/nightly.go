@@ -1,9 +1,7 @@
 package domain
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -312,84 +310,6 @@ func DueNightly(a *App, def Schedule, now time.Time) []RequestNightly {
 		return nil
 	}
 	return []RequestNightly{{App: a.id, Night: night, Try: 1}}
-}
-
-// Nightly makes the nightly backups: Sweep, run every minute or so by each
-// backupd, requests every night that is due and retries every failed try.
-// It keeps no state: what was done is in the ledger, so a restart neither
-// loses nor repeats a night, and replicas sweeping at once record each try
-// once (NightlyCommandID).
-type Nightly struct {
-	ledger *Ledger
-	states States
-	apps   AppLister
-	clock  Clock
-	log    *slog.Logger
-}
-
-// NewNightly returns the nightly planner.
-func NewNightly(ledger *Ledger, states States, apps AppLister, clock Clock, log *slog.Logger) *Nightly {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Nightly{ledger: ledger, states: states, apps: apps, clock: clock, log: log}
-}
-
-// Sweep requests what is due and returns how many tries it recorded
-// (backups requested or nights skipped). An app whose night is not due is
-// left alone; an error of one app is logged and the sweep goes on; the
-// first is returned.
-//
-// The first try of a night is due once its slot has passed and the
-// schedule (or, without one, the app) existed before that slot: enabling a
-// schedule at 10:00 for 02:00 makes the first backup the next night, not
-// at once. After a downtime only the latest night is made.
-func (s *Nightly) Sweep(ctx context.Context) (int, error) {
-	var (
-		n     int
-		first error
-	)
-	for _, app := range s.apps.Apps() {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		done, err := s.SweepApp(ctx, app)
-		if done {
-			n++
-		}
-		if err != nil && first == nil {
-			first = err
-		}
-	}
-	return n, first
-}
-
-// SweepApp is Sweep for one app (a timer of its schedule fired): it
-// reports whether it recorded a try.
-func (s *Nightly) SweepApp(ctx context.Context, app string) (bool, error) {
-	now := s.clock.Now()
-	def := s.ledger.Rules().Nightly
-	var due []RequestNightly
-	s.states.ReadApp(app, func(a *App) { due = DueNightly(a, def, now) })
-	if len(due) == 0 {
-		return false, nil
-	}
-	cmd := due[0]
-	res, err := s.ledger.Execute(ctx, cmd, Meta{Actor: NightlyActor, CommandID: NightlyCommandID(cmd.Night, cmd.Try)})
-	switch {
-	case err == nil && !res.Duplicate:
-		if res.EventType == TypeNightlySkipped {
-			s.log.Warn("nightly backup skipped", "app", app, "night", cmd.Night, "try", cmd.Try)
-		} else {
-			s.log.Info("nightly backup requested", "app", app, "night", cmd.Night, "try", cmd.Try, "backup_id", res.BackupID)
-		}
-		return true, nil
-	case err == nil, Code(err) == CodeBackupStateConflict:
-		// Another replica was first, or the state moved on.
-		return false, nil
-	}
-	s.log.Warn("request nightly backup", "app", app, "night", cmd.Night, "try", cmd.Try, "err", err)
-	return false, fmt.Errorf("nightly backup of app %s, night %s: %w", app, cmd.Night, err)
 }
 
 // Cron returns the schedule as a six-field cron expression (seconds

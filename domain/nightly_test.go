@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 func TestScheduleValidate(t *testing.T) {
@@ -108,12 +109,12 @@ func TestNightlyThreeNightsTwoReplicas(t *testing.T) {
 		domain.Meta{Actor: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	a := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
-	b := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	a := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	b := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
 	total := 0
 	for step := time.Duration(0); step <= 3*24*time.Hour; step += 10 * time.Minute {
 		r.clock.Set(t0.Add(step))
-		for _, n := range []*domain.Nightly{a, b} {
+		for _, n := range []*service.Nightly{a, b} {
 			got, err := n.Sweep(ctx)
 			if err != nil {
 				t.Fatalf("at %s: %v", r.clock.Now(), err)
@@ -165,7 +166,7 @@ func mustFail(t *testing.T, l *domain.Ledger, app, id string) {
 func TestNightlyStartsWithTheNextSlot(t *testing.T) {
 	r := newNightlyRig(t, 10)
 	ctx := t.Context()
-	n := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	n := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
 	if _, err := r.ledger.Execute(ctx, domain.RequestBackup{App: "crm"}, domain.Meta{Actor: "alice"}); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestNightlyRetriesTwice(t *testing.T) {
 		domain.Meta{Actor: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	n := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	n := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
 	r.clock.Set(time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC))
 	for try := 1; try <= 4; try++ {
 		got, err := n.Sweep(ctx)
@@ -247,7 +248,7 @@ func TestNightlySkippedOnFullQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	n := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
 	r.clock.Set(time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC))
 	if got, err := n.Sweep(ctx); err != nil || got != 1 {
 		t.Fatalf("sweep: %d, %v", got, err)
@@ -288,7 +289,7 @@ func TestNightlyExemptFromIntervalCountsInQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.clock.Set(time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC))
-	n := domain.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
+	n := service.NewNightly(r.ledger, r.f, appList{"crm"}, r.clock, nil)
 	if got, err := n.Sweep(ctx); err != nil || got != 1 || len(r.nightlies(t, "crm")) != 1 {
 		t.Fatalf("nightly one minute after a manual backup: %d, %v", got, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // workerRig is a rig with a worker, a source with two documents and one
@@ -20,22 +21,22 @@ import (
 type workerRig struct {
 	*rig
 	src    *fakeSource
-	worker *domain.Worker
+	worker *service.Worker
 	backup domain.Result
 	job    domain.Job
 }
 
 func newWorkerRig(t *testing.T) *workerRig {
 	t.Helper()
-	return newWorkerRigWith(t, domain.WorkerConfig{Name: "w1"})
+	return newWorkerRigWith(t, service.WorkerConfig{Name: "w1"})
 }
 
 // newWorkerRigWith is newWorkerRig with a worker of cfg.
-func newWorkerRigWith(t *testing.T, cfg domain.WorkerConfig) *workerRig {
+func newWorkerRigWith(t *testing.T, cfg service.WorkerConfig) *workerRig {
 	t.Helper()
 	r := newRig(t, domain.LedgerConfig{})
 	src := &fakeSource{docs: map[string]string{"settings/theme": "dark", "tables/users": `{"cols":["id"]}`}}
-	w := &workerRig{rig: r, src: src, worker: domain.NewWorker(cfg, r.ledger, r.fold, domain.SourceSet{Default: src}, r.archives, nil)}
+	w := &workerRig{rig: r, src: src, worker: service.NewWorker(cfg, r.ledger, r.fold, domain.SourceSet{Default: src}, r.archives, nil)}
 	w.backup = r.must(t, domain.RequestBackup{App: "crm", Name: ptr("nightly-ish"), Description: "d"}, alice("req"))
 	env := r.stream.envelopes(t, "crm")[0]
 	w.job = domain.Job{App: "crm", BackupID: w.backup.BackupID, Seq: w.backup.Seq, Attempt: 1,
@@ -186,7 +187,7 @@ func TestWorkerArchiveStoreErrorFailsTheBackup(t *testing.T) {
 }
 
 func TestWorkerTimeoutFailsTheBackup(t *testing.T) {
-	w := newWorkerRigWith(t, domain.WorkerConfig{Name: "w1", Timeout: time.Nanosecond})
+	w := newWorkerRigWith(t, service.WorkerConfig{Name: "w1", Timeout: time.Nanosecond})
 	w.src.onExport = func(ctx context.Context, _ func(domain.Item) error) error {
 		<-ctx.Done() // a hung export, stopped by the bound
 		return ctx.Err()
@@ -485,7 +486,7 @@ func TestWorkerUsesTheAppsSource(t *testing.T) {
 	w := newWorkerRig(t)
 	dir := &fakeSource{kind: "dir", schema: 2, components: []string{domain.ComponentFiles, "media"},
 		docs: map[string]string{"logo.png": "png"}}
-	w.worker = domain.NewWorker(domain.WorkerConfig{Name: "w1"}, w.ledger, w.fold,
+	w.worker = service.NewWorker(service.WorkerConfig{Name: "w1"}, w.ledger, w.fold,
 		domain.SourceSet{Default: w.src, ByApp: map[string]domain.Source{"crm": dir}}, w.archives, nil)
 	if err := w.run(t, w.job); err != nil {
 		t.Fatalf("Run: %v", err)

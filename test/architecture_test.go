@@ -173,7 +173,9 @@ func TestGraphViolations(t *testing.T) {
 
 // TestDependenciesPointOneWay checks STYLE rule 1 with go list -deps:
 // domain imports only the standard library; projections imports the
-// standard library and domain; usecase imports those two and no adapter;
+// standard library and domain; service (the services that do I/O) imports
+// the standard library and domain; usecase imports domain and
+// projections and no adapter;
 // no adapter imports another; only cmd/ and test/ import cmd/. A failure names the offending import and the chain of
 // imports that leads to it.
 func TestDependenciesPointOneWay(t *testing.T) {
@@ -217,11 +219,13 @@ func TestDependenciesPointOneWay(t *testing.T) {
 			seen["projections"] = true
 		case l.under(p, "usecase"):
 			seen["usecase"] = true
+		case l.under(p, "service"):
+			seen["service"] = true
 		case l.adapter(p) != "":
 			seen["adapters"] = true
 		}
 	}
-	for _, part := range []string{"domain", "projections", "usecase", "adapters"} {
+	for _, part := range []string{"domain", "projections", "usecase", "service", "adapters"} {
 		if !seen[part] {
 			t.Errorf("no package of %s/ in %v: the check would pass vacuously", part, pkgs)
 		}
@@ -250,6 +254,10 @@ func TestDependenciesPointOneWay(t *testing.T) {
 			return l.isStd(d) || l.under(d, "domain") || l.under(d, "projections") || l.under(d, "usecase")
 		},
 		what: "usecase may import only the standard library, domain and projections",
+	}, {
+		applies: func(p string) bool { return l.under(p, "service") },
+		allowed: func(_, d string) bool { return l.isStd(d) || l.under(d, "domain") || l.under(d, "service") },
+		what:    "service may import only the standard library and domain",
 	}, {
 		applies: func(p string) bool { return l.adapter(p) != "" },
 		allowed: func(p, d string) bool { return l.adapter(d) == "" || l.adapter(d) == l.adapter(p) },

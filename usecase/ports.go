@@ -61,7 +61,7 @@ type Identity interface {
 	Read(fn func(d *domain.Directory))
 }
 
-// Quoter estimates a backup before it is made; *domain.Quoter.
+// Quoter estimates a backup before it is made; *service.Quoter.
 type Quoter interface {
 	Quote(ctx context.Context, app string) (domain.Quote, error)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/source/kv"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // drainTimeout bounds the drain of the NATS connection at a graceful stop.
@@ -35,9 +36,9 @@ type Daemon struct {
 	cfg Config
 	log *slog.Logger
 
-	sweeper  *domain.Sweeper
+	sweeper  *service.Sweeper
 	verifier *domain.Verifier
-	nightly  *domain.Nightly
+	nightly  *service.Nightly
 	orphans  *domain.Orphans
 	timers   *jetstream.Timers
 	notifier *notify.Notifier

@@ -25,6 +25,7 @@ import (
 	"github.com/backupledger/backupledger/docs"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/usecase"
 )
 
@@ -44,7 +45,7 @@ type startup struct {
 	restoreFrom  domain.SourceSet // the sources restores import into
 	identity     *domain.Identity
 	restores     *domain.Restores
-	quoter       *domain.Quoter
+	quoter       *service.Quoter
 }
 
 // Start starts every part and returns once the HTTP API listens. Streams,
@@ -247,14 +248,14 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 		return err
 	}
 
-	d.sweeper = domain.NewSweeper(d.ledger, d.proj, d.proj, s.clock, d.log)
+	d.sweeper = service.NewSweeper(d.ledger, d.proj, d.proj, s.clock, d.log)
 	d.goRun(s.runCtx, "expiry", d.every(d.cfg.Sweeps.ExpiryInterval, "expiry", d.sweeper.Sweep))
-	s.quoter = domain.NewQuoter(s.sources, d.proj, domain.QuoteConfig{PricePerGiBMonth: d.cfg.Ledger.PricePerGiBMonth, Currency: d.cfg.Ledger.Currency})
+	s.quoter = service.NewQuoter(s.sources, d.proj, service.QuoteConfig{PricePerGiBMonth: d.cfg.Ledger.PricePerGiBMonth, Currency: d.cfg.Ledger.Currency})
 	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, s.clock, d.cfg.Sweeps.VerifyInterval, d.log)
 	// Hourly: each check itself waits until the backup's VerifyInterval.
 	d.goRun(s.runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
 
-	d.nightly = domain.NewNightly(d.ledger, d.proj, d.proj, s.clock, d.log)
+	d.nightly = service.NewNightly(d.ledger, d.proj, d.proj, s.clock, d.log)
 	if err := jetstream.SetupTimers(ctx, d.js, d.cfg.NATS.Replicas); err != nil {
 		return err
 	}
@@ -273,7 +274,7 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 
 // startJobs makes the backup jobs, with the restores, and runs them.
 func (d *Daemon) startJobs(s *startup) (err error) {
-	worker := domain.NewWorker(domain.WorkerConfig{Name: s.jobs.WorkerName, Timeout: d.cfg.Jobs.Timeout}, d.ledger, d.proj, s.sources, d.archives, d.log)
+	worker := service.NewWorker(service.WorkerConfig{Name: s.jobs.WorkerName, Timeout: d.cfg.Jobs.Timeout}, d.ledger, d.proj, s.sources, d.archives, d.log)
 	d.jobs, err = jetstream.NewJobs(d.js, s.jobs, worker.Run, worker.Forget, jetstream.JobsOptions{Restores: s.restores,
 		Hooks: jetstream.JobHooks{Redelivered: s.metrics.JobRedelivered, FailedFinal: s.metrics.JobFailed}}, d.log)
 	if err != nil {

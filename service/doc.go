@@ -1,0 +1,12 @@
+// Package service holds the application services of backupledger that do
+// I/O around the pure core in package domain: they read the fold, run the
+// domain's pure policies and execute the commands they decide, with a
+// context, a logger and a clock. It imports only the standard library and
+// domain (test/architecture_test.go).
+//
+// So far: the backup worker (Worker), the expiry and nightly sweeps
+// (Sweeper, Nightly) and the quotes (Quoter). The ledger, the identity
+// service, restores, transfers, the integrity and orphan sweeps and the
+// signing keys still live in domain and move here next (docs/decisions.md,
+// "Layout").
+package service
