@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // fakeLister lists the objects of fakeArchives, each stored at a given
@@ -81,7 +82,7 @@ func TestOrphansSweep(t *testing.T) {
 	lister.stored["01UPLOADNEVERRECORDED"] = clock.Now()
 	lister.apps["01UPLOADNEVERRECORDED"] = "crm"
 
-	o := domain.NewOrphans(l, f, appList{"crm"}, lister, archives, clock, time.Hour, nil)
+	o := service.NewOrphans(l, f, appList{"crm"}, lister, archives, clock, time.Hour, nil)
 	// Within the grace period only the missing archive is acted on.
 	clock.Advance(59 * time.Minute)
 	rep, err := o.Sweep(ctx)
@@ -131,8 +132,8 @@ func TestOrphansSweep(t *testing.T) {
 		}
 	}
 	// A third sweep, and another replica's, find nothing more.
-	o2 := domain.NewOrphans(l, f, appList{"crm"}, lister, archives, clock, time.Hour, nil)
-	for _, sw := range []*domain.Orphans{o, o2} {
+	o2 := service.NewOrphans(l, f, appList{"crm"}, lister, archives, clock, time.Hour, nil)
+	for _, sw := range []*service.Orphans{o, o2} {
 		if rep, err := sw.Sweep(ctx); err != nil || rep != (domain.OrphanReport{}) {
 			t.Fatalf("later sweep %+v, %v", rep, err)
 		}

@@ -171,3 +171,40 @@ func TestPlanOrphans(t *testing.T) {
 		})
 	}
 }
+
+// The integrity check's policy: ready backups, not known corrupt, whose
+// last check (or completion) is at least a period old, sorted by id.
+func TestDueVerifications(t *testing.T) {
+	day := 24 * time.Hour
+	week := 7 * day
+	done := 2 * time.Second // inStatus completes a backup 2s after its request
+	cases := []struct {
+		name  string
+		given []given
+		now   time.Time
+		want  []string
+	}{
+		{name: "no backups", now: t0.Add(10 * week)},
+		{name: "completed less than a period ago", given: inStatus("b1", 0, domain.OriginManual, domain.StatusReady),
+			now: t0.Add(done + week - time.Millisecond)},
+		{name: "completed a period ago", given: inStatus("b1", 0, domain.OriginManual, domain.StatusReady),
+			now: t0.Add(done + week), want: []string{"b1"}},
+		{name: "checked since", given: append(inStatus("b1", 0, domain.OriginManual, domain.StatusReady),
+			g(3*day, &domain.BackupVerified{BackupID: "b1", ItemCount: 2})), now: t0.Add(done + week)},
+		{name: "only ready ones", given: concat(inStatus("b2", 0, domain.OriginManual, domain.StatusFailed),
+			inStatus("b1", 0, domain.OriginManual, domain.StatusReady), inStatus("b3", 0, domain.OriginManual, domain.StatusRunning)),
+			now: t0.Add(2 * week), want: []string{"b1"}},
+		{name: "sorted", given: concat(inStatus("b2", 0, domain.OriginManual, domain.StatusReady),
+			inStatus("b1", time.Hour, domain.OriginNightly, domain.StatusReady)), now: t0.Add(2 * week), want: []string{"b1", "b2"}},
+		{name: "corrupt already", given: append(inStatus("b1", 0, domain.OriginManual, domain.StatusReady), g(time.Hour, corrupted("b1"))),
+			now: t0.Add(2 * week)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := domain.DueVerifications(fold(t, "crm", tc.given...), tc.now, week)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("DueVerifications = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -138,7 +138,7 @@ func (s *Restores) Request(ctx context.Context, p Principal, req RestoreRequest,
 	if ac, ok := s.archives.(ArchiveChecker); ok {
 		if err := ac.CheckArchive(ctx, b.ID, b.SizeBytes, b.SHA256); errors.Is(err, ErrArchiveCorrupt) {
 			s.log.Error("stored archive does not match the ledger", "app", req.App, "backup_id", b.ID, "err", err)
-			if _, merr := s.ledger.markCorrupt(ctx, req.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
+			if _, merr := s.ledger.MarkCorrupt(ctx, req.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
 				s.log.Error("mark backup corrupt", "app", req.App, "backup_id", b.ID, "err", merr)
 			}
 			return Restore{}, Errorf(CodeBackupCorrupt, "backup %s is corrupt (%s) and cannot be restored", b.ID, corruptReason(err))
@@ -420,7 +420,7 @@ func (s *Restores) stepFailed(ctx context.Context, err error, step string, fail 
 	var de *Error
 	switch {
 	case errors.Is(err, ErrArchiveCorrupt):
-		if _, merr := s.ledger.markCorrupt(ctx, r.SourceApp, r.BackupID, "archive does not match the ledger: "+err.Error(), IntegrityActor); merr != nil {
+		if _, merr := s.ledger.MarkCorrupt(ctx, r.SourceApp, r.BackupID, "archive does not match the ledger: "+err.Error(), IntegrityActor); merr != nil {
 			s.log.Error("mark backup corrupt", "app", r.SourceApp, "backup_id", r.BackupID, "err", merr)
 		}
 		return true, fail(step, "the backup's archive does not match the ledger; nothing was changed: "+err.Error())

@@ -249,7 +249,7 @@ func (t *Transfers) checkCorrupt(ctx context.Context, b Backup, err error) {
 		return
 	}
 	t.log.Error("stored archive does not match the ledger", "app", b.App, "backup_id", b.ID, "err", err)
-	if _, merr := t.ledger.markCorrupt(ctx, b.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
+	if _, merr := t.ledger.MarkCorrupt(ctx, b.App, b.ID, "archive does not match the ledger: "+corruptReason(err), IntegrityActor); merr != nil {
 		t.log.Error("mark backup corrupt", "app", b.App, "backup_id", b.ID, "err", merr)
 	}
 }

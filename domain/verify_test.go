@@ -16,7 +16,7 @@ func TestVerifier(t *testing.T) {
 	bad := r.readyBackup(t, "crm", map[string]string{"b": "2"})
 	r.archives.corrupt[bad] = true
 	clock := r.clock // the ledger's: a check's time is the event's
-	v := domain.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
+	v := service.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
 
 	b, err := v.Verify(ctx, "crm", good, domain.Meta{Actor: "alice"})
 	if err != nil || b.VerifiedAt.IsZero() || !b.CorruptAt.IsZero() {
@@ -37,7 +37,7 @@ func TestVerifier(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("sweep: %d, %v (the corrupt backup is not checked again)", n, err)
 	}
-	other := domain.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
+	other := service.NewVerifier(r.ledger, r.fold, appList{"crm"}, r.archives, clock, 24*time.Hour, nil)
 	if n, err := other.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("the other replica's sweep checked %d archives again (%v)", n, err)
 	}

@@ -4,9 +4,9 @@
 // context, a logger and a clock. It imports only the standard library and
 // domain (test/architecture_test.go).
 //
-// So far: the backup worker (Worker), the expiry and nightly sweeps
-// (Sweeper, Nightly) and the quotes (Quoter). The ledger, the identity
-// service, restores, transfers, the integrity and orphan sweeps and the
+// So far: the backup worker (Worker), the expiry, nightly, integrity and
+// orphan sweeps (Sweeper, Nightly, Verifier, Orphans) and the quotes
+// (Quoter). The ledger, the identity service, restores, transfers and the
 // signing keys still live in domain and move here next (docs/decisions.md,
 // "Layout").
 package service

@@ -66,7 +66,7 @@ type Quoter interface {
 	Quote(ctx context.Context, app string) (domain.Quote, error)
 }
 
-// Verifier checks a backup's stored archive; *domain.Verifier.
+// Verifier checks a backup's stored archive; *service.Verifier.
 type Verifier interface {
 	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
 }

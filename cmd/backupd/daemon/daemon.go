@@ -37,9 +37,9 @@ type Daemon struct {
 	log *slog.Logger
 
 	sweeper  *service.Sweeper
-	verifier *domain.Verifier
+	verifier *service.Verifier
 	nightly  *service.Nightly
-	orphans  *domain.Orphans
+	orphans  *service.Orphans
 	timers   *jetstream.Timers
 	notifier *notify.Notifier
 	reactor  *jetstream.Reactor

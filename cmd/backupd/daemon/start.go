@@ -251,7 +251,7 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 	d.sweeper = service.NewSweeper(d.ledger, d.proj, d.proj, s.clock, d.log)
 	d.goRun(s.runCtx, "expiry", d.every(d.cfg.Sweeps.ExpiryInterval, "expiry", d.sweeper.Sweep))
 	s.quoter = service.NewQuoter(s.sources, d.proj, service.QuoteConfig{PricePerGiBMonth: d.cfg.Ledger.PricePerGiBMonth, Currency: d.cfg.Ledger.Currency})
-	d.verifier = domain.NewVerifier(d.ledger, d.proj, d.proj, d.archives, s.clock, d.cfg.Sweeps.VerifyInterval, d.log)
+	d.verifier = service.NewVerifier(d.ledger, d.proj, d.proj, d.archives, s.clock, d.cfg.Sweeps.VerifyInterval, d.log)
 	// Hourly: each check itself waits until the backup's VerifyInterval.
 	d.goRun(s.runCtx, "integrity", d.every(time.Hour, "integrity", d.verifier.Sweep))
 
@@ -264,7 +264,7 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 	}
 	d.goRun(s.runCtx, "nightly", d.every(d.cfg.Sweeps.NightlyInterval, "nightly", d.nightlySweep))
 	d.goRun(s.runCtx, "nightly-timer", func(ctx context.Context) error { return d.timers.Run(ctx, d.nightlyTick) })
-	d.orphans = domain.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, s.clock, d.cfg.Sweeps.OrphanGrace, d.log)
+	d.orphans = service.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, s.clock, d.cfg.Sweeps.OrphanGrace, d.log)
 	d.goRun(s.runCtx, "orphans", d.every(d.cfg.Sweeps.OrphanInterval, "orphans", func(ctx context.Context) (int, error) {
 		rep, err := d.orphans.Sweep(ctx)
 		return rep.Removed + rep.Missing, err
