@@ -241,7 +241,7 @@ func (c CompleteBackup) decide(a *App, _ *decision) (Event, error) {
 	if b.Status != StatusRunning {
 		return nil, stateConflict(b, "completed")
 	}
-	if c.SizeBytes < 0 || c.ItemCount < 0 || !isLowerHex(c.SHA256, 64) {
+	if c.SizeBytes < 0 || c.ItemCount < 0 || !IsLowerHex(c.SHA256, 64) {
 		return nil, Errorf(CodeInvalidArgument, "completion needs a size, an item count and a lowercase hex SHA-256")
 	}
 	if c.Attempt != b.Attempt {
@@ -271,7 +271,7 @@ func (c RecordUpload) decide(a *App, d *decision) (Event, error) {
 		return nil, err
 	}
 	ar := c.Archive
-	if ar.SizeBytes < 0 || ar.ItemCount < 0 || !isLowerHex(ar.SHA256, 64) {
+	if ar.SizeBytes < 0 || ar.ItemCount < 0 || !IsLowerHex(ar.SHA256, 64) {
 		return nil, Errorf(CodeInvalidArgument, "an upload needs a size, an item count and a lowercase hex SHA-256")
 	}
 	if q := a.Quota(); q >= d.rules.MaxBackups {
@@ -357,8 +357,9 @@ func Decide(a *App, cmd Command, now time.Time, rules Rules, newID func() string
 	return cmd.decide(a, &decision{now: now, rules: rules, newID: newID})
 }
 
-// isLowerHex reports whether s is n lowercase hexadecimal digits.
-func isLowerHex(s string, n int) bool {
+// IsLowerHex reports whether s is n lowercase hexadecimal digits (a
+// SHA-256 in the ledger's and the archive's form).
+func IsLowerHex(s string, n int) bool {
 	if len(s) != n {
 		return false
 	}

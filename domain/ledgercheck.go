@@ -295,7 +295,7 @@ func (c *LedgerCheck) checkGenesis(m StoredMessage, v *Verdict) {
 			TypeKeyCreated, kc.KeyID, HeaderKeyID, m.KeyID)
 		return
 	}
-	if !isLowerHex(kc.MACKeySHA256, 64) {
+	if !IsLowerHex(kc.MACKeySHA256, 64) {
 		v.reject(ReasonBadKeyEvent, "%s: mac_key_sha256 %q is not 64 lower-case hex digits", TypeKeyCreated, kc.MACKeySHA256)
 		return
 	}

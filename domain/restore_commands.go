@@ -182,7 +182,7 @@ func (c RequestRestore) decide(a *App, d *decision) (Event, error) {
 	if err := ValidateAppID(c.SourceApp); err != nil {
 		return nil, err
 	}
-	if c.BackupID == "" || !isLowerHex(c.BackupSHA256, 64) || c.BackupSizeBytes < 0 {
+	if c.BackupID == "" || !IsLowerHex(c.BackupSHA256, 64) || c.BackupSizeBytes < 0 {
 		return nil, Errorf(CodeInvalidArgument, "a restore needs a ready backup with its size and SHA-256")
 	}
 	if c.ServerSchema > 0 && c.BackupSchema > c.ServerSchema {
@@ -240,7 +240,7 @@ func (c RecordImported) decide(a *App, _ *decision) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.ArchiveVerified || r.Imported || !isLowerHex(c.Digest, 64) {
+	if !r.ArchiveVerified || r.Imported || !IsLowerHex(c.Digest, 64) {
 		return nil, Errorf(CodeBackupStateConflict, "restore %s: import not expected now", c.RestoreID)
 	}
 	return &RestoreImported{RestoreID: c.RestoreID, Items: c.Items, FromSchema: c.FromSchema, ToSchema: c.ToSchema,
@@ -252,7 +252,7 @@ func (c CompleteRestore) decide(a *App, _ *decision) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.Imported || !isLowerHex(c.Digest, 64) {
+	if !r.Imported || !IsLowerHex(c.Digest, 64) {
 		return nil, Errorf(CodeBackupStateConflict, "restore %s cannot complete before its import is verified", c.RestoreID)
 	}
 	return &RestoreCompleted{RestoreID: c.RestoreID, Digest: c.Digest, PreRestoreBackup: r.PreBackupID}, nil

@@ -158,24 +158,22 @@ func (t *Throttle) Forget(name string) {
 // bound makes room for one more entry in each map: the entries whose
 // failures all left the window go first, then any.
 func (t *Throttle) bound(now time.Time) {
-	if len(t.clients) >= throttleEntries {
-		for k, c := range t.clients {
-			if c.recent(now) == 0 || len(t.clients) >= throttleEntries {
-				delete(t.clients, k)
-			}
-			if len(t.clients) < throttleEntries/2 {
-				break
-			}
-		}
+	trim(t.clients, now)
+	trim(t.names, now)
+}
+
+// trim halves m once it holds throttleEntries entries: those whose
+// failures all left the window at now first, then any.
+func trim[V interface{ recent(time.Time) int }](m map[string]V, now time.Time) {
+	if len(m) < throttleEntries {
+		return
 	}
-	if len(t.names) >= throttleEntries {
-		for k, n := range t.names {
-			if n.recent(now) == 0 || len(t.names) >= throttleEntries {
-				delete(t.names, k)
-			}
-			if len(t.names) < throttleEntries/2 {
-				break
-			}
+	for k, v := range m {
+		if v.recent(now) == 0 || len(m) >= throttleEntries {
+			delete(m, k)
+		}
+		if len(m) < throttleEntries/2 {
+			break
 		}
 	}
 }

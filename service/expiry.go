@@ -10,19 +10,12 @@ import (
 
 // Sweeper expires the backups whose retention has passed.
 type Sweeper struct {
-	ledger *domain.Ledger
-	states domain.States
-	apps   domain.AppLister
-	clock  domain.Clock
-	log    *slog.Logger
+	sweep
 }
 
 // NewSweeper returns a sweeper over the apps the projection knows.
 func NewSweeper(ledger *domain.Ledger, states domain.States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Sweeper {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Sweeper{ledger: ledger, states: states, apps: apps, clock: clock, log: log}
+	return &Sweeper{newSweep(ledger, states, apps, clock, log)}
 }
 
 // Sweep expires every backup whose expiry has passed, and returns how many

@@ -14,19 +14,12 @@ import (
 // loses nor repeats a night, and replicas sweeping at once record each try
 // once (NightlyCommandID).
 type Nightly struct {
-	ledger *domain.Ledger
-	states domain.States
-	apps   domain.AppLister
-	clock  domain.Clock
-	log    *slog.Logger
+	sweep
 }
 
 // NewNightly returns the nightly planner.
 func NewNightly(ledger *domain.Ledger, states domain.States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Nightly {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Nightly{ledger: ledger, states: states, apps: apps, clock: clock, log: log}
+	return &Nightly{newSweep(ledger, states, apps, clock, log)}
 }
 
 // Sweep requests what is due and returns how many tries it recorded

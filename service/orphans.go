@@ -13,27 +13,20 @@ import (
 // live backup owns is removed after a grace period (archive.orphan_removed),
 // and a ready backup whose object is gone is marked corrupt.
 type Orphans struct {
-	ledger   *domain.Ledger
-	states   domain.States
-	apps     domain.AppLister
+	sweep
 	archives domain.ArchiveLister
 	deleter  domain.ArchiveDeleter
-	clock    domain.Clock
 	// Grace is how old an object without a live backup must be before it
 	// is removed: an upload is stored before its backup is recorded.
 	Grace time.Duration
-	log   *slog.Logger
 }
 
 // NewOrphans returns the orphan sweep; grace <= 0 means one hour.
 func NewOrphans(ledger *domain.Ledger, states domain.States, apps domain.AppLister, archives domain.ArchiveLister, deleter domain.ArchiveDeleter, clock domain.Clock, grace time.Duration, log *slog.Logger) *Orphans {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if grace <= 0 {
 		grace = time.Hour
 	}
-	return &Orphans{ledger: ledger, states: states, apps: apps, archives: archives, deleter: deleter, clock: clock, Grace: grace, log: log}
+	return &Orphans{sweep: newSweep(ledger, states, apps, clock, log), archives: archives, deleter: deleter, Grace: grace}
 }
 
 // Sweep lists the archives, then the ledger, and reconciles them

@@ -14,26 +14,19 @@ import (
 // (Sweep). A passed check is backup.verified; a failed one marks the
 // backup corrupt (backup.corrupted, actor system:integrity).
 type Verifier struct {
-	ledger   *domain.Ledger
-	states   domain.States
-	apps     domain.AppLister
+	sweep
 	archives domain.ArchiveReader
-	clock    domain.Clock
 	// Every is how old a backup's last check may be before Sweep checks it
 	// again.
 	Every time.Duration
-	log   *slog.Logger
 }
 
 // NewVerifier returns a verifier; every is the period of Sweep's checks.
 func NewVerifier(ledger *domain.Ledger, states domain.States, apps domain.AppLister, archives domain.ArchiveReader, clock domain.Clock, every time.Duration, log *slog.Logger) *Verifier {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if every <= 0 {
 		every = 7 * 24 * time.Hour
 	}
-	return &Verifier{ledger: ledger, states: states, apps: apps, archives: archives, clock: clock, Every: every, log: log}
+	return &Verifier{sweep: newSweep(ledger, states, apps, clock, log), archives: archives, Every: every}
 }
 
 // Verify reads the archive of a ready backup and checks it against the

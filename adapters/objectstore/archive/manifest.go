@@ -192,7 +192,7 @@ func checkEntries(m Manifest) error {
 		if e.Size < 0 {
 			return invalid("manifest.json: entry %q has a negative size", e.Path)
 		}
-		if !isLowerHex(e.SHA256, 64) {
+		if !domain.IsLowerHex(e.SHA256, 64) {
 			return invalid("manifest.json: entry %q: sha256 must be 64 lower-case hex digits", e.Path)
 		}
 	}
@@ -266,18 +266,6 @@ func CheckBackupID(id string) error {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func isLowerHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // jsonDetail describes a JSON decoding error without Go type names.
 func jsonDetail(err error) string {
