@@ -665,15 +665,8 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 	planted := uint64(len(bodies) + 1)
 	tune := func(c *daemon.Config) { c.Identity.PasswordParams = password.TestParams() }
 
-	d, err := daemon.New(nodeConfig(dir, tune))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = d.Start(ctx)
+	err := startErr(t, nodeConfig(dir, tune))
 	if err == nil {
-		d.Kill()
 		t.Fatal("backupd started on a ledger whose genesis it did not write")
 	}
 	if !errors.Is(err, domain.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") || !strings.Contains(err.Error(), malloryID) {

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/usecase"
 )
 
@@ -80,9 +79,6 @@ func (s *Server) renameBackup(w http.ResponseWriter, r *http.Request, c call) er
 	var req renameRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
-	}
-	if req.Name == nil {
-		return domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
 	}
 	uc, err := s.command(w, r, c)
 	if err != nil {

@@ -76,9 +76,6 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) e
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.URL == "" {
-		return domain.Errorf(domain.CodeInvalidArgument, "field \"url\" is required")
-	}
 	return s.identityCommand(w, r, c, http.StatusCreated, func(ctx context.Context, uc *usecase.Call) (any, error) {
 		return s.app.CreateWebhook(ctx, uc, usecase.CreateWebhook{WebhookScope: scope(r, c), URL: req.URL, Events: req.Events, Secret: req.Secret})
 	})

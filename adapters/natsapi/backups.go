@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/usecase"
-
-	"github.com/backupledger/backupledger/domain"
 )
 
 // AppRequest names an app: the body of logs.app, config.list and the
@@ -123,9 +121,6 @@ func (s *Service) renameBackup(ctx context.Context, c *call) (any, error) {
 	}
 	if err := s.checkApp(c, req.App); err != nil {
 		return nil, err
-	}
-	if req.Name == nil {
-		return nil, domain.Errorf(domain.CodeInvalidArgument, "field \"name\" is required")
 	}
 	uc, err := s.command(c, req.CommandFields)
 	if err != nil {
