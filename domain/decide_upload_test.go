@@ -225,25 +225,3 @@ func TestDecideAfterCorruption(t *testing.T) {
 			when: domain.CompleteBackup{App: "crm", BackupID: "c", Attempt: 1, SHA256: sha64}, code: domain.CodeBackupStateConflict},
 	})
 }
-
-// TestRecordUploadOfAnUnencodableTime is a regression test for an oddity
-// reported to the lead: RecordUpload accepts an original creation time
-// that JSON cannot encode (year outside 0–9999), so Execute fails with an
-// internal error from encode instead of refusing the command.
-func TestRecordUploadOfAnUnencodableTime(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
-	cmd := withArchive("up1", func(a *domain.ImportedArchive) { a.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) })
-	_, err := r.exec(cmd, alice("k1"))
-	if err == nil {
-		t.Fatal("an event that cannot be encoded was appended")
-	}
-	if r.stream.len() != 0 {
-		t.Fatal("appended")
-	}
-	if domain.Code(err) == domain.CodeInternal {
-		t.Fatal("fixed bug is back: domain/commands.go:268 (RecordUpload.decide): an original created_at outside years 0–9999 is accepted and fails encode as internal; refuse it (CodeArchiveInvalid or CodeInvalidArgument)")
-	}
-	if c := domain.Code(err); c != domain.CodeArchiveInvalid && c != domain.CodeInvalidArgument {
-		t.Fatalf("code = %q, want archive_invalid or invalid_argument", c)
-	}
-}

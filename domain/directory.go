@@ -561,7 +561,7 @@ func (c RegisterApp) Decide(d *Directory, p Principal, _ time.Time) (Event, erro
 	}
 	if a, ok := d.apps[c.App]; ok {
 		if !p.Admin && !d.Administers(p.ID, c.App) {
-			return nil, errAppUnavailable(c.App)
+			return nil, ErrAppUnavailable(c.App)
 		}
 		if a.Org == c.Org {
 			return nil, nil
@@ -668,3 +668,9 @@ func checkText(what, s string, max int) error {
 
 // String describes a principal for logs.
 func (p Principal) String() string { return fmt.Sprintf("%s(admin=%v)", p.ID, p.Admin) }
+
+// ErrAppUnavailable answers a member who may not register or restore into
+// app: not found, as for every app it may not see.
+func ErrAppUnavailable(app string) error {
+	return Errorf(CodeNotFound, "app %s not found: the id is in use and not yours", app)
+}

@@ -32,11 +32,11 @@ func RequestHash(name string, cmd any) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// checkReuse returns CodeIdempotencyKeyReused when rec, the record of an
+// CheckReuse returns CodeIdempotencyKeyReused when rec, the record of an
 // earlier command with the key, was made of another request than hash.
 // Records without a fingerprint (events from before it was recorded, or
 // of generated ids) answer as before.
-func checkReuse(rec CommandRecord, hash string) error {
+func CheckReuse(rec CommandRecord, hash string) error {
 	if hash == "" || rec.Hash == "" || rec.Hash == hash {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,51 +13,6 @@ import (
 
 // t0 is the reference time of the tests: a Saturday in November.
 var t0 = time.Date(2026, 11, 21, 10, 15, 0, 0, time.UTC)
-
-// fakeClock is a Clock whose time the test sets.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// fakeIDs makes counter-based ids that sort like ULIDs: 13 digits of Unix
-// milliseconds, then 13 digits of a counter. They are valid idempotency keys.
-type fakeIDs struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (g *fakeIDs) NewID(t time.Time) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.n++
-	return fmt.Sprintf("%013d%013d", t.UnixMilli(), g.n)
-}
-
-var (
-	_ domain.Clock = (*fakeClock)(nil)
-	_ domain.IDs   = (*fakeIDs)(nil)
-)
 
 // given is one event of a test's history: ev at t0+at. A nil ev stands for
 // an event type this process does not know (type "test.unknown").

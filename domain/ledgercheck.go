@@ -155,6 +155,10 @@ func NewLedgerCheck() *LedgerCheck {
 	return &LedgerCheck{byID: map[string]int{}, heads: map[string]string{}, announcedBy: map[string]string{}}
 }
 
+// AnnouncedBy returns the CommandKey of the event that announced the key
+// keyID, or "" when the check has seen no such announcement.
+func (c *LedgerCheck) AnnouncedBy(keyID string) string { return c.announcedBy[keyID] }
+
 // Genesis returns the stream sequence of the accepted key.created, 0 while
 // the ledger is unsigned.
 func (c *LedgerCheck) Genesis() uint64 { return c.genesis }

@@ -20,17 +20,17 @@ type Migration struct {
 // Migrations is the registry of migration steps.
 type Migrations []Migration
 
-// migrationPlan is the steps from one version to another, in order.
-type migrationPlan []Migration
+// MigrationPlan is the steps from one version to another, in order.
+type MigrationPlan []Migration
 
 // Plan returns the steps that take source's items from version from to
 // version to: none when they are equal; an *Error with CodeBackupNewer
 // when from is newer, CodeInvalidArgument when a step is missing.
-func (m Migrations) Plan(source string, from, to int) (migrationPlan, error) {
+func (m Migrations) Plan(source string, from, to int) (MigrationPlan, error) {
 	if from > to {
 		return nil, Errorf(CodeBackupNewer, "schema version %d is newer than this server's %d", from, to)
 	}
-	var plan migrationPlan
+	var plan MigrationPlan
 	for v := from; v < to; v++ {
 		found := false
 		for _, s := range m {
@@ -46,8 +46,8 @@ func (m Migrations) Plan(source string, from, to int) (migrationPlan, error) {
 	return plan, nil
 }
 
-// apply runs every step on it.
-func (p migrationPlan) apply(it Item) ([]Item, error) {
+// Apply runs every step on it.
+func (p MigrationPlan) Apply(it Item) ([]Item, error) {
 	items := []Item{it}
 	for _, step := range p {
 		var next []Item
@@ -63,8 +63,8 @@ func (p migrationPlan) apply(it Item) ([]Item, error) {
 	return items, nil
 }
 
-// names returns the steps' names.
-func (p migrationPlan) names() []string {
+// Names returns the steps' Names.
+func (p MigrationPlan) Names() []string {
 	var out []string
 	for _, s := range p {
 		out = append(out, fmt.Sprintf("%s %d→%d: %s", s.Source, s.From, s.From+1, s.Name))

@@ -41,9 +41,9 @@ func Outcome(res Result, err error) string {
 	return OutcomeError
 }
 
-// nopObserver observes nothing.
-type nopObserver struct{}
+// NopObserver observes nothing.
+type NopObserver struct{}
 
-func (nopObserver) Executed(string, string, time.Duration) {}
-func (nopObserver) Appended(string, Event)                 {}
-func (nopObserver) Conflict(bool)                          {}
+func (NopObserver) Executed(string, string, time.Duration) {}
+func (NopObserver) Appended(string, Event)                 {}
+func (NopObserver) Conflict(bool)                          {}

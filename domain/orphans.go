@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"time"
@@ -60,14 +59,6 @@ type ArchiveObject struct {
 	App       string
 	SizeBytes int64
 	StoredAt  time.Time
-}
-
-// ArchiveLister lists the stored archives.
-type ArchiveLister interface {
-	// ListArchives returns every complete archive object.
-	ListArchives(ctx context.Context) ([]ArchiveObject, error)
-	// HasArchive reports whether the archive of backupID is stored.
-	HasArchive(ctx context.Context, backupID string) (bool, error)
 }
 
 // OrphanReport is what one orphan sweep did.

@@ -269,3 +269,14 @@ func (c FailRestore) decide(a *App, _ *decision) (Event, error) {
 	}
 	return &RestoreFailed{RestoreID: c.RestoreID, Step: c.Step, Reason: reason, PreRestoreBackup: r.PreBackupID}, nil
 }
+
+// RestoreRequest is what a caller asks for: a backup of App restored into
+// TargetApp (App itself when empty).
+type RestoreRequest struct {
+	App                string
+	BackupID           string
+	TargetApp          string
+	PreRestoreBackup   bool
+	AutoEndMaintenance bool
+	Password           string
+}

@@ -1,24 +1,11 @@
 package domain
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"strings"
 )
-
-// Replacer is the import side of a Source: a restore replaces an app's
-// content with an archive's.
-type Replacer interface {
-	// Replace makes app's content exactly the items that items emits
-	// (Item.Component and Item.Path as Export gives them): everything not
-	// among them is removed. It is idempotent, and leaves either the old
-	// or the new content when it fails where the source can (dir renames
-	// a whole folder into place), or content that a retry of Replace
-	// makes right (kv).
-	Replace(ctx context.Context, app string, items func(emit func(Item) error) error) error
-}
 
 // ArchiveEntry is one entry of an archive's manifest.
 type ArchiveEntry struct {
@@ -39,23 +26,6 @@ type ArchiveContents struct {
 	// in the manifest's order; each Body is checked against its size and
 	// SHA-256 as it is read.
 	Items func(emit func(Item) error) error
-}
-
-// ArchiveReader opens stored archives for restores.
-// ArchiveChecker is implemented by an ArchiveReader that can check a
-// stored archive's record without reading its bytes: present, readable,
-// of the ledger's size and SHA-256 (else an error wrapping
-// ErrArchiveCorrupt). A restore request checks it before it is recorded.
-type ArchiveChecker interface {
-	CheckArchive(ctx context.Context, backupID string, size int64, sha256 string) error
-}
-
-type ArchiveReader interface {
-	// ReadArchive checks the stored archive of backupID against size and
-	// sha256 (a mismatch is an error wrapping ErrArchiveCorrupt) and the
-	// archive rules, then calls fn with its contents. The contents are
-	// valid only during fn.
-	ReadArchive(ctx context.Context, backupID string, size int64, sha256 string, fn func(ArchiveContents) error) error
 }
 
 // ContentDigest is the digest of an app's content that a restore verifies:

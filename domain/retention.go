@@ -38,35 +38,30 @@ type Retention struct {
 	Next        NextBackup
 }
 
-// Retention explains app's retention as the rules and the fold say now.
-func (l *Ledger) Retention(app string) (Retention, error) {
-	if err := ValidateAppID(app); err != nil {
-		return Retention{}, err
-	}
-	now := l.clock.Now().UTC()
-	rules := l.cfg.Rules
+// RetentionOf explains the retention of a, the state of app, at now under
+// rules: each backup's expiry and the reason, the quota used, and whether
+// a backup may be requested now (and if not, why and when).
+func RetentionOf(a *App, app string, now time.Time, rules Rules) Retention {
 	r := Retention{App: app, Now: now, Retention: rules.Retention, MaxBackups: rules.MaxBackups, MinInterval: rules.MinInterval}
-	l.states.ReadApp(app, func(a *App) {
-		r.QuotaUsed = a.Quota()
-		for _, b := range a.Backups() {
-			reason := fmt.Sprintf("kept %s after it was made (retention %s), then deleted with its archive", days(rules.Retention), days(rules.Retention))
-			if b.Origin == OriginUpload {
-				reason = fmt.Sprintf("kept %s after it was uploaded (retention %s), then deleted with its archive", days(rules.Retention), days(rules.Retention))
-			}
-			if !b.ExpiresAt.IsZero() && !now.Before(b.ExpiresAt) {
-				reason = "expired; the next sweep deletes it with its archive"
-			}
-			r.Backups = append(r.Backups, BackupRetention{ID: b.ID, Name: b.Name, Origin: b.Origin, Status: b.Status,
-				CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, Reason: reason})
+	r.QuotaUsed = a.Quota()
+	for _, b := range a.Backups() {
+		reason := fmt.Sprintf("kept %s after it was made (retention %s), then deleted with its archive", days(rules.Retention), days(rules.Retention))
+		if b.Origin == OriginUpload {
+			reason = fmt.Sprintf("kept %s after it was uploaded (retention %s), then deleted with its archive", days(rules.Retention), days(rules.Retention))
 		}
-		_, err := Decide(a, RequestBackup{App: app}, now, rules, func() string { return "dry-run" })
-		if err == nil {
-			r.Next = NextBackup{Allowed: true}
-			return
+		if !b.ExpiresAt.IsZero() && !now.Before(b.ExpiresAt) {
+			reason = "expired; the next sweep deletes it with its archive"
 		}
-		r.Next = NextBackup{Code: Code(err), Detail: Public(err), RetryAfter: RetryAfter(err)}
-	})
-	return r, nil
+		r.Backups = append(r.Backups, BackupRetention{ID: b.ID, Name: b.Name, Origin: b.Origin, Status: b.Status,
+			CreatedAt: b.CreatedAt, ExpiresAt: b.ExpiresAt, Reason: reason})
+	}
+	_, err := Decide(a, RequestBackup{App: app}, now, rules, func() string { return "dry-run" })
+	if err == nil {
+		r.Next = NextBackup{Allowed: true}
+		return r
+	}
+	r.Next = NextBackup{Code: Code(err), Detail: Public(err), RetryAfter: RetryAfter(err)}
+	return r
 }
 
 // days says a duration in days when it is whole days.

@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"context"
 	"slices"
 	"time"
 )
@@ -42,19 +41,6 @@ func (c RecordVerified) decide(a *App, _ *decision) (Event, error) {
 		return nil, stateConflict(b, "verified")
 	}
 	return &BackupVerified{BackupID: b.ID, SHA256: b.SHA256, ItemCount: c.ItemCount}, nil
-}
-
-// MarkCorrupt records that backup id of app is corrupt (command id
-// <id>.corrupt, whoever finds it), also when ctx ends meanwhile. A backup
-// already marked, or no longer ready, is no error; it reports whether this
-// call marked it.
-func (l *Ledger) MarkCorrupt(ctx context.Context, app, id, reason, actor string) (bool, error) {
-	_, err := l.Execute(context.WithoutCancel(ctx), MarkCorrupt{App: app, BackupID: id, Reason: reason},
-		Meta{Actor: actor, CommandID: id + ".corrupt"})
-	if Code(err) == CodeBackupStateConflict {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // VerificationDue reports whether b is due for a periodic check at now:

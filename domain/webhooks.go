@@ -1,9 +1,6 @@
 package domain
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -37,8 +34,8 @@ func NotifiableTypes() []string {
 // MaxWebhookURLLen bounds a webhook's URL.
 const MaxWebhookURLLen = 2048
 
-// webhookSecretPrefix starts every generated webhook secret.
-const webhookSecretPrefix = "whsec_"
+// WebhookSecretPrefix starts every generated webhook secret.
+const WebhookSecretPrefix = "whsec_"
 
 // WebhookRegistered records a webhook of an organisation (Org) or of an
 // app (App): exactly one of them is set. Its secret is not in the event.
@@ -124,10 +121,10 @@ type RegisterWebhook struct {
 	URL    string
 	Events []string
 
-	// allowPrivate is the server's IdentityConfig.AllowPrivateWebhookTargets,
-	// set by Identity.RegisterWebhook: no transport can set it, and a
-	// command decided without it refuses private targets.
-	allowPrivate bool
+	// AllowPrivate is the server's IdentityConfig.AllowPrivateWebhookTargets,
+	// set by Identity.RegisterWebhook: it is not part of a request (no
+	// JSON), and a command decided without it refuses private targets.
+	AllowPrivate bool `json:"-"`
 }
 
 // Decide implements IdentityCommand.
@@ -139,7 +136,7 @@ func (c RegisterWebhook) Decide(d *Directory, p Principal, _ time.Time) (Event, 
 	if err != nil {
 		return nil, err
 	}
-	if !c.allowPrivate {
+	if !c.AllowPrivate {
 		if err := CheckWebhookTarget(u); err != nil {
 			return nil, err
 		}
@@ -250,53 +247,3 @@ type NewWebhook struct {
 
 // WebhookSecretKey is the secret store key of a webhook's signing secret.
 func WebhookSecretKey(id string) string { return "webhook." + id }
-
-// RegisterWebhook registers a webhook; an empty secret means a generated
-// one (whsec_ and 256 random bits). The secret is stored before the event
-// (a refused command stores none), as the raw bytes the signatures are
-// made with: HMAC needs the secret itself, not a hash of it. A URL whose
-// host is a non-public IP address or a local name is invalid_argument
-// unless IdentityConfig.AllowPrivateWebhookTargets is set (see
-// CheckWebhookTarget).
-func (s *Identity) RegisterWebhook(ctx context.Context, p Principal, c RegisterWebhook, secret string, m Meta) (NewWebhook, error) {
-	now := s.clock.Now().UTC()
-	c.ID = s.ids.NewID(now)
-	c.allowPrivate = s.cfg.AllowPrivateWebhookTargets
-	if err := s.precheck(p, c); err != nil {
-		return NewWebhook{}, err
-	}
-	if seen, err := s.seen(p, c, m); err != nil {
-		return NewWebhook{}, err
-	} else if seen {
-		return NewWebhook{}, Errorf(CodeAlreadyExists, "this command already registered a webhook; its secret was shown then")
-	}
-	if secret == "" {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b) // never fails
-		secret = webhookSecretPrefix + base64.RawURLEncoding.EncodeToString(b)
-	} else if len(secret) < 16 || len(secret) > 256 || strings.ContainsAny(secret, "\x00\r\n") {
-		return NewWebhook{}, Errorf(CodeInvalidArgument, "a webhook secret must be 16 to 256 bytes on one line")
-	}
-	if err := s.secrets.PutSecret(ctx, WebhookSecretKey(c.ID), []byte(secret)); err != nil {
-		return NewWebhook{}, fmt.Errorf("store webhook secret: %w", err)
-	}
-	res, err := s.Execute(ctx, p, c, m)
-	if err != nil {
-		return NewWebhook{}, err
-	}
-	if res.Duplicate {
-		return NewWebhook{}, Errorf(CodeAlreadyExists, "this command already registered a webhook; its secret was shown then")
-	}
-	var w Webhook
-	s.view.ReadDirectory(func(d *Directory) {
-		if got, ok := d.webhooks[c.ID]; ok {
-			w = *got
-		}
-	})
-	return NewWebhook{Webhook: w, Secret: secret}, nil
-}
-
-// WebhookSecret returns the signing secret of a webhook.
-func (s *Identity) WebhookSecret(ctx context.Context, id string) ([]byte, error) {
-	return s.secrets.Secret(ctx, WebhookSecretKey(id))
-}

@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"context"
 	"io"
 	"time"
 )
@@ -27,19 +26,6 @@ type Item struct {
 	Body io.Reader
 }
 
-// Source is where an app's structure and configuration live.
-type Source interface {
-	// Kind names the source, e.g. "kv"; the archive records it.
-	Kind() string
-	// SchemaVersion is the version of the structure this server exports.
-	SchemaVersion() int
-	// Components names the archive components the source exports into,
-	// e.g. ["config"]; an archive lists them even when they are empty.
-	Components() []string
-	// Export calls emit for every item of app, in a stable order.
-	Export(ctx context.Context, app string, emit func(Item) error) error
-}
-
 // ArchiveHeader is what an archive's manifest says about its backup.
 type ArchiveHeader struct {
 	App           string
@@ -61,14 +47,6 @@ type ArchiveInfo struct {
 	ItemCount int
 }
 
-// ArchiveStore stores archives, one per backup id.
-type ArchiveStore interface {
-	ArchiveDeleter
-	// WriteArchive streams an archive of the items that export emits into
-	// the store under h.BackupID, replacing a partial one.
-	WriteArchive(ctx context.Context, h ArchiveHeader, export func(emit func(Item) error) error) (ArchiveInfo, error)
-}
-
 // Job is one delivery of a requested backup to a worker.
 type Job struct {
 	App      string
@@ -86,25 +64,3 @@ type Job struct {
 
 // WorkerActor is the actor recorded for the events workers append.
 const WorkerActor = "system:worker"
-
-// Sources picks the source each app's configuration lives in.
-type Sources interface {
-	// For returns the source of app.
-	For(app string) Source
-}
-
-// SourceSet is a default source and the apps that use another one.
-type SourceSet struct {
-	Default Source
-	ByApp   map[string]Source
-}
-
-var _ Sources = SourceSet{}
-
-// For implements Sources.
-func (s SourceSet) For(app string) Source {
-	if src, ok := s.ByApp[app]; ok {
-		return src
-	}
-	return s.Default
-}

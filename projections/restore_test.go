@@ -9,6 +9,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 func strp(s string) *string { return &s }
@@ -26,12 +27,12 @@ func TestRestoreViews(t *testing.T) {
 	}{
 		{"carol", &domain.RestoreRequested{RestoreID: "r1", SourceApp: "crm", BackupID: "b1", BackupSHA256: sha,
 			BackupSizeBytes: 10, BackupSchema: 1, BackupSource: "kv", PreRestoreBackup: true}},
-		{domain.RestoreActor, &domain.MaintenanceStarted{Reason: "restore r1", RestoreID: "r1"}},
-		{domain.RestoreActor, &domain.BackupRequested{BackupID: "pb", Name: "Before restore r1", Origin: domain.OriginPreRestore,
+		{service.RestoreActor, &domain.MaintenanceStarted{Reason: "restore r1", RestoreID: "r1"}},
+		{service.RestoreActor, &domain.BackupRequested{BackupID: "pb", Name: "Before restore r1", Origin: domain.OriginPreRestore,
 			ExpiresAt: at(60 * 24), RestoreID: "r1"}},
-		{domain.RestoreActor, &domain.RestorePreBackupReady{RestoreID: "r1", BackupID: "pb"}},
-		{domain.RestoreActor, &domain.RestoreArchiveVerified{RestoreID: "r1", SHA256: sha}},
-		{domain.RestoreActor, &domain.RestoreFailed{RestoreID: "r1", Step: domain.StepImport, Reason: "disk full", PreRestoreBackup: "pb"}},
+		{service.RestoreActor, &domain.RestorePreBackupReady{RestoreID: "r1", BackupID: "pb"}},
+		{service.RestoreActor, &domain.RestoreArchiveVerified{RestoreID: "r1", SHA256: sha}},
+		{service.RestoreActor, &domain.RestoreFailed{RestoreID: "r1", Step: domain.StepImport, Reason: "disk full", PreRestoreBackup: "pb"}},
 	}
 	l := newLedger(t, domain.DefaultRules())
 	for i, e := range failed {
@@ -58,7 +59,7 @@ func TestRestoreViews(t *testing.T) {
 		{"list", func() any { return len(l.s.Restores("crm2")) }, 1},
 		{"list of an app without events", func() any { return l.s.Restores("nothing") }, []projections.RestoreView{}},
 		{"maintenance stays on after a failure", func() any { return l.s.App("crm2").Maintenance }, projections.MaintenanceView{
-			On: true, Since: timep(at(1)), By: domain.RestoreActor, Reason: "restore r1", RestoreID: "r1"}},
+			On: true, Since: timep(at(1)), By: service.RestoreActor, Reason: "restore r1", RestoreID: "r1"}},
 		{"no active restore after a failure", func() any { return l.s.App("crm2").ActiveRestore }, ""},
 		{"empty app", func() any { a := l.s.App("nothing"); return [2]any{a.Maintenance, a.ActiveRestore} },
 			[2]any{projections.MaintenanceView{}, ""}},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // The keys of the signed ledgers of these tests: fixed, so that ids and
@@ -118,7 +119,7 @@ func (l *signedLedger) emit(token, actor string, ev domain.Event) domain.StoredM
 // from then on.
 func (l *signedLedger) genesis(key ed25519.PrivateKey) domain.StoredMessage {
 	l.t.Helper()
-	m := l.emitWith(domain.KeysStream, domain.KeysActor, domain.NewKeyCreated(key.Public().(ed25519.PublicKey), ledgerMAC), key)
+	m := l.emitWith(domain.KeysStream, service.KeysActor, domain.NewKeyCreated(key.Public().(ed25519.PublicKey), ledgerMAC), key)
 	l.key = key
 	return m
 }
@@ -473,7 +474,7 @@ func TestUnsignedPrefixThenStrict(t *testing.T) {
 
 	// Before the genesis, only a valid key.created is taken on the keys'
 	// subject: an unsigned one is refused and the ledger stays unsigned.
-	fake := l.forge(domain.KeysStream, domain.KeysActor, domain.NewKeyCreated(foreignKey.Public().(ed25519.PublicKey), ledgerMAC), nil)
+	fake := l.forge(domain.KeysStream, service.KeysActor, domain.NewKeyCreated(foreignKey.Public().(ed25519.PublicKey), ledgerMAC), nil)
 	if got := l.s.Rejected()[domain.ReasonUnsigned]; got != 1 {
 		t.Errorf("Rejected()[unsigned] = %d after an unsigned key.created, want 1", got)
 	}

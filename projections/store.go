@@ -62,12 +62,10 @@ type waiter struct {
 	ch  chan struct{}
 }
 
-var (
-	_ domain.States          = (*Store)(nil)
-	_ domain.Expecter        = (*Store)(nil)
-	_ domain.RefusalReporter = (*Store)(nil)
-	_ domain.RestoreKeys     = (*Store)(nil)
-)
+// The Store is also the fold the services decide against (service.States,
+// service.Expecter, service.RefusalReporter, service.DirectoryView); the
+// package tests check it, since projections does not import service.
+var _ domain.RestoreKeys = (*Store)(nil)
 
 // Options are what a Store takes beyond its rules; the zero value is a
 // store that logs nothing, trusts no MAC, pins no genesis and cannot time
@@ -77,16 +75,16 @@ type Options struct {
 	Logger *slog.Logger
 	// MACKey, when set, makes the store the check of the process that
 	// holds the ledger's keys (domain.LedgerCheck.TrustMAC): it returns the
-	// event MAC key of a signing key it holds (domain.Signing.MACKeyOf),
+	// event MAC key of a signing key it holds (service.Signing.MACKeyOf),
 	// nil for another, and must not block. Also in time travel.
 	MACKey func(keyID string) []byte
 	// Genesis, when set, is the only key a genesis may announce
 	// (domain.LedgerCheck.PinGenesis), also in time travel: the genesis key
-	// the vault recorded (domain.Signing.GenesisKey).
+	// the vault recorded (service.Signing.GenesisKey).
 	Genesis string
 	// OnKeys, when set, hears of the ledger's current key each time an
 	// accepted key event (key.created, key.rotated) changes it
-	// (domain.Signing.Learn). It is called from Apply, so it must not call
+	// (service.Signing.Learn). It is called from Apply, so it must not call
 	// back into the store.
 	OnKeys func(domain.KeyInfo)
 	// History is the reader that time travel (AppAsOf, BackupsAsOf) folds
@@ -143,7 +141,7 @@ func (s *Store) Applied() uint64 {
 	return s.applied
 }
 
-// Expect implements domain.States (its domain.Expecter): the ledger of
+// Expect implements service.States (its service.Expecter): the ledger of
 // this process announces an event it is about to append, so that Apply
 // need not decode it again.
 func (s *Store) Expect(hash string, env *domain.Envelope, ev domain.Event) {
@@ -152,7 +150,7 @@ func (s *Store) Expect(hash string, env *domain.Envelope, ev domain.Event) {
 	s.emu.Unlock()
 }
 
-// Unexpect implements domain.States (its domain.Expecter): the announced
+// Unexpect implements service.States (its service.Expecter): the announced
 // event was not stored.
 func (s *Store) Unexpect(hash string) {
 	s.emu.Lock()
@@ -230,7 +228,7 @@ func (s *Store) Apply(m domain.StoredMessage) {
 // maxRefused bounds the refused sequences Refused remembers.
 const maxRefused = 4096
 
-// Refused implements domain.RefusalReporter: whether the message at seq,
+// Refused implements service.RefusalReporter: whether the message at seq,
 // applied, was refused, and why. It remembers the last 4096 refusals.
 func (s *Store) Refused(seq uint64) (string, bool) {
 	s.mu.RLock()
@@ -432,7 +430,7 @@ func (s *Store) notify(seq uint64) {
 	s.waiters = kept
 }
 
-// WaitApplied implements domain.States.
+// WaitApplied implements service.States.
 func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 	if s.Applied() >= seq {
 		return nil
@@ -473,7 +471,7 @@ func (s *Store) RestoreByKey(sourceApp, actor, commandID string) (domain.Command
 	return r, ok
 }
 
-// ReadApp implements domain.States.
+// ReadApp implements service.States.
 func (s *Store) ReadApp(app string, fn func(a *domain.App)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -484,15 +482,13 @@ func (s *Store) ReadApp(app string, fn func(a *domain.App)) {
 	fn(domain.NewApp(app, 1))
 }
 
-// ReadDirectory implements domain.DirectoryView: fn reads the fold of the
+// ReadDirectory implements service.DirectoryView: fn reads the fold of the
 // identity events while none is applied.
 func (s *Store) ReadDirectory(fn func(d *domain.Directory)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	fn(&s.dir)
 }
-
-var _ domain.DirectoryView = (*Store)(nil)
 
 // Backups returns the live backups of app sorted by creation time; an app
 // without events has none.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // t0 is the reference time of the tests.
@@ -31,6 +32,14 @@ type ledger struct {
 	seq  uint64
 	last map[string][]byte // app → body of its last event
 }
+
+// The Store is the fold the services decide against.
+var (
+	_ service.States          = (*projections.Store)(nil)
+	_ service.Expecter        = (*projections.Store)(nil)
+	_ service.RefusalReporter = (*projections.Store)(nil)
+	_ service.DirectoryView   = (*projections.Store)(nil)
+)
 
 func newLedger(t *testing.T, rules domain.Rules) *ledger {
 	t.Helper()
@@ -573,7 +582,7 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 func TestExpectedEventsFoldLikeDecodedOnes(t *testing.T) {
 	l := newLedger(t, domain.DefaultRules())
 	told := projections.New(domain.DefaultRules(), projections.Options{})
-	var _ domain.Expecter = told
+	var _ service.Expecter = told
 
 	cet := time.FixedZone("CET", 3600)
 	steps := []struct {

@@ -1,12 +1,18 @@
 // Package service holds the application services of backupledger that do
-// I/O around the pure core in package domain: they read the fold, run the
-// domain's pure policies and execute the commands they decide, with a
+// I/O around the pure core in package domain: they read the fold, decide
+// with the domain's commands and pure policies, append, and wait, with a
 // context, a logger and a clock. It imports only the standard library and
 // domain (test/architecture_test.go).
 //
-// So far: the backup worker (Worker), the expiry, nightly, integrity and
-// orphan sweeps (Sweeper, Nightly, Verifier, Orphans) and the quotes
-// (Quoter). The ledger, the identity service, restores, transfers and the
-// signing keys still live in domain and move here next (docs/decisions.md,
-// "Layout").
+//   - the one decide→append→retry loop (commandLoop) and its two users: the
+//     Ledger (one App per subject) and the Identity service (the
+//     Directory, with the login Throttle);
+//   - the ledger's signing keys (Signing);
+//   - the restore runner (Restores), uploads and downloads (Transfers), the
+//     backup Worker and the Quoter;
+//   - the periodic sweeps (Sweeper, Nightly, Verifier, Orphans), run by one
+//     runner (Every);
+//   - the ports these services need, which adapters implement (ports.go):
+//     EventStore, States, DirectoryView, SecretStore, KeyVault, Source,
+//     ArchiveStore and the other archive ports.
 package service

@@ -14,7 +14,7 @@ type Sweeper struct {
 }
 
 // NewSweeper returns a sweeper over the apps the projection knows.
-func NewSweeper(ledger *domain.Ledger, states domain.States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Sweeper {
+func NewSweeper(ledger *Ledger, states States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Sweeper {
 	return &Sweeper{newSweep(ledger, states, apps, clock, log)}
 }
 

@@ -18,7 +18,7 @@ type Nightly struct {
 }
 
 // NewNightly returns the nightly planner.
-func NewNightly(ledger *domain.Ledger, states domain.States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Nightly {
+func NewNightly(ledger *Ledger, states States, apps domain.AppLister, clock domain.Clock, log *slog.Logger) *Nightly {
 	return &Nightly{newSweep(ledger, states, apps, clock, log)}
 }
 

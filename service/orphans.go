@@ -14,15 +14,15 @@ import (
 // and a ready backup whose object is gone is marked corrupt.
 type Orphans struct {
 	sweep
-	archives domain.ArchiveLister
-	deleter  domain.ArchiveDeleter
+	archives ArchiveLister
+	deleter  ArchiveDeleter
 	// Grace is how old an object without a live backup must be before it
 	// is removed: an upload is stored before its backup is recorded.
 	Grace time.Duration
 }
 
 // NewOrphans returns the orphan sweep; grace <= 0 means one hour.
-func NewOrphans(ledger *domain.Ledger, states domain.States, apps domain.AppLister, archives domain.ArchiveLister, deleter domain.ArchiveDeleter, clock domain.Clock, grace time.Duration, log *slog.Logger) *Orphans {
+func NewOrphans(ledger *Ledger, states States, apps domain.AppLister, archives ArchiveLister, deleter ArchiveDeleter, clock domain.Clock, grace time.Duration, log *slog.Logger) *Orphans {
 	if grace <= 0 {
 		grace = time.Hour
 	}

@@ -24,13 +24,13 @@ const perEntryOverhead = 200
 
 // Quoter estimates backups.
 type Quoter struct {
-	sources domain.Sources
-	states  domain.States
+	sources Sources
+	states  States
 	cfg     QuoteConfig
 }
 
 // NewQuoter returns a quoter.
-func NewQuoter(sources domain.Sources, states domain.States, cfg QuoteConfig) *Quoter {
+func NewQuoter(sources Sources, states States, cfg QuoteConfig) *Quoter {
 	return &Quoter{sources: sources, states: states, cfg: cfg}
 }
 

@@ -15,14 +15,14 @@ import (
 // backup corrupt (backup.corrupted, actor system:integrity).
 type Verifier struct {
 	sweep
-	archives domain.ArchiveReader
+	archives ArchiveReader
 	// Every is how old a backup's last check may be before Sweep checks it
 	// again.
 	Every time.Duration
 }
 
 // NewVerifier returns a verifier; every is the period of Sweep's checks.
-func NewVerifier(ledger *domain.Ledger, states domain.States, apps domain.AppLister, archives domain.ArchiveReader, clock domain.Clock, every time.Duration, log *slog.Logger) *Verifier {
+func NewVerifier(ledger *Ledger, states States, apps domain.AppLister, archives ArchiveReader, clock domain.Clock, every time.Duration, log *slog.Logger) *Verifier {
 	if every <= 0 {
 		every = 7 * 24 * time.Hour
 	}

@@ -24,15 +24,15 @@ type WorkerConfig struct {
 type Worker struct {
 	timeout  time.Duration
 	name     string
-	ledger   *domain.Ledger
-	states   domain.States
-	sources  domain.Sources
-	archives domain.ArchiveStore
+	ledger   *Ledger
+	states   States
+	sources  Sources
+	archives ArchiveStore
 	log      *slog.Logger
 }
 
 // NewWorker returns a Worker.
-func NewWorker(cfg WorkerConfig, ledger *domain.Ledger, states domain.States, sources domain.Sources, archives domain.ArchiveStore, log *slog.Logger) *Worker {
+func NewWorker(cfg WorkerConfig, ledger *Ledger, states States, sources Sources, archives ArchiveStore, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

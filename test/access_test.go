@@ -19,6 +19,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -225,12 +226,12 @@ func TestLoginAnswersTheSameForEveryName(t *testing.T) {
 	n.must(http.StatusCreated, "POST", "/v1/users", map[string]string{"id": "carol", "name": "C", "password": pw})
 	answers := map[string][]string{}
 	for _, user := range []string{"carol", "nobody"} {
-		for range domain.PairFailures + 1 {
+		for range service.PairFailures + 1 {
 			r := n.do("POST", "/v1/sessions", map[string]string{"user": user, "password": "not the password"}, n.as("")...)
 			answers[user] = append(answers[user], fmt.Sprint(r.status, " ", r.header.Get("Retry-After")))
 		}
 	}
-	if fmt.Sprint(answers["carol"]) != fmt.Sprint(answers["nobody"]) || answers["carol"][domain.PairFailures] != "429 1" {
+	if fmt.Sprint(answers["carol"]) != fmt.Sprint(answers["nobody"]) || answers["carol"][service.PairFailures] != "429 1" {
 		t.Errorf("answers: %v", answers)
 	}
 	natstest.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {

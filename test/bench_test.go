@@ -16,6 +16,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 const benchApps = 64
@@ -151,8 +152,8 @@ func (i *benchIDs) NewID(t time.Time) string {
 // backupd's does) fed by a follower until ctx ends, the event store that
 // signs and the ledger; then it requests a backup of each of the
 // benchApps apps. It returns the ledger, the backups' ids by app, and the
-// event MAC keys (domain.Signing.MACKeyOf).
-func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules domain.Rules) (*domain.Ledger, []string, func(string) []byte) {
+// event MAC keys (service.Signing.MACKeyOf).
+func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules domain.Rules) (*service.Ledger, []string, func(string) []byte) {
 	b.Helper()
 	keys, err := jetstream.NewKeys(ctx, js, 1)
 	if err != nil {
@@ -162,7 +163,7 @@ func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules doma
 	if err != nil {
 		b.Fatal(err)
 	}
-	signing := domain.NewSigning(domain.SigningConfig{}, keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
+	signing := service.NewSigning(service.SigningConfig{}, keys, keyEvents, keyEvents, benchClock{}, &benchIDs{}, nil)
 	if _, err := signing.Setup(ctx, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func benchLedger(b *testing.B, ctx context.Context, js njs.JetStream, rules doma
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, benchClock{}, &benchIDs{}, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: rules}, store, proj, benchClock{}, &benchIDs{}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

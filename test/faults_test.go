@@ -11,13 +11,14 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
 // gate is a source whose exports wait until released (or their context
 // ends), so that a test can stop a worker in the middle of a backup.
 type gate struct {
-	domain.Source
+	service.Source
 	entered chan struct{}
 	once    sync.Once
 	release chan struct{}
@@ -25,7 +26,7 @@ type gate struct {
 
 func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
 
-func (g *gate) wrap(s domain.Source) domain.Source { g.Source = s; return g }
+func (g *gate) wrap(s service.Source) service.Source { g.Source = s; return g }
 
 func (g *gate) Export(ctx context.Context, app string, emit func(domain.Item) error) error {
 	g.once.Do(func() { close(g.entered) })

@@ -16,6 +16,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -38,7 +39,7 @@ type node struct {
 
 // startNode starts backupd on dir with test-friendly settings; tune, if not
 // nil, changes the config, and wrap, if not nil, wraps the workers' source.
-func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(domain.Source) domain.Source) *node {
+func startNode(t testing.TB, dir string, tune func(*daemon.Config), wrap func(service.Source) service.Source) *node {
 	t.Helper()
 	return startNodeWith(t, dir, tune, func(h *daemon.TestHooks) { h.SourceWrapper = wrap })
 }

@@ -12,12 +12,13 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
 // failingExports makes every export of the apps in fail fail.
 type failingExports struct {
-	domain.Source
+	service.Source
 	fail map[string]bool
 }
 
@@ -168,7 +169,7 @@ func TestNightlyBackupRetriedTwice(t *testing.T) {
 	clock := &movableClock{}
 	n := startNodeWith(t, t.TempDir(), func(c *daemon.Config) { c.Sweeps.NightlyInterval = time.Hour }, func(h *daemon.TestHooks) {
 		h.Clock = clock
-		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"flaky": true}} }
+		h.SourceWrapper = func(s service.Source) service.Source { return failingExports{s, map[string]bool{"flaky": true}} }
 	})
 	at := time.Now().UTC().Add(time.Hour).Truncate(time.Minute)
 	n.ensureApp("flaky")

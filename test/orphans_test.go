@@ -13,6 +13,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // putArchive stores raw under name in the archive bucket behind the
@@ -44,7 +45,7 @@ func TestOrphanedAndMissingArchives(t *testing.T) {
 		c.Sweeps.OrphanInterval = time.Hour // the test sweeps
 	}, func(h *daemon.TestHooks) {
 		h.Clock = clock
-		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
+		h.SourceWrapper = func(s service.Source) service.Source { return failingExports{s, map[string]bool{"broken": true}} }
 	})
 	n.putConfig("crm", "app.json", `{"v":1}`)
 	n.putConfig("broken", "app.json", `{"v":1}`)

@@ -13,6 +13,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // appLog returns an app's log.
@@ -52,7 +53,7 @@ func (s *stopper) stop(ctx context.Context) {
 // halfReplacer wraps a source so that its Replace writes half of the
 // items and then stops, as a process killed in the middle of an import.
 type halfReplacer struct {
-	domain.Source
+	service.Source
 	s *stopper
 }
 
@@ -71,7 +72,7 @@ func (h halfReplacer) Replace(ctx context.Context, app string, items func(emit f
 		return err
 	}
 	half := all[:len(all)/2]
-	if err := h.Source.(domain.Replacer).Replace(ctx, app, func(emit func(domain.Item) error) error {
+	if err := h.Source.(service.Replacer).Replace(ctx, app, func(emit func(domain.Item) error) error {
 		for _, it := range half {
 			if err := emit(it); err != nil {
 				return err
@@ -135,7 +136,7 @@ func TestRestoreSurvivesCrashes(t *testing.T) {
 			}
 			a := startNodeWith(t, t.TempDir(), tune, func(h *daemon.TestHooks) {
 				if p.kind == 0 {
-					h.RestoreSourceWrapper = func(src domain.Source) domain.Source { return halfReplacer{src, stop} }
+					h.RestoreSourceWrapper = func(src service.Source) service.Source { return halfReplacer{src, stop} }
 					return
 				}
 				h.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {

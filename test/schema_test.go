@@ -17,6 +17,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // schemaDir holds the JSON Schemas of the events (docs/events.md).
@@ -35,7 +36,7 @@ func TestWrittenEventsMatchSchemas(t *testing.T) {
 		c.Sweeps.OrphanInterval = time.Hour
 	}, func(h *daemon.TestHooks) {
 		h.Clock = clock
-		h.SourceWrapper = func(s domain.Source) domain.Source { return failingExports{s, map[string]bool{"broken": true}} }
+		h.SourceWrapper = func(s service.Source) service.Source { return failingExports{s, map[string]bool{"broken": true}} }
 	})
 
 	// Identity: an organisation, two users, a session and a wrong

@@ -25,6 +25,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -258,7 +259,7 @@ func TestForgedEventsAreRefused(t *testing.T) {
 		f.publish("crm", genuine.Data, domain.HeaderKeyID, genuine.Header.Get(domain.HeaderKeyID), domain.HeaderSignature, genuine.Header.Get(domain.HeaderSignature)))
 	// Junk, and a second genesis.
 	add("junk", "crm", domain.ReasonUnsigned, f.publish("crm", []byte("not an event")))
-	body = f.envelope(domain.KeysStream, domain.TypeKeyCreated, domain.KeysActor, domain.NewKeyCreated(mallory.Public().(ed25519.PublicKey), make([]byte, 32)))
+	body = f.envelope(domain.KeysStream, domain.TypeKeyCreated, service.KeysActor, domain.NewKeyCreated(mallory.Public().(ed25519.PublicKey), make([]byte, 32)))
 	id, sig = domain.SignBody(mallory, body)
 	add("a second key.created", domain.KeysStream, domain.ReasonUnknownKey,
 		f.publish(domain.KeysStream, body, domain.HeaderKeyID, id, domain.HeaderSignature, sig))
@@ -649,7 +650,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, err := json.Marshal(domain.Envelope{ID: "01JPLANTED0000000000000000", Type: domain.TypeKeyCreated, Version: 1,
-			App: domain.KeysStream, Time: time.Now().UTC(), Actor: domain.KeysActor, CommandID: "key.created." + malloryID, Data: data})
+			App: domain.KeysStream, Time: time.Now().UTC(), Actor: service.KeysActor, CommandID: "key.created." + malloryID, Data: data})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -669,7 +670,7 @@ func TestAPlantedGenesisIsPassedOver(t *testing.T) {
 	if err == nil {
 		t.Fatal("backupd started on a ledger whose genesis it did not write")
 	}
-	if !errors.Is(err, domain.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") || !strings.Contains(err.Error(), malloryID) {
+	if !errors.Is(err, service.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") || !strings.Contains(err.Error(), malloryID) {
 		t.Errorf("start: %v; want ErrNoKey naming key %s and --new-ledger-genesis", err, malloryID)
 	}
 

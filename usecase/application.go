@@ -20,11 +20,11 @@ import (
 // Deps are the parts the use cases talk to. Commands and Queries are
 // required; a use case whose part is nil answers unavailable.
 type Deps struct {
-	Commands Commands // *domain.Ledger
+	Commands Commands // *service.Ledger
 	Queries  Queries  // *projections.Store
 	// Config is the built-in configuration store (the kv source); nil
 	// answers the config document use cases unavailable.
-	Config domain.ConfigStore
+	Config ConfigStore
 	// Identity decides who may act on which app and serves the identity
 	// use cases; nil means the server administrator alone, on every app.
 	Identity Identity

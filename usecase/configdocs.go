@@ -120,7 +120,7 @@ func (a *Application) ListDocs(ctx context.Context, c *Call, app string) (DocLis
 
 // checkDoc checks the app and the key of a document request and returns
 // the config store.
-func (a *Application) checkDoc(c *Call, app, key string) (domain.ConfigStore, error) {
+func (a *Application) checkDoc(c *Call, app, key string) (ConfigStore, error) {
 	if err := a.CheckApp(c.Principal, app); err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (a *Application) checkDoc(c *Call, app, key string) (domain.ConfigStore, er
 }
 
 // config returns the config store, or unavailable.
-func (a *Application) config() (domain.ConfigStore, error) {
+func (a *Application) config() (ConfigStore, error) {
 	if a.deps.Config == nil {
 		return nil, domain.Errorf(domain.CodeUnavailable, "the config store is not configured on this server")
 	}

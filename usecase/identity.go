@@ -227,7 +227,7 @@ type ChangePassword struct {
 // for itself (another user is not_found); invalid_argument,
 // password_incorrect (a wrong current password, counted like a login's),
 // too_many_attempts. ctx carries the client for the throttle
-// (domain.WithClient).
+// (service.WithClient).
 func (a *Application) ChangePassword(ctx context.Context, c *Call, req ChangePassword) (projections.PasswordChangeView, error) {
 	if !c.Principal.Admin && c.Principal.ID != req.User {
 		return projections.PasswordChangeView{}, domain.Errorf(domain.CodeNotFound, "user %s not found", req.User)
@@ -396,7 +396,7 @@ type Login struct {
 // secret; m is the command's metadata (no caller yet). An unknown or
 // disabled user and a wrong password are unauthenticated alike; too many
 // wrong passwords are too_many_attempts, the same for every name. ctx
-// carries the client for the throttle (domain.WithClient).
+// carries the client for the throttle (service.WithClient).
 func (a *Application) Login(ctx context.Context, m domain.Meta, req Login) (projections.NewTokenView, error) {
 	id, err := a.identity()
 	if err != nil {

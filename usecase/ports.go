@@ -12,7 +12,7 @@ import (
 // both transports. The daemon passes the domain's services and the
 // projections.
 
-// Commands executes ledger commands; *domain.Ledger implements it. Execute
+// Commands executes ledger commands; *service.Ledger implements it. Execute
 // answers only once this process's projection has applied the command's
 // event, so Queries read the command's effect right after.
 type Commands interface {
@@ -48,7 +48,7 @@ type History interface {
 }
 
 // Identity decides who may act on which app and serves the identity use
-// cases; *domain.Identity.
+// cases; *service.Identity.
 type Identity interface {
 	Execute(ctx context.Context, p domain.Principal, cmd domain.IdentityCommand, m domain.Meta) (domain.IdentityResult, error)
 	CreateUser(ctx context.Context, p domain.Principal, c domain.CreateUser, m domain.Meta) (domain.IdentityResult, error)
@@ -71,7 +71,7 @@ type Verifier interface {
 	Verify(ctx context.Context, app, id string, m domain.Meta) (domain.Backup, error)
 }
 
-// Transfers moves archives in and out; *domain.Transfers implements it.
+// Transfers moves archives in and out; *service.Transfers implements it.
 type Transfers interface {
 	// Upload validates and stores the archive of up and records it as a
 	// new ready backup. A refused archive is an *domain.Error with
@@ -90,7 +90,7 @@ type Transfers interface {
 }
 
 // Restores checks and records restore requests and maintenance;
-// *domain.Restores implements it. Its runner, which drives a requested
+// *service.Restores implements it. Its runner, which drives a requested
 // restore to its end, is not the application's concern.
 type Restores interface {
 	// Request checks a restore of a backup of req.App into req.TargetApp
@@ -120,11 +120,25 @@ type Deliveries interface {
 }
 
 // LedgerKeys are the ledger's signing keys: the projection lists them,
-// domain.Signing rotates them (the daemon joins the two).
+// service.Signing rotates them (the daemon joins the two).
 type LedgerKeys interface {
 	// Keys returns the keys this process has folded.
 	Keys() projections.KeyList
 	// Rotate makes a new signing key with m's command id and answers the
 	// keys once this process has folded its key.rotated.
 	Rotate(ctx context.Context, m domain.Meta) (projections.KeyList, error)
+}
+
+// ConfigStore is the built-in configuration store that people edit through
+// the API.
+type ConfigStore interface {
+	// PutDoc stores value under key of app. A bad key or a value over the
+	// limit returns an *Error with CodeInvalidArgument.
+	PutDoc(ctx context.Context, app, key string, value []byte) (domain.ConfigDoc, error)
+	// GetDoc returns one document, or an *Error with CodeNotFound.
+	GetDoc(ctx context.Context, app, key string) (domain.ConfigDoc, error)
+	// DeleteDoc removes one document, or returns an *Error with CodeNotFound.
+	DeleteDoc(ctx context.Context, app, key string) error
+	// ListDocs returns the app's documents sorted by key, without values.
+	ListDocs(ctx context.Context, app string) ([]domain.ConfigDoc, error)
 }

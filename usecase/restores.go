@@ -45,7 +45,7 @@ func (r CreateRestore) validate(p domain.Principal) error {
 // backup_not_ready, backup_corrupt, unsupported_archive_version,
 // backup_newer_than_server, restore_in_progress, unavailable (no restores
 // on this server). ctx carries the client's address for the password
-// throttle (domain.WithClient).
+// throttle (service.WithClient).
 func (a *Application) CreateRestore(ctx context.Context, c *Call, req CreateRestore) (projections.RestoreView, error) {
 	svc, err := a.restores()
 	if err != nil {

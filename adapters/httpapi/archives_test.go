@@ -16,12 +16,13 @@ import (
 	"github.com/backupledger/backupledger/adapters/httpapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/usecase"
 )
 
-// *domain.Transfers is what backupd passes as Deps.Transfers.
-var _ usecase.Transfers = (*domain.Transfers)(nil)
+// *service.Transfers is what backupd passes as Deps.Transfers.
+var _ usecase.Transfers = (*service.Transfers)(nil)
 
 // zipBody is an archive that the fake archive store accepts.
 func zipBody(content string) []byte { return []byte(apitest.ZipMagic + content) }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
@@ -36,9 +37,9 @@ func (s *Server) identityRoutes(api, root *http.ServeMux) {
 }
 
 // withClient returns ctx carrying the address r came from, which the
-// throttle of wrong passwords counts (domain.Throttle).
+// throttle of wrong passwords counts (service.Throttle).
 func withClient(ctx context.Context, r *http.Request) context.Context {
-	return domain.WithClient(ctx, domain.ClientAddr(r.RemoteAddr))
+	return service.WithClient(ctx, service.ClientAddr(r.RemoteAddr))
 }
 
 // identityCommand runs an identity command of c under the request timeout

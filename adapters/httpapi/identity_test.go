@@ -10,6 +10,7 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 const carolPW = "carol's long password"
@@ -182,13 +183,13 @@ func TestLoginThrottle(t *testing.T) {
 	seedIdentity(a)
 	for _, user := range []string{"carol", "nobody"} {
 		wrong := `{"user":"` + user + `","password":"not the password"}`
-		for range domain.PairFailures {
+		for range service.PairFailures {
 			if p := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusUnauthorized).problem(t); p.Code != domain.CodeUnauthenticated {
 				t.Fatalf("wrong password for %s: %+v", user, p)
 			}
 		}
 		r := a.do("POST", "/v1/sessions", wrong, "Authorization", "").want(t, http.StatusTooManyRequests)
-		if p := r.problem(t); p.Code != domain.CodeTooManyAttempts || p.RetryAfterSeconds != int64(domain.PairBaseDelay/time.Second) {
+		if p := r.problem(t); p.Code != domain.CodeTooManyAttempts || p.RetryAfterSeconds != int64(service.PairBaseDelay/time.Second) {
 			t.Fatalf("throttled %s: %+v", user, p)
 		}
 		if r.header.Get("Retry-After") != "1" {
@@ -197,7 +198,7 @@ func TestLoginThrottle(t *testing.T) {
 	}
 	// The right password waits as well (it is not looked at), then works.
 	a.do("POST", "/v1/sessions", `{"user":"carol","password":"`+carolPW+`"}`, "Authorization", "").want(t, http.StatusTooManyRequests)
-	a.st.Clock.Advance(domain.PairBaseDelay)
+	a.st.Clock.Advance(service.PairBaseDelay)
 	a.login("carol", carolPW)
 	// Bad bodies are 400.
 	a.do("POST", "/v1/sessions", `{"user":"carol"}`, "Authorization", "").want(t, http.StatusBadRequest)

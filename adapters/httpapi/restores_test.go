@@ -8,12 +8,13 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/usecase"
 )
 
-// *domain.Restores is what backupd passes as Deps.Restores.
-var _ usecase.Restores = (*domain.Restores)(nil)
+// *service.Restores is what backupd passes as Deps.Restores.
+var _ usecase.Restores = (*service.Restores)(nil)
 
 // appState decodes r's body as an app state.
 func (r response) appState(t *testing.T) projections.AppView {

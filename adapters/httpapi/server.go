@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/usecase"
 )
 
@@ -134,7 +133,7 @@ func (c *Config) Validate() error {
 type Deps struct {
 	// App is the application: every use case of the API. Required.
 	App  *usecase.Application
-	Auth domain.Authenticator // required
+	Auth usecase.Authenticator // required
 	// Ready reports whether the projections have caught up at start;
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.

@@ -4,16 +4,16 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
-	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 	"github.com/backupledger/backupledger/test/storetest"
 )
 
-// The event store keeps the contract of domain.EventStore on a single
+// The event store keeps the contract of service.EventStore on a single
 // server (R1), each subtest on a server of its own.
 func TestEventStoreContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) domain.EventStore {
+	storetest.Run(t, func(t *testing.T) service.EventStore {
 		s := newServer(t, jetstream.Config{})
 		_, js := natstest.Connect(t, s)
 		return newStore(t, js)
@@ -30,7 +30,7 @@ func TestEventStoreContractR3(t *testing.T) {
 		t.Skip("starts a cluster per case")
 	}
 	t.Parallel()
-	storetest.RunWith(t, storetest.Options{DedupFirst: true}, func(t *testing.T) domain.EventStore {
+	storetest.RunWith(t, storetest.Options{DedupFirst: true}, func(t *testing.T) service.EventStore {
 		servers := natstest.Cluster(t, 3)
 		_, js := natstest.Connect(t, servers[0])
 		if err := jetstream.Setup(t.Context(), js, jetstream.Config{Replicas: 3}); err != nil {

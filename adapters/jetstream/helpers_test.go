@@ -20,6 +20,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -63,7 +64,7 @@ func newServer(t *testing.T, cfg jetstream.Config) *server.Server {
 // countingStore wraps an EventStore, counts conflicts and reports every
 // answer of Append on answers (if set).
 type countingStore struct {
-	domain.EventStore
+	service.EventStore
 	conflicts atomic.Int64
 	answers   chan appendAnswer
 	mu        sync.Mutex
@@ -100,7 +101,7 @@ type stack struct {
 	store    *countingStore
 	proj     *projections.Store
 	follower *jetstream.Follower
-	ledger   *domain.Ledger
+	ledger   *service.Ledger
 }
 
 func newStack(t *testing.T, s *server.Server, ids domain.IDs) *stack {
@@ -109,7 +110,7 @@ func newStack(t *testing.T, s *server.Server, ids domain.IDs) *stack {
 	st := &stack{js: js, raw: newStore(t, js), proj: projections.New(testRules(), projections.Options{})}
 	st.store = &countingStore{EventStore: st.raw}
 	st.follower = jetstream.NewFollower(js, st.proj.Apply, nil)
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: testRules()}, st.store, st.proj, realClock{}, ids, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: testRules()}, st.store, st.proj, realClock{}, ids, nil, nil)
 	if err != nil {
 		t.Fatalf("ledger: %v", err)
 	}

@@ -73,7 +73,7 @@ func (s *EventStore) Messages(ctx context.Context, tokens []string, fn func(doma
 }
 
 // ReadSubject returns every message of the subject of token stored when
-// it began, in stream order (domain.SubjectReader): the keys' subject,
+// it began, in stream order (service.SubjectReader): the keys' subject,
 // which is short.
 func (s *EventStore) ReadSubject(ctx context.Context, token string) ([]domain.StoredMessage, error) {
 	var out []domain.StoredMessage

@@ -14,11 +14,12 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // identityProcess is the identity side of one backupd: its projection fed
 // by the follower, the secrets bucket and the Identity service.
-func identityProcess(t *testing.T, st *stack) *domain.Identity {
+func identityProcess(t *testing.T, st *stack) *service.Identity {
 	t.Helper()
 	runFollower(t, st.follower)
 	secrets, err := jetstream.NewSecrets(t.Context(), st.js, 1, testMAC, nil)
@@ -29,7 +30,7 @@ func identityProcess(t *testing.T, st *stack) *domain.Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := domain.NewIdentity(st.raw, st.proj, secrets, hasher, realClock{}, &counterIDs{prefix: "i"}, domain.IdentityConfig{}, nil)
+	id, err := service.NewIdentity(st.raw, st.proj, secrets, hasher, realClock{}, &counterIDs{prefix: "i"}, service.IdentityConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -23,7 +24,7 @@ type Jobs struct {
 	run    func(ctx context.Context, j domain.Job) error
 	forget func(ctx context.Context, backupID string) error
 	log    *slog.Logger
-	queue  *WorkQueue
+	queue  *workqueue.Queue
 	opts   JobsOptions
 }
 
@@ -59,7 +60,7 @@ func (h JobHooks) failedFinal() {
 	}
 }
 
-// RestoreRunner drives restores: *domain.Restores.
+// RestoreRunner drives restores: *service.Restores.
 type RestoreRunner interface {
 	// Run drives a restore to its end; an error means run it again later.
 	Run(ctx context.Context, app, restoreID string, heartbeat func()) error
@@ -90,21 +91,21 @@ func NewJobs(js njs.JetStream, cfg Config, run func(ctx context.Context, j domai
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("worker", cfg.WorkerName)
-	queue, err := NewWorkQueue(js, WorkQueueConfig{
+	queue, err := workqueue.New(js, workqueue.Config{
 		Stream:     StreamName,
 		Durable:    ConsumerName,
 		Batch:      cfg.Workers,
 		Workers:    cfg.Workers,
 		AckWait:    cfg.AckWait,
 		MaxDeliver: cfg.MaxDeliver,
-		Backoff:    ConstantBackoff(cfg.RetryDelay),
+		Backoff:    workqueue.ConstantBackoff(cfg.RetryDelay),
 		Grace:      cfg.Grace,
-		Words: Wording{
+		Words: workqueue.Wording{
 			Consumer:   "job consumer",
 			Fetch:      "fetch jobs",
 			NoMetadata: "job message without metadata",
 			Flush:      "flush job acknowledgements",
-			SettleFailed: func(log *slog.Logger, m *Msg, s Settle, err error) {
+			SettleFailed: func(log *slog.Logger, m *workqueue.Msg, s workqueue.Settle, err error) {
 				log.Warn("job message "+s.String(), "subject", m.Subject(), "err", err)
 			},
 		},
@@ -136,7 +137,7 @@ func (j *Jobs) Run(ctx context.Context) error {
 // handle dispatches one message by its event type: backups run on a
 // worker, restores beside the workers, the archives of deleted backups are
 // forgotten at once. ctx is Run's.
-func (j *Jobs) handle(ctx context.Context, m *Msg) Outcome {
+func (j *Jobs) handle(ctx context.Context, m *workqueue.Msg) workqueue.Outcome {
 	typ := m.Headers().Get(HeaderEventType)
 	var env *domain.Envelope
 	if typ == "" {
@@ -153,24 +154,24 @@ func (j *Jobs) handle(ctx context.Context, m *Msg) Outcome {
 			return undecodable(m, err)
 		}
 		if ctx.Err() != nil {
-			return HandBack(0)
+			return workqueue.HandBack(0)
 		}
 		j.opts.Hooks.redelivered(m.Delivery)
 		m.Log = j.log.With("app", job.App, "backup_id", job.BackupID, "seq", job.Seq, "attempt", job.Attempt)
-		return Go(func(ctx context.Context) Outcome { return j.runJob(ctx, m, job) })
+		return workqueue.Go(func(ctx context.Context) workqueue.Outcome { return j.runJob(ctx, m, job) })
 	case domain.TypeRestoreRequested:
 		app, rid, err := decodeRestore(env, m.Data())
 		if err != nil {
 			return undecodable(m, err)
 		}
 		if ctx.Err() != nil || j.opts.Restores == nil {
-			return HandBack(j.cfg.RetryDelay)
+			return workqueue.HandBack(j.cfg.RetryDelay)
 		}
 		j.opts.Hooks.redelivered(m.Delivery)
 		m.Log = j.log.With("app", app, "restore_id", rid, "delivery", m.Delivery)
 		// Restores do not take a worker: one may wait for its pre-restore
 		// backup, which needs one.
-		return GoBeside(func(ctx context.Context) Outcome { return j.runRestore(ctx, m, app, rid) })
+		return workqueue.GoBeside(func(ctx context.Context) workqueue.Outcome { return j.runRestore(ctx, m, app, rid) })
 	case domain.TypeBackupDeleted, domain.TypeBackupExpired:
 		id, err := decodeDeleted(env, m.Data())
 		if err != nil {
@@ -178,24 +179,24 @@ func (j *Jobs) handle(ctx context.Context, m *Msg) Outcome {
 		}
 		if err := j.forget(ctx, id); err != nil {
 			m.Log.Warn("forget archive of deleted backup", "backup_id", id, "err", err)
-			return Retry(m.Backoff())
+			return workqueue.Retry(m.Backoff())
 		}
-		return Ack()
+		return workqueue.Ack()
 	default:
-		return Ack()
+		return workqueue.Ack()
 	}
 }
 
 // undecodable logs a message that does not decode and terminates it: it
 // never would.
-func undecodable(m *Msg, err error) Outcome {
+func undecodable(m *workqueue.Msg, err error) workqueue.Outcome {
 	m.Log.Error("terminate undecodable ledger message", "subject", m.Subject(), "err", err)
-	return Term("undecodable: " + err.Error())
+	return workqueue.Term("undecodable: " + err.Error())
 }
 
 // runJob runs one job; ctx ends when Run has stopped and its grace has
 // passed.
-func (j *Jobs) runJob(ctx context.Context, m *Msg, job domain.Job) Outcome {
+func (j *Jobs) runJob(ctx context.Context, m *workqueue.Msg, job domain.Job) workqueue.Outcome {
 	log := m.Log
 	var (
 		jobCtx context.Context
@@ -217,18 +218,18 @@ func (j *Jobs) runJob(ctx context.Context, m *Msg, job domain.Job) Outcome {
 	switch {
 	case err == nil:
 		log.Debug("job done")
-		return Ack()
+		return workqueue.Ack()
 	case ctx.Err() != nil && !job.Final:
 		log.Info("job handed back", "err", err)
-		return HandBack(0)
+		return workqueue.HandBack(0)
 	case job.Final:
 		j.opts.Hooks.failedFinal()
 		log.Error("job failed on its final delivery; it is not delivered again", "err", err)
-		return Retry(0)
+		return workqueue.Retry(0)
 	default:
 		delay := m.Backoff()
 		log.Warn("job failed; it is delivered again", "err", err, "retry_in", delay)
-		return Retry(delay)
+		return workqueue.Retry(delay)
 	}
 }
 
@@ -246,7 +247,7 @@ func decodeEnvelope(body []byte) (*domain.Envelope, error) {
 
 // decodeJob turns a backup.requested message into a job. env is the decoded
 // envelope or nil.
-func decodeJob(env *domain.Envelope, m *Msg) (domain.Job, error) {
+func decodeJob(env *domain.Envelope, m *workqueue.Msg) (domain.Job, error) {
 	if env == nil {
 		var err error
 		if env, err = decodeEnvelope(m.Data()); err != nil {
@@ -296,14 +297,14 @@ func decodeRestore(env *domain.Envelope, body []byte) (string, string, error) {
 // runRestore drives one restore: done, handed back (this process stops),
 // or on its final delivery recorded as failed. The runner's heartbeats keep
 // other processes from getting its message meanwhile.
-func (j *Jobs) runRestore(ctx context.Context, m *Msg, app, restoreID string) Outcome {
+func (j *Jobs) runRestore(ctx context.Context, m *workqueue.Msg, app, restoreID string) workqueue.Outcome {
 	log := m.Log
 	log.Info("restore runner started")
 	err := j.opts.Restores.Run(ctx, app, restoreID, nil)
 	switch {
 	case err == nil:
 		log.Info("restore runner done")
-		return Ack()
+		return workqueue.Ack()
 	case m.Final:
 		j.opts.Hooks.failedFinal()
 		log.Error("restore runner gave up on its final delivery", "err", err)
@@ -312,16 +313,16 @@ func (j *Jobs) runRestore(ctx context.Context, m *Msg, app, restoreID string) Ou
 		reason := fmt.Sprintf("the restore runner gave up after %d deliveries: %v", m.Delivery, err)
 		if ferr := j.opts.Restores.Fail(fctx, app, restoreID, StepRunner, reason); ferr != nil {
 			log.Error("record the failed restore", "err", ferr)
-			return Retry(0)
+			return workqueue.Retry(0)
 		}
-		return Ack()
+		return workqueue.Ack()
 	case ctx.Err() != nil:
 		log.Info("restore handed back", "err", err)
-		return HandBack(0)
+		return workqueue.HandBack(0)
 	default:
 		delay := m.Backoff()
 		log.Warn("restore step failed; it runs again", "err", err, "retry_in", delay)
-		return Retry(delay)
+		return workqueue.Retry(delay)
 	}
 }
 

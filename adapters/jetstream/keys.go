@@ -10,6 +10,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // KeysBucket is the key-value bucket of the ledger's private keys: the
@@ -22,12 +23,12 @@ const KeysBucket = "ledger_keys"
 // macKeySize is the size of the secrets' MAC key (HMAC-SHA256).
 const macKeySize = 32
 
-// Keys is the domain.KeyVault on the KeysBucket.
+// Keys is the service.KeyVault on the KeysBucket.
 type Keys struct {
 	kv njs.KeyValue
 }
 
-var _ domain.KeyVault = (*Keys)(nil)
+var _ service.KeyVault = (*Keys)(nil)
 
 // NewKeys creates the bucket (file storage, one revision per key) or binds
 // to it, with replicas replicas (0 means 1). Its reads go to the stream's
@@ -78,7 +79,7 @@ func NewKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error)
 
 func signingKey(id string) string { return "signing." + id }
 
-// NewSigningKey implements domain.KeyVault.
+// NewSigningKey implements service.KeyVault.
 func (k *Keys) NewSigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -91,11 +92,11 @@ func (k *Keys) NewSigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// SigningKey implements domain.KeyVault.
+// SigningKey implements service.KeyVault.
 func (k *Keys) SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, error) {
 	e, err := k.kv.Get(ctx, signingKey(id))
 	if errors.Is(err, njs.ErrKeyNotFound) {
-		return nil, fmt.Errorf("signing key %s is not in %s: %w", id, KeysBucket, domain.ErrNoKey)
+		return nil, fmt.Errorf("signing key %s is not in %s: %w", id, KeysBucket, service.ErrNoKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", id, err)
@@ -110,11 +111,11 @@ func (k *Keys) SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, e
 	return priv, nil
 }
 
-// MACKey implements domain.KeyVault.
+// MACKey implements service.KeyVault.
 func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	e, err := k.kv.Get(ctx, "mac")
 	if errors.Is(err, njs.ErrKeyNotFound) {
-		return nil, fmt.Errorf("the mac key is not in %s: %w", KeysBucket, domain.ErrNoKey)
+		return nil, fmt.Errorf("the mac key is not in %s: %w", KeysBucket, service.ErrNoKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mac key: %w", err)
@@ -122,7 +123,7 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	return checkMAC(e.Value())
 }
 
-// NewMACKey implements domain.KeyVault.
+// NewMACKey implements service.KeyVault.
 func (k *Keys) NewMACKey(ctx context.Context) ([]byte, error) {
 	mac := make([]byte, macKeySize)
 	if _, err := rand.Read(mac); err != nil {
@@ -142,17 +143,17 @@ func checkMAC(v []byte) ([]byte, error) {
 	return v, nil
 }
 
-// ClaimGenesis implements domain.KeyVault.
+// ClaimGenesis implements service.KeyVault.
 func (k *Keys) ClaimGenesis(ctx context.Context, id string) (string, error) {
 	v, err := k.once(ctx, "genesis", []byte(id))
 	return string(v), err
 }
 
-// Genesis implements domain.KeyVault.
+// Genesis implements service.KeyVault.
 func (k *Keys) Genesis(ctx context.Context) (string, error) {
 	e, err := k.kv.Get(ctx, "genesis")
 	if errors.Is(err, njs.ErrKeyNotFound) {
-		return "", fmt.Errorf("no genesis key recorded in %s: %w", KeysBucket, domain.ErrNoKey)
+		return "", fmt.Errorf("no genesis key recorded in %s: %w", KeysBucket, service.ErrNoKey)
 	}
 	if err != nil {
 		return "", fmt.Errorf("genesis key: %w", err)

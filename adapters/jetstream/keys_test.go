@@ -12,6 +12,7 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -118,7 +119,7 @@ func TestKeysSigningKeyOfAnUnknownID(t *testing.T) {
 
 	_, err := p.keys.SigningKey(t.Context(), "0123456789abcdef")
 
-	if !errors.Is(err, domain.ErrNoKey) {
+	if !errors.Is(err, service.ErrNoKey) {
 		t.Errorf("signing key of an unknown id: %v, want ErrNoKey", err)
 	}
 }
@@ -147,7 +148,7 @@ func TestKeysRefusesWhatIsNotTheKeyOfItsID(t *testing.T) {
 			if err == nil {
 				t.Fatalf("signing key %s holding %s answered key %s, want an error", id, tc.name, publicKeyID(got))
 			}
-			if errors.Is(err, domain.ErrNoKey) {
+			if errors.Is(err, service.ErrNoKey) {
 				t.Errorf("error %v wraps ErrNoKey: a bad value is not an absent one", err)
 			}
 		})
@@ -158,7 +159,7 @@ func TestKeysMACKeyIsMadeOnce(t *testing.T) {
 	ps := newKeysProcesses(t, 2)
 	ctx := t.Context()
 
-	if _, err := ps[0].keys.MACKey(ctx); !errors.Is(err, domain.ErrNoKey) {
+	if _, err := ps[0].keys.MACKey(ctx); !errors.Is(err, service.ErrNoKey) {
 		t.Fatalf("MACKey before any was made: %v, want ErrNoKey", err)
 	}
 	const callers = 8
@@ -214,7 +215,7 @@ func TestKeysClaimGenesis(t *testing.T) {
 	ps := newKeysProcesses(t, 2)
 	ctx := t.Context()
 
-	if g, err := ps[1].keys.Genesis(ctx); !errors.Is(err, domain.ErrNoKey) {
+	if g, err := ps[1].keys.Genesis(ctx); !errors.Is(err, service.ErrNoKey) {
 		t.Fatalf("Genesis before a claim: %q, %v; want ErrNoKey", g, err)
 	}
 	first, err := ps[0].keys.ClaimGenesis(ctx, "aaaaaaaaaaaaaaaa")

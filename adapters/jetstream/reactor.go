@@ -9,6 +9,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -78,12 +79,12 @@ const reactorBatch = 64
 // then returns nil. It returns an error when the consumer does not exist
 // (see Setup) or the connection is closed.
 func (r *Reactor) Run(ctx context.Context) error {
-	q, err := NewWorkQueue(r.js, WorkQueueConfig{
+	q, err := workqueue.New(r.js, workqueue.Config{
 		Stream:  StreamName,
 		Durable: r.durable,
 		Batch:   reactorBatch,
-		Backoff: ConstantBackoff(r.retry),
-		Words: Wording{
+		Backoff: workqueue.ConstantBackoff(r.retry),
+		Words: workqueue.Wording{
 			Fetch:        "fetch events",
 			FetchError:   "fetch " + r.durable,
 			NoMetadata:   "event without metadata",
@@ -97,32 +98,32 @@ func (r *Reactor) Run(ctx context.Context) error {
 }
 
 // one hands one event to the handler.
-func (r *Reactor) one(ctx context.Context, m *Msg) Outcome {
+func (r *Reactor) one(ctx context.Context, m *workqueue.Msg) workqueue.Outcome {
 	env, err := decodeEnvelope(m.Data())
 	if err != nil {
 		m.Log.Warn("event not decodable; skipped", "err", err)
-		return Term("")
+		return workqueue.Term("")
 	}
 	if ctx.Err() != nil {
-		return HandBack(0) // another process takes it at once
+		return workqueue.HandBack(0) // another process takes it at once
 	}
 	if err := r.handle(ctx, m.Seq, env, m.Data()); err != nil {
 		delay := m.Backoff()
 		m.Log.Warn("event not handled; delivered again later", "type", env.Type, "app", env.App, "err", err, "retry_in", delay)
-		return Retry(delay)
+		return workqueue.Retry(delay)
 	}
-	return Ack()
+	return workqueue.Ack()
 }
 
 // eventSettleFailed logs a failed settle step of an event. A failed
 // hand-back is not logged: the ack wait delivers the event again.
-func eventSettleFailed(log *slog.Logger, _ *Msg, s Settle, err error) {
+func eventSettleFailed(log *slog.Logger, _ *workqueue.Msg, s workqueue.Settle, err error) {
 	switch s {
-	case SettleAck:
+	case workqueue.SettleAck:
 		log.Warn("ack event", "err", err)
-	case SettleNak:
+	case workqueue.SettleNak:
 		log.Warn("nak event", "err", err)
-	case SettleTerm:
+	case workqueue.SettleTerm:
 		log.Warn("terminate event", "err", err)
 	}
 }

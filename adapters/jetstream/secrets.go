@@ -11,7 +11,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // SecretsBucket is the key-value bucket of password and token hashes and
@@ -23,9 +23,9 @@ const SecretsBucket = "ledger_secrets"
 // the value is sealMagic, the 32-byte HMAC-SHA256, then the secret.
 const sealMagic = "\x00blmac1\x00"
 
-// Secrets is the domain.SecretStore on the SecretsBucket. Every value
+// Secrets is the service.SecretStore on the SecretsBucket. Every value
 // carries an HMAC-SHA256 of its key and secret with a key only backupd
-// holds (domain.KeyVault.MACKey), checked on every read: a value that
+// holds (service.KeyVault.MACKey), checked on every read: a value that
 // fails is treated as absent and logged, never trusted.
 type Secrets struct {
 	kv  njs.KeyValue
@@ -33,7 +33,7 @@ type Secrets struct {
 	log *slog.Logger
 }
 
-var _ domain.SecretStore = (*Secrets)(nil)
+var _ service.SecretStore = (*Secrets)(nil)
 
 // NewSecrets creates the bucket (file storage, one revision per key) or
 // binds to it, with replicas replicas (0 means 1); mac is the MAC key (32
@@ -85,7 +85,7 @@ func (s *Secrets) open(key string, stored []byte) ([]byte, bool) {
 	return value, hmac.Equal(rest[:sha256.Size], s.sum(key, value))
 }
 
-// PutSecret implements domain.SecretStore.
+// PutSecret implements service.SecretStore.
 func (s *Secrets) PutSecret(ctx context.Context, key string, value []byte) error {
 	if _, err := s.kv.Put(ctx, key, s.seal(key, value)); err != nil {
 		return fmt.Errorf("put secret %s: %w", key, err)
@@ -93,14 +93,14 @@ func (s *Secrets) PutSecret(ctx context.Context, key string, value []byte) error
 	return nil
 }
 
-// Secret implements domain.SecretStore. A value whose MAC does not verify
+// Secret implements service.SecretStore. A value whose MAC does not verify
 // (not written by backupd, or moved from another key) is logged as an
 // error, with its key, and answered as absent: an error wrapping
-// domain.ErrNoSecret.
+// service.ErrNoSecret.
 func (s *Secrets) Secret(ctx context.Context, key string) ([]byte, error) {
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, njs.ErrKeyNotFound) {
-		return nil, fmt.Errorf("secret %s: %w", key, domain.ErrNoSecret)
+		return nil, fmt.Errorf("secret %s: %w", key, service.ErrNoSecret)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get secret %s: %w", key, err)
@@ -108,7 +108,7 @@ func (s *Secrets) Secret(ctx context.Context, key string) ([]byte, error) {
 	value, ok := s.open(key, e.Value())
 	if !ok {
 		s.log.Error("secret refused: its MAC does not verify; treated as absent", "bucket", SecretsBucket, "key", key, "revision", e.Revision())
-		return nil, fmt.Errorf("secret %s: MAC does not verify: %w", key, domain.ErrNoSecret)
+		return nil, fmt.Errorf("secret %s: MAC does not verify: %w", key, service.ErrNoSecret)
 	}
 	return value, nil
 }

@@ -13,7 +13,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
-	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -114,7 +114,7 @@ func TestSecretsRoundTrip(t *testing.T) {
 	}
 	wantSecret(t, e.secrets, "password.alice", "new hash")
 
-	if _, err := e.secrets.Secret(ctx, "password.nobody"); !errors.Is(err, domain.ErrNoSecret) {
+	if _, err := e.secrets.Secret(ctx, "password.nobody"); !errors.Is(err, service.ErrNoSecret) {
 		t.Errorf("Secret of an unknown key: %v, want ErrNoSecret", err)
 	}
 	if strings.Contains(e.log.String(), "level=ERROR") {
@@ -186,7 +186,7 @@ func TestSecretsRefuseValuesWithoutAValidMAC(t *testing.T) {
 
 			got, err := e.secrets.Secret(t.Context(), "password.bob")
 
-			if !errors.Is(err, domain.ErrNoSecret) {
+			if !errors.Is(err, service.ErrNoSecret) {
 				t.Errorf("Secret = %q, %v; want an error wrapping ErrNoSecret", got, err)
 			}
 			log := e.log.String()
@@ -256,7 +256,7 @@ func TestSecretsAuthenticateLegacy(t *testing.T) {
 			t.Errorf("%s rewritten: revision %d, was %d", k, got, rev)
 		}
 	}
-	if _, err := e.secrets.Secret(ctx, "password.mallory"); !errors.Is(err, domain.ErrNoSecret) {
+	if _, err := e.secrets.Secret(ctx, "password.mallory"); !errors.Is(err, service.ErrNoSecret) {
 		t.Errorf("the value with a bad MAC after AuthenticateLegacy: %v, want ErrNoSecret", err)
 	}
 	if _, err := e.kv.Get(ctx, "token.gone"); !errors.Is(err, njs.ErrKeyNotFound) {
@@ -400,7 +400,7 @@ func TestSecretsAuthenticateLegacyLeavesAValueChangedMeanwhile(t *testing.T) {
 	}
 	wantSecret(t, e.secrets, "password.alice", "legacy password.alice")
 	wantSecret(t, e.secrets, "password.raced", "new hash")
-	if _, err := e.secrets.Secret(ctx, "token.deleted"); !errors.Is(err, domain.ErrNoSecret) {
+	if _, err := e.secrets.Secret(ctx, "token.deleted"); !errors.Is(err, service.ErrNoSecret) {
 		t.Errorf("the secret deleted meanwhile: %v, want ErrNoSecret", err)
 	}
 }

@@ -11,10 +11,11 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Signer seals the body of an event with the ledger's current key and its
-// event MAC (*domain.Signing): the values of domain.HeaderKeyID,
+// event MAC (*service.Signing): the values of domain.HeaderKeyID,
 // domain.HeaderSignature and domain.HeaderMAC.
 type Signer interface {
 	Sign(ctx context.Context, body []byte) (domain.Seal, error)
@@ -30,8 +31,8 @@ type EventStore struct {
 }
 
 var (
-	_ domain.EventStore    = (*EventStore)(nil)
-	_ domain.SubjectReader = (*EventStore)(nil)
+	_ service.EventStore    = (*EventStore)(nil)
+	_ service.SubjectReader = (*EventStore)(nil)
 )
 
 // NewEventStore returns an EventStore on js that signs what it appends

@@ -11,6 +11,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -165,12 +166,12 @@ const (
 // Run hands each tick to fire (with the app it is for) until ctx ends:
 // a tick whose fire fails is delivered again.
 func (t *Timers) Run(ctx context.Context, fire func(ctx context.Context, app string) error) error {
-	q, err := NewWorkQueue(t.js, WorkQueueConfig{
+	q, err := workqueue.New(t.js, workqueue.Config{
 		Stream:  TimerStreamName,
 		Durable: TimerConsumerName,
 		Batch:   tickBatch,
-		Backoff: ConstantBackoff(tickRetry),
-		Words: Wording{
+		Backoff: workqueue.ConstantBackoff(tickRetry),
+		Words: workqueue.Wording{
 			Fetch:        "fetch ticks",
 			NoMetadata:   "tick without metadata",
 			SettleFailed: tickSettleFailed,
@@ -179,22 +180,22 @@ func (t *Timers) Run(ctx context.Context, fire func(ctx context.Context, app str
 	if err != nil {
 		return err
 	}
-	return q.Run(ctx, func(ctx context.Context, m *Msg) Outcome {
+	return q.Run(ctx, func(ctx context.Context, m *workqueue.Msg) workqueue.Outcome {
 		app := strings.TrimPrefix(m.Subject(), TimerTickSubject+".")
 		m.Log = t.log.With("app", app)
 		if err := fire(ctx, app); err != nil {
 			m.Log.Warn("nightly tick not handled; delivered again", "err", err)
-			return Retry(m.Backoff())
+			return workqueue.Retry(m.Backoff())
 		}
-		return Ack()
+		return workqueue.Ack()
 	})
 }
 
 // tickSettleFailed logs a failed acknowledgement of a tick. A failed
 // negative acknowledgement is not logged: the ack wait delivers the tick
 // again.
-func tickSettleFailed(log *slog.Logger, _ *Msg, s Settle, err error) {
-	if s == SettleAck {
+func tickSettleFailed(log *slog.Logger, _ *workqueue.Msg, s workqueue.Settle, err error) {
+	if s == workqueue.SettleAck {
 		log.Warn("ack tick", "err", err)
 	}
 }

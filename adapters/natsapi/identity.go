@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/usecase"
 
 	"github.com/backupledger/backupledger/domain"
@@ -155,10 +156,10 @@ func (s *Service) identityCommand(ctx context.Context, c *call, f CommandFields,
 }
 
 // withClient returns ctx carrying the client of a NATS request for the
-// throttle of wrong passwords (domain.Throttle): a request does not say
+// throttle of wrong passwords (service.Throttle): a request does not say
 // which connection sent it, so every NATS client counts as one, "nats".
 func withClient(ctx context.Context) context.Context {
-	return domain.WithClient(ctx, "nats")
+	return service.WithClient(ctx, "nats")
 }
 
 // createOrg creates an organisation (server administrator) and answers it.

@@ -11,6 +11,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 const carolPW = "carol's long password"
@@ -273,20 +274,20 @@ func TestLoginThrottle(t *testing.T) {
 	seedIdentity(a)
 	for _, user := range []string{"carol", "nobody"} {
 		wrong := `{"user":"` + user + `","password":"not the password"}`
-		for range domain.PairFailures {
+		for range service.PairFailures {
 			a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "").problem(t, 401, domain.CodeUnauthenticated)
 		}
 		r := a.request(natsapi.SubjectSessionsCreate, wrong, "Authorization", "")
-		if p := r.problem(t, 429, domain.CodeTooManyAttempts); p.RetryAfterSeconds != int64(domain.PairBaseDelay/time.Second) {
+		if p := r.problem(t, 429, domain.CodeTooManyAttempts); p.RetryAfterSeconds != int64(service.PairBaseDelay/time.Second) {
 			t.Fatalf("throttled %s: %+v", user, p)
 		}
-		if got := r.msg.Header.Get("Retry-After"); got != strconv.FormatInt(int64(domain.PairBaseDelay/time.Second), 10) {
+		if got := r.msg.Header.Get("Retry-After"); got != strconv.FormatInt(int64(service.PairBaseDelay/time.Second), 10) {
 			t.Errorf("Retry-After %q", got)
 		}
 	}
 	good := natsapi.LoginRequest{User: "carol", Password: carolPW}
 	a.request(natsapi.SubjectSessionsCreate, good, "Authorization", "").problem(t, 429, domain.CodeTooManyAttempts)
-	a.st.Clock.Advance(domain.PairBaseDelay)
+	a.st.Clock.Advance(service.PairBaseDelay)
 	a.login("carol", carolPW)
 	// The login ignores an Authorization header, even a bad one.
 	a.request(natsapi.SubjectSessionsCreate, good, "Authorization", "Bearer nope").ok(t, nil)

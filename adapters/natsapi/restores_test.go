@@ -7,12 +7,13 @@ import (
 	"github.com/backupledger/backupledger/adapters/natsapi"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/apitest"
 	"github.com/backupledger/backupledger/usecase"
 )
 
-// *domain.Restores is what backupd passes as Deps.Restores.
-var _ usecase.Restores = (*domain.Restores)(nil)
+// *service.Restores is what backupd passes as Deps.Restores.
+var _ usecase.Restores = (*service.Restores)(nil)
 
 func boolp(b bool) *bool { return &b }
 

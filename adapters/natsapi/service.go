@@ -97,7 +97,7 @@ func (c *Config) Validate() error {
 type Deps struct {
 	// App is the application: every use case of the API. Required.
 	App  *usecase.Application
-	Auth domain.Authenticator // required
+	Auth usecase.Authenticator // required
 	// Ready reports whether the projections have caught up at start; until
 	// it does every request answers 503 unavailable. Nil means always
 	// ready.

@@ -6,6 +6,9 @@
 // Run, in any number of processes, fetches the jobs through the one durable
 // pull consumer notify-worker and delivers them, so that a job survives a
 // restart of the process that enqueued it and of the one that delivers it.
+// Run uses the work-queue runner that the ledger's queues use too
+// (adapters/internal/workqueue): fetch, deliver with heartbeats, and settle
+// (acknowledge once the server confirms it, retry, hand back, or give up).
 // Delivery is at least once: a receiver deduplicates by the header
 // X-Backupledger-Delivery.
 //

@@ -16,21 +16,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 )
 
-// deliverEmail makes one attempt to send j and settles its message. E-mail
-// attempts are logged with slog only (log has the message's sequence and the
-// attempt), not in a webhook's delivery log; the log has the number of
+// emailLog returns log with the keys of e-mail job j: the number of
 // recipients, not their addresses.
-func (n *Notifier) deliverEmail(ctx context.Context, log *slog.Logger, d delivery, j *EmailJob) {
+func emailLog(log *slog.Logger, j *EmailJob) *slog.Logger {
 	log = log.With("email_id", j.ID, "event_id", j.EventID, "event_type", j.EventType, "recipients", len(j.To))
 	if j.App != "" {
 		log = log.With("app", j.App)
 	}
+	return log
+}
+
+// deliverEmail makes one attempt to send j, the job of m, and returns the
+// outcome that settles m. E-mail attempts are logged with slog only (m.Log
+// has the message's sequence, the attempt and the job's keys: emailLog),
+// not in a webhook's delivery log.
+func (n *Notifier) deliverEmail(ctx context.Context, m *workqueue.Msg, j *EmailJob) workqueue.Outcome {
+	log := m.Log
 	if n.cfg.SMTP.Host == "" {
 		log.Info("e-mail is off (no SMTP host); e-mail not sent")
-		d.ack(log)
-		return
+		return workqueue.Ack()
 	}
 	start := time.Now()
 	err := n.sendMail(ctx, j)
@@ -38,16 +46,16 @@ func (n *Notifier) deliverEmail(ctx context.Context, log *slog.Logger, d deliver
 	switch {
 	case err == nil:
 		log.Info("e-mail sent", "duration", took)
-		d.ack(log)
+		return workqueue.Ack()
 	case ctx.Err() != nil:
-		d.handBack(log)
-	case permanentSMTP(err) || n.expired(d.enqueued, time.Now()):
+		return handBack(log)
+	case permanentSMTP(err) || n.expired(m.Stored, time.Now()):
 		log.Error("e-mail gave up", "err", err, "permanent", permanentSMTP(err), "duration", took)
-		d.term(log, "gave up: "+clean(err.Error()))
+		return workqueue.Term("gave up: " + clean(err.Error()))
 	default:
-		delay := n.backoff(d.attempt)
+		delay := m.Backoff()
 		log.Warn("e-mail failed; retrying", "err", err, "retry_in", delay, "duration", took)
-		d.retry(log, delay)
+		return workqueue.Retry(delay)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 )
 
 // maxErrorBody is how much of a failed answer's body an Attempt keeps.
@@ -31,77 +33,79 @@ type postResult struct {
 	permanent bool   // retrying cannot help
 }
 
-// deliverWebhook makes one delivery attempt of j and settles its message.
-// log has the message's sequence and the attempt.
-func (n *Notifier) deliverWebhook(ctx context.Context, log *slog.Logger, d delivery, j *WebhookJob) {
+// webhookLog returns log with the keys of webhook job j.
+func webhookLog(log *slog.Logger, j *WebhookJob) *slog.Logger {
 	log = log.With("delivery_id", j.DeliveryID, "webhook_id", j.WebhookID, "event_id", j.EventID, "event_type", j.EventType)
 	if j.App != "" {
 		log = log.With("app", j.App)
 	}
+	return log
+}
+
+// deliverWebhook makes one delivery attempt of j, the job of m, and
+// returns the outcome that settles m. m.Log has the message's sequence, the
+// attempt and the job's keys (webhookLog).
+func (n *Notifier) deliverWebhook(ctx context.Context, m *workqueue.Msg, j *WebhookJob) workqueue.Outcome {
+	log := m.Log
 	a := Attempt{
 		DeliveryID: j.DeliveryID,
 		WebhookID:  j.WebhookID,
 		EventID:    j.EventID,
 		EventType:  j.EventType,
 		App:        j.App,
-		Attempt:    d.attempt,
+		Attempt:    m.Delivery,
 	}
 	start := time.Now()
 	a.Time = start.UTC()
 	target, ok, err := n.hooks.Webhook(ctx, j.WebhookID)
 	switch {
 	case err != nil && ctx.Err() != nil:
-		d.handBack(log)
-		return
+		return handBack(log)
 	case err != nil:
 		log.Error("look up webhook", "err", err)
 		a.Error = "internal error: webhook lookup failed"
-		n.webhookFailed(log, d, a, false)
-		return
+		return n.webhookFailed(m, a, false)
 	case !ok:
 		a.Result = ResultDropped
 		n.record(log, a)
 		log.Info("webhook removed; delivery dropped")
-		d.ack(log)
-		return
+		return workqueue.Ack()
 	}
-	res := n.post(ctx, target, j, d.attempt)
+	res := n.post(ctx, target, j, m.Delivery)
 	a.DurationMS = time.Since(start).Milliseconds()
 	a.StatusCode = res.status
 	if res.err == "" {
 		a.Result = ResultDelivered
 		n.record(log, a)
 		log.Debug("webhook delivered", "status", res.status)
-		d.ack(log)
-		return
+		return workqueue.Ack()
 	}
 	if ctx.Err() != nil {
 		// This process stops: not the receiver's failure.
-		d.handBack(log)
-		return
+		return handBack(log)
 	}
 	a.Error = res.err
-	n.webhookFailed(log, d, a, res.permanent)
+	return n.webhookFailed(m, a, res.permanent)
 }
 
-// webhookFailed records a failed attempt and retries it later, or gives up
-// when permanent or when the job is older than RetryFor.
-func (n *Notifier) webhookFailed(log *slog.Logger, d delivery, a Attempt, permanent bool) {
+// webhookFailed records a failed attempt of m's job and retries it later,
+// or gives up when permanent or when the job is older than RetryFor.
+func (n *Notifier) webhookFailed(m *workqueue.Msg, a Attempt, permanent bool) workqueue.Outcome {
+	log := m.Log
 	now := time.Now()
-	if permanent || n.expired(d.enqueued, now) {
+	if permanent || n.expired(m.Stored, now) {
 		a.Result = ResultGaveUp
 		n.record(log, a)
 		log.Warn("webhook delivery gave up", "status", a.StatusCode, "err", a.Error, "permanent", permanent)
-		d.term(log, "gave up: "+a.Error)
-		return
+		return workqueue.Term("gave up: " + a.Error)
 	}
-	delay := n.backoff(d.attempt)
+	delay := m.Backoff()
 	next := now.Add(delay).UTC()
 	a.Result = ResultFailed
 	a.NextAttemptAt = &next
 	n.record(log, a)
 	log.Info("webhook delivery failed; retrying", "status", a.StatusCode, "err", a.Error, "retry_in", delay)
-	d.retry(log, delay)
+	return workqueue.Retry(delay)
 }
 
 // post POSTs the body of j to t, signed.

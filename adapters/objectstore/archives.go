@@ -36,6 +36,7 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Archives is the archive store on a JetStream object store bucket. It is
@@ -52,7 +53,7 @@ type Archives struct {
 	written, read func(n int64)
 }
 
-var _ domain.ArchiveStore = (*Archives)(nil)
+var _ service.ArchiveStore = (*Archives)(nil)
 
 // CountBytes makes a tell written the size of every archive stored (backups
 // and uploads) and read the bytes of archives read back (downloads,
@@ -395,7 +396,7 @@ func (a *Archives) HasArchive(ctx context.Context, backupID string) (bool, error
 	return true, nil
 }
 
-var _ domain.ArchiveLister = (*Archives)(nil)
+var _ service.ArchiveLister = (*Archives)(nil)
 
 func (a *Archives) mapErr(backupID string, err error) error {
 	if errors.Is(err, jetstream.ErrObjectNotFound) {

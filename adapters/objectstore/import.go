@@ -13,9 +13,10 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-var _ domain.ArchiveTransfer = (*Archives)(nil)
+var _ service.ArchiveTransfer = (*Archives)(nil)
 
 // ImportArchive reads a zip from r, validates it as ValidateArchive does
 // with the limits of Config, and stores it unchanged under backupID; it

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // OpenArchive reads the stored archive of backupID, whose ledger entry
@@ -57,9 +58,9 @@ func (a *Archives) OpenArchive(ctx context.Context, backupID string, size int64,
 	return a.openComponent(ctx, backupID, rc, component)
 }
 
-var _ domain.ArchiveChecker = (*Archives)(nil)
+var _ service.ArchiveChecker = (*Archives)(nil)
 
-// CheckArchive implements domain.ArchiveChecker: the object store's
+// CheckArchive implements service.ArchiveChecker: the object store's
 // record of backupID's archive is there, decodes, and records the
 // ledger's size and SHA-256 (the bytes are not read).
 func (a *Archives) CheckArchive(ctx context.Context, backupID string, size int64, sha256Hex string) error {

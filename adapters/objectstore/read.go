@@ -7,9 +7,10 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-var _ domain.ArchiveReader = (*Archives)(nil)
+var _ service.ArchiveReader = (*Archives)(nil)
 
 // ReadArchive opens the stored archive of backupID for a restore. Its
 // ledger entry says size and sha256 (lower-case hex).

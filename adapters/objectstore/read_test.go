@@ -18,9 +18,10 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/objectstore"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-var _ domain.ArchiveReader = (*objectstore.Archives)(nil)
+var _ service.ArchiveReader = (*objectstore.Archives)(nil)
 
 // readItem is one item of ReadArchive with its body read.
 type readItem struct {

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // MaxPasswordBytes is the longest password hashed or checked: longer ones
@@ -78,17 +78,17 @@ func (p Params) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Argon2id is the domain.PasswordHasher of the ledger: it hashes with
+// Argon2id is the service.PasswordHasher of the ledger: it hashes with
 // Argon2id at its parameters, checks Argon2id and legacy bcrypt hashes,
 // and tells which stored hashes to replace.
 type Argon2id struct {
 	params Params
 }
 
-// rehasher is a domain.PasswordHasher that also tells which hashes to make
+// rehasher is a service.PasswordHasher that also tells which hashes to make
 // again at the next successful login.
 type rehasher interface {
-	domain.PasswordHasher
+	service.PasswordHasher
 	NeedsRehash(hash []byte) bool
 }
 
@@ -106,7 +106,7 @@ func NewArgon2id(p Params) (Argon2id, error) {
 	return Argon2id{params: p}, nil
 }
 
-// HashPassword implements domain.PasswordHasher: a PHC string
+// HashPassword implements service.PasswordHasher: a PHC string
 // "$argon2id$v=19$m=…,t=…,p=…$salt$key" of a random 16-byte salt and a
 // 32-byte key. It returns ErrPasswordTooLong past MaxPasswordBytes.
 func (h Argon2id) HashPassword(password string) ([]byte, error) {
@@ -119,7 +119,7 @@ func (h Argon2id) HashPassword(password string) ([]byte, error) {
 	return phc{params: h.params, salt: salt, key: key}.encode(), nil
 }
 
-// PasswordMatches implements domain.PasswordHasher for Argon2id hashes of
+// PasswordMatches implements service.PasswordHasher for Argon2id hashes of
 // any parameters within Params.Validate's bounds (compared in constant
 // time) and for legacy bcrypt hashes ($2a$, $2b$, $2y$; see
 // bcryptMatches). It is false for a password longer than

@@ -16,7 +16,7 @@ const (
 	maxLegacyBcryptCost = 14
 )
 
-// Bcrypt is a domain.PasswordHasher of bcrypt at a cost.
+// Bcrypt is a service.PasswordHasher of bcrypt at a cost.
 //
 // Deprecated: bcrypt ignores bytes past 72; use Argon2id, which still
 // checks the bcrypt hashes made before it.
@@ -38,13 +38,13 @@ func NewBcrypt(cost int) (Bcrypt, error) {
 	return Bcrypt{cost: cost}, nil
 }
 
-// HashPassword implements domain.PasswordHasher. It returns
+// HashPassword implements service.PasswordHasher. It returns
 // bcrypt.ErrPasswordTooLong past 72 bytes.
 func (b Bcrypt) HashPassword(password string) ([]byte, error) {
 	return bcrypt.GenerateFromPassword([]byte(password), b.cost)
 }
 
-// PasswordMatches implements domain.PasswordHasher: bcrypt compares in
+// PasswordMatches implements service.PasswordHasher: bcrypt compares in
 // constant time. A password of more than 72 bytes never matches.
 func (b Bcrypt) PasswordMatches(hash []byte, password string) bool {
 	return isBcrypt(hash) && bcryptMatches(hash, password, max(b.cost, maxLegacyBcryptCost))

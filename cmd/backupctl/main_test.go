@@ -24,6 +24,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // testToken is the admin token of the backupd every script talks to.
@@ -70,7 +71,7 @@ func startBackupd(env *testscript.Env) error {
 	cfg.NATS.Sync = daemon.SyncInterval
 	cfg.ShutdownTimeout = 10 * time.Second
 	cfg.Identity.PasswordParams = password.TestParams()
-	cfg.Hooks.SourceWrapper = func(s domain.Source) domain.Source { return brokenApp{s} }
+	cfg.Hooks.SourceWrapper = func(s service.Source) service.Source { return brokenApp{s} }
 	d, err := daemon.New(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -98,7 +99,7 @@ func startBackupd(env *testscript.Env) error {
 
 // brokenApp is the configuration source, except that the app "broken"
 // cannot be exported.
-type brokenApp struct{ domain.Source }
+type brokenApp struct{ service.Source }
 
 func (s brokenApp) Export(ctx context.Context, app string, emit func(domain.Item) error) error {
 	if app == "broken" {

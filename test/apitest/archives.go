@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-// This file is an in-memory domain.ArchiveTransfer under the real
-// domain.Transfers, for these transport tests only: it does not read zips.
+// This file is an in-memory service.ArchiveTransfer under the real
+// service.Transfers, for these transport tests only: it does not read zips.
 // An archive is valid when it starts with "PK\x03\x04"; one that holds
 // "format:9" has an unsupported format version, one that holds "TOOBIG" is
 // over the store's limit. The end-to-end tests run the real object store.
@@ -25,7 +26,7 @@ const ZipMagic = "PK\x03\x04"
 // StagingBucket is the bucket the fake stages downloads in.
 const StagingBucket = "ledger_staging"
 
-// MemArchives is a domain.ArchiveTransfer in memory.
+// MemArchives is a service.ArchiveTransfer in memory.
 type MemArchives struct {
 	clock *FakeClock
 
@@ -44,7 +45,7 @@ type MemArchives struct {
 	imports, deadlines int
 }
 
-var _ domain.ArchiveTransfer = (*MemArchives)(nil)
+var _ service.ArchiveTransfer = (*MemArchives)(nil)
 
 func NewMemArchives(clock *FakeClock) *MemArchives {
 	return &MemArchives{clock: clock, objects: map[string][]byte{}, staged: map[string][]byte{}, failAfter: map[string]int{}}

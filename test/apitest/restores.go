@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // This file has the stand-ins that the restore service needs in these
@@ -17,24 +18,24 @@ import (
 // MemArchives accepts, so their backups can be restored.
 const SourceSchema = 3
 
-// MemSource is a domain.Source of kind "kv" over the MemConfig's
+// MemSource is a service.Source of kind "kv" over the MemConfig's
 // documents, component "config".
 type MemSource struct {
 	config *MemConfig
 }
 
-var _ domain.Source = (*MemSource)(nil)
+var _ service.Source = (*MemSource)(nil)
 
-// Kind implements domain.Source.
+// Kind implements service.Source.
 func (s *MemSource) Kind() string { return "kv" }
 
-// SchemaVersion implements domain.Source.
+// SchemaVersion implements service.Source.
 func (s *MemSource) SchemaVersion() int { return SourceSchema }
 
-// Components implements domain.Source.
+// Components implements service.Source.
 func (s *MemSource) Components() []string { return []string{"config"} }
 
-// Export implements domain.Source: the app's documents sorted by key.
+// Export implements service.Source: the app's documents sorted by key.
 func (s *MemSource) Export(ctx context.Context, app string, emit func(domain.Item) error) error {
 	docs, err := s.config.ListDocs(ctx, app)
 	if err != nil {
@@ -55,13 +56,13 @@ func (s *MemSource) Export(ctx context.Context, app string, emit func(domain.Ite
 // errNoArchives is what NoArchives answers.
 var errNoArchives = errors.New("archives are not read in the transport tests")
 
-// NoArchives is a domain.ArchiveReader that reads nothing: the restore
+// NoArchives is a service.ArchiveReader that reads nothing: the restore
 // runner does not run in these tests.
 type NoArchives struct{}
 
-var _ domain.ArchiveReader = NoArchives{}
+var _ service.ArchiveReader = NoArchives{}
 
-// ReadArchive implements domain.ArchiveReader with an error.
+// ReadArchive implements service.ArchiveReader with an error.
 func (NoArchives) ReadArchive(_ context.Context, backupID string, _ int64, _ string, _ func(domain.ArchiveContents) error) error {
 	return fmt.Errorf("read archive %s: %w", backupID, errNoArchives)
 }

@@ -1,5 +1,5 @@
 // Package apitest builds, for the transport adapters' unit tests, the real
-// domain.Ledger, projections.Store and domain.Transfers over in-memory stand-ins
+// service.Ledger, projections.Store and service.Transfers over in-memory stand-ins
 // of the event store, configuration store and archive store. The end-to-end
 // tests in test/ run the real stores on NATS; these only spare the transport
 // tests a server, and keep the HTTP and NATS tests on one shared stack.
@@ -16,10 +16,12 @@ import (
 	"github.com/backupledger/backupledger/adapters/password"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/memstore"
+	"github.com/backupledger/backupledger/usecase"
 )
 
-// This file builds the real domain.Ledger and projections.Store over an
+// This file builds the real service.Ledger and projections.Store over an
 // in-memory event store that appends synchronously to the projection. It
 // stands in for adapters/jetstream only in these transport tests; the
 // end-to-end tests in test/ run the real store on NATS.
@@ -55,7 +57,7 @@ func (g *SeqIDs) NewID(t time.Time) string {
 	return fmt.Sprintf("%013d%013d", t.UnixMilli(), g.n)
 }
 
-// MemConfig is a domain.ConfigStore in memory.
+// MemConfig is a usecase.ConfigStore in memory.
 type MemConfig struct {
 	clock *FakeClock
 
@@ -64,7 +66,7 @@ type MemConfig struct {
 	docs map[string]map[string]domain.ConfigDoc
 }
 
-var _ domain.ConfigStore = (*MemConfig)(nil)
+var _ usecase.ConfigStore = (*MemConfig)(nil)
 
 func (c *MemConfig) PutDoc(_ context.Context, app, key string, value []byte) (domain.ConfigDoc, error) {
 	if key == "" || len(key) > 200 {
@@ -133,31 +135,31 @@ func (t Tokens) Authenticate(_ context.Context, token string) (domain.Principal,
 }
 
 // Stack is the real ledger and projection over the in-test store, and the
-// real domain.Transfers over an in-memory archive store.
+// real service.Transfers over an in-memory archive store.
 type Stack struct {
 	Store     *memstore.Store
 	Proj      *projections.Store
-	Ledger    *domain.Ledger
+	Ledger    *service.Ledger
 	Clock     *FakeClock
 	Config    *MemConfig
 	Auth      Tokens
 	Archives  *MemArchives
-	Transfers *domain.Transfers
+	Transfers *service.Transfers
 	// Identity is the real identity service over the same store, with
 	// secrets in memory and Argon2id with the cheap parameters of tests.
-	Identity *domain.Identity
+	Identity *service.Identity
 	Secrets  *MemSecrets
 	// Restores is the real restore service over the same ledger, the
 	// Identity and a MemSource; its runner is not run: only requests,
 	// maintenance and their refusals are tested with it.
-	Restores *domain.Restores
+	Restores *service.Restores
 }
 
 // AuthChain is what a server built on the stack authenticates with: the
 // fixed tokens of Auth, then the Identity's tokens.
-func (s *Stack) AuthChain() domain.Authenticator { return domain.ChainAuth{s.Auth, s.Identity} }
+func (s *Stack) AuthChain() usecase.Authenticator { return usecase.ChainAuth{s.Auth, s.Identity} }
 
-// MemSecrets is a domain.SecretStore in memory.
+// MemSecrets is a service.SecretStore in memory.
 type MemSecrets struct {
 	mu sync.Mutex
 	m  map[string][]byte
@@ -175,7 +177,7 @@ func (s *MemSecrets) Secret(_ context.Context, key string) ([]byte, error) {
 	defer s.mu.Unlock()
 	v, ok := s.m[key]
 	if !ok {
-		return nil, fmt.Errorf("secret %s: %w", key, domain.ErrNoSecret)
+		return nil, fmt.Errorf("secret %s: %w", key, service.ErrNoSecret)
 	}
 	return v, nil
 }
@@ -210,7 +212,7 @@ func NewStackWith(t testing.TB, apps ...string) *Stack {
 	store := memstore.New(memstore.Config{Apply: proj})
 	clock := &FakeClock{now: Start}
 	ids := &SeqIDs{}
-	ledger, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, store, proj, clock, ids, nil, nil)
+	ledger, err := service.NewLedger(service.LedgerConfig{Rules: rules}, store, proj, clock, ids, nil, nil)
 	if err != nil {
 		t.Fatalf("new ledger: %v", err)
 	}
@@ -221,13 +223,13 @@ func NewStackWith(t testing.TB, apps ...string) *Stack {
 		t.Fatal(err)
 	}
 	config := &MemConfig{clock: clock, docs: map[string]map[string]domain.ConfigDoc{}}
-	sources := domain.SourceSet{Default: &MemSource{config: config}}
-	identity, err := domain.NewIdentity(store, proj, secrets, hasher, clock, ids,
-		domain.IdentityConfig{Apps: domain.LedgerAppUsage{States: proj, Sources: sources}}, nil)
+	sources := service.SourceSet{Default: &MemSource{config: config}}
+	identity, err := service.NewIdentity(store, proj, secrets, hasher, clock, ids,
+		service.IdentityConfig{Apps: service.LedgerAppUsage{States: proj, Sources: sources}}, nil)
 	if err != nil {
 		t.Fatalf("new identity: %v", err)
 	}
-	restores := domain.NewRestores(domain.RestoreConfig{}, ledger, proj, identity, sources, NoArchives{}, nil, clock, nil)
+	restores := service.NewRestores(service.RestoreConfig{}, ledger, proj, identity, sources, NoArchives{}, nil, clock, nil)
 	// The apps the tests use exist: registered in the organisation
 	// "test" by the server administrator.
 	admin := domain.Principal{ID: "admin", Admin: true}
@@ -245,7 +247,7 @@ func NewStackWith(t testing.TB, apps ...string) *Stack {
 	return &Stack{
 		Identity: identity, Secrets: secrets, Restores: restores,
 		Store: store, Proj: proj, Ledger: ledger, Clock: clock,
-		Archives: archives, Transfers: domain.NewTransfers(ledger, proj, archives, ids, clock, nil),
+		Archives: archives, Transfers: service.NewTransfers(ledger, proj, archives, ids, clock, nil),
 		Config: config,
 		Auth: Tokens{
 			"alice-token": {ID: "alice", Admin: true},

@@ -1,4 +1,4 @@
-// Package memstore is the one in-memory domain.EventStore of the module's
+// Package memstore is the one in-memory service.EventStore of the module's
 // tests: the transports' stack (test/apitest) and the domain's unit tests
 // use it. It imports only the standard library and domain.
 package memstore
@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-// Store is the in-memory domain.EventStore. It keeps the
+// Store is the in-memory service.EventStore. It keeps the
 // stream LEDGER as a single JetStream server does, and passes the same
 // contract suite as adapters/jetstream.EventStore (test/storetest):
 //
@@ -75,8 +76,8 @@ type Config struct {
 }
 
 var (
-	_ domain.EventStore    = (*Store)(nil)
-	_ domain.SubjectReader = (*Store)(nil)
+	_ service.EventStore    = (*Store)(nil)
+	_ service.SubjectReader = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -182,7 +183,7 @@ func (s *Store) LastSeq(_ context.Context, app string) (uint64, error) {
 	return s.last[app], nil
 }
 
-// ReadSubject implements domain.SubjectReader: the messages of token's
+// ReadSubject implements service.SubjectReader: the messages of token's
 // subject, in stream order.
 func (s *Store) ReadSubject(_ context.Context, token string) ([]domain.StoredMessage, error) {
 	s.mu.Lock()

@@ -1,4 +1,4 @@
-// Package storetest is the contract of domain.EventStore as a test suite:
+// Package storetest is the contract of service.EventStore as a test suite:
 // every event store of the module runs it, adapters/jetstream.EventStore
 // on a real server and the in-memory memstore.Store, so that what the
 // domain's and the transports' tests learn from the in-memory store holds
@@ -13,7 +13,7 @@
 // never deduplicated; LastSeq is the last sequence of one subject; subject
 // tokens are app ids, domain.IdentityStream or domain.KeysStream; a
 // context done before the append ends it with the context's error. A
-// store that also reads subjects (domain.SubjectReader) returns each
+// store that also reads subjects (service.SubjectReader) returns each
 // subject's messages in order, with their bodies and seals as appended.
 package storetest
 
@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Options says how the store under test orders its checks where JetStream
@@ -43,17 +44,17 @@ type Options struct {
 // against stores made by open, which must return a new, empty store each
 // time it is called (each subtest opens its own, and they run in
 // parallel).
-func Run(t *testing.T, open func(t *testing.T) domain.EventStore) {
+func Run(t *testing.T, open func(t *testing.T) service.EventStore) {
 	RunWith(t, Options{}, open)
 }
 
 // RunWith runs the contract with opts against stores made by open (see
 // Run).
-func RunWith(t *testing.T, opts Options, open func(t *testing.T) domain.EventStore) {
+func RunWith(t *testing.T, opts Options, open func(t *testing.T) service.EventStore) {
 	t.Helper()
 	cases := []struct {
 		name string
-		run  func(t *testing.T, s domain.EventStore, opts Options)
+		run  func(t *testing.T, s service.EventStore, opts Options)
 	}{
 		{"EmptySubject", testEmptySubject},
 		{"AppendToEmptySubject", testAppendToEmptySubject},
@@ -85,7 +86,7 @@ func event(app, id string, expected uint64) domain.PendingEvent {
 
 // mustAppend appends ev and fails the test unless it is stored as a new
 // message.
-func mustAppend(t *testing.T, s domain.EventStore, ev domain.PendingEvent) uint64 {
+func mustAppend(t *testing.T, s service.EventStore, ev domain.PendingEvent) uint64 {
 	t.Helper()
 	res, err := s.Append(t.Context(), ev)
 	if err != nil {
@@ -98,7 +99,7 @@ func mustAppend(t *testing.T, s domain.EventStore, ev domain.PendingEvent) uint6
 }
 
 // wantLastSeq fails the test unless app's last sequence is want.
-func wantLastSeq(t *testing.T, s domain.EventStore, app string, want uint64) {
+func wantLastSeq(t *testing.T, s service.EventStore, app string, want uint64) {
 	t.Helper()
 	got, err := s.LastSeq(t.Context(), app)
 	if err != nil {
@@ -130,14 +131,14 @@ func wantDuplicate(t *testing.T, res domain.AppendResult, err error, seq uint64,
 
 // An app without messages has last sequence 0, and its first append
 // expects 0.
-func testEmptySubject(t *testing.T, s domain.EventStore, _ Options) {
+func testEmptySubject(t *testing.T, s service.EventStore, _ Options) {
 	wantLastSeq(t, s, "crm", 0)
 	wantLastSeq(t, s, domain.IdentityStream, 0)
 	wantLastSeq(t, s, domain.KeysStream, 0)
 }
 
 // The first message of the stream has sequence 1; LastSeq finds it.
-func testAppendToEmptySubject(t *testing.T, s domain.EventStore, _ Options) {
+func testAppendToEmptySubject(t *testing.T, s service.EventStore, _ Options) {
 	if seq := mustAppend(t, s, event("crm", "e1", 0)); seq != 1 {
 		t.Fatalf("first message at seq %d, want 1", seq)
 	}
@@ -150,7 +151,7 @@ func testAppendToEmptySubject(t *testing.T, s domain.EventStore, _ Options) {
 
 // Sequences count over the whole stream; each subject expects its own
 // last sequence.
-func testSequenceIsStreamWide(t *testing.T, s domain.EventStore, _ Options) {
+func testSequenceIsStreamWide(t *testing.T, s service.EventStore, _ Options) {
 	mustAppend(t, s, event("other", "o1", 0))
 	if seq := mustAppend(t, s, event("crm", "c1", 0)); seq != 2 {
 		t.Fatalf("first message of crm at seq %d, want 2 (after other's)", seq)
@@ -168,7 +169,7 @@ func testSequenceIsStreamWide(t *testing.T, s domain.EventStore, _ Options) {
 
 // An append that expects another last sequence than its subject's is a
 // conflict and stores nothing: the next right one follows without a gap.
-func testWrongExpectedSequence(t *testing.T, s domain.EventStore, _ Options) {
+func testWrongExpectedSequence(t *testing.T, s service.EventStore, _ Options) {
 	mustAppend(t, s, event("other", "o1", 0))
 	r1 := mustAppend(t, s, event("crm", "c1", 0)) // 2
 	for _, expected := range []uint64{0, 1, r1 + 1, 99} {
@@ -189,7 +190,7 @@ func testWrongExpectedSequence(t *testing.T, s domain.EventStore, _ Options) {
 
 // A message id stored before is answered with its first copy's sequence
 // and stores nothing, whatever the body.
-func testDuplicate(t *testing.T, s domain.EventStore, _ Options) {
+func testDuplicate(t *testing.T, s service.EventStore, _ Options) {
 	first := mustAppend(t, s, event("crm", "cmd-1", 0))
 	again := event("crm", "cmd-1", first)
 	again.Body = []byte(`{"another":"body"}`)
@@ -199,7 +200,7 @@ func testDuplicate(t *testing.T, s domain.EventStore, _ Options) {
 	if seq := mustAppend(t, s, event("crm", "cmd-2", first)); seq != first+1 {
 		t.Fatalf("next message at seq %d, want %d: the duplicate took a sequence", seq, first+1)
 	}
-	if r, ok := s.(domain.SubjectReader); ok {
+	if r, ok := s.(service.SubjectReader); ok {
 		msgs, err := r.ReadSubject(t.Context(), "crm")
 		if err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func testDuplicate(t *testing.T, s domain.EventStore, _ Options) {
 // subject) is a conflict on a single server, which checks the sequence
 // first, and a duplicate where the id is checked first. Either way
 // nothing is stored.
-func testStaleDuplicate(t *testing.T, s domain.EventStore, opts Options) {
+func testStaleDuplicate(t *testing.T, s service.EventStore, opts Options) {
 	first := mustAppend(t, s, event("crm", "cmd-1", 0))
 	res, err := s.Append(t.Context(), event("crm", "cmd-1", 0))
 	if opts.DedupFirst {
@@ -234,7 +235,7 @@ func testStaleDuplicate(t *testing.T, s domain.EventStore, opts Options) {
 
 // Message ids are deduplicated over the whole stream, not per subject: the
 // ledger puts the subject into every id it sends.
-func testMessageIDsStreamWide(t *testing.T, s domain.EventStore, _ Options) {
+func testMessageIDsStreamWide(t *testing.T, s service.EventStore, _ Options) {
 	first := mustAppend(t, s, event("crm", "same-id", 0))
 	res, err := s.Append(t.Context(), event("erp", "same-id", 0))
 	wantDuplicate(t, res, err, first, "the id of crm's message on erp")
@@ -243,7 +244,7 @@ func testMessageIDsStreamWide(t *testing.T, s domain.EventStore, _ Options) {
 
 // An append refused for its expected sequence leaves no trace of its
 // message id: the same id with the right sequence is stored.
-func testConflictRecordsNoMessageID(t *testing.T, s domain.EventStore, _ Options) {
+func testConflictRecordsNoMessageID(t *testing.T, s service.EventStore, _ Options) {
 	r1 := mustAppend(t, s, event("crm", "c1", 0))
 	res, err := s.Append(t.Context(), event("crm", "c2", 0))
 	wantConflict(t, res, err, "stale append")
@@ -253,7 +254,7 @@ func testConflictRecordsNoMessageID(t *testing.T, s domain.EventStore, _ Options
 }
 
 // Without a message id, every append is a new message.
-func testEmptyMessageID(t *testing.T, s domain.EventStore, _ Options) {
+func testEmptyMessageID(t *testing.T, s service.EventStore, _ Options) {
 	ev := event("crm", "", 0)
 	r1 := mustAppend(t, s, ev)
 	ev.ExpectedSeq = r1
@@ -265,7 +266,7 @@ func testEmptyMessageID(t *testing.T, s domain.EventStore, _ Options) {
 // Messages keep the order of their appends; a subject reader returns each
 // subject's messages in that order, with their bodies and seals as
 // appended and a store time.
-func testOrdering(t *testing.T, s domain.EventStore, _ Options) {
+func testOrdering(t *testing.T, s service.EventStore, _ Options) {
 	apps := []string{"crm", "erp", domain.IdentityStream}
 	last := map[string]uint64{}
 	want := map[string][]domain.StoredMessage{}
@@ -287,7 +288,7 @@ func testOrdering(t *testing.T, s domain.EventStore, _ Options) {
 	for _, app := range apps {
 		wantLastSeq(t, s, app, last[app])
 	}
-	r, ok := s.(domain.SubjectReader)
+	r, ok := s.(service.SubjectReader)
 	if !ok {
 		return
 	}
@@ -315,7 +316,7 @@ func testOrdering(t *testing.T, s domain.EventStore, _ Options) {
 
 // Subject tokens that are not app ids, IdentityStream or KeysStream are
 // refused as invalid arguments and store nothing.
-func testInvalidTokens(t *testing.T, s domain.EventStore, _ Options) {
+func testInvalidTokens(t *testing.T, s service.EventStore, _ Options) {
 	for _, bad := range []string{"", "a.b", ">", "*", "Crm", "crm x"} {
 		if _, err := s.Append(t.Context(), event(bad, "bad", 0)); domain.Code(err) != domain.CodeInvalidArgument {
 			t.Errorf("append to %q: %v, want %s", bad, err, domain.CodeInvalidArgument)
@@ -333,7 +334,7 @@ func testInvalidTokens(t *testing.T, s domain.EventStore, _ Options) {
 // Writers that race on one subject, each reading its last sequence and
 // retrying on a conflict, store every message exactly once, without gaps;
 // a writer that sends the same id twice gets its first copy back.
-func testConcurrentWriters(t *testing.T, s domain.EventStore, _ Options) {
+func testConcurrentWriters(t *testing.T, s service.EventStore, _ Options) {
 	const (
 		writers = 8
 		each    = 5
@@ -385,7 +386,7 @@ func testConcurrentWriters(t *testing.T, s domain.EventStore, _ Options) {
 // appendRetrying appends a message with id to app as the ledger does:
 // expect the subject's last sequence, and on a conflict read it again. It
 // returns the message's sequence, or its first copy's.
-func appendRetrying(ctx context.Context, s domain.EventStore, app, id string) (uint64, error) {
+func appendRetrying(ctx context.Context, s service.EventStore, app, id string) (uint64, error) {
 	for range 1000 {
 		last, err := s.LastSeq(ctx, app)
 		if err != nil {
@@ -405,7 +406,7 @@ func appendRetrying(ctx context.Context, s domain.EventStore, app, id string) (u
 
 // A context done before the append ends it with the context's error, not
 // a conflict.
-func testCancelled(t *testing.T, s domain.EventStore, _ Options) {
+func testCancelled(t *testing.T, s service.EventStore, _ Options) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := s.Append(ctx, event("crm", "c1", 0))

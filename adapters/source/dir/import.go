@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Prefixes of the folders an import leaves beside the app folders while it
@@ -100,9 +101,9 @@ func (s *Source) Import(ctx context.Context, app string, items func(emit func(do
 	return s.swap(app, dir, tmp)
 }
 
-var _ domain.Replacer = (*Source)(nil)
+var _ service.Replacer = (*Source)(nil)
 
-// Replace implements domain.Replacer: it is [Source.Import], an atomic
+// Replace implements service.Replacer: it is [Source.Import], an atomic
 // replacement of the app folder with the items that items emits, and
 // returns the same errors.
 func (s *Source) Replace(ctx context.Context, app string, items func(emit func(domain.Item) error) error) error {

@@ -8,9 +8,10 @@ import (
 
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
-var _ domain.Replacer = (*dir.Source)(nil)
+var _ service.Replacer = (*dir.Source)(nil)
 
 func TestReplace(t *testing.T) {
 	tests := []struct {

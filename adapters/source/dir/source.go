@@ -15,6 +15,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Kind is the source kind recorded in archives of this source.
@@ -38,7 +39,7 @@ type Source struct {
 	locks map[string]*sync.RWMutex // per app: exports read, imports write
 }
 
-var _ domain.Source = (*Source)(nil)
+var _ service.Source = (*Source)(nil)
 
 // New returns a Source on cfg.Root, creating the folder (mode 0750) if it
 // does not exist, and moves back the old folder of any app whose import was
@@ -69,7 +70,7 @@ func (s *Source) Kind() string { return Kind }
 // SchemaVersion returns SchemaVersion.
 func (s *Source) SchemaVersion() int { return SchemaVersion }
 
-// Components implements domain.Source: files go into "files".
+// Components implements service.Source: files go into "files".
 func (s *Source) Components() []string { return []string{domain.ComponentFiles} }
 
 // appDir returns the folder of app's files, <root>/<app>. A bad app id

@@ -10,7 +10,7 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
-// Replace implements domain.Replacer: afterwards app holds exactly the
+// Replace implements service.Replacer: afterwards app holds exactly the
 // documents that items emits, and every other key under the app's prefix is
 // deleted (a delete marker, as DeleteDoc leaves). items is called once and
 // calls emit for each item, one at a time; emit reads the item's Body to

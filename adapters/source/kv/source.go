@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
+	"github.com/backupledger/backupledger/usecase"
 )
 
 // Kind is the source kind recorded in archives of this source.
@@ -30,9 +32,9 @@ type Source struct {
 }
 
 var (
-	_ domain.Source      = (*Source)(nil)
-	_ domain.ConfigStore = (*Source)(nil)
-	_ domain.Replacer    = (*Source)(nil)
+	_ service.Source      = (*Source)(nil)
+	_ usecase.ConfigStore = (*Source)(nil)
+	_ service.Replacer    = (*Source)(nil)
 )
 
 // New creates the bucket of cfg, or updates it to cfg if it exists, and
@@ -69,7 +71,7 @@ func (s *Source) Kind() string { return Kind }
 // SchemaVersion returns SchemaVersion.
 func (s *Source) SchemaVersion() int { return SchemaVersion }
 
-// Components implements domain.Source: documents go into "config".
+// Components implements service.Source: documents go into "config".
 func (s *Source) Components() []string { return []string{domain.ComponentConfig} }
 
 // PutDoc stores value under key of app and returns the stored document. A

@@ -190,7 +190,7 @@ type LedgerConfig struct {
 	// NewGenesis starts the signed ledger with a key of the vault although
 	// the unsigned ledger holds a key.created of a key the vault never had
 	// (written by someone else before backupd signed the ledger;
-	// domain.SigningConfig.NewGenesis). Never for a vault that lost its
+	// service.SigningConfig.NewGenesis). Never for a vault that lost its
 	// keys.
 	NewGenesis bool
 	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore

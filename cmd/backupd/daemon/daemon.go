@@ -23,7 +23,6 @@ import (
 	"github.com/backupledger/backupledger/adapters/objectstore"
 	"github.com/backupledger/backupledger/adapters/source/dir"
 	"github.com/backupledger/backupledger/adapters/source/kv"
-	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/service"
 )
@@ -43,7 +42,7 @@ type Daemon struct {
 	timers   *jetstream.Timers
 	notifier *notify.Notifier
 	reactor  *jetstream.Reactor
-	signing  *domain.Signing
+	signing  *service.Signing
 
 	// files is the dir source, one for backups and restores alike: it
 	// keeps an import and an export of one app apart.
@@ -56,7 +55,7 @@ type Daemon struct {
 	js       njs.JetStream
 	proj     *projections.Store
 	follower *jetstream.Follower
-	ledger   *domain.Ledger
+	ledger   *service.Ledger
 	archives *objectstore.Archives
 	config   *kv.Source
 	jobs     *jetstream.Jobs
@@ -195,13 +194,13 @@ func (d *Daemon) setupAuditMirror(ctx context.Context, prefix string) error {
 
 // sources builds the sources of every app: the default, and the apps that
 // use another kind. wrap, when set, wraps each of them.
-func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceSet, error) {
+func (d *Daemon) sources(wrap func(service.Source) service.Source) (service.SourceSet, error) {
 	root := d.cfg.Sources.DirRoot
 	if root == "" {
 		root = filepath.Join(d.cfg.DataDir, "files")
 	}
-	byKind := func(kind string) (domain.Source, error) {
-		var s domain.Source = d.config
+	byKind := func(kind string) (service.Source, error) {
+		var s service.Source = d.config
 		if kind == SourceDir {
 			if d.files == nil {
 				var err error
@@ -216,7 +215,7 @@ func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceS
 		}
 		return s, nil
 	}
-	set := domain.SourceSet{ByApp: map[string]domain.Source{}}
+	set := service.SourceSet{ByApp: map[string]service.Source{}}
 	var err error
 	if set.Default, err = byKind(d.cfg.Sources.Default); err != nil {
 		return set, err
@@ -230,26 +229,9 @@ func (d *Daemon) sources(wrap func(domain.Source) domain.Source) (domain.SourceS
 }
 
 // every runs sweep (named what, for the log) once the projection has
-// caught up and then every period, until ctx ends. Every replica sweeps;
-// the sweeps' command ids make a second replica's work a no-op.
+// caught up and then every period, until ctx ends (service.Every).
 func (d *Daemon) every(period time.Duration, what string, sweep func(context.Context) (int, error)) func(context.Context) error {
-	return func(ctx context.Context) error {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			if err := d.follower.WaitCaughtUp(ctx); err != nil {
-				return nil // stopping
-			}
-			if _, err := sweep(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn(what+" sweep", "err", err)
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-		}
-	}
+	return service.Every(period, what, d.follower.WaitCaughtUp, sweep, d.log)
 }
 
 // SweepNow expires the backups whose retention has passed now, and

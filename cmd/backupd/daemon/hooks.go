@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // TestHooks are the settings only tests set: they reach into the daemon's
@@ -13,15 +14,15 @@ import (
 type TestHooks struct {
 	// SourceWrapper, when set, wraps the configuration source the workers
 	// export from. Tests use it to stop a worker mid-backup.
-	SourceWrapper func(domain.Source) domain.Source
+	SourceWrapper func(service.Source) service.Source
 	// RestoreSourceWrapper, when set, wraps the sources that restores
 	// import into. Tests use it to stop a restore mid-import.
-	RestoreSourceWrapper func(domain.Source) domain.Source
+	RestoreSourceWrapper func(service.Source) service.Source
 	// Clock, when set, is the service's clock (tests move it); nil is the
 	// wall clock.
 	Clock domain.Clock
 	// RestoreHook, when set, is called before each step of a restore this
-	// process runs (domain.RestoreConfig.BeforeAction).
+	// process runs (service.RestoreConfig.BeforeAction).
 	RestoreHook func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
 	// SMTPTLS, when set, is the TLS configuration of STARTTLS with the
 	// SMTP relay (tests trust their own certificate).

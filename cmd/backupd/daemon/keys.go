@@ -5,13 +5,14 @@ import (
 
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // ledgerKeys joins the projection, which lists the ledger's signing keys,
-// and domain.Signing, which rotates them, for the HTTP and NATS APIs.
+// and service.Signing, which rotates them, for the HTTP and NATS APIs.
 type ledgerKeys struct {
 	proj    *projections.Store
-	signing *domain.Signing
+	signing *service.Signing
 }
 
 // Keys returns the keys the projection has folded.

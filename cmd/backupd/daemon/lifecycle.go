@@ -15,6 +15,7 @@ import (
 	"github.com/backupledger/backupledger/adapters/prom"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 )
 
 // schedules reads the apps' nightly schedules from the projection.
@@ -53,7 +54,7 @@ func (d deliveries) Deliveries(ctx context.Context, webhookID string, limit int)
 // webhooks looks registered webhooks up for the notifier: the URL from the
 // directory, the secret from the secret store.
 type webhooks struct {
-	identity *domain.Identity
+	identity *service.Identity
 }
 
 // Webhook implements notify.Webhooks.
@@ -78,7 +79,7 @@ func (w webhooks) Webhook(ctx context.Context, id string) (notify.WebhookTarget,
 		return notify.WebhookTarget{}, false, fmt.Errorf("webhook %s is not known to this process yet", id)
 	}
 	secret, err := w.identity.WebhookSecret(ctx, id)
-	if errors.Is(err, domain.ErrNoSecret) {
+	if errors.Is(err, service.ErrNoSecret) {
 		return notify.WebhookTarget{}, false, nil
 	}
 	if err != nil {

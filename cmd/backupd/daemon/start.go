@@ -41,10 +41,10 @@ type startup struct {
 	store        *jetstream.EventStore
 	registry     *prometheus.Registry
 	metrics      *prom.Metrics
-	sources      domain.SourceSet
-	restoreFrom  domain.SourceSet // the sources restores import into
-	identity     *domain.Identity
-	restores     *domain.Restores
+	sources      service.SourceSet
+	restoreFrom  service.SourceSet // the sources restores import into
+	identity     *service.Identity
+	restores     *service.Restores
 	quoter       *service.Quoter
 }
 
@@ -167,7 +167,7 @@ func (d *Daemon) openSigning(ctx context.Context, s *startup) error {
 	if err != nil {
 		return err
 	}
-	d.signing = domain.NewSigning(domain.SigningConfig{NewGenesis: d.cfg.Ledger.NewGenesis}, keys, keyEvents, keyEvents, s.clock, s.ids, d.log)
+	d.signing = service.NewSigning(service.SigningConfig{NewGenesis: d.cfg.Ledger.NewGenesis}, keys, keyEvents, keyEvents, s.clock, s.ids, d.log)
 	s.mac, err = d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
 		secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.NATS.Replicas, mac, d.log)
 		if err == nil {
@@ -210,7 +210,7 @@ func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	d.archives.CountBytes(s.metrics.ArchiveWritten, s.metrics.ArchiveRead)
-	d.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
+	d.ledger, err = service.NewLedger(service.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
 	return err
 }
 
@@ -233,16 +233,16 @@ func (d *Daemon) startIdentity(ctx context.Context, s *startup) (err error) {
 	if err != nil {
 		return err
 	}
-	s.identity, err = domain.NewIdentity(s.store, d.proj, secrets, hasher, s.clock, s.ids, domain.IdentityConfig{
+	s.identity, err = service.NewIdentity(s.store, d.proj, secrets, hasher, s.clock, s.ids, service.IdentityConfig{
 		SessionTTL: d.cfg.Identity.SessionTTL, AllowPrivateWebhookTargets: d.cfg.Webhooks.AllowPrivate,
-		Apps: domain.LedgerAppUsage{States: d.proj, Sources: s.sources}}, d.log)
+		Apps: service.LedgerAppUsage{States: d.proj, Sources: s.sources}}, d.log)
 	return err
 }
 
 // startLoops starts the jobs with the restores, and the periodic sweeps:
 // expiry, integrity, nightly (with its timers) and orphans.
 func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
-	s.restores = domain.NewRestores(domain.RestoreConfig{PreBackupTimeout: d.cfg.Ledger.PreRestoreBackupTimeout, BeforeAction: d.cfg.Hooks.RestoreHook},
+	s.restores = service.NewRestores(service.RestoreConfig{PreBackupTimeout: d.cfg.Ledger.PreRestoreBackupTimeout, BeforeAction: d.cfg.Hooks.RestoreHook},
 		d.ledger, d.proj, s.identity, s.restoreFrom, d.archives, dir.Migrations(), s.clock, d.log)
 	if err := d.startJobs(s); err != nil {
 		return err
@@ -319,7 +319,7 @@ func (d *Daemon) startTransports(_ context.Context, s *startup) (err error) {
 	if err != nil {
 		return err
 	}
-	auth := domain.ChainAuth{domain.NewAdminToken(s.adminToken), s.identity}
+	auth := usecase.ChainAuth{usecase.NewAdminToken(s.adminToken), s.identity}
 	newID := func() string { return s.ids.NewID(time.Now()) }
 	ready := d.follower.CaughtUp
 	d.api, err = natsapi.New(d.nc, natsapi.Config{}, natsapi.Deps{App: app, Auth: auth, Ready: ready, NewID: newID, Logger: d.log})
@@ -355,7 +355,7 @@ func (d *Daemon) application(s *startup) (*usecase.Application, error) {
 	sched := schedules{proj: d.proj, def: d.cfg.Rules.Nightly, clock: s.clock}
 	dlog := deliveries{n: d.notifier}
 	lkeys := ledgerKeys{proj: d.proj, signing: d.signing}
-	transfers := domain.NewTransfers(d.ledger, d.proj, d.archives, s.ids, s.clock, d.log)
+	transfers := service.NewTransfers(d.ledger, d.proj, d.archives, s.ids, s.clock, d.log)
 	return usecase.New(usecase.Config{Location: d.cfg.Rules.Location}, usecase.Deps{
 		Commands: d.ledger, Queries: d.proj, Config: d.config, Identity: s.identity, Restores: s.restores,
 		Quoter: s.quoter, Verifier: d.verifier, Schedules: sched, Deliveries: dlog, Keys: lkeys, Transfers: transfers,

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -14,23 +14,24 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // transferRig is a rig with Transfers over a fake ArchiveTransfer.
 type transferRig struct {
 	*rig
 	xfer *fakeTransfer
-	tr   *domain.Transfers
+	tr   *service.Transfers
 	logs *syncBuffer
 }
 
 func newTransferRig(t *testing.T) *transferRig {
 	t.Helper()
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	x := newFakeTransfer()
 	logs := &syncBuffer{}
 	return &transferRig{rig: r, xfer: x, logs: logs,
-		tr: domain.NewTransfers(r.ledger, r.fold, x, r.ids, r.clock, slog.New(slog.NewTextHandler(logs, nil)))}
+		tr: service.NewTransfers(r.ledger, r.fold, x, r.ids, r.clock, slog.New(slog.NewTextHandler(logs, nil)))}
 }
 
 // syncBuffer is a log destination that goroutines may share.
@@ -223,7 +224,7 @@ func TestUploadWithoutActorIsRefusedBeforeImport(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnauthenticated", err)
 	}
 	if len(r.xfer.importCalls()) != 0 {
-		t.Fatal("fixed bug is back: domain/transfer.go:112 (Upload): an empty m.Actor is refused only by Execute, after the archive was imported (and then deleted); check it with the other input, before the import")
+		t.Fatal("fixed bug is back: service/transfers.go (Upload): an empty m.Actor is refused only by Execute, after the archive was imported (and then deleted); check it with the other input, before the import")
 	}
 	r.wantNothingDone(t, 0)
 }
@@ -336,7 +337,7 @@ func TestUploadKeepsTheArchiveOfARecordedUpload(t *testing.T) {
 	}
 	id := r.xfer.importCalls()[0].backupID
 	if slices.Contains(r.xfer.deleted(), id) {
-		t.Fatal("fixed bug is back: domain/transfer.go:160 (Upload): the archive is deleted on any Execute error, also when the event was appended (WaitApplied failed); delete only on a refusal (*Error, or ErrConflict after the last attempt), keep it otherwise")
+		t.Fatal("fixed bug is back: service/transfers.go (Upload): the archive is deleted on any Execute error, also when the event was appended (WaitApplied failed); delete only on a refusal (*Error, or ErrConflict after the last attempt), keep it otherwise")
 	}
 	// A retry answers the recorded upload, whose archive is there.
 	r.stream.beforeAppend = nil
@@ -406,7 +407,7 @@ func TestUploadRetryAnswersTheFirstResult(t *testing.T) {
 	t.Run("another process that has not seen the first", func(t *testing.T) {
 		r := newTransferRig(t)
 		p2 := r.newProc()
-		tr2 := domain.NewTransfers(p2.ledger, p2.fold, r.xfer, r.ids, r.clock, nil)
+		tr2 := service.NewTransfers(p2.ledger, p2.fold, r.xfer, r.ids, r.clock, nil)
 		first, err := r.upload(alice("up1"), body("x"))
 		if err != nil {
 			t.Fatal(err)
@@ -446,7 +447,7 @@ func TestUploadRetryWithAnInvalidUTF8Actor(t *testing.T) {
 		t.Fatalf("retry = %+v, %v; want the first result", again, err)
 	}
 	if n := len(r.xfer.importCalls()); n != 1 {
-		t.Fatal("fixed bug is back: domain/transfer.go:136 (Upload): the retry check uses CommandKey(m.Actor, …) with the raw actor; use strings.ToValidUTF8(m.Actor, \"\\uFFFD\") as Execute does")
+		t.Fatal("fixed bug is back: service/transfers.go (Upload): the retry check uses CommandKey(m.Actor, …) with the raw actor; use strings.ToValidUTF8(m.Actor, \"\\uFFFD\") as Execute does")
 	}
 }
 

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // memSource is a Source and Replacer of documents in memory, per app.
@@ -100,7 +101,7 @@ type memArchiveReader struct {
 	reads int
 }
 
-// CheckArchive implements domain.ArchiveChecker.
+// CheckArchive implements service.ArchiveChecker.
 func (r *memArchiveReader) CheckArchive(_ context.Context, backupID string, _ int64, _ string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -146,10 +147,10 @@ func (r *memArchiveReader) ReadArchive(_ context.Context, backupID string, _ int
 type restoreRig struct {
 	stream   *fakeStream
 	fold     *fakeFold
-	ledger   *domain.Ledger
+	ledger   *service.Ledger
 	src      *memSource
 	archives *memArchiveReader
-	svc      *domain.Restores
+	svc      *service.Restores
 	admin    domain.Principal
 	// clock is the ledger's and the restores' clock.
 	clock *fakeClock
@@ -163,13 +164,13 @@ func newRestoreRig(t *testing.T, migrations domain.Migrations) *restoreRig {
 	rules := domain.DefaultRules()
 	rules.MinInterval = 0
 	clock := newClock(t0)
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := newMemSource()
 	ar := &memArchiveReader{archives: map[string]map[string]string{}, schema: map[string]int{}, corrupt: map[string]bool{}, lost: map[string]bool{}}
-	svc := domain.NewRestores(domain.RestoreConfig{Poll: time.Millisecond}, l, f, nil, domain.SourceSet{Default: src}, ar, migrations, clock, nil)
+	svc := service.NewRestores(service.RestoreConfig{Poll: time.Millisecond}, l, f, nil, service.SourceSet{Default: src}, ar, migrations, clock, nil)
 	return &restoreRig{stream: s, fold: f, ledger: l, src: src, archives: ar, svc: svc, admin: domain.Principal{ID: "admin", Admin: true}, clock: clock}
 }
 

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"errors"
@@ -7,17 +7,18 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // newWebhookRig is an identity rig with cfg, with the organisation acme,
 // its member alice and alice's app crm.
-func newWebhookRig(t *testing.T, cfg domain.IdentityConfig) (*identityRig, domain.Principal) {
+func newWebhookRig(t *testing.T, cfg service.IdentityConfig) (*identityRig, domain.Principal) {
 	t.Helper()
 	s := newFakeStream()
 	r := &identityRig{stream: s, secrets: &fakeSecrets{m: map[string][]byte{}}, clock: newClock(t0),
 		admin: domain.Principal{ID: "admin", Admin: true}}
 	var err error
-	if r.id, err = domain.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, cfg, nil); err != nil {
+	if r.id, err = service.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	r.must(t, r.admin, domain.CreateOrg{ID: "acme", Name: "ACME"})
@@ -120,7 +121,7 @@ var publicTargets = []string{
 }
 
 func TestRegisterWebhookRefusesPrivateTargets(t *testing.T) {
-	r, alice := newWebhookRig(t, domain.IdentityConfig{})
+	r, alice := newWebhookRig(t, service.IdentityConfig{})
 	ctx := t.Context()
 	before, secrets := r.stream.len(), len(r.secrets.m)
 	for _, c := range privateTargets {
@@ -154,7 +155,7 @@ func TestRegisterWebhookRefusesPrivateTargets(t *testing.T) {
 }
 
 func TestRegisterWebhookAllowsPrivateTargetsWhenConfigured(t *testing.T) {
-	r, alice := newWebhookRig(t, domain.IdentityConfig{AllowPrivateWebhookTargets: true})
+	r, alice := newWebhookRig(t, service.IdentityConfig{AllowPrivateWebhookTargets: true})
 	ctx := t.Context()
 	for _, c := range privateTargets {
 		w, err := r.id.RegisterWebhook(ctx, alice, domain.RegisterWebhook{App: "crm", URL: c.url}, "", domain.Meta{})
@@ -174,7 +175,7 @@ func TestRegisterWebhookDecidedWithoutTheServerRefusesPrivateTargets(t *testing.
 	// A command that does not go through Identity.RegisterWebhook (which
 	// sets the server's setting) refuses private targets also on a server
 	// that allows them.
-	r, alice := newWebhookRig(t, domain.IdentityConfig{AllowPrivateWebhookTargets: true})
+	r, alice := newWebhookRig(t, service.IdentityConfig{AllowPrivateWebhookTargets: true})
 	var err error
 	r.id.Read(func(d *domain.Directory) {
 		_, err = domain.RegisterWebhook{ID: "w1", App: "crm", URL: "http://127.0.0.1/"}.Decide(d, alice, t0)

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"context"
@@ -34,9 +34,9 @@ func newWorkerRig(t *testing.T) *workerRig {
 // newWorkerRigWith is newWorkerRig with a worker of cfg.
 func newWorkerRigWith(t *testing.T, cfg service.WorkerConfig) *workerRig {
 	t.Helper()
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	src := &fakeSource{docs: map[string]string{"settings/theme": "dark", "tables/users": `{"cols":["id"]}`}}
-	w := &workerRig{rig: r, src: src, worker: service.NewWorker(cfg, r.ledger, r.fold, domain.SourceSet{Default: src}, r.archives, nil)}
+	w := &workerRig{rig: r, src: src, worker: service.NewWorker(cfg, r.ledger, r.fold, service.SourceSet{Default: src}, r.archives, nil)}
 	w.backup = r.must(t, domain.RequestBackup{App: "crm", Name: ptr("nightly-ish"), Description: "d"}, alice("req"))
 	env := r.stream.envelopes(t, "crm")[0]
 	w.job = domain.Job{App: "crm", BackupID: w.backup.BackupID, Seq: w.backup.Seq, Attempt: 1,
@@ -463,15 +463,15 @@ func TestSourceSetFor(t *testing.T) {
 	dir := &fakeSource{kind: "dir"}
 	cases := []struct {
 		name string
-		set  domain.SourceSet
+		set  service.SourceSet
 		app  string
-		want domain.Source
+		want service.Source
 	}{
-		{"default for every app", domain.SourceSet{Default: kv}, "crm", kv},
-		{"an app of its own", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "files", dir},
-		{"other apps keep the default", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "crm", kv},
-		{"app ids are exact", domain.SourceSet{Default: kv, ByApp: map[string]domain.Source{"files": dir}}, "files2", kv},
-		{"no default", domain.SourceSet{ByApp: map[string]domain.Source{"files": dir}}, "crm", nil},
+		{"default for every app", service.SourceSet{Default: kv}, "crm", kv},
+		{"an app of its own", service.SourceSet{Default: kv, ByApp: map[string]service.Source{"files": dir}}, "files", dir},
+		{"other apps keep the default", service.SourceSet{Default: kv, ByApp: map[string]service.Source{"files": dir}}, "crm", kv},
+		{"app ids are exact", service.SourceSet{Default: kv, ByApp: map[string]service.Source{"files": dir}}, "files2", kv},
+		{"no default", service.SourceSet{ByApp: map[string]service.Source{"files": dir}}, "crm", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -487,7 +487,7 @@ func TestWorkerUsesTheAppsSource(t *testing.T) {
 	dir := &fakeSource{kind: "dir", schema: 2, components: []string{domain.ComponentFiles, "media"},
 		docs: map[string]string{"logo.png": "png"}}
 	w.worker = service.NewWorker(service.WorkerConfig{Name: "w1"}, w.ledger, w.fold,
-		domain.SourceSet{Default: w.src, ByApp: map[string]domain.Source{"crm": dir}}, w.archives, nil)
+		service.SourceSet{Default: w.src, ByApp: map[string]service.Source{"crm": dir}}, w.archives, nil)
 	if err := w.run(t, w.job); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

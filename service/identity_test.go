@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // fakeDirView folds the identity events of a fake stream; every read
@@ -62,7 +63,7 @@ func (s *fakeSecrets) Secret(_ context.Context, key string) ([]byte, error) {
 	defer s.mu.Unlock()
 	v, ok := s.m[key]
 	if !ok {
-		return nil, fmt.Errorf("secret %s: %w", key, domain.ErrNoSecret)
+		return nil, fmt.Errorf("secret %s: %w", key, service.ErrNoSecret)
 	}
 	return v, nil
 }
@@ -96,7 +97,7 @@ func (u *fakeUsage) HasConfig(_ context.Context, app string) (bool, error) {
 }
 
 type identityRig struct {
-	id      *domain.Identity
+	id      *service.Identity
 	stream  *fakeStream
 	secrets *fakeSecrets
 	clock   *fakeClock
@@ -111,7 +112,7 @@ func newIdentityRig(t *testing.T) *identityRig {
 		usage: &fakeUsage{events: map[string]bool{}, config: map[string]bool{}},
 		admin: domain.Principal{ID: "admin", Admin: true}}
 	var err error
-	r.id, err = domain.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{Apps: r.usage}, nil)
+	r.id, err = service.NewIdentity(s, &fakeDirView{s: s}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, service.IdentityConfig{Apps: r.usage}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +348,7 @@ func TestIdentityTokens(t *testing.T) {
 
 // clientCtx is a request's context from client address addr.
 func clientCtx(t *testing.T, addr string) context.Context {
-	return domain.WithClient(t.Context(), addr)
+	return service.WithClient(t.Context(), addr)
 }
 
 func TestIdentityLoginAndThrottle(t *testing.T) {
@@ -371,7 +372,7 @@ func TestIdentityLoginAndThrottle(t *testing.T) {
 	attacker := clientCtx(t, "198.51.100.7")
 	answers := map[string][]string{}
 	for _, name := range []string{"nobody", "alice"} {
-		for range domain.PairFailures + 1 {
+		for range service.PairFailures + 1 {
 			_, err := r.id.Login(attacker, name, "wrong password!", domain.Meta{})
 			answers[name] = append(answers[name], domain.Code(err))
 		}
@@ -383,8 +384,8 @@ func TestIdentityLoginAndThrottle(t *testing.T) {
 		}
 	}
 	r.id.WaitRecorded()
-	if got := r.stream.len() - before; got != domain.PairFailures {
-		t.Errorf("%d events recorded, want %d: alice's wrong passwords alone", got, domain.PairFailures)
+	if got := r.stream.len() - before; got != service.PairFailures {
+		t.Errorf("%d events recorded, want %d: alice's wrong passwords alone", got, service.PairFailures)
 	}
 	if got := r.stream.types(domain.IdentityStream); got[len(got)-1] != domain.TypePasswordFailed {
 		t.Errorf("last identity event %s", got[len(got)-1])
@@ -399,10 +400,10 @@ func TestIdentityLoginAndThrottle(t *testing.T) {
 	// The attacker waits, doubling, then may try again.
 	_, err = r.id.Login(attacker, "alice", good, domain.Meta{})
 	wantIdentityCode(t, err, domain.CodeTooManyAttempts)
-	if e, ok := err.(*domain.Error); !ok || e.RetryAfter != domain.PairBaseDelay {
-		t.Errorf("retry after %v, want %v", err, domain.PairBaseDelay)
+	if e, ok := err.(*domain.Error); !ok || e.RetryAfter != service.PairBaseDelay {
+		t.Errorf("retry after %v, want %v", err, service.PairBaseDelay)
 	}
-	r.clock.Advance(domain.PairBaseDelay)
+	r.clock.Advance(service.PairBaseDelay)
 	if _, err := r.id.Login(attacker, "alice", good, domain.Meta{}); err != nil {
 		t.Errorf("after the delay: %v", err)
 	}
@@ -476,7 +477,7 @@ func TestIdentityChangePassword(t *testing.T) {
 	// Throttled from an address: the user's own change does not end it,
 	// the administrator's reset does.
 	thief := clientCtx(t, "198.51.100.7")
-	for range domain.PairFailures {
+	for range service.PairFailures {
 		_, _ = r.id.Login(thief, "alice", "wrong password!", domain.Meta{})
 	}
 	if _, err := r.id.Login(thief, "alice", "a brand new password", domain.Meta{}); domain.Code(err) != domain.CodeTooManyAttempts {

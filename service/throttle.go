@@ -1,4 +1,4 @@
-package domain
+package service
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/backupledger/backupledger/domain"
 )
 
 // Throttle settings (docs/security.md, "Wrong passwords"). Wrong
@@ -42,7 +44,7 @@ const (
 // Throttle limits password guessing: per client address, per name and
 // per client on a name. It is safe for concurrent use.
 type Throttle struct {
-	clock Clock
+	clock domain.Clock
 
 	mu      sync.Mutex
 	clients map[string]*failures // by client
@@ -63,7 +65,7 @@ type nameFailures struct {
 }
 
 // NewThrottle returns an empty throttle reading clock.
-func NewThrottle(clock Clock) *Throttle {
+func NewThrottle(clock domain.Clock) *Throttle {
 	return &Throttle{clock: clock, clients: map[string]*failures{}, names: map[string]*nameFailures{}}
 }
 
@@ -181,7 +183,7 @@ func trim[V interface{ recent(time.Time) int }](m map[string]V, now time.Time) {
 // errThrottled is the answer to a password check the throttle refused.
 func errThrottled(retryAfter time.Duration) error {
 	retryAfter = max(retryAfter.Round(time.Second), time.Second)
-	return &Error{Code: CodeTooManyAttempts, Message: fmt.Sprintf("too many wrong passwords: try again in %s", retryAfter),
+	return &domain.Error{Code: domain.CodeTooManyAttempts, Message: fmt.Sprintf("too many wrong passwords: try again in %s", retryAfter),
 		RetryAfter: retryAfter}
 }
 

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/memstore"
 )
 
@@ -50,7 +51,7 @@ type fakeStream struct {
 	lastSeqCall int
 }
 
-var _ domain.EventStore = (*fakeStream)(nil)
+var _ service.EventStore = (*fakeStream)(nil)
 
 func newFakeStream() *fakeStream {
 	return &fakeStream{Store: memstore.New(memstore.Config{})}
@@ -165,13 +166,13 @@ type fakeFold struct {
 	afterWait func()
 }
 
-var _ domain.States = (*fakeFold)(nil)
+var _ service.States = (*fakeFold)(nil)
 
-// Expect implements domain.States: the fake fold takes no hint, it
+// Expect implements service.States: the fake fold takes no hint, it
 // decodes every message (expectingFold records them).
 func (f *fakeFold) Expect(string, *domain.Envelope, domain.Event) {}
 
-// Unexpect implements domain.States.
+// Unexpect implements service.States.
 func (f *fakeFold) Unexpect(string) {}
 
 func newFakeFold(s *fakeStream, memory int) *fakeFold {
@@ -260,7 +261,7 @@ type fakeArchives struct {
 	deleteErr   error
 }
 
-var _ domain.ArchiveStore = (*fakeArchives)(nil)
+var _ service.ArchiveStore = (*fakeArchives)(nil)
 
 func newFakeArchives() *fakeArchives { return &fakeArchives{objects: map[string][]byte{}} }
 
@@ -342,7 +343,7 @@ type fakeSource struct {
 	components []string
 }
 
-var _ domain.Source = (*fakeSource)(nil)
+var _ service.Source = (*fakeSource)(nil)
 
 func (s *fakeSource) Kind() string {
 	if s.kind != "" {
@@ -433,7 +434,7 @@ type fakeTransfer struct {
 	deleteErr error
 }
 
-var _ domain.ArchiveTransfer = (*fakeTransfer)(nil)
+var _ service.ArchiveTransfer = (*fakeTransfer)(nil)
 
 func newFakeTransfer() *fakeTransfer {
 	return &fakeTransfer{

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"strings"
@@ -50,7 +50,7 @@ func TestVerifier(t *testing.T) {
 func TestQuote(t *testing.T) {
 	r := newRestoreRig(t, nil)
 	r.src.set("crm", map[string]string{"a": "12345", "b/c": "1234567890"})
-	q := service.NewQuoter(domain.SourceSet{Default: r.src}, r.fold, service.QuoteConfig{PricePerGiBMonth: 1 << 30, Currency: "EUR"})
+	q := service.NewQuoter(service.SourceSet{Default: r.src}, r.fold, service.QuoteConfig{PricePerGiBMonth: 1 << 30, Currency: "EUR"})
 	got, err := q.Quote(t.Context(), "crm")
 	if err != nil {
 		t.Fatal(err)

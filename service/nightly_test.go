@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"strings"
@@ -67,7 +67,7 @@ type nightlyRig struct {
 	s      *fakeStream
 	f      *fakeFold
 	clock  *fakeClock
-	ledger *domain.Ledger
+	ledger *service.Ledger
 }
 
 func newNightlyRig(t *testing.T, maxBackups int) *nightlyRig {
@@ -78,7 +78,7 @@ func newNightlyRig(t *testing.T, maxBackups int) *nightlyRig {
 	rules := domain.DefaultRules()
 	rules.MaxBackups = maxBackups
 	var err error
-	r.ledger, err = domain.NewLedger(domain.LedgerConfig{Rules: rules}, r.s, r.f, r.clock, &fakeIDs{}, nil, nil)
+	r.ledger, err = service.NewLedger(service.LedgerConfig{Rules: rules}, r.s, r.f, r.clock, &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestNightlyThreeNightsTwoReplicas(t *testing.T) {
 	}
 }
 
-func mustComplete(t *testing.T, l *domain.Ledger, app, id string) {
+func mustComplete(t *testing.T, l *service.Ledger, app, id string) {
 	t.Helper()
 	m := domain.Meta{Actor: "system:worker"}
 	if _, err := l.Execute(t.Context(), domain.StartBackup{App: app, BackupID: id, Attempt: 1}, m); err != nil {
@@ -154,7 +154,7 @@ func mustComplete(t *testing.T, l *domain.Ledger, app, id string) {
 	}
 }
 
-func mustFail(t *testing.T, l *domain.Ledger, app, id string) {
+func mustFail(t *testing.T, l *service.Ledger, app, id string) {
 	t.Helper()
 	if _, err := l.Execute(t.Context(), domain.FailBackup{App: app, BackupID: id, Reason: "source unavailable"}, domain.Meta{Actor: "system:worker"}); err != nil {
 		t.Fatal(err)

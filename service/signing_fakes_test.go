@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/memstore"
 )
 
@@ -35,8 +36,8 @@ type signedStream struct {
 }
 
 var (
-	_ domain.EventStore    = (*signedStream)(nil)
-	_ domain.SubjectReader = (*signedStream)(nil)
+	_ service.EventStore    = (*signedStream)(nil)
+	_ service.SubjectReader = (*signedStream)(nil)
 )
 
 func newSignedStream(clock *fakeClock) *signedStream {
@@ -132,7 +133,7 @@ type fakeVault struct {
 	wrong map[string]ed25519.PrivateKey
 }
 
-var _ domain.KeyVault = (*fakeVault)(nil)
+var _ service.KeyVault = (*fakeVault)(nil)
 
 func newFakeVault(mac []byte, firstSeed byte) *fakeVault {
 	return &fakeVault{seeds: map[string][]byte{}, next: firstSeed, mac: slices.Clone(mac), wrong: map[string]ed25519.PrivateKey{}}
@@ -160,7 +161,7 @@ func (v *fakeVault) SigningKey(_ context.Context, id string) (ed25519.PrivateKey
 	}
 	seed, ok := v.seeds[id]
 	if !ok {
-		return nil, fmt.Errorf("fake vault: signing key %s: %w", id, domain.ErrNoKey)
+		return nil, fmt.Errorf("fake vault: signing key %s: %w", id, service.ErrNoKey)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
 }
@@ -169,7 +170,7 @@ func (v *fakeVault) MACKey(context.Context) ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.mac == nil {
-		return nil, fmt.Errorf("fake vault: mac key: %w", domain.ErrNoKey)
+		return nil, fmt.Errorf("fake vault: mac key: %w", service.ErrNoKey)
 	}
 	return slices.Clone(v.mac), nil
 }
@@ -196,7 +197,7 @@ func (v *fakeVault) Genesis(context.Context) (string, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.genesis == "" {
-		return "", fmt.Errorf("fake vault: genesis: %w", domain.ErrNoKey)
+		return "", fmt.Errorf("fake vault: genesis: %w", service.ErrNoKey)
 	}
 	return v.genesis, nil
 }

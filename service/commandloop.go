@@ -1,13 +1,14 @@
-package domain
+package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/backupledger/backupledger/domain"
 )
 
 // This file holds the one decide→append→retry loop of the application
@@ -36,7 +37,7 @@ type aggregate interface {
 	// LastHash is the hash of the last event: the next prev_hash.
 	LastHash() string
 	// Command returns the record of the command with key (CommandKey).
-	Command(key string) (CommandRecord, bool)
+	Command(key string) (domain.CommandRecord, bool)
 }
 
 // aggregateFold is the loop's port to this process's fold of one kind of
@@ -63,10 +64,10 @@ type aggregateFold[S aggregate] interface {
 type commandLoop[S aggregate] struct {
 	store       EventStore
 	fold        aggregateFold[S]
-	clock       Clock
-	ids         IDs
+	clock       domain.Clock
+	ids         domain.IDs
 	log         *slog.Logger
-	obs         Observer
+	obs         domain.Observer
 	maxAttempts int
 }
 
@@ -76,59 +77,36 @@ type loopCommand[S aggregate] struct {
 	token string
 	// name names the command in errors.
 	name string
-	// meta is complete (prepareMeta).
-	meta Meta
+	// meta is complete (Meta.Prepare).
+	meta domain.Meta
 	// decide returns the command's event, or nil when the command changes
 	// nothing, or an error when it is refused.
-	decide func(s S, now time.Time) (Event, error)
+	decide func(s S, now time.Time) (domain.Event, error)
 }
 
 // executed is the loop's answer to a command.
 type executed struct {
 	// CommandRecord is the record of the command's event: of the first
 	// command for a duplicate; zero when nothing changed.
-	CommandRecord
+	domain.CommandRecord
 	// event is the event appended; nil for a duplicate or when nothing
 	// changed.
-	event Event
+	event domain.Event
 	// duplicate says that the command had been accepted before.
 	duplicate bool
 }
-
-// prepareMeta completes m for a command: a generated command id when the
-// client sent none (a client's key is validated: CodeInvalidArgument), the
-// correlation id, and, when the id is the client's key, the request's
-// fingerprint, made of name and cmd.
-func prepareMeta(m Meta, clock Clock, ids IDs, name string, cmd any) (Meta, error) {
-	if m.CommandID == "" {
-		m.CommandID = ids.NewID(clock.Now())
-	} else if err := ValidateCommandKey(m.CommandID); err != nil {
-		return Meta{}, err
-	}
-	if m.CorrelationID == "" {
-		m.CorrelationID = m.CommandID
-	}
-	if m.ClientKey {
-		m.commandHash = RequestHash(name, cmd)
-	}
-	return m, nil
-}
-
-// msgID is the deduplication id (Nats-Msg-Id) of m's event on subject
-// token: the command id scoped by subject and caller.
-func msgID(token string, m Meta) string { return token + "|" + m.CommandID + "|" + m.Actor }
 
 // run decides c and appends its event. It returns the command's refusal
 // (an *Error), an error wrapping ErrConflict when the subject kept
 // changing, ErrRefused (wrapped) when the fold's check refused the event,
 // and the store's and the fold's errors.
 func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, error) {
-	key := CommandKey(c.meta.Actor, c.meta.CommandID)
+	key := domain.CommandKey(c.meta.Actor, c.meta.CommandID)
 	for attempt := 1; ; attempt++ {
 		var (
-			ev       Event
+			ev       domain.Event
 			derr     error
-			rec      CommandRecord
+			rec      domain.CommandRecord
 			seen     bool
 			expected uint64
 			prev     string
@@ -150,21 +128,21 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 		if ev == nil {
 			return executed{}, nil
 		}
-		env, body, err := encode(c.token, now, ev, c.meta, prev, l.ids.NewID(now))
+		env, body, err := domain.EncodeEvent(c.token, now, ev, c.meta, prev, l.ids.NewID(now))
 		if err != nil {
 			return executed{}, err
 		}
-		hash := HashEvent(body)
+		hash := domain.HashEvent(body)
 		l.fold.Expect(hash, env, ev)
-		ar, err := l.store.Append(ctx, PendingEvent{
-			App: c.token, Type: ev.EventType(), MsgID: msgID(c.token, c.meta),
+		ar, err := l.store.Append(ctx, domain.PendingEvent{
+			App: c.token, Type: ev.EventType(), MsgID: domain.MsgID(c.token, c.meta),
 			ExpectedSeq: expected, Body: body,
 		})
 		if err != nil || ar.Duplicate {
 			// Not stored, or stored before with the first command's body.
 			l.fold.Unexpect(hash)
 		}
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, domain.ErrConflict) {
 			l.obs.Conflict(attempt < l.maxAttempts)
 			if attempt >= l.maxAttempts {
 				return executed{}, fmt.Errorf("%s on %s after %d attempts: %w", c.name, c.token, attempt, err)
@@ -202,12 +180,12 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			return executed{}, err
 		}
 		if reason, no := l.fold.refusal(ar.Seq); no {
-			err := fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", ev.EventType(), ar.Seq, reason), ErrRefused)
+			err := fmt.Errorf("%w: %w", domain.Errorf(domain.CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", ev.EventType(), ar.Seq, reason), domain.ErrRefused)
 			l.log.Error("own event refused", "app", c.token, "seq", ar.Seq, "type", ev.EventType(), "err", err)
 			return executed{}, err
 		}
 		return executed{
-			CommandRecord: CommandRecord{Seq: ar.Seq, Type: ev.EventType(), BackupID: BackupID(ev), RestoreID: RestoreID(ev)},
+			CommandRecord: domain.CommandRecord{Seq: ar.Seq, Type: ev.EventType(), BackupID: domain.BackupID(ev), RestoreID: domain.RestoreID(ev)},
 			event:         ev,
 		}, nil
 	}
@@ -224,8 +202,8 @@ func (l *commandLoop[S]) catchUp(ctx context.Context, token string) error {
 
 // duplicateOf answers a command from rec, the record of the first command
 // with its key: CodeIdempotencyKeyReused when that was another request.
-func duplicateOf(rec CommandRecord, m Meta) (executed, error) {
-	if err := checkReuse(rec, m.commandHash); err != nil {
+func duplicateOf(rec domain.CommandRecord, m domain.Meta) (executed, error) {
+	if err := domain.CheckReuse(rec, m.CommandHash()); err != nil {
 		return executed{}, err
 	}
 	return executed{CommandRecord: rec, duplicate: true}, nil
@@ -234,7 +212,7 @@ func duplicateOf(rec CommandRecord, m Meta) (executed, error) {
 // appsFold is the loop's port to the fold of the apps (States).
 type appsFold struct{ States }
 
-func (f appsFold) read(app string, fn func(*App)) { f.ReadApp(app, fn) }
+func (f appsFold) read(app string, fn func(*domain.App)) { f.ReadApp(app, fn) }
 
 func (f appsFold) refusal(seq uint64) (string, bool) { return refusalOf(f.States, seq) }
 
@@ -246,9 +224,9 @@ func (f appsFold) refusal(seq uint64) (string, bool) { return refusalOf(f.States
 // every other process does.
 type directoryFold struct{ DirectoryView }
 
-func (f directoryFold) read(_ string, fn func(*Directory)) { f.ReadDirectory(fn) }
+func (f directoryFold) read(_ string, fn func(*domain.Directory)) { f.ReadDirectory(fn) }
 
-func (directoryFold) Expect(string, *Envelope, Event) {}
+func (directoryFold) Expect(string, *domain.Envelope, domain.Event) {}
 
 func (directoryFold) Unexpect(string) {}
 
@@ -261,24 +239,6 @@ func refusalOf(fold any, seq uint64) (string, bool) {
 		return rr.Refused(seq)
 	}
 	return "", false
-}
-
-// encode builds the envelope of ev and returns it with its JSON.
-func encode(app string, now time.Time, ev Event, m Meta, prev, id string) (*Envelope, []byte, error) {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode %s: %w", ev.EventType(), err)
-	}
-	env := &Envelope{
-		ID: id, Type: ev.EventType(), Version: registry.version(ev.EventType()), App: app, Time: now,
-		Actor: m.Actor, CommandID: m.CommandID, CorrelationID: m.CorrelationID,
-		CausationID: m.CausationID, CommandHash: m.commandHash, PrevHash: prev, Data: data,
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode envelope of %s: %w", ev.EventType(), err)
-	}
-	return env, body, nil
 }
 
 // backoff waits a random time that grows with the attempt, at most 5 ms.

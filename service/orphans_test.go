@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestOrphansSweep(t *testing.T) {
 	archives := newFakeArchives()
 	rules := domain.DefaultRules()
 	rules.MinInterval = 0
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: rules}, s, f, clock, &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // signingRig is one ledger (stream and vault) with the clock and ids its
@@ -32,15 +33,15 @@ func newSigningRig(t *testing.T) *signingRig {
 
 // replica returns a Signing of another backupd process on the rig's
 // ledger, with vault (the rig's if nil).
-func (r *signingRig) replica(vault *fakeVault) *domain.Signing {
+func (r *signingRig) replica(vault *fakeVault) *service.Signing {
 	if vault == nil {
 		vault = r.vault
 	}
-	return domain.NewSigning(domain.SigningConfig{}, vault, r.stream, r.stream, r.clock, r.ids, nil)
+	return service.NewSigning(service.SigningConfig{}, vault, r.stream, r.stream, r.clock, r.ids, nil)
 }
 
 // setUp returns a replica that Setup started; it fails the test on error.
-func (r *signingRig) setUp() *domain.Signing {
+func (r *signingRig) setUp() *service.Signing {
 	r.t.Helper()
 	s := r.replica(nil)
 	if _, err := s.Setup(context.Background(), nil); err != nil {
@@ -52,7 +53,7 @@ func (r *signingRig) setUp() *domain.Signing {
 // appendEvent appends ev on token as backupd does: chained to the head a
 // LedgerCheck of the whole stream knows, signed with s.Sign, expecting the
 // token's last sequence. It returns the stored message.
-func (r *signingRig) appendEvent(s *domain.Signing, token string, ev domain.Event) domain.StoredMessage {
+func (r *signingRig) appendEvent(s *service.Signing, token string, ev domain.Event) domain.StoredMessage {
 	r.t.Helper()
 	check, _ := r.stream.audit()
 	r.n++
@@ -154,8 +155,8 @@ func TestSigningSetupStartsTheSignedLedger(t *testing.T) {
 				t.Errorf("key.created signed by %q, announces %q, vault's genesis %q: want one key, self-signed", keys[0].KeyID, ck[0].ID, r.vault.genesis)
 			}
 			env := r.keyEvents()[0]
-			if env.Actor != domain.KeysActor || env.PrevHash != "" || env.App != domain.KeysStream {
-				t.Errorf("key.created envelope %+v, want actor %s, app %s, no prev_hash", env, domain.KeysActor, domain.KeysStream)
+			if env.Actor != service.KeysActor || env.PrevHash != "" || env.App != domain.KeysStream {
+				t.Errorf("key.created envelope %+v, want actor %s, app %s, no prev_hash", env, service.KeysActor, domain.KeysStream)
 			}
 			cur, ok := s.Current()
 			if !ok || cur.ID != ck[0].ID || cur.CreatedSeq != check.Genesis() {
@@ -188,10 +189,10 @@ func TestSigningSignBeforeSetup(t *testing.T) {
 	r := newSigningRig(t)
 	s := r.replica(nil)
 
-	if _, err := s.Sign(context.Background(), []byte(`{}`)); !errors.Is(err, domain.ErrNotSigning) {
+	if _, err := s.Sign(context.Background(), []byte(`{}`)); !errors.Is(err, service.ErrNotSigning) {
 		t.Errorf("Sign before Setup: %v, want ErrNotSigning", err)
 	}
-	if _, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"}); !errors.Is(err, domain.ErrNotSigning) {
+	if _, err := s.Rotate(context.Background(), domain.Meta{Actor: "admin", CommandID: "rot-1"}); !errors.Is(err, service.ErrNotSigning) {
 		t.Errorf("Rotate before Setup: %v, want ErrNotSigning", err)
 	}
 	if k, ok := s.Current(); ok {
@@ -303,7 +304,7 @@ func TestSigningSetupAgainAppendsNothing(t *testing.T) {
 	k, _ := first.Current()
 	before := len(r.stream.all())
 
-	for name, s := range map[string]*domain.Signing{"the same process": first, "a restarted process": r.replica(nil)} {
+	for name, s := range map[string]*service.Signing{"the same process": first, "a restarted process": r.replica(nil)} {
 		t.Run(name, func(t *testing.T) {
 			auth := &authCalls{}
 			mac, err := s.Setup(context.Background(), auth.authenticate)
@@ -341,10 +342,10 @@ func TestSigningSetupRefusesAnotherVault(t *testing.T) {
 			v := r.vault.copyOf()
 			delete(v.seeds, cur.ID)
 			return v
-		}, is: domain.ErrNoKey},
+		}, is: service.ErrNoKey},
 		{name: "an empty vault with the MAC key", vault: func(*signingRig, domain.KeyInfo) *fakeVault {
 			return newFakeVault(macKey, 0x40)
-		}, is: domain.ErrNoKey},
+		}, is: service.ErrNoKey},
 		{name: "another key under the current key's id", vault: func(r *signingRig, cur domain.KeyInfo) *fakeVault {
 			v := r.vault.copyOf()
 			v.wrong[cur.ID] = mallory
@@ -373,7 +374,7 @@ func TestSigningSetupRefusesAnotherVault(t *testing.T) {
 			if k, ok := s.Current(); ok {
 				t.Errorf("Current() = %+v after a refused setup", k)
 			}
-			if _, err := s.Sign(context.Background(), []byte("x")); !errors.Is(err, domain.ErrNotSigning) {
+			if _, err := s.Sign(context.Background(), []byte("x")); !errors.Is(err, service.ErrNotSigning) {
 				t.Errorf("Sign after a refused setup: %v, want ErrNotSigning", err)
 			}
 			if n := len(r.stream.all()); n != before || len(auth.calls()) != 0 {
@@ -431,7 +432,7 @@ func TestSigningRotate(t *testing.T) {
 
 	t.Run("retried with the same command", func(t *testing.T) {
 		before, made := len(r.stream.all()), r.vault.madeKeys()
-		for name, p := range map[string]*domain.Signing{"same process": s, "another replica": r.setUp()} {
+		for name, p := range map[string]*service.Signing{"same process": s, "another replica": r.setUp()} {
 			again, err := p.Rotate(context.Background(), m)
 			if err != nil {
 				t.Fatalf("%s: retry: %v", name, err)
@@ -587,7 +588,7 @@ func TestSigningLearnOfAKeyNotInTheVault(t *testing.T) {
 	s.Learn(domain.KeyInfo{ID: idOf(mallory), PublicKey: pubOf(mallory), CreatedSeq: cur.CreatedSeq + 5})
 	_, err := s.Sign(context.Background(), []byte("x"))
 
-	if !errors.Is(err, domain.ErrNoKey) {
+	if !errors.Is(err, service.ErrNoKey) {
 		t.Errorf("Sign with a learnt key the vault lacks: %v, want ErrNoKey", err)
 	}
 }
@@ -597,16 +598,16 @@ func TestSigningRotateRetriesAConflict(t *testing.T) {
 		name string
 		// meanwhile appends to KeysStream while a's first key.rotated is
 		// being appended.
-		meanwhile func(t *testing.T, r *signingRig, b *domain.Signing)
+		meanwhile func(t *testing.T, r *signingRig, b *service.Signing)
 		// rotations is how many key.rotated the ledger then has.
 		rotations int
 	}{
-		{name: "another replica rotated first", rotations: 2, meanwhile: func(t *testing.T, _ *signingRig, b *domain.Signing) {
+		{name: "another replica rotated first", rotations: 2, meanwhile: func(t *testing.T, _ *signingRig, b *service.Signing) {
 			if _, err := b.Rotate(context.Background(), domain.Meta{Actor: "bob", CommandID: "rot-b"}); err != nil {
 				t.Errorf("b's rotate: %v", err)
 			}
 		}},
-		{name: "someone published junk on the keys' subject", rotations: 1, meanwhile: func(_ *testing.T, r *signingRig, _ *domain.Signing) {
+		{name: "someone published junk on the keys' subject", rotations: 1, meanwhile: func(_ *testing.T, r *signingRig, _ *service.Signing) {
 			r.stream.publish(domain.KeysStream, []byte(`{"type":"key.rotated","app":"_keys"}`), idOf(mallory), "")
 		}},
 	} {
@@ -753,14 +754,14 @@ func TestSigningSetupAfterAPlantedGenesis(t *testing.T) {
 	planted := r.stream.publish(domain.KeysStream, body, id, sig) // self-signed: a genesis for whoever does not pin
 
 	refusing := r.replica(nil)
-	if _, err := refusing.Setup(context.Background(), nil); !errors.Is(err, domain.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") {
+	if _, err := refusing.Setup(context.Background(), nil); !errors.Is(err, service.ErrNoKey) || !strings.Contains(err.Error(), "--new-ledger-genesis") {
 		t.Fatalf("setup on a planted genesis: %v, want an error wrapping ErrNoKey that names --new-ledger-genesis", err)
 	}
 	if n := len(r.stream.all()); n != 1 {
 		t.Fatalf("%d messages after a refused setup, want the planted one alone", n)
 	}
 
-	s := domain.NewSigning(domain.SigningConfig{NewGenesis: true}, r.vault, r.stream, r.stream, r.clock, r.ids, nil)
+	s := service.NewSigning(service.SigningConfig{NewGenesis: true}, r.vault, r.stream, r.stream, r.clock, r.ids, nil)
 	if _, err := s.Setup(context.Background(), nil); err != nil {
 		t.Fatalf("setup with NewGenesis: %v", err)
 	}

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // announcement is one Expect call.
@@ -21,7 +22,7 @@ type announcement struct {
 }
 
 // expectingFold is a fakeFold that also takes announcements of the events
-// its ledger is about to append (domain.Expecter), and records them.
+// its ledger is about to append (service.Expecter), and records them.
 type expectingFold struct {
 	*fakeFold
 	mu        sync.Mutex
@@ -29,7 +30,7 @@ type expectingFold struct {
 	withdrawn []string
 }
 
-var _ domain.Expecter = (*expectingFold)(nil)
+var _ service.Expecter = (*expectingFold)(nil)
 
 func (f *expectingFold) Expect(hash string, env *domain.Envelope, ev domain.Event) {
 	f.mu.Lock()
@@ -65,7 +66,7 @@ func (f *expectingFold) outstanding(s *fakeStream) []string {
 func newExpectingProc(t *testing.T, r *rig) (*proc, *expectingFold) {
 	t.Helper()
 	f := &expectingFold{fakeFold: newFakeFold(r.stream, r.cfg.Rules.CommandMemory)}
-	l, err := domain.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
+	l, err := service.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func checkAnnouncement(t *testing.T, a announcement, body []byte) {
 }
 
 func TestExecuteAnnouncesTheEventItAppends(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p, f := newExpectingProc(t, r)
 	res := p.must(t, domain.RequestBackup{App: "crm", Name: ptr("<b> & \"q\""), Description: "x\ny"}, alice("k1"))
 	p.must(t, domain.StartBackup{App: "crm", BackupID: res.BackupID, Attempt: 1, Worker: "w"}, alice("k2"))
@@ -118,7 +119,7 @@ func TestExecuteAnnouncesTheEventItAppends(t *testing.T) {
 
 func TestExecuteWithdrawsFailedAnnouncements(t *testing.T) {
 	t.Run("conflict", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		p, f := newExpectingProc(t, r)
 		var once sync.Once
 		r.stream.beforeAppend = func(domain.PendingEvent) {
@@ -134,7 +135,7 @@ func TestExecuteWithdrawsFailedAnnouncements(t *testing.T) {
 		}
 	})
 	t.Run("store error", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		p, f := newExpectingProc(t, r)
 		r.stream.failAppend = func(domain.PendingEvent) error { return errStore }
 		if _, err := p.exec(nightly("crm"), alice("k1")); !errors.Is(err, errStore) {
@@ -151,7 +152,7 @@ func TestExecuteWithdrawsFailedAnnouncements(t *testing.T) {
 // this process announced was never stored, and its announcement is never
 // withdrawn (a leak in the projection's expected map).
 func TestExecuteWithdrawsTheAnnouncementOfADuplicate(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p2, f := newExpectingProc(t, r) // stale: has not seen alice's first request
 	first := r.must(t, nightly("crm"), alice("k1"))
 	res, err := p2.exec(nightly("crm"), alice("k1"))
@@ -169,7 +170,7 @@ func TestExecuteWithdrawsTheAnnouncementOfADuplicate(t *testing.T) {
 // stored JSON carries U+FFFD, so this process folds another Backup.Error
 // than every other process and than a replay.
 func TestExecuteAnnouncesWhatOthersDecode(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p, f := newExpectingProc(t, r)
 	res := p.must(t, nightly("crm"), alice("k1"))
 	p.must(t, domain.FailBackup{App: "crm", BackupID: res.BackupID, Reason: "export: open caf\xe9.txt"}, alice("k2"))
@@ -191,7 +192,7 @@ func TestExecuteAnnouncesUploadsAsOthersDecode(t *testing.T) {
 	// Invalid UTF-8 from a manifest, and an original creation time with
 	// nanoseconds in another zone: the announced event must be exactly
 	// what the stored JSON decodes to.
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p, f := newExpectingProc(t, r)
 	up := withArchive("up1", func(a *domain.ImportedArchive) {
 		a.App, a.Name, a.Source = "e\xffrp", "caf\xe9", "k\xc3v"

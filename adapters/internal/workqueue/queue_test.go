@@ -1,17 +1,18 @@
-package jetstream_test
+package workqueue_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -25,23 +26,23 @@ const (
 // publish with.
 type wqEnv struct {
 	t  *testing.T
-	js njs.JetStream
+	js jetstream.JetStream
 }
 
 // newWQEnv starts a server with the stream WQ (subjects wq.>) and the
 // consumer cc (durable wq-worker, explicit acknowledgements, filter wq.>).
-func newWQEnv(t *testing.T, cc njs.ConsumerConfig) (*wqEnv, func() njs.JetStream) {
+func newWQEnv(t *testing.T, cc jetstream.ConsumerConfig) (*wqEnv, func() jetstream.JetStream) {
 	t.Helper()
 	s := natstest.Server(t, "")
 	_, js := natstest.Connect(t, s)
-	if _, err := js.CreateStream(t.Context(), njs.StreamConfig{Name: wqStream, Subjects: []string{"wq.>"}, Storage: njs.MemoryStorage}); err != nil {
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: wqStream, Subjects: []string{"wq.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	cc.Durable, cc.AckPolicy, cc.FilterSubject = wqDurable, njs.AckExplicitPolicy, "wq.>"
+	cc.Durable, cc.AckPolicy, cc.FilterSubject = wqDurable, jetstream.AckExplicitPolicy, "wq.>"
 	if _, err := js.CreateOrUpdateConsumer(t.Context(), wqStream, cc); err != nil {
 		t.Fatal(err)
 	}
-	conn := func() njs.JetStream {
+	conn := func() jetstream.JetStream {
 		_, js := natstest.Connect(t, s)
 		return js
 	}
@@ -60,9 +61,9 @@ func (e *wqEnv) publish(name string) uint64 {
 
 // waitSettled waits until the consumer has every message of the stream
 // acknowledged or terminated, with none pending: nothing more will come.
-func (e *wqEnv) waitSettled() *njs.ConsumerInfo {
+func (e *wqEnv) waitSettled() *jetstream.ConsumerInfo {
 	e.t.Helper()
-	var info *njs.ConsumerInfo
+	var info *jetstream.ConsumerInfo
 	natstest.CheckFor(e.t, 20*time.Second, 10*time.Millisecond, func() error {
 		st, err := e.js.Stream(e.t.Context(), wqStream)
 		if err != nil {
@@ -74,7 +75,7 @@ func (e *wqEnv) waitSettled() *njs.ConsumerInfo {
 		}
 		i := cons.CachedInfo()
 		if last := st.CachedInfo().State.LastSeq; i.AckFloor.Stream < last || i.NumAckPending != 0 || i.NumPending != 0 {
-			return natstest.Errorf("ack floor %d of %d, %d pending acks, %d pending", i.AckFloor.Stream, last, i.NumAckPending, i.NumPending)
+			return fmt.Errorf("ack floor %d of %d, %d pending acks, %d pending", i.AckFloor.Stream, last, i.NumAckPending, i.NumPending)
 		}
 		info = i
 		return nil
@@ -83,7 +84,7 @@ func (e *wqEnv) waitSettled() *njs.ConsumerInfo {
 }
 
 // consumerInfo returns the consumer's state now.
-func (e *wqEnv) consumerInfo() *njs.ConsumerInfo {
+func (e *wqEnv) consumerInfo() *jetstream.ConsumerInfo {
 	e.t.Helper()
 	cons, err := e.js.Consumer(e.t.Context(), wqStream, wqDurable)
 	if err != nil {
@@ -93,10 +94,10 @@ func (e *wqEnv) consumerInfo() *njs.ConsumerInfo {
 }
 
 // newQueue returns a queue over the test consumer with cfg.
-func newQueue(t *testing.T, js njs.JetStream, cfg jetstream.WorkQueueConfig) *jetstream.WorkQueue {
+func newQueue(t *testing.T, js jetstream.JetStream, cfg workqueue.Config) *workqueue.Queue {
 	t.Helper()
 	cfg.Stream, cfg.Durable = wqStream, wqDurable
-	q, err := jetstream.NewWorkQueue(js, cfg, nil)
+	q, err := workqueue.New(js, cfg, nil)
 	if err != nil {
 		t.Fatalf("work queue: %v", err)
 	}
@@ -117,7 +118,7 @@ type deliveryLog struct {
 	delivered []delivered
 }
 
-func (r *deliveryLog) add(m *jetstream.Msg) string {
+func (r *deliveryLog) add(m *workqueue.Msg) string {
 	name := strings.TrimPrefix(m.Subject(), "wq.")
 	r.mu.Lock()
 	r.delivered = append(r.delivered, delivered{name: name, delivery: m.Delivery, final: m.Final, at: time.Now()})
@@ -141,19 +142,19 @@ func (r *deliveryLog) of(name string) []delivered {
 // Each outcome settles its message as it says: Ack once, Retry after its
 // delay until the final delivery, Term never again; tasks settle with their
 // own outcome, and the handler sees the message's facts.
-func TestWorkQueueSettles(t *testing.T) {
+func TestQueueSettles(t *testing.T) {
 	t.Parallel()
-	e, conn := newWQEnv(t, njs.ConsumerConfig{AckWait: 30 * time.Second, MaxDeliver: 3})
+	e, conn := newWQEnv(t, jetstream.ConsumerConfig{AckWait: 30 * time.Second, MaxDeliver: 3})
 	seqs := map[string]uint64{}
 	for _, name := range []string{"ack", "retry", "later", "poison", "final", "task"} {
 		seqs[name] = e.publish(name)
 	}
 	const later = 300 * time.Millisecond
 	rec := &deliveryLog{}
-	q := newQueue(t, conn(), jetstream.WorkQueueConfig{Workers: 2, Backoff: jetstream.ConstantBackoff(later)})
+	q := newQueue(t, conn(), workqueue.Config{Workers: 2, Backoff: workqueue.ConstantBackoff(later)})
 	bad := make(chan string, 10)
 	runInBackground(t, "work queue", func(ctx context.Context) error {
-		return q.Run(ctx, func(_ context.Context, m *jetstream.Msg) jetstream.Outcome {
+		return q.Run(ctx, func(_ context.Context, m *workqueue.Msg) workqueue.Outcome {
 			name := rec.add(m)
 			if m.Seq != seqs[name] || string(m.Data()) != name || m.Stored.IsZero() || m.Log == nil {
 				bad <- name
@@ -161,22 +162,22 @@ func TestWorkQueueSettles(t *testing.T) {
 			switch name {
 			case "retry":
 				if m.Delivery == 1 {
-					return jetstream.Retry(0)
+					return workqueue.Retry(0)
 				}
 			case "later":
 				if m.Delivery == 1 {
-					return jetstream.Retry(m.Backoff())
+					return workqueue.Retry(m.Backoff())
 				}
 			case "poison":
-				return jetstream.Term("undecodable: test")
+				return workqueue.Term("undecodable: test")
 			case "final":
 				if !m.Final {
-					return jetstream.Retry(0)
+					return workqueue.Retry(0)
 				}
 			case "task":
-				return jetstream.Go(func(context.Context) jetstream.Outcome { return jetstream.Ack() })
+				return workqueue.Go(func(context.Context) workqueue.Outcome { return workqueue.Ack() })
 			}
-			return jetstream.Ack()
+			return workqueue.Ack()
 		})
 	})
 	e.waitSettled()
@@ -208,9 +209,9 @@ func TestWorkQueueSettles(t *testing.T) {
 
 // A queue fetches no more messages than it has free workers, and a task
 // beside the workers does not take one.
-func TestWorkQueueWorkers(t *testing.T) {
+func TestQueueWorkers(t *testing.T) {
 	t.Parallel()
-	e, conn := newWQEnv(t, njs.ConsumerConfig{AckWait: 30 * time.Second})
+	e, conn := newWQEnv(t, jetstream.ConsumerConfig{AckWait: 30 * time.Second})
 	for _, name := range []string{"beside", "slot1", "slot2", "slot3"} {
 		e.publish(name)
 	}
@@ -219,19 +220,19 @@ func TestWorkQueueWorkers(t *testing.T) {
 		release[name] = make(chan struct{})
 	}
 	started := make(chan string, 10)
-	q := newQueue(t, conn(), jetstream.WorkQueueConfig{Workers: 2, Batch: 10})
+	q := newQueue(t, conn(), workqueue.Config{Workers: 2, Batch: 10})
 	runInBackground(t, "work queue", func(ctx context.Context) error {
-		return q.Run(ctx, func(_ context.Context, m *jetstream.Msg) jetstream.Outcome {
+		return q.Run(ctx, func(_ context.Context, m *workqueue.Msg) workqueue.Outcome {
 			name := strings.TrimPrefix(m.Subject(), "wq.")
-			task := func(context.Context) jetstream.Outcome {
+			task := func(context.Context) workqueue.Outcome {
 				started <- name
 				<-release[name]
-				return jetstream.Ack()
+				return workqueue.Ack()
 			}
 			if name == "beside" {
-				return jetstream.GoBeside(task)
+				return workqueue.GoBeside(task)
 			}
-			return jetstream.Go(task)
+			return workqueue.Go(task)
 		})
 	})
 	var got []string
@@ -261,32 +262,32 @@ func TestWorkQueueWorkers(t *testing.T) {
 // A stopping queue lets a task that ends within the grace period settle,
 // cancels the others after it, and they hand their messages back: another
 // process gets them at once, as a new delivery.
-func TestWorkQueueStopsWithGrace(t *testing.T) {
+func TestQueueStopsWithGrace(t *testing.T) {
 	t.Parallel()
-	e, conn := newWQEnv(t, njs.ConsumerConfig{AckWait: time.Minute})
+	e, conn := newWQEnv(t, jetstream.ConsumerConfig{AckWait: time.Minute})
 	e.publish("quick")
 	e.publish("stuck")
 	started := make(chan string, 2)
 	finish := make(chan struct{})
 	quickCtxErr := make(chan error, 1)
 	stuckCtxErr := make(chan error, 1)
-	a := newQueue(t, conn(), jetstream.WorkQueueConfig{Workers: 2, Grace: 500 * time.Millisecond})
+	a := newQueue(t, conn(), workqueue.Config{Workers: 2, Grace: 500 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- a.Run(ctx, func(_ context.Context, m *jetstream.Msg) jetstream.Outcome {
+		done <- a.Run(ctx, func(_ context.Context, m *workqueue.Msg) workqueue.Outcome {
 			name := strings.TrimPrefix(m.Subject(), "wq.")
-			return jetstream.Go(func(ctx context.Context) jetstream.Outcome {
+			return workqueue.Go(func(ctx context.Context) workqueue.Outcome {
 				started <- name
 				if name == "quick" {
 					<-finish
 					quickCtxErr <- ctx.Err()
-					return jetstream.Ack()
+					return workqueue.Ack()
 				}
 				<-ctx.Done()
 				stuckCtxErr <- ctx.Err()
-				return jetstream.HandBack(0)
+				return workqueue.HandBack(0)
 			})
 		})
 	}()
@@ -308,11 +309,11 @@ func TestWorkQueueStopsWithGrace(t *testing.T) {
 	}
 
 	rec := &deliveryLog{}
-	b := newQueue(t, conn(), jetstream.WorkQueueConfig{})
+	b := newQueue(t, conn(), workqueue.Config{})
 	runInBackground(t, "work queue B", func(ctx context.Context) error {
-		return b.Run(ctx, func(_ context.Context, m *jetstream.Msg) jetstream.Outcome {
+		return b.Run(ctx, func(_ context.Context, m *workqueue.Msg) workqueue.Outcome {
 			rec.add(m)
-			return jetstream.Ack()
+			return workqueue.Ack()
 		})
 	})
 	// Within the ack wait of a minute: the message came back at once.
@@ -326,15 +327,15 @@ func TestWorkQueueStopsWithGrace(t *testing.T) {
 }
 
 // Run reports a missing consumer by its name, unless it is stopping anyway.
-func TestWorkQueueWithoutConsumer(t *testing.T) {
+func TestQueueWithoutConsumer(t *testing.T) {
 	t.Parallel()
 	s := natstest.Server(t, "")
 	_, js := natstest.Connect(t, s)
-	q, err := jetstream.NewWorkQueue(js, jetstream.WorkQueueConfig{Stream: "NONE", Durable: "nobody", Words: jetstream.Wording{Consumer: "test consumer"}}, nil)
+	q, err := workqueue.New(js, workqueue.Config{Stream: "NONE", Durable: "nobody", Words: workqueue.Wording{Consumer: "test consumer"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack := func(context.Context, *jetstream.Msg) jetstream.Outcome { return jetstream.Ack() }
+	ack := func(context.Context, *workqueue.Msg) workqueue.Outcome { return workqueue.Ack() }
 	if err := q.Run(t.Context(), ack); err == nil || !strings.Contains(err.Error(), "test consumer nobody") {
 		t.Fatalf("run without consumer: %v", err)
 	}
@@ -345,14 +346,14 @@ func TestWorkQueueWithoutConsumer(t *testing.T) {
 	}
 }
 
-// NewWorkQueue reports every invalid field at once.
-func TestWorkQueueConfigValidate(t *testing.T) {
+// New reports every invalid field at once.
+func TestQueueConfigValidate(t *testing.T) {
 	t.Parallel()
-	if err := (jetstream.WorkQueueConfig{Stream: "S", Durable: "d"}).Validate(); err != nil {
+	if err := (workqueue.Config{Stream: "S", Durable: "d"}).Validate(); err != nil {
 		t.Fatalf("minimal config: %v", err)
 	}
-	bad := jetstream.WorkQueueConfig{Batch: -1, AckWait: time.Second, Heartbeat: 2 * time.Second, Grace: -time.Second, MaxDeliver: -2}
-	_, err := jetstream.NewWorkQueue(nil, bad, nil)
+	bad := workqueue.Config{Batch: -1, AckWait: time.Second, Heartbeat: 2 * time.Second, Grace: -time.Second, MaxDeliver: -2}
+	_, err := workqueue.New(nil, bad, nil)
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
@@ -361,7 +362,43 @@ func TestWorkQueueConfigValidate(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	if _, err := jetstream.NewWorkQueue(nil, jetstream.WorkQueueConfig{Stream: "S", Durable: "d"}, nil); err == nil {
+	if _, err := workqueue.New(nil, workqueue.Config{Stream: "S", Durable: "d"}, nil); err == nil {
 		t.Error("nil jetstream context accepted")
+	}
+}
+
+// With AckSync, Ack waits for the server's confirmation: the
+// acknowledgement is a request, with a reply subject for the confirmation.
+// Without it, the acknowledgement is only sent.
+func TestQueueAckSync(t *testing.T) {
+	t.Parallel()
+	for _, ackSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("AckSync=%v", ackSync), func(t *testing.T) {
+			t.Parallel()
+			e, conn := newWQEnv(t, jetstream.ConsumerConfig{AckWait: 30 * time.Second})
+			nc := e.js.Conn()
+			acks, err := nc.SubscribeSync("$JS.ACK." + wqStream + "." + wqDurable + ".>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			e.publish("done")
+			q := newQueue(t, conn(), workqueue.Config{Workers: 1, AckSync: ackSync})
+			runInBackground(t, "work queue", func(ctx context.Context) error {
+				return q.Run(ctx, func(context.Context, *workqueue.Msg) workqueue.Outcome {
+					return workqueue.Go(func(context.Context) workqueue.Outcome { return workqueue.Ack() })
+				})
+			})
+			e.waitSettled()
+			ack, err := acks.NextMsg(20 * time.Second)
+			if err != nil {
+				t.Fatalf("the acknowledgement: %v", err)
+			}
+			if string(ack.Data) != "+ACK" || (ack.Reply != "") != ackSync {
+				t.Errorf("acknowledgement %q with reply subject %q, want +ACK with a reply subject %v", ack.Data, ack.Reply, ackSync)
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"context"
@@ -16,13 +16,14 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // proc is one backupd process as the application layer sees it: its own
 // fold (projection) and ledger over a shared stream.
 type proc struct {
 	fold   *fakeFold
-	ledger *domain.Ledger
+	ledger *service.Ledger
 }
 
 // rig is a stream, a clock, ids and archives shared by one or more procs.
@@ -32,11 +33,11 @@ type rig struct {
 	clock    *fakeClock
 	ids      *fakeIDs
 	archives *fakeArchives
-	cfg      domain.LedgerConfig
+	cfg      service.LedgerConfig
 	*proc    // the first process
 }
 
-func newRig(t *testing.T, cfg domain.LedgerConfig) *rig {
+func newRig(t *testing.T, cfg service.LedgerConfig) *rig {
 	t.Helper()
 	if cfg.Rules == (domain.Rules{}) {
 		cfg.Rules = domain.DefaultRules()
@@ -50,7 +51,7 @@ func newRig(t *testing.T, cfg domain.LedgerConfig) *rig {
 func (r *rig) newProc() *proc {
 	r.t.Helper()
 	f := newFakeFold(r.stream, r.cfg.Rules.CommandMemory)
-	l, err := domain.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
+	l, err := service.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
 	if err != nil {
 		r.t.Fatalf("NewLedger: %v", err)
 	}
@@ -100,13 +101,13 @@ func rawEnvelope(t *testing.T, body []byte) map[string]any {
 func TestNewLedger(t *testing.T) {
 	bad := domain.DefaultRules()
 	bad.MaxBackups = 0
-	_, err := domain.NewLedger(domain.LedgerConfig{Rules: bad}, newFakeStream(), nil, newClock(t0), &fakeIDs{}, nil, nil)
+	_, err := service.NewLedger(service.LedgerConfig{Rules: bad}, newFakeStream(), nil, newClock(t0), &fakeIDs{}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "rules") || !strings.Contains(err.Error(), "max backups") {
 		t.Fatalf("NewLedger with bad rules = %v", err)
 	}
 	custom := domain.DefaultRules()
 	custom.MaxBackups = 3
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: custom}, newFakeStream(), nil, newClock(t0), &fakeIDs{}, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: custom}, newFakeStream(), nil, newClock(t0), &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestNewLedger(t *testing.T) {
 }
 
 func TestExecuteWritesTheEnvelope(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	// The clock is in another zone and has nanoseconds: the envelope holds
 	// UTC truncated to milliseconds.
 	r.clock.Set(time.Date(2026, 11, 21, 11, 15, 0, 123_456_789, time.FixedZone("CET", 3600)))
@@ -179,7 +180,7 @@ func TestExecuteWritesTheEnvelope(t *testing.T) {
 }
 
 func TestExecuteChainsHashesPerApp(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	first := r.must(t, nightly("crm"), alice("k1"))
 	r.must(t, nightly("hr"), alice("k1")) // another app in between: global seq 2
 	m := domain.Meta{Actor: "bob", CommandID: "k2", CorrelationID: "corr-1", CausationID: "cause-1"}
@@ -213,7 +214,7 @@ func TestExecuteChainsHashesPerApp(t *testing.T) {
 }
 
 func TestExecuteGeneratesCommandID(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	a := r.must(t, nightly("crm"), domain.Meta{Actor: "alice"})
 	b := r.must(t, nightly("crm"), domain.Meta{Actor: "alice"})
 	if a.BackupID == b.BackupID || b.Duplicate {
@@ -230,7 +231,7 @@ func TestExecuteGeneratesCommandID(t *testing.T) {
 }
 
 func TestExecuteRetryAnswersTheFirstResult(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	first := r.must(t, manual(), alice("key-1"))
 	r.clock.Advance(time.Hour) // the retry is not refused for being too soon
 	appends := len(r.stream.appendCalls())
@@ -255,7 +256,7 @@ func TestExecuteRetryAnswersTheFirstResult(t *testing.T) {
 }
 
 func TestExecuteSameKeyOtherActorIsAnotherCommand(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	a := r.must(t, nightly("crm"), alice("key-1"))
 	b := r.must(t, nightly("crm"), bob("key-1"))
 	if b.Duplicate || b.BackupID == a.BackupID || b.Seq != 2 {
@@ -276,7 +277,7 @@ func TestExecuteRetryOnAnotherProcessWithStaleState(t *testing.T) {
 	for _, seqFirst := range []bool{false, true} {
 		name := map[bool]string{false: "dedup before sequence check (R3)", true: "sequence check before dedup (R1)"}[seqFirst]
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, domain.LedgerConfig{})
+			r := newRig(t, service.LedgerConfig{})
 			r.stream.SetDedupFirst(!seqFirst)
 			p2 := r.newProc() // has not applied anything yet
 			first := r.must(t, manual(), alice("key-1"))
@@ -300,7 +301,7 @@ func TestExecuteRetryOnAnotherProcessWithStaleState(t *testing.T) {
 func TestExecuteDuplicateBeyondMemoryIsAnError(t *testing.T) {
 	rules := domain.DefaultRules()
 	rules.CommandMemory = 1
-	r := newRig(t, domain.LedgerConfig{Rules: rules})
+	r := newRig(t, service.LedgerConfig{Rules: rules})
 	p2 := r.newProc()
 	r.must(t, nightly("crm"), alice("k1"))
 	r.must(t, nightly("crm"), alice("k2")) // k1 is forgotten
@@ -315,7 +316,7 @@ func TestExecuteDuplicateBeyondMemoryIsAnError(t *testing.T) {
 }
 
 func TestExecuteConflictIsRetriedAndDecidedAgain(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p2 := r.newProc()
 	b := r.must(t, nightly("crm"), alice("k0"))
 
@@ -366,7 +367,7 @@ func TestExecuteConflictIsRetriedAndDecidedAgain(t *testing.T) {
 }
 
 func TestExecuteConflictThenRuleRefuses(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p2 := r.newProc()
 	for i := range 9 {
 		r.must(t, nightly("crm"), alice(fmt.Sprintf("fill-%d", i)))
@@ -400,7 +401,7 @@ func TestExecuteGivesUpAfterMaxAttempts(t *testing.T) {
 		max, want int
 	}{{3, 3}, {0, 20}} {
 		t.Run(fmt.Sprintf("MaxAttempts %d", tc.max), func(t *testing.T) {
-			r := newRig(t, domain.LedgerConfig{MaxAttempts: tc.max})
+			r := newRig(t, service.LedgerConfig{MaxAttempts: tc.max})
 			b := r.must(t, nightly("crm"), alice("k0"))
 			n := 0
 			r.stream.beforeAppend = func(domain.PendingEvent) {
@@ -429,7 +430,7 @@ func TestExecuteGivesUpAfterMaxAttempts(t *testing.T) {
 }
 
 func TestExecuteRefusesBadInputWithoutAppending(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	r.must(t, manual(), alice("m0")) // the next manual backup is too soon
 	cases := []struct {
@@ -467,7 +468,7 @@ func TestExecuteRefusesBadInputWithoutAppending(t *testing.T) {
 }
 
 func TestExecuteDeleteRemovesTheArchive(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	keep := r.must(t, nightly("crm"), alice("k1"))
 	res := r.must(t, domain.DeleteBackup{App: "crm", BackupID: b.BackupID}, alice("del"))
@@ -496,7 +497,7 @@ func TestExecuteDeleteRemovesTheArchive(t *testing.T) {
 func TestExecuteDeleteWithoutArchiveDeleter(t *testing.T) {
 	s := newFakeStream()
 	f := newFakeFold(s, 10)
-	l, err := domain.NewLedger(domain.LedgerConfig{Rules: domain.DefaultRules()}, s, f, newClock(t0), &fakeIDs{}, nil, nil)
+	l, err := service.NewLedger(service.LedgerConfig{Rules: domain.DefaultRules()}, s, f, newClock(t0), &fakeIDs{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +516,7 @@ func TestExecuteDeleteWithoutArchiveDeleter(t *testing.T) {
 
 func TestExecuteStoreFailures(t *testing.T) {
 	t.Run("append fails", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		r.stream.failAppend = func(domain.PendingEvent) error { return errStore }
 		_, err := r.exec(nightly("crm"), alice("k1"))
 		if !errors.Is(err, errStore) {
@@ -527,7 +528,7 @@ func TestExecuteStoreFailures(t *testing.T) {
 		}
 	})
 	t.Run("last seq fails after a conflict", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		r.stream.lastSeqErr = errStore
 		r.stream.beforeAppend = func(domain.PendingEvent) { r.stream.publishRaw(t, "crm", "other", "x", nil) }
 		_, err := r.exec(nightly("crm"), alice("k1"))
@@ -536,7 +537,7 @@ func TestExecuteStoreFailures(t *testing.T) {
 		}
 	})
 	t.Run("catching up fails after a conflict", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		ctx, cancel := context.WithCancel(context.Background())
 		r.stream.beforeAppend = func(domain.PendingEvent) {
 			r.stream.publishRaw(t, "crm", "other", "x", nil)
@@ -548,7 +549,7 @@ func TestExecuteStoreFailures(t *testing.T) {
 		}
 	})
 	t.Run("cancelled while backing off after a conflict", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		ctx, cancel := context.WithCancel(context.Background())
 		var once sync.Once
 		r.stream.beforeAppend = func(domain.PendingEvent) {
@@ -565,7 +566,7 @@ func TestExecuteStoreFailures(t *testing.T) {
 		}
 	})
 	t.Run("projection does not apply the event", func(t *testing.T) {
-		r := newRig(t, domain.LedgerConfig{})
+		r := newRig(t, service.LedgerConfig{})
 		ctx, cancel := context.WithCancel(context.Background())
 		r.stream.beforeAppend = func(domain.PendingEvent) { cancel() }
 		_, err := r.ledger.Execute(ctx, nightly("crm"), alice("k1"))
@@ -582,7 +583,7 @@ func TestExecuteStoreFailures(t *testing.T) {
 }
 
 func TestExecuteSerialisesCommandsOfOneApp(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	const n = 40
 	var wg sync.WaitGroup
@@ -621,7 +622,7 @@ func TestExecuteSerialisesCommandsOfOneApp(t *testing.T) {
 }
 
 func TestExecuteHoldsOtherCommandsOfTheAppWhileAppending(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	var (
 		appending atomic.Bool // alice's command is inside Append
@@ -668,7 +669,7 @@ func TestExecuteHoldsOtherCommandsOfTheAppWhileAppending(t *testing.T) {
 }
 
 func TestExecuteNotFoundSaysDeleted(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	r.must(t, domain.DeleteBackup{App: "crm", BackupID: b.BackupID}, alice("k1"))
 	_, err := r.exec(domain.RenameBackup{App: "crm", BackupID: b.BackupID, Name: "x"}, alice("k2"))
@@ -689,7 +690,7 @@ func TestExecuteNotFoundSaysDeleted(t *testing.T) {
 // in docs/decisions.md), but Execute still deletes the named backup's
 // archive, although the backup stays ready in the ledger.
 func TestExecuteKeyReusedForDeleteKeepsTheArchive(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, nightly("crm"), alice("k0"))
 	res, err := r.exec(domain.DeleteBackup{App: "crm", BackupID: b.BackupID}, alice("k0"))
 	if err != nil || !res.Duplicate || res.EventType != domain.TypeBackupRequested {
@@ -722,11 +723,11 @@ func (f *refusingFold) Refused(seq uint64) (string, bool) {
 // command that happened: Execute says so (unavailable, retry), and a
 // delete whose event was refused leaves the archive.
 func TestExecuteRefusedOwnEvent(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	b := r.must(t, domain.RequestBackup{App: "crm"}, domain.Meta{Actor: "alice"})
 	f := &refusingFold{fakeFold: newFakeFold(r.stream, 10), refuse: map[uint64]bool{uint64(r.stream.len() + 1): true}}
 	f.follow = true
-	l, err := domain.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
+	l, err := service.NewLedger(r.cfg, r.stream, f, r.clock, r.ids, r.archives, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,5 +737,27 @@ func TestExecuteRefusedOwnEvent(t *testing.T) {
 	}
 	if got := r.archives.deleted(); len(got) != 0 {
 		t.Errorf("archives deleted %v for a refused delete", got)
+	}
+}
+
+// TestRecordUploadOfAnUnencodableTime is a regression test for an oddity
+// reported to the lead: RecordUpload accepts an original creation time
+// that JSON cannot encode (year outside 0–9999), so Execute fails with an
+// internal error from encode instead of refusing the command.
+func TestRecordUploadOfAnUnencodableTime(t *testing.T) {
+	r := newRig(t, service.LedgerConfig{})
+	cmd := withArchive("up1", func(a *domain.ImportedArchive) { a.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) })
+	_, err := r.exec(cmd, alice("k1"))
+	if err == nil {
+		t.Fatal("an event that cannot be encoded was appended")
+	}
+	if r.stream.len() != 0 {
+		t.Fatal("appended")
+	}
+	if domain.Code(err) == domain.CodeInternal {
+		t.Fatal("fixed bug is back: domain/commands.go:268 (RecordUpload.decide): an original created_at outside years 0–9999 is accepted and fails encode as internal; refuse it (CodeArchiveInvalid or CodeInvalidArgument)")
+	}
+	if c := domain.Code(err); c != domain.CodeArchiveInvalid && c != domain.CodeInvalidArgument {
+		t.Fatalf("code = %q, want archive_invalid or invalid_argument", c)
 	}
 }

@@ -1,19 +1,19 @@
-package domain_test
+package service_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 func TestThrottleClientLimit(t *testing.T) {
 	clock := newClock(t0)
-	th := domain.NewThrottle(clock)
+	th := service.NewThrottle(clock)
 	// One address guessing many names: ClientFailures, then nothing from
 	// it for any name until the first failure leaves the window.
-	for i := range domain.ClientFailures {
+	for i := range service.ClientFailures {
 		if ok, _ := th.Allow(fmt.Sprint("user", i), "a"); !ok {
 			t.Fatalf("try %d refused", i)
 		}
@@ -21,8 +21,8 @@ func TestThrottleClientLimit(t *testing.T) {
 		clock.Advance(time.Second)
 	}
 	ok, retry := th.Allow("someone", "a")
-	if ok || retry != domain.ThrottleWindow-time.Duration(domain.ClientFailures)*time.Second {
-		t.Errorf("after %d failures: allowed %v, retry %v", domain.ClientFailures, ok, retry)
+	if ok || retry != service.ThrottleWindow-time.Duration(service.ClientFailures)*time.Second {
+		t.Errorf("after %d failures: allowed %v, retry %v", service.ClientFailures, ok, retry)
 	}
 	if ok, _ := th.Allow("someone", "b"); !ok {
 		t.Error("another address is refused")
@@ -35,9 +35,9 @@ func TestThrottleClientLimit(t *testing.T) {
 
 func TestThrottleNameAndPair(t *testing.T) {
 	clock := newClock(t0)
-	th := domain.NewThrottle(clock)
+	th := service.NewThrottle(clock)
 	// Attackers on many addresses make a name busy.
-	for i := range domain.NameFailures {
+	for i := range service.NameFailures {
 		th.Failed("alice", fmt.Sprint("bot", i))
 	}
 	// A fresh address gets one try per NameInterval for the name, all
@@ -46,10 +46,10 @@ func TestThrottleNameAndPair(t *testing.T) {
 		t.Fatal("the first fresh try on a busy name is refused")
 	}
 	ok, retry := th.Allow("alice", "bot99")
-	if ok || retry != domain.NameInterval {
+	if ok || retry != service.NameInterval {
 		t.Errorf("a second fresh try at once: allowed %v, retry %v", ok, retry)
 	}
-	clock.Advance(domain.NameInterval)
+	clock.Advance(service.NameInterval)
 	if ok, _ := th.Allow("alice", "home"); !ok {
 		t.Error("the user's own try after NameInterval is refused")
 	}
@@ -59,9 +59,9 @@ func TestThrottleNameAndPair(t *testing.T) {
 	}
 	// An address that failed on the name goes by its own count: free
 	// tries, then a doubling delay.
-	for i := range domain.PairFailures + 2 {
-		if i >= domain.PairFailures {
-			want := domain.PairBaseDelay << (i - domain.PairFailures)
+	for i := range service.PairFailures + 2 {
+		if i >= service.PairFailures {
+			want := service.PairBaseDelay << (i - service.PairFailures)
 			if ok, retry := th.Allow("alice", "bot0"); ok || retry != want {
 				t.Fatalf("try %d: allowed %v, retry %v; want a wait of %v", i, ok, retry, want)
 			}
@@ -91,7 +91,7 @@ func TestClientAddr(t *testing.T) {
 		"nats":                       "nats",
 		"@":                          "@",
 	} {
-		if got := domain.ClientAddr(in); got != want {
+		if got := service.ClientAddr(in); got != want {
 			t.Errorf("ClientAddr(%q) = %q, want %q", in, got, want)
 		}
 	}

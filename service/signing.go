@@ -1,4 +1,4 @@
-package domain
+package service
 
 import (
 	"bytes"
@@ -9,33 +9,9 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-)
 
-// KeyVault keeps the ledger's private keys where only backupd reads them
-// (the key-value bucket ledger_keys at the edge). Keys are made at the
-// edge, from crypto/rand.
-type KeyVault interface {
-	// NewSigningKey makes a new Ed25519 key and stores it under its
-	// KeyIDOf; it never replaces a stored key.
-	NewSigningKey(ctx context.Context) (ed25519.PrivateKey, error)
-	// SigningKey returns the stored key of id, or an error wrapping
-	// ErrNoKey. A stored key whose public key is not id's is an error.
-	SigningKey(ctx context.Context, id string) (ed25519.PrivateKey, error)
-	// MACKey returns the 32-byte key that authenticates the secrets
-	// bucket's values, or an error wrapping ErrNoKey when the vault has
-	// none.
-	MACKey(ctx context.Context) ([]byte, error)
-	// NewMACKey returns the MAC key, making and storing it if the vault
-	// has none; every replica gets the same.
-	NewMACKey(ctx context.Context) ([]byte, error)
-	// ClaimGenesis records id as the ledger's first key unless another id
-	// was recorded first, and returns the id recorded: replicas that start
-	// together agree on one.
-	ClaimGenesis(ctx context.Context, id string) (string, error)
-	// Genesis returns the id ClaimGenesis recorded, or an error wrapping
-	// ErrNoKey when none was.
-	Genesis(ctx context.Context) (string, error)
-}
+	"github.com/backupledger/backupledger/domain"
+)
 
 // SigningConfig are the settings of Signing.
 type SigningConfig struct {
@@ -53,13 +29,6 @@ var ErrNoKey = errors.New("no such key")
 
 // ErrNotSigning is returned (wrapped) by Signing.Sign before Setup.
 var ErrNotSigning = errors.New("the ledger's signing key is not loaded yet")
-
-// SubjectReader reads every message of one ledger subject, in stream
-// order, with its signature headers and store time (the event store at
-// the edge).
-type SubjectReader interface {
-	ReadSubject(ctx context.Context, token string) ([]StoredMessage, error)
-}
 
 // KeysActor is the actor of the genesis key.created.
 const KeysActor = "system:keys"
@@ -82,21 +51,21 @@ type Signing struct {
 	vault  KeyVault
 	store  EventStore
 	reader SubjectReader
-	clock  Clock
-	ids    IDs
+	clock  domain.Clock
+	ids    domain.IDs
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	current KeyInfo            // the key this process signs with
+	current domain.KeyInfo     // the key this process signs with
 	priv    ed25519.PrivateKey // current's
-	want    KeyInfo            // the current key as the projection last told (Learn)
+	want    domain.KeyInfo     // the current key as the projection last told (Learn)
 	keys    map[string]ed25519.PrivateKey
 	macs    map[string][]byte // EventMACKey of each key loaded
 	genesis string            // the genesis key the vault recorded
 }
 
 // NewSigning returns a Signing that is not set up yet.
-func NewSigning(cfg SigningConfig, vault KeyVault, store EventStore, reader SubjectReader, clock Clock, ids IDs, log *slog.Logger) *Signing {
+func NewSigning(cfg SigningConfig, vault KeyVault, store EventStore, reader SubjectReader, clock domain.Clock, ids domain.IDs, log *slog.Logger) *Signing {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -136,7 +105,7 @@ func (s *Signing) Setup(ctx context.Context, authenticate func(ctx context.Conte
 	}
 	for attempt := 1; ; attempt++ {
 		if attempt > maxKeyAttempts {
-			return nil, fmt.Errorf("start the signed ledger: %s kept changing", KeysStream)
+			return nil, fmt.Errorf("start the signed ledger: %s kept changing", domain.KeysStream)
 		}
 		check, last, err := s.readKeys(ctx, claim)
 		if err != nil {
@@ -180,7 +149,7 @@ func (s *Signing) Setup(ctx context.Context, authenticate func(ctx context.Conte
 		if err != nil {
 			return nil, fmt.Errorf("mac key: %w", err)
 		}
-		if keys[0].MACKeySHA256 != MACKeyDigest(mac) {
+		if keys[0].MACKeySHA256 != domain.MACKeyDigest(mac) {
 			return nil, fmt.Errorf("the MAC key in the key vault is not the one the ledger's genesis (seq %d) announced: the vault was replaced, or is another ledger's", check.Genesis())
 		}
 		for _, k := range keys {
@@ -208,19 +177,19 @@ func (s *Signing) Setup(ctx context.Context, authenticate func(ctx context.Conte
 // readKeys checks the messages of KeysStream as the projections do, with
 // the genesis pinned to genesis (if set), and returns the check and the
 // subject's last sequence.
-func (s *Signing) readKeys(ctx context.Context, genesis string) (*LedgerCheck, uint64, error) {
-	msgs, err := s.reader.ReadSubject(ctx, KeysStream)
+func (s *Signing) readKeys(ctx context.Context, genesis string) (*domain.LedgerCheck, uint64, error) {
+	msgs, err := s.reader.ReadSubject(ctx, domain.KeysStream)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", KeysStream, err)
+		return nil, 0, fmt.Errorf("read %s: %w", domain.KeysStream, err)
 	}
-	check := NewLedgerCheck()
+	check := domain.NewLedgerCheck()
 	if genesis != "" {
 		check.PinGenesis(genesis)
 	}
 	var last uint64
 	for _, m := range msgs {
 		if v := check.Check(m); !v.Accepted() {
-			s.log.Error("ledger message refused", "seq", m.Seq, "app", KeysStream, "reason", v.Rejected, "detail", v.Detail)
+			s.log.Error("ledger message refused", "seq", m.Seq, "app", domain.KeysStream, "reason", v.Rejected, "detail", v.Detail)
 		}
 		last = m.Seq
 	}
@@ -234,7 +203,7 @@ func (s *Signing) claimNewGenesis(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("new signing key: %w", err)
 	}
-	id, err := s.vault.ClaimGenesis(ctx, KeyIDOf(candidate.Public().(ed25519.PublicKey)))
+	id, err := s.vault.ClaimGenesis(ctx, domain.KeyIDOf(candidate.Public().(ed25519.PublicKey)))
 	if err != nil {
 		return "", fmt.Errorf("claim the genesis key: %w", err)
 	}
@@ -265,10 +234,10 @@ func (s *Signing) startGenesis(ctx context.Context, last uint64, authenticate fu
 			return "", fmt.Errorf("authenticate the secrets before the genesis: %w", err)
 		}
 	}
-	m := Meta{Actor: KeysActor, CommandID: "key.created." + id}
+	m := domain.Meta{Actor: KeysActor, CommandID: "key.created." + id}
 	m.CorrelationID = m.CommandID
-	res, err := s.appendKeyEvent(ctx, NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv)
-	if errors.Is(err, ErrConflict) {
+	res, err := s.appendKeyEvent(ctx, domain.NewKeyCreated(priv.Public().(ed25519.PublicKey), mac), m, "", last, priv)
+	if errors.Is(err, domain.ErrConflict) {
 		return id, nil // another process recorded it; read again
 	}
 	if err != nil {
@@ -280,26 +249,26 @@ func (s *Signing) startGenesis(ctx context.Context, last uint64, authenticate fu
 
 // appendKeyEvent appends ev to KeysStream after its message last, chained
 // to prev, sealed with priv.
-func (s *Signing) appendKeyEvent(ctx context.Context, ev Event, m Meta, prev string, last uint64, priv ed25519.PrivateKey) (AppendResult, error) {
+func (s *Signing) appendKeyEvent(ctx context.Context, ev domain.Event, m domain.Meta, prev string, last uint64, priv ed25519.PrivateKey) (domain.AppendResult, error) {
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
-	_, body, err := encode(KeysStream, now, ev, m, prev, s.ids.NewID(now))
+	_, body, err := domain.EncodeEvent(domain.KeysStream, now, ev, m, prev, s.ids.NewID(now))
 	if err != nil {
-		return AppendResult{}, err
+		return domain.AppendResult{}, err
 	}
-	return s.store.Append(ctx, PendingEvent{App: KeysStream, Type: ev.EventType(),
-		MsgID: KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body, Seal: seal(priv, body)})
+	return s.store.Append(ctx, domain.PendingEvent{App: domain.KeysStream, Type: ev.EventType(),
+		MsgID: domain.KeysStream + "|" + m.CommandID + "|" + m.Actor, ExpectedSeq: last, Body: body, Seal: seal(priv, body)})
 }
 
 // seal signs body with priv and adds its event MAC.
-func seal(priv ed25519.PrivateKey, body []byte) Seal {
-	keyID, sig := SignBody(priv, body)
-	return Seal{KeyID: keyID, Signature: sig, MAC: EventMAC(EventMACKey(priv), body)}
+func seal(priv ed25519.PrivateKey, body []byte) domain.Seal {
+	keyID, sig := domain.SignBody(priv, body)
+	return domain.Seal{KeyID: keyID, Signature: sig, MAC: domain.EventMAC(domain.EventMACKey(priv), body)}
 }
 
 // key returns the private key of k, from the cache or the vault, and
 // keeps its event MAC key. A vault key whose public key is not exactly
 // k's (when k says it) is an error.
-func (s *Signing) key(ctx context.Context, k KeyInfo) (ed25519.PrivateKey, error) {
+func (s *Signing) key(ctx context.Context, k domain.KeyInfo) (ed25519.PrivateKey, error) {
 	s.mu.Lock()
 	priv, ok := s.keys[k.ID]
 	s.mu.Unlock()
@@ -311,11 +280,11 @@ func (s *Signing) key(ctx context.Context, k KeyInfo) (ed25519.PrivateKey, error
 		return nil, err
 	}
 	pub := priv.Public().(ed25519.PublicKey)
-	if KeyIDOf(pub) != k.ID || (k.PublicKey != nil && !bytes.Equal(pub, k.PublicKey)) {
+	if domain.KeyIDOf(pub) != k.ID || (k.PublicKey != nil && !bytes.Equal(pub, k.PublicKey)) {
 		return nil, fmt.Errorf("the vault's key %s is not the key the ledger announced", k.ID)
 	}
 	s.mu.Lock()
-	s.keys[k.ID], s.macs[k.ID] = priv, EventMACKey(priv)
+	s.keys[k.ID], s.macs[k.ID] = priv, domain.EventMACKey(priv)
 	s.mu.Unlock()
 	return priv, nil
 }
@@ -334,7 +303,7 @@ func (s *Signing) MACKeyOf(id string) []byte {
 // ever moves forward. The key is loaded from the vault in the background
 // (and at the latest by the next Sign), so that it does not hold up the
 // projection.
-func (s *Signing) Learn(k KeyInfo) {
+func (s *Signing) Learn(k domain.KeyInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k.CreatedSeq <= s.want.CreatedSeq {
@@ -357,17 +326,17 @@ func (s *Signing) Learn(k KeyInfo) {
 // ledger's current key and adds its event MAC. It returns an error
 // wrapping ErrNotSigning before Setup, and the vault's error when a key
 // another process rotated to cannot be loaded.
-func (s *Signing) Sign(ctx context.Context, body []byte) (Seal, error) {
+func (s *Signing) Sign(ctx context.Context, body []byte) (domain.Seal, error) {
 	s.mu.Lock()
 	cur, priv, want := s.current, s.priv, s.want
 	s.mu.Unlock()
 	if priv == nil {
-		return Seal{}, ErrNotSigning
+		return domain.Seal{}, ErrNotSigning
 	}
 	if want.ID != cur.ID && want.CreatedSeq > cur.CreatedSeq {
 		next, err := s.key(ctx, want)
 		if err != nil {
-			return Seal{}, fmt.Errorf("the ledger's signing key %s (seq %d): %w", want.ID, want.CreatedSeq, err)
+			return domain.Seal{}, fmt.Errorf("the ledger's signing key %s (seq %d): %w", want.ID, want.CreatedSeq, err)
 		}
 		s.mu.Lock()
 		if want.CreatedSeq > s.current.CreatedSeq {
@@ -381,7 +350,7 @@ func (s *Signing) Sign(ctx context.Context, body []byte) (Seal, error) {
 }
 
 // Current returns the key this process signs with; false before Setup.
-func (s *Signing) Current() (KeyInfo, bool) {
+func (s *Signing) Current() (domain.KeyInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.current, s.priv != nil
@@ -393,14 +362,14 @@ func (s *Signing) Current() (KeyInfo, bool) {
 // signs; the old one is still accepted for RotationGrace. It returns the
 // new key, an error wrapping ErrNotSigning before Setup, and the errors of
 // the vault and the store.
-func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
+func (s *Signing) Rotate(ctx context.Context, m domain.Meta) (domain.KeyInfo, error) {
 	if _, ok := s.Current(); !ok {
-		return KeyInfo{}, ErrNotSigning
+		return domain.KeyInfo{}, ErrNotSigning
 	}
 	if m.CommandID == "" {
 		m.CommandID = s.ids.NewID(s.clock.Now())
-	} else if err := ValidateCommandKey(m.CommandID); err != nil {
-		return KeyInfo{}, err
+	} else if err := domain.ValidateCommandKey(m.CommandID); err != nil {
+		return domain.KeyInfo{}, err
 	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.CommandID
@@ -413,45 +382,45 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 	for attempt := 1; ; attempt++ {
 		check, last, err := s.readKeys(ctx, genesis)
 		if err != nil {
-			return KeyInfo{}, err
+			return domain.KeyInfo{}, err
 		}
 		if k, ok := rotatedBy(check, m); ok {
 			return k, nil // this command rotated already: its first answer
 		}
 		if next == nil {
 			if next, err = s.vault.NewSigningKey(ctx); err != nil {
-				return KeyInfo{}, fmt.Errorf("new signing key: %w", err)
+				return domain.KeyInfo{}, fmt.Errorf("new signing key: %w", err)
 			}
 			pub = next.Public().(ed25519.PublicKey)
 		}
 		cur, ok := check.CurrentKey()
 		if !ok {
-			return KeyInfo{}, fmt.Errorf("rotate: %w", ErrNotSigning)
+			return domain.KeyInfo{}, fmt.Errorf("rotate: %w", ErrNotSigning)
 		}
 		priv, err := s.key(ctx, cur)
 		if err != nil {
-			return KeyInfo{}, fmt.Errorf("the ledger's current signing key %s: %w", cur.ID, err)
+			return domain.KeyInfo{}, fmt.Errorf("the ledger's current signing key %s: %w", cur.ID, err)
 		}
-		res, err := s.appendKeyEvent(ctx, NewKeyRotated(pub, cur.ID), m, check.Head(KeysStream), last, priv)
-		if errors.Is(err, ErrConflict) && attempt < maxKeyAttempts {
+		res, err := s.appendKeyEvent(ctx, domain.NewKeyRotated(pub, cur.ID), m, check.Head(domain.KeysStream), last, priv)
+		if errors.Is(err, domain.ErrConflict) && attempt < maxKeyAttempts {
 			continue
 		}
 		if err != nil {
-			return KeyInfo{}, err
+			return domain.KeyInfo{}, err
 		}
 		if res.Duplicate {
 			check, _, err := s.readKeys(ctx, genesis)
 			if err != nil {
-				return KeyInfo{}, err
+				return domain.KeyInfo{}, err
 			}
 			if k, ok := rotatedBy(check, m); ok {
 				return k, nil
 			}
-			return KeyInfo{}, fmt.Errorf("rotate: command %s was recorded but announced no key", m.CommandID)
+			return domain.KeyInfo{}, fmt.Errorf("rotate: command %s was recorded but announced no key", m.CommandID)
 		}
-		k := KeyInfo{ID: KeyIDOf(pub), PublicKey: pub, CreatedSeq: res.Seq}
+		k := domain.KeyInfo{ID: domain.KeyIDOf(pub), PublicKey: pub, CreatedSeq: res.Seq}
 		s.mu.Lock()
-		s.keys[k.ID], s.macs[k.ID] = next, EventMACKey(next)
+		s.keys[k.ID], s.macs[k.ID] = next, domain.EventMACKey(next)
 		if k.CreatedSeq > s.want.CreatedSeq {
 			s.want = k
 		}
@@ -466,12 +435,12 @@ func (s *Signing) Rotate(ctx context.Context, m Meta) (KeyInfo, error) {
 
 // rotatedBy returns the key that command m announced, if a key.rotated of
 // the ledger was its event: current or retired since by a later rotation.
-func rotatedBy(check *LedgerCheck, m Meta) (KeyInfo, bool) {
+func rotatedBy(check *domain.LedgerCheck, m domain.Meta) (domain.KeyInfo, bool) {
 	keys := check.Keys()
 	for i := len(keys) - 1; i > 0; i-- { // keys[0] is the genesis
-		if check.announcedBy[keys[i].ID] == CommandKey(m.Actor, m.CommandID) {
+		if check.AnnouncedBy(keys[i].ID) == domain.CommandKey(m.Actor, m.CommandID) {
 			return keys[i], true
 		}
 	}
-	return KeyInfo{}, false
+	return domain.KeyInfo{}, false
 }

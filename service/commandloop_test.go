@@ -1,4 +1,4 @@
-package domain_test
+package service_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // storeModes are the two orders in which a JetStream stream checks a
@@ -28,7 +29,7 @@ func TestLedgerDuplicateAnsweredFromTheFirstRecord(t *testing.T) {
 	for _, mode := range storeModes {
 		for _, stale := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s, stale %v", mode.name, stale), func(t *testing.T) {
-				r := newRig(t, domain.LedgerConfig{})
+				r := newRig(t, service.LedgerConfig{})
 				r.stream.SetDedupFirst(mode.dedupFirst)
 				p := r.proc
 				if stale {
@@ -74,7 +75,7 @@ func TestIdentityDuplicateAnsweredFromTheFirstRecord(t *testing.T) {
 				id := r.id
 				if stale {
 					var err error
-					id, err = domain.NewIdentity(r.stream, &laggingDirView{fakeDirView{s: r.stream}}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{Apps: r.usage}, nil)
+					id, err = service.NewIdentity(r.stream, &laggingDirView{fakeDirView{s: r.stream}}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, service.IdentityConfig{Apps: r.usage}, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -107,7 +108,7 @@ func TestIdentityKeyReusedOnAStaleProcess(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			r := newIdentityRig(t)
 			r.stream.SetDedupFirst(mode.dedupFirst)
-			stale, err := domain.NewIdentity(r.stream, &laggingDirView{fakeDirView{s: r.stream}}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{Apps: r.usage}, nil)
+			stale, err := service.NewIdentity(r.stream, &laggingDirView{fakeDirView{s: r.stream}}, r.secrets, fakeHasher{}, r.clock, &fakeIDs{}, service.IdentityConfig{Apps: r.usage}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,14 +150,14 @@ func TestIdentityGivesUpAfterMaxAttempts(t *testing.T) {
 // read-your-writes hint of States); the identity service announces none,
 // so that the directory is folded from the stored bodies only.
 func TestOnlyTheLedgerAnnounces(t *testing.T) {
-	r := newRig(t, domain.LedgerConfig{})
+	r := newRig(t, service.LedgerConfig{})
 	p, f := newExpectingProc(t, r)
 	p.must(t, nightly("crm"), alice("k1"))
 	if len(f.announced) != 1 {
 		t.Fatalf("%d announced, want 1", len(f.announced))
 	}
 	v := &announcingDirView{fakeDirView: fakeDirView{s: r.stream}}
-	id, err := domain.NewIdentity(r.stream, v, &fakeSecrets{m: map[string][]byte{}}, fakeHasher{}, r.clock, &fakeIDs{}, domain.IdentityConfig{}, nil)
+	id, err := service.NewIdentity(r.stream, v, &fakeSecrets{m: map[string][]byte{}}, fakeHasher{}, r.clock, &fakeIDs{}, service.IdentityConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
