@@ -11,8 +11,7 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
-// This file holds the one decide→append→retry loop of the application
-// layer. The ledger (one App per subject) and the identity service (one
+// This file holds the one decide→append→retry loop of the services. The ledger (one App per subject) and the identity service (one
 // Directory on IdentityStream) both run their commands through it, so
 // that a command id, a conflict and a duplicate mean the same thing for
 // both.

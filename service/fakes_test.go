@@ -20,7 +20,7 @@ import (
 )
 
 // This file holds in-memory fakes of the ports the domain declares, for pure
-// unit tests of the application layer and the worker. The real adapters are
+// unit tests of the services. The real adapters are
 // tested against JetStream in their own packages.
 
 // storedMsg is one message of the fake stream.

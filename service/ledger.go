@@ -22,7 +22,7 @@ type LedgerConfig struct {
 	Observer domain.Observer
 }
 
-// Ledger is the application layer: decide a command against the app's state
+// Ledger is the command service of the apps: decide a command against the app's state
 // in memory, append its event with the expected sequence, and answer once
 // this process's projection has applied it (commandLoop).
 type Ledger struct {

@@ -7,6 +7,10 @@ import (
 	"github.com/backupledger/backupledger/domain"
 )
 
+// This file holds the ports of the services: what they need of the world
+// (the event store, the fold, secrets, keys, sources, archives), which the
+// adapters implement.
+
 // Source is where an app's structure and configuration live.
 type Source interface {
 	// Kind names the source, e.g. "kv"; the archive records it.

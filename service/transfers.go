@@ -36,7 +36,7 @@ type ArchiveTransfer interface {
 	StageDownload(ctx context.Context, backupID string, size int64, sha256, component string) (domain.StagedArchive, error)
 }
 
-// Transfers is the application layer of uploads and downloads.
+// Transfers is the service of uploads and downloads.
 type Transfers struct {
 	ledger   *Ledger
 	states   States

@@ -11,6 +11,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/service"
 )
 
@@ -45,7 +46,7 @@ func NewSecrets(ctx context.Context, js njs.JetStream, replicas int, mac []byte,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
+	kv, err := ensure.KeyValue(ctx, js, njs.KeyValueConfig{
 		Bucket:      SecretsBucket,
 		Description: "backupledger password and token hashes, webhook secrets (each with a MAC)",
 		History:     1,

@@ -341,6 +341,14 @@ func (r racingJS) CreateOrUpdateKeyValue(ctx context.Context, cfg njs.KeyValueCo
 	return racingKV{KeyValue: kv, hooks: r.hooks}, nil
 }
 
+func (r racingJS) KeyValue(ctx context.Context, bucket string) (njs.KeyValue, error) {
+	kv, err := r.JetStream.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	return racingKV{KeyValue: kv, hooks: r.hooks}, nil
+}
+
 type racingKV struct {
 	njs.KeyValue
 	hooks *kvHooks

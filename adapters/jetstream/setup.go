@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 )
 
 // jobConsumerMaxAckPending bounds the unacknowledged messages of the job
@@ -64,7 +66,7 @@ func Setup(ctx context.Context, js njs.JetStream, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("jetstream config: %w", err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg)); err != nil {
+	if _, err := ensure.Stream(ctx, js, StreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, JobConsumerConfig(cfg)); err != nil {
@@ -111,7 +113,7 @@ func MirrorConfig(replicas int) njs.StreamConfig {
 // It returns the server's error, wrapped, when the stream cannot be created
 // or updated (e.g. no responders when the account is not configured).
 func SetupAuditMirror(ctx context.Context, js njs.JetStream, replicas int) error {
-	if _, err := js.CreateOrUpdateStream(ctx, MirrorConfig(replicas)); err != nil {
+	if _, err := ensure.Stream(ctx, js, MirrorConfig(replicas)); err != nil {
 		return fmt.Errorf("create or update the audit mirror of %s: %w", StreamName, err)
 	}
 	return nil

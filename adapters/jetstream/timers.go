@@ -11,6 +11,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/adapters/internal/workqueue"
 	"github.com/backupledger/backupledger/domain"
 )
@@ -59,7 +60,7 @@ type Timers struct {
 
 // SetupTimers creates or updates the timer stream and its consumer.
 func SetupTimers(ctx context.Context, js njs.JetStream, replicas int) error {
-	if _, err := js.CreateOrUpdateStream(ctx, TimerStreamConfig(replicas)); err != nil {
+	if _, err := ensure.Stream(ctx, js, TimerStreamConfig(replicas)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", TimerStreamName, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, TimerStreamName, njs.ConsumerConfig{

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 )
 
 // consumerMaxAckPending bounds the unacknowledged jobs of the consumer over
@@ -87,10 +89,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notify config: %w", err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg)); err != nil {
+	if _, err := ensure.Stream(ctx, js, StreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, LogStreamConfig(cfg)); err != nil {
+	if _, err := ensure.Stream(ctx, js, LogStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", LogStreamName, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, ConsumerConfig(cfg)); err != nil {

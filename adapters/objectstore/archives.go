@@ -34,6 +34,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
@@ -120,7 +121,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 		return nil, fmt.Errorf("object store config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	obs, err := ensure.ObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket:      cfg.Bucket,
 		Description: "backupledger: backup archives (zip), object name = backup id",
 		Storage:     jetstream.FileStorage,
@@ -135,7 +136,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 		if sjs == nil {
 			sjs = js
 		}
-		stg, err := sjs.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		stg, err := ensure.ObjectStore(ctx, sjs, jetstream.ObjectStoreConfig{
 			Bucket:      cfg.StagingBucket,
 			Description: "backupledger: archives handed in and out by NATS clients; objects expire",
 			TTL:         cfg.StagingTTL,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/usecase"
@@ -51,7 +52,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Source, erro
 			return nil, fmt.Errorf("kv config: max value bytes %d exceeds the server's max_payload %d", cfg.MaxValueBytes, mp)
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := ensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:       cfg.Bucket,
 		Description:  "backupledger: app configuration documents, keys <app>.<doc key>",
 		MaxValueSize: int32(cfg.MaxValueBytes),

@@ -1,0 +1,125 @@
+// Package ensure creates the JetStream streams, key-value buckets and
+// object stores of backupledger, or updates them to the wanted
+// configuration, and leaves alone one that has it already.
+//
+// Every backupd runs its set-up at every start, and several replicas often
+// start together. Updating a stream to the configuration it has is not free
+// (a proposal on a cluster) and not harmless: nats-server (v2.15) updates
+// the stream's store while a consumer of the same stream may be created by
+// another replica, a data race the race detector reports. So each
+// configuration carries its own digest in the stream's metadata
+// (MetadataKey), and a stream whose digest matches is not updated. A stream
+// made before the digest is updated once.
+package ensure
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"maps"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// MetadataKey is the stream metadata key that holds the digest of the
+// configuration the stream was last created or updated with.
+const MetadataKey = "backupledger.config"
+
+// digest returns the digest of cfg, whose metadata must not hold
+// MetadataKey yet.
+func digest(cfg any) string {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		// Never: the configurations are plain values. An empty digest never
+		// matches, so the stream is updated as before.
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// stamp sets *md to a copy of itself without MetadataKey, takes the digest
+// of the configuration cfg returns (which holds *md), and sets *md to a
+// copy with MetadataKey set to that digest, which it returns. The caller's
+// map is not changed.
+func stamp(md *map[string]string, cfg func() any) string {
+	base := maps.Clone(*md)
+	delete(base, MetadataKey) // a copy of an earlier, stamped config
+	*md = base
+	d := digest(cfg())
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[MetadataKey] = d
+	*md = out
+	return d
+}
+
+// current reports whether metadata carries digest d.
+func current(md map[string]string, d string) bool { return d != "" && md[MetadataKey] == d }
+
+// Stream returns the stream cfg.Name with the configuration cfg: created
+// when missing (also when another process creates it meanwhile), updated
+// when its configuration is not cfg, and untouched otherwise. The stream's
+// metadata gets MetadataKey besides cfg.Metadata.
+func Stream(ctx context.Context, js njs.JetStream, cfg njs.StreamConfig) (njs.Stream, error) {
+	d := stamp(&cfg.Metadata, func() any { return cfg })
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, njs.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if !errors.Is(err, njs.ErrStreamNameAlreadyInUse) {
+			return s, err
+		}
+		// Another process created it with another configuration (an older
+		// or newer backupd): look again.
+		s, err = js.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if current(s.CachedInfo().Config.Metadata, d) {
+		return s, nil
+	}
+	return js.UpdateStream(ctx, cfg)
+}
+
+// KeyValue returns the key-value bucket cfg.Bucket with the configuration
+// cfg, as Stream does for streams.
+func KeyValue(ctx context.Context, js njs.JetStream, cfg njs.KeyValueConfig) (njs.KeyValue, error) {
+	d := stamp(&cfg.Metadata, func() any { return cfg })
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if current(st.Metadata(), d) {
+			return kv, nil
+		}
+	} else if !errors.Is(err, njs.ErrBucketNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// ObjectStore returns the object store cfg.Bucket with the configuration
+// cfg, as Stream does for streams.
+func ObjectStore(ctx context.Context, js njs.JetStream, cfg njs.ObjectStoreConfig) (njs.ObjectStore, error) {
+	d := stamp(&cfg.Metadata, func() any { return cfg })
+	obs, err := js.ObjectStore(ctx, cfg.Bucket)
+	if err == nil {
+		st, err := obs.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if current(st.Metadata(), d) {
+			return obs, nil
+		}
+	} else if !errors.Is(err, njs.ErrBucketNotFound) && !errors.Is(err, njs.ErrStreamNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateObjectStore(ctx, cfg)
+}
