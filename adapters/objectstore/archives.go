@@ -50,32 +50,23 @@ type Archives struct {
 	// staging is the staging bucket; its obs is nil with Config.NoStaging.
 	staging bucket
 	cfg     Config
-	// written and read are told the archive bytes stored and read.
-	written, read func(n int64)
 }
 
 var _ service.ArchiveStore = (*Archives)(nil)
 
-// CountBytes makes a tell written the size of every archive stored (backups
-// and uploads) and read the bytes of archives read back (downloads,
-// restores, checks), for metrics. Call it before the store is used.
-func (a *Archives) CountBytes(written, read func(n int64)) {
-	a.written, a.read = written, read
-}
-
-// countWritten tells the byte counter of CountBytes about n bytes stored.
+// countWritten tells Config.Written about n bytes stored.
 func (a *Archives) countWritten(n int64) {
-	if a.written != nil {
-		a.written(n)
+	if a.cfg.Written != nil {
+		a.cfg.Written(n)
 	}
 }
 
 // countRead wraps r so that the bytes read from it are counted.
 func (a *Archives) countRead(r io.Reader) io.Reader {
-	if a.read == nil {
+	if a.cfg.Read == nil {
 		return r
 	}
-	return &countingReader{r: r, add: a.read}
+	return &countingReader{r: r, add: a.cfg.Read}
 }
 
 // countingReader tells add how many bytes each Read returned.

@@ -71,6 +71,10 @@ type Config struct {
 	// MaxRatio bounds how many times its compressed size an entry of more
 	// than 1 MiB may inflate to; default 200.
 	MaxRatio int
+	// Written, if set, is told the size of every archive stored (backups
+	// and uploads), and Read the bytes of archives read back (downloads,
+	// restores, checks): the metrics' byte counters.
+	Written, Read func(n int64)
 }
 
 var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

@@ -60,8 +60,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}()
 	var s startup
 	for _, step := range []func(context.Context, *startup) error{
-		d.openNATS, d.openStores, d.openSigning, d.startLedger, d.startMetrics,
-		d.startIdentity, d.startLoops, d.startNotifier, d.startTransports,
+		d.openNATS, d.openStores, d.openSigning, d.startProjections, d.startMetrics,
+		d.openArchives, d.startLedger, d.startIdentity, d.startLoops, d.startNotifier,
+		d.startTransports,
 	} {
 		if err := step(ctx, &s); err != nil {
 			return err
@@ -102,8 +103,8 @@ func (d *Daemon) openNATS(ctx context.Context, s *startup) (err error) {
 }
 
 // openStores creates or updates the ledger's stream and consumers, the
-// config bucket, the archive store and the audit mirror, and drops the
-// consumers of the ledger that are not backupd's.
+// config bucket and the audit mirror, and drops the consumers of the
+// ledger that are not backupd's.
 func (d *Daemon) openStores(ctx context.Context, s *startup) (err error) {
 	s.jobs = jetstream.Config{
 		Replicas:   d.cfg.NATS.Replicas,
@@ -119,11 +120,7 @@ func (d *Daemon) openStores(ctx context.Context, s *startup) (err error) {
 	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.NATS.Replicas}); err != nil {
 		return err
 	}
-	stagingAPI, auditAPI := d.otherAccounts()
-	if err := d.openArchives(ctx, stagingAPI); err != nil {
-		return err
-	}
-	if auditAPI != "" {
+	if _, auditAPI := d.otherAccounts(); auditAPI != "" {
 		if err := d.setupAuditMirror(ctx, auditAPI); err != nil {
 			return err
 		}
@@ -131,15 +128,17 @@ func (d *Daemon) openStores(ctx context.Context, s *startup) (err error) {
 	return d.dropForeignConsumers(ctx)
 }
 
-// openArchives opens the archive store, with its staging bucket in the
-// account reached under stagingAPI ("" for none).
-func (d *Daemon) openArchives(ctx context.Context, stagingAPI string) (err error) {
+// openArchives opens the archive store, which counts its bytes in the
+// metrics, with its staging bucket in the producers' account (if any).
+func (d *Daemon) openArchives(ctx context.Context, s *startup) (err error) {
+	stagingAPI, _ := d.otherAccounts()
 	stagingJS, err := d.stagingJetStream(ctx, stagingAPI)
 	if err != nil {
 		return err
 	}
 	cfg := d.cfg.Archives.objectstore()
 	cfg.Replicas, cfg.Staging, cfg.NoStaging = d.cfg.NATS.Replicas, stagingJS, stagingJS == nil
+	cfg.Written, cfg.Read = s.metrics.ArchiveWritten, s.metrics.ArchiveRead
 	if d.archives, err = objectstore.New(ctx, d.js, cfg); err != nil {
 		if stagingJS != nil {
 			err = fmt.Errorf("%w (the staging bucket lives in the producers' account, reached under %s: see docs/nats/accounts.conf, or --nats-staging-api none)", err, stagingAPI)
@@ -181,9 +180,9 @@ func (d *Daemon) openSigning(ctx context.Context, s *startup) error {
 	return nil
 }
 
-// startLedger starts the projections, fed by the follower, and the ledger
-// that writes through the signing event store.
-func (d *Daemon) startLedger(ctx context.Context, s *startup) (err error) {
+// startProjections starts the projections, fed by the follower, with the
+// signing event store the ledger will write through.
+func (d *Daemon) startProjections(ctx context.Context, s *startup) (err error) {
 	if s.store, err = jetstream.NewEventStore(ctx, d.js, d.signing); err != nil {
 		return err
 	}
@@ -194,8 +193,7 @@ func (d *Daemon) startLedger(ctx context.Context, s *startup) (err error) {
 	return nil
 }
 
-// startMetrics makes the metrics, and the ledger, which counts its
-// commands there, as the archive store counts its bytes.
+// startMetrics makes the metrics.
 func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 	s.registry = prometheus.NewRegistry()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -209,7 +207,11 @@ func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	d.archives.CountBytes(s.metrics.ArchiveWritten, s.metrics.ArchiveRead)
+	return nil
+}
+
+// startLedger makes the ledger, which counts its commands in the metrics.
+func (d *Daemon) startLedger(_ context.Context, s *startup) (err error) {
 	d.ledger, err = service.NewLedger(service.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
 	return err
 }
