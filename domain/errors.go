@@ -56,12 +56,83 @@ type Error struct {
 	Code    string
 	Message string
 	// RetryAfter is set for CodeTooSoon: how long until the rule allows the
-	// command.
+	// command; for CodeUnavailable, when to try again.
 	RetryAfter time.Duration
+	// Recorded is set for a command that could not be completed for want
+	// of the store (StoreUnavailable): whether it may have been recorded,
+	// RecordedNo, RecordedMaybe or RecordedYes.
+	Recorded string
+	// cause is the failure behind the error, for the log; never shown to a
+	// client.
+	cause error
 }
 
-// Error implements error.
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+// Error implements error: the code, the message and, for the log, the
+// cause.
+func (e *Error) Error() string {
+	if e.cause != nil {
+		return e.Code + ": " + e.Message + ": " + e.cause.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.cause }
+
+// Whether a command that the store could not complete may have been
+// recorded (Error.Recorded).
+const (
+	// RecordedNo: the store did not take it; a retry sends it again.
+	RecordedNo = "no"
+	// RecordedMaybe: the store may have taken it without confirming; a
+	// retry with the same idempotency key is safe and answers either way.
+	RecordedMaybe = "maybe"
+	// RecordedYes: the store took it, but this process has not seen it in
+	// the ledger yet; a retry with the same key answers its result.
+	RecordedYes = "yes"
+)
+
+// storeRetryAfter is how long a client waits before retrying a command the
+// store could not take: about one leader election.
+const storeRetryAfter = 2 * time.Second
+
+// StoreUnavailable returns the error of a command the store (JetStream)
+// could not complete in time: no stream leader or quorum, a reconnecting
+// connection, a write not confirmed, or a fold that has not caught up.
+// It is CodeUnavailable, retryable, and says whether the command may have
+// been recorded (RecordedNo, RecordedMaybe, RecordedYes); cause is kept
+// for the log.
+func StoreUnavailable(recorded string, cause error) *Error {
+	var msg string
+	switch recorded {
+	case RecordedNo:
+		msg = "the ledger cannot take writes right now: the command was not recorded; retry"
+	case RecordedYes:
+		msg = "the command was recorded, but this server has not caught up with it yet; retry with the same Idempotency-Key for its result"
+	default:
+		recorded = RecordedMaybe
+		msg = "the ledger did not confirm the write in time: the command may have been recorded; retry with the same Idempotency-Key, which is safe"
+	}
+	return &Error{Code: CodeUnavailable, Message: msg, RetryAfter: storeRetryAfter, Recorded: recorded, cause: cause}
+}
+
+// Refused reports whether err is a refusal: an *Error in its chain other
+// than CodeUnavailable. A refused command did not happen, and sent again
+// unchanged it would be refused again; an unavailable one may succeed on a
+// retry.
+func Refused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code != CodeUnavailable
+}
+
+// RecordedOf returns the Recorded of an *Error in err's chain, or "".
+func RecordedOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Recorded
+	}
+	return ""
+}
 
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

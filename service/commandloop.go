@@ -68,7 +68,46 @@ type commandLoop[S aggregate] struct {
 	log         *slog.Logger
 	obs         domain.Observer
 	maxAttempts int
+	// timeout bounds a command from its start (bounded) to its answer,
+	// also when the store cannot take writes; 0 means DefaultCommandTimeout.
+	timeout time.Duration
 }
+
+// DefaultCommandTimeout is how long a command may take at most, waiting
+// for the subject's lock, the store and the fold together: past it, the
+// command answers domain.StoreUnavailable (503 with Retry-After).
+const DefaultCommandTimeout = 5 * time.Second
+
+// bounded returns ctx with the command bound (commandLoop.timeout): every
+// wait of the command ends with it.
+func (l *commandLoop[S]) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := l.timeout
+	if t <= 0 {
+		t = DefaultCommandTimeout
+	}
+	return context.WithTimeout(ctx, t)
+}
+
+// subjectLock keeps the commands of one subject in this process one after
+// another, so that they do not conflict with each other; a command gives
+// up waiting when its context ends.
+type subjectLock chan struct{}
+
+func newSubjectLock() subjectLock { return make(subjectLock, 1) }
+
+// acquire takes the lock, or returns domain.StoreUnavailable (nothing
+// recorded) once ctx ends: the command before still waits for the store.
+func (l subjectLock) acquire(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return domain.StoreUnavailable(domain.RecordedNo, fmt.Errorf("wait for the command before on the same subject: %w", ctx.Err()))
+	}
+}
+
+// release lets the next command of the subject go.
+func (l subjectLock) release() { <-l }
 
 // loopCommand is one command as the loop runs it.
 type loopCommand[S aggregate] struct {
@@ -150,12 +189,12 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			// command may have been stored already (a retry), or a rule
 			// may now refuse it.
 			if err := l.catchUp(ctx, c.token); err != nil {
-				return executed{}, err
+				return executed{}, notRecorded(err)
 			}
 			// A short random pause keeps two processes that write the
 			// same subject from starving each other.
 			if err := backoff(ctx, attempt); err != nil {
-				return executed{}, err
+				return executed{}, notRecorded(err)
 			}
 			continue
 		}
@@ -166,7 +205,7 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			// The store holds this command already (its first copy is at
 			// ar.Seq): answer from its record once the fold has it.
 			if err := l.fold.WaitApplied(ctx, ar.Seq); err != nil {
-				return executed{}, err
+				return executed{}, recordedAt(ar.Seq, err)
 			}
 			l.fold.read(c.token, func(s S) { rec, seen = s.Command(key) })
 			if !seen {
@@ -176,7 +215,7 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 		}
 		l.obs.Appended(c.token, ev)
 		if err := l.fold.WaitApplied(ctx, ar.Seq); err != nil {
-			return executed{}, err
+			return executed{}, recordedAt(ar.Seq, err)
 		}
 		if reason, no := l.fold.refusal(ar.Seq); no {
 			err := fmt.Errorf("%w: %w", domain.Errorf(domain.CodeUnavailable, "%s (seq %d) was refused by the ledger's own check (%s): it did not happen; retry", ev.EventType(), ar.Seq, reason), domain.ErrRefused)
@@ -188,6 +227,27 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			event:         ev,
 		}, nil
 	}
+}
+
+// recordedAt returns the error of a command stored at seq whose fold did
+// not apply it in time: domain.StoreUnavailable, recorded.
+func recordedAt(seq uint64, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return domain.StoreUnavailable(domain.RecordedYes, fmt.Errorf("stored at seq %d: %w", seq, err))
+	}
+	return err
+}
+
+// notRecorded returns the error of a command that ran out of time before
+// any of its appends was stored: domain.StoreUnavailable, not recorded.
+func notRecorded(err error) error {
+	if domain.Code(err) == domain.CodeUnavailable {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return domain.StoreUnavailable(domain.RecordedNo, err)
+	}
+	return err
 }
 
 // catchUp waits until the fold has applied the subject's last message.

@@ -42,6 +42,9 @@ type IdentityConfig struct {
 	// Apps says whether an app id is in use outside the directory. nil:
 	// only registered apps exist, and every unregistered id is unused.
 	Apps AppUsage
+	// CommandTimeout bounds an identity command as LedgerConfig's bounds a
+	// ledger command; 0 means DefaultCommandTimeout.
+	CommandTimeout time.Duration
 }
 
 // LedgerAppUsage is the AppUsage of this process's fold of the ledger and
@@ -88,7 +91,7 @@ type Identity struct {
 	cfg     IdentityConfig
 	log     *slog.Logger
 
-	mu   sync.Mutex // identity commands of this process go one at a time
+	lock subjectLock // identity commands of this process go one at a time
 	loop *commandLoop[*domain.Directory]
 
 	throttle *Throttle
@@ -115,9 +118,9 @@ func NewIdentity(store EventStore, view DirectoryView, secrets SecretStore, hash
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	return &Identity{view: view, secrets: secrets, hasher: hasher, clock: clock, ids: ids, cfg: cfg, log: log,
-		hashes: map[string][]byte{}, dummy: dummy, throttle: NewThrottle(clock),
+		hashes: map[string][]byte{}, dummy: dummy, throttle: NewThrottle(clock), lock: newSubjectLock(),
 		loop: &commandLoop[*domain.Directory]{store: store, fold: directoryFold{view}, clock: clock, ids: ids, log: log,
-			obs: domain.NopObserver{}, maxAttempts: maxIdentityAttempts}}, nil
+			obs: domain.NopObserver{}, maxAttempts: maxIdentityAttempts, timeout: cfg.CommandTimeout}}, nil
 }
 
 // Execute decides cmd for p against the directory and appends its event,
@@ -135,8 +138,12 @@ func (s *Identity) Execute(ctx context.Context, p domain.Principal, cmd domain.I
 	if err != nil {
 		return domain.IdentityResult{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	ctx, cancel := s.loop.bounded(ctx)
+	defer cancel()
+	if err := s.lock.acquire(ctx); err != nil {
+		return domain.IdentityResult{}, err
+	}
+	defer s.lock.release()
 	out, err := s.loop.run(ctx, loopCommand[*domain.Directory]{token: domain.IdentityStream, name: fmt.Sprintf("%T", cmd), meta: m,
 		decide: func(d *domain.Directory, now time.Time) (domain.Event, error) { return cmd.Decide(d, p, now) }})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
@@ -20,6 +19,10 @@ type LedgerConfig struct {
 	MaxAttempts int
 	// Observer is told what the ledger does (metrics); nil tells no one.
 	Observer domain.Observer
+	// CommandTimeout bounds a command from its start to its answer, also
+	// when the store cannot take writes (then it answers
+	// domain.StoreUnavailable); 0 means DefaultCommandTimeout.
+	CommandTimeout time.Duration
 }
 
 // Ledger is the command service of the apps: decide a command against the app's state
@@ -32,7 +35,7 @@ type Ledger struct {
 	ids      domain.IDs
 	archives ArchiveDeleter
 	log      *slog.Logger
-	locks    [256]sync.Mutex
+	locks    [256]subjectLock
 	obs      domain.Observer
 	loop     *commandLoop[*domain.App]
 }
@@ -54,7 +57,11 @@ func NewLedger(cfg LedgerConfig, store EventStore, states States, clock domain.C
 		obs = domain.NopObserver{}
 	}
 	l := &Ledger{cfg: cfg, states: states, clock: clock, ids: ids, archives: archives, log: log, obs: obs}
-	l.loop = &commandLoop[*domain.App]{store: store, fold: appsFold{states}, clock: clock, ids: ids, log: log, obs: l.obs, maxAttempts: cfg.MaxAttempts}
+	for i := range l.locks {
+		l.locks[i] = newSubjectLock()
+	}
+	l.loop = &commandLoop[*domain.App]{store: store, fold: appsFold{states}, clock: clock, ids: ids, log: log, obs: l.obs,
+		maxAttempts: cfg.MaxAttempts, timeout: cfg.CommandTimeout}
 	return l, nil
 }
 
@@ -86,12 +93,16 @@ func (l *Ledger) Execute(ctx context.Context, cmd domain.Command, m domain.Meta)
 	m.CorrelationID = strings.ToValidUTF8(m.CorrelationID, "\uFFFD")
 	m.CausationID = strings.ToValidUTF8(m.CausationID, "\uFFFD")
 
-	// Commands of one app in this process go one after another, so that they
-	// do not conflict with each other; other processes are kept apart by the
-	// expected sequence.
-	mu := &l.locks[stripe(app)]
-	mu.Lock()
-	defer mu.Unlock()
+	// The command answers within its bound. Commands of one app in this
+	// process go one after another, so that they do not conflict with each
+	// other; other processes are kept apart by the expected sequence.
+	ctx, cancel := l.loop.bounded(ctx)
+	defer cancel()
+	lock := l.locks[stripe(app)]
+	if err := lock.acquire(ctx); err != nil {
+		return domain.Result{}, err
+	}
+	defer lock.release()
 
 	out, err := l.loop.run(ctx, loopCommand[*domain.App]{token: app, name: cmd.CommandName(), meta: m,
 		decide: func(a *domain.App, now time.Time) (domain.Event, error) {

@@ -276,11 +276,10 @@ func (s *Restores) Run(ctx context.Context, app, restoreID string, heartbeat fun
 			s.cfg.BeforeAction(ctx, app, restoreID, act)
 		}
 		err := s.do(ctx, log, app, &r, act)
-		var de *domain.Error
 		switch {
 		case err == nil:
 			lastRefused = domain.RestoreAction{}
-		case errors.As(err, &de):
+		case domain.Refused(err):
 			// The state moved on under the step (another runner, a step
 			// done before a crash): look again, but not forever.
 			if lastRefused == act {
@@ -415,10 +414,10 @@ func (s *Restores) stepFailed(ctx context.Context, err error, step string, fail 
 			s.log.Error("mark backup corrupt", "app", r.SourceApp, "backup_id", r.BackupID, "err", merr)
 		}
 		return true, fail(step, "the backup's archive does not match the ledger; nothing was changed: "+err.Error())
-	case errors.As(err, &de):
+	case domain.Refused(err) && errors.As(err, &de):
 		return true, fail(step, de.Message)
 	}
-	return true, err
+	return true, err // e.g. the store unavailable: run the step again later
 }
 
 // checkContents checks what an archive says of itself against the app it

@@ -120,19 +120,18 @@ func (t *Transfers) Upload(ctx context.Context, m domain.Meta, up domain.Upload)
 		return domain.Result{}, err
 	}
 	res, err := t.ledger.Execute(ctx, domain.RecordUpload{App: up.App, BackupID: id, Name: up.Name, Description: up.Description, Archive: imp}, m)
-	var refused *domain.Error
 	switch {
 	case err == nil && res.BackupID == id:
 		return res, nil
-	case err == nil, errors.As(err, &refused), errors.Is(err, domain.ErrConflict):
+	case err == nil, domain.Refused(err), domain.RecordedOf(err) == domain.RecordedNo, errors.Is(err, domain.ErrConflict):
 		// Refused, or a retry answered with the first upload: this copy
 		// was not recorded and must not stay.
 		if derr := t.archives.DeleteArchive(context.WithoutCancel(ctx), id); derr != nil {
 			t.log.Error("delete archive of a refused upload", "app", up.App, "backup_id", id, "err", derr)
 		}
 	default:
-		// The event may have been stored (say the wait for the projection
-		// ended): keep the archive; an orphan is cleaned up later, a lost
+		// The event may have been stored (the store did not confirm it, or
+		// the wait for the projection ended): keep the archive; an orphan is cleaned up later, a lost
 		// archive of a ready backup could not be.
 		t.log.Warn("upload outcome unknown; its archive is kept", "app", up.App, "backup_id", id, "err", err)
 	}

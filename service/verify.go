@@ -65,7 +65,7 @@ func (v *Verifier) Verify(ctx context.Context, app, id string, m domain.Meta) (d
 				return domain.Backup{}, err
 			}
 		}
-	case errors.Is(err, domain.ErrArchiveCorrupt), errors.As(err, &de):
+	case errors.Is(err, domain.ErrArchiveCorrupt), domain.Refused(err) && errors.As(err, &de):
 		reason := "archive does not match the ledger: " + err.Error()
 		if de != nil {
 			reason = "archive no longer passes the archive rules: " + de.Message

@@ -75,9 +75,15 @@ type Problem struct {
 	Detail   string `json:"detail"`
 	Code     string `json:"code"`
 	Instance string `json:"instance,omitempty"`
-	// RetryAfterSeconds is set for backup_too_soon and too_many_attempts:
-	// the whole seconds (rounded up) until the command may succeed.
+	// RetryAfterSeconds is set for backup_too_soon, too_many_attempts and
+	// unavailable: the whole seconds (rounded up) until the command may
+	// succeed.
 	RetryAfterSeconds int64 `json:"retry_after_seconds,omitempty"`
+	// Recorded is set when the store could not complete a command:
+	// whether it may have been recorded, "no", "maybe" or "yes". With
+	// "maybe" or "yes", a retry with the same idempotency key is the way
+	// (it is safe, and answers the command's result).
+	Recorded string `json:"recorded,omitempty"`
 }
 
 // Internal reports whether the problem is a fault of the server: its
@@ -103,8 +109,13 @@ func ProblemOf(err error, instance, baseURL string) Problem {
 	if baseURL != "" {
 		p.Type = baseURL + "#" + code
 	}
-	if code == domain.CodeTooSoon || code == domain.CodeTooManyAttempts || code == domain.CodePasswordLocked {
+	switch code {
+	case domain.CodeTooSoon, domain.CodeTooManyAttempts, domain.CodePasswordLocked, domain.CodeUnavailable:
 		p.RetryAfterSeconds = ceilSeconds(domain.RetryAfter(err))
+	}
+	p.Recorded = domain.RecordedOf(err)
+	if code == domain.CodeUnavailable && p.Recorded == "" && errors.Is(err, context.DeadlineExceeded) {
+		p.Recorded = domain.RecordedMaybe
 	}
 	return p
 }

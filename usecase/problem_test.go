@@ -104,6 +104,7 @@ func TestProblemOf(t *testing.T) {
 		status       int
 		detail       string
 		retryAfter   int64
+		recorded     string
 		internal     bool
 		instance, tp string
 	}{
@@ -116,7 +117,16 @@ func TestProblemOf(t *testing.T) {
 		{name: "corrupt archive", err: fmt.Errorf("read: %w", domain.ErrArchiveCorrupt), code: domain.CodeBackupCorrupt, status: 409,
 			detail: "the stored archive does not match the ledger; the backup is marked corrupt"},
 		{name: "timeout", err: fmt.Errorf("append: %w", errTimeout), code: domain.CodeUnavailable, status: 503,
-			detail: "the request timed out; retry it with the same idempotency key"},
+			detail: "the request timed out; retry it with the same idempotency key", retryAfter: 1, recorded: domain.RecordedMaybe},
+		{name: "no leader", err: fmt.Errorf("append: %w", domain.StoreUnavailable(domain.RecordedNo, errors.New("no responders"))),
+			code: domain.CodeUnavailable, status: 503, retryAfter: 2, recorded: domain.RecordedNo,
+			detail: "the ledger cannot take writes right now: the command was not recorded; retry"},
+		{name: "not confirmed", err: domain.StoreUnavailable(domain.RecordedMaybe, errTimeout),
+			code: domain.CodeUnavailable, status: 503, retryAfter: 2, recorded: domain.RecordedMaybe,
+			detail: "the ledger did not confirm the write in time: the command may have been recorded; retry with the same Idempotency-Key, which is safe"},
+		{name: "fold behind", err: domain.StoreUnavailable(domain.RecordedYes, errTimeout),
+			code: domain.CodeUnavailable, status: 503, retryAfter: 2, recorded: domain.RecordedYes,
+			detail: "the command was recorded, but this server has not caught up with it yet; retry with the same Idempotency-Key for its result"},
 		{name: "typed", err: domain.Errorf(domain.CodeNotFound, "gone"), code: domain.CodeNotFound, status: 404, detail: "gone",
 			instance: "/v1/apps/crm", tp: "https://docs.example/errors"},
 	} {
@@ -126,7 +136,7 @@ func TestProblemOf(t *testing.T) {
 			if tc.tp != "" {
 				wantType = tc.tp + "#" + tc.code
 			}
-			if p.Code != tc.code || p.Status != tc.status || p.Detail != tc.detail || p.RetryAfterSeconds != tc.retryAfter ||
+			if p.Code != tc.code || p.Status != tc.status || p.Detail != tc.detail || p.RetryAfterSeconds != tc.retryAfter || p.Recorded != tc.recorded ||
 				p.Internal() != tc.internal || p.Instance != tc.instance || p.Type != wantType || p.Title != http.StatusText(tc.status) {
 				t.Errorf("got %+v (internal %v)", p, p.Internal())
 			}

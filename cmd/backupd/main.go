@@ -142,6 +142,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&cfg.SMTP.From, "smtp-from", "", "sender address of e-mail notifications, e.g. \"Backups <backups@example.com>\"")
 	fs.IntVar(&cfg.Metrics.MaxApps, "metrics-max-apps", cfg.Metrics.MaxApps, "most apps in the per-app metrics (last successful backup); the most recent are kept")
 	fs.StringVar(&cfg.HTTP.PublicURL, "public-url", "", "where people reach the HTTP API, for links in e-mails, e.g. https://backups.example.com")
+	fs.DurationVar(&cfg.Ledger.CommandTimeout, "command-timeout", cfg.Ledger.CommandTimeout, "how long a command may wait for the ledger (NATS) at most; past it, 503 unavailable with Retry-After")
 	fs.DurationVar(&cfg.Ledger.PreRestoreBackupTimeout, "pre-restore-backup-timeout", cfg.Ledger.PreRestoreBackupTimeout, "how long a restore waits for its pre-restore backup before it fails")
 	fs.DurationVar(&cfg.Identity.SessionTTL, "session-ttl", cfg.Identity.SessionTTL, "how long a login (POST /v1/sessions, backupctl login) lasts")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on a graceful stop")

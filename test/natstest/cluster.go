@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +20,81 @@ import (
 // (a meta leader is elected).
 func Cluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	nodes := NewCluster(t, n)
+	servers := make([]*server.Server, len(nodes))
+	for i, nd := range nodes {
+		servers[i] = nd.Server()
+	}
+	return servers
+}
+
+// Node is one server of a cluster that a test may shut down and start
+// again: with the same name, store, client port and route port.
+type Node struct {
+	t    testing.TB
+	opts server.Options
+	mu   sync.Mutex
+	s    *server.Server
+}
+
+// Server returns the node's current server (stopped after Shutdown).
+func (n *Node) Server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.s
+}
+
+// Name returns the node's server name.
+func (n *Node) Name() string { return n.opts.ServerName }
+
+// ClientURL returns the node's client URL, the same across restarts.
+func (n *Node) ClientURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port) }
+
+// Shutdown stops the node's server, as a kill of its process would (its
+// store stays on disk).
+func (n *Node) Shutdown() {
+	s := n.Server()
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// Restart starts the node's server again on its store after Shutdown, and
+// returns once it accepts connections.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.start()
+	if !n.Server().ReadyForConnections(30 * time.Second) {
+		n.t.Fatalf("%s not ready after a restart", n.Name())
+	}
+}
+
+// start starts a server with the node's options and stops it with the
+// test.
+func (n *Node) start() {
+	n.t.Helper()
+	opts := n.opts
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		n.t.Fatalf("nats server %s: %v", n.Name(), err)
+	}
+	n.mu.Lock()
+	n.s = s
+	n.mu.Unlock()
+	// A clustered server is ready only once JetStream has a quorum: the
+	// caller waits.
+	go s.Start()
+	n.t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+}
+
+// NewCluster is Cluster with nodes that can be shut down and restarted.
+func NewCluster(t testing.TB, n int) []*Node {
+	t.Helper()
 	// Every server routes to every other: their route ports are chosen
-	// first (free ports of 127.0.0.1).
+	// first (free ports of 127.0.0.1), and so are their client ports, which
+	// a restart keeps.
 	ports := make([]int, n)
 	var routes []*url.URL
 	for i := range ports {
@@ -31,55 +105,51 @@ func Cluster(t testing.TB, n int) []*server.Server {
 		}
 		routes = append(routes, u)
 	}
-	var servers []*server.Server
+	nodes := make([]*Node, n)
 	for i := range n {
-		opts := &server.Options{
+		nodes[i] = &Node{t: t, opts: server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
-			Port:       -1,
+			Port:       freePort(t),
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			NoLog:      true,
 			NoSigs:     true,
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatalf("nats server: %v", err)
-		}
-		// A clustered server is ready only once JetStream has a quorum:
-		// start them all, then wait.
-		go s.Start()
-		t.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
-		servers = append(servers, s)
+		}}
+		nodes[i].start()
 	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("%s not ready", s.Name())
+	for _, nd := range nodes {
+		if !nd.Server().ReadyForConnections(30 * time.Second) {
+			t.Fatalf("%s not ready", nd.Name())
 		}
 	}
-	for _, s := range servers {
-		nc, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatalf("connect to %s: %v", s.Name(), err)
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err := js.AccountInfo(ctx)
-			return err
-		})
-		nc.Close()
+	for _, nd := range nodes {
+		WaitJetStream(t, nd.ClientURL(), 30*time.Second)
 	}
-	return servers
+	return nodes
+}
+
+// WaitJetStream waits until the JetStream API answers at url (a clustered
+// server has a meta leader), or fails the test after total.
+func WaitJetStream(t testing.TB, url string, total time.Duration) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	CheckFor(t, total, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backupledger/backupledger/domain"
+	"github.com/backupledger/backupledger/service"
 )
 
 // Durability settings of the embedded server (DESIGN §3).
@@ -112,7 +113,7 @@ func DefaultConfig() Config {
 		Sources:         SourceConfig{Default: SourceKV},
 		Jobs:            JobConfig{Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 5, Timeout: time.Hour},
 		Rules:           domain.DefaultRules(),
-		Ledger:          LedgerConfig{PreRestoreBackupTimeout: 30 * time.Minute, Currency: "EUR"},
+		Ledger:          LedgerConfig{PreRestoreBackupTimeout: 30 * time.Minute, CommandTimeout: service.DefaultCommandTimeout, Currency: "EUR"},
 		Sweeps:          DefaultSweepConfig(),
 		Identity:        IdentityConfig{SessionTTL: 12 * time.Hour},
 		Webhooks:        WebhookConfig{Timeout: 10 * time.Second, Backoff: 5 * time.Second, RetryFor: 24 * time.Hour},

@@ -196,6 +196,9 @@ type LedgerConfig struct {
 	// PreRestoreBackupTimeout bounds a restore's wait for its pre-restore
 	// backup; past it the restore fails.
 	PreRestoreBackupTimeout time.Duration
+	// CommandTimeout bounds a command from its start to its answer, also
+	// when NATS cannot take writes: then it answers 503 unavailable.
+	CommandTimeout time.Duration
 	// PricePerGiBMonth and Currency price stored archives in quotes; a
 	// price of 0 quotes sizes only.
 	PricePerGiBMonth float64
@@ -207,6 +210,9 @@ func (c LedgerConfig) Validate() error {
 	var errs []error
 	if c.PreRestoreBackupTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("pre-restore backup timeout must be positive, got %s", c.PreRestoreBackupTimeout))
+	}
+	if c.CommandTimeout < 100*time.Millisecond || c.CommandTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("command timeout must be between 100ms and 10m, got %s", c.CommandTimeout))
 	}
 	if c.PricePerGiBMonth < 0 {
 		errs = append(errs, fmt.Errorf("price per GiB-month must not be negative, got %g", c.PricePerGiBMonth))

@@ -212,7 +212,7 @@ func (d *Daemon) startMetrics(_ context.Context, s *startup) (err error) {
 
 // startLedger makes the ledger, which counts its commands in the metrics.
 func (d *Daemon) startLedger(_ context.Context, s *startup) (err error) {
-	d.ledger, err = service.NewLedger(service.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
+	d.ledger, err = service.NewLedger(service.LedgerConfig{Rules: d.cfg.Rules, Observer: s.metrics, CommandTimeout: d.cfg.Ledger.CommandTimeout}, s.store, d.proj, s.clock, s.ids, d.archives, d.log)
 	return err
 }
 
@@ -236,7 +236,7 @@ func (d *Daemon) startIdentity(ctx context.Context, s *startup) (err error) {
 		return err
 	}
 	s.identity, err = service.NewIdentity(s.store, d.proj, secrets, hasher, s.clock, s.ids, service.IdentityConfig{
-		SessionTTL: d.cfg.Identity.SessionTTL, AllowPrivateWebhookTargets: d.cfg.Webhooks.AllowPrivate,
+		SessionTTL: d.cfg.Identity.SessionTTL, AllowPrivateWebhookTargets: d.cfg.Webhooks.AllowPrivate, CommandTimeout: d.cfg.Ledger.CommandTimeout,
 		Apps: service.LedgerAppUsage{States: d.proj, Sources: s.sources}}, d.log)
 	return err
 }
