@@ -125,6 +125,13 @@ func Refused(err error) bool {
 	return errors.As(err, &e) && e.Code != CodeUnavailable
 }
 
+// ReadUnavailable returns the error of a read the store (JetStream) could
+// not answer in time: CodeUnavailable, retryable; cause is kept for the
+// log.
+func ReadUnavailable(cause error) *Error {
+	return &Error{Code: CodeUnavailable, Message: "the store does not answer right now; retry", RetryAfter: storeRetryAfter, cause: cause}
+}
+
 // RecordedOf returns the Recorded of an *Error in err's chain, or "".
 func RecordedOf(err error) string {
 	var e *Error

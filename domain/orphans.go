@@ -69,6 +69,9 @@ type OrphanReport struct {
 	// Young are the orphans left for a later sweep because they are
 	// younger than the grace period.
 	Young int
+	// Unfinished are the archives never completed (an upload or backup
+	// whose process died) whose leftovers were removed from the store.
+	Unfinished int
 }
 
 // owner is what the ledger knows of a backup id.

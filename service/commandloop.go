@@ -140,6 +140,7 @@ type executed struct {
 // and the store's and the fold's errors.
 func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, error) {
 	key := domain.CommandKey(c.meta.Actor, c.meta.CommandID)
+	inflight := 0 // conflicts with a write the stream has not stored yet
 	for attempt := 1; ; attempt++ {
 		var (
 			ev       domain.Event
@@ -188,12 +189,24 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			// Catch the fold up with the stream, then decide again: the
 			// command may have been stored already (a retry), or a rule
 			// may now refuse it.
-			if err := l.catchUp(ctx, c.token); err != nil {
+			last, err := l.catchUp(ctx, c.token)
+			if err != nil {
 				return executed{}, notRecorded(err)
+			}
+			pause := backoff(attempt)
+			if last <= expected {
+				// Nothing newer is stored: the stream holds a write of this
+				// subject in flight (a clustered stream refuses an expected
+				// sequence then), one that a leader without quorum may
+				// never commit. That is no contention: wait longer, and let
+				// the command's bound, not its attempts, end it.
+				inflight++
+				attempt--
+				pause = min(time.Duration(inflight)*20*time.Millisecond, 250*time.Millisecond)
 			}
 			// A short random pause keeps two processes that write the
 			// same subject from starving each other.
-			if err := backoff(ctx, attempt); err != nil {
+			if err := sleep(ctx, pause); err != nil {
 				return executed{}, notRecorded(err)
 			}
 			continue
@@ -250,13 +263,14 @@ func notRecorded(err error) error {
 	return err
 }
 
-// catchUp waits until the fold has applied the subject's last message.
-func (l *commandLoop[S]) catchUp(ctx context.Context, token string) error {
+// catchUp waits until the fold has applied the subject's last message,
+// and returns its sequence.
+func (l *commandLoop[S]) catchUp(ctx context.Context, token string) (uint64, error) {
 	last, err := l.store.LastSeq(ctx, token)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return l.fold.WaitApplied(ctx, last)
+	return last, l.fold.WaitApplied(ctx, last)
 }
 
 // duplicateOf answers a command from rec, the record of the first command
@@ -300,10 +314,15 @@ func refusalOf(fold any, seq uint64) (string, bool) {
 	return "", false
 }
 
-// backoff waits a random time that grows with the attempt, at most 5 ms.
-func backoff(ctx context.Context, attempt int) error {
+// backoff returns a random pause that grows with the attempt, at most 5 ms.
+func backoff(attempt int) time.Duration {
 	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
-	t := time.NewTimer(rand.N(limit))
+	return rand.N(limit)
+}
+
+// sleep waits d, or returns ctx's error when it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -761,3 +761,42 @@ func TestRecordUploadOfAnUnencodableTime(t *testing.T) {
 		t.Fatalf("code = %q, want archive_invalid or invalid_argument", c)
 	}
 }
+
+// TestCommandsAreBoundedBehindAStuckWrite: a write the store never
+// confirms holds its app, but the app's next command does not wait past
+// its own bound: it answers unavailable, not recorded, and an app that
+// is not held answers at once.
+func TestCommandsAreBoundedBehindAStuckWrite(t *testing.T) {
+	r := newRig(t, service.LedgerConfig{CommandTimeout: 200 * time.Millisecond})
+	release := make(chan struct{})
+	held := make(chan struct{})
+	r.stream.failAppend = func(ev domain.PendingEvent) error {
+		if ev.App == "crm" {
+			close(held)
+			<-release // the store never answers this one, until the test ends
+		}
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.exec(manual(), alice("k1"))
+		first <- err
+	}()
+	<-held
+
+	start := time.Now()
+	_, err := r.exec(domain.RequestBackup{App: "crm", Origin: domain.OriginManual}, bob("k2"))
+	took := time.Since(start)
+	wantCode(t, err, domain.CodeUnavailable)
+	if got := domain.RecordedOf(err); got != domain.RecordedNo {
+		t.Errorf("recorded = %q, want %q: the command never reached the store", got, domain.RecordedNo)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the second command answered after %s, want about its bound of 200ms", took)
+	}
+	if _, err := r.exec(domain.RequestBackup{App: "hr", Origin: domain.OriginManual}, bob("k3")); err != nil {
+		t.Errorf("another app waited for the stuck one: %v", err)
+	}
+	close(release)
+	<-first
+}

@@ -89,6 +89,16 @@ func (o *Orphans) Sweep(ctx context.Context) (domain.OrphanReport, error) {
 			note(fmt.Errorf("mark backup %s of app %s corrupt: %w", m.BackupID, m.App, err))
 		}
 	}
+	// What archives that never completed left behind (their process died
+	// while writing them), once older than the grace period.
+	n, err := o.archives.RemoveUnfinished(ctx, listed.Add(-o.Grace))
+	rep.Unfinished = n
+	if n > 0 {
+		o.log.Info("removed the leftovers of unfinished archives", "count", n)
+	}
+	if err != nil {
+		note(fmt.Errorf("remove unfinished archives: %w", err))
+	}
 	return rep, first
 }
 

@@ -34,6 +34,9 @@ func (l *fakeLister) HasArchive(_ context.Context, id string) (bool, error) {
 	return ok, nil
 }
 
+// RemoveUnfinished finds nothing: the fake archives are written at once.
+func (l *fakeLister) RemoveUnfinished(context.Context, time.Time) (int, error) { return 0, nil }
+
 // The situations of issue 6, made on purpose: an object stored for an
 // upload that was never recorded, one of a failed backup, one of a deleted
 // backup whose delete did not reach the store, and a ready backup whose

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/ed25519"
+	"time"
 
 	"github.com/backupledger/backupledger/domain"
 )
@@ -87,6 +88,9 @@ type ArchiveLister interface {
 	ListArchives(ctx context.Context) ([]domain.ArchiveObject, error)
 	// HasArchive reports whether the archive of backupID is stored.
 	HasArchive(ctx context.Context, backupID string) (bool, error)
+	// RemoveUnfinished removes what archives that were never completed
+	// left in the store, last written before before, and returns how many.
+	RemoveUnfinished(ctx context.Context, before time.Time) (int, error)
 }
 
 // EventStore appends events to the ledger stream.

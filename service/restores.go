@@ -26,6 +26,10 @@ type RestoreConfig struct {
 	// Poll is how often the runner looks at a pre-restore backup it waits
 	// for; default 200ms.
 	Poll time.Duration
+	// ProjectionWait bounds how long Run waits for this process's
+	// projection to apply the restore's request; past it Run returns an
+	// error, and the restore runs again later. Default 30 seconds.
+	ProjectionWait time.Duration
 	// BeforeAction, if set, is called before each action of Run: a test
 	// hook to stop a runner between two steps.
 	BeforeAction func(ctx context.Context, app, restoreID string, act domain.RestoreAction)
@@ -51,6 +55,9 @@ type Restores struct {
 func NewRestores(cfg RestoreConfig, ledger *Ledger, states States, identity *Identity, sources Sources, archives ArchiveReader, migrations domain.Migrations, clock domain.Clock, log *slog.Logger) *Restores {
 	if cfg.PreBackupTimeout <= 0 {
 		cfg.PreBackupTimeout = 30 * time.Minute
+	}
+	if cfg.ProjectionWait <= 0 {
+		cfg.ProjectionWait = 30 * time.Second
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 200 * time.Millisecond
@@ -240,14 +247,24 @@ func stepMeta(restoreID, command string) domain.Meta {
 // errStepRefused marks a step command the ledger refused twice in a row.
 var errStepRefused = errors.New("restore step refused")
 
-// Run drives the restore restoreID of app to its end: it asks the saga
-// for the next action, does it and records it, until the saga has nothing
-// more to do. heartbeat, if not nil, is called between steps and while
-// waiting. It returns nil when the restore is over (completed or failed
-// and recorded as such); an error means it should run again later (the
-// store or a source was unreachable): every step is safe to repeat.
-func (s *Restores) Run(ctx context.Context, app, restoreID string, heartbeat func()) error {
+// Run drives the restore restoreID of app to its end: it waits until this
+// process's projection has applied the restore's request (stream sequence
+// seq; 0 does not wait), asks the saga for the next action, does it and
+// records it, until the saga has nothing more to do. heartbeat, if not
+// nil, is called between steps and while waiting. It returns nil when the
+// restore is over (completed or failed and recorded as such); an error
+// means it should run again later (the store or a source was unreachable,
+// the projection is behind): every step is safe to repeat.
+func (s *Restores) Run(ctx context.Context, app, restoreID string, seq uint64, heartbeat func()) error {
 	log := s.log.With("app", app, "restore_id", restoreID)
+	if seq > 0 {
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.ProjectionWait)
+		err := s.states.WaitApplied(wctx, seq)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("restore %s of app %s (seq %d): this server's projection is behind: %w", restoreID, app, seq, err)
+		}
+	}
 	var lastRefused domain.RestoreAction
 	for {
 		if err := ctx.Err(); err != nil {

@@ -212,7 +212,7 @@ func (r *restoreRig) restore(t *testing.T, app, id string) domain.Restore {
 func (r *restoreRig) run(t *testing.T, app, id string) error {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- r.svc.Run(context.Background(), app, id, nil) }()
+	go func() { done <- r.svc.Run(context.Background(), app, id, 0, nil) }()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
@@ -286,7 +286,7 @@ func TestRestoreRunInPlace(t *testing.T) {
 		}
 		// Running again does nothing more.
 		n := r.stream.len()
-		if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, nil); err != nil || r.stream.len() != n {
+		if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, 0, nil); err != nil || r.stream.len() != n {
 			t.Errorf("a second run: %v, %d new events", err, r.stream.len()-n)
 		}
 	}
@@ -304,13 +304,13 @@ func TestRestoreRunResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.src.failNext = errors.New("process killed")
-	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, nil); err == nil {
+	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, 0, nil); err == nil {
 		t.Fatal("the run survived its source failing")
 	}
 	if st := r.restore(t, "crm", rs.RestoreID); st.Status != domain.RestoreStatusRunning || st.Imported {
 		t.Fatalf("after the crash: %+v", st)
 	}
-	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, nil); err != nil {
+	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.src.get("crm"); !maps.Equal(got, first) {
@@ -336,7 +336,7 @@ func TestRestoreCorruptArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, nil); err != nil {
+	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := r.restore(t, "crm", rs.RestoreID)
@@ -477,7 +477,7 @@ func TestRestoreMigrates(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2.src.schema = 2 // the server's version moved after the request
-	if err := r2.svc.Run(t.Context(), "crm", rs2.RestoreID, nil); err != nil {
+	if err := r2.svc.Run(t.Context(), "crm", rs2.RestoreID, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	var m domain.Maintenance
@@ -487,5 +487,32 @@ func TestRestoreMigrates(t *testing.T) {
 	}
 	if got := r2.src.get("crm"); !maps.Equal(got, map[string]string{"keep": "me"}) {
 		t.Errorf("content changed: %v", got)
+	}
+}
+
+// A runner whose projection has not applied the restore's request yet
+// (its job came first) waits for it, and runs it again later instead of
+// failing it when the wait ends: nothing is recorded meanwhile.
+func TestRestoreRunWaitsForTheProjection(t *testing.T) {
+	r := newRestoreRig(t, nil)
+	b1 := r.readyBackup(t, "crm", map[string]string{"a": "1"})
+	rs, err := r.svc.Request(t.Context(), r.admin, domain.RestoreRequest{App: "crm", BackupID: b1, AutoEndMaintenance: true}, domain.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := r.stream.len()
+	beyond := uint64(n + 10) // a request this server's projection has not applied
+	err = r.svc.Run(t.Context(), "crm", rs.RestoreID, beyond, nil)
+	if err == nil || !strings.Contains(err.Error(), "projection is behind") {
+		t.Fatalf("Run with the projection behind = %v, want an error to run again later", err)
+	}
+	if r.stream.len() != n {
+		t.Fatalf("%d events recorded while the projection was behind", r.stream.len()-n)
+	}
+	if err := r.svc.Run(t.Context(), "crm", rs.RestoreID, uint64(n), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.restore(t, "crm", rs.RestoreID); st.Status != domain.RestoreStatusCompleted {
+		t.Fatalf("restore = %+v", st)
 	}
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
@@ -44,7 +46,14 @@ func startOnCluster(t *testing.T, nodes []*natstest.Node, tune func(*daemon.Conf
 	for i, nd := range nodes {
 		urls[i] = nd.ClientURL()
 	}
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs of the replica:\n%s", logs.String())
+		}
+	})
 	return startNode(t, t.TempDir(), func(c *daemon.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		c.NATS.URL = strings.Join(urls, ",")
 		c.NATS.Replicas = 3
 		c.NATS.StagingAPI, c.NATS.AuditAPI = daemon.APINone, daemon.APINone
@@ -237,6 +246,18 @@ func backupNames(t *testing.T, n *node, app string) map[string]string {
 	return out
 }
 
+// waitReadyz waits until n's /readyz answers want, or fails the test after
+// total.
+func waitReadyz(t *testing.T, n *node, want int, total time.Duration) {
+	t.Helper()
+	natstest.CheckFor(t, total, 100*time.Millisecond, func() error {
+		if r := n.do("GET", "/readyz", nil); r.status != want {
+			return fmt.Errorf("/readyz: %d %s, want %d", r.status, r.body, want)
+		}
+		return nil
+	})
+}
+
 // TestClusterQuorumLoss takes two of three nodes away: commands fail fast
 // with 503 unavailable (Retry-After, recorded), reads keep answering, and
 // once one node is back everything resumes without restarting backupd.
@@ -270,8 +291,10 @@ func TestClusterQuorumLoss(t *testing.T) {
 	if len(failed) == 0 {
 		t.Error("every command succeeded without a quorum")
 	}
+	waitReadyz(t, n, http.StatusServiceUnavailable, 30*time.Second)
 
 	nodes[1].Restart()
+	waitReadyz(t, n, http.StatusOK, 90*time.Second)
 	// The failed commands go through once the quorum is back, retried with
 	// their keys, without restarting backupd.
 	deadline := time.Now().Add(90 * time.Second)
@@ -302,5 +325,70 @@ func TestClusterQuorumLoss(t *testing.T) {
 	stats.check(t)
 	if got := backupNames(t, n, "crm")[id]; got != "after-4" {
 		t.Errorf("name = %q, want the last rename after-4", got)
+	}
+}
+
+// TestStartBeforeNATS starts backupd on a cluster that is not up yet: it
+// logs each failed try, keeps trying, and starts once the server does;
+// with nothing to reach it gives up after --nats-connect-timeout.
+func TestStartBeforeNATS(t *testing.T) {
+	port := natstest.FreePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	logs := &lockedBuffer{}
+	started := make(chan error, 1)
+	cfg := nodeConfig(t.TempDir(), func(c *daemon.Config) {
+		c.NATS.URL = url
+		c.NATS.StagingAPI, c.NATS.AuditAPI = daemon.APINone, daemon.APINone
+		c.NATS.ConnectTimeout = time.Minute
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	d, err := daemon.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Kill() })
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		started <- d.Start(ctx)
+	}()
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := strings.Count(logs.String(), "NATS not reachable yet; retrying"); n < 2 {
+			return fmt.Errorf("%d retries logged, want 2", n)
+		}
+		return nil
+	})
+	natstest.ServerWithOptions(t, &server.Options{Port: port})
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start once NATS is up: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("backupd did not start within a minute of its NATS server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing to reach: it gives up after the timeout.
+	cfg = nodeConfig(t.TempDir(), func(c *daemon.Config) {
+		c.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
+		c.NATS.ConnectTimeout = 1500 * time.Millisecond
+	})
+	d2, err := daemon.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d2.Kill() })
+	start := time.Now()
+	err = d2.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no servers available") {
+		t.Fatalf("start without NATS = %v, want no servers available", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("gave up after %s, want about the timeout of 1.5s", took)
 	}
 }

@@ -138,6 +138,10 @@ type Deps struct {
 	// /readyz and every /v1 route answer 503 until it does. Nil means
 	// always ready.
 	Ready func() bool
+	// Readiness, if set, says why the server is not ready (nil when it
+	// is) at /readyz: beyond Ready, whether it can take writes now. Nil
+	// answers /readyz from Ready.
+	Readiness func() error
 	// Metrics serves GET /metrics of MetricsHandler (not of Handler); nil
 	// answers 404 there.
 	Metrics http.Handler

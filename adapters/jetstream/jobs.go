@@ -62,8 +62,9 @@ func (h JobHooks) failedFinal() {
 
 // RestoreRunner drives restores: *service.Restores.
 type RestoreRunner interface {
-	// Run drives a restore to its end; an error means run it again later.
-	Run(ctx context.Context, app, restoreID string, heartbeat func()) error
+	// Run drives a restore, requested at stream sequence seq, to its end;
+	// an error means run it again later.
+	Run(ctx context.Context, app, restoreID string, seq uint64, heartbeat func()) error
 	// Fail records that a restore failed in step.
 	Fail(ctx context.Context, app, restoreID, step, reason string) error
 }
@@ -300,7 +301,7 @@ func decodeRestore(env *domain.Envelope, body []byte) (string, string, error) {
 func (j *Jobs) runRestore(ctx context.Context, m *workqueue.Msg, app, restoreID string) workqueue.Outcome {
 	log := m.Log
 	log.Info("restore runner started")
-	err := j.opts.Restores.Run(ctx, app, restoreID, nil)
+	err := j.opts.Restores.Run(ctx, app, restoreID, m.Seq, nil)
 	switch {
 	case err == nil:
 		log.Info("restore runner done")

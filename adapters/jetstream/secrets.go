@@ -56,6 +56,10 @@ func NewSecrets(ctx context.Context, js njs.JetStream, replicas int, mac []byte,
 	if err != nil {
 		return nil, fmt.Errorf("secrets bucket %s: %w", SecretsBucket, err)
 	}
+	// A password or token check must read the current hash.
+	if kv, err = ensure.LeaderReads(ctx, js, SecretsBucket); err != nil {
+		return nil, fmt.Errorf("secrets bucket %s: reads from the leader: %w", SecretsBucket, err)
+	}
 	return &Secrets{kv: kv, mac: mac, log: log}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/natserr"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
 )
@@ -73,7 +74,7 @@ func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain
 		}
 		var err error
 		if ev.Seal, err = s.signer.Sign(ctx, ev.Body); err != nil {
-			return domain.AppendResult{}, fmt.Errorf("sign %s: %w", ev.Type, unavailable(err, false))
+			return domain.AppendResult{}, fmt.Errorf("sign %s: %w", ev.Type, natserr.Write(err, false))
 		}
 	}
 	h := make(nats.Header, 6)
@@ -95,32 +96,9 @@ func (s *EventStore) Append(ctx context.Context, ev domain.PendingEvent) (domain
 		if isWrongLastSequence(err) {
 			return domain.AppendResult{}, fmt.Errorf("append %s at expected seq %d: %w: %w", subject, ev.ExpectedSeq, domain.ErrConflict, err)
 		}
-		return domain.AppendResult{}, fmt.Errorf("append %s: %w", subject, unavailable(err, true))
+		return domain.AppendResult{}, fmt.Errorf("append %s: %w", subject, natserr.Write(err, true))
 	}
 	return domain.AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
-}
-
-// unavailable returns err as a domain.StoreUnavailable when a retry can
-// cure it: the stream has no leader or quorum (no responders, or the
-// server's 503), the connection is reconnecting or closed, or the answer
-// did not come in time. sent says whether the message was handed to the
-// connection: then only a refusal or no responder at all proves that it
-// was not stored. Other errors are returned as they are.
-func unavailable(err error, sent bool) error {
-	var apiErr *njs.APIError
-	switch {
-	case errors.Is(err, njs.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
-		errors.As(err, &apiErr) && apiErr.Code == 503:
-		return domain.StoreUnavailable(domain.RecordedNo, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining):
-		if !sent {
-			return domain.StoreUnavailable(domain.RecordedNo, err)
-		}
-		return domain.StoreUnavailable(domain.RecordedMaybe, err)
-	}
-	return err
 }
 
 // validSubject checks the subject token of an append: an app id,
@@ -178,7 +156,7 @@ func (s *EventStore) LastSeq(ctx context.Context, app string) (uint64, error) {
 	}
 	if err != nil {
 		// Asked after a refused append: nothing of this command was stored.
-		return 0, fmt.Errorf("last message of %s: %w", Subject(app), unavailable(err, false))
+		return 0, fmt.Errorf("last message of %s: %w", Subject(app), natserr.Write(err, false))
 	}
 	return msg.Sequence, nil
 }

@@ -388,6 +388,56 @@ func (a *Archives) HasArchive(ctx context.Context, backupID string) (bool, error
 	return true, nil
 }
 
+// RemoveUnfinished purges the chunks of archives whose upload or backup
+// never completed (its process was killed, or its purge failed): chunk
+// subjects of the archive bucket that no object refers to, whose newest
+// chunk was stored before before (an archive being written now has recent
+// chunks). It returns how many it removed.
+func (a *Archives) RemoveUnfinished(ctx context.Context, before time.Time) (int, error) {
+	b := a.arch
+	// Objects first: an archive completed meanwhile has recent chunks.
+	live := map[string]bool{}
+	objs, err := a.obs.List(ctx, jetstream.ListObjectsShowDeleted())
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, fmt.Errorf("list archives: %w", err)
+	}
+	for _, o := range objs {
+		if !o.Deleted {
+			live[o.NUID] = true
+		}
+	}
+	st, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		return 0, fmt.Errorf("archive stream: %w", err)
+	}
+	prefix := chunkSubject(b.name, "")
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return 0, fmt.Errorf("archive chunk subjects: %w", err)
+	}
+	removed := 0
+	for subject := range info.State.Subjects {
+		if live[strings.TrimPrefix(subject, prefix)] {
+			continue
+		}
+		last, err := st.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // purged meanwhile
+		}
+		if err != nil {
+			return removed, fmt.Errorf("newest chunk of %s: %w", subject, err)
+		}
+		if !last.Time.Before(before) {
+			continue // perhaps still being written
+		}
+		if err := a.purge(ctx, b, subject); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
 var _ service.ArchiveLister = (*Archives)(nil)
 
 func (a *Archives) mapErr(backupID string, err error) error {

@@ -565,3 +565,56 @@ func emitItems(items ...domain.Item) func(func(domain.Item) error) error {
 		return nil
 	}
 }
+
+// TestRemoveUnfinished: the chunks a killed backup or upload left (no
+// object refers to them) are purged once older than the cut-off; the
+// chunks of complete archives, and recent ones, stay.
+func TestRemoveUnfinished(t *testing.T) {
+	ctx := t.Context()
+	a, js := setup(t)
+	body := randomBytes(7, 300<<10)
+	if _, err := a.WriteArchive(ctx, header("01KEEP00000000000000000000"), emitAll([]doc{{"a", body}})); err != nil {
+		t.Fatal(err)
+	}
+	// What a put killed after two chunks leaves: chunks, no meta.
+	dead := "$O." + objectstore.DefaultBucket + ".C.deadnuid000000000000000"
+	for range 2 {
+		if _, err := js.Publish(ctx, dead, randomBytes(1, 128<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := js.Stream(ctx, "OBJ_"+objectstore.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := func() uint64 {
+		t.Helper()
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter("$O."+objectstore.DefaultBucket+".C.>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
+	}
+	before := chunks()
+
+	// Too recent: perhaps still being written.
+	if n, err := a.RemoveUnfinished(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("RemoveUnfinished of recent chunks = %d, %v; want 0", n, err)
+	}
+	if n, err := a.RemoveUnfinished(ctx, time.Now().Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("RemoveUnfinished = %d, %v; want the one unfinished archive", n, err)
+	}
+	if after := chunks(); after != before-2 {
+		t.Fatalf("chunks %d → %d, want the 2 unfinished ones gone", before, after)
+	}
+	if got, info := readAll(t, a, "01KEEP00000000000000000000"); int64(len(got)) != info.SizeBytes || info.SHA256 != sha(got) {
+		t.Fatalf("the complete archive reads %d bytes, want %d with its digest", len(got), info.SizeBytes)
+	}
+	if n, err := a.RemoveUnfinished(ctx, time.Now().Add(time.Minute)); err != nil || n != 0 {
+		t.Fatalf("a second RemoveUnfinished = %d, %v; want 0", n, err)
+	}
+}

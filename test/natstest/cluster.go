@@ -98,7 +98,7 @@ func NewCluster(t testing.TB, n int) []*Node {
 	ports := make([]int, n)
 	var routes []*url.URL
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = FreePort(t)
 		u, err := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func NewCluster(t testing.TB, n int) []*Node {
 		nodes[i] = &Node{t: t, opts: server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
-			Port:       freePort(t),
+			Port:       FreePort(t),
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			JetStream:  true,
@@ -152,8 +152,8 @@ func WaitJetStream(t testing.TB, url string, total time.Duration) {
 	})
 }
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

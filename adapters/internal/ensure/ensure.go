@@ -123,3 +123,22 @@ func ObjectStore(ctx context.Context, js njs.JetStream, cfg njs.ObjectStoreConfi
 	}
 	return js.CreateOrUpdateObjectStore(ctx, cfg)
 }
+
+// LeaderReads has the reads of bucket served by its stream's leader only,
+// for a bucket whose reads decide something: a direct get, which a KV
+// bucket allows by default, is answered by any replica, which may not
+// have caught up yet (right after a failover, say). It returns the bucket
+// bound anew, so that its reads go to the leader.
+func LeaderReads(ctx context.Context, js njs.JetStream, bucket string) (njs.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return js.KeyValue(ctx, bucket)
+}

@@ -54,7 +54,7 @@ func (s *Source) Replace(ctx context.Context, app string, items func(emit func(d
 			return err
 		}
 		k := app + "." + d.key
-		if _, err := s.kv.Put(ctx, k, d.value); err != nil {
+		if _, err := s.put(ctx, k, d.value); err != nil {
 			return fmt.Errorf("replace app %s: put config %s: %w", app, k, err)
 		}
 	}
@@ -70,7 +70,7 @@ func (s *Source) Replace(ctx context.Context, app string, items func(emit func(d
 			return err
 		}
 		k := app + "." + key
-		if err := s.kv.Delete(ctx, k); err != nil {
+		if err := s.delete(ctx, k); err != nil {
 			return fmt.Errorf("replace app %s: delete config %s: %w", app, k, err)
 		}
 	}
@@ -156,4 +156,18 @@ func (b *replaceBuffer) add(it domain.Item) error {
 
 func (b *replaceBuffer) tooMuch() error {
 	return domain.Errorf(domain.CodeInvalidArgument, "more than %d bytes of keys and values; the kv source replaces at most that much at once", b.s.maxBufBytes)
+}
+
+// put writes k within callTimeout.
+func (s *Source) put(ctx context.Context, k string, value []byte) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return s.kv.Put(ctx, k, value)
+}
+
+// delete deletes k within callTimeout.
+func (s *Source) delete(ctx context.Context, k string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return s.kv.Delete(ctx, k)
 }

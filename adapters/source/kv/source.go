@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/internal/ensure"
+	"github.com/backupledger/backupledger/adapters/internal/natserr"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/usecase"
@@ -63,6 +64,10 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Source, erro
 	if err != nil {
 		return nil, fmt.Errorf("create or update kv bucket %s: %w", cfg.Bucket, err)
 	}
+	// A backup's or a restore's digest must read what the bucket holds.
+	if kv, err = ensure.LeaderReads(ctx, js, cfg.Bucket); err != nil {
+		return nil, fmt.Errorf("kv bucket %s: reads from the leader: %w", cfg.Bucket, err)
+	}
 	return &Source{kv: kv, maxValue: cfg.MaxValueBytes, maxDocs: cfg.MaxReplaceDocs, maxBufBytes: cfg.MaxReplaceBytes}, nil
 }
 
@@ -86,14 +91,16 @@ func (s *Source) PutDoc(ctx context.Context, app, key string, value []byte) (dom
 	if len(value) > s.maxValue {
 		return domain.ConfigDoc{}, domain.Errorf(domain.CodeInvalidArgument, "config value of %q is %d bytes; the limit is %d", key, len(value), s.maxValue)
 	}
-	rev, err := s.kv.Put(ctx, k, value)
+	pctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	rev, err := s.kv.Put(pctx, k, value)
 	if err != nil {
-		return domain.ConfigDoc{}, fmt.Errorf("put config %s: %w", k, err)
+		return domain.ConfigDoc{}, fmt.Errorf("put config %s: %w", k, natserr.Write(err, true))
 	}
 	doc := domain.ConfigDoc{Key: key, Value: value, Size: int64(len(value)), Revision: rev}
 	// The revision's server time; if it was overwritten meanwhile, this
 	// process's clock is close enough.
-	if e, err := s.kv.GetRevision(ctx, k, rev); err == nil {
+	if e, err := s.kv.GetRevision(pctx, k, rev); err == nil {
 		doc.Updated = e.Created().UTC()
 	} else {
 		doc.Updated = time.Now().UTC()
@@ -130,8 +137,10 @@ func (s *Source) DeleteDoc(ctx context.Context, app, key string) error {
 		}
 		return err
 	}
-	if err := s.kv.Delete(ctx, k); err != nil {
-		return fmt.Errorf("delete config %s: %w", k, err)
+	dctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if err := s.kv.Delete(dctx, k); err != nil {
+		return fmt.Errorf("delete config %s: %w", k, natserr.Write(err, true))
 	}
 	return nil
 }
@@ -197,18 +206,29 @@ func (s *Source) Export(ctx context.Context, app string, emit func(domain.Item) 
 	return nil
 }
 
+// callTimeout bounds one read or write of the bucket, and listTimeout one
+// listing of an app's keys: a call that the bucket's leader never answers
+// (it died, or lost its quorum) fails instead of holding a backup's worker
+// or a restore until the job's own timeout.
+const (
+	callTimeout = 10 * time.Second
+	listTimeout = time.Minute
+)
+
 // errMissing marks a key that does not exist or whose latest revision is a
 // delete or purge marker.
 var errMissing = errors.New("missing")
 
 // get reads bucket key k (document key key) at its latest revision.
 func (s *Source) get(ctx context.Context, k, key string) (domain.ConfigDoc, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	e, err := s.kv.Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return domain.ConfigDoc{}, errMissing
 	}
 	if err != nil {
-		return domain.ConfigDoc{}, fmt.Errorf("get config %s: %w", k, err)
+		return domain.ConfigDoc{}, fmt.Errorf("get config %s: %w", k, natserr.Read(err))
 	}
 	v := e.Value()
 	return domain.ConfigDoc{Key: key, Value: v, Size: int64(len(v)), Revision: e.Revision(), Updated: e.Created().UTC()}, nil
@@ -218,9 +238,11 @@ func (s *Source) get(ctx context.Context, k, key string) (domain.ConfigDoc, erro
 // without duplicates, from a listing filtered on "<app>.>" on the server.
 func (s *Source) keys(ctx context.Context, app string) ([]string, error) {
 	prefix := app + "."
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
 	kl, err := s.kv.ListKeysFiltered(ctx, prefix+">")
 	if err != nil {
-		return nil, fmt.Errorf("list config keys of %s: %w", app, err)
+		return nil, fmt.Errorf("list config keys of %s: %w", app, natserr.Read(err))
 	}
 	var keys []string
 	for k := range kl.Keys() {
@@ -230,7 +252,7 @@ func (s *Source) keys(ctx context.Context, app string) ([]string, error) {
 	}
 	// The lister closes its channel both when it is done and when ctx ends.
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list config keys of %s: %w", app, err)
+		return nil, fmt.Errorf("list config keys of %s: %w", app, natserr.Read(err))
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys), nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
 )
@@ -48,6 +49,10 @@ type NATSConfig struct {
 	Replicas int
 	// Sync is "always" (fsync every write) or "interval".
 	Sync string
+	// ConnectTimeout is how long backupd keeps trying to reach the cluster
+	// at URL at start (with a growing pause, each failure logged) before it
+	// gives up.
+	ConnectTimeout time.Duration
 }
 
 // Validate reports every invalid field of c, joined; the replica count is
@@ -56,6 +61,9 @@ func (c NATSConfig) Validate() error {
 	var errs []error
 	if c.URL == "" && c.Listen == "" {
 		errs = append(errs, errors.New("nats listen address must be set (or \"none\")"))
+	}
+	if c.ConnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("nats connect timeout must not be negative, got %s", c.ConnectTimeout))
 	}
 	errs = append(errs, c.validateLogin()...)
 	errs = append(errs, c.validateAPIs()...)

@@ -199,6 +199,9 @@ type LedgerConfig struct {
 	// CommandTimeout bounds a command from its start to its answer, also
 	// when NATS cannot take writes: then it answers 503 unavailable.
 	CommandTimeout time.Duration
+	// ReadyMaxLag is how far behind the ledger stream the projection may
+	// fall before /readyz answers not ready.
+	ReadyMaxLag time.Duration
 	// PricePerGiBMonth and Currency price stored archives in quotes; a
 	// price of 0 quotes sizes only.
 	PricePerGiBMonth float64
@@ -213,6 +216,9 @@ func (c LedgerConfig) Validate() error {
 	}
 	if c.CommandTimeout < 100*time.Millisecond || c.CommandTimeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("command timeout must be between 100ms and 10m, got %s", c.CommandTimeout))
+	}
+	if c.ReadyMaxLag < time.Second {
+		errs = append(errs, fmt.Errorf("ready max lag must be at least 1s, got %s", c.ReadyMaxLag))
 	}
 	if c.PricePerGiBMonth < 0 {
 		errs = append(errs, fmt.Errorf("price per GiB-month must not be negative, got %g", c.PricePerGiBMonth))

@@ -55,6 +55,7 @@ type Daemon struct {
 	js       njs.JetStream
 	proj     *projections.Store
 	follower *jetstream.Follower
+	health   health
 	ledger   *service.Ledger
 	archives *objectstore.Archives
 	config   *kv.Source

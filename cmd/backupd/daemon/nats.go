@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -187,6 +188,31 @@ func connect(s *server.Server, login *NATSCredentials, cfg Config) (*nats.Conn, 
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", redactURLs(serverURL), err)
 	}
 	return nc, closed, nil
+}
+
+// connectRetrying is connect, tried again with a growing pause (250 ms
+// doubling up to 5 s, each failure logged) while the cluster at
+// cfg.NATS.URL cannot be reached, for at most cfg.NATS.ConnectTimeout or
+// until ctx ends: backupd may start before its cluster does. The embedded
+// server is connected to once.
+func connectRetrying(ctx context.Context, s *server.Server, login *NATSCredentials, cfg Config, log *slog.Logger) (*nats.Conn, <-chan struct{}, error) {
+	deadline := time.Now().Add(cfg.NATS.ConnectTimeout)
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, closed, err := connect(s, login, cfg)
+		if err == nil || s != nil || !errors.Is(err, nats.ErrNoServers) || time.Now().Add(pause).After(deadline) {
+			return nc, closed, err
+		}
+		log.Warn("NATS not reachable yet; retrying", "nats", redactURLs(cfg.NATS.URL), "attempt", attempt, "retry_in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, fmt.Errorf("connect to nats %s: %w (last error: %w)", redactURLs(cfg.NATS.URL), ctx.Err(), err)
+		case <-t.C:
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }
 
 // redactURLs returns a comma-separated list of NATS URLs with the password

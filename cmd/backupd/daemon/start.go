@@ -91,7 +91,7 @@ func (d *Daemon) openNATS(ctx context.Context, s *startup) (err error) {
 			return err
 		}
 	}
-	if d.nc, d.closed, err = connect(d.srv, d.login, d.cfg); err != nil {
+	if d.nc, d.closed, err = connectRetrying(ctx, d.srv, d.login, d.cfg, d.log); err != nil {
 		return err
 	}
 	if d.js, err = njs.New(d.nc); err != nil {
@@ -190,6 +190,7 @@ func (d *Daemon) startProjections(ctx context.Context, s *startup) (err error) {
 		Genesis: d.signing.GenesisKey(), OnKeys: d.signing.Learn, History: s.store})
 	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
 	d.goRun(s.runCtx, "follower", d.follower.Run)
+	d.goRun(s.runCtx, "health", d.watchHealth)
 	return nil
 }
 
@@ -269,7 +270,7 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 	d.orphans = service.NewOrphans(d.ledger, d.proj, d.proj, d.archives, d.archives, s.clock, d.cfg.Sweeps.OrphanGrace, d.log)
 	d.goRun(s.runCtx, "orphans", d.every(d.cfg.Sweeps.OrphanInterval, "orphans", func(ctx context.Context) (int, error) {
 		rep, err := d.orphans.Sweep(ctx)
-		return rep.Removed + rep.Missing, err
+		return rep.Removed + rep.Missing + rep.Unfinished, err
 	}))
 	return nil
 }
@@ -330,7 +331,7 @@ func (d *Daemon) startTransports(_ context.Context, s *startup) (err error) {
 	}
 	h, err := httpapi.New(httpapi.Config{MaxUploadBytes: d.cfg.Archives.MaxUploadBytes, MetricsToken: s.metricsToken,
 		UnauthenticatedReadTimeout: min(httpapi.DefaultUnauthenticatedReadTimeout, d.cfg.HTTP.ReadTimeout)}, httpapi.Deps{
-		App: app, Auth: auth, Ready: ready, OpenAPI: docs.OpenAPI, NewID: newID, Logger: d.log,
+		App: app, Auth: auth, Ready: ready, Readiness: d.Readiness, OpenAPI: docs.OpenAPI, NewID: newID, Logger: d.log,
 		Metrics: promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}),
 	})
 	if err != nil {
