@@ -81,6 +81,10 @@ type App struct {
 	backups      map[string]*Backup // live backups (not deleted)
 	deleted      map[string]bool
 	lastManualAt time.Time
+	// recentManual are the latest manual requests (at most
+	// recentManualKept), so that the interval can be measured again
+	// without one that the system failed.
+	recentManual []manualRequest
 	lastReadyAt  time.Time
 
 	commands map[string]CommandRecord
@@ -98,6 +102,16 @@ type App struct {
 
 // NewApp returns the empty state of app id. commandMemory bounds how many
 // command ids it remembers (see Rules.CommandMemory).
+// manualRequest is a manual backup request: its backup and when.
+type manualRequest struct {
+	backupID string
+	at       time.Time
+}
+
+// recentManualKept bounds App.recentManual: a request older than that many
+// manual requests is long past any minimum interval.
+const recentManualKept = 16
+
 func NewApp(id string, commandMemory int) *App {
 	if commandMemory < 1 {
 		commandMemory = 1

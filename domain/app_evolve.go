@@ -3,6 +3,7 @@ package domain
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // Apply folds one event into the state. seq is its stream sequence, hash the
@@ -34,8 +35,14 @@ func (a *App) evolve(seq uint64, env *Envelope, ev Event) {
 		}
 		// Clocks of several processes may disagree: the interval counts
 		// from the latest manual request, never an earlier one.
-		if e.Origin == OriginManual && at.After(a.lastManualAt) {
-			a.lastManualAt = at
+		if e.Origin == OriginManual {
+			if at.After(a.lastManualAt) {
+				a.lastManualAt = at
+			}
+			a.recentManual = append(a.recentManual, manualRequest{backupID: e.BackupID, at: at})
+			if len(a.recentManual) > recentManualKept {
+				a.recentManual = a.recentManual[1:]
+			}
 		}
 		// A nightly backup is its night's latest try.
 		if e.Night != "" {
@@ -83,6 +90,9 @@ func (a *App) evolve(seq uint64, env *Envelope, ev Event) {
 			b.CompletedAt = at
 			b.Error = e.Reason
 		}
+		// Backups fail by the system alone: a failed manual backup does
+		// not count toward the minimum interval.
+		a.forgetManual(e.BackupID)
 	case *BackupRenamed:
 		if b := a.backups[e.BackupID]; b != nil {
 			b.Name = e.Name
@@ -173,6 +183,23 @@ func (a *App) evolve(seq uint64, env *Envelope, ev Event) {
 			if a.activeRestore == r.RestoreID {
 				a.activeRestore = ""
 			}
+		}
+	}
+}
+
+// forgetManual drops the manual request of backup id from the ones the
+// minimum interval is measured from, and measures it again from the latest
+// of the others.
+func (a *App) forgetManual(id string) {
+	i := slices.IndexFunc(a.recentManual, func(r manualRequest) bool { return r.backupID == id })
+	if i < 0 {
+		return
+	}
+	a.recentManual = slices.Delete(a.recentManual, i, i+1)
+	a.lastManualAt = time.Time{}
+	for _, r := range a.recentManual {
+		if r.at.After(a.lastManualAt) {
+			a.lastManualAt = r.at
 		}
 	}
 }

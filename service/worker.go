@@ -18,11 +18,17 @@ type WorkerConfig struct {
 	// An attempt that runs out of time fails the backup, so that a hung
 	// export cannot keep a backup running forever while it heartbeats.
 	Timeout time.Duration
+	// RetryFor is how long a job whose store or source is unavailable (a
+	// NATS failover) is tried again within the same delivery, with a
+	// growing pause, before its delivery ends with the error: a failover
+	// does not use up the job's deliveries. Default 2 minutes.
+	RetryFor time.Duration
 }
 
 // Worker turns requested backups into archives.
 type Worker struct {
 	timeout  time.Duration
+	retryFor time.Duration
 	name     string
 	ledger   *Ledger
 	states   States
@@ -36,14 +42,37 @@ func NewWorker(cfg WorkerConfig, ledger *Ledger, states States, sources Sources,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{timeout: cfg.Timeout, name: cfg.Name, ledger: ledger, states: states, sources: sources, archives: archives, log: log}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 2 * time.Minute
+	}
+	return &Worker{timeout: cfg.Timeout, retryFor: cfg.RetryFor, name: cfg.Name, ledger: ledger, states: states, sources: sources, archives: archives, log: log}
 }
 
 // Run does one job. A nil error means the job is settled (done, failed on
 // record, or no longer wanted) and must not be delivered again; an error
 // means it should be delivered again (this process is stopping, or the
 // ledger could not be written).
+// A failure of the store or the source that a retry can cure
+// (CodeUnavailable) is tried again within the delivery for up to
+// WorkerConfig.RetryFor.
 func (w *Worker) Run(ctx context.Context, j domain.Job) error {
+	deadline := time.Now().Add(w.retryFor)
+	pause := 250 * time.Millisecond
+	for {
+		err := w.run(ctx, j)
+		if err == nil || domain.Code(err) != domain.CodeUnavailable || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		w.log.Warn("backup job waits for the store", "app", j.App, "backup_id", j.BackupID, "attempt", j.Attempt, "err", err, "retry_in", pause)
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
+		pause = min(2*pause, 10*time.Second)
+	}
+}
+
+// run is one try at job j (Run).
+func (w *Worker) run(ctx context.Context, j domain.Job) error {
 	if err := w.states.WaitApplied(ctx, j.Seq); err != nil {
 		return err
 	}
@@ -97,10 +126,13 @@ func (w *Worker) Run(ctx context.Context, j domain.Job) error {
 		if wctx.Err() != nil {
 			err = fmt.Errorf("timed out after %s: %w", w.timeout, err)
 		}
-		log.Warn("backup failed", "err", err)
 		if derr := w.archives.DeleteArchive(context.WithoutCancel(ctx), j.BackupID); derr != nil {
 			log.Warn("delete partial archive", "err", derr)
 		}
+		if domain.Code(err) == domain.CodeUnavailable && wctx.Err() == nil {
+			return err // the store or the source: try again
+		}
+		log.Warn("backup failed", "err", err)
 		return w.fail(ctx, j, "export: "+err.Error(), meta("fail"))
 	}
 	_, err = w.ledger.Execute(ctx, domain.CompleteBackup{App: j.App, BackupID: j.BackupID, Attempt: j.Attempt, SizeBytes: info.SizeBytes,

@@ -107,12 +107,20 @@ type clusterProblem struct {
 // in the load's goroutines.
 func (s *loadStats) rename(client *http.Client, n *node, app, id, key, name string) answer {
 	body, _ := json.Marshal(map[string]string{"name": name})
-	req, err := http.NewRequest("PATCH", n.base+"/v1/apps/"+app+"/backups/"+id, bytes.NewReader(body))
+	return s.send(client, n, "PATCH", "/v1/apps/"+app+"/backups/"+id, "application/json", body, key)
+}
+
+// send sends one request with body of contentType and the idempotency key key,
+// and records its answer in s: acknowledged (2xx), a 5xx by code, and
+// whatever breaks a rule of the cluster tests (not a 503 unavailable with
+// Retry-After, an error, an answer later than answerBound).
+func (s *loadStats) send(client *http.Client, n *node, method, path, contentType string, body []byte, key string) answer {
+	req, err := http.NewRequest(method, n.base+path, bytes.NewReader(body))
 	if err != nil {
 		return answer{err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Idempotency-Key", key)
 	start := time.Now()
 	resp, err := client.Do(req)
@@ -126,21 +134,24 @@ func (s *loadStats) rename(client *http.Client, n *node, app, id, key, name stri
 		return a
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	out, _ := io.ReadAll(resp.Body)
 	a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 	switch {
-	case a.status == http.StatusOK:
+	case a.status >= 200 && a.status < 300:
 		s.acked[key] = true
 	case a.status >= 500:
 		var p clusterProblem
-		_ = json.Unmarshal(raw, &p)
+		_ = json.Unmarshal(out, &p)
 		a.problem = p.problem
 		s.byCode[fmt.Sprintf("%d %s", a.status, p.Code)]++
-		if a.status != http.StatusServiceUnavailable || p.Code != domain.CodeUnavailable || a.retryAfter == "" || p.Recorded == "" {
-			s.bad = append(s.bad, fmt.Sprintf("%s: %d %s (Retry-After %q, recorded %q): %s", key, a.status, p.Code, a.retryAfter, p.Recorded, raw))
+		if a.status != http.StatusServiceUnavailable || p.Code != domain.CodeUnavailable || a.retryAfter == "" {
+			s.bad = append(s.bad, fmt.Sprintf("%s: %d %s (Retry-After %q): %s", key, a.status, p.Code, a.retryAfter, out))
+		}
+		if method != "PUT" && p.Recorded == "" {
+			s.bad = append(s.bad, fmt.Sprintf("%s: a command's 503 without recorded: %s", key, out))
 		}
 	default:
-		s.bad = append(s.bad, fmt.Sprintf("%s: %d: %s", key, a.status, raw))
+		s.bad = append(s.bad, fmt.Sprintf("%s: %d: %s", key, a.status, out))
 	}
 	if a.took > answerBound {
 		s.bad = append(s.bad, fmt.Sprintf("%s: answered after %s, over the bound %s", key, a.took.Round(time.Millisecond), answerBound))
@@ -168,11 +179,11 @@ func (s *loadStats) check(t *testing.T) {
 // at most a minute.
 func ledgerCommands(t *testing.T, n *node) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	counts := map[string]int{}
 	var seq, last uint64
-	natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	natstest.CheckFor(t, 90*time.Second, 200*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
 		st, err := n.js.Stream(ctx, jetstream.StreamName)
 		if err != nil {
 			return err
@@ -184,7 +195,7 @@ func ledgerCommands(t *testing.T, n *node) map[string]int {
 		cons, err := n.js.OrderedConsumer(ctx, jetstream.StreamName, njs.OrderedConsumerConfig{
 			DeliverPolicy: njs.DeliverByStartSequencePolicy, OptStartSeq: seq + 1})
 		if err != nil {
-			return err
+			return fmt.Errorf("ordered consumer from seq %d: %w", seq+1, err)
 		}
 		for seq < last {
 			msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
@@ -390,5 +401,221 @@ func TestStartBeforeNATS(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("gave up after %s, want about the timeout of 1.5s", took)
+	}
+}
+
+// leaderNode returns the node that leads stream, as n's client sees it.
+func leaderNode(t *testing.T, n *node, nodes []*natstest.Node, stream string) *natstest.Node {
+	t.Helper()
+	var leader *natstest.Node
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := n.js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		info := st.CachedInfo()
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", stream)
+		}
+		for _, nd := range nodes {
+			if nd.Name() == info.Cluster.Leader {
+				leader = nd
+				return nil
+			}
+		}
+		return fmt.Errorf("leader %s is not a node of the cluster", info.Cluster.Leader)
+	})
+	return leader
+}
+
+// renameLoad renames backup id of app on n, one command after the other,
+// each with a new key and retried with the same key until acknowledged,
+// until stop is closed. It returns the last name acknowledged.
+func renameLoad(stats *loadStats, client *http.Client, n *node, app, id, prefix string, stop <-chan struct{}) string {
+	var last string
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return last
+		default:
+		}
+		key := fmt.Sprintf("%s-%d", prefix, i)
+		for attempt := 0; ; attempt++ {
+			a := stats.rename(client, n, app, id, key, key)
+			if a.status == http.StatusOK {
+				last = key
+				break
+			}
+			if attempt > 200 {
+				return last // the test fails on the answers it recorded
+			}
+			time.Sleep(100 * time.Millisecond) // the client's retry pause, not synchronisation
+		}
+	}
+}
+
+// TestClusterStreamLeaderLoss kills the node that leads LEDGER while two
+// replicas take commands from four clients, and starts it again: no
+// answer is a 500 or takes longer than the bound, every acknowledged
+// command is in the ledger exactly once, and both replicas end with the
+// state the ledger says.
+func TestClusterStreamLeaderLoss(t *testing.T) {
+	nodes := natstest.NewCluster(t, 3)
+	a := startOnCluster(t, nodes, nil)
+	b := startOnCluster(t, nodes, nil)
+	apps := []string{"crm", "hr", "wiki", "shop"}
+	ids := map[string]string{}
+	for _, app := range apps {
+		ids[app] = readyBackup(t, a, app)
+	}
+	stats := newLoadStats()
+	client := &http.Client{Timeout: 30 * time.Second}
+	stop := make(chan struct{})
+	lastNames := make([]string, len(apps))
+	var wg sync.WaitGroup
+	for i, app := range apps {
+		replica := []*node{a, b}[i%2]
+		wg.Go(func() { lastNames[i] = renameLoad(stats, client, replica, app, ids[app], app, stop) })
+	}
+	waitAcked := func(n int) {
+		natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+			stats.mu.Lock()
+			defer stats.mu.Unlock()
+			if len(stats.acked) < n {
+				return fmt.Errorf("%d commands acknowledged, want %d", len(stats.acked), n)
+			}
+			return nil
+		})
+	}
+	waitAcked(40)
+	leader := leaderNode(t, a, nodes, jetstream.StreamName)
+	leader.Shutdown()
+	stats.mu.Lock()
+	atKill := len(stats.acked)
+	stats.mu.Unlock()
+	waitAcked(atKill + 40) // the load goes on with a new leader
+	leader.Restart()
+	stats.mu.Lock()
+	atRestart := len(stats.acked)
+	stats.mu.Unlock()
+	waitAcked(atRestart + 40)
+	close(stop)
+	wg.Wait()
+
+	counts := ledgerCommands(t, a)
+	found, lost, dups := lostAndDuplicated(stats.acked, counts)
+	t.Log("summary: " + stats.summary(found, lost, dups))
+	if lost != 0 || dups != 0 {
+		t.Errorf("lost %d, duplicated %d acknowledged commands", lost, dups)
+	}
+	stats.check(t)
+	// Both replicas hold what the ledger says: each backup's last name.
+	for i, app := range apps {
+		for _, n := range []*node{a, b} {
+			natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+				if got := backupNames(t, n, app)[ids[app]]; got != lastNames[i] {
+					return fmt.Errorf("%s: backup of %s named %q, want %q", n.base, app, got, lastNames[i])
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// TestClusterBucketLeaderLoss kills the leader of the configuration bucket,
+// then of the secrets bucket, while configuration documents are written
+// and backups renamed on two replicas, and a backup is made: no answer is
+// a 500 or takes longer than the bound, every acknowledged document reads
+// back on both replicas, every acknowledged rename is in the ledger once,
+// and the backup does not hang.
+func TestClusterBucketLeaderLoss(t *testing.T) {
+	nodes := natstest.NewCluster(t, 3)
+	a := startOnCluster(t, nodes, nil)
+	b := startOnCluster(t, nodes, nil)
+	id := readyBackup(t, a, "crm")
+	b.ensureApp("hr")
+	stats := newLoadStats()
+	client := &http.Client{Timeout: 30 * time.Second}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var docs []string // acknowledged document keys
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("doc-%d", i)
+			for attempt := 0; attempt < 200; attempt++ {
+				if r := stats.send(client, a, "PUT", "/v1/apps/crm/config/"+key, "application/octet-stream", []byte("v-"+key), key); r.status/100 == 2 {
+					docs = append(docs, key)
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // the client's retry pause, not synchronisation
+			}
+		}
+	})
+	var lastName string
+	wg.Go(func() { lastName = renameLoad(stats, client, b, "crm", id, "rename", stop) })
+	waitAcked := func(n int) {
+		natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+			stats.mu.Lock()
+			defer stats.mu.Unlock()
+			if len(stats.acked) < n {
+				return fmt.Errorf("%d requests acknowledged, want %d", len(stats.acked), n)
+			}
+			return nil
+		})
+	}
+	acked := func() int {
+		stats.mu.Lock()
+		defer stats.mu.Unlock()
+		return len(stats.acked)
+	}
+	waitAcked(20)
+	var backupID string
+	for _, bucket := range []string{"KV_ledger_config", "KV_ledger_secrets"} {
+		leader := leaderNode(t, a, nodes, bucket)
+		leader.Shutdown()
+		if backupID == "" {
+			// A backup made while the configuration bucket elects a leader.
+			backupID = b.createBackup("hr", map[string]any{}).ID
+		}
+		waitAcked(acked() + 20)
+		leader.Restart()
+		waitAcked(acked() + 20)
+	}
+	close(stop)
+	wg.Wait()
+	a.waitStatus("hr", backupID, 90*time.Second, domain.StatusReady)
+
+	counts := ledgerCommands(t, a)
+	renames := map[string]bool{}
+	for key := range stats.acked {
+		if strings.HasPrefix(key, "rename-") {
+			renames[key] = true
+		}
+	}
+	found, lost, dups := lostAndDuplicated(renames, counts)
+	t.Log("summary: " + stats.summary(found, lost, dups) + fmt.Sprintf(", documents %d", len(docs)))
+	if lost != 0 || dups != 0 {
+		t.Errorf("lost %d, duplicated %d acknowledged renames", lost, dups)
+	}
+	stats.check(t)
+	for _, n := range []*node{a, b} {
+		for _, key := range docs {
+			if r := n.do("GET", "/v1/apps/crm/config/"+key, nil); r.status != http.StatusOK || string(r.body) != "v-"+key {
+				t.Errorf("%s: document %s reads %d %q, want v-%s", n.base, key, r.status, r.body, key)
+			}
+		}
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+			if got := backupNames(t, n, "crm")[id]; got != lastName {
+				return fmt.Errorf("%s: named %q, want %q", n.base, got, lastName)
+			}
+			return nil
+		})
 	}
 }

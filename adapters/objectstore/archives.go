@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/internal/ensure"
+	"github.com/backupledger/backupledger/adapters/internal/natserr"
 	"github.com/backupledger/backupledger/adapters/objectstore/archive"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
@@ -176,7 +177,7 @@ func (a *Archives) WriteArchive(ctx context.Context, h domain.ArchiveHeader, exp
 	}()
 	info, err = a.write(ctx, h, export)
 	if err != nil {
-		return domain.ArchiveInfo{}, fmt.Errorf("write archive %s: %w", h.BackupID, err)
+		return domain.ArchiveInfo{}, fmt.Errorf("write archive %s: %w", h.BackupID, natserr.Write(err, true))
 	}
 	ok = true
 	a.countWritten(info.SizeBytes)

@@ -23,6 +23,11 @@ const (
 	unanswered              // no answer in time, or the connection went: maybe taken
 )
 
+// errCodeDuplicateInProcess is the server's answer to a message whose id
+// is the id of a message still being stored (proposed, not yet
+// committed): a retry while the first copy is in flight.
+const errCodeDuplicateInProcess njs.ErrorCode = 10158
+
 // classify returns what err says.
 func classify(err error) kind {
 	var apiErr *njs.APIError
@@ -32,7 +37,8 @@ func classify(err error) kind {
 	case errors.Is(err, njs.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
 		errors.As(err, &apiErr) && apiErr.Code == 503:
 		return notReceived
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess,
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining):
 		return unanswered

@@ -26,6 +26,7 @@ func TestWriteAndRead(t *testing.T) {
 		{"server 503", &njs.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, true, domain.CodeUnavailable, domain.RecordedNo},
 		{"not confirmed", context.DeadlineExceeded, true, domain.CodeUnavailable, domain.RecordedMaybe},
 		{"reconnecting", nats.ErrConnectionReconnecting, true, domain.CodeUnavailable, domain.RecordedMaybe},
+		{"first copy in flight", &njs.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, true, domain.CodeUnavailable, domain.RecordedMaybe},
 		{"timeout before sending", nats.ErrTimeout, false, domain.CodeUnavailable, domain.RecordedNo},
 		{"other api error", &njs.APIError{Code: 400, Description: "bad request"}, true, domain.CodeInternal, ""},
 		{"other", other, true, domain.CodeInternal, ""},

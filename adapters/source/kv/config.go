@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"time"
 )
 
 // Defaults of Config.
@@ -17,6 +18,8 @@ const (
 	// DefaultMaxReplaceBytes bounds the keys and values that one Replace
 	// holds in memory.
 	DefaultMaxReplaceBytes = 64 << 20
+	// DefaultCallTimeout bounds one read or write of the bucket.
+	DefaultCallTimeout = 10 * time.Second
 )
 
 // Config configures the key-value bucket. Zero fields take their defaults.
@@ -35,6 +38,11 @@ type Config struct {
 	// documents of one Replace, which it holds in memory before it writes;
 	// default DefaultMaxReplaceBytes.
 	MaxReplaceBytes int64
+	// CallTimeout bounds one read or write of the bucket (a listing of an
+	// app's keys gets six times as long): a call the bucket's leader never
+	// answers fails instead of holding a request, a backup or a restore;
+	// default DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 var bucketRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -54,6 +62,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxReplaceBytes == 0 {
 		c.MaxReplaceBytes = DefaultMaxReplaceBytes
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
 	}
 	return c
 }
@@ -77,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxReplaceBytes < 0 {
 		errs = append(errs, fmt.Errorf("max replace bytes %d: must be positive", c.MaxReplaceBytes))
+	}
+	if c.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s: must be positive", c.CallTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -158,16 +158,16 @@ func (b *replaceBuffer) tooMuch() error {
 	return domain.Errorf(domain.CodeInvalidArgument, "more than %d bytes of keys and values; the kv source replaces at most that much at once", b.s.maxBufBytes)
 }
 
-// put writes k within callTimeout.
+// put writes k within the call timeout.
 func (s *Source) put(ctx context.Context, k string, value []byte) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.call)
 	defer cancel()
 	return s.kv.Put(ctx, k, value)
 }
 
-// delete deletes k within callTimeout.
+// delete deletes k within the call timeout.
 func (s *Source) delete(ctx context.Context, k string) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.call)
 	defer cancel()
 	return s.kv.Delete(ctx, k)
 }

@@ -31,6 +31,11 @@ type Source struct {
 	maxValue    int
 	maxDocs     int
 	maxBufBytes int64
+	// call bounds one read or write, list one listing (Config.CallTimeout):
+	// a call that the bucket's leader never answers (it died, or lost its
+	// quorum) fails instead of holding a backup's worker or a restore until
+	// the job's own timeout.
+	call, list time.Duration
 }
 
 var (
@@ -68,7 +73,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Source, erro
 	if kv, err = ensure.LeaderReads(ctx, js, cfg.Bucket); err != nil {
 		return nil, fmt.Errorf("kv bucket %s: reads from the leader: %w", cfg.Bucket, err)
 	}
-	return &Source{kv: kv, maxValue: cfg.MaxValueBytes, maxDocs: cfg.MaxReplaceDocs, maxBufBytes: cfg.MaxReplaceBytes}, nil
+	return &Source{kv: kv, maxValue: cfg.MaxValueBytes, maxDocs: cfg.MaxReplaceDocs, maxBufBytes: cfg.MaxReplaceBytes,
+		call: cfg.CallTimeout, list: 6 * cfg.CallTimeout}, nil
 }
 
 // Kind returns "kv".
@@ -91,7 +97,7 @@ func (s *Source) PutDoc(ctx context.Context, app, key string, value []byte) (dom
 	if len(value) > s.maxValue {
 		return domain.ConfigDoc{}, domain.Errorf(domain.CodeInvalidArgument, "config value of %q is %d bytes; the limit is %d", key, len(value), s.maxValue)
 	}
-	pctx, cancel := context.WithTimeout(ctx, callTimeout)
+	pctx, cancel := context.WithTimeout(ctx, s.call)
 	defer cancel()
 	rev, err := s.kv.Put(pctx, k, value)
 	if err != nil {
@@ -137,7 +143,7 @@ func (s *Source) DeleteDoc(ctx context.Context, app, key string) error {
 		}
 		return err
 	}
-	dctx, cancel := context.WithTimeout(ctx, callTimeout)
+	dctx, cancel := context.WithTimeout(ctx, s.call)
 	defer cancel()
 	if err := s.kv.Delete(dctx, k); err != nil {
 		return fmt.Errorf("delete config %s: %w", k, natserr.Write(err, true))
@@ -206,22 +212,13 @@ func (s *Source) Export(ctx context.Context, app string, emit func(domain.Item) 
 	return nil
 }
 
-// callTimeout bounds one read or write of the bucket, and listTimeout one
-// listing of an app's keys: a call that the bucket's leader never answers
-// (it died, or lost its quorum) fails instead of holding a backup's worker
-// or a restore until the job's own timeout.
-const (
-	callTimeout = 10 * time.Second
-	listTimeout = time.Minute
-)
-
 // errMissing marks a key that does not exist or whose latest revision is a
 // delete or purge marker.
 var errMissing = errors.New("missing")
 
 // get reads bucket key k (document key key) at its latest revision.
 func (s *Source) get(ctx context.Context, k, key string) (domain.ConfigDoc, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.call)
 	defer cancel()
 	e, err := s.kv.Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -238,7 +235,7 @@ func (s *Source) get(ctx context.Context, k, key string) (domain.ConfigDoc, erro
 // without duplicates, from a listing filtered on "<app>.>" on the server.
 func (s *Source) keys(ctx context.Context, app string) ([]string, error) {
 	prefix := app + "."
-	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.list)
 	defer cancel()
 	kl, err := s.kv.ListKeysFiltered(ctx, prefix+">")
 	if err != nil {

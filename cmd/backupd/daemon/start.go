@@ -117,7 +117,7 @@ func (d *Daemon) openStores(ctx context.Context, s *startup) (err error) {
 	if err := jetstream.Setup(ctx, d.js, s.jobs); err != nil {
 		return err
 	}
-	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.NATS.Replicas}); err != nil {
+	if d.config, err = kv.New(ctx, d.js, kv.Config{Replicas: d.cfg.NATS.Replicas, CallTimeout: d.cfg.Ledger.CommandTimeout}); err != nil {
 		return err
 	}
 	if _, auditAPI := d.otherAccounts(); auditAPI != "" {
