@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
+	"github.com/backupledger/backupledger/service"
 	"github.com/backupledger/backupledger/test/natstest"
 )
 
@@ -42,6 +44,13 @@ const (
 // the tests.
 func startOnCluster(t *testing.T, nodes []*natstest.Node, tune func(*daemon.Config)) *node {
 	t.Helper()
+	return startOnClusterWith(t, nodes, tune, nil)
+}
+
+// startOnClusterWith is startOnCluster with the replica's test hooks set
+// by hook.
+func startOnClusterWith(t *testing.T, nodes []*natstest.Node, tune func(*daemon.Config), hook func(*daemon.TestHooks)) *node {
+	t.Helper()
 	urls := make([]string, len(nodes))
 	for i, nd := range nodes {
 		urls[i] = nd.ClientURL()
@@ -52,7 +61,7 @@ func startOnCluster(t *testing.T, nodes []*natstest.Node, tune func(*daemon.Conf
 			t.Logf("logs of the replica:\n%s", logs.String())
 		}
 	})
-	return startNode(t, t.TempDir(), func(c *daemon.Config) {
+	return startNodeWith(t, t.TempDir(), func(c *daemon.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		c.NATS.URL = strings.Join(urls, ",")
 		c.NATS.Replicas = 3
@@ -61,7 +70,7 @@ func startOnCluster(t *testing.T, nodes []*natstest.Node, tune func(*daemon.Conf
 		if tune != nil {
 			tune(c)
 		}
-	}, nil)
+	}, hook)
 }
 
 // loadStats counts what a load sent and what came back.
@@ -89,6 +98,7 @@ func (s *loadStats) summary(found, lost, dups int) string {
 // answer is one answer to a command of the load.
 type answer struct {
 	status     int
+	backupID   string // of an accepted backup
 	problem    problem
 	retryAfter string
 	took       time.Duration
@@ -139,6 +149,12 @@ func (s *loadStats) send(client *http.Client, n *node, method, path, contentType
 	switch {
 	case a.status >= 200 && a.status < 300:
 		s.acked[key] = true
+		var v struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(out, &v) == nil {
+			a.backupID = v.ID
+		}
 	case a.status >= 500:
 		var p clusterProblem
 		_ = json.Unmarshal(out, &p)
@@ -157,6 +173,25 @@ func (s *loadStats) send(client *http.Client, n *node, method, path, contentType
 		s.bad = append(s.bad, fmt.Sprintf("%s: answered after %s, over the bound %s", key, a.took.Round(time.Millisecond), answerBound))
 	}
 	return a
+}
+
+// ackedCount returns how many requests were acknowledged so far.
+func (s *loadStats) ackedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acked)
+}
+
+// waitAcked waits until n requests were acknowledged, or fails the test
+// after a minute.
+func (s *loadStats) waitAcked(t *testing.T, n int) {
+	t.Helper()
+	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		if got := s.ackedCount(); got < n {
+			return fmt.Errorf("%d requests acknowledged, want %d", got, n)
+		}
+		return nil
+	})
 }
 
 // check fails the test with the answers that broke a rule.
@@ -479,28 +514,12 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 		replica := []*node{a, b}[i%2]
 		wg.Go(func() { lastNames[i] = renameLoad(stats, client, replica, app, ids[app], app, stop) })
 	}
-	waitAcked := func(n int) {
-		natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-			stats.mu.Lock()
-			defer stats.mu.Unlock()
-			if len(stats.acked) < n {
-				return fmt.Errorf("%d commands acknowledged, want %d", len(stats.acked), n)
-			}
-			return nil
-		})
-	}
-	waitAcked(40)
+	stats.waitAcked(t, 40)
 	leader := leaderNode(t, a, nodes, jetstream.StreamName)
 	leader.Shutdown()
-	stats.mu.Lock()
-	atKill := len(stats.acked)
-	stats.mu.Unlock()
-	waitAcked(atKill + 40) // the load goes on with a new leader
+	stats.waitAcked(t, stats.ackedCount()+40) // the load goes on with a new leader
 	leader.Restart()
-	stats.mu.Lock()
-	atRestart := len(stats.acked)
-	stats.mu.Unlock()
-	waitAcked(atRestart + 40)
+	stats.waitAcked(t, stats.ackedCount()+40)
 	close(stop)
 	wg.Wait()
 
@@ -560,33 +579,29 @@ func TestClusterBucketLeaderLoss(t *testing.T) {
 	})
 	var lastName string
 	wg.Go(func() { lastName = renameLoad(stats, client, b, "crm", id, "rename", stop) })
-	waitAcked := func(n int) {
-		natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-			stats.mu.Lock()
-			defer stats.mu.Unlock()
-			if len(stats.acked) < n {
-				return fmt.Errorf("%d requests acknowledged, want %d", len(stats.acked), n)
-			}
-			return nil
-		})
-	}
-	acked := func() int {
-		stats.mu.Lock()
-		defer stats.mu.Unlock()
-		return len(stats.acked)
-	}
-	waitAcked(20)
+	stats.waitAcked(t, 20)
 	var backupID string
 	for _, bucket := range []string{"KV_ledger_config", "KV_ledger_secrets"} {
 		leader := leaderNode(t, a, nodes, bucket)
 		leader.Shutdown()
 		if backupID == "" {
-			// A backup made while the configuration bucket elects a leader.
-			backupID = b.createBackup("hr", map[string]any{}).ID
+			// A backup made while the configuration bucket elects a leader,
+			// retried with its key as any client would.
+			for attempt := 0; backupID == ""; attempt++ {
+				r := stats.send(client, b, "POST", "/v1/apps/hr/backups", "application/json", []byte("{}"), "backup-hr")
+				if r.status == http.StatusAccepted {
+					backupID = r.backupID
+					break
+				}
+				if attempt > 100 {
+					t.Fatalf("the backup was not accepted: %d %+v %v", r.status, r.problem, r.err)
+				}
+				time.Sleep(100 * time.Millisecond) // the client's retry pause, not synchronisation
+			}
 		}
-		waitAcked(acked() + 20)
+		stats.waitAcked(t, stats.ackedCount()+20)
 		leader.Restart()
-		waitAcked(acked() + 20)
+		stats.waitAcked(t, stats.ackedCount()+20)
 	}
 	close(stop)
 	wg.Wait()
@@ -618,4 +633,137 @@ func TestClusterBucketLeaderLoss(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// stoppingSource holds the first export at its stopper (a backup in the
+// middle of its work) until the test ends or the process is killed.
+type stoppingSource struct {
+	service.Source
+	stop *stopper
+}
+
+func (s stoppingSource) Export(ctx context.Context, app string, emit func(domain.Item) error) error {
+	s.stop.stop(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Source.Export(ctx, app, emit)
+}
+
+// TestClusterReplicaLossMidWork kills the replica that makes a backup, and
+// then the one that runs a restore, in the middle of their work: the other
+// replica finishes each, and nothing stays running or in maintenance.
+func TestClusterReplicaLossMidWork(t *testing.T) {
+	nodes := natstest.NewCluster(t, 3)
+	tune := func(c *daemon.Config) { c.Rules.MinInterval = 0 }
+
+	// A backup whose replica dies while it exports.
+	stopBackup := newStopper(t)
+	a := startOnClusterWith(t, nodes, tune, func(h *daemon.TestHooks) {
+		h.SourceWrapper = func(src service.Source) service.Source { return stoppingSource{src, stopBackup} }
+	})
+	docs := map[string]string{"a": "1", "b": "2"}
+	a.setDocs("crm", docs)
+	b1 := a.createBackup("crm", map[string]any{})
+	select {
+	case <-stopBackup.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backup never started its export")
+	}
+	b := startOnCluster(t, nodes, tune)
+	a.kill()
+	if got := b.waitStatus("crm", b1.ID, 60*time.Second, domain.StatusReady, domain.StatusFailed); got.Status != string(domain.StatusReady) {
+		t.Fatalf("the backup of the killed replica ended %+v, want ready", got)
+	}
+
+	// A restore whose replica dies in the middle: b stops, c runs the
+	// restore up to its import and dies, d finishes it.
+	b.stop()
+	stopRestore := newStopper(t)
+	c := startOnClusterWith(t, nodes, tune, func(h *daemon.TestHooks) {
+		h.RestoreHook = func(ctx context.Context, _, _ string, act domain.RestoreAction) {
+			if act.Kind == domain.ActImport {
+				stopRestore.stop(ctx)
+			}
+		}
+	})
+	c.setDocs("crm", map[string]string{"a": "changed", "z": "added later"})
+	r := c.restore("crm", map[string]any{"backup_id": b1.ID, "auto_end_maintenance": true})
+	select {
+	case <-stopRestore.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the restore never reached its import")
+	}
+	d := startOnCluster(t, nodes, tune)
+	c.kill()
+	got := d.waitRestore("crm", r.ID)
+	if got.Status != "completed" {
+		t.Fatalf("restore after its replica died = %+v", got)
+	}
+	if cfg := d.configDocs("crm"); !maps.Equal(cfg, docs) {
+		t.Errorf("config = %v, want %v", cfg, docs)
+	}
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if d.appState("crm").Maintenance.On {
+			return fmt.Errorf("maintenance still on")
+		}
+		return nil
+	})
+	t.Logf("summary: backup %s ready and restore %s completed after their replicas were killed", b1.ID, r.ID)
+}
+
+// TestClusterFullStop stops everything, the replicas and every node, and
+// starts it all again from disk: the state is the one before, and commands
+// go on.
+func TestClusterFullStop(t *testing.T) {
+	nodes := natstest.NewCluster(t, 3)
+	a := startOnCluster(t, nodes, nil)
+	b := startOnCluster(t, nodes, nil)
+	apps := []string{"crm", "hr"}
+	ids := map[string]string{}
+	for _, app := range apps {
+		ids[app] = readyBackup(t, a, app)
+	}
+	stats := newLoadStats()
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range 20 {
+		key := fmt.Sprintf("before-%d", i)
+		app := apps[i%2]
+		if r := stats.rename(client, []*node{a, b}[i%2], app, ids[app], key, key); r.status != http.StatusOK {
+			t.Fatalf("rename %s: %d %+v %v", key, r.status, r.problem, r.err)
+		}
+	}
+	before := map[string]map[string]string{}
+	for _, app := range apps {
+		before[app] = backupNames(t, a, app)
+	}
+	lastSeq := a.lastSeq()
+
+	a.stop()
+	b.stop()
+	for _, nd := range nodes {
+		nd.Shutdown()
+	}
+	natstest.RestartAll(t, nodes)
+	restarted := time.Now()
+	c := startOnCluster(t, nodes, nil)
+	t.Logf("backupd ready %s after the nodes restarted", time.Since(restarted).Round(time.Millisecond))
+	if got := c.lastSeq(); got != lastSeq {
+		t.Errorf("the ledger ends at %d after the restart, want %d", got, lastSeq)
+	}
+	for _, app := range apps {
+		if got := backupNames(t, c, app); !maps.Equal(got, before[app]) {
+			t.Errorf("%s after the restart: %v, want %v", app, got, before[app])
+		}
+	}
+	if r := stats.rename(client, c, "crm", ids["crm"], "after-0", "after-0"); r.status != http.StatusOK {
+		t.Fatalf("rename after the restart: %d %+v %v", r.status, r.problem, r.err)
+	}
+	counts := ledgerCommands(t, c)
+	found, lost, dups := lostAndDuplicated(stats.acked, counts)
+	t.Log("summary: " + stats.summary(found, lost, dups))
+	if lost != 0 || dups != 0 {
+		t.Errorf("lost %d, duplicated %d acknowledged commands", lost, dups)
+	}
+	stats.check(t)
 }

@@ -11,6 +11,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/domain"
 )
 
@@ -65,7 +66,7 @@ func (f *Follower) Run(ctx context.Context) error {
 }
 
 func (f *Follower) run(ctx context.Context) error {
-	st, err := f.js.Stream(ctx, StreamName)
+	st, err := ensure.Retry(ctx, func(ctx context.Context) (njs.Stream, error) { return f.js.Stream(ctx, StreamName) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

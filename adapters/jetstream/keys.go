@@ -9,6 +9,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
 )
@@ -35,6 +36,12 @@ var _ service.KeyVault = (*Keys)(nil)
 // leader, not to direct gets that a lagging replica could answer: a key
 // another backupd has just stored must be found.
 func NewKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error) {
+	// A cluster just started may not answer yet: try again until ctx ends.
+	return ensure.Retry(ctx, func(ctx context.Context) (*Keys, error) { return newKeys(ctx, js, replicas) })
+}
+
+// newKeys is one try of NewKeys.
+func newKeys(ctx context.Context, js njs.JetStream, replicas int) (*Keys, error) {
 	// Made once, never updated as a bucket: an update would turn direct
 	// gets back on for a moment. Replicas starting together race to make
 	// it; the losers find it made.

@@ -69,7 +69,9 @@ func Setup(ctx context.Context, js njs.JetStream, cfg Config) error {
 	if _, err := ensure.Stream(ctx, js, StreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, JobConsumerConfig(cfg)); err != nil {
+	if _, err := ensure.Retry(ctx, func(ctx context.Context) (njs.Consumer, error) {
+		return js.CreateOrUpdateConsumer(ctx, StreamName, JobConsumerConfig(cfg))
+	}); err != nil {
 		return fmt.Errorf("create or update consumer %s: %w", ConsumerName, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/adapters/internal/ensure"
 	"github.com/backupledger/backupledger/adapters/internal/natserr"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/service"
@@ -42,7 +43,7 @@ var (
 // does not, and returns the server's error, wrapped, when the stream does
 // not exist or cannot be reached.
 func NewEventStore(ctx context.Context, js njs.JetStream, signer Signer) (*EventStore, error) {
-	st, err := js.Stream(ctx, StreamName)
+	st, err := ensure.Retry(ctx, func(ctx context.Context) (njs.Stream, error) { return js.Stream(ctx, StreamName) })
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamName, err)
 	}

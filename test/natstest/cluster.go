@@ -162,3 +162,21 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// RestartAll starts every node of a cluster again after Shutdown (a
+// clustered server is ready only once JetStream has a quorum: all start,
+// then they are waited for).
+func RestartAll(t testing.TB, nodes []*Node) {
+	t.Helper()
+	for _, nd := range nodes {
+		nd.start()
+	}
+	for _, nd := range nodes {
+		if !nd.Server().ReadyForConnections(30 * time.Second) {
+			t.Fatalf("%s not ready after a restart", nd.Name())
+		}
+	}
+	for _, nd := range nodes {
+		WaitJetStream(t, nd.ClientURL(), 30*time.Second)
+	}
+}

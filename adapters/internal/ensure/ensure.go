@@ -19,9 +19,43 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/backupledger/backupledger/adapters/internal/natserr"
 )
+
+// tryFor is how long one try of a set-up call may take, and pauseMax the
+// longest pause between tries: a cluster just started may take a while to
+// elect the leaders of its streams, and set-up waits for them (until its
+// context ends) instead of failing the start.
+const (
+	tryFor   = 5 * time.Second
+	pauseMax = 2 * time.Second
+)
+
+// Retry calls f with a context bounded by tryFor until it succeeds, fails
+// for good (natserr.Transient says no), or ctx ends.
+func Retry[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
+	pause := 100 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, tryFor)
+		v, err := f(tctx)
+		cancel()
+		if err == nil || !natserr.Transient(err) || ctx.Err() != nil {
+			return v, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		case <-t.C:
+		}
+		pause = min(2*pause, pauseMax)
+	}
+}
 
 // MetadataKey is the stream metadata key that holds the digest of the
 // configuration the stream was last created or updated with.
@@ -64,8 +98,14 @@ func current(md map[string]string, d string) bool { return d != "" && md[Metadat
 // Stream returns the stream cfg.Name with the configuration cfg: created
 // when missing (also when another process creates it meanwhile), updated
 // when its configuration is not cfg, and untouched otherwise. The stream's
-// metadata gets MetadataKey besides cfg.Metadata.
+// metadata gets MetadataKey besides cfg.Metadata. While the cluster cannot
+// answer (no leader yet), it tries again until ctx ends.
 func Stream(ctx context.Context, js njs.JetStream, cfg njs.StreamConfig) (njs.Stream, error) {
+	return Retry(ctx, func(ctx context.Context) (njs.Stream, error) { return streamOnce(ctx, js, cfg) })
+}
+
+// streamOnce is one try of Stream.
+func streamOnce(ctx context.Context, js njs.JetStream, cfg njs.StreamConfig) (njs.Stream, error) {
 	d := stamp(&cfg.Metadata, func() any { return cfg })
 	s, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, njs.ErrStreamNotFound) {
@@ -89,6 +129,11 @@ func Stream(ctx context.Context, js njs.JetStream, cfg njs.StreamConfig) (njs.St
 // KeyValue returns the key-value bucket cfg.Bucket with the configuration
 // cfg, as Stream does for streams.
 func KeyValue(ctx context.Context, js njs.JetStream, cfg njs.KeyValueConfig) (njs.KeyValue, error) {
+	return Retry(ctx, func(ctx context.Context) (njs.KeyValue, error) { return keyValueOnce(ctx, js, cfg) })
+}
+
+// keyValueOnce is one try of KeyValue.
+func keyValueOnce(ctx context.Context, js njs.JetStream, cfg njs.KeyValueConfig) (njs.KeyValue, error) {
 	d := stamp(&cfg.Metadata, func() any { return cfg })
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
@@ -108,6 +153,11 @@ func KeyValue(ctx context.Context, js njs.JetStream, cfg njs.KeyValueConfig) (nj
 // ObjectStore returns the object store cfg.Bucket with the configuration
 // cfg, as Stream does for streams.
 func ObjectStore(ctx context.Context, js njs.JetStream, cfg njs.ObjectStoreConfig) (njs.ObjectStore, error) {
+	return Retry(ctx, func(ctx context.Context) (njs.ObjectStore, error) { return objectStoreOnce(ctx, js, cfg) })
+}
+
+// objectStoreOnce is one try of ObjectStore.
+func objectStoreOnce(ctx context.Context, js njs.JetStream, cfg njs.ObjectStoreConfig) (njs.ObjectStore, error) {
 	d := stamp(&cfg.Metadata, func() any { return cfg })
 	obs, err := js.ObjectStore(ctx, cfg.Bucket)
 	if err == nil {
@@ -130,6 +180,11 @@ func ObjectStore(ctx context.Context, js njs.JetStream, cfg njs.ObjectStoreConfi
 // have caught up yet (right after a failover, say). It returns the bucket
 // bound anew, so that its reads go to the leader.
 func LeaderReads(ctx context.Context, js njs.JetStream, bucket string) (njs.KeyValue, error) {
+	return Retry(ctx, func(ctx context.Context) (njs.KeyValue, error) { return leaderReadsOnce(ctx, js, bucket) })
+}
+
+// leaderReadsOnce is one try of LeaderReads.
+func leaderReadsOnce(ctx context.Context, js njs.JetStream, bucket string) (njs.KeyValue, error) {
 	st, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
 		return nil, err

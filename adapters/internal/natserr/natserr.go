@@ -72,3 +72,7 @@ func Read(err error) error {
 	}
 	return err
 }
+
+// Transient reports whether err is a failure that a retry can cure (no
+// leader or quorum, a reconnecting connection, no answer in time).
+func Transient(err error) bool { return classify(err) != other }
