@@ -228,7 +228,7 @@ func ledgerCommands(t *testing.T, n *node) map[string]int {
 			return nil
 		}
 		cons, err := n.js.OrderedConsumer(ctx, jetstream.StreamName, njs.OrderedConsumerConfig{
-			DeliverPolicy: njs.DeliverByStartSequencePolicy, OptStartSeq: seq + 1})
+			DeliverPolicy: njs.DeliverByStartSequencePolicy, OptStartSeq: seq + 1, MaxResetAttempts: 3})
 		if err != nil {
 			return fmt.Errorf("ordered consumer from seq %d: %w", seq+1, err)
 		}
@@ -605,7 +605,7 @@ func TestClusterBucketLeaderLoss(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	a.waitStatus("hr", backupID, 90*time.Second, domain.StatusReady)
+	b.waitStatus("hr", backupID, 90*time.Second, domain.StatusReady) // b accepted it: b reads its own writes
 
 	counts := ledgerCommands(t, a)
 	renames := map[string]bool{}

@@ -54,6 +54,10 @@ func NewFollower(js njs.JetStream, apply func(domain.StoredMessage), log *slog.L
 	return &Follower{js: js, apply: apply, log: log, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
 }
 
+// followerResets is how often the follower's ordered consumer tries to
+// recreate itself after a failover before the follower starts a new one.
+const followerResets = 5
+
 // Run reads the stream until ctx is cancelled; call it once. At its start it
 // reads the stream's last sequence, the mark that WaitCaughtUp waits for.
 // It returns nil when ctx is cancelled, and an error, wrapped, when the
@@ -99,7 +103,12 @@ func (f *Follower) run(ctx context.Context) error {
 // follow runs one ordered consumer from the message after the last applied
 // one until ctx is cancelled or it fails.
 func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
-	cfg := njs.OrderedConsumerConfig{FilterSubjects: []string{SubjectAll}, DeliverPolicy: njs.DeliverAllPolicy}
+	// A reset of the ordered consumer (after a failover) is tried a few
+	// times, then this consumer ends and Run starts a new one: by default
+	// nats.go tries for ever, also on a closed connection, and ignores the
+	// context of Next meanwhile.
+	cfg := njs.OrderedConsumerConfig{FilterSubjects: []string{SubjectAll}, DeliverPolicy: njs.DeliverAllPolicy,
+		MaxResetAttempts: followerResets}
 	if next := f.applied.Load() + 1; next > 1 {
 		cfg.DeliverPolicy = njs.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = next
@@ -121,6 +130,8 @@ func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
 		return fmt.Errorf("consume: %w", err)
 	}
 	defer it.Stop()
+	// Stop also ends a reset in progress, which Next's context does not.
+	defer context.AfterFunc(ctx, it.Stop)()
 	next := njs.NextContext(ctx)
 	target := f.target.Load()
 	for {
