@@ -372,6 +372,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 	if got := backupNames(t, n, "crm")[id]; got != "after-4" {
 		t.Errorf("name = %q, want the last rename after-4", got)
 	}
+	checkLedgerAndFolds(t, nodes, []*node{n}, []string{"crm"})
 }
 
 // TestStartBeforeNATS starts backupd on a cluster that is not up yet: it
@@ -541,6 +542,7 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 			})
 		}
 	}
+	checkLedgerAndFolds(t, nodes, []*node{a, b}, apps)
 }
 
 // TestClusterBucketLeaderLoss kills the leader of the configuration bucket,
@@ -633,6 +635,7 @@ func TestClusterBucketLeaderLoss(t *testing.T) {
 			return nil
 		})
 	}
+	checkLedgerAndFolds(t, nodes, []*node{a, b}, []string{"crm", "hr"})
 }
 
 // stoppingSource holds the first export at its stopper (a backup in the
@@ -709,6 +712,7 @@ func TestClusterReplicaLossMidWork(t *testing.T) {
 		}
 		return nil
 	})
+	checkLedgerAndFolds(t, nodes, []*node{d}, []string{"crm"})
 	t.Logf("summary: backup %s ready and restore %s completed after their replicas were killed", b1.ID, r.ID)
 }
 
@@ -766,4 +770,49 @@ func TestClusterFullStop(t *testing.T) {
 		t.Errorf("lost %d, duplicated %d acknowledged commands", lost, dups)
 	}
 	stats.check(t)
+	checkLedgerAndFolds(t, nodes, []*node{c}, apps)
+}
+
+// checkLedgerAndFolds checks what every cluster test promises beyond
+// counts: every message of LEDGER is accepted (signed, chained, no broken
+// link), and each replica's projection of apps equals a fresh fold of the
+// stream, the projection of a replica started now that reads it from the
+// first message.
+func checkLedgerAndFolds(t *testing.T, nodes []*natstest.Node, replicas []*node, apps []string) {
+	t.Helper()
+	verdicts, _ := replicas[0].verdicts()
+	for seq, v := range verdicts {
+		if !v.Accepted() || v.Broken != "" {
+			t.Errorf("LEDGER message %d: rejected %q, broken %q: %s", seq, v.Rejected, v.Broken, v.Detail)
+		}
+	}
+	fresh := startOnCluster(t, nodes, nil)
+	want := ""
+	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		want = projectionOf(t, fresh, apps)
+		for _, n := range replicas {
+			if got := projectionOf(t, n, apps); got != want {
+				return fmt.Errorf("replica %s's projection differs from a fresh fold:\n%s\nfresh:\n%s", n.base, got, want)
+			}
+		}
+		return nil
+	})
+	t.Logf("ledger: %d messages, chains intact; %d replicas equal a fresh fold of %d apps", len(verdicts), len(replicas), len(apps))
+}
+
+// projectionOf is what n's projection answers about apps: each app's
+// state, backups and log.
+func projectionOf(t *testing.T, n *node, apps []string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, app := range apps {
+		for _, path := range []string{"/v1/apps/" + app, "/v1/apps/" + app + "/backups", "/v1/apps/" + app + "/logs"} {
+			r := n.do("GET", path, nil)
+			if r.status != http.StatusOK {
+				t.Errorf("%s: GET %s: %d %s", n.base, path, r.status, r.body)
+			}
+			fmt.Fprintf(&b, "GET %s: %d %s\n", path, r.status, r.body)
+		}
+	}
+	return b.String()
 }

@@ -9,6 +9,12 @@
 // It builds backupd, starts it with its embedded NATS server on loopback
 // ports and a temporary data dir, fills the files of one app (half JSON-like
 // documents, half random bytes) through the dir source, and prints a table.
+//
+//	go run ./cmd/backupbench load -via nats -apps 64 -clients 32 -duration 10s
+//
+// sends commands to backupd the way its users do and checks the ledger
+// afterwards (load.go, package loadgen): on one backupd, or on replicas on
+// an in-process NATS cluster with a server taken down during the run.
 package main
 
 import (
@@ -41,7 +47,13 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		err = runLoad(os.Args[2:])
+	} else {
+		err = run()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "backupbench:", err)
 		os.Exit(1)
 	}
@@ -424,9 +436,7 @@ func cpuProfile(ctx context.Context, addr, path string, seconds int) error {
 }
 
 func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprofAddr string) (*backupd, error) {
-	httpAddr, natsAddr := freeAddr(), freeAddr()
-	args := []string{"--data-dir", dataDir, "--http-addr", httpAddr,
-		"--nats-listen", natsAddr, "--sync", sync, "--admin-token", "bench", "--dir-root", root,
+	args := []string{"--nats-listen", freeAddr(), "--sync", sync, "--admin-token", "bench", "--dir-root", root,
 		"--app-source", "big=dir", "--log-level", "warn", "--min-interval", "0s"}
 	if memLimit != "" {
 		args = append(args, "--memory-limit", memLimit)
@@ -434,6 +444,25 @@ func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprof
 	if pprofAddr != "" {
 		args = append(args, "--pprof-addr", pprofAddr)
 	}
+	d, err := startProcess(ctx, bin, dataDir, args)
+	if err != nil {
+		return nil, err
+	}
+	// The embedded server asks for a login: the benchmark creates a scratch
+	// bucket, so it logs in as backupd itself, with the credentials that
+	// backupd wrote into its data dir before it listened.
+	if d.nc, d.js, err = connectAs(dataDir, daemon.RoleBackupd); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// startProcess starts bin as backupd with data dir dataDir, an HTTP
+// address of its own and args, and returns once it is ready.
+func startProcess(ctx context.Context, bin, dataDir string, args []string) (*backupd, error) {
+	httpAddr := freeAddr()
+	args = append([]string{"--data-dir", dataDir, "--http-addr", httpAddr, "--metrics-addr", freeAddr()}, args...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -441,22 +470,6 @@ func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprof
 	}
 	d := &backupd{cmd: cmd, base: "http://" + httpAddr}
 	if err := waitReady(ctx, d.base); err != nil {
-		d.stop()
-		return nil, err
-	}
-	// The embedded server asks for a login: the benchmark creates a scratch
-	// bucket, so it logs in as backupd itself, with the credentials that
-	// backupd wrote into its data dir before it listened.
-	login, err := daemon.ReadNATSCredentials(dataDir, daemon.RoleBackupd)
-	if err != nil {
-		d.stop()
-		return nil, err
-	}
-	if d.nc, err = login.Connect(); err != nil {
-		d.stop()
-		return nil, err
-	}
-	if d.js, err = njs.New(d.nc); err != nil {
 		d.stop()
 		return nil, err
 	}
