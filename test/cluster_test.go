@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/cmd/backupbench/loadgen"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
@@ -209,63 +209,24 @@ func (s *loadStats) check(t *testing.T) {
 }
 
 // ledgerCommands returns how often each command id appears in the ledger
-// stream, read from its first message with n's client. A read that fails
-// (a node just came back) starts again after the last message read, for
-// at most a minute.
+// stream, read from its first message with n's client, as `backupbench
+// load` checks it (a read that fails goes on after the last message read,
+// for at most 90 s).
 func ledgerCommands(t *testing.T, n *node) map[string]int {
 	t.Helper()
-	counts := map[string]int{}
-	var seq, last uint64
-	natstest.CheckFor(t, 90*time.Second, 200*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		st, err := n.js.Stream(ctx, jetstream.StreamName)
-		if err != nil {
-			return err
-		}
-		last = st.CachedInfo().State.LastSeq
-		if seq >= last {
-			return nil
-		}
-		cons, err := n.js.OrderedConsumer(ctx, jetstream.StreamName, njs.OrderedConsumerConfig{
-			DeliverPolicy: njs.DeliverByStartSequencePolicy, OptStartSeq: seq + 1, MaxResetAttempts: 3})
-		if err != nil {
-			return fmt.Errorf("ordered consumer from seq %d: %w", seq+1, err)
-		}
-		for seq < last {
-			msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
-			if err != nil {
-				return fmt.Errorf("read the ledger after seq %d of %d: %w", seq, last, err)
-			}
-			md, err := msg.Metadata()
-			if err != nil {
-				return err
-			}
-			seq = md.Sequence.Stream
-			var env domain.Envelope
-			if err := json.Unmarshal(msg.Data(), &env); err == nil {
-				counts[env.CommandID]++
-			}
-		}
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	counts, err := loadgen.CommandCounts(ctx, n.js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return counts
 }
 
 // lostAndDuplicated compares the acknowledged keys with the ledger.
 func lostAndDuplicated(acked map[string]bool, counts map[string]int) (found, lost, dups int) {
-	for key := range acked {
-		switch c := counts[key]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups++
-			found++
-		default:
-			found++
-		}
-	}
-	return found, lost, dups
+	c := loadgen.Compare(acked, counts)
+	return c.Found, c.Lost, c.Duplicates
 }
 
 // readyBackup makes one ready backup of app on n and returns its id.

@@ -29,9 +29,9 @@ func (c Check) String() string {
 	return fmt.Sprintf("found %d, lost %d, duplicates %d (%d events read)", c.Found, c.Lost, c.Duplicates, c.Read)
 }
 
-// Compare counts acknowledged keys against how often each command id is in
-// the ledger.
-func Compare(acked map[string]Op, counts map[string]int) Check {
+// Compare counts acknowledged keys (of a Result's Acked, or any set of
+// keys) against how often each command id is in the ledger.
+func Compare[V any](acked map[string]V, counts map[string]int) Check {
 	var c Check
 	for key := range acked {
 		switch n := counts[key]; {
