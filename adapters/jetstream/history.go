@@ -40,7 +40,11 @@ func (s *EventStore) Messages(ctx context.Context, tokens []string, fn func(doma
 		return nil
 	}
 	st := s.stream
-	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: njs.DeliverAllPolicy})
+	// A read across a failover may reset its consumer a few times; nats.go
+	// would otherwise reset without end, also on a closed connection,
+	// without looking at ctx (the follower's lesson).
+	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: njs.DeliverAllPolicy,
+		MaxResetAttempts: followerResets})
 	if err != nil {
 		return fmt.Errorf("ordered consumer of %v: %w", subjects, err)
 	}
@@ -56,6 +60,8 @@ func (s *EventStore) Messages(ctx context.Context, tokens []string, fn func(doma
 		return fmt.Errorf("read %v: %w", subjects, err)
 	}
 	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	next := njs.NextContext(ctx)
 	for {
 		msg, err := it.Next(next)
