@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -698,11 +699,22 @@ func TestClusterFullStop(t *testing.T) {
 			t.Fatalf("rename %s: %d %+v %v", key, r.status, r.problem, r.err)
 		}
 	}
+	// The state before the stop, as a reads it once it has applied the
+	// whole ledger (b made half the renames).
+	lastSeq := a.lastSeq()
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := a.appliedSeq(); got < lastSeq {
+			return fmt.Errorf("replica a applied %d of %d", got, lastSeq)
+		}
+		return nil
+	})
 	before := map[string]map[string]string{}
 	for _, app := range apps {
 		before[app] = backupNames(t, a, app)
+		if got := before[app][ids[app]]; got != fmt.Sprintf("before-%d", 18+slices.Index(apps, app)) {
+			t.Fatalf("%s before the stop: named %q, want its last rename", app, got)
+		}
 	}
-	lastSeq := a.lastSeq()
 
 	a.stop()
 	b.stop()
