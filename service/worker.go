@@ -21,7 +21,9 @@ type WorkerConfig struct {
 	// RetryFor is how long a job whose store or source is unavailable (a
 	// NATS failover) is tried again within the same delivery, with a
 	// growing pause, before its delivery ends with the error: a failover
-	// does not use up the job's deliveries. Default 2 minutes.
+	// does not use up the job's deliveries. It also bounds the wait for
+	// this process's projection to apply the job's request. Default 2
+	// minutes.
 	RetryFor time.Duration
 }
 
@@ -73,8 +75,16 @@ func (w *Worker) Run(ctx context.Context, j domain.Job) error {
 
 // run is one try at job j (Run).
 func (w *Worker) run(ctx context.Context, j domain.Job) error {
-	if err := w.states.WaitApplied(ctx, j.Seq); err != nil {
-		return err
+	// The projection is fed from NATS: a follower whose consumer hangs
+	// (its node stalls) must not hold the worker longer than the store may.
+	pctx, cancel := context.WithTimeout(ctx, w.retryFor)
+	err := w.states.WaitApplied(pctx, j.Seq)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("backup %s of app %s (seq %d): this server's projection is behind: %w", j.BackupID, j.App, j.Seq, domain.ReadUnavailable(err))
 	}
 	var (
 		b  domain.Backup

@@ -301,6 +301,33 @@ func TestWorkerHandsBackWhenCancelled(t *testing.T) {
 	w.wantStatus(t, domain.StatusReady)
 }
 
+// stuckStates is a projection that applies nothing more: its follower
+// hangs on a node that does not answer.
+type stuckStates struct{ service.States }
+
+func (stuckStates) WaitApplied(ctx context.Context, seq uint64) error {
+	<-ctx.Done()
+	return fmt.Errorf("wait for seq %d: %w", seq, ctx.Err())
+}
+
+func TestWorkerWaitsForTheProjectionAtMostRetryFor(t *testing.T) {
+	w := newWorkerRig(t)
+	const retryFor = 50 * time.Millisecond
+	worker := service.NewWorker(service.WorkerConfig{Name: "w1", RetryFor: retryFor}, w.ledger, stuckStates{w.fold},
+		service.SourceSet{Default: w.src}, w.archives, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a wait without a bound ends here
+	defer cancel()
+	start := time.Now()
+	err := worker.Run(ctx, w.job)
+	if took := time.Since(start); took > 20*retryFor {
+		t.Errorf("Run waited %s for the projection, want about RetryFor (%s)", took, retryFor)
+	}
+	if domain.Code(err) != domain.CodeUnavailable {
+		t.Fatalf("Run = %v (code %s), want unavailable: the job is delivered again", err, domain.Code(err))
+	}
+	w.wantTypes(t, domain.TypeBackupRequested)
+}
+
 func TestWorkerCancelledBeforeStart(t *testing.T) {
 	w := newWorkerRig(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -145,7 +145,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Archives, er
 			return nil, fmt.Errorf("temp dir %s: not a directory", cfg.TempDir)
 		}
 	}
-	if a.pub, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(ackTimeout)); err != nil {
+	if a.pub, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(cfg.CallTimeout)); err != nil {
 		return nil, fmt.Errorf("object store publisher: %w", err)
 	}
 	return a, nil
@@ -266,15 +266,26 @@ func (a *Archives) DeleteArchive(ctx context.Context, backupID string) error {
 	}
 	// Look first, so that deleting a missing archive writes nothing (every
 	// process forgets every deleted backup).
-	if _, err := a.obs.GetInfo(ctx, backupID); errors.Is(err, jetstream.ErrObjectNotFound) {
+	cctx, cancel := a.call(ctx)
+	_, err := a.obs.GetInfo(cctx, backupID)
+	cancel()
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("delete archive %s: %w", backupID, err)
 	}
-	if err := a.obs.Delete(ctx, backupID); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+	cctx, cancel = a.call(ctx)
+	defer cancel()
+	if err := a.obs.Delete(cctx, backupID); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("delete archive %s: %w", backupID, err)
 	}
 	return nil
+}
+
+// call returns ctx bounded by Config.CallTimeout, for one call to a
+// bucket's stream.
+func (a *Archives) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.cfg.CallTimeout)
 }
 
 // Stat describes the archive of backupID. A missing archive returns an

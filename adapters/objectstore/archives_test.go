@@ -453,7 +453,7 @@ func TestNewIsIdempotent(t *testing.T) {
 	if got := list(t, a2); !slices.Equal(got, []string{"01JKEEP"}) {
 		t.Fatalf("List after New again = %q", got)
 	}
-	for _, cfg := range []objectstore.Config{{Bucket: "a.b"}, {Replicas: -1}, {Replicas: 6}} {
+	for _, cfg := range []objectstore.Config{{Bucket: "a.b"}, {Replicas: -1}, {Replicas: 6}, {CallTimeout: -time.Second}} {
 		if cfg.Validate() == nil {
 			t.Errorf("%+v is valid", cfg)
 		}

@@ -33,6 +33,8 @@ const (
 	DefaultMaxRatio = archive.DefaultMaxRatio
 	// DefaultMaxManifestBytes bounds manifest.json.
 	DefaultMaxManifestBytes = archive.DefaultMaxManifestBytes
+	// DefaultCallTimeout bounds one call to a bucket's stream.
+	DefaultCallTimeout = 30 * time.Second
 )
 
 // Config configures the object store buckets and the limits on uploads.
@@ -71,6 +73,14 @@ type Config struct {
 	// MaxRatio bounds how many times its compressed size an entry of more
 	// than 1 MiB may inflate to; default 200.
 	MaxRatio int
+	// CallTimeout bounds each call to a bucket's stream that writes or
+	// removes an object: the read of its record, the acknowledgement of
+	// each chunk, the publish of its record, a purge, a delete. A call
+	// that is never answered (the stream's leader, or the replica it went
+	// to, hangs) fails then instead of holding a backup's worker, a
+	// restore or a request until some larger deadline; default
+	// DefaultCallTimeout. Reads of a whole archive are not one call.
+	CallTimeout time.Duration
 	// Written, if set, is told the size of every archive stored (backups
 	// and uploads), and Read the bytes of archives read back (downloads,
 	// restores, checks): the metrics' byte counters.
@@ -103,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRatio == 0 {
 		c.MaxRatio = DefaultMaxRatio
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
 	}
 	return c
 }
@@ -147,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRatio < 0 {
 		errs = append(errs, fmt.Errorf("max ratio %d: must be positive", c.MaxRatio))
+	}
+	if c.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s: must be positive", c.CallTimeout))
 	}
 	return errors.Join(errs...)
 }

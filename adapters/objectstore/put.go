@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,9 +26,6 @@ const chunkSize = 128 << 10
 // stream's 128 MiB intake queue then fills and the put fails with 429
 // (DESIGN §10), and an embedded server holds all of it in this process.
 const window = 32
-
-// ackTimeout bounds the wait for one chunk's acknowledgement.
-const ackTimeout = 30 * time.Second
 
 type inflight struct {
 	ack jetstream.PubAckFuture
@@ -67,7 +63,9 @@ type commitFunc func(meta *jetstream.ObjectMeta, stored *storedChunks) (sum []by
 // decides whether the object is stored (see commitFunc); when it knows the
 // digest, put does not hash the bytes itself. known says it will.
 func (a *Archives) put(ctx context.Context, b bucket, meta jetstream.ObjectMeta, r io.Reader, commit commitFunc, known bool) (*jetstream.ObjectInfo, error) {
-	old, err := b.obs.GetInfo(ctx, meta.Name, jetstream.GetObjectInfoShowDeleted())
+	cctx, cancel := a.call(ctx)
+	old, err := b.obs.GetInfo(cctx, meta.Name, jetstream.GetObjectInfoShowDeleted())
+	cancel()
 	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("get info: %w", err)
 	}
@@ -216,13 +214,18 @@ func (a *Archives) publishMeta(ctx context.Context, b bucket, info *jetstream.Ob
 		return err
 	}
 	m.Data = data
+	ctx, cancel := a.call(ctx)
+	defer cancel()
 	if _, err := a.pub.PublishMsg(ctx, m, jetstream.WithExpectStream(b.stream)); err != nil {
 		return fmt.Errorf("publish meta: %w", err)
 	}
 	return nil
 }
 
+// purge removes the messages of subject from b's stream.
 func (a *Archives) purge(ctx context.Context, b bucket, subject string) error {
+	ctx, cancel := a.call(ctx)
+	defer cancel()
 	s, err := b.js.Stream(ctx, b.stream)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", subject, err)

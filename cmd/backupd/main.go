@@ -119,6 +119,7 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.DurationVar(&cfg.Jobs.AckWait, "job-ack-wait", cfg.Jobs.AckWait, "a job silent this long is delivered again")
 	fs.IntVar(&cfg.Jobs.MaxDeliver, "job-max-deliver", cfg.Jobs.MaxDeliver, "deliveries of a job; the last one fails the backup")
 	fs.DurationVar(&cfg.Jobs.Timeout, "job-timeout", cfg.Jobs.Timeout, "bound on one attempt at a backup; past it the backup fails")
+	fs.DurationVar(&cfg.Jobs.RetryFor, "job-retry-for", cfg.Jobs.RetryFor, "how long a job whose store or source is unavailable keeps its worker and tries again; then it is delivered again")
 	fs.StringVar(&cfg.HTTP.TLSCert, "tls-cert", "", "PEM certificate (chain) of the HTTP API: with --tls-key it serves HTTPS only")
 	fs.StringVar(&cfg.HTTP.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	fs.Float64Var(&cfg.Ledger.PricePerGiBMonth, "price-per-gib-month", cfg.Ledger.PricePerGiBMonth, "what a GiB of archive costs to keep a month, for quotes (0: sizes only)")

@@ -88,7 +88,7 @@ func TestParseFlagsOverride(t *testing.T) {
 		"--nats-listen=none", "--replicas=3", "--sync=interval", "--admin-token=s3cret",
 		"--max-backups=3", "--min-interval=1m", "--retention=24h", "--timezone=Europe/Berlin",
 		"--command-memory=50", "--workers=8", "--job-ack-wait=10s", "--job-max-deliver=3",
-		"--job-timeout=5m", "--shutdown-timeout=2s", "--log-level=debug",
+		"--job-timeout=5m", "--job-retry-for=30s", "--shutdown-timeout=2s", "--log-level=debug",
 	}
 	cfg := parse(t, args, nil)
 
@@ -110,6 +110,7 @@ func TestParseFlagsOverride(t *testing.T) {
 	want.Jobs.AckWait = 10 * time.Second
 	want.Jobs.MaxDeliver = 3
 	want.Jobs.Timeout = 5 * time.Minute
+	want.Jobs.RetryFor = 30 * time.Second
 	want.ShutdownTimeout = 2 * time.Second
 	assertConfig(t, cfg, want)
 

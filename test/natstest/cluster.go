@@ -35,6 +35,9 @@ type Node struct {
 	opts server.Options
 	mu   sync.Mutex
 	s    *server.Server
+	// proxies are the route proxies from and to the node, with
+	// ClusterOptions.ProxyRoutes.
+	proxies []*routeProxy
 }
 
 // Server returns the node's current server (stopped after Shutdown).
@@ -92,6 +95,20 @@ func (n *Node) start() {
 // NewCluster is Cluster with nodes that can be shut down and restarted.
 func NewCluster(t testing.TB, n int) []*Node {
 	t.Helper()
+	return NewClusterWith(t, n, ClusterOptions{})
+}
+
+// ClusterOptions are the settings of NewClusterWith.
+type ClusterOptions struct {
+	// ProxyRoutes sends every route connection through a TCP proxy of
+	// the test, one per ordered pair of nodes (node i dials node j through
+	// the proxy i→j), so that Node.Stall can hold a node's traffic back.
+	ProxyRoutes bool
+}
+
+// NewClusterWith is NewCluster with opts.
+func NewClusterWith(t testing.TB, n int, opts ClusterOptions) []*Node {
+	t.Helper()
 	// Every server routes to every other: their route ports are chosen
 	// first (free ports of 127.0.0.1), and so are their client ports, which
 	// a restart keeps.
@@ -99,11 +116,7 @@ func NewCluster(t testing.TB, n int) []*Node {
 	var routes []*url.URL
 	for i := range ports {
 		ports[i] = FreePort(t)
-		u, err := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, u)
+		routes = append(routes, mustURL(t, fmt.Sprintf("nats://127.0.0.1:%d", ports[i])))
 	}
 	nodes := make([]*Node, n)
 	for i := range n {
@@ -118,7 +131,12 @@ func NewCluster(t testing.TB, n int) []*Node {
 			NoLog:      true,
 			NoSigs:     true,
 		}}
-		nodes[i].start()
+	}
+	if opts.ProxyRoutes {
+		proxyRoutes(t, nodes)
+	}
+	for _, nd := range nodes {
+		nd.start()
 	}
 	for _, nd := range nodes {
 		if !nd.Server().ReadyForConnections(30 * time.Second) {
@@ -128,7 +146,54 @@ func NewCluster(t testing.TB, n int) []*Node {
 	for _, nd := range nodes {
 		WaitJetStream(t, nd.ClientURL(), 30*time.Second)
 	}
+	// A meta leader that has yet to hear of a peer places nothing on it:
+	// a stream of n replicas would fail with "no suitable peers".
+	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		for _, nd := range nodes {
+			if peers := nd.Server().JetStreamClusterPeers(); peers != nil {
+				if len(peers) < n {
+					return fmt.Errorf("the meta leader %s knows %d peers of %d", nd.Name(), len(peers), n)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no meta leader")
+	})
+	if opts.ProxyRoutes {
+		CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { return checkProxied(nodes) })
+	}
 	return nodes
+}
+
+// proxyRoutes puts a route proxy between each ordered pair of nodes: each
+// node's routes are its proxies to the others. Each node advertises a
+// route address where nothing listens, so that no server dials another
+// directly when it hears of it from a third (an implicit route, tried
+// once): every route connection is one that a node's own routes made.
+func proxyRoutes(t testing.TB, nodes []*Node) {
+	t.Helper()
+	for _, from := range nodes {
+		from.opts.Routes = nil
+		from.opts.Cluster.Advertise = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+		for _, to := range nodes {
+			if to == from {
+				continue
+			}
+			p := newRouteProxy(t, from.Name(), to.Name(), fmt.Sprintf("127.0.0.1:%d", to.opts.Cluster.Port))
+			from.opts.Routes = append(from.opts.Routes, mustURL(t, p.URL()))
+			from.proxies = append(from.proxies, p)
+			to.proxies = append(to.proxies, p)
+		}
+	}
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // WaitJetStream waits until the JetStream API answers at url (a clustered

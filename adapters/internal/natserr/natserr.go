@@ -31,14 +31,17 @@ const errCodeDuplicateInProcess njs.ErrorCode = 10158
 // classify returns what err says.
 func classify(err error) kind {
 	var apiErr *njs.APIError
+	// The legacy API's, which a key-value watch (a listing of keys)
+	// returns when its consumer cannot be made.
+	var legacyErr *nats.APIError
 	switch {
 	case err == nil:
 		return other
 	case errors.Is(err, njs.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
-		errors.As(err, &apiErr) && apiErr.Code == 503:
+		errors.As(err, &apiErr) && apiErr.Code == 503, errors.As(err, &legacyErr) && legacyErr.Code == 503:
 		return notReceived
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess,
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, njs.ErrAsyncPublishTimeout),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionDraining):
 		return unanswered

@@ -111,7 +111,7 @@ func DefaultConfig() Config {
 			Replicas: 1, Sync: SyncAlways, ConnectTimeout: 2 * time.Minute},
 		Archives: ArchiveConfig{MaxUploadBytes: 2 << 30},
 		Sources:  SourceConfig{Default: SourceKV},
-		Jobs:     JobConfig{Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 5, Timeout: time.Hour},
+		Jobs:     JobConfig{Workers: 2, AckWait: 30 * time.Second, MaxDeliver: 5, Timeout: time.Hour, RetryFor: 2 * time.Minute},
 		Rules:    domain.DefaultRules(),
 		Ledger: LedgerConfig{PreRestoreBackupTimeout: 30 * time.Minute, CommandTimeout: service.DefaultCommandTimeout,
 			ReadyMaxLag: 10 * time.Second, Currency: "EUR"},

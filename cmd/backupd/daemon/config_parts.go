@@ -168,10 +168,14 @@ type JobConfig struct {
 	// Timeout bounds one attempt at a backup; an attempt out of time fails
 	// the backup.
 	Timeout time.Duration
+	// RetryFor is how long a delivery of a job whose store or source is
+	// unavailable keeps trying (service.WorkerConfig.RetryFor); then it
+	// frees its worker and the job is delivered again.
+	RetryFor time.Duration
 }
 
 // Validate reports every invalid field of c, joined: the job queue's own
-// checks (jetstream.Config) and the timeout.
+// checks (jetstream.Config), the timeout and the retry bound.
 func (c JobConfig) Validate() error {
 	var errs []error
 	q := jetstream.DefaultConfig()
@@ -181,6 +185,9 @@ func (c JobConfig) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("job timeout must be positive, got %s", c.Timeout))
+	}
+	if c.RetryFor <= 0 {
+		errs = append(errs, fmt.Errorf("job retry-for must be positive, got %s", c.RetryFor))
 	}
 	return errors.Join(errs...)
 }

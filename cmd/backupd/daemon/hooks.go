@@ -18,6 +18,10 @@ type TestHooks struct {
 	// RestoreSourceWrapper, when set, wraps the sources that restores
 	// import into. Tests use it to stop a restore mid-import.
 	RestoreSourceWrapper func(service.Source) service.Source
+	// JobWrapper, when set, wraps the run of each delivery of a backup
+	// job, which holds one of the process's worker slots from its start
+	// to its end. Tests use it to time how long a job holds its slot.
+	JobWrapper func(run func(context.Context, domain.Job) error) func(context.Context, domain.Job) error
 	// Clock, when set, is the service's clock (tests move it); nil is the
 	// wall clock.
 	Clock domain.Clock

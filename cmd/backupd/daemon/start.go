@@ -139,6 +139,7 @@ func (d *Daemon) openArchives(ctx context.Context, s *startup) (err error) {
 	cfg := d.cfg.Archives.objectstore()
 	cfg.Replicas, cfg.Staging, cfg.NoStaging = d.cfg.NATS.Replicas, stagingJS, stagingJS == nil
 	cfg.Written, cfg.Read = s.metrics.ArchiveWritten, s.metrics.ArchiveRead
+	cfg.CallTimeout = d.cfg.Ledger.CommandTimeout // as the configuration bucket's calls
 	if d.archives, err = objectstore.New(ctx, d.js, cfg); err != nil {
 		if stagingJS != nil {
 			err = fmt.Errorf("%w (the staging bucket lives in the producers' account, reached under %s: see docs/nats/accounts.conf, or --nats-staging-api none)", err, stagingAPI)
@@ -277,8 +278,13 @@ func (d *Daemon) startLoops(ctx context.Context, s *startup) (err error) {
 
 // startJobs makes the backup jobs, with the restores, and runs them.
 func (d *Daemon) startJobs(s *startup) (err error) {
-	worker := service.NewWorker(service.WorkerConfig{Name: s.jobs.WorkerName, Timeout: d.cfg.Jobs.Timeout}, d.ledger, d.proj, s.sources, d.archives, d.log)
-	d.jobs, err = jetstream.NewJobs(d.js, s.jobs, worker.Run, worker.Forget, jetstream.JobsOptions{Restores: s.restores,
+	worker := service.NewWorker(service.WorkerConfig{Name: s.jobs.WorkerName, Timeout: d.cfg.Jobs.Timeout, RetryFor: d.cfg.Jobs.RetryFor},
+		d.ledger, d.proj, s.sources, d.archives, d.log)
+	run := worker.Run
+	if d.cfg.Hooks.JobWrapper != nil {
+		run = d.cfg.Hooks.JobWrapper(run)
+	}
+	d.jobs, err = jetstream.NewJobs(d.js, s.jobs, run, worker.Forget, jetstream.JobsOptions{Restores: s.restores,
 		Hooks: jetstream.JobHooks{Redelivered: s.metrics.JobRedelivered, FailedFinal: s.metrics.JobFailed}}, d.log)
 	if err != nil {
 		return err
