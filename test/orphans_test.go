@@ -2,6 +2,10 @@ package test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,6 +18,7 @@ import (
 	"github.com/backupledger/backupledger/domain"
 	"github.com/backupledger/backupledger/projections"
 	"github.com/backupledger/backupledger/service"
+	"github.com/backupledger/backupledger/test/natstest"
 )
 
 // putArchive stores raw under name in the archive bucket behind the
@@ -117,4 +122,127 @@ func TestOrphanedAndMissingArchives(t *testing.T) {
 	if v := n.backup("crm", keep.ID); v.CorruptAt != nil {
 		t.Errorf("kept backup: %+v", v)
 	}
+}
+
+// stopAfterExport emits every item of the source and then holds the export
+// at its stopper: the archive's chunks are written, its record is not.
+type stopAfterExport struct {
+	service.Source
+	stop *stopper
+}
+
+func (s stopAfterExport) Export(ctx context.Context, app string, emit func(domain.Item) error) error {
+	if err := s.Source.Export(ctx, app, emit); err != nil {
+		return err
+	}
+	s.stop.stop(ctx)
+	return ctx.Err()
+}
+
+// archiveChunks returns the NUIDs of the live archives and the chunk count
+// of every object in the archive bucket's stream, live or not.
+func (n *node) archiveChunks() (live map[string]string, chunks map[string]uint64) {
+	n.t.Helper()
+	ctx := context.Background()
+	store, err := n.js.ObjectStore(ctx, "ledger_archives")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	list, err := store.List(ctx)
+	if err != nil && !strings.Contains(err.Error(), "no objects found") {
+		n.t.Fatal(err)
+	}
+	live = map[string]string{}
+	for _, o := range list {
+		live[o.NUID] = o.Name
+	}
+	st, err := n.js.Stream(ctx, "OBJ_ledger_archives")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	prefix := "$O.ledger_archives.C."
+	info, err := st.Info(ctx, njs.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	chunks = map[string]uint64{}
+	for subject, count := range info.State.Subjects {
+		chunks[strings.TrimPrefix(subject, prefix)] = count
+	}
+	return live, chunks
+}
+
+// A backupd killed while it writes an archive leaves the chunks of an
+// archive that was never completed. After the restart the backup is made
+// again, and the orphan sweep past its grace period removes the leftover
+// chunks: the store then holds the live archives and nothing else.
+func TestKilledMidArchiveLeavesOnlyLiveArchives(t *testing.T) {
+	dir := t.TempDir()
+	stop := newStopper(t)
+	tune := func(c *daemon.Config) {
+		c.Rules.MinInterval = 0
+		c.Sweeps.OrphanInterval = time.Hour // the test sweeps
+	}
+	a := startNode(t, dir, tune, func(s service.Source) service.Source { return stopAfterExport{s, stop} })
+	for i := range 4 {
+		// Random bytes, hex: the archive is several chunks even compressed.
+		a.putConfig("crm", fmt.Sprintf("part-%d.txt", i), hex.EncodeToString(randomBytes(t, 150_000)))
+	}
+	b1 := a.createBackup("crm", map[string]any{"name": "killed mid-archive"})
+	select {
+	case <-stop.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the export never ended")
+	}
+	var leftover string
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		live, chunks := a.archiveChunks()
+		for nuid := range chunks {
+			if _, ok := live[nuid]; !ok {
+				leftover = nuid
+				return nil
+			}
+		}
+		return fmt.Errorf("no chunks of an unfinished archive yet (live %v, chunks %v)", live, chunks)
+	})
+	a.kill()
+
+	clock := &movableClock{}
+	b := startNodeWith(t, dir, tune, func(h *daemon.TestHooks) { h.Clock = clock })
+	b.waitStatus("crm", b1.ID, 60*time.Second, domain.StatusReady)
+	_, chunks := b.archiveChunks()
+	left := chunks[leftover]
+	if left == 0 {
+		t.Fatalf("the killed write's chunks are gone before the sweep: %v", chunks)
+	}
+	clock.set(2 * time.Hour)
+	rep, err := b.d.OrphansNow(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unfinished != 1 {
+		t.Errorf("sweep %+v, want the one unfinished archive removed", rep)
+	}
+	live, chunks := b.archiveChunks()
+	if len(live) != 1 || !slices.Contains(slices.Collect(maps.Values(live)), b1.ID) {
+		t.Errorf("live archives %v, want only backup %s's", live, b1.ID)
+	}
+	var kept uint64
+	for nuid, n := range chunks {
+		kept += n
+		if _, ok := live[nuid]; !ok {
+			t.Errorf("%d chunks of object %s, which is not a live archive", n, nuid)
+		}
+	}
+	t.Logf("summary: the killed write left %d chunks, the sweep removed %d unfinished archive(s); the store holds %d archive(s) in %d chunks",
+		left, rep.Unfinished, len(live), kept)
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

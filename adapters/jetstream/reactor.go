@@ -59,8 +59,13 @@ func ReactorConsumerConfig(durable string) njs.ConsumerConfig {
 }
 
 // Setup creates the reactor's consumer if it does not exist; it never
-// changes an existing one (its start is fixed when it is made).
+// changes an existing one (its start is fixed when it is made). It is
+// tried again while the cluster cannot answer (Retry).
 func (r *Reactor) Setup(ctx context.Context) error {
+	return Retry(ctx, r.setup)
+}
+
+func (r *Reactor) setup(ctx context.Context) error {
 	if _, err := r.js.Consumer(ctx, StreamName, r.durable); err == nil {
 		return nil
 	} else if !errors.Is(err, njs.ErrConsumerNotFound) {

@@ -69,12 +69,21 @@ func Setup(ctx context.Context, js njs.JetStream, cfg Config) error {
 	if _, err := ensure.Stream(ctx, js, StreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
-	if _, err := ensure.Retry(ctx, func(ctx context.Context) (njs.Consumer, error) {
-		return js.CreateOrUpdateConsumer(ctx, StreamName, JobConsumerConfig(cfg))
-	}); err != nil {
+	if _, err := ensure.Consumer(ctx, js, StreamName, JobConsumerConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update consumer %s: %w", ConsumerName, err)
 	}
 	return nil
+}
+
+// Retry calls f until it succeeds, fails in a way a retry cannot cure, or
+// ctx ends; each try is bounded (5 s) and the pause between tries grows.
+// It is for the steps of set-up at start that make several calls to NATS
+// (the signing keys), so that backupd starting on a cluster just started
+// or just healed waits for it instead of failing; f must be safe to run
+// again.
+func Retry(ctx context.Context, f func(ctx context.Context) error) error {
+	_, err := ensure.Retry(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
 }
 
 // The audit mirror's contract with the NATS accounts of

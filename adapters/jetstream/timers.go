@@ -63,7 +63,7 @@ func SetupTimers(ctx context.Context, js njs.JetStream, replicas int) error {
 	if _, err := ensure.Stream(ctx, js, TimerStreamConfig(replicas)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", TimerStreamName, err)
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, TimerStreamName, njs.ConsumerConfig{
+	if _, err := ensure.Consumer(ctx, js, TimerStreamName, njs.ConsumerConfig{
 		Durable:       TimerConsumerName,
 		Description:   "nightly ticks, shared by every backupd",
 		FilterSubject: TimerTickSubject + ".>",

@@ -95,7 +95,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if _, err := ensure.Stream(ctx, js, LogStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update stream %s: %w", LogStreamName, err)
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, StreamName, ConsumerConfig(cfg)); err != nil {
+	if _, err := ensure.Consumer(ctx, js, StreamName, ConsumerConfig(cfg)); err != nil {
 		return fmt.Errorf("create or update consumer %s: %w", ConsumerName, err)
 	}
 	return nil

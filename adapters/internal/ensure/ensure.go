@@ -57,6 +57,14 @@ func Retry[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (
 	}
 }
 
+// Consumer creates or updates the durable consumer cfg of stream, tried
+// again (Retry) while the cluster cannot answer.
+func Consumer(ctx context.Context, js njs.JetStream, stream string, cfg njs.ConsumerConfig) (njs.Consumer, error) {
+	return Retry(ctx, func(ctx context.Context) (njs.Consumer, error) {
+		return js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	})
+}
+
 // MetadataKey is the stream metadata key that holds the digest of the
 // configuration the stream was last created or updated with.
 const MetadataKey = "backupledger.config"

@@ -168,11 +168,17 @@ func (d *Daemon) openSigning(ctx context.Context, s *startup) error {
 		return err
 	}
 	d.signing = service.NewSigning(service.SigningConfig{NewGenesis: d.cfg.Ledger.NewGenesis}, keys, keyEvents, keyEvents, s.clock, s.ids, d.log)
-	s.mac, err = d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
-		secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.NATS.Replicas, mac, d.log)
-		if err == nil {
-			_, err = secrets.AuthenticateLegacy(ctx)
-		}
+	// Setup is safe to run again (each claim is a create that the first
+	// writer wins): on a cluster just started or just healed it is tried
+	// again while NATS cannot answer.
+	err = jetstream.Retry(ctx, func(ctx context.Context) (err error) {
+		s.mac, err = d.signing.Setup(ctx, func(ctx context.Context, mac []byte) error {
+			secrets, err := jetstream.NewSecrets(ctx, d.js, d.cfg.NATS.Replicas, mac, d.log)
+			if err == nil {
+				_, err = secrets.AuthenticateLegacy(ctx)
+			}
+			return err
+		})
 		return err
 	})
 	if err != nil {
