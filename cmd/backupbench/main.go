@@ -48,9 +48,12 @@ import (
 
 func main() {
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "load" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "load":
 		err = runLoad(os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "commands":
+		err = runCommands(os.Args[2:])
+	default:
 		err = run()
 	}
 	if err != nil {
