@@ -41,6 +41,8 @@ type loadConfig struct {
 	attempt         time.Duration
 	keep            bool
 	timeout         time.Duration
+	profile         string
+	pprofAddr       string
 }
 
 const loadUsage = `usage: backupbench load [flags]
@@ -82,6 +84,7 @@ func runLoad(args []string) error {
 	fs.DurationVar(&cfg.retryFor, "retry-for", 60*time.Second, "how long a command is retried with its key before it counts as failed")
 	fs.DurationVar(&cfg.bound, "bound", 0, "longest single answer allowed (0: none); longer ones are errors")
 	fs.DurationVar(&cfg.attempt, "attempt-timeout", 10*time.Second, "how long an attempt waits for its answer before the command is sent again")
+	fs.StringVar(&cfg.profile, "profile", "", "with -nodes 1: write a CPU profile of backupd over the middle of the run to this file")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +134,22 @@ func runLoad(args []string) error {
 	} else {
 		faultDone <- nil
 	}
+	profiled := make(chan error, 1)
+	if cfg.profile != "" {
+		if cfg.pprofAddr == "" {
+			return errors.New("-profile needs our own backupd with -nodes 1")
+		}
+		go func() {
+			secs := max(int(cfg.duration.Seconds())/2, 1)
+			if !sleepCtx(ctx, cfg.duration/4) {
+				profiled <- ctx.Err()
+				return
+			}
+			profiled <- cpuProfile(ctx, cfg.pprofAddr, cfg.profile, secs)
+		}()
+	} else {
+		profiled <- nil
+	}
 	fmt.Fprintf(os.Stderr, "sending %s over %s for %s...\n", mix, cfg.via, cfg.duration)
 	res, err := loadgen.Run(ctx, loadgen.Config{Targets: targets, Apps: apps, Clients: cfg.clients,
 		Rate: cfg.rate, Duration: cfg.duration, Mix: mix, RetryFor: cfg.retryFor, Bound: cfg.bound})
@@ -139,6 +158,9 @@ func runLoad(args []string) error {
 	}
 	if err := <-faultDone; err != nil {
 		return fmt.Errorf("fault: %w", err)
+	}
+	if err := <-profiled; err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
 	where := fmt.Sprintf("1 backupd, embedded NATS, --sync %s", cfg.sync)
 	switch {
@@ -233,7 +255,12 @@ func (s *system) start(ctx context.Context, cfg *loadConfig, bin string) error {
 	common := []string{"--sync", cfg.sync, "--admin-token", cfg.token, "--log-level", "warn", "--min-interval", "0s"}
 	if cfg.nodes == 1 {
 		dir := filepath.Join(s.tmp, "data")
-		d, err := startProcess(ctx, bin, dir, common)
+		args := append(common, "--nats-listen", freeAddr())
+		if cfg.profile != "" {
+			cfg.pprofAddr = freeAddr()
+			args = append(args, "--pprof-addr", cfg.pprofAddr)
+		}
+		d, err := startProcess(ctx, bin, dir, args)
 		if err != nil {
 			return err
 		}
