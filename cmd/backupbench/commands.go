@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -67,11 +66,9 @@ func runCommands(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "backupd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backupd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build backupd: %w", err)
+	bin, err := buildBackupd(ctx, tmp)
+	if err != nil {
+		return err
 	}
 	rep := commandsReport{cfg: cfg, started: time.Now()}
 	for _, sync := range cfg.syncs {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -235,12 +234,10 @@ func startSystem(ctx context.Context, cfg *loadConfig) (*system, error) {
 		return nil, err
 	}
 	s.tmp = tmp
-	bin := filepath.Join(tmp, "backupd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backupd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	bin, err := buildBackupd(ctx, tmp)
+	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("build backupd: %w", err)
+		return nil, err
 	}
 	if err := s.start(ctx, cfg, bin); err != nil {
 		s.close()

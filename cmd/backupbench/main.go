@@ -102,11 +102,9 @@ func run() error {
 	if !cfg.keep {
 		defer os.RemoveAll(tmp)
 	}
-	bin := filepath.Join(tmp, "backupd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backupd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build backupd: %w", err)
+	bin, err := buildBackupd(ctx, tmp)
+	if err != nil {
+		return err
 	}
 	root := filepath.Join(tmp, "files")
 	fmt.Fprintf(os.Stderr, "writing %s of files for app big...\n", human(cfg.size))
@@ -459,6 +457,17 @@ func startBackupd(ctx context.Context, bin, dataDir, root, sync, memLimit, pprof
 		return nil, err
 	}
 	return d, nil
+}
+
+// buildBackupd builds backupd into dir and returns the binary's path.
+func buildBackupd(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "backupd")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backupd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build backupd: %w", err)
+	}
+	return bin, nil
 }
 
 // startProcess starts bin as backupd with data dir dataDir, an HTTP
