@@ -37,6 +37,8 @@ type commandsConfig struct {
 	clients  int
 	quick    bool
 	write    string
+	// events and coldApps size the cold start (0 events: not measured).
+	events, coldApps int
 }
 
 func runCommands(args []string) error {
@@ -50,7 +52,9 @@ func runCommands(args []string) error {
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each run sends")
 	fs.IntVar(&cfg.apps, "apps", 64, "apps (one subject each in the raw stream)")
 	fs.IntVar(&cfg.clients, "clients", 32, "concurrent clients, each sending one command at a time")
-	fs.BoolVar(&cfg.quick, "quick", false, "a short run for CI: 1 s per run, 8 apps, nothing written")
+	fs.IntVar(&cfg.events, "events", 1_000_000, "events in LEDGER for the cold start (0: no cold start)")
+	fs.IntVar(&cfg.coldApps, "cold-apps", 1000, "apps of the cold start's events")
+	fs.BoolVar(&cfg.quick, "quick", false, "a short run for CI: 1 s per run, 8 apps, a cold start over 20,000 events of 20 apps, nothing written")
 	fs.StringVar(&cfg.write, "write", "", "write the table into this markdown file (between its backupbench commands markers)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,6 +62,7 @@ func runCommands(args []string) error {
 	cfg.syncs = strings.Split(*syncs, ",")
 	if cfg.quick {
 		cfg.duration, cfg.apps, cfg.write = time.Second, 8, ""
+		cfg.events, cfg.coldApps = min(cfg.events, 20_000), min(cfg.coldApps, 20)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -78,6 +83,11 @@ func runCommands(args []string) error {
 		}
 		rep.modes = append(rep.modes, m)
 		rep.natsVersion = m.natsVersion
+	}
+	if cfg.events > 0 {
+		if rep.cold, err = measureColdStart(ctx, bin, filepath.Join(tmp, "cold"), cfg.coldApps, cfg.events, cfg.clients); err != nil {
+			return fmt.Errorf("cold start: %w", err)
+		}
 	}
 	out := rep.markdown()
 	fmt.Print(out)
@@ -196,6 +206,7 @@ type commandsReport struct {
 	started     time.Time
 	natsVersion string
 	modes       []*commandsMode
+	cold        *coldStart
 }
 
 func (r *commandsReport) markdown() string {
@@ -223,6 +234,15 @@ func (r *commandsReport) markdown() string {
 		half("NATS API", m.natsHalf, m.rawNatsHalf, m.natsRate)
 		half("HTTP", m.httpHalf, m.rawHTTPHalf, m.httpRate)
 	}
+	if c := r.cold; c != nil {
+		ratio := c.rate() / c.rawRate()
+		fmt.Fprintf(&b, "| cold start: rebuild rate over %d events (%d apps), to `/readyz` | %.0f events/s | ordered-consumer replay %.0f events/s | %.2f | ≥ 0.5 | %s |\n",
+			c.events, c.apps, c.rate(), c.rawRate(), ratio, yes(ratio >= 0.5))
+		fmt.Fprintf(&b, "| start to `/readyz` with %d events | %.1f s | %.1f s | | ≤ 10 s | %s |\n",
+			c.events, c.ready.Seconds(), c.rawTime.Seconds(), yes(c.ready <= 10*time.Second))
+		fmt.Fprintf(&b, "| RSS after start with %d events / idle with none | %.0f MiB / %.0f MiB | | | ≤ 256 / ≤ 64 MiB | %s |\n",
+			c.events, mib(c.rss), mib(c.idleRSS), yes(c.rss <= 256<<20 && c.idleRSS <= 64<<20))
+	}
 	fmt.Fprintln(&b)
 	var checked []string
 	for _, m := range r.modes {
@@ -231,6 +251,8 @@ func (r *commandsReport) markdown() string {
 	fmt.Fprintf(&b, "Every acknowledged command was found in `LEDGER` exactly once: %s.\n", strings.Join(checked, ", "))
 	return b.String()
 }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 func msStr(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
