@@ -15,6 +15,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/backupledger/backupledger/adapters/jetstream"
+	"github.com/backupledger/backupledger/cmd/backupbench/loadgen"
 )
 
 // cluster is an in-process NATS cluster whose servers the load's fault
@@ -113,7 +114,7 @@ func (c *cluster) shutdown() {
 // two thirds: "stream-leader", the server that leads LEDGER then, or
 // "quorum", all but one (LEDGER's leader among them).
 func (c *cluster) fault(ctx context.Context, kind string, js njs.JetStream, run time.Duration) error {
-	if !sleepCtx(ctx, run/3) {
+	if !loadgen.Sleep(ctx, run/3) {
 		return ctx.Err()
 	}
 	leader, err := c.streamLeader(ctx, js)
@@ -133,7 +134,7 @@ func (c *cluster) fault(ctx context.Context, kind string, js njs.JetStream, run 
 		fmt.Fprintf(os.Stderr, "fault: n%d down\n", i+1)
 		c.stop(i)
 	}
-	if !sleepCtx(ctx, run/3) {
+	if !loadgen.Sleep(ctx, run/3) {
 		return ctx.Err()
 	}
 	for _, i := range down {
@@ -163,17 +164,6 @@ func (c *cluster) streamLeader(ctx context.Context, js njs.JetStream) (int, erro
 		}
 	}
 	return 0, fmt.Errorf("stream %s is led by %q, not a server of the cluster", jetstream.StreamName, info.Cluster.Leader)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func freePort() int {

@@ -140,7 +140,7 @@ func runLoad(args []string) error {
 		}
 		go func() {
 			secs := max(int(cfg.duration.Seconds())/2, 1)
-			if !sleepCtx(ctx, cfg.duration/4) {
+			if !loadgen.Sleep(ctx, cfg.duration/4) {
 				profiled <- ctx.Err()
 				return
 			}

@@ -136,17 +136,7 @@ func NewClusterWith(t testing.TB, n int, opts ClusterOptions) []*Node {
 	if opts.ProxyRoutes {
 		proxyRoutes(t, nodes)
 	}
-	for _, nd := range nodes {
-		nd.start()
-	}
-	for _, nd := range nodes {
-		if !nd.Server().ReadyForConnections(30 * time.Second) {
-			t.Fatalf("%s not ready", nd.Name())
-		}
-	}
-	for _, nd := range nodes {
-		WaitJetStream(t, nd.ClientURL(), 30*time.Second)
-	}
+	RestartAll(t, nodes)
 	// A meta leader that has yet to hear of a peer places nothing on it:
 	// a stream of n replicas would fail with "no suitable peers".
 	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
@@ -249,9 +239,9 @@ var (
 	portsGiven = map[int]bool{}
 )
 
-// RestartAll starts every node of a cluster again after Shutdown (a
-// clustered server is ready only once JetStream has a quorum: all start,
-// then they are waited for).
+// RestartAll starts every node of a cluster, the first time or again
+// after Shutdown (a clustered server is ready only once JetStream has a
+// quorum: all start, then they are waited for).
 func RestartAll(t testing.TB, nodes []*Node) {
 	t.Helper()
 	for _, nd := range nodes {
@@ -259,7 +249,7 @@ func RestartAll(t testing.TB, nodes []*Node) {
 	}
 	for _, nd := range nodes {
 		if !nd.Server().ReadyForConnections(30 * time.Second) {
-			t.Fatalf("%s not ready after a restart", nd.Name())
+			t.Fatalf("%s not ready", nd.Name())
 		}
 	}
 	for _, nd := range nodes {

@@ -80,7 +80,7 @@ func CommandCounts(ctx context.Context, js njs.JetStream, after uint64) (map[str
 			return counts, nil
 		}
 		last = err
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !Sleep(ctx, 200*time.Millisecond) {
 			break
 		}
 	}

@@ -422,7 +422,7 @@ func (c *client) run(ctx context.Context, start, stop time.Time) {
 		due := time.Now()
 		if period > 0 {
 			due = start.Add(time.Duration((float64(k) + float64(c.id)/float64(c.cfg.Clients)) * period))
-			if wait := time.Until(due); wait > 0 && !sleep(ctx, wait) {
+			if wait := time.Until(due); wait > 0 && !Sleep(ctx, wait) {
 				return
 			}
 		}
@@ -479,7 +479,7 @@ func (c *client) send(ctx context.Context, cmd Command, due time.Time) {
 		if a.RetryAfter > 0 {
 			wait = min(a.RetryAfter, 2*time.Second)
 		}
-		if !sleep(ctx, wait) {
+		if !Sleep(ctx, wait) {
 			c.done(cmd, false, 0)
 			return
 		}
@@ -494,8 +494,8 @@ func (c *client) done(cmd Command, acked bool, latency time.Duration) {
 	c.rec.done(cmd, acked, latency)
 }
 
-// sleep waits d or until ctx ends, reporting whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d or until ctx ends, reporting whether d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -92,7 +92,7 @@ func (h *setup) waitReady(ctx context.Context, app, id string) error {
 		case time.Now().After(deadline):
 			return fmt.Errorf("seed backup %s of %s still %s after 2 minutes", id, app, b.Status)
 		}
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !Sleep(ctx, 20*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
