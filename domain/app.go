@@ -67,6 +67,9 @@ type CommandRecord struct {
 	// App is the app of the event, set where records of several apps
 	// meet (RestoreKeys).
 	App string
+	// Recall says that the app remembers only the command's Seq: the rest
+	// is in the event there (RecallRecord).
+	Recall bool
 }
 
 // App is the aggregate: the state of one app folded from its events. Its
@@ -76,7 +79,6 @@ type App struct {
 	seq      uint64
 	lastHash string
 	events   int
-	memory   int
 
 	backups      map[string]*Backup // live backups (not deleted)
 	deleted      map[string]bool
@@ -87,9 +89,7 @@ type App struct {
 	recentManual []manualRequest
 	lastReadyAt  time.Time
 
-	commands map[string]CommandRecord
-	cmdRing  []string
-	cmdNext  int
+	commands commandMemory
 
 	maintenance   Maintenance
 	restores      map[string]*Restore
@@ -118,10 +118,9 @@ func NewApp(id string, commandMemory int) *App {
 	}
 	return &App{
 		id:       id,
-		memory:   commandMemory,
 		backups:  map[string]*Backup{},
 		deleted:  map[string]bool{},
-		commands: map[string]CommandRecord{},
+		commands: newCommandMemory(commandMemory),
 		restores: map[string]*Restore{},
 	}
 }
@@ -216,8 +215,7 @@ func (a *App) Quota() int {
 // Command returns the record of an accepted command by its scoped key
 // (see CommandKey).
 func (a *App) Command(key string) (CommandRecord, bool) {
-	r, ok := a.commands[key]
-	return r, ok
+	return a.commands.get(key)
 }
 
 // CommandKey scopes a command id by its caller, so that two callers' keys
@@ -230,17 +228,14 @@ func CommandKey(actor, commandID string) string { return actor + "\x00" + comman
 // not even the hash chain.
 func (a *App) Refuse(seq uint64) { a.seq = seq }
 
-// remember records a command, forgetting the oldest beyond the memory.
+// remember records a command, forgetting the oldest beyond the memory. Its
+// ids share the strings of the app's backups and restores where it can.
 func (a *App) remember(key string, r CommandRecord) {
-	if _, ok := a.commands[key]; ok {
-		return
+	if b, ok := a.backups[r.BackupID]; ok {
+		r.BackupID = b.ID
 	}
-	if len(a.cmdRing) < a.memory {
-		a.cmdRing = append(a.cmdRing, key)
-	} else {
-		delete(a.commands, a.cmdRing[a.cmdNext])
-		a.cmdRing[a.cmdNext] = key
-		a.cmdNext = (a.cmdNext + 1) % a.memory
+	if x, ok := a.restores[r.RestoreID]; ok {
+		r.RestoreID = x.RestoreID
 	}
-	a.commands[key] = r
+	a.commands.put(key, r)
 }

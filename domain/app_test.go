@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -412,5 +413,75 @@ func TestBackupCopiesDoNotShareTheOriginal(t *testing.T) {
 	list[0].Original.App = "changed"
 	if got := mustBackup(t, a, "u1"); got.Original.Name != "Before upgrade" || got.Original.App != "erp" {
 		t.Fatalf("changing a copy changed the state: %+v", got.Original)
+	}
+}
+
+// Beyond the latest 64, a record keeps only its sequence, and the event
+// there gives it back whole.
+func TestApplyCommandMemoryRecallsOlderRecords(t *testing.T) {
+	a := domain.NewApp("crm", 100)
+	bodies := map[uint64][]byte{}
+	for i := 1; i <= 80; i++ {
+		env, body := envelope(t, "crm", t0, "alice", fmt.Sprintf("k%d", i), renamed("b1", fmt.Sprintf("n%d", i)))
+		env.CommandHash = fmt.Sprintf("%032x", i)
+		body, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[uint64(i)] = body
+		a.Apply(uint64(i), domain.HashEvent(body), env, renamed("b1", fmt.Sprintf("n%d", i)))
+	}
+	for i := 1; i <= 80; i++ {
+		key := domain.CommandKey("alice", fmt.Sprintf("k%d", i))
+		rec, ok := a.Command(key)
+		whole := domain.CommandRecord{Seq: uint64(i), Type: domain.TypeBackupRenamed, BackupID: "b1", Hash: fmt.Sprintf("%032x", i)}
+		if i > 16 {
+			if !ok || rec != whole {
+				t.Fatalf("k%d (among the latest 64) = %+v, %v; want %+v", i, rec, ok, whole)
+			}
+			continue
+		}
+		if !ok || rec != (domain.CommandRecord{Seq: uint64(i), Recall: true}) {
+			t.Fatalf("k%d (older) = %+v, %v; want only its seq to recall", i, rec, ok)
+		}
+		got, err := domain.RecallRecord(domain.StoredMessage{Seq: uint64(i), Token: "crm", Body: bodies[uint64(i)]}, key)
+		if err != nil || got != whole {
+			t.Fatalf("RecallRecord(k%d) = %+v, %v; want %+v", i, got, err, whole)
+		}
+	}
+	// The event of another command is not this command's record.
+	if _, err := domain.RecallRecord(domain.StoredMessage{Seq: 2, Token: "crm", Body: bodies[2]}, domain.CommandKey("alice", "k1")); err == nil {
+		t.Error("RecallRecord took the event of k2 for k1")
+	}
+	if _, err := domain.RecallRecord(domain.StoredMessage{Seq: 1, Token: "crm", Body: bodies[1]}, domain.CommandKey("bob", "k1")); err == nil {
+		t.Error("RecallRecord took alice's k1 for bob's")
+	}
+	if _, err := domain.RecallRecord(domain.StoredMessage{Seq: 1, Token: "crm", Body: []byte("{")}, domain.CommandKey("alice", "k1")); err == nil {
+		t.Error("RecallRecord took an undecodable body")
+	}
+}
+
+// The memory keeps fingerprints compactly; each comes back as recorded.
+func TestApplyCommandMemoryKeepsFingerprints(t *testing.T) {
+	a := domain.NewApp("crm", 10)
+	hashes := map[string]string{
+		"lower": "0123456789abcdef0123456789abcdef",
+		"upper": "0123456789ABCDEF0123456789ABCDEF",
+		"short": "abc",
+		"none":  "",
+	}
+	seq := uint64(0)
+	for cmd, h := range hashes {
+		seq++
+		env, body := envelope(t, "crm", t0, "alice", cmd, nil)
+		env.CommandHash = h
+		env.Type = "backup." + "renamed"
+		a.Apply(seq, domain.HashEvent(body), env, nil)
+	}
+	for cmd, h := range hashes {
+		rec, ok := a.Command(domain.CommandKey("alice", cmd))
+		if !ok || rec.Hash != h || rec.Type != domain.TypeBackupRenamed {
+			t.Errorf("%s: record %+v, %v; want hash %q, type %s", cmd, rec, ok, h, domain.TypeBackupRenamed)
+		}
 	}
 }

@@ -124,6 +124,7 @@ func (r eventRegistry) decode(env *Envelope) (Event, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown event type %q", env.Type)
 	}
+	env.Type = d.name // one string per type, however many events are kept
 	if env.Version > d.version {
 		return nil, fmt.Errorf("%s version %d is not known to this server (it knows %d)", env.Type, env.Version, d.version)
 	}

@@ -28,13 +28,7 @@ func (s *Store) asOf(ctx context.Context, app string, t time.Time) (*domain.App,
 		return nil, domain.Errorf(domain.CodeUnavailable, "time travel is not configured on this server")
 	}
 	a := domain.NewApp(app, s.commandMemory)
-	check := domain.NewLedgerCheck()
-	if s.macKey != nil {
-		check.TrustMAC(s.macKey)
-	}
-	if s.pin != "" {
-		check.PinGenesis(s.pin)
-	}
+	check := s.newCheck()
 	err := s.hist.Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
 		v := check.Check(m)
 		switch {

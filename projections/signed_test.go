@@ -206,13 +206,13 @@ func TestSignedLedgerFoldsLikeAnUnsignedOne(t *testing.T) {
 	if got, want := signed.s.Backups("crm"), unsigned.s.Backups("crm"); !reflect.DeepEqual(got, want) {
 		t.Errorf("Backups(crm):\nsigned   %+v\nunsigned %+v", got, want)
 	}
-	if got, want := signed.s.AppLog("crm"), unsigned.s.AppLog("crm"); !reflect.DeepEqual(got, want) {
+	if got, want := appLogOf(t, signed.s, "crm"), appLogOf(t, unsigned.s, "crm"); !reflect.DeepEqual(got, want) {
 		t.Errorf("AppLog(crm):\nsigned   %+v\nunsigned %+v", got, want)
 	}
 	if got, want := signed.s.App("crm"), unsigned.s.App("crm"); !reflect.DeepEqual(got, want) {
 		t.Errorf("App(crm):\nsigned   %+v\nunsigned %+v", got, want)
 	}
-	if log, err := signed.s.BackupLog("crm", "b2"); err != nil || len(log) != 3 {
+	if log, err := signed.s.BackupLog(context.Background(), "crm", "b2"); err != nil || len(log) != 3 {
 		t.Errorf("BackupLog(crm, b2) = %+v, %v; want its 3 entries", log, err)
 	}
 	_, hash, _ := signed.appState("crm")
@@ -290,7 +290,7 @@ func TestSignedLedgerRefusesAForgedEvent(t *testing.T) {
 			given := forgeryGiven(l)
 			app := cmp.Or(tc.app, "crm")
 			_, headBefore, eventsBefore := l.appState(app)
-			logBefore, backupsBefore := l.s.AppLog(app), l.s.Backups(app)
+			logBefore, backupsBefore := appLogOf(t, l.s, app), l.s.Backups(app)
 
 			m := tc.forge(l, given)
 
@@ -306,7 +306,7 @@ func TestSignedLedgerRefusesAForgedEvent(t *testing.T) {
 			if others := rejectedBut(l.s, tc.reason); len(others) != 0 {
 				t.Errorf("Rejected() counts %v besides %s", others, tc.reason)
 			}
-			appLog := l.s.AppLog(app)
+			appLog := appLogOf(t, l.s, app)
 			if len(appLog) != len(logBefore)+1 || !reflect.DeepEqual(appLog[:len(logBefore)], logBefore) {
 				t.Fatalf("AppLog(%s) = %+v, want the entries before and one more", app, appLog)
 			}
@@ -318,7 +318,7 @@ func TestSignedLedgerRefusesAForgedEvent(t *testing.T) {
 			if !strings.Contains(e.Message, tc.reason) || !strings.Contains(e.Message, fmt.Sprint(m.Seq)) {
 				t.Errorf("log message %q does not name the reason %s and seq %d", e.Message, tc.reason, m.Seq)
 			}
-			if log, err := l.s.BackupLog("crm", "b1"); err != nil || len(log) != 3 {
+			if log, err := l.s.BackupLog(context.Background(), "crm", "b1"); err != nil || len(log) != 3 {
 				t.Errorf("BackupLog(crm, b1) = %+v, %v; want its 3 genuine entries", log, err)
 			}
 			for _, want := range []string{"ledger message refused", fmt.Sprintf("seq=%d", m.Seq), "reason=" + tc.reason, "level=ERROR"} {
@@ -345,7 +345,7 @@ func TestSignedLedgerRefusesAForgedEvent(t *testing.T) {
 			if seq != next.Seq || head != domain.HashEvent(next.Body) || events != eventsBefore+1 {
 				t.Errorf("after the next genuine event: seq %d, head %s, %d events; want %d, its hash, %d", seq, head, events, next.Seq, eventsBefore+1)
 			}
-			if e := l.s.AppLog(app); e[len(e)-1].Event != domain.TypeBackupRenamed || e[len(e)-1].Seq != next.Seq {
+			if e := appLogOf(t, l.s, app); e[len(e)-1].Event != domain.TypeBackupRenamed || e[len(e)-1].Seq != next.Seq {
 				t.Errorf("last log entry %+v, want the rename at seq %d", e[len(e)-1], next.Seq)
 			}
 			if app == "crm" {
@@ -505,7 +505,7 @@ func TestUnsignedPrefixThenStrict(t *testing.T) {
 	if got := l.s.Rejected()[domain.ReasonUnsigned]; got != 2 {
 		t.Errorf("Rejected()[unsigned] = %d, want 2 (the fake key.created and seq %d)", got, unsigned.Seq)
 	}
-	if got := events(l.s.AppLog("crm")); got[len(got)-2] != projections.TypeRejected || got[len(got)-1] != domain.TypeBackupRequested {
+	if got := events(appLogOf(t, l.s, "crm")); got[len(got)-2] != projections.TypeRejected || got[len(got)-1] != domain.TypeBackupRequested {
 		t.Errorf("AppLog(crm) events %v, want the refused message then the signed one (seq %d)", got, signed.Seq)
 	}
 }
@@ -747,4 +747,86 @@ func TestTimeTravelSkipsRefusedMessages(t *testing.T) {
 	if len(h.tokens) == 0 {
 		t.Error("time travel did not read the history")
 	}
+}
+
+// With a history, a log longer than the memory keeps is read from the
+// stream, and says what the log of a store that keeps every entry says:
+// refused and undecodable messages, key rotations, deleted backups.
+func TestLogsBeyondTheMemoryAreReadFromTheStream(t *testing.T) {
+	l := newSignedLedger(t) // keeps every entry
+	l.emit("crm", "alice", requested("old"))
+	l.store("crm", []byte("not an event"), nil) // undecodable, in the unsigned prefix
+	l.genesis(ledgerKey)
+	l.emit("crm", "alice", requested("b1"))
+	l.emit(domain.IdentityStream, "admin", &domain.OrgCreated{Org: "acme", Name: "ACME"})
+	l.emit("crm", "worker", completed("b1"))
+	forged := l.forge("crm", "mallory", deleteB1, foreignKey)
+	l.rotate(ledgerKey2)
+	l.emit("crm", "alice", requested("b2"))
+	l.replay(forged, "crm")
+	l.emit("crm", "alice", &domain.BackupRenamed{BackupID: "b1", Name: "renamed", PreviousName: "name of b1"})
+	l.emit("crm", "alice", &domain.BackupDeleted{BackupID: "old"})
+	l.emit("hr", "alice", requested("h1"))
+	for i := range 6 {
+		l.emit("crm", "alice", &domain.BackupRenamed{BackupID: "b2", Name: fmt.Sprintf("b2 %d", i), PreviousName: "x"})
+	}
+
+	h := &historyOf{msgs: slices.Clone(l.msgs)}
+	bounded := projections.New(domain.DefaultRules(), projections.Options{History: h, LogMemory: 3})
+	for _, m := range l.msgs {
+		bounded.Apply(m)
+	}
+	ctx := context.Background()
+	for _, app := range []string{"crm", "hr", "nobody"} {
+		want := appLogOf(t, l.s, app)
+		got := appLogOf(t, bounded, app)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("AppLog(%s) with 3 entries in memory:\n got %+v\nwant %+v", app, got, want)
+		}
+	}
+	if len(h.tokens) == 0 {
+		t.Fatal("the long log was not read from the stream")
+	}
+	for _, tc := range []struct{ app, id string }{{"crm", "old"}, {"crm", "b1"}, {"crm", "b2"}, {"hr", "h1"}, {"crm", "h1"}, {"crm", "nope"}} {
+		want, werr := l.s.BackupLog(ctx, tc.app, tc.id)
+		got, err := bounded.BackupLog(ctx, tc.app, tc.id)
+		if domain.Code(err) != domain.Code(werr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("BackupLog(%s, %s) = %+v, %v; want %+v, %v", tc.app, tc.id, got, err, want, werr)
+		}
+	}
+	// hr's log and b2's latest entries are in memory: no read for them.
+	reads := len(h.tokens)
+	if _, err := bounded.AppLog(ctx, "hr"); err != nil {
+		t.Fatal(err)
+	}
+	if log, err := bounded.BackupLog(ctx, "hr", "h1"); err != nil || len(log) != 1 {
+		t.Fatalf("BackupLog(hr, h1) = %+v, %v", log, err)
+	}
+	if len(h.tokens) != reads {
+		t.Errorf("logs held in memory were read from the stream (%d reads, want %d)", len(h.tokens), reads)
+	}
+}
+
+// A log that cannot be read from the stream answers unavailable.
+func TestLogReadFailureIsUnavailable(t *testing.T) {
+	l := newSignedLedger(t)
+	for i := range 10 {
+		l.emit("crm", "alice", requested(fmt.Sprintf("b%d", i)))
+	}
+	bounded := projections.New(domain.DefaultRules(), projections.Options{History: failingHistory{}, LogMemory: 2})
+	for _, m := range l.msgs {
+		bounded.Apply(m)
+	}
+	if _, err := bounded.AppLog(context.Background(), "crm"); domain.Code(err) != domain.CodeUnavailable {
+		t.Errorf("AppLog with a failing stream: %v (code %q), want %q", err, domain.Code(err), domain.CodeUnavailable)
+	}
+	if _, err := bounded.BackupLog(context.Background(), "crm", "b0"); domain.Code(err) != domain.CodeUnavailable {
+		t.Errorf("BackupLog with a failing stream: %v (code %q), want %q", err, domain.Code(err), domain.CodeUnavailable)
+	}
+}
+
+type failingHistory struct{}
+
+func (failingHistory) Messages(context.Context, []string, func(domain.StoredMessage) bool) error {
+	return fmt.Errorf("no responders")
 }

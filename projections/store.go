@@ -49,12 +49,14 @@ type Store struct {
 	expected map[string]decoded // by HashEvent of the body
 
 	hist HistoryReader // of Options.History; nil: no time travel
+	// logMemory is how many of each app's latest log entries stay in
+	// memory (0: all); older ones are read from hist when asked.
+	logMemory int
 }
 
 type appModel struct {
-	state      *domain.App
-	entries    []logged
-	backupLogs map[string][]int // backup id → indices into entries
+	state *domain.App
+	log   appLog
 }
 
 type waiter struct {
@@ -88,9 +90,19 @@ type Options struct {
 	// back into the store.
 	OnKeys func(domain.KeyInfo)
 	// History is the reader that time travel (AppAsOf, BackupsAsOf) folds
-	// past states from; without it they answer unavailable.
+	// past states from; without it they answer unavailable. With it, the
+	// logs keep only their latest entries in memory (LogMemory) and read
+	// older ones from it.
 	History HistoryReader
+	// LogMemory is how many of each app's latest log entries stay in
+	// memory when History is set; 0 means DefaultLogMemory.
+	LogMemory int
 }
+
+// DefaultLogMemory is how many of each app's latest log entries a Store
+// with a History keeps in memory: a log longer than that is read from the
+// stream when asked, so that memory does not grow with the ledger.
+const DefaultLogMemory = 64
 
 // New returns an empty Store for the given rules and options.
 func New(rules domain.Rules, opts Options) *Store {
@@ -113,10 +125,14 @@ func New(rules domain.Rules, opts Options) *Store {
 	if opts.Genesis != "" {
 		check.PinGenesis(opts.Genesis)
 	}
-	return &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
+	s := &Store{commandMemory: rules.CommandMemory, maxBackups: rules.MaxBackups, log: log, apps: map[string]*appModel{},
 		expected: map[string]decoded{}, check: check, rejected: rejected, refused: map[uint64]string{},
 		onKey: onKey, restoreKeys: map[string]domain.CommandRecord{}, macKey: opts.MACKey, pin: opts.Genesis,
 		hist: opts.History}
+	if s.hist != nil {
+		s.logMemory = cmp.Or(opts.LogMemory, DefaultLogMemory)
+	}
+	return s
 }
 
 // RejectReasons are the reasons a message of the ledger's stream is
@@ -210,13 +226,13 @@ func (s *Store) Apply(m domain.StoredMessage) {
 		s.dir.ApplyDecoded(m.Seq, hash, v.Env, v.Event) // env nil when undecodable
 	case v.Env == nil:
 		s.log.Error("undecodable ledger message folded as opaque", "seq", m.Seq, "app", m.Token)
-		s.apply(m.Seq, hash, decoded{env: &domain.Envelope{App: m.Token, Type: TypeUndecodable}})
+		s.apply(m.Seq, hash, appEvent(m, v))
 	case v.Env.App != m.Token:
 		s.log.Error("ledger message names another app than its subject; folded as opaque",
 			"seq", m.Seq, "app", m.Token, "body_app", v.Env.App)
-		s.apply(m.Seq, hash, decoded{env: &domain.Envelope{App: m.Token, Type: TypeUndecodable, Time: v.Env.Time, Actor: v.Env.Actor}})
+		s.apply(m.Seq, hash, appEvent(m, v))
 	default:
-		s.apply(m.Seq, hash, decoded{env: v.Env, ev: v.Event})
+		s.apply(m.Seq, hash, appEvent(m, v))
 	}
 	if m.Seq > s.applied {
 		s.applied = m.Seq
@@ -253,10 +269,6 @@ func (s *Store) refuse(m domain.StoredMessage, v domain.Verdict) {
 	}
 	s.refused[m.Seq] = v.Rejected
 	s.lastRefused = m.Seq
-	claim := ""
-	if v.Env != nil {
-		claim = fmt.Sprintf("; it claims to be %s by %q", v.Env.Type, v.Env.Actor)
-	}
 	s.log.Error("ledger message refused", "seq", m.Seq, "app", m.Token, "reason", v.Rejected, "detail", v.Detail,
 		"claimed_type", typeOf(v.Env), "key_id", m.KeyID)
 	switch {
@@ -265,8 +277,7 @@ func (s *Store) refuse(m domain.StoredMessage, v domain.Verdict) {
 	case domain.ValidateAppID(m.Token) == nil:
 		a := s.model(m.Token)
 		a.state.Refuse(m.Seq)
-		a.entries = append(a.entries, logged{seq: m.Seq, time: m.Stored.UTC(), typ: TypeRejected,
-			note: fmt.Sprintf("message at stream sequence %d refused (%s): %s%s", m.Seq, v.Rejected, v.Detail, claim)})
+		a.log.add(rejectedEntry(m, v), s.logMemory)
 	}
 }
 
@@ -300,7 +311,7 @@ func decode(body []byte) (decoded, error) {
 func (s *Store) model(app string) *appModel {
 	m := s.apps[app]
 	if m == nil {
-		m = &appModel{state: domain.NewApp(app, s.commandMemory), backupLogs: map[string][]int{}}
+		m = &appModel{state: domain.NewApp(app, s.commandMemory), log: appLog{backups: map[string]uint64{}}}
 		s.apps[app] = m
 	}
 	return m
@@ -314,10 +325,7 @@ func (s *Store) apply(seq uint64, hash string, d decoded) {
 		s.restoreKeys[restoreKey(r.SourceApp, env.Actor, env.CommandID)] = domain.CommandRecord{
 			Seq: seq, Type: env.Type, RestoreID: r.RestoreID, Hash: env.CommandHash, App: env.App}
 	}
-	m.entries = append(m.entries, logged{seq: seq, time: env.Time.UTC(), actor: env.Actor, typ: env.Type, ev: ev})
-	if id := domain.BackupID(ev); id != "" {
-		m.backupLogs[id] = append(m.backupLogs[id], len(m.entries)-1)
-	}
+	m.log.add(loggedOf(seq, d), s.logMemory)
 }
 
 // logged is one event as the logs keep it (not the whole envelope, to keep
@@ -572,37 +580,6 @@ func fillAppView(v *AppView, a *domain.App) {
 	v.Events = a.Events()
 	v.StoredBytes = a.StoredBytes()
 	restoreState(v, a)
-}
-
-// AppLog returns the log of app, oldest first.
-func (s *Store) AppLog(app string) []LogEntry {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if m := s.apps[app]; m != nil {
-		out := make([]LogEntry, len(m.entries))
-		for i, l := range m.entries {
-			out[i] = l.entry()
-		}
-		return out
-	}
-	return []LogEntry{}
-}
-
-// BackupLog returns the log of one backup, also after it was deleted, or an
-// *domain.Error with CodeNotFound for a backup the app never had.
-func (s *Store) BackupLog(app, id string) ([]LogEntry, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if m := s.apps[app]; m != nil {
-		if idx, ok := m.backupLogs[id]; ok {
-			out := make([]LogEntry, len(idx))
-			for i, j := range idx {
-				out[i] = m.entries[j].entry()
-			}
-			return out, nil
-		}
-	}
-	return nil, domain.Errorf(domain.CodeNotFound, "backup %s not found in app %s", id, app)
 }
 
 // Apps returns the ids of all apps with events, sorted.

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -172,7 +173,7 @@ func TestDeletedBackupLeavesListButKeepsLog(t *testing.T) {
 		t.Errorf("Backup(live) = %v, want no error", err)
 	}
 
-	log, err := l.s.BackupLog("crm", "b1")
+	log, err := l.s.BackupLog(context.Background(), "crm", "b1")
 	if err != nil {
 		t.Fatalf("BackupLog(deleted) = %v, want its log", err)
 	}
@@ -191,13 +192,13 @@ func TestDeletedBackupLeavesListButKeepsLog(t *testing.T) {
 	}
 
 	for _, tc := range []struct{ app, id string }{{"crm", "never"}, {"nobody", "b1"}, {"hr", "b2"}} {
-		_, err := l.s.BackupLog(tc.app, tc.id)
+		_, err := l.s.BackupLog(context.Background(), tc.app, tc.id)
 		if got := domain.Code(err); got != domain.CodeNotFound {
 			t.Errorf("BackupLog(%s, %s) error = %v (code %q), want code %q", tc.app, tc.id, err, got, domain.CodeNotFound)
 		}
 	}
 
-	if got := len(l.s.AppLog("crm")); got != 5 {
+	if got := len(appLogOf(t, l.s, "crm")); got != 5 {
 		t.Errorf("AppLog has %d entries after the delete, want all 5", got)
 	}
 }
@@ -303,7 +304,7 @@ func TestAppLogEntries(t *testing.T) {
 	s3 := l.emit("crm", "worker-7", at.Add(2*time.Second), &domain.BackupFailed{BackupID: "b1", Reason: "source unreachable"})
 	s4 := l.emit("crm", "alice", at.Add(3*time.Second), &domain.BackupRenamed{BackupID: "b1", Name: "new", PreviousName: "before upgrade"})
 
-	got := l.s.AppLog("crm")
+	got := appLogOf(t, l.s, "crm")
 	type want struct {
 		seq     uint64
 		actor   string
@@ -357,11 +358,11 @@ func TestAppLogEntries(t *testing.T) {
 
 	// The returned log is a copy.
 	got[0].Actor = "mallory"
-	if a := l.s.AppLog("crm")[0].Actor; a != "alice" {
+	if a := appLogOf(t, l.s, "crm")[0].Actor; a != "alice" {
 		t.Errorf("changing a returned entry changed the store: actor %q", a)
 	}
 
-	if empty := l.s.AppLog("nobody"); empty == nil || len(empty) != 0 {
+	if empty := appLogOf(t, l.s, "nobody"); empty == nil || len(empty) != 0 {
 		t.Errorf("AppLog(nobody) = %#v, want an empty non-nil list", empty)
 	}
 }
@@ -401,7 +402,7 @@ func TestUndecodableMessageIsFoldedAsOpaque(t *testing.T) {
 	if apps := s.Apps(); !slices.Equal(apps, []string{"crm"}) {
 		t.Errorf("Apps() = %v, want [crm] (billing is only named in a body)", apps)
 	}
-	for _, e := range s.AppLog("crm") {
+	for _, e := range appLogOf(t, s, "crm") {
 		if e.Event != projections.TypeUndecodable || e.Result != "failed" {
 			t.Errorf("log entry %+v, want event %s with result failed", e, projections.TypeUndecodable)
 		}
@@ -443,7 +444,7 @@ func TestUnknownEventTypeIsFolded(t *testing.T) {
 	if v.LastSeq != broken || v.Events != 3 {
 		t.Errorf("App(crm) last_seq %d events %d, want %d and 3", v.LastSeq, v.Events, broken)
 	}
-	log := l.s.AppLog("crm")
+	log := appLogOf(t, l.s, "crm")
 	if got, want := events(log), []string{domain.TypeBackupRequested, "test.from_the_future", domain.TypeBackupStarted}; !slices.Equal(got, want) {
 		t.Fatalf("AppLog events = %v, want %v", got, want)
 	}
@@ -556,8 +557,8 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 				_ = l.s.Backups("crm")
 				_ = l.s.AllBackups(nil)
 				_ = l.s.App("hr")
-				_ = l.s.AppLog("crm")
-				_, _ = l.s.BackupLog("hr", "b001")
+				_ = appLogOf(t, l.s, "crm")
+				_, _ = l.s.BackupLog(context.Background(), "hr", "b001")
 				l.s.ReadApp("crm", func(a *domain.App) { _ = a.Backups() })
 			}
 		})
@@ -627,7 +628,7 @@ func TestExpectedEventsFoldLikeDecodedOnes(t *testing.T) {
 		if got, want := told.App(app), l.s.App(app); !reflect.DeepEqual(got, want) {
 			t.Errorf("App(%s): told %+v, decoded %+v", app, got, want)
 		}
-		if got, want := told.AppLog(app), l.s.AppLog(app); !reflect.DeepEqual(got, want) {
+		if got, want := appLogOf(t, told, app), appLogOf(t, l.s, app); !reflect.DeepEqual(got, want) {
 			t.Errorf("AppLog(%s): told %+v, decoded %+v", app, got, want)
 		}
 		var h1, h2 string
@@ -717,4 +718,14 @@ func marshalView(t *testing.T, b domain.Backup) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// appLogOf returns the log of app in s, which must not fail.
+func appLogOf(t *testing.T, s *projections.Store, app string) []projections.LogEntry {
+	t.Helper()
+	entries, err := s.AppLog(context.Background(), app)
+	if err != nil {
+		t.Fatalf("AppLog(%s): %v", app, err)
+	}
+	return entries
 }

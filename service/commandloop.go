@@ -159,7 +159,7 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			ev, derr = c.decide(s, now)
 		})
 		if seen {
-			return duplicateOf(rec, c.meta)
+			return l.duplicateOf(ctx, c.token, key, rec, c.meta)
 		}
 		if derr != nil {
 			return executed{}, derr
@@ -224,7 +224,7 @@ func (l *commandLoop[S]) run(ctx context.Context, c loopCommand[S]) (executed, e
 			if !seen {
 				return executed{}, fmt.Errorf("duplicate of command %s at seq %d is not in the state of %s", c.meta.CommandID, ar.Seq, c.token)
 			}
-			return duplicateOf(rec, c.meta)
+			return l.duplicateOf(ctx, c.token, key, rec, c.meta)
 		}
 		l.obs.Appended(c.token, ev)
 		if err := l.fold.WaitApplied(ctx, ar.Seq); err != nil {
@@ -274,8 +274,13 @@ func (l *commandLoop[S]) catchUp(ctx context.Context, token string) (uint64, err
 }
 
 // duplicateOf answers a command from rec, the record of the first command
-// with its key: CodeIdempotencyKeyReused when that was another request.
-func duplicateOf(rec domain.CommandRecord, m domain.Meta) (executed, error) {
+// with its key (recalled from the store if need be): CodeIdempotencyKeyReused
+// when that was another request.
+func (l *commandLoop[S]) duplicateOf(ctx context.Context, token, key string, rec domain.CommandRecord, m domain.Meta) (executed, error) {
+	rec, err := recall(ctx, l.store, token, key, rec)
+	if err != nil {
+		return executed{}, err
+	}
 	if err := domain.CheckReuse(rec, m.CommandHash()); err != nil {
 		return executed{}, err
 	}
@@ -330,4 +335,25 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// recall returns rec whole: as it is, or, when the fold kept only its
+// sequence (CommandRecord.Recall), from the event there. The command was
+// recorded, so a store that cannot answer is domain.StoreUnavailable,
+// recorded.
+func recall(ctx context.Context, store EventStore, token, key string, rec domain.CommandRecord) (domain.CommandRecord, error) {
+	if !rec.Recall {
+		return rec, nil
+	}
+	m, err := store.Message(ctx, rec.Seq)
+	if err != nil {
+		if domain.Code(err) == domain.CodeUnavailable || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return domain.CommandRecord{}, domain.StoreUnavailable(domain.RecordedYes, err)
+		}
+		return domain.CommandRecord{}, fmt.Errorf("recall the record of a command of %s: %w", token, err)
+	}
+	if m.Token != token {
+		return domain.CommandRecord{}, fmt.Errorf("recall the record of a command of %s: seq %d is of %s", token, rec.Seq, m.Token)
+	}
+	return domain.RecallRecord(m, key)
 }

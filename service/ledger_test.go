@@ -673,3 +673,41 @@ func TestRecordUploadOfAnUnencodableTime(t *testing.T) {
 		t.Fatalf("code = %q, want archive_invalid or invalid_argument", c)
 	}
 }
+
+// A retry of a command older than the latest the app keeps whole is
+// answered from its event, read back from the stream: its first result,
+// and key reuse is still told from a retry. Another process, whose fold
+// came from the stream, answers the same.
+func TestExecuteRetryOfAnOlderCommandIsRecalledFromTheStream(t *testing.T) {
+	r := newRig(t, service.LedgerConfig{})
+	client := func(key string) domain.Meta { return domain.Meta{Actor: "alice", CommandID: key, ClientKey: true} }
+	b := r.must(t, nightly("crm"), alice("k0"))
+	rename := func(i int) domain.RenameBackup {
+		return domain.RenameBackup{App: "crm", BackupID: b.BackupID, Name: fmt.Sprintf("name %d", i)}
+	}
+	first := r.must(t, rename(1), client("r1"))
+	for i := 2; i <= 100; i++ {
+		r.must(t, rename(i), client(fmt.Sprintf("r%d", i)))
+	}
+	var rec domain.CommandRecord
+	r.fold.ReadApp("crm", func(a *domain.App) { rec, _ = a.Command(domain.CommandKey("alice", "r1")) })
+	if !rec.Recall {
+		t.Fatalf("the record of r1 is %+v; want one to recall (this test needs more commands)", rec)
+	}
+	p2 := r.newProc()
+	p2.catchUp(t)
+	n := r.stream.len()
+	want := first
+	want.Duplicate = true
+	for name, p := range map[string]*proc{"first process": r.proc, "another process": p2} {
+		again, err := p.exec(rename(1), client("r1"))
+		if err != nil || again != want {
+			t.Fatalf("%s: retry of r1 = %+v, %v; want %+v", name, again, err, want)
+		}
+		_, err = p.exec(rename(7), client("r1"))
+		wantCode(t, err, domain.CodeIdempotencyKeyReused)
+	}
+	if got := r.stream.len(); got != n {
+		t.Fatalf("retries appended: %d events, want %d", got, n)
+	}
+}

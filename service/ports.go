@@ -101,6 +101,10 @@ type EventStore interface {
 	// LastSeq returns the stream sequence of the app's last event, 0 if
 	// the app has none.
 	LastSeq(ctx context.Context, app string) (uint64, error)
+	// Message returns the message at stream sequence seq, with its seal
+	// and store time: a command's event, to recall its record. It returns
+	// an *domain.Error with CodeNotFound when the stream holds none there.
+	Message(ctx context.Context, seq uint64) (domain.StoredMessage, error)
 }
 
 // States is the fold of the ledger that this process keeps in memory (the

@@ -86,15 +86,20 @@ func (t *Transfers) Upload(ctx context.Context, m domain.Meta, up domain.Upload)
 		rec   domain.CommandRecord
 		seen  bool
 		quota int
+		// Execute records the actor made valid UTF-8.
+		key = domain.CommandKey(strings.ToValidUTF8(m.Actor, "\uFFFD"), m.CommandID)
 	)
 	t.states.ReadApp(up.App, func(a *domain.App) {
 		if m.CommandID != "" {
-			// Execute records the actor made valid UTF-8.
-			rec, seen = a.Command(domain.CommandKey(strings.ToValidUTF8(m.Actor, "\uFFFD"), m.CommandID))
+			rec, seen = a.Command(key)
 		}
 		quota = a.Quota()
 	})
 	if seen {
+		var err error
+		if rec, err = recall(ctx, t.ledger.loop.store, up.App, key, rec); err != nil {
+			return domain.Result{}, err
+		}
 		if m.ClientKey {
 			cmd := domain.RecordUpload{App: up.App, Name: up.Name, Description: up.Description}
 			if err := domain.CheckReuse(rec, domain.RequestHash(cmd.CommandName(), cmd)); err != nil {

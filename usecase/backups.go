@@ -188,20 +188,24 @@ func (a *Application) Retention(_ context.Context, c *Call, app string) (project
 }
 
 // AppLog answers the app's log, oldest first.
-func (a *Application) AppLog(_ context.Context, c *Call, app string) (projections.LogList, error) {
+func (a *Application) AppLog(ctx context.Context, c *Call, app string) (projections.LogList, error) {
 	if err := a.CheckApp(c.Principal, app); err != nil {
 		return projections.LogList{}, err
 	}
-	return projections.LogList{Entries: a.deps.Queries.AppLog(app)}, nil
+	entries, err := a.deps.Queries.AppLog(ctx, app)
+	if err != nil {
+		return projections.LogList{}, err
+	}
+	return projections.LogList{Entries: entries}, nil
 }
 
 // BackupLog answers one backup's log, also after the backup was deleted:
 // not_found for a backup the app never had.
-func (a *Application) BackupLog(_ context.Context, c *Call, req BackupRef) (projections.LogList, error) {
+func (a *Application) BackupLog(ctx context.Context, c *Call, req BackupRef) (projections.LogList, error) {
 	if err := a.CheckApp(c.Principal, req.App); err != nil {
 		return projections.LogList{}, err
 	}
-	entries, err := a.deps.Queries.BackupLog(req.App, req.ID)
+	entries, err := a.deps.Queries.BackupLog(ctx, req.App, req.ID)
 	if err != nil {
 		return projections.LogList{}, err
 	}

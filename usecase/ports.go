@@ -29,8 +29,10 @@ type Queries interface {
 	App(app string) projections.AppView
 	// Maintenance returns an app's maintenance.
 	Maintenance(app string) projections.MaintenanceView
-	AppLog(app string) []projections.LogEntry
-	BackupLog(app, id string) ([]projections.LogEntry, error)
+	// AppLog and BackupLog may read from the stream (CodeUnavailable
+	// when it does not answer).
+	AppLog(ctx context.Context, app string) ([]projections.LogEntry, error)
+	BackupLog(ctx context.Context, app, id string) ([]projections.LogEntry, error)
 	// Apps returns the apps with at least one event, sorted.
 	Apps() []string
 	// Restore returns one restore into app, or not_found.

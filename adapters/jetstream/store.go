@@ -161,3 +161,25 @@ func (s *EventStore) LastSeq(ctx context.Context, app string) (uint64, error) {
 	}
 	return msg.Sequence, nil
 }
+
+// Message implements service.EventStore: a direct get by stream
+// sequence, which does not scan the stream. It returns an *domain.Error
+// (CodeNotFound) when the stream holds no message at seq, and other
+// errors, wrapped, when it cannot be reached.
+func (s *EventStore) Message(ctx context.Context, seq uint64) (domain.StoredMessage, error) {
+	if seq == 0 {
+		return domain.StoredMessage{}, domain.Errorf(domain.CodeNotFound, "no message at stream sequence 0")
+	}
+	msg, err := s.stream.GetMsg(ctx, seq)
+	if errors.Is(err, njs.ErrMsgNotFound) {
+		return domain.StoredMessage{}, domain.Errorf(domain.CodeNotFound, "no message at stream sequence %d", seq)
+	}
+	if err != nil {
+		return domain.StoredMessage{}, fmt.Errorf("message at seq %d: %w", seq, natserr.Read(err))
+	}
+	m := domain.StoredMessage{Seq: msg.Sequence, Token: strings.TrimPrefix(msg.Subject, SubjectPrefix), Body: msg.Data, Stored: msg.Time}
+	if h := msg.Header; h != nil {
+		m.KeyID, m.Signature, m.MAC = first(h[domain.HeaderKeyID]), first(h[domain.HeaderSignature]), first(h[domain.HeaderMAC])
+	}
+	return m, nil
+}

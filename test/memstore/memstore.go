@@ -183,6 +183,17 @@ func (s *Store) LastSeq(_ context.Context, app string) (uint64, error) {
 	return s.last[app], nil
 }
 
+// Message implements service.EventStore: the message at seq, or an
+// *domain.Error with CodeNotFound.
+func (s *Store) Message(_ context.Context, seq uint64) (domain.StoredMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == 0 || seq > uint64(len(s.msgs)) {
+		return domain.StoredMessage{}, domain.Errorf(domain.CodeNotFound, "no message at stream sequence %d", seq)
+	}
+	return s.msgs[seq-1].StoredMessage, nil
+}
+
 // ReadSubject implements service.SubjectReader: the messages of token's
 // subject, in stream order.
 func (s *Store) ReadSubject(_ context.Context, token string) ([]domain.StoredMessage, error) {

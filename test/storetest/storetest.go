@@ -288,6 +288,28 @@ func testOrdering(t *testing.T, s service.EventStore, _ Options) {
 	for _, app := range apps {
 		wantLastSeq(t, s, app, last[app])
 	}
+	// Each message by its sequence, as appended.
+	for _, app := range apps {
+		for _, w := range want[app] {
+			m, err := s.Message(t.Context(), w.Seq)
+			if err != nil {
+				t.Fatalf("message at seq %d: %v", w.Seq, err)
+			}
+			if m.Stored.IsZero() {
+				t.Errorf("message at seq %d has no store time", w.Seq)
+			}
+			m.Stored = w.Stored
+			if m.Seq != w.Seq || m.Token != w.Token || string(m.Body) != string(w.Body) ||
+				m.KeyID != w.KeyID || m.Signature != w.Signature || m.MAC != w.MAC {
+				t.Errorf("message at seq %d = %+v, want %+v", w.Seq, m, w)
+			}
+		}
+	}
+	for _, none := range []uint64{0, seq + 1, seq + 1000} {
+		if m, err := s.Message(t.Context(), none); domain.Code(err) != domain.CodeNotFound {
+			t.Errorf("message at seq %d of %d = %+v, %v; want not found", none, seq, m, err)
+		}
+	}
 	r, ok := s.(service.SubjectReader)
 	if !ok {
 		return
