@@ -191,7 +191,7 @@ func (c *LedgerCheck) Head(token string) string { return c.heads[token] }
 // head, an accepted key event changes the keys. A rejected message changes
 // nothing.
 func (c *LedgerCheck) Check(m StoredMessage) Verdict {
-	return c.check(m, HashEvent(m.Body), nil)
+	return c.check(m, HashEvent(m.Body), nil, nil)
 }
 
 // Own is what a process knows of a message it signed and appended itself:
@@ -208,10 +208,10 @@ type Own struct {
 // Check does). A message of the unsigned prefix or of KeysStream is
 // checked in full.
 func (c *LedgerCheck) CheckOwn(m StoredMessage, own Own) Verdict {
-	return c.check(m, own.Hash, &own)
+	return c.check(m, own.Hash, &own, nil)
 }
 
-func (c *LedgerCheck) check(m StoredMessage, hash string, own *Own) Verdict {
+func (c *LedgerCheck) check(m StoredMessage, hash string, own *Own, p *Prepared) Verdict {
 	v := Verdict{Hash: hash}
 	switch {
 	case m.Token != IdentityStream && m.Token != KeysStream && ValidateAppID(m.Token) != nil:
@@ -219,14 +219,14 @@ func (c *LedgerCheck) check(m StoredMessage, hash string, own *Own) Verdict {
 	case len(c.keys) == 0 && m.Token == KeysStream:
 		c.checkGenesis(m, &v)
 	case len(c.keys) == 0:
-		c.checkLegacy(m, &v)
+		c.checkLegacy(m, &v, p)
 	default:
-		c.checkSigned(m, &v, own)
+		c.checkSigned(m, &v, own, p)
 	}
 	if !v.Accepted() {
 		v.Event = nil
 		if v.Env == nil && v.Rejected != ReasonUndecodable {
-			v.Env, _ = decodeEnvelope(m.Body)
+			v.Env, _ = p.envelope(m.Body)
 		}
 	}
 	return v
@@ -235,11 +235,11 @@ func (c *LedgerCheck) check(m StoredMessage, hash string, own *Own) Verdict {
 // checkLegacy accepts a message of the unsigned prefix, reporting a broken
 // link as audit verify does. The head moves even past a broken link: the
 // backupd of old chained its next event to whatever it folded last.
-func (c *LedgerCheck) checkLegacy(m StoredMessage, v *Verdict) {
+func (c *LedgerCheck) checkLegacy(m StoredMessage, v *Verdict, p *Prepared) {
 	v.Legacy = true
 	head := c.heads[m.Token]
 	c.heads[m.Token] = v.Hash
-	env, err := decodeEnvelope(m.Body)
+	env, err := p.envelope(m.Body)
 	if err != nil {
 		v.broken(ReasonUndecodable, "the body is not a JSON event envelope: %v", err)
 		return
@@ -254,7 +254,7 @@ func (c *LedgerCheck) checkLegacy(m StoredMessage, v *Verdict) {
 		v.broken(ReasonPrevHash, "prev_hash %q is not the hash %q of the subject's previous event", env.PrevHash, head)
 	}
 	if !isKeyType(env.Type) {
-		v.Event, _ = DecodeEvent(env)
+		v.Event = p.event(env)
 	}
 }
 
@@ -322,7 +322,7 @@ func (c *LedgerCheck) checkGenesis(m StoredMessage, v *Verdict) {
 // the headers and the key come before the signature, and the signature
 // before the body is decoded. A message of this process's own (own not
 // nil, and not on KeysStream) skips the signature and the decoding.
-func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own) {
+func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own, p *Prepared) {
 	if m.KeyID == "" || m.Signature == "" {
 		v.reject(ReasonUnsigned, "the ledger is signed since seq %d and the message lacks %s or %s", c.genesis, HeaderKeyID, HeaderSignature)
 		return
@@ -349,14 +349,14 @@ func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own) {
 		trusted := false
 		if c.macKey != nil && m.Token != KeysStream && m.MAC != "" {
 			mk := c.macKey(k.ID)
-			trusted = mk != nil && validMAC(mk, m.Body, m.MAC)
+			trusted = mk != nil && p.validMAC(k.ID, mk, m)
 		}
 		if !trusted && !verifyBody(k.PublicKey, m.Body, m.Signature) {
 			v.reject(ReasonBadSignature, "the signature does not verify with key %s", k.ID)
 			return
 		}
 		var err error
-		if env, err = decodeEnvelope(m.Body); err != nil {
+		if env, err = p.envelope(m.Body); err != nil {
 			v.reject(ReasonUndecodable, "the body is not a JSON event envelope: %v", err)
 			return
 		}
@@ -384,7 +384,7 @@ func (c *LedgerCheck) checkSigned(m StoredMessage, v *Verdict, own *Own) {
 		v.Event = own.Event
 		return
 	}
-	v.Event, _ = DecodeEvent(env) // nil: a newer type or version, kept opaque
+	v.Event = p.event(env) // nil: a newer type or version, kept opaque
 }
 
 // checkRotation decides a signed, decoded message of KeysStream after the

@@ -206,13 +206,44 @@ const TypeRejected = "rejected"
 // no backup, as backupd always did. The applied sequence always advances,
 // so that readers waiting for it are not stuck.
 func (s *Store) Apply(m domain.StoredMessage) {
+	s.apply1(m, nil)
+}
+
+// Prepare does the part of applying m that depends on no other message
+// (its hash, MAC and decoding: domain.Prepare), and returns the rest, to
+// be called in stream order as Apply would be. It may be called from any
+// goroutine, ahead of the messages before m being applied: a follower
+// prepares the next messages while it applies the last ones.
+func (s *Store) Prepare(m domain.StoredMessage) (apply func()) {
 	hash := domain.HashEvent(m.Body)
+	s.emu.Lock()
+	_, own := s.expected[hash]
+	s.emu.Unlock()
+	if own {
+		// This process appended it: Apply has its decoding.
+		return func() { s.apply1(m, nil) }
+	}
+	p := domain.Prepare(m, s.macKey, true)
+	return func() { s.apply1(m, p) }
+}
+
+// apply1 is Apply of m, with the work Prepare did for it if p is set.
+func (s *Store) apply1(m domain.StoredMessage, p *domain.Prepared) {
+	var hash string
+	if p != nil {
+		hash = p.Hash
+	} else {
+		hash = domain.HashEvent(m.Body)
+	}
 	own, isOwn := s.take(hash)
 	s.mu.Lock()
 	var v domain.Verdict
-	if isOwn {
+	switch {
+	case isOwn:
 		v = s.check.CheckOwn(m, domain.Own{Hash: hash, Env: own.env, Event: own.ev})
-	} else {
+	case p != nil:
+		v = s.check.CheckPrepared(m, p)
+	default:
 		v = s.check.Check(m)
 	}
 	switch {

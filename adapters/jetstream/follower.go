@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +30,9 @@ const followerRetry = time.Second
 // to apply. The ordered consumer recreates itself after a reconnect or a
 // server restart and resumes after the last message it delivered.
 type Follower struct {
-	js    njs.JetStream
-	apply func(domain.StoredMessage)
-	log   *slog.Logger
+	js      njs.JetStream
+	prepare func(domain.StoredMessage) func()
+	log     *slog.Logger
 
 	applied atomic.Uint64
 	target  atomic.Uint64
@@ -48,10 +49,19 @@ type Follower struct {
 // body, its subject's token, signature headers and store time. log may be
 // nil.
 func NewFollower(js njs.JetStream, apply func(domain.StoredMessage), log *slog.Logger) *Follower {
+	return NewPreparingFollower(js, func(m domain.StoredMessage) func() { return func() { apply(m) } }, log)
+}
+
+// NewPreparingFollower returns a Follower that hands every message of the
+// stream to prepare as soon as it is read, from one goroutine, and calls
+// the func prepare returned, in stream order, from another, so that
+// preparing the next messages (projections.Store.Prepare) and applying
+// the last ones use two cores. log may be nil.
+func NewPreparingFollower(js njs.JetStream, prepare func(domain.StoredMessage) func(), log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{js: js, apply: apply, log: log, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
+	return &Follower{js: js, prepare: prepare, log: log, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // followerResets is how often the follower's ordered consumer tries to
@@ -134,28 +144,64 @@ func (f *Follower) follow(ctx context.Context, st njs.Stream) error {
 	defer context.AfterFunc(ctx, it.Stop)()
 	next := njs.NextContext(ctx)
 	target := f.target.Load()
-	for {
-		msg, err := it.Next(next)
-		if err != nil {
-			return fmt.Errorf("next message: %w", err)
+	// One goroutine reads, preparers prepare (in parallel, one per core),
+	// this one applies in stream order; the reader ends with the iterator
+	// (on an error, or ctx's end), and everything read is applied before
+	// follow returns.
+	type item struct {
+		seq   uint64
+		m     domain.StoredMessage
+		apply func()
+		ready chan struct{} // closed once apply is set
+	}
+	ordered := make(chan *item, followerBatch)
+	work := make(chan *item, followerBatch)
+	var readErr error
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		for {
+			msg, err := it.Next(next)
+			if err != nil {
+				readErr = fmt.Errorf("next message: %w", err)
+				return
+			}
+			md, err := msg.Metadata()
+			if err != nil {
+				// Not a JetStream message: nothing to apply, nothing to ack.
+				f.log.Error("skip message without metadata", "subject", msg.Subject(), "err", err)
+				continue
+			}
+			x := &item{seq: md.Sequence.Stream, m: storedMessage(msg, md), ready: make(chan struct{})}
+			ordered <- x
+			work <- x
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			// Not a JetStream message: nothing to apply, nothing to ack.
-			f.log.Error("skip message without metadata", "subject", msg.Subject(), "err", err)
-			continue
-		}
-		seq := md.Sequence.Stream
-		if seq <= f.applied.Load() {
+	}()
+	for range preparers() {
+		go func() {
+			for x := range work {
+				x.apply = f.prepare(x.m)
+				close(x.ready)
+			}
+		}()
+	}
+	for x := range ordered {
+		<-x.ready
+		if x.seq <= f.applied.Load() {
 			continue // already applied before a restart of the consumer
 		}
-		f.apply(storedMessage(msg, md))
-		f.applied.Store(seq)
-		if seq >= target {
+		x.apply()
+		f.applied.Store(x.seq)
+		if x.seq >= target {
 			f.markCaughtUp()
 		}
 	}
+	return readErr
 }
+
+// preparers is how many goroutines prepare the follower's messages: one
+// per core.
+func preparers() int { return max(1, runtime.GOMAXPROCS(0)) }
 
 func (f *Follower) markCaughtUp() {
 	f.caughtUpOnce.Do(func() {

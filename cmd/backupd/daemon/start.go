@@ -195,7 +195,7 @@ func (d *Daemon) startProjections(ctx context.Context, s *startup) (err error) {
 	}
 	d.proj = projections.New(d.cfg.Rules, projections.Options{Logger: d.log, MACKey: d.signing.MACKeyOf,
 		Genesis: d.signing.GenesisKey(), OnKeys: d.signing.Learn, History: s.store})
-	d.follower = jetstream.NewFollower(d.js, d.proj.Apply, d.log)
+	d.follower = jetstream.NewPreparingFollower(d.js, d.proj.Prepare, d.log)
 	d.goRun(s.runCtx, "follower", d.follower.Run)
 	d.goRun(s.runCtx, "health", d.watchHealth)
 	return nil
