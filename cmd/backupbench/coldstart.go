@@ -15,12 +15,13 @@ import (
 
 // coldStart is what a restart of backupd on a long ledger measured.
 type coldStart struct {
-	apps    int
-	events  uint64        // in LEDGER at the restart
-	ready   time.Duration // from the process's start to /readyz answering 200
-	rawTime time.Duration // an ordered consumer's replay of the same stream
-	rss     int64         // VmRSS once ready after the restart
-	idleRSS int64         // VmRSS once ready on an empty data dir
+	natsVersion string
+	apps        int
+	events      uint64        // in LEDGER at the restart
+	ready       time.Duration // from the process's start to /readyz answering 200
+	rawTime     time.Duration // an ordered consumer's replay of the same stream
+	rss         int64         // VmRSS once ready after the restart
+	idleRSS     int64         // VmRSS once ready on an empty data dir
 }
 
 func (c *coldStart) rate() float64    { return float64(c.events) / c.ready.Seconds() }
@@ -93,6 +94,7 @@ func measureColdStart(ctx context.Context, bin, dir string, apps, events int, cl
 	if d.nc, d.js, err = connectAs(dir, daemon.RoleBackupd); err != nil {
 		return nil, err
 	}
+	c.natsVersion = d.nc.ConnectedServerVersion()
 	if c.events, err = loadgen.LastSeq(ctx, d.js); err != nil {
 		return nil, err
 	}

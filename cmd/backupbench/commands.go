@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/backupledger/backupledger/cmd/backupbench/loadgen"
@@ -29,16 +26,53 @@ against LEDGER. It fails on errors and wrong results, never on timing.
 
 `
 
-// commandsConfig is the command line of `backupbench commands`.
+// commandsConfig is what the command path and the cold start are given:
+// the flags of `backupbench commands` and of the default run.
 type commandsConfig struct {
-	syncs    []string
+	syncs    commaList
 	duration time.Duration
 	apps     int
 	clients  int
-	quick    bool
-	write    string
 	// events and coldApps size the cold start (0 events: not measured).
 	events, coldApps int
+}
+
+// register adds the flags of the command path and the cold start to fs.
+func (cfg *commandsConfig) register(fs *flag.FlagSet) {
+	cfg.syncs = commaList{"interval", "always"}
+	fs.Var(&cfg.syncs, "sync", "the --sync `modes` of the command path, comma-separated (empty: none)")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each run of the command path sends")
+	fs.IntVar(&cfg.apps, "apps", 64, "apps of the command path (one subject each in the raw stream)")
+	fs.IntVar(&cfg.clients, "clients", 32, "concurrent clients, each sending one command at a time")
+	fs.IntVar(&cfg.events, "events", 1_000_000, "events in LEDGER for the cold start (0: no cold start)")
+	fs.IntVar(&cfg.coldApps, "cold-apps", 1000, "apps of the cold start's events")
+}
+
+// validate returns the errors of cfg, joined.
+func (cfg *commandsConfig) validate() error {
+	var errs []error
+	for _, s := range cfg.syncs {
+		if s != "interval" && s != "always" {
+			errs = append(errs, fmt.Errorf("-sync %q: interval or always", s))
+		}
+	}
+	if cfg.duration <= 0 {
+		errs = append(errs, errors.New("-duration must be positive"))
+	}
+	if cfg.apps < 1 || cfg.clients < 1 {
+		errs = append(errs, errors.New("-apps and -clients must be at least 1"))
+	}
+	if cfg.events < 0 || (cfg.events > 0 && cfg.coldApps < 1) {
+		errs = append(errs, errors.New("-events must be at least 0, and -cold-apps at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// quicken makes cfg the short form of CI: 1 s per run, 8 apps, a cold
+// start over at most 20,000 events of 20 apps.
+func (cfg *commandsConfig) quicken() {
+	cfg.duration, cfg.apps = time.Second, 8
+	cfg.events, cfg.coldApps = min(cfg.events, 20_000), min(cfg.coldApps, 20)
 }
 
 func runCommands(args []string) error {
@@ -48,21 +82,21 @@ func runCommands(args []string) error {
 		fmt.Fprint(fs.Output(), commandsUsage)
 		fs.PrintDefaults()
 	}
-	syncs := fs.String("sync", "interval,always", "the --sync modes to measure, comma-separated")
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each run sends")
-	fs.IntVar(&cfg.apps, "apps", 64, "apps (one subject each in the raw stream)")
-	fs.IntVar(&cfg.clients, "clients", 32, "concurrent clients, each sending one command at a time")
-	fs.IntVar(&cfg.events, "events", 1_000_000, "events in LEDGER for the cold start (0: no cold start)")
-	fs.IntVar(&cfg.coldApps, "cold-apps", 1000, "apps of the cold start's events")
-	fs.BoolVar(&cfg.quick, "quick", false, "a short run for CI: 1 s per run, 8 apps, a cold start over 20,000 events of 20 apps, nothing written")
-	fs.StringVar(&cfg.write, "write", "", "write the table into this markdown file (between its backupbench commands markers)")
+	cfg.register(fs)
+	quick := fs.Bool("quick", false, "a short run for CI: 1 s per run, 8 apps, a cold start over 20,000 events of 20 apps, nothing written")
+	write := fs.String("write", "", "write the table into this markdown file (between its backupbench commands markers)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.syncs = strings.Split(*syncs, ",")
-	if cfg.quick {
-		cfg.duration, cfg.apps, cfg.write = time.Second, 8, ""
-		cfg.events, cfg.coldApps = min(cfg.events, 20_000), min(cfg.coldApps, 20)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("commands: unexpected arguments %q", fs.Args())
+	}
+	if *quick {
+		cfg.quicken()
+		*write = ""
+	}
+	if err := cfg.validate(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -75,24 +109,37 @@ func runCommands(args []string) error {
 	if err != nil {
 		return err
 	}
-	rep := commandsReport{cfg: cfg, started: time.Now()}
-	for _, sync := range cfg.syncs {
-		m, err := measureCommands(ctx, bin, filepath.Join(tmp, sync), sync, cfg)
-		if err != nil {
-			return fmt.Errorf("--sync %s: %w", sync, err)
-		}
-		rep.modes = append(rep.modes, m)
-		rep.natsVersion = m.natsVersion
-	}
-	if cfg.events > 0 {
-		if rep.cold, err = measureColdStart(ctx, bin, filepath.Join(tmp, "cold"), cfg.coldApps, cfg.events, cfg.clients); err != nil {
-			return fmt.Errorf("cold start: %w", err)
-		}
+	rep := report{commands: cfg, started: time.Now()}
+	if err := rep.measureCommandPath(ctx, bin, tmp); err != nil {
+		return err
 	}
 	out := rep.markdown()
 	fmt.Print(out)
-	if cfg.write != "" {
-		return writeBetweenMarkers(cfg.write, "backupbench commands", out)
+	if *write != "" {
+		return writeBetweenMarkers(*write, "backupbench commands", out)
+	}
+	return nil
+}
+
+// measureCommandPath measures every --sync mode of r.commands and then the
+// cold start, each on a backupd from bin with a data dir under dir.
+func (r *report) measureCommandPath(ctx context.Context, bin, dir string) error {
+	for _, sync := range r.commands.syncs {
+		m, err := measureCommands(ctx, bin, filepath.Join(dir, sync), sync, r.commands)
+		if err != nil {
+			return fmt.Errorf("--sync %s: %w", sync, err)
+		}
+		r.modes = append(r.modes, m)
+		r.natsVersion = m.natsVersion
+	}
+	if r.commands.events > 0 {
+		var err error
+		if r.cold, err = measureColdStart(ctx, bin, filepath.Join(dir, "cold"), r.commands.coldApps, r.commands.events, r.commands.clients); err != nil {
+			return fmt.Errorf("cold start: %w", err)
+		}
+		if r.natsVersion == "" {
+			r.natsVersion = r.cold.natsVersion
+		}
 	}
 	return nil
 }
@@ -198,106 +245,4 @@ func measureCommands(ctx context.Context, bin, dir, sync string, cfg commandsCon
 	m.checkedCommands = c.Found
 	fmt.Fprintf(os.Stderr, "--sync %s: ledger check %s\n", sync, c)
 	return m, nil
-}
-
-// commandsReport is the table of every mode measured.
-type commandsReport struct {
-	cfg         commandsConfig
-	started     time.Time
-	natsVersion string
-	modes       []*commandsMode
-	cold        *coldStart
-}
-
-func (r *commandsReport) markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s, %s, nats-server %s (embedded in backupd, R1 file store); backupd a separate process, the load from another on the same machine; %d apps, %d clients, %s per run; renames.\n\n",
-		r.started.UTC().Format("2006-01-02"), machine(), runtime.Version(), r.natsVersion, r.cfg.apps, r.cfg.clients, r.cfg.duration)
-	fmt.Fprintln(&b, "| measure | ours | raw, same run | ratio | target | met |")
-	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- | --- |")
-	targets := map[string][2]float64{"interval": {0.5, 0.35}, "always": {0.85, 0.75}}
-	for _, m := range r.modes {
-		t := targets[m.sync]
-		peak := func(what string, ours *loadgen.Result, target float64) {
-			ratio := ours.Throughput() / m.rawPeak.Throughput()
-			fmt.Fprintf(&b, "| commands/s, %s, `--sync %s` | %.0f/s (p99 %s) | %.0f/s (p99 %s) | %.2f | ≥ %.2f | %s |\n",
-				what, m.sync, ours.Throughput(), msStr(ours.Percentile(99)), m.rawPeak.Throughput(), msStr(m.rawPeak.Percentile(99)), ratio, target, yes(ratio >= target))
-		}
-		peak("NATS API", m.natsPeak, t[0])
-		peak("HTTP", m.httpPeak, t[1])
-		half := func(what string, ours, raw *loadgen.Result, rate float64) {
-			p99, rp99 := ours.Percentile(99), raw.Percentile(99)
-			fmt.Fprintf(&b, "| p99 at half our peak (%.0f/s), %s, `--sync %s` | %s (p50 %s) | %s (p50 %s) | %.1f× | ≤ 10 ms and ≤ 3× raw | %s |\n",
-				rate, what, m.sync, msStr(p99), msStr(ours.Percentile(50)), msStr(rp99), msStr(raw.Percentile(50)), float64(p99)/float64(rp99),
-				yes(p99 <= 10*time.Millisecond && p99 <= 3*rp99))
-		}
-		half("NATS API", m.natsHalf, m.rawNatsHalf, m.natsRate)
-		half("HTTP", m.httpHalf, m.rawHTTPHalf, m.httpRate)
-	}
-	if c := r.cold; c != nil {
-		ratio := c.rate() / c.rawRate()
-		fmt.Fprintf(&b, "| cold start: rebuild rate over %d events (%d apps), to `/readyz` | %.0f events/s | ordered-consumer replay %.0f events/s | %.2f | ≥ 0.5 | %s |\n",
-			c.events, c.apps, c.rate(), c.rawRate(), ratio, yes(ratio >= 0.5))
-		fmt.Fprintf(&b, "| start to `/readyz` with %d events | %.1f s | %.1f s | | ≤ 10 s | %s |\n",
-			c.events, c.ready.Seconds(), c.rawTime.Seconds(), yes(c.ready <= 10*time.Second))
-		fmt.Fprintf(&b, "| RSS after start with %d events / idle with none | %.0f MiB / %.0f MiB | | | ≤ 256 / ≤ 64 MiB | %s |\n",
-			c.events, mib(c.rss), mib(c.idleRSS), yes(c.rss <= 256<<20 && c.idleRSS <= 64<<20))
-	}
-	fmt.Fprintln(&b)
-	var checked []string
-	for _, m := range r.modes {
-		checked = append(checked, fmt.Sprintf("%d (`--sync %s`)", m.checkedCommands, m.sync))
-	}
-	fmt.Fprintf(&b, "Every acknowledged command was found in `LEDGER` exactly once: %s.\n", strings.Join(checked, ", "))
-	return b.String()
-}
-
-func mib(n int64) float64 { return float64(n) / (1 << 20) }
-
-func msStr(d time.Duration) string {
-	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
-}
-
-func yes(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
-}
-
-// machine describes the CPU and memory of this machine.
-func machine() string {
-	cpu := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
-		}
-	}
-	return fmt.Sprintf("%d cores (%s)%s, %s", runtime.NumCPU(), cpu, mem, runtime.GOOS)
-}
-
-// writeBetweenMarkers replaces the text between the lines
-// "<!-- name: begin -->" and "<!-- name: end -->" of the file at path.
-func writeBetweenMarkers(path, name, text string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	begin, end := []byte("<!-- "+name+": begin -->\n"), []byte("<!-- "+name+": end -->")
-	i, j := bytes.Index(b, begin), bytes.Index(b, end)
-	if i < 0 || j < i {
-		return errors.New(path + ": no " + string(bytes.TrimSpace(begin)) + " … " + string(end) + " markers")
-	}
-	out := append(append(append([]byte{}, b[:i+len(begin)]...), text...), b[j:]...)
-	return os.WriteFile(path, out, 0o644)
 }
