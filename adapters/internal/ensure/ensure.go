@@ -36,14 +36,15 @@ const (
 )
 
 // Retry calls f with a context bounded by tryFor until it succeeds, fails
-// for good (natserr.Transient says no), or ctx ends.
+// for good (natserr.Transient says no, and it is no lost create race), or
+// ctx ends.
 func Retry[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
 	pause := 100 * time.Millisecond
 	for {
 		tctx, cancel := context.WithTimeout(ctx, tryFor)
 		v, err := f(tctx)
 		cancel()
-		if err == nil || !natserr.Transient(err) || ctx.Err() != nil {
+		if err == nil || !(natserr.Transient(err) || createRace(err)) || ctx.Err() != nil {
 			return v, err
 		}
 		t := time.NewTimer(pause)
@@ -55,6 +56,15 @@ func Retry[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (
 		}
 		pause = min(2*pause, pauseMax)
 	}
+}
+
+// createRace reports whether err is the answer to a create that another
+// process's create of the same stream or bucket won a moment before
+// (replicas that start together): the next try finds it and checks its
+// configuration.
+func createRace(err error) bool {
+	var apiErr *njs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == njs.JSErrCodeStreamNameInUse
 }
 
 // Consumer creates or updates the durable consumer cfg of stream, tried

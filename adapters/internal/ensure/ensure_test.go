@@ -2,6 +2,7 @@ package ensure_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,5 +148,31 @@ func TestBucketsAreUpdatedOnlyWhenTheirConfigChanges(t *testing.T) {
 	}
 	if k, o := settled(t, nc, kvUpdates)-kvBase, settled(t, nc, objUpdates)-objBase; k != 1 || o != 1 {
 		t.Fatalf("update requests for changed buckets: kv %d, object store %d; want 1 each", k, o)
+	}
+}
+
+// Processes that start together create the same buckets at once, and on a
+// cluster the create that lost answers "stream name already in use"
+// (seen in CI as replicas started): the set-up tries again, finds the
+// bucket, and checks its configuration, instead of failing the start.
+func TestRetryAfterALostCreateRace(t *testing.T) {
+	tries := 0
+	got, err := ensure.Retry(t.Context(), func(context.Context) (string, error) {
+		if tries++; tries == 1 {
+			return "", fmt.Errorf("create or update kv bucket: %w", njs.ErrStreamNameAlreadyInUse)
+		}
+		return "bucket", nil
+	})
+	if err != nil || got != "bucket" || tries != 2 {
+		t.Fatalf("Retry after a lost create race = %q, %v after %d tries; want the bucket after 2", got, err, tries)
+	}
+	// Another refusal is not tried again.
+	tries = 0
+	_, err = ensure.Retry(t.Context(), func(context.Context) (string, error) {
+		tries++
+		return "", njs.ErrStreamNotFound
+	})
+	if err == nil || tries != 1 {
+		t.Fatalf("Retry of a refusal: %v after %d tries, want the error after 1", err, tries)
 	}
 }
