@@ -182,3 +182,14 @@ func EventTypes() []string {
 func DecodeEvent(env *Envelope) (Event, error) {
 	return registry.decode(env)
 }
+
+// DecodeCurrent decodes data of the current version of the registered
+// event type typ (what json.Marshal made of such an event), as a snapshot
+// keeps it.
+func DecodeCurrent(typ string, data []byte) (Event, error) {
+	d, ok := registry.lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("unknown event type %q", typ)
+	}
+	return registry.decode(&Envelope{Type: typ, Version: d.version, Data: data})
+}

@@ -29,6 +29,9 @@ type Store struct {
 	apps    map[string]*appModel
 	dir     domain.Directory // the identity events
 	applied uint64
+	// appliedHash is the hash of the body of the message at applied: a
+	// snapshot names the message it ends with.
+	appliedHash string
 	// check decides which messages are part of the ledger (signatures and
 	// hash chains).
 	check       *domain.LedgerCheck
@@ -266,7 +269,7 @@ func (s *Store) apply1(m domain.StoredMessage, p *domain.Prepared) {
 		s.apply(m.Seq, hash, appEvent(m, v))
 	}
 	if m.Seq > s.applied {
-		s.applied = m.Seq
+		s.applied, s.appliedHash = m.Seq, hash
 	}
 	s.mu.Unlock()
 	s.notify(m.Seq)

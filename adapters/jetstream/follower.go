@@ -64,6 +64,10 @@ func NewPreparingFollower(js njs.JetStream, prepare func(domain.StoredMessage) f
 	return &Follower{js: js, prepare: prepare, log: log, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
 }
 
+// StartAfter makes Run follow the stream from the message after seq, the
+// last one of a snapshot the projection loaded; call it before Run.
+func (f *Follower) StartAfter(seq uint64) { f.applied.Store(seq) }
+
 // followerResets is how often the follower's ordered consumer tries to
 // recreate itself after a failover before the follower starts a new one.
 const followerResets = 5
@@ -90,7 +94,7 @@ func (f *Follower) run(ctx context.Context) error {
 	last := st.CachedInfo().State.LastSeq
 	f.target.Store(last)
 	f.log.Info("following the ledger", "last_seq", last)
-	if last == 0 {
+	if last <= f.applied.Load() {
 		f.markCaughtUp()
 	}
 	for {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
@@ -18,19 +20,28 @@ type coldStart struct {
 	natsVersion string
 	apps        int
 	events      uint64        // in LEDGER at the restart
-	ready       time.Duration // from the process's start to /readyz answering 200
+	ready       time.Duration // from the process's start to /readyz answering 200, from the snapshot of the stop
 	rawTime     time.Duration // an ordered consumer's replay of the same stream
 	rss         int64         // VmRSS once ready after the restart
 	idleRSS     int64         // VmRSS once ready on an empty data dir
+	// snapshotSeq is the sequence of the snapshot the restart loaded (0:
+	// none); fullReady and fullRSS are of a restart without a snapshot,
+	// folding the ledger from the start.
+	snapshotSeq uint64
+	fullReady   time.Duration
+	fullRSS     int64
 }
 
-func (c *coldStart) rate() float64    { return float64(c.events) / c.ready.Seconds() }
-func (c *coldStart) rawRate() float64 { return float64(c.events) / c.rawTime.Seconds() }
+func (c *coldStart) rate() float64     { return float64(c.events) / c.ready.Seconds() }
+func (c *coldStart) fullRate() float64 { return float64(c.events) / c.fullReady.Seconds() }
+func (c *coldStart) rawRate() float64  { return float64(c.events) / c.rawTime.Seconds() }
 
 // measureColdStart starts backupd on an empty data dir (its idle memory),
 // fills LEDGER with renames of apps apps until it holds events events,
-// stops it, and times its restart to /readyz against an ordered
-// consumer's replay of the same stream.
+// stops it (which leaves a snapshot of the projection), and times its
+// restart to /readyz; then removes the snapshot and times a restart that
+// folds the ledger from the start; both against an ordered consumer's
+// replay of the same stream.
 func measureColdStart(ctx context.Context, bin, dir string, apps, events int, clients int) (*coldStart, error) {
 	args := func() []string {
 		return []string{"--nats-listen", freeAddr(), "--sync", "interval", "--admin-token", "bench",
@@ -82,26 +93,75 @@ func measureColdStart(ctx context.Context, bin, dir string, apps, events int, cl
 	nc.Close()
 	d.stop()
 
-	start := time.Now()
-	d, err = startProcess(ctx, bin, dir, args())
-	if err != nil {
-		return nil, err
+	restart := func() (time.Duration, int64, error) {
+		start := time.Now()
+		if d, err = startProcess(ctx, bin, dir, args()); err != nil {
+			return 0, 0, err
+		}
+		ready := time.Since(start)
+		rss, err := procStatus(d.cmd.Process.Pid, "VmRSS")
+		if err != nil {
+			return 0, 0, err
+		}
+		if d.nc, d.js, err = connectAs(dir, daemon.RoleBackupd); err != nil {
+			return 0, 0, err
+		}
+		return ready, rss, nil
 	}
-	c.ready = time.Since(start)
-	if c.rss, err = procStatus(d.cmd.Process.Pid, "VmRSS"); err != nil {
-		return nil, err
-	}
-	if d.nc, d.js, err = connectAs(dir, daemon.RoleBackupd); err != nil {
+	if c.ready, c.rss, err = restart(); err != nil {
 		return nil, err
 	}
 	c.natsVersion = d.nc.ConnectedServerVersion()
 	if c.events, err = loadgen.LastSeq(ctx, d.js); err != nil {
 		return nil, err
 	}
+	if c.snapshotSeq, err = snapshotSeq(ctx, d.js); err != nil {
+		return nil, err
+	}
 	if c.rawTime, err = replay(ctx, d.js, c.events); err != nil {
 		return nil, err
 	}
+	// Without the snapshot: removed, and the process killed, so that it
+	// makes none at its stop.
+	if err := deleteSnapshot(ctx, d.js); err != nil {
+		return nil, err
+	}
+	d.nc.Close()
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	if c.fullReady, c.fullRSS, err = restart(); err != nil {
+		return nil, err
+	}
+	if seq, err := snapshotSeq(ctx, d.js); err != nil || seq != 0 {
+		return nil, fmt.Errorf("the restart without a snapshot found one after seq %d (%v)", seq, err)
+	}
 	return c, nil
+}
+
+// snapshotSeq returns the sequence of the projection's stored snapshot, 0
+// if none is stored.
+func snapshotSeq(ctx context.Context, js njs.JetStream) (uint64, error) {
+	obs, err := js.ObjectStore(ctx, jetstream.SnapshotBucket)
+	if err != nil {
+		return 0, err
+	}
+	info, err := obs.GetInfo(ctx, "projection")
+	if errors.Is(err, njs.ErrObjectNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(info.Metadata["seq"], 10, 64)
+}
+
+// deleteSnapshot removes the projection's stored snapshot.
+func deleteSnapshot(ctx context.Context, js njs.JetStream) error {
+	obs, err := js.ObjectStore(ctx, jetstream.SnapshotBucket)
+	if err != nil {
+		return err
+	}
+	return obs.Delete(ctx, "projection")
 }
 
 // replay reads LEDGER from its first message to last with an ordered

@@ -132,6 +132,8 @@ func parseFlags(args []string, env func(string) (string, bool), stderr io.Writer
 	fs.DurationVar(&cfg.Sweeps.NightlyInterval, "nightly-interval", cfg.Sweeps.NightlyInterval, "how often the nightly backups that are due, and the retries of failed ones, are looked for: a safety net, since each app's timer (a JetStream message schedule) fires at its slot")
 	fs.DurationVar(&cfg.Sweeps.OrphanInterval, "orphan-interval", cfg.Sweeps.OrphanInterval, "how often stored archives are reconciled with the ledger")
 	fs.DurationVar(&cfg.Sweeps.OrphanGrace, "orphan-grace", cfg.Sweeps.OrphanGrace, "how old an archive without a live backup must be before it is removed")
+	fs.IntVar(&cfg.Sweeps.SnapshotEvery, "snapshot-every", cfg.Sweeps.SnapshotEvery, "events between two snapshots of the projection, so that a restart folds only the ledger's tail (0: only at a graceful stop)")
+	fs.DurationVar(&cfg.Sweeps.SnapshotInterval, "snapshot-interval", cfg.Sweeps.SnapshotInterval, "how often --snapshot-every is checked")
 	fs.DurationVar(&cfg.Webhooks.Timeout, "webhook-timeout", cfg.Webhooks.Timeout, "bound on one webhook POST")
 	fs.DurationVar(&cfg.Webhooks.Backoff, "webhook-backoff", cfg.Webhooks.Backoff, "first retry delay of a failed webhook delivery (doubled each time, at most 10m)")
 	fs.DurationVar(&cfg.Webhooks.RetryFor, "webhook-retry-for", cfg.Webhooks.RetryFor, "how long a failed webhook delivery is retried before it is given up")

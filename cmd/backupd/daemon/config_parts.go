@@ -249,12 +249,18 @@ type SweepConfig struct {
 	// must be before it is removed.
 	OrphanInterval time.Duration
 	OrphanGrace    time.Duration
+	// SnapshotEvery is how many events the projection folds between two
+	// of its snapshots (0: none but the one at a graceful stop); the
+	// snapshot is made at the first check every SnapshotInterval after
+	// that many events.
+	SnapshotEvery    int
+	SnapshotInterval time.Duration
 }
 
 // DefaultSweepConfig returns the default sweeps.
 func DefaultSweepConfig() SweepConfig {
 	return SweepConfig{VerifyInterval: 7 * 24 * time.Hour, ExpiryInterval: time.Hour, NightlyInterval: 5 * time.Minute,
-		OrphanInterval: time.Hour, OrphanGrace: time.Hour}
+		OrphanInterval: time.Hour, OrphanGrace: time.Hour, SnapshotEvery: 100_000, SnapshotInterval: time.Minute}
 }
 
 // Validate reports every invalid field of c, joined.
@@ -266,11 +272,14 @@ func (c SweepConfig) Validate() error {
 	}{
 		{"verify interval", c.VerifyInterval, time.Minute}, {"expiry interval", c.ExpiryInterval, time.Second},
 		{"nightly interval", c.NightlyInterval, time.Second}, {"orphan interval", c.OrphanInterval, time.Second},
-		{"orphan grace", c.OrphanGrace, time.Minute},
+		{"orphan grace", c.OrphanGrace, time.Minute}, {"snapshot interval", c.SnapshotInterval, time.Second},
 	} {
 		if f.got < f.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %s, got %s", f.name, shortDuration(f.min), f.got))
 		}
+	}
+	if c.SnapshotEvery < 0 {
+		errs = append(errs, fmt.Errorf("snapshot every must not be negative, got %d", c.SnapshotEvery))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -55,14 +56,19 @@ type Daemon struct {
 	js       njs.JetStream
 	proj     *projections.Store
 	follower *jetstream.Follower
-	health   health
-	ledger   *service.Ledger
-	archives *objectstore.Archives
-	config   *kv.Source
-	jobs     *jetstream.Jobs
-	api      *natsapi.Service
-	http     *http.Server
-	httpLn   net.Listener
+	// snapshots keeps the projection's snapshots; snapSeq is the sequence
+	// of the last one this process loaded or made.
+	snapshots  *jetstream.Snapshots
+	snapSeq    atomic.Uint64
+	loadedSnap uint64
+	health     health
+	ledger     *service.Ledger
+	archives   *objectstore.Archives
+	config     *kv.Source
+	jobs       *jetstream.Jobs
+	api        *natsapi.Service
+	http       *http.Server
+	httpLn     net.Listener
 	// metricsSrv serves /metrics on cfg.Metrics.Addr (nil with "none").
 	metricsSrv *http.Server
 	metricsLn  net.Listener
@@ -349,6 +355,12 @@ func (d *Daemon) stop(graceful bool) error {
 		d.cancel()
 	}
 	d.wg.Wait()
+	if graceful && d.snapshots != nil {
+		// Nothing is applied any more: the next start folds from here.
+		if err := d.saveSnapshot(ctx); err != nil {
+			d.log.Warn("snapshot at stop", "err", err)
+		}
+	}
 	if d.nc != nil && graceful {
 		// The drain has its own bound: the shutdown budget may be spent
 		// on requests and jobs by now.

@@ -196,7 +196,12 @@ func (d *Daemon) startProjections(ctx context.Context, s *startup) (err error) {
 	d.proj = projections.New(d.cfg.Rules, projections.Options{Logger: d.log, MACKey: d.signing.MACKeyOf,
 		Genesis: d.signing.GenesisKey(), OnKeys: d.signing.Learn, History: s.store})
 	d.follower = jetstream.NewPreparingFollower(d.js, d.proj.Prepare, d.log)
+	if d.snapshots, err = jetstream.NewSnapshots(ctx, d.js, d.cfg.NATS.Replicas); err != nil {
+		return err
+	}
+	d.loadSnapshot(ctx, s.store)
 	d.goRun(s.runCtx, "follower", d.follower.Run)
+	d.goRun(s.runCtx, "snapshots", d.snapshotLoop)
 	d.goRun(s.runCtx, "health", d.watchHealth)
 	return nil
 }
