@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
@@ -202,6 +203,15 @@ func (d *Daemon) startProjections(ctx context.Context, s *startup) (err error) {
 	d.loadSnapshot(ctx, s.store)
 	d.goRun(s.runCtx, "follower", d.follower.Run)
 	d.goRun(s.runCtx, "snapshots", d.snapshotLoop)
+	d.goRun(s.runCtx, "caught-up", func(ctx context.Context) error {
+		// Folding the ledger leaves garbage several times the state it
+		// made: give it back to the system once, rather than keep it
+		// until the heap grows into it.
+		if d.follower.WaitCaughtUp(ctx) == nil {
+			debug.FreeOSMemory()
+		}
+		return nil
+	})
 	d.goRun(s.runCtx, "health", d.watchHealth)
 	return nil
 }
