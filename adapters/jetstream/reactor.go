@@ -26,6 +26,7 @@ type Reactor struct {
 	js      njs.JetStream
 	durable string
 	handle  func(ctx context.Context, seq uint64, env *domain.Envelope, raw []byte) error
+	wants   func(typ string) bool
 	retry   time.Duration
 	log     *slog.Logger
 }
@@ -102,8 +103,16 @@ func (r *Reactor) Run(ctx context.Context) error {
 	return q.Run(ctx, r.one)
 }
 
+// Wants makes the reactor hand the handler only the events whose type
+// (its HeaderEventType, which backupd sets on every event) wants accepts:
+// the others are acknowledged without being decoded. Call it before Run.
+func (r *Reactor) Wants(wants func(typ string) bool) { r.wants = wants }
+
 // one hands one event to the handler.
 func (r *Reactor) one(ctx context.Context, m *workqueue.Msg) workqueue.Outcome {
+	if typ := m.Headers().Get(HeaderEventType); typ != "" && r.wants != nil && !r.wants(typ) {
+		return workqueue.Ack()
+	}
 	env, err := decodeEnvelope(m.Data())
 	if err != nil {
 		m.Log.Warn("event not decodable; skipped", "err", err)

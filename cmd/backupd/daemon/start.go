@@ -335,6 +335,9 @@ func (d *Daemon) startNotifier(ctx context.Context, s *startup) (err error) {
 	})
 	d.reactor = jetstream.NewReactor(d.js, jetstream.ReactorConsumerName, 0,
 		dispatcher{proj: d.proj, notifier: d.notifier, publicURL: d.cfg.HTTP.PublicURL, scheduled: d.syncTimer, log: d.log}.handle, d.log)
+	// The dispatcher acts on notifiable events and schedules only: the
+	// rest (renames, most of a busy ledger) is not decoded.
+	d.reactor.Wants(func(typ string) bool { return domain.Notifiable(typ) || typ == domain.TypeScheduleSet })
 	if err := d.reactor.Setup(ctx); err != nil {
 		return err
 	}
