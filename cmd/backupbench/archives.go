@@ -21,6 +21,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/backupledger/backupledger/cmd/backupbench/loadgen"
 	"github.com/backupledger/backupledger/cmd/backupd/daemon"
 )
 
@@ -435,7 +436,8 @@ func rawObjectStore(ctx context.Context, js njs.JetStream, open func() io.Reader
 	defer js.DeleteObjectStore(context.WithoutCancel(ctx), "bench_raw")
 	// nats.go's Put keeps up to 4000 chunks in flight and gives up when the
 	// server acknowledges none for 200 ms ("stalled"), which a busy disk
-	// can cause: time the first put that goes through.
+	// can cause (three tries in a row stalled right after the cold start's
+	// million events): time the first put that goes through.
 	var put time.Duration
 	for attempt := 1; ; attempt++ {
 		r := open()
@@ -451,10 +453,16 @@ func rawObjectStore(ctx context.Context, js njs.JetStream, open func() io.Reader
 		if err == nil {
 			break
 		}
-		if attempt == 3 {
+		if attempt == 6 {
 			return 0, 0, fmt.Errorf("raw put: %w", err)
 		}
+		// Let the disk catch up (the dirty pages written back) before the
+		// next try.
 		fmt.Fprintf(os.Stderr, "raw put attempt %d: %v; again\n", attempt, err)
+		syscall.Sync()
+		if !loadgen.Sleep(ctx, 2*time.Second) {
+			return 0, 0, ctx.Err()
+		}
 	}
 	start := time.Now()
 	got, err := store.Get(ctx, "raw")
