@@ -17,7 +17,7 @@ const wholeRecords = 64
 // size of them, so that a retry beyond the stream's duplicate window is
 // still answered with the first result. An app of a long ledger remembers
 // Rules.CommandMemory commands and a process folds every app, so it is
-// kept small, about 32 bytes a command: a key as the first 16 bytes of its
+// kept small, about 41 bytes a command: a key as the first 16 bytes of its
 // SHA-256 (two keys of one app meeting there is as likely as guessing a
 // 128-bit secret) with the stream sequence of its event, found through an
 // open-addressing table of slot numbers, and only the latest wholeRecords

@@ -178,7 +178,9 @@ func EventTypes() []string {
 // DecodeEvent decodes the data of an envelope into its registered type. An
 // unknown type, or a version newer than the registered one, returns an
 // error; callers that fold events skip such events so that an older process
-// survives a newer event type.
+// survives a newer event type. It sets env.Type to the registry's string
+// of a known type (the same value), so that events kept in memory share
+// it: env must not be read meanwhile.
 func DecodeEvent(env *Envelope) (Event, error) {
 	return registry.decode(env)
 }

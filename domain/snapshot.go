@@ -135,6 +135,8 @@ func commandMemoryFromSnapshot(s CommandsSnapshot) (commandMemory, error) {
 	switch {
 	case s.Size < 1 || s.Puts < 0 || len(s.Ring)%ringEntrySize != 0 || len(s.Table)%4 != 0 || n > s.Size || len(s.Whole) > wholeRecords:
 		return commandMemory{}, fmt.Errorf("command memory snapshot of size %d with %d bytes of ring, %d of table and %d records", s.Size, len(s.Ring), len(s.Table), len(s.Whole))
+	case n != min(s.Puts, s.Size) || len(s.Whole) != min(s.Puts, wholeRecords):
+		return commandMemory{}, fmt.Errorf("command memory snapshot of %d puts with %d commands and %d records", s.Puts, n, len(s.Whole))
 	case len(s.Table)/4 != 0 && (len(s.Table)/4)&(len(s.Table)/4-1) != 0 || len(s.Table)/4 < 2*n:
 		return commandMemory{}, fmt.Errorf("command memory snapshot with a table of %d entries for %d commands", len(s.Table)/4, n)
 	}

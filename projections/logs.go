@@ -95,8 +95,9 @@ func (s *Store) AppLog(ctx context.Context, app string) ([]LogEntry, error) {
 		s.mu.RUnlock()
 		return out, nil
 	}
+	last := m.state.Seq()
 	s.mu.RUnlock()
-	return s.logFromStream(ctx, app, "", applied)
+	return s.logFromStream(ctx, app, "", applied, last)
 }
 
 // BackupLog returns the log of one backup, also after it was deleted, or an
@@ -121,16 +122,21 @@ func (s *Store) BackupLog(ctx context.Context, app, id string) ([]LogEntry, erro
 		s.mu.RUnlock()
 		return out, nil
 	}
+	last := m.state.Seq()
 	s.mu.RUnlock()
-	return s.logFromStream(ctx, app, id, applied)
+	return s.logFromStream(ctx, app, id, applied, last)
 }
 
 // logFromStream reads the log of app (of its backup id, or all of it for
 // "") from the history up to stream sequence upTo, checking each message as
-// Apply does with the keys' messages.
-func (s *Store) logFromStream(ctx context.Context, app, id string, upTo uint64) ([]LogEntry, error) {
+// Apply does with the keys' messages. last is the sequence of the app's
+// last message this store applied: a read that ends before it (a replica
+// behind answered) is unavailable, never a log short of what this server
+// has answered already.
+func (s *Store) logFromStream(ctx context.Context, app, id string, upTo, last uint64) ([]LogEntry, error) {
 	check := s.newCheck()
 	out := []LogEntry{}
+	var seen uint64
 	err := s.hist.Messages(ctx, []string{app, domain.KeysStream}, func(m domain.StoredMessage) bool {
 		if m.Seq > upTo {
 			return false
@@ -139,6 +145,7 @@ func (s *Store) logFromStream(ctx context.Context, app, id string, upTo uint64) 
 		if m.Token != app {
 			return true
 		}
+		seen = m.Seq
 		var e logged
 		if v.Accepted() {
 			e = loggedOf(m.Seq, appEvent(m, v))
@@ -156,6 +163,9 @@ func (s *Store) logFromStream(ctx context.Context, app, id string, upTo uint64) 
 			return nil, err
 		}
 		return nil, domain.ReadUnavailable(fmt.Errorf("log of app %s: %w", app, err))
+	}
+	if seen < last {
+		return nil, domain.ReadUnavailable(fmt.Errorf("log of app %s: the stream answered up to seq %d, this server applied %d", app, seen, last))
 	}
 	return out, nil
 }

@@ -906,3 +906,24 @@ func TestPreparedMessagesFoldAsApplied(t *testing.T) {
 		}
 	}
 }
+
+// A stream that answers short of what the store applied (a replica
+// behind) makes the long log unavailable, not short.
+func TestLogReadShortOfTheFoldIsUnavailable(t *testing.T) {
+	l := newSignedLedger(t)
+	for i := range 10 {
+		l.emit("crm", "alice", requested(fmt.Sprintf("b%d", i)))
+	}
+	h := &historyOf{msgs: slices.Clone(l.msgs[:len(l.msgs)-1])}
+	bounded := projections.New(domain.DefaultRules(), projections.Options{History: h, LogMemory: 2})
+	for _, m := range l.msgs {
+		bounded.Apply(m)
+	}
+	if _, err := bounded.AppLog(context.Background(), "crm"); domain.Code(err) != domain.CodeUnavailable {
+		t.Errorf("AppLog from a stream behind: %v, want unavailable", err)
+	}
+	h.msgs = slices.Clone(l.msgs)
+	if log, err := bounded.AppLog(context.Background(), "crm"); err != nil || len(log) != 10 {
+		t.Errorf("AppLog from the whole stream: %d entries, %v; want 10", len(log), err)
+	}
+}

@@ -140,6 +140,8 @@ func (s *Store) LoadSnapshot(snap Snapshot) error {
 		return fmt.Errorf("snapshot of format %d, want %d", st.Format, snapshotFormat)
 	case st.Applied == 0 || st.Applied != snap.Seq || st.AppliedHash != snap.Hash:
 		return fmt.Errorf("snapshot after seq %d (%s), named as after seq %d (%s)", st.Applied, st.AppliedHash, snap.Seq, snap.Hash)
+	case s.pin != "" && len(st.Check.Keys) > 0 && st.Check.Keys[0].ID != s.pin:
+		return fmt.Errorf("snapshot of a ledger whose genesis key is %s, not the pinned %s", st.Check.Keys[0].ID, s.pin)
 	case st.CommandMemory != s.commandMemory || st.LogMemory != s.logMemory:
 		return fmt.Errorf("%w: command memory %d and log memory %d, this process %d and %d", errSnapshotMismatch,
 			st.CommandMemory, st.LogMemory, s.commandMemory, s.logMemory)

@@ -154,13 +154,22 @@ func TestLoadSnapshotRefusesAndChangesNothing(t *testing.T) {
 		"other rules":                 {rules: other, snap: snap},
 		"a store that folded already": {snap: snap, fed: true},
 	}
+	cases["another genesis than the pinned one"] = struct {
+		rules domain.Rules
+		snap  projections.Snapshot
+		fed   bool
+	}{snap: snap}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			rules := tc.rules
 			if rules == (domain.Rules{}) {
 				rules = domain.DefaultRules()
 			}
-			s := projections.New(rules, projections.Options{})
+			var opts projections.Options
+			if name == "another genesis than the pinned one" {
+				opts.Genesis = keyID(ledgerKey2)
+			}
+			s := projections.New(rules, opts)
 			if tc.fed {
 				s.Apply(l.msgs[0])
 			}

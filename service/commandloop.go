@@ -347,10 +347,11 @@ func recall(ctx context.Context, store EventStore, token, key string, rec domain
 	}
 	m, err := store.Message(ctx, rec.Seq)
 	if err != nil {
-		if domain.Code(err) == domain.CodeUnavailable || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return domain.CommandRecord{}, domain.StoreUnavailable(domain.RecordedYes, err)
-		}
-		return domain.CommandRecord{}, fmt.Errorf("recall the record of a command of %s: %w", token, err)
+		// The fold applied the event, so the stream holds it: a replica
+		// that answers not found (a direct get served by one behind) or
+		// nothing is retried, never told to the client as not found.
+		return domain.CommandRecord{}, domain.StoreUnavailable(domain.RecordedYes,
+			fmt.Errorf("recall the record of a command of %s at seq %d: %w", token, rec.Seq, err))
 	}
 	if m.Token != token {
 		return domain.CommandRecord{}, fmt.Errorf("recall the record of a command of %s: seq %d is of %s", token, rec.Seq, m.Token)

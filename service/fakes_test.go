@@ -49,6 +49,8 @@ type fakeStream struct {
 	failAppend  func(ev domain.PendingEvent) error
 	lastSeqErr  error
 	lastSeqCall int
+	// messageErr, if set, is the answer of every Message.
+	messageErr error
 }
 
 var _ service.EventStore = (*fakeStream)(nil)
@@ -74,6 +76,16 @@ func (s *fakeStream) Append(ctx context.Context, ev domain.PendingEvent) (domain
 		}
 	}
 	return s.Store.Append(ctx, ev)
+}
+
+func (s *fakeStream) Message(ctx context.Context, seq uint64) (domain.StoredMessage, error) {
+	s.mu.Lock()
+	err := s.messageErr
+	s.mu.Unlock()
+	if err != nil {
+		return domain.StoredMessage{}, err
+	}
+	return s.Store.Message(ctx, seq)
 }
 
 func (s *fakeStream) LastSeq(ctx context.Context, app string) (uint64, error) {

@@ -710,4 +710,14 @@ func TestExecuteRetryOfAnOlderCommandIsRecalledFromTheStream(t *testing.T) {
 	if got := r.stream.len(); got != n {
 		t.Fatalf("retries appended: %d events, want %d", got, n)
 	}
+	// A store that cannot give the event back (a replica behind answers
+	// not found) makes the retry unavailable and recorded, never not found.
+	r.stream.mu.Lock()
+	r.stream.messageErr = domain.Errorf(domain.CodeNotFound, "no message at that sequence")
+	r.stream.mu.Unlock()
+	_, err := r.proc.exec(rename(1), client("r1"))
+	wantCode(t, err, domain.CodeUnavailable)
+	if rec := domain.RecordedOf(err); rec != domain.RecordedYes {
+		t.Errorf("recorded = %q, want %q", rec, domain.RecordedYes)
+	}
 }

@@ -190,3 +190,36 @@ func clone(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// A snapshot sealed by a key that has since been rotated out is not
+// loaded (one who held that key could forge a whole fold): the restart
+// folds the ledger from the start, and the next stop seals with the new
+// key, which the start after loads.
+func TestSnapshotOfARetiredKeyIsNotLoaded(t *testing.T) {
+	dir := t.TempDir()
+	noInterval := func(c *daemon.Config) { c.Rules.MinInterval = 0 }
+	n := startNode(t, dir, noInterval, nil)
+	ids := snapshotWorld(t, n)
+	n.stop()
+
+	m := startNode(t, dir, noInterval, nil)
+	if m.d.LoadedSnapshot() == 0 {
+		t.Fatal("the snapshot of the first stop was not loaded")
+	}
+	m.must(http.StatusCreated, "POST", "/v1/ledger/keys/rotate", nil)
+	want := m.views(ids...)
+	m.kill() // the snapshot stays the one sealed by the old key
+
+	p := startNode(t, dir, noInterval, nil)
+	if got := p.d.LoadedSnapshot(); got != 0 {
+		t.Fatalf("loaded the snapshot after seq %d sealed by the retired key", got)
+	}
+	sameViews(t, "after a fold from the start", p.views(ids...), want)
+	seq := p.appliedSeq()
+	p.stop()
+	q := startNode(t, dir, noInterval, nil)
+	if got := q.d.LoadedSnapshot(); got != seq {
+		t.Fatalf("the snapshot sealed by the new key: loaded after seq %d, want %d", got, seq)
+	}
+	sameViews(t, "from the new key's snapshot", q.views(ids...), want)
+}

@@ -30,6 +30,10 @@ const (
 	snapshotMAC   = "mac"
 )
 
+// MaxSnapshotBytes bounds the snapshot a process reads at its start: a
+// fold of a million events is about 75 MB.
+const MaxSnapshotBytes = 1 << 30
+
 // ErrNoSnapshot says that no snapshot is stored.
 var ErrNoSnapshot = errors.New("no snapshot stored")
 
@@ -60,6 +64,14 @@ func (s *Snapshots) Save(ctx context.Context, snap projections.Snapshot, keyID s
 	if keyID == "" || macKey == nil {
 		return errors.New("a snapshot is sealed with a key of the ledger")
 	}
+	// Replicas share the object: one that is behind does not replace a
+	// newer snapshot (two writing at once may still cross; the next
+	// snapshot mends it).
+	if info, err := s.obs.GetInfo(ctx, snapshotObject); err == nil {
+		if stored, err := strconv.ParseUint(info.Metadata[snapshotSeq], 10, 64); err == nil && stored >= snap.Seq {
+			return nil
+		}
+	}
 	meta := njs.ObjectMeta{Name: snapshotObject, Description: fmt.Sprintf("projection after seq %d", snap.Seq),
 		Metadata: map[string]string{
 			snapshotSeq:   strconv.FormatUint(snap.Seq, 10),
@@ -73,9 +85,10 @@ func (s *Snapshots) Save(ctx context.Context, snap projections.Snapshot, keyID s
 	return nil
 }
 
-// Load returns the stored snapshot if it holds: sealed by a key of this
-// ledger that this process holds (macKey returns its event MAC key, nil
-// for another), and made of this stream (the message at its sequence,
+// Load returns the stored snapshot if it holds: sealed by the ledger's
+// current key (macKey returns its event MAC key, nil for any other key,
+// retired ones included: a snapshot made before a rotation is not
+// loaded), and made of this stream (the message at its sequence,
 // read with message, hashes as it says). It returns ErrNoSnapshot when
 // none is stored, and an error saying why when the one stored does not
 // hold: the caller folds the stream from the start.
@@ -87,6 +100,9 @@ func (s *Snapshots) Load(ctx context.Context, macKey func(keyID string) []byte,
 	}
 	if err != nil {
 		return projections.Snapshot{}, fmt.Errorf("snapshot info: %w", err)
+	}
+	if info.Size > MaxSnapshotBytes {
+		return projections.Snapshot{}, fmt.Errorf("snapshot of %d bytes, more than the %d a snapshot may have", info.Size, uint64(MaxSnapshotBytes))
 	}
 	md := info.Metadata
 	seq, err := strconv.ParseUint(md[snapshotSeq], 10, 64)

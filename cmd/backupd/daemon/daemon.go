@@ -357,9 +357,13 @@ func (d *Daemon) stop(graceful bool) error {
 	d.wg.Wait()
 	if graceful && d.snapshots != nil {
 		// Nothing is applied any more: the next start folds from here.
-		if err := d.saveSnapshot(ctx); err != nil {
+		// With a bound of its own: the requests and jobs may have spent
+		// the shutdown's.
+		sctx, scancel := context.WithTimeout(context.Background(), snapshotAtStop)
+		if err := d.saveSnapshot(sctx); err != nil {
 			d.log.Warn("snapshot at stop", "err", err)
 		}
+		scancel()
 	}
 	if d.nc != nil && graceful {
 		// The drain has its own bound: the shutdown budget may be spent

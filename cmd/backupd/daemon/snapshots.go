@@ -10,6 +10,9 @@ import (
 	"github.com/backupledger/backupledger/adapters/jetstream"
 )
 
+// snapshotAtStop bounds the snapshot made at a graceful stop.
+const snapshotAtStop = 30 * time.Second
+
 // loadSnapshot loads the projection's snapshot, if one is stored and
 // holds, so that the follower folds only the ledger after it. A snapshot
 // that does not hold (sealed by another ledger's key, altered, of another
@@ -40,7 +43,13 @@ func (d *Daemon) loadSnapshot(ctx context.Context, store *jetstream.EventStore) 
 // loadSnapshotOnce loads the stored snapshot into the projection and
 // returns its sequence and size.
 func (d *Daemon) loadSnapshotOnce(ctx context.Context, store *jetstream.EventStore) (uint64, int, error) {
-	snap, err := d.snapshots.Load(ctx, d.signing.MACKeyOf, store.Message)
+	current := func(keyID string) []byte {
+		if cur, ok := d.signing.Current(); !ok || cur.ID != keyID {
+			return nil
+		}
+		return d.signing.MACKeyOf(keyID)
+	}
+	snap, err := d.snapshots.Load(ctx, current, store.Message)
 	if err != nil {
 		return 0, 0, err
 	}
