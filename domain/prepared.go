@@ -4,8 +4,8 @@ package domain
 // on no other message: the hash of its body, whether its MAC holds for the
 // key it names, and its decoding. Prepare makes it, from any goroutine and
 // ahead of the check, so that a replay of the stream spreads over the
-// cores; CheckPrepared then uses it in stream order. A nil *Prepared does
-// the work when asked.
+// cores; CheckPrepared then uses it in stream order. A nil *Prepared, or
+// one only Hashed, does the rest of the work when asked.
 type Prepared struct {
 	Hash string
 	body []byte
@@ -20,23 +20,25 @@ type Prepared struct {
 	evDone  bool
 }
 
-// Prepare does the work of checking m that depends on no other message.
-// macKey is the check's (TrustMAC), nil if it trusts no MAC; decode says
-// whether to decode the body now (not for a message whose decoding the
-// caller already holds, such as its own).
-func Prepare(m StoredMessage, macKey func(keyID string) []byte, decode bool) *Prepared {
-	p := &Prepared{Hash: HashEvent(m.Body), body: m.Body}
+// Hashed starts the Prepared of m: the hash of its body, the rest done
+// when the check asks or by Prepare.
+func Hashed(m StoredMessage) *Prepared {
+	return &Prepared{Hash: HashEvent(m.Body), body: m.Body}
+}
+
+// Prepare does the rest of the work of checking m, whose Prepared p is,
+// that depends on no other message: its MAC under macKey (the check's,
+// TrustMAC; nil if it trusts no MAC) and its decoding. A message whose
+// decoding the caller already holds (its own) needs none of it.
+func (p *Prepared) Prepare(m StoredMessage, macKey func(keyID string) []byte) {
 	if macKey != nil && m.Token != KeysStream && m.MAC != "" && m.KeyID != "" {
 		if mk := macKey(m.KeyID); mk != nil {
 			p.macKeyID, p.macOK = m.KeyID, validMAC(mk, m.Body, m.MAC)
 		}
 	}
-	if decode {
-		if env, err := p.envelope(m.Body); err == nil && !isKeyType(env.Type) {
-			p.event(env)
-		}
+	if env, err := p.envelope(m.Body); err == nil && !isKeyType(env.Type) {
+		p.event(env)
 	}
-	return p
 }
 
 // envelope is decodeEnvelope of body, once.

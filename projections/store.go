@@ -218,36 +218,31 @@ func (s *Store) Apply(m domain.StoredMessage) {
 // goroutine, ahead of the messages before m being applied: a follower
 // prepares the next messages while it applies the last ones.
 func (s *Store) Prepare(m domain.StoredMessage) (apply func()) {
-	hash := domain.HashEvent(m.Body)
+	p := domain.Hashed(m)
 	s.emu.Lock()
-	_, own := s.expected[hash]
+	_, own := s.expected[p.Hash]
 	s.emu.Unlock()
-	if own {
-		// This process appended it: Apply has its decoding.
-		return func() { s.apply1(m, nil) }
+	if !own {
+		// This process did not append it (it would hold its decoding).
+		p.Prepare(m, s.macKey)
 	}
-	p := domain.Prepare(m, s.macKey, true)
 	return func() { s.apply1(m, p) }
 }
 
 // apply1 is Apply of m, with the work Prepare did for it if p is set.
 func (s *Store) apply1(m domain.StoredMessage, p *domain.Prepared) {
-	var hash string
-	if p != nil {
-		hash = p.Hash
-	} else {
-		hash = domain.HashEvent(m.Body)
+	if p == nil {
+		p = domain.Hashed(m)
 	}
+	hash := p.Hash
 	own, isOwn := s.take(hash)
 	s.mu.Lock()
 	var v domain.Verdict
 	switch {
 	case isOwn:
 		v = s.check.CheckOwn(m, domain.Own{Hash: hash, Env: own.env, Event: own.ev})
-	case p != nil:
-		v = s.check.CheckPrepared(m, p)
 	default:
-		v = s.check.Check(m)
+		v = s.check.CheckPrepared(m, p)
 	}
 	switch {
 	case !v.Accepted():
