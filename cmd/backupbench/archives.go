@@ -106,17 +106,11 @@ func runArchives(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	tmp, err := os.MkdirTemp("", "backupbench-archives-")
+	tmp, bin, done, err := workDir(ctx, "backupbench-archives-", *keep)
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(tmp)
-	}
-	bin, err := buildBackupd(ctx, tmp)
-	if err != nil {
-		return err
-	}
+	defer done()
 	rep := report{started: time.Now()}
 	if rep.archives, err = measureArchives(ctx, bin, filepath.Join(tmp, "archives"), cfg); err != nil {
 		return err

@@ -28,6 +28,24 @@ type backupd struct {
 	js   njs.JetStream
 }
 
+// workDir makes a temporary directory named after prefix and builds
+// backupd into it; done removes the directory unless keep.
+func workDir(ctx context.Context, prefix string, keep bool) (dir, bin string, done func(), err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", nil, err
+	}
+	done = func() {
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}
+	if bin, err = buildBackupd(ctx, dir); err != nil {
+		done()
+		return "", "", nil, err
+	}
+	return dir, bin, done, nil
+}
+
 // buildBackupd builds backupd into dir and returns the binary's path.
 func buildBackupd(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "backupd")

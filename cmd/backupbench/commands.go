@@ -100,15 +100,11 @@ func runCommands(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	tmp, err := os.MkdirTemp("", "backupbench-commands-")
+	tmp, bin, done, err := workDir(ctx, "backupbench-commands-", false)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	bin, err := buildBackupd(ctx, tmp)
-	if err != nil {
-		return err
-	}
+	defer done()
 	rep := report{commands: cfg, started: time.Now()}
 	if err := rep.measureCommandPath(ctx, bin, tmp); err != nil {
 		return err

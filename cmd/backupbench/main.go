@@ -117,17 +117,11 @@ func runBench(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	tmp, err := os.MkdirTemp("", "backupbench-")
+	tmp, bin, done, err := workDir(ctx, "backupbench-", *keep)
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(tmp)
-	}
-	bin, err := buildBackupd(ctx, tmp)
-	if err != nil {
-		return err
-	}
+	defer done()
 	rep := report{commands: cmds, started: time.Now()}
 	if err := rep.measureCommandPath(ctx, bin, tmp); err != nil {
 		return err
