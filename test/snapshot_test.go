@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,14 +67,13 @@ func snapshotWorld(t *testing.T, n *node) []string {
 // latest the app keeps whole is answered with its first result.
 func TestRestartFromASnapshot(t *testing.T) {
 	dir := t.TempDir()
-	noInterval := func(c *daemon.Config) { c.Rules.MinInterval = 0 }
-	n := startNode(t, dir, noInterval, nil)
+	n := startNode(t, dir, noMinInterval, nil)
 	ids := snapshotWorld(t, n)
 	before := n.views(ids...)
 	seq := n.appliedSeq()
 	n.stop()
 
-	m := startNode(t, dir, noInterval, nil)
+	m := startNode(t, dir, noMinInterval, nil)
 	if got := m.d.LoadedSnapshot(); got != seq {
 		t.Fatalf("the restart loaded the snapshot after seq %d, want the one after %d (the stop's)", got, seq)
 	}
@@ -91,7 +91,7 @@ func TestRestartFromASnapshot(t *testing.T) {
 	withTail := m.views(ids...)
 	m.kill()
 
-	p := startNode(t, dir, noInterval, nil)
+	p := startNode(t, dir, noMinInterval, nil)
 	if got := p.d.LoadedSnapshot(); got != seq {
 		t.Fatalf("after a crash the restart loaded the snapshot after seq %d, want %d", got, seq)
 	}
@@ -105,7 +105,7 @@ func TestRestartFromASnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.kill()
-	q := startNode(t, dir, noInterval, nil)
+	q := startNode(t, dir, noMinInterval, nil)
 	if got := q.d.LoadedSnapshot(); got != 0 {
 		t.Fatalf("loaded a snapshot after seq %d although none was stored", got)
 	}
@@ -119,7 +119,7 @@ func TestRestartFromASnapshot(t *testing.T) {
 func TestSnapshotThatDoesNotHoldIsIgnored(t *testing.T) {
 	tamper := map[string]func(info *njs.ObjectInfo, data []byte) (map[string]string, []byte){
 		"sealed by a foreign key": func(info *njs.ObjectInfo, data []byte) (map[string]string, []byte) {
-			md := clone(info.Metadata)
+			md := maps.Clone(info.Metadata)
 			md["key_id"] = "ed25519:" + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 			md["mac"] = domain.SnapshotMAC(bytes.Repeat([]byte{9}, 32), 1, md["hash"], data)
 			return md, data
@@ -128,7 +128,7 @@ func TestSnapshotThatDoesNotHoldIsIgnored(t *testing.T) {
 			return info.Metadata, bytes.Replace(data, []byte(`"name 79"`), []byte(`"forged!"`), 1)
 		},
 		"named after another message": func(info *njs.ObjectInfo, data []byte) (map[string]string, []byte) {
-			md := clone(info.Metadata)
+			md := maps.Clone(info.Metadata)
 			md["hash"] = strings.Repeat("0", 64)
 			return md, data
 		},
@@ -183,26 +183,17 @@ func TestSnapshotThatDoesNotHoldIsIgnored(t *testing.T) {
 	}
 }
 
-func clone(m map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // A snapshot sealed by a key that has since been rotated out is not
 // loaded (one who held that key could forge a whole fold): the restart
 // folds the ledger from the start, and the next stop seals with the new
 // key, which the start after loads.
 func TestSnapshotOfARetiredKeyIsNotLoaded(t *testing.T) {
 	dir := t.TempDir()
-	noInterval := func(c *daemon.Config) { c.Rules.MinInterval = 0 }
-	n := startNode(t, dir, noInterval, nil)
+	n := startNode(t, dir, noMinInterval, nil)
 	ids := snapshotWorld(t, n)
 	n.stop()
 
-	m := startNode(t, dir, noInterval, nil)
+	m := startNode(t, dir, noMinInterval, nil)
 	if m.d.LoadedSnapshot() == 0 {
 		t.Fatal("the snapshot of the first stop was not loaded")
 	}
@@ -210,14 +201,14 @@ func TestSnapshotOfARetiredKeyIsNotLoaded(t *testing.T) {
 	want := m.views(ids...)
 	m.kill() // the snapshot stays the one sealed by the old key
 
-	p := startNode(t, dir, noInterval, nil)
+	p := startNode(t, dir, noMinInterval, nil)
 	if got := p.d.LoadedSnapshot(); got != 0 {
 		t.Fatalf("loaded the snapshot after seq %d sealed by the retired key", got)
 	}
 	sameViews(t, "after a fold from the start", p.views(ids...), want)
 	seq := p.appliedSeq()
 	p.stop()
-	q := startNode(t, dir, noInterval, nil)
+	q := startNode(t, dir, noMinInterval, nil)
 	if got := q.d.LoadedSnapshot(); got != seq {
 		t.Fatalf("the snapshot sealed by the new key: loaded after seq %d, want %d", got, seq)
 	}
